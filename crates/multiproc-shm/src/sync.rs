@@ -1,0 +1,8 @@
+//! The one place atomics come from, so loom can stand in for them
+//! (`RUSTFLAGS="--cfg multiproc_loom"`).
+
+#[cfg(multiproc_loom)]
+pub use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+
+#[cfg(not(multiproc_loom))]
+pub use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};

@@ -1,0 +1,152 @@
+//! Reads and writes, with and without file descriptors attached.
+//!
+//! Every call retries on `EINTR`, so no caller loses a message or a byte to a
+//! signal. Sends on sockets use `MSG_NOSIGNAL`: a closed peer is an `EPIPE`
+//! error, never a `SIGPIPE`.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::io::Errno;
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+
+/// The most descriptors the kernel accepts in one `SCM_RIGHTS` message
+/// (`SCM_MAX_FD`).
+pub const MAX_FDS_PER_MESSAGE: usize = 253;
+
+fn retry<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => continue,
+            r => return r.map_err(io::Error::from),
+        }
+    }
+}
+
+/// `read(fd, buf)`, retried on `EINTR`. `Ok(0)` is end of file.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    retry(|| rustix::io::read(fd, &mut *buf))
+}
+
+/// `recv(fd, buf, MSG_DONTWAIT)` on a socket, retried on `EINTR`: reads what is
+/// there without blocking (`WouldBlock` when nothing is).
+pub fn recv_nonblocking(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    retry(|| rustix::net::recv(fd, &mut *buf, RecvFlags::DONTWAIT)).map(|(n, _)| n)
+}
+
+/// `write(fd, buf)`, retried on `EINTR`; may write less than `buf`.
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    retry(|| rustix::io::write(fd, buf))
+}
+
+/// `writev(fd, bufs)`, retried on `EINTR`; may write less than all of `bufs`.
+pub fn writev(fd: BorrowedFd<'_>, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    retry(|| rustix::io::writev(fd, bufs))
+}
+
+/// Write every byte of `bufs` to `fd` (a pipe, a socket or a file).
+///
+/// On a socket the first `sendmsg` carries `fds` as `SCM_RIGHTS`; the kernel
+/// attaches them to the first byte, so the receiver gets them no later than
+/// that byte. `fds` must be empty for anything but a Unix socket.
+pub fn write_all_vectored(
+    fd: BorrowedFd<'_>,
+    is_socket: bool,
+    bufs: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a message can carry at most {MAX_FDS_PER_MESSAGE} handles, not {}",
+                fds.len()
+            ),
+        ));
+    }
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut done = 0usize;
+    let mut fds_pending = !fds.is_empty();
+    let mut space =
+        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    while done < total || fds_pending {
+        // Build the iovec list for what is left.
+        let mut skip = done;
+        let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(bufs.len());
+        for b in bufs {
+            if skip >= b.len() {
+                skip -= b.len();
+                continue;
+            }
+            iov.push(IoSlice::new(&b[skip..]));
+            skip = 0;
+        }
+        let n = if is_socket {
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if fds_pending {
+                let fit = control.push(SendAncillaryMessage::ScmRights(fds));
+                debug_assert!(fit, "cmsg space is sized for MAX_FDS_PER_MESSAGE");
+            }
+            retry(|| rustix::net::sendmsg(fd, &iov, &mut control, SendFlags::NOSIGNAL))?
+        } else {
+            writev(fd, &iov)?
+        };
+        if fds_pending {
+            fds_pending = false;
+        }
+        if n == 0 && done < total {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
+        }
+        done += n;
+    }
+    Ok(())
+}
+
+/// Read into `buf` from a socket; file descriptors that arrive are appended to
+/// `fds` (close-on-exec). `Ok(0)` is end of file.
+///
+/// If the kernel had to drop descriptors because the control buffer was too
+/// small (`MSG_CTRUNC`), the received ones are closed and an `InvalidData`
+/// error is returned: the stream can no longer be trusted to line up handles
+/// with messages.
+pub fn recv_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut VecDeque<OwnedFd>,
+) -> io::Result<usize> {
+    let mut space =
+        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = retry(|| rustix::net::recvmsg(fd, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC))?;
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = m {
+            fds.extend(received);
+        }
+    }
+    if msg.flags.contains(ReturnFlags::CTRUNC) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "file descriptors were truncated in transit (MSG_CTRUNC)",
+        ));
+    }
+    Ok(msg.bytes)
+}
+
+/// Write all of `buf` to `fd`, retrying short writes and `EINTR`.
+pub fn write_all(fd: impl AsFd, mut buf: &[u8]) -> io::Result<()> {
+    let fd = fd.as_fd();
+    while !buf.is_empty() {
+        let n = write(fd, buf)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! The OS layer of multiproc: the only crate that makes system calls.
+//!
+//! Built on [`rustix`]; `libc` is used only where rustix has no wrapper
+//! (`fork`, `_exit`). The functions here carry no policy: they open, move and
+//! wait on file descriptors and processes, and report every failure as an
+//! [`std::io::Error`]. The `multiproc` crate decides what the calls mean.
+//!
+//! What this crate does:
+//! - fds: close-on-exec and non-blocking flags, pipes, stream socketpairs;
+//! - messages with file descriptors attached (`SCM_RIGHTS`);
+//! - readiness waits on one or many fds with monotonic deadlines, retried on `EINTR`;
+//! - processes: pidfds, signals through pidfds, `waitid(P_PIDFD)`, `fork`.
+//!
+//! What it does not do: framing, serialization, any decision about what a
+//! failure means for the caller.
+
+pub mod fd;
+pub mod io;
+pub mod poll;
+pub mod process;
+
+pub use rustix;

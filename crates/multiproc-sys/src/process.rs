@@ -1,0 +1,159 @@
+//! Processes: pidfds, signals, reaping, `fork`.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
+
+/// How a process ended, in Python's `exitcode` convention: the exit status, or
+/// the negated number of the signal that killed it.
+pub type ExitCode = i32;
+
+/// `getpid()`.
+pub fn pid() -> u32 {
+    rustix::process::getpid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
+}
+
+/// `getppid()`; `0` when there is no parent in this PID namespace.
+pub fn parent_pid() -> u32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get().unsigned_abs())
+}
+
+fn to_pid(pid: u32) -> io::Result<Pid> {
+    i32::try_from(pid)
+        .ok()
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "invalid pid"))
+}
+
+/// `pidfd_open(pid, 0)`: a descriptor that names the process and becomes
+/// readable when it exits. It cannot name another process after PID reuse.
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let fd = rustix::process::pidfd_open(to_pid(pid)?, PidfdFlags::empty())?;
+    Ok(fd)
+}
+
+/// `pidfd_send_signal(pidfd, sig)`. `ESRCH` (already exited) is reported as
+/// `Ok(false)`.
+#[doc(alias = "pidfd_send_signal")]
+pub fn pidfd_signal(pidfd: impl AsFd, signal: i32) -> io::Result<bool> {
+    let sig = Signal::from_named_raw(signal)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unknown signal number"))?;
+    match rustix::process::pidfd_send_signal(pidfd, sig) {
+        Ok(()) => Ok(true),
+        Err(Errno::SRCH) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `kill(pid, sig)`. `ESRCH` is reported as `Ok(false)`.
+pub fn kill(pid: u32, signal: i32) -> io::Result<bool> {
+    let sig = Signal::from_named_raw(signal)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "unknown signal number"))?;
+    match rustix::process::kill_process(to_pid(pid)?, sig) {
+        Ok(()) => Ok(true),
+        Err(Errno::SRCH) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `waitid(P_PIDFD, pidfd, WEXITED [| WNOHANG])`: reap the child.
+///
+/// Returns `None` when `block` is false and the child is still running.
+pub fn reap(pidfd: impl AsFd, block: bool) -> io::Result<Option<ExitCode>> {
+    let mut opts = WaitIdOptions::EXITED;
+    if !block {
+        opts |= WaitIdOptions::NOHANG;
+    }
+    loop {
+        match rustix::process::waitid(WaitId::PidFd(pidfd.as_fd()), opts) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(None) => return Ok(None),
+            Ok(Some(status)) => {
+                if let Some(code) = status.exit_status() {
+                    return Ok(Some(code));
+                }
+                if let Some(sig) = status.terminating_signal() {
+                    return Ok(Some(-sig));
+                }
+                // With NOHANG and no state change, Linux fills si_pid = 0,
+                // which rustix reports as a status with neither field.
+                if !block {
+                    return Ok(None);
+                }
+                return Err(io::Error::other("waitid returned no exit status"));
+            }
+        }
+    }
+}
+
+/// The number of threads in this process, from `/proc/self/stat`.
+pub fn thread_count() -> io::Result<usize> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Field 20 (num_threads); the command name (field 2) may contain spaces
+    // and parentheses, so count from the last ')'.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| io::Error::other("malformed /proc/self/stat"))?;
+    rest.split_whitespace()
+        .nth(17)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other("malformed /proc/self/stat"))
+}
+
+/// The result of [`fork`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// In the parent, with the child's pid.
+    Parent(u32),
+    /// In the child.
+    Child,
+}
+
+/// `fork()`.
+///
+/// # Safety
+///
+/// - If the calling process has more than one thread, the child may only call
+///   async-signal-safe functions until it calls `exec` or `_exit`: locks held
+///   by other threads at the time of the fork stay locked forever in the child.
+/// - The child shares every open file description with the parent.
+pub unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: `fork` has no memory-safety preconditions of its own; the
+    // caller upholds the multi-threading contract stated above.
+    let r = unsafe { libc::fork() };
+    match r {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid.unsigned_abs())),
+    }
+}
+
+/// `_exit(code)`: end the process now, without running `atexit` handlers or
+/// destructors (what a forked child must do).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is always safe to call; it never returns.
+    unsafe { libc::_exit(code) }
+}
+
+/// Ignore `SIGPIPE`, as the Rust runtime does before `main`: a write to a
+/// closed pipe becomes an `EPIPE` error. Needed where multiproc code runs
+/// before `main` (spawned children of test binaries).
+pub fn ignore_sigpipe() {
+    // SAFETY: installing SIG_IGN has no preconditions; no handler code runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+/// Send `SIGKILL` to this process.
+pub fn kill_self() -> ! {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), Signal::KILL);
+    exit_now(137)
+}

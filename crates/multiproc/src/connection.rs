@@ -1,0 +1,710 @@
+//! Pipes and connections: Python's `Pipe()` and `Connection` in Rust form.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec::{self, DecodeError, EncodeError};
+use crate::frame::{
+    self, DEFAULT_MAX_MESSAGE_SIZE, Fill, FrameError, FrameReader, MAX_HEADER_LEN, Payload,
+    ReadError, Source,
+};
+
+/// Why a message could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// Every handle of the receiving end is closed (Python's `BrokenPipeError`).
+    #[error("the receiving end is closed")]
+    Disconnected,
+    /// The message is larger than the maximum message size.
+    #[error("message of {len} bytes exceeds the maximum message size of {max} bytes")]
+    TooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The connection's maximum.
+        max: usize,
+    },
+    /// The value could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The value contains handles, which only a Unix-socket connection
+    /// ([`duplex`]) can carry.
+    #[error("handles can only be sent over a socket connection (duplex), not a pipe")]
+    HandlesNeedSocket,
+    /// `offset`/`size` do not lie inside the buffer given to
+    /// [`Connection::send_bytes_range`] (Python's `ValueError`).
+    #[error("range {offset}+{size} is outside the buffer of {len} bytes")]
+    OutOfRange {
+        /// Start of the range.
+        offset: usize,
+        /// Length of the range.
+        size: usize,
+        /// Length of the buffer.
+        len: usize,
+    },
+    /// This end was opened read-only.
+    #[error("connection is read-only")]
+    NotWritable,
+    /// The OS reported an error.
+    #[error(transparent)]
+    Io(io::Error),
+}
+
+impl From<io::Error> for SendError {
+    fn from(e: io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => SendError::Disconnected,
+            _ => SendError::Io(e),
+        }
+    }
+}
+
+/// Why no message was received.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// Every handle of the sending end is closed and nothing is left to read
+    /// (Python's `EOFError`).
+    #[error("end of file: the sending end is closed")]
+    Eof,
+    /// [`Connection::try_recv`] found no complete message.
+    #[error("no message is available")]
+    Empty,
+    /// The timeout passed before a whole message arrived. A partly received
+    /// message is kept for the next call.
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// The byte stream is malformed; the connection is now unusable.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The payload is not a valid encoding of the expected type. The message
+    /// is consumed; the connection stays usable.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// The buffer given to [`Connection::recv_bytes_into`] is too short. The
+    /// message is consumed and handed back whole (Python's `BufferTooShort`).
+    #[error("buffer too short for a message of {} bytes", .0.len())]
+    BufferTooShort(Vec<u8>),
+    /// A previous frame error made the connection unusable.
+    #[error("connection is broken by an earlier malformed frame")]
+    Broken,
+    /// This end was opened write-only.
+    #[error("connection is write-only")]
+    NotReadable,
+    /// The OS reported an error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl RecvError {
+    /// Whether this is end of file (the peer closed every handle).
+    pub fn is_eof(&self) -> bool {
+        matches!(self, RecvError::Eof)
+    }
+}
+
+/// The kind of descriptor under a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Transport {
+    /// A pipe (or FIFO): bytes only, no handles.
+    Pipe,
+    /// A stream Unix socket: bytes and handles.
+    Socket,
+}
+
+/// Reads from a connection's descriptor for the frame decoder.
+struct FdSource<'a> {
+    fd: BorrowedFd<'a>,
+    transport: Transport,
+}
+
+impl Source for FdSource<'_> {
+    fn fill(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+        fds: &mut VecDeque<OwnedFd>,
+    ) -> io::Result<Fill> {
+        if deadline.is_some() {
+            let r = multiproc_sys::poll::wait_readable(self.fd, deadline)?;
+            if !r.readable {
+                return Ok(Fill::TimedOut);
+            }
+        }
+        let n = match self.transport {
+            Transport::Pipe => multiproc_sys::io::read(self.fd, buf),
+            Transport::Socket => multiproc_sys::io::recv_with_fds(self.fd, buf, fds),
+        };
+        match n {
+            Ok(0) => Ok(Fill::Eof),
+            Ok(n) => Ok(Fill::Data(n)),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(Fill::Eof),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Read one frame from `fd` through `reader` (created on first use). The
+/// payload borrows only the reader, so the caller can still use `fds`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "disjoint borrows of one Connection"
+)]
+fn read_frame<'r>(
+    readable: bool,
+    fd: BorrowedFd<'_>,
+    transport: Transport,
+    reader: &'r mut Option<Box<FrameReader>>,
+    fds: &mut VecDeque<OwnedFd>,
+    broken: &mut bool,
+    deadline: Option<Instant>,
+    max: usize,
+) -> Result<Payload<'r>, RecvError> {
+    if !readable {
+        return Err(RecvError::NotReadable);
+    }
+    if *broken {
+        return Err(RecvError::Broken);
+    }
+    let reader = reader.get_or_insert_with(|| Box::new(FrameReader::new(max)));
+    reader.set_max_message_size(max);
+    let mut src = FdSource { fd, transport };
+    match reader.read_frame(&mut src, deadline, fds) {
+        Ok(p) => Ok(p),
+        Err(ReadError::Eof) => Err(RecvError::Eof),
+        Err(ReadError::TimedOut) => Err(RecvError::Timeout),
+        Err(ReadError::Frame(e)) => {
+            *broken = true;
+            Err(RecvError::Frame(e))
+        }
+        Err(ReadError::Io(e)) => Err(RecvError::Io(e)),
+    }
+}
+
+/// One end of a pipe or a duplex connection, carrying serde values of type
+/// `T` and raw byte messages.
+///
+/// Messages are frames with Python's `multiprocessing.connection` layout, so
+/// `send_bytes`/`recv_bytes` interoperate with Python peers. Serde messages
+/// may contain handles ([`Connection`]s, [`Fd`](crate::Fd)s) when the
+/// connection is a Unix socket ([`duplex`]).
+///
+/// A connection is a handle: it can be passed to a spawned process in its
+/// argument, or sent inside a message over a duplex connection. Every copy
+/// of the write end must be closed, in every process, before the reader
+/// sees [`RecvError::Eof`].
+///
+/// Reads are buffered: one `read` can bring in many small messages. A
+/// connection with unread buffered data refuses to be sent to another
+/// process (its buffered messages would stay behind).
+pub struct Connection<T> {
+    fd: OwnedFd,
+    transport: Transport,
+    readable: bool,
+    writable: bool,
+    max: usize,
+    reader: Option<Box<FrameReader>>,
+    fds: VecDeque<OwnedFd>,
+    wbuf: Vec<u8>,
+    broken: bool,
+    _marker: PhantomData<fn(T) -> T>,
+}
+
+impl<T> fmt::Debug for Connection<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.fd.as_raw_fd())
+            .field("transport", &self.transport)
+            .field("readable", &self.readable)
+            .field("writable", &self.writable)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A one-way pipe: `(reader, writer)`, like Python's `Pipe(duplex=False)`.
+///
+/// Pipes carry bytes and serde values, but not handles; use [`duplex`] to
+/// send connections or other descriptors.
+#[doc(alias = "Pipe")]
+pub fn pipe<T>() -> io::Result<(Connection<T>, Connection<T>)> {
+    let (r, w) = multiproc_sys::fd::pipe()?;
+    Ok((
+        Connection::new(r, Transport::Pipe, true, false),
+        Connection::new(w, Transport::Pipe, false, true),
+    ))
+}
+
+/// A two-way connection on a Unix socketpair, like Python's `Pipe()`.
+/// Both ends read and write, and messages may carry handles.
+pub fn duplex<T>() -> io::Result<(Connection<T>, Connection<T>)> {
+    let (a, b) = multiproc_sys::fd::socketpair()?;
+    Ok((
+        Connection::new(a, Transport::Socket, true, true),
+        Connection::new(b, Transport::Socket, true, true),
+    ))
+}
+
+impl<T> Connection<T> {
+    fn new(fd: OwnedFd, transport: Transport, readable: bool, writable: bool) -> Self {
+        Connection {
+            fd,
+            transport,
+            readable,
+            writable,
+            max: DEFAULT_MAX_MESSAGE_SIZE,
+            reader: None,
+            fds: VecDeque::new(),
+            wbuf: Vec::new(),
+            broken: false,
+            _marker: PhantomData,
+        }
+    }
+
+    /// Wrap a descriptor: a pipe end, a FIFO, or a connected stream socket
+    /// (Unix or TCP). The kind is taken from `fstat`; handles can be carried
+    /// only over Unix sockets.
+    pub fn from_fd(fd: OwnedFd, readable: bool, writable: bool) -> io::Result<Self> {
+        let transport = match multiproc_sys::fd::kind(&fd)? {
+            multiproc_sys::fd::FdKind::Socket => Transport::Socket,
+            _ => Transport::Pipe,
+        };
+        Ok(Connection::new(fd, transport, readable, writable))
+    }
+
+    /// Whether this end can receive.
+    pub fn readable(&self) -> bool {
+        self.readable
+    }
+
+    /// Whether this end can send.
+    pub fn writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The largest message this end sends or accepts (default 64 MiB).
+    pub fn max_message_size(&self) -> usize {
+        self.max
+    }
+
+    /// Change the largest message this end sends or accepts.
+    pub fn set_max_message_size(&mut self, max: usize) {
+        self.max = max;
+        if let Some(r) = &mut self.reader {
+            r.set_max_message_size(max);
+        }
+    }
+
+    /// The same connection with another message type (the bytes on the wire
+    /// are unchanged).
+    pub fn cast<U>(self) -> Connection<U> {
+        Connection {
+            fd: self.fd,
+            transport: self.transport,
+            readable: self.readable,
+            writable: self.writable,
+            max: self.max,
+            reader: self.reader,
+            fds: self.fds,
+            wbuf: self.wbuf,
+            broken: self.broken,
+            _marker: PhantomData,
+        }
+    }
+
+    /// A second handle on the same connection (`dup`). Buffered unread data
+    /// stays with `self`.
+    pub fn try_clone(&self) -> io::Result<Self> {
+        let mut c = Connection::new(
+            multiproc_sys::fd::dup(&self.fd)?,
+            self.transport,
+            self.readable,
+            self.writable,
+        );
+        c.max = self.max;
+        Ok(c)
+    }
+
+    /// Close this handle (Python's `close()`); same as dropping it.
+    pub fn close(self) {}
+
+    // ----- sending -------------------------------------------------------
+
+    fn check_writable(&self) -> Result<(), SendError> {
+        if self.writable {
+            Ok(())
+        } else {
+            Err(SendError::NotWritable)
+        }
+    }
+
+    /// Send `buf` as one message (Python's `send_bytes(buf)`).
+    pub fn send_bytes(&mut self, buf: &[u8]) -> Result<(), SendError> {
+        self.check_writable()?;
+        if buf.len() > self.max {
+            return Err(SendError::TooLarge {
+                len: buf.len(),
+                max: self.max,
+            });
+        }
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let header = frame::encode_header(buf.len(), &mut header);
+        if buf.len() <= 4096 {
+            // One contiguous write: cheaper than a two-element writev.
+            self.wbuf.clear();
+            self.wbuf.extend_from_slice(header);
+            self.wbuf.extend_from_slice(buf);
+            multiproc_sys::io::write_all_vectored(
+                self.fd.as_fd(),
+                self.transport == Transport::Socket,
+                &[&self.wbuf],
+                &[],
+            )?;
+        } else {
+            multiproc_sys::io::write_all_vectored(
+                self.fd.as_fd(),
+                self.transport == Transport::Socket,
+                &[header, buf],
+                &[],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Send `buf[offset..offset + size]` as one message (Python's
+    /// `send_bytes(buf, offset, size)`; `size == None` means to the end).
+    pub fn send_bytes_range(
+        &mut self,
+        buf: &[u8],
+        offset: usize,
+        size: Option<usize>,
+    ) -> Result<(), SendError> {
+        let size = size.unwrap_or_else(|| buf.len().saturating_sub(offset));
+        match offset.checked_add(size) {
+            Some(end) if end <= buf.len() => self.send_bytes(&buf[offset..end]),
+            _ => Err(SendError::OutOfRange {
+                offset,
+                size,
+                len: buf.len(),
+            }),
+        }
+    }
+
+    // ----- receiving -----------------------------------------------------
+
+    /// Read the next frame, waiting until `deadline`.
+    fn next_frame(
+        &mut self,
+        deadline: Option<Instant>,
+        max: usize,
+    ) -> Result<Payload<'_>, RecvError> {
+        let Connection {
+            fd,
+            transport,
+            readable,
+            reader,
+            fds,
+            broken,
+            ..
+        } = self;
+        read_frame(
+            *readable,
+            fd.as_fd(),
+            *transport,
+            reader,
+            fds,
+            broken,
+            deadline,
+            max,
+        )
+    }
+
+    /// Receive one byte message (Python's `recv_bytes()`).
+    pub fn recv_bytes(&mut self) -> Result<Vec<u8>, RecvError> {
+        let max = self.max;
+        Ok(self.next_frame(None, max)?.into_vec())
+    }
+
+    /// Receive one byte message, waiting at most `timeout`.
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
+        let max = self.max;
+        Ok(self
+            .next_frame(Some(Instant::now() + timeout), max)?
+            .into_vec())
+    }
+
+    /// Receive one byte message of at most `maxlength` bytes (Python's
+    /// `recv_bytes(maxlength)`). A longer message is a
+    /// [`FrameError::TooLarge`] error and, as in Python, leaves the
+    /// connection unusable.
+    pub fn recv_bytes_limited(&mut self, maxlength: usize) -> Result<Vec<u8>, RecvError> {
+        let max = self.max.min(maxlength);
+        Ok(self.next_frame(None, max)?.into_vec())
+    }
+
+    /// Receive one byte message into `buf[offset..]`, returning its length
+    /// (Python's `recv_bytes_into(buf, offset)`).
+    ///
+    /// If the message does not fit, it is consumed and returned whole in
+    /// [`RecvError::BufferTooShort`]. An `offset` past the end of `buf` is an
+    /// `InvalidInput` error and receives nothing.
+    pub fn recv_bytes_into(&mut self, buf: &mut [u8], offset: usize) -> Result<usize, RecvError> {
+        if offset > buf.len() {
+            return Err(RecvError::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "offset {offset} is past the end of a {}-byte buffer",
+                    buf.len()
+                ),
+            )));
+        }
+        let max = self.max;
+        let payload = self.next_frame(None, max)?;
+        let msg = payload.as_slice();
+        let space = &mut buf[offset..];
+        if msg.len() > space.len() {
+            return Err(RecvError::BufferTooShort(payload.into_vec()));
+        }
+        space[..msg.len()].copy_from_slice(msg);
+        Ok(msg.len())
+    }
+
+    /// Whether a message (or end of file) can be read now, waiting up to
+    /// `timeout` (`None`: forever; zero: just look). Python's `poll()`.
+    pub fn poll(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
+        if self.reader.as_ref().is_some_and(|r| r.has_complete_frame()) {
+            return Ok(true);
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        Ok(multiproc_sys::poll::wait_readable(self.fd.as_fd(), deadline)?.readable)
+    }
+}
+
+impl<T> Connection<T> {
+    fn send_encoded(
+        &mut self,
+        wbuf: &mut [u8],
+        fds: Result<Vec<RawFd>, EncodeError>,
+    ) -> Result<(), SendError> {
+        let fds = fds?;
+        if !fds.is_empty() && self.transport != Transport::Socket {
+            return Err(SendError::HandlesNeedSocket);
+        }
+        let body = wbuf.len() - MAX_HEADER_LEN;
+        if body > self.max {
+            return Err(SendError::TooLarge {
+                len: body,
+                max: self.max,
+            });
+        }
+        wbuf[MAX_HEADER_LEN] = u8::try_from(fds.len()).expect("checked by encode");
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let header = frame::encode_header(body, &mut header);
+        let start = MAX_HEADER_LEN - header.len();
+        wbuf[start..MAX_HEADER_LEN].copy_from_slice(header);
+        let borrowed: Vec<BorrowedFd<'_>> = fds
+            .iter()
+            // SAFETY: each fd belongs to a handle inside the value passed to
+            // `send`, which is borrowed for the whole call.
+            .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
+            .collect();
+        multiproc_sys::io::write_all_vectored(
+            self.fd.as_fd(),
+            self.transport == Transport::Socket,
+            &[&wbuf[start..]],
+            &borrowed,
+        )?;
+        Ok(())
+    }
+}
+
+impl<T: Serialize> Connection<T> {
+    /// Send a value (Python's `send(obj)`, without pickle).
+    ///
+    /// Handles inside the value travel with it over a [`duplex`]
+    /// connection; the sender keeps its own copies.
+    pub fn send(&mut self, value: &T) -> Result<(), SendError> {
+        self.check_writable()?;
+        // Layout in wbuf: 12 bytes reserved for the header, 1 byte handle
+        // count, then postcard; the header is written right-aligned into the
+        // reserved space so the frame goes out in one write.
+        let mut wbuf = std::mem::take(&mut self.wbuf);
+        wbuf.clear();
+        wbuf.resize(MAX_HEADER_LEN + 1, 0);
+        let fds = codec::encode(value, &mut wbuf);
+        let result = self.send_encoded(&mut wbuf, fds);
+        self.wbuf = wbuf;
+        result
+    }
+}
+
+impl<T> Connection<T> {
+    /// Receive one serde payload and hand it, with its handles, to `decode`.
+    fn recv_with<U>(
+        &mut self,
+        deadline: Option<Instant>,
+        decode: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<U, DecodeError>,
+    ) -> Result<U, RecvError> {
+        let Connection {
+            fd,
+            transport,
+            readable,
+            reader,
+            fds: queue,
+            broken,
+            max,
+            ..
+        } = self;
+        let payload = read_frame(
+            *readable,
+            fd.as_fd(),
+            *transport,
+            reader,
+            queue,
+            broken,
+            deadline,
+            *max,
+        )?;
+        let bytes = payload.as_slice();
+        let Some((&count, body)) = bytes.split_first() else {
+            return Err(DecodeError::Empty.into());
+        };
+        let count = usize::from(count);
+        let available = queue.len();
+        if count > available {
+            // The handles the message names never arrived: the stream and the
+            // handle queue no longer line up.
+            *broken = true;
+            queue.clear();
+            return Err(DecodeError::MissingHandles {
+                expected: count,
+                available,
+            }
+            .into());
+        }
+        let fds: Vec<OwnedFd> = queue.drain(..count).collect();
+        Ok(decode(body, fds)?)
+    }
+
+    /// [`recv_with`](Self::recv_with) for the rest of the crate.
+    pub(crate) fn recv_with_public<U>(
+        &mut self,
+        deadline: Option<Instant>,
+        decode: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<U, DecodeError>,
+    ) -> Result<U, RecvError> {
+        self.recv_with(deadline, decode)
+    }
+
+    /// Receive one serde payload undecoded, with the handles that came with it.
+    pub(crate) fn recv_raw(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+        self.recv_with(deadline, |b, fds| Ok((b.to_vec(), fds)))
+    }
+
+    /// Send an already encoded serde payload whose handles are `fds`
+    /// (descriptors that stay open for the duration of the call).
+    pub(crate) fn send_raw(&mut self, body: &[u8], fds: &[RawFd]) -> Result<(), SendError> {
+        self.check_writable()?;
+        let mut wbuf = std::mem::take(&mut self.wbuf);
+        wbuf.clear();
+        wbuf.resize(MAX_HEADER_LEN + 1, 0);
+        wbuf.extend_from_slice(body);
+        let result = self.send_encoded(&mut wbuf, Ok(fds.to_vec()));
+        self.wbuf = wbuf;
+        result
+    }
+}
+
+impl<T: DeserializeOwned> Connection<T> {
+    fn recv_deadline_inner(&mut self, deadline: Option<Instant>) -> Result<T, RecvError> {
+        self.recv_with(deadline, codec::decode)
+    }
+
+    /// Receive a value, blocking until one arrives (Python's `recv()`).
+    pub fn recv(&mut self) -> Result<T, RecvError> {
+        self.recv_deadline_inner(None)
+    }
+
+    /// Receive a value if a whole one has arrived; never blocks
+    /// ([`RecvError::Empty`] otherwise).
+    pub fn try_recv(&mut self) -> Result<T, RecvError> {
+        match self.recv_deadline_inner(Some(Instant::now())) {
+            Err(RecvError::Timeout) => Err(RecvError::Empty),
+            r => r,
+        }
+    }
+
+    /// Receive a value, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvError> {
+        self.recv_deadline_inner(Some(Instant::now() + timeout))
+    }
+
+    /// Receive a value, waiting until `deadline`.
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<T, RecvError> {
+        self.recv_deadline_inner(Some(deadline))
+    }
+}
+
+impl<T> AsFd for Connection<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl<T> AsRawFd for Connection<T> {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// What a connection looks like inside a message.
+#[derive(Serialize, Deserialize)]
+struct Wire<F> {
+    fd: F,
+    transport: Transport,
+    readable: bool,
+    writable: bool,
+    max: u64,
+}
+
+struct SerFd<'a>(BorrowedFd<'a>);
+impl Serialize for SerFd<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        codec::serialize_fd(self.0, s)
+    }
+}
+
+impl<T> Serialize for Connection<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.reader.as_ref().is_some_and(|r| r.has_buffered()) || !self.fds.is_empty() {
+            return Err(codec::handle_error(
+                "cannot send a connection that holds unread buffered data".into(),
+            ));
+        }
+        Wire {
+            fd: SerFd(self.fd.as_fd()),
+            transport: self.transport,
+            readable: self.readable,
+            writable: self.writable,
+            max: self.max as u64,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Connection<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = Wire::<crate::Fd>::deserialize(d)?;
+        let mut c = Connection::new(w.fd.0, w.transport, w.readable, w.writable);
+        c.max = usize::try_from(w.max).unwrap_or(usize::MAX);
+        Ok(c)
+    }
+}

@@ -1,0 +1,64 @@
+//! multiproc: inter-process communication in the shape of Python's
+//! `multiprocessing`, without its hangs, leaks and pickle.
+//!
+//! # Hello, world!
+//!
+//! The seeds' pipe program: a parent produces, a child consumes until end of
+//! file.
+//!
+//! ```no_run
+//! use multiproc::{Connection, Process, RecvError, pipe};
+//!
+//! fn consumer(rx: Connection<i32>) {
+//!     let mut rx = rx;
+//!     loop {
+//!         match rx.recv() {
+//!             Ok(n) => println!("consumer got {n}"),
+//!             Err(RecvError::Eof) => break,
+//!             Err(e) => panic!("{e}"),
+//!         }
+//!     }
+//! }
+//!
+//! fn main() {
+//!     multiproc::init(); // a spawned child runs its target here and exits
+//!     let (rx, mut tx) = pipe::<i32>().unwrap();
+//!     let mut child = Process::spawn(consumer, rx).unwrap(); // rx moves to the child
+//!     for i in 0..10 {
+//!         tx.send(&i).unwrap();
+//!     }
+//!     drop(tx); // the last write end closes: the child sees EOF
+//!     child.join().unwrap();
+//! }
+//! ```
+//!
+//! # What is here
+//!
+//! - [`Process`]: spawn (re-exec, safe with threads) or fork; `join` hands
+//!   back the target's return value; exit codes like Python's; daemons that
+//!   die with their parent.
+//! - [`pipe`] and [`duplex`]: [`Connection`]s carrying serde values and raw
+//!   byte messages in Python's framing. Handles (connections, [`Fd`]s) travel
+//!   inside messages over duplex connections and in spawn arguments.
+//!
+//! # Handles
+//!
+//! A handle is a file descriptor. Moving a handle into a spawned process's
+//! argument gives the child its own descriptor; the parent's copy is closed
+//! once the child has started. Sending a handle in a message gives the
+//! receiver a copy and leaves the sender's in place. End of file is seen
+//! when every copy of the writing end is closed, in every process.
+//!
+//! # What multiproc does not do
+//!
+//! - No pickle and no code from the wire: messages are plain serde data.
+//! - No silent fork of a multi-threaded process.
+
+pub mod codec;
+pub mod connection;
+pub mod frame;
+pub mod process;
+
+pub use codec::Fd;
+pub use connection::{Connection, RecvError, SendError, duplex, pipe};
+pub use process::{Builder, Process, ProcessError, StartMethod, current_process_name, init};

@@ -1,0 +1,860 @@
+//! Processes: Python's `multiprocessing.Process` in Rust form.
+//!
+//! # Start methods
+//!
+//! - [`StartMethod::Spawn`] (the default) re-executes the current binary
+//!   (`/proc/self/exe`, so the very same file even if it was replaced on
+//!   disk). The child learns what to run from a bootstrap socket it inherits:
+//!   the target `fn`, named by its offset from a function in this crate (the
+//!   binary is the same, so the offset is too), and the argument, encoded with
+//!   serde, whose handles travel as descriptors. [`init`] must be the first
+//!   line of `main` (test binaries use [`enable_test_support!`]); a parent that
+//!   never called it refuses to spawn rather than start a copy of itself that
+//!   would run `main` again.
+//! - [`StartMethod::Fork`] runs a closure in a `fork()`ed child. Forking a
+//!   process with more than one thread can leave the child blocked forever on
+//!   a lock another thread held, so [`Builder::fork`] refuses with
+//!   [`ProcessError::ForkWithThreads`]; [`Builder::fork_unchecked`] is the
+//!   `unsafe` way around.
+//!
+//! # Results, exit codes and panics
+//!
+//! The target's return value is sent back over the bootstrap socket and
+//! handed out by [`Process::join`], like `std::thread::JoinHandle::join`.
+//! `exitcode` follows Python: the exit status, or minus the signal number
+//! that killed the child. A panic in the child prints its message on stderr
+//! (the panic hook) and exits with code 1.
+//!
+//! # Daemons
+//!
+//! A daemon child ([`Builder::daemon`]) watches its parent through a pidfd
+//! and dies with it, however the parent ends (even `kill -9`). Dropping the
+//! handle of a running daemon kills it. Dropping the handle of a running
+//! non-daemon child waits for it, as Python waits for non-daemonic children
+//! at exit.
+
+use std::fmt;
+use std::io::{self, Write as _};
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt as _;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, DecodeError};
+use crate::connection::{Connection, RecvError, SendError};
+
+/// The argument that marks a spawned child's command line.
+const SPAWN_FLAG: &str = "--multiproc-spawn";
+/// Version of the bootstrap message.
+const BOOTSTRAP_VERSION: u32 = 1;
+
+static INIT_CALLED: AtomicBool = AtomicBool::new(false);
+static PROCESS_COUNTER: AtomicU32 = AtomicU32::new(0);
+static CURRENT_NAME: OnceLock<String> = OnceLock::new();
+
+/// How a child process is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum StartMethod {
+    /// Re-execute the current binary and run a `fn` in it (safe with threads).
+    #[default]
+    Spawn,
+    /// `fork()` and run a closure in the copy (single-threaded parents only).
+    Fork,
+}
+
+/// Why a process operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The child is still running after the timeout.
+    #[error("timed out waiting for the process")]
+    Timeout,
+    /// The child ended without success: a non-zero exit status, or killed
+    /// by a signal (`exitcode` is then minus the signal number).
+    #[error("process failed with exitcode {exitcode}")]
+    Failed {
+        /// Python's `exitcode`.
+        exitcode: i32,
+    },
+    /// The child exited with 0 but sent no result (it called
+    /// `std::process::exit` itself).
+    #[error("process exited without sending its result")]
+    NoResult,
+    /// The result was already taken by an earlier `join`.
+    #[error("process was already joined")]
+    AlreadyJoined,
+    /// `start` was called twice.
+    #[error("process was already started")]
+    AlreadyStarted,
+    /// The process has not been started.
+    #[error("process was not started")]
+    NotStarted,
+    /// [`init`] was never called in this program, so a spawned copy of it
+    /// would run `main` instead of the target.
+    #[error("multiproc::init() must be the first line of main before spawning processes")]
+    InitNotCalled,
+    /// Fork was refused because the parent has more than one thread.
+    #[error(
+        "refusing to fork a process with {threads} threads (the child could deadlock); use spawn"
+    )]
+    ForkWithThreads {
+        /// Threads in the parent.
+        threads: usize,
+    },
+    /// The argument could not be sent to the child.
+    #[error("cannot send the argument to the child: {0}")]
+    Send(#[from] SendError),
+    /// The child's result could not be decoded.
+    #[error("cannot decode the child's result: {0}")]
+    Decode(#[from] DecodeError),
+    /// The OS reported an error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// What the parent sends a spawned child.
+#[derive(Serialize, Deserialize)]
+struct SpawnRequest {
+    version: u32,
+    /// Offset of `check_anchor` from `anchor`: equal in parent and child
+    /// exactly when they are the same binary.
+    check: u64,
+    trampoline: u64,
+    target: u64,
+    name: String,
+    daemon: bool,
+    parent: u32,
+    #[serde(with = "serde_bytes")]
+    arg: Vec<u8>,
+}
+
+type Trampoline = fn(usize, &[u8], Vec<OwnedFd>, &mut Connection<()>) -> Result<(), String>;
+
+#[inline(never)]
+fn anchor() {}
+
+#[inline(never)]
+fn check_anchor() {}
+
+fn offset_of(addr: usize) -> u64 {
+    addr.wrapping_sub(anchor as fn() as usize) as u64
+}
+
+fn address_of(offset: u64) -> usize {
+    (anchor as fn() as usize).wrapping_add(offset as usize)
+}
+
+/// Decode the argument, call the target, send the result back.
+fn trampoline<A: DeserializeOwned, R: Serialize>(
+    target: usize,
+    arg: &[u8],
+    fds: Vec<OwnedFd>,
+    chan: &mut Connection<()>,
+) -> Result<(), String> {
+    // SAFETY: `target` is the address of a `fn(A) -> R` in this binary: the
+    // parent computed its offset from the same `fn(A) -> R` value that chose
+    // this monomorphized trampoline, and `check` proved parent and child are
+    // the same binary. Function pointers and `usize` have the same size.
+    let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
+    let arg: A = codec::decode(arg, fds).map_err(|e| format!("cannot decode argument: {e}"))?;
+    let result = f(arg);
+    send_result(chan, &result)
+}
+
+fn send_result<R: Serialize>(chan: &mut Connection<()>, result: &R) -> Result<(), String> {
+    let mut body = Vec::new();
+    let fds = codec::encode(result, &mut body).map_err(|e| format!("cannot send result: {e}"))?;
+    match chan.send_raw(&body, &fds) {
+        Ok(()) | Err(SendError::Disconnected) => Ok(()),
+        Err(e) => Err(format!("cannot send result: {e}")),
+    }
+}
+
+/// Make a spawned child run its target and exit. Call it first in `main`:
+///
+/// ```no_run
+/// fn main() {
+///     multiproc::init();
+///     // ... the parent's program ...
+/// }
+/// ```
+///
+/// In the parent it returns at once. In a child started by
+/// [`StartMethod::Spawn`] it never returns: it runs the target, sends its
+/// result, and exits.
+pub fn init() {
+    INIT_CALLED.store(true, Ordering::Relaxed);
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(std::ffi::OsStr::new(SPAWN_FLAG)) {
+        return;
+    }
+    let fd: Option<RawFd> = args.next().and_then(|s| s.to_str()?.parse().ok());
+    let Some(fd) = fd else {
+        eprintln!("multiproc: malformed spawn command line");
+        multiproc_sys::process::exit_now(70);
+    };
+    run_spawned_child(fd)
+}
+
+/// Install [`init`] as a constructor that runs before `main`, for test
+/// binaries (whose `main` belongs to the test harness). Put it once at the top
+/// level of each integration test file that spawns processes.
+#[macro_export]
+macro_rules! enable_test_support {
+    () => {
+        #[used]
+        #[unsafe(link_section = ".init_array")]
+        static __MULTIPROC_INIT: extern "C" fn() = {
+            extern "C" fn __multiproc_init() {
+                // A panic must not unwind out of a constructor.
+                if ::std::panic::catch_unwind($crate::init).is_err() {
+                    ::std::process::abort();
+                }
+            }
+            __multiproc_init
+        };
+    };
+}
+
+/// The name of the current process: `"MainProcess"`, or the name given to
+/// this child by its parent (Python's `current_process().name`).
+pub fn current_process_name() -> &'static str {
+    CURRENT_NAME.get().map_or("MainProcess", String::as_str)
+}
+
+fn flush_std() {
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+}
+
+/// Kill this process when `parent` exits (daemon children).
+fn watch_parent(parent: u32) {
+    let Ok(pidfd) = multiproc_sys::process::pidfd_open(parent) else {
+        multiproc_sys::process::kill_self();
+    };
+    // The parent may have died before pidfd_open: then we were reparented
+    // and the pidfd names an unrelated process (or none).
+    if multiproc_sys::process::parent_pid() != parent {
+        multiproc_sys::process::kill_self();
+    }
+    let spawned = std::thread::Builder::new()
+        .name("multiproc-daemon-watch".into())
+        .spawn(move || {
+            let _ = multiproc_sys::poll::wait_readable(pidfd.as_fd(), None);
+            multiproc_sys::process::kill_self();
+        });
+    if spawned.is_err() {
+        multiproc_sys::process::kill_self();
+    }
+}
+
+fn run_spawned_child(fd: RawFd) -> ! {
+    multiproc_sys::process::ignore_sigpipe();
+    // SAFETY: the parent put a descriptor at this number for us and nothing
+    // else in this freshly exec'd process knows or owns it; `fstat` below
+    // confirms it is open before it is used.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut chan = match Connection::<()>::from_fd(owned, true, true) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("multiproc: bad bootstrap descriptor: {e}");
+            multiproc_sys::process::exit_now(70);
+        }
+    };
+    let _ = multiproc_sys::fd::set_cloexec(&chan, true);
+    let (bytes, fds) = match chan.recv_raw(None) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("multiproc: cannot read bootstrap message: {e}");
+            multiproc_sys::process::exit_now(70);
+        }
+    };
+    let req: SpawnRequest = match postcard::from_bytes(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("multiproc: malformed bootstrap message: {e}");
+            multiproc_sys::process::exit_now(70);
+        }
+    };
+    if req.version != BOOTSTRAP_VERSION || req.check != offset_of(check_anchor as fn() as usize) {
+        eprintln!("multiproc: parent and child are different builds; refusing to run");
+        multiproc_sys::process::exit_now(70);
+    }
+    let _ = CURRENT_NAME.set(req.name);
+    if req.daemon {
+        watch_parent(req.parent);
+    }
+    // SAFETY: `trampoline` is the offset of a `trampoline::<A, R>` instance
+    // in this binary (same build, checked above); `Trampoline` is its type.
+    let tramp: Trampoline =
+        unsafe { std::mem::transmute::<usize, Trampoline>(address_of(req.trampoline)) };
+    let target = address_of(req.target);
+    let code =
+        match panic::catch_unwind(AssertUnwindSafe(|| tramp(target, &req.arg, fds, &mut chan))) {
+            Ok(Ok(())) => 0,
+            Ok(Err(msg)) => {
+                eprintln!("multiproc: {msg}");
+                1
+            }
+            // The panic hook already printed the message.
+            Err(_) => 1,
+        };
+    drop(chan);
+    flush_std();
+    std::process::exit(code)
+}
+
+/// Builds a [`Process`] with a name, daemon flag and start method.
+#[derive(Debug, Clone, Default)]
+pub struct Builder {
+    name: Option<String>,
+    daemon: bool,
+}
+
+impl Builder {
+    /// A builder with the defaults: generated name, not a daemon.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The child's name (default `Process-N`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Whether the child dies with its parent (default `false`).
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+
+    fn take_name(&mut self) -> String {
+        self.name.take().unwrap_or_else(|| {
+            format!(
+                "Process-{}",
+                PROCESS_COUNTER.fetch_add(1, Ordering::Relaxed) + 1
+            )
+        })
+    }
+
+    /// A spawn-method process that runs `target(arg)`, not started yet.
+    pub fn build<A, R>(mut self, target: fn(A) -> R, arg: A) -> Process<R>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let name = self.take_name();
+        let daemon = self.daemon;
+        let launch: Launch = Box::new(move |name: &str| {
+            spawn_child(
+                target as usize,
+                trampoline::<A, R> as Trampoline as usize,
+                &arg,
+                name,
+                daemon,
+            )
+        });
+        Process::new_unstarted(name, daemon, launch)
+    }
+
+    /// Spawn a child that runs `target(arg)` (start method Spawn).
+    pub fn spawn<A, R>(self, target: fn(A) -> R, arg: A) -> Result<Process<R>, ProcessError>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let mut p = self.build(target, arg);
+        p.start()?;
+        Ok(p)
+    }
+
+    /// Fork a child that runs `f` (start method Fork). Refused with
+    /// [`ProcessError::ForkWithThreads`] when this process has more than one
+    /// thread.
+    pub fn fork<F, R>(self, f: F) -> Result<Process<R>, ProcessError>
+    where
+        F: FnOnce() -> R,
+        R: Serialize + DeserializeOwned,
+    {
+        let threads = multiproc_sys::process::thread_count()?;
+        if threads > 1 {
+            return Err(ProcessError::ForkWithThreads { threads });
+        }
+        // SAFETY: the process is single-threaded (checked just above), so no
+        // lock can be held by another thread at the fork.
+        unsafe { self.fork_unchecked(f) }
+    }
+
+    /// Fork a child that runs `f`, whatever the number of threads.
+    ///
+    /// # Safety
+    ///
+    /// If other threads exist, the child must not need any lock they might
+    /// hold at the moment of the fork (allocator locks excepted on glibc,
+    /// which resets them): stdout, loggers, and any `Mutex` in `f`'s reach.
+    pub unsafe fn fork_unchecked<F, R>(mut self, f: F) -> Result<Process<R>, ProcessError>
+    where
+        F: FnOnce() -> R,
+        R: Serialize + DeserializeOwned,
+    {
+        let name = self.take_name();
+        let parent = multiproc_sys::process::pid();
+        let (ours, theirs) = multiproc_sys::fd::socketpair()?;
+        flush_std();
+        // SAFETY: the caller upholds the threading contract; the child only
+        // runs `f` and then `_exit`s without returning into the caller.
+        match unsafe { multiproc_sys::process::fork() }? {
+            multiproc_sys::process::Forked::Child => {
+                drop(ours);
+                let _ = CURRENT_NAME.set(name);
+                if self.daemon {
+                    watch_parent(parent);
+                }
+                let code = match Connection::<()>::from_fd(theirs, true, true) {
+                    Ok(mut chan) => match panic::catch_unwind(AssertUnwindSafe(f)) {
+                        Ok(r) => match send_result(&mut chan, &r) {
+                            Ok(()) => 0,
+                            Err(msg) => {
+                                eprintln!("multiproc: {msg}");
+                                1
+                            }
+                        },
+                        Err(_) => 1,
+                    },
+                    Err(_) => 70,
+                };
+                flush_std();
+                multiproc_sys::process::exit_now(code)
+            }
+            multiproc_sys::process::Forked::Parent(pid) => {
+                drop(theirs);
+                let pidfd = multiproc_sys::process::pidfd_open(pid)?;
+                let chan = Connection::from_fd(ours, true, true)?;
+                Ok(Process {
+                    name,
+                    daemon: self.daemon,
+                    state: State::Running(Running {
+                        pid,
+                        pidfd,
+                        chan: Some(chan),
+                    }),
+                    exitcode: None,
+                    result: None,
+                    taken: false,
+                    _marker: PhantomData,
+                })
+            }
+        }
+    }
+}
+
+type Launch = Box<dyn FnOnce(&str) -> Result<Running, ProcessError> + Send>;
+
+fn spawn_child<A: Serialize>(
+    target: usize,
+    tramp: usize,
+    arg: &A,
+    name: &str,
+    daemon: bool,
+) -> Result<Running, ProcessError> {
+    if !INIT_CALLED.load(Ordering::Relaxed) {
+        return Err(ProcessError::InitNotCalled);
+    }
+    let mut arg_bytes = Vec::new();
+    let fds = codec::encode(arg, &mut arg_bytes).map_err(SendError::from)?;
+    let req = SpawnRequest {
+        version: BOOTSTRAP_VERSION,
+        check: offset_of(check_anchor as fn() as usize),
+        trampoline: offset_of(tramp),
+        target: offset_of(target),
+        name: name.to_owned(),
+        daemon,
+        parent: multiproc_sys::process::pid(),
+        arg: arg_bytes,
+    };
+    let req =
+        postcard::to_allocvec(&req).map_err(|e| SendError::from(codec::EncodeError::from(e)))?;
+    let (ours, theirs) = multiproc_sys::fd::socketpair()?;
+    let child_fd = theirs.as_raw_fd();
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    if let Some(arg0) = std::env::args_os().next() {
+        cmd.arg0(arg0);
+    }
+    cmd.arg(SPAWN_FLAG).arg(child_fd.to_string());
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls fcntl, which is async-signal-safe and allocates nothing; it
+    // borrows the descriptor number, which is open in the child (inherited).
+    unsafe {
+        cmd.pre_exec(move || {
+            // `child_fd` is open in the child: it was inherited from the
+            // parent, where `theirs` keeps it open across the spawn.
+            let fd = BorrowedFd::borrow_raw(child_fd);
+            multiproc_sys::fd::set_cloexec(fd, false)
+        });
+    }
+    let child = cmd.spawn()?;
+    drop(theirs);
+    let pid = child.id();
+    // std's Child does not wait on drop; the pidfd takes over from here. The
+    // child cannot be reaped before we open it (only we wait on it).
+    drop(child);
+    let pidfd = multiproc_sys::process::pidfd_open(pid)?;
+    let mut chan = Connection::<()>::from_fd(ours, true, true)?;
+    chan.send_raw(&req, &fds)?;
+    Ok(Running {
+        pid,
+        pidfd,
+        chan: Some(chan),
+    })
+}
+
+struct Running {
+    pid: u32,
+    pidfd: OwnedFd,
+    /// The bootstrap socket; the child's result arrives here. `None` once the
+    /// result (or end of file) was read.
+    chan: Option<Connection<()>>,
+}
+
+enum State {
+    Created(Launch),
+    Running(Running),
+    Starting,
+}
+
+/// A child process (Python's `multiprocessing.Process`); `R` is the type of
+/// its target's return value.
+///
+/// ```no_run
+/// use multiproc::Process;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// fn main() {
+///     multiproc::init();
+///     let mut p = Process::spawn(square, 7).unwrap();
+///     assert_eq!(p.join().unwrap(), 49);
+///     assert_eq!(p.exitcode(), Some(0));
+/// }
+/// ```
+pub struct Process<R = ()> {
+    name: String,
+    daemon: bool,
+    state: State,
+    exitcode: Option<i32>,
+    result: Option<Result<R, DecodeError>>,
+    taken: bool,
+    _marker: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.name)
+            .field("pid", &self.pid())
+            .field("daemon", &self.daemon)
+            .field("exitcode", &self.exitcode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Serialize + DeserializeOwned + 'static> Process<R> {
+    /// A process that will run `target(arg)` when started (Python's
+    /// `Process(target=..., args=...)`).
+    pub fn new<A>(target: fn(A) -> R, arg: A) -> Process<R>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Builder::new().build(target, arg)
+    }
+
+    /// Spawn a child that runs `target(arg)`: `Process::new` + `start`.
+    pub fn spawn<A>(target: fn(A) -> R, arg: A) -> Result<Process<R>, ProcessError>
+    where
+        A: Serialize + DeserializeOwned + Send + 'static,
+    {
+        Builder::new().spawn(target, arg)
+    }
+
+    /// Fork a child that runs `f` (see [`Builder::fork`]).
+    pub fn fork<F: FnOnce() -> R>(f: F) -> Result<Process<R>, ProcessError> {
+        Builder::new().fork(f)
+    }
+}
+
+impl<R> Process<R> {
+    /// The process's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the child dies with its parent.
+    pub fn daemon(&self) -> bool {
+        self.daemon
+    }
+
+    /// The child's pid, once started.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.state {
+            State::Running(r) => Some(r.pid),
+            _ => None,
+        }
+    }
+
+    /// A descriptor that becomes readable when the child exits (a pidfd;
+    /// Python's `sentinel`), for waiting on many processes at once.
+    pub fn sentinel(&self) -> Option<BorrowedFd<'_>> {
+        match &self.state {
+            State::Running(r) => Some(r.pidfd.as_fd()),
+            _ => None,
+        }
+    }
+}
+
+impl<R: DeserializeOwned> Process<R> {
+    fn new_unstarted(name: String, daemon: bool, launch: Launch) -> Self {
+        Process {
+            name,
+            daemon,
+            state: State::Created(launch),
+            exitcode: None,
+            result: None,
+            taken: false,
+            _marker: PhantomData,
+        }
+    }
+
+    /// Start the child. The argument's handles are sent to it, and dropped
+    /// here afterwards.
+    pub fn start(&mut self) -> Result<(), ProcessError> {
+        match std::mem::replace(&mut self.state, State::Starting) {
+            State::Created(launch) => match launch(&self.name) {
+                Ok(r) => {
+                    self.state = State::Running(r);
+                    Ok(())
+                }
+                Err(e) => {
+                    // The argument went down with the launcher; the process
+                    // cannot be started again.
+                    self.state = State::Starting;
+                    Err(e)
+                }
+            },
+            other => {
+                let started = !matches!(other, State::Starting);
+                self.state = other;
+                Err(if started {
+                    ProcessError::AlreadyStarted
+                } else {
+                    ProcessError::NotStarted
+                })
+            }
+        }
+    }
+
+    fn running(&mut self) -> Result<&mut Running, ProcessError> {
+        match &mut self.state {
+            State::Running(r) => Ok(r),
+            _ => Err(ProcessError::NotStarted),
+        }
+    }
+
+    /// Read the result if it has arrived; `block_until` bounds the wait for
+    /// the child's exit. Returns the exit code once the child is reaped.
+    fn wait_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<i32>, ProcessError> {
+        if let Some(code) = self.exitcode {
+            return Ok(Some(code));
+        }
+        loop {
+            let r = self.running()?;
+            let ready = match &r.chan {
+                Some(chan) => multiproc_sys::poll::wait_any_readable(
+                    &[r.pidfd.as_fd(), chan.as_fd()],
+                    deadline,
+                )?,
+                None => multiproc_sys::poll::wait_any_readable(&[r.pidfd.as_fd()], deadline)?,
+            };
+            if ready.get(1).copied().unwrap_or(false) {
+                self.read_result(false);
+            }
+            if ready[0] {
+                let r = self.running()?;
+                if let Some(code) = multiproc_sys::process::reap(&r.pidfd, false)? {
+                    // Everything the child wrote is in the socket now.
+                    self.read_result(true);
+                    self.exitcode = Some(code);
+                    return Ok(Some(code));
+                }
+            }
+            if !ready.iter().any(|&b| b) {
+                return Ok(None); // deadline passed
+            }
+        }
+    }
+
+    /// Take in whatever of the result has arrived, without blocking.
+    fn read_result(&mut self, exited: bool) {
+        let State::Running(r) = &mut self.state else {
+            return;
+        };
+        let Some(chan) = &mut r.chan else {
+            return;
+        };
+        match chan.recv_with_public(Some(Instant::now()), codec::decode::<R>) {
+            Ok(v) => {
+                self.result = Some(Ok(v));
+                r.chan = None;
+            }
+            Err(RecvError::Decode(e)) => {
+                self.result = Some(Err(e));
+                r.chan = None;
+            }
+            Err(RecvError::Timeout) if !exited => {}
+            // End of file, a torn frame from a killed child, or an error:
+            // there is no result.
+            Err(_) => r.chan = None,
+        }
+    }
+
+    /// Wait for the child to exit and return its exit code (Python's
+    /// `join()` followed by `exitcode`). Can be called any number of times.
+    pub fn wait(&mut self) -> Result<i32, ProcessError> {
+        Ok(self.wait_deadline(None)?.expect("no deadline"))
+    }
+
+    /// Wait at most `timeout` for the child to exit; `None` if it is still
+    /// running.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<i32>, ProcessError> {
+        self.wait_deadline(Some(Instant::now() + timeout))
+    }
+
+    fn take_result(&mut self, code: i32) -> Result<R, ProcessError> {
+        if code != 0 {
+            return Err(ProcessError::Failed { exitcode: code });
+        }
+        if self.taken {
+            return Err(ProcessError::AlreadyJoined);
+        }
+        match self.result.take() {
+            Some(r) => {
+                self.taken = true;
+                Ok(r?)
+            }
+            // No result message: only a unit-like `R` can be made from
+            // nothing (a child that called exit(0) itself).
+            None => codec::decode::<R>(&[], Vec::new()).map_err(|_| ProcessError::NoResult),
+        }
+    }
+
+    /// Wait for the child and return its target's result (Python's `join`,
+    /// with the return value of `std::thread::JoinHandle::join`).
+    ///
+    /// A child that did not exit with 0 gives [`ProcessError::Failed`] with
+    /// its `exitcode`.
+    pub fn join(&mut self) -> Result<R, ProcessError> {
+        let code = self.wait()?;
+        self.take_result(code)
+    }
+
+    /// [`join`](Self::join), waiting at most `timeout`
+    /// ([`ProcessError::Timeout`] if the child is still running).
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, ProcessError> {
+        match self.wait_timeout(timeout)? {
+            Some(code) => self.take_result(code),
+            None => Err(ProcessError::Timeout),
+        }
+    }
+
+    /// Whether the child has been started and has not exited.
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.state, State::Running(_))
+            && matches!(self.wait_deadline(Some(Instant::now())), Ok(None))
+    }
+
+    /// The exit code if the child has exited: its status, or minus the
+    /// signal that killed it (Python's `exitcode`). Does not block.
+    pub fn exitcode(&mut self) -> Option<i32> {
+        if self.exitcode.is_none() && matches!(self.state, State::Running(_)) {
+            let _ = self.wait_deadline(Some(Instant::now()));
+        }
+        self.exitcode
+    }
+
+    fn signal(&mut self, signal: i32) -> Result<(), ProcessError> {
+        if self.exitcode.is_some() {
+            return Ok(());
+        }
+        let r = self.running()?;
+        multiproc_sys::process::pidfd_signal(&r.pidfd, signal)?;
+        Ok(())
+    }
+
+    /// Send `SIGTERM` (Python's `terminate()`).
+    pub fn terminate(&mut self) -> Result<(), ProcessError> {
+        self.signal(libc_consts::SIGTERM)
+    }
+
+    /// Send `SIGKILL` (Python's `kill()`).
+    pub fn kill(&mut self) -> Result<(), ProcessError> {
+        self.signal(libc_consts::SIGKILL)
+    }
+
+    /// Send any signal to the child (through its pidfd: never to a process
+    /// that reused its pid).
+    pub fn send_signal(&mut self, signal: i32) -> Result<(), ProcessError> {
+        self.signal(signal)
+    }
+}
+
+/// Signal numbers (Linux).
+mod libc_consts {
+    pub(super) const SIGTERM: i32 = 15;
+    pub(super) const SIGKILL: i32 = 9;
+}
+
+impl<R> Drop for Process<R> {
+    fn drop(&mut self) {
+        let State::Running(r) = &mut self.state else {
+            return;
+        };
+        if self.exitcode.is_some() {
+            return;
+        }
+        if self.daemon {
+            let _ = multiproc_sys::process::pidfd_signal(&r.pidfd, libc_consts::SIGKILL);
+        }
+        // Wait for the child, draining its result channel so a child that is
+        // writing a large result cannot block forever.
+        loop {
+            let ready = match &r.chan {
+                Some(chan) => {
+                    multiproc_sys::poll::wait_any_readable(&[r.pidfd.as_fd(), chan.as_fd()], None)
+                }
+                None => multiproc_sys::poll::wait_any_readable(&[r.pidfd.as_fd()], None),
+            };
+            let Ok(ready) = ready else { return };
+            if ready.get(1).copied().unwrap_or(false) {
+                if let Some(chan) = &mut r.chan {
+                    if let Err(RecvError::Timeout) = chan.recv_raw(Some(Instant::now())) {
+                    } else {
+                        r.chan = None;
+                    }
+                }
+            }
+            if ready[0] {
+                let _ = multiproc_sys::process::reap(&r.pidfd, true);
+                return;
+            }
+        }
+    }
+}
