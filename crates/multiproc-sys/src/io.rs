@@ -69,6 +69,16 @@ pub fn write_all_vectored(
             ),
         ));
     }
+    if fds.is_empty() {
+        if let [buf] = bufs {
+            // The common case: one buffer, no handles, no iovec list.
+            return if is_socket {
+                send_all(fd, buf)
+            } else {
+                write_all(fd, buf)
+            };
+        }
+    }
     let total: usize = bufs.iter().map(|b| b.len()).sum();
     let mut done = 0usize;
     let mut fds_pending = !fds.is_empty();
@@ -136,6 +146,24 @@ pub fn recv_with_fds(
         ));
     }
     Ok(msg.bytes)
+}
+
+/// `send(MSG_NOSIGNAL)` every byte of `buf` on a socket.
+pub fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = retry(|| rustix::net::send(fd, buf, SendFlags::NOSIGNAL))?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "send returned 0"));
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// `read(fd)` into uninitialized memory; returns the number of bytes now
+/// initialized at the start of `buf`. `Ok(0)` is end of file.
+pub fn read_uninit(fd: BorrowedFd<'_>, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+    retry(|| rustix::io::read(fd, &mut *buf).map(|(init, _)| init.len()))
 }
 
 /// Write all of `buf` to `fd`, retrying short writes and `EINTR`.

@@ -125,28 +125,56 @@ struct FdSource<'a> {
     transport: Transport,
 }
 
-impl Source for FdSource<'_> {
+impl FdSource<'_> {
+    fn ready(&self, deadline: Option<Instant>) -> io::Result<bool> {
+        match deadline {
+            None => Ok(true),
+            Some(_) => Ok(multiproc_sys::poll::wait_readable(self.fd, deadline)?.readable),
+        }
+    }
+}
+
+fn fill_result(n: io::Result<usize>) -> io::Result<Fill> {
+    match n {
+        Ok(0) => Ok(Fill::Eof),
+        Ok(n) => Ok(Fill::Data(n)),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(Fill::Eof),
+        Err(e) => Err(e),
+    }
+}
+
+// SAFETY: `fill_uninit` reports only the bytes `read(2)` wrote (pipes), or
+// falls back to the zeroing default (sockets).
+unsafe impl Source for FdSource<'_> {
     fn fill(
         &mut self,
         buf: &mut [u8],
         deadline: Option<Instant>,
         fds: &mut VecDeque<OwnedFd>,
     ) -> io::Result<Fill> {
-        if deadline.is_some() {
-            let r = multiproc_sys::poll::wait_readable(self.fd, deadline)?;
-            if !r.readable {
-                return Ok(Fill::TimedOut);
-            }
+        if !self.ready(deadline)? {
+            return Ok(Fill::TimedOut);
         }
-        let n = match self.transport {
+        fill_result(match self.transport {
             Transport::Pipe => multiproc_sys::io::read(self.fd, buf),
             Transport::Socket => multiproc_sys::io::recv_with_fds(self.fd, buf, fds),
-        };
-        match n {
-            Ok(0) => Ok(Fill::Eof),
-            Ok(n) => Ok(Fill::Data(n)),
-            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => Ok(Fill::Eof),
-            Err(e) => Err(e),
+        })
+    }
+
+    fn fill_uninit(
+        &mut self,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+        deadline: Option<Instant>,
+        fds: &mut VecDeque<OwnedFd>,
+    ) -> io::Result<Fill> {
+        match self.transport {
+            Transport::Pipe => {
+                if !self.ready(deadline)? {
+                    return Ok(Fill::TimedOut);
+                }
+                fill_result(multiproc_sys::io::read_uninit(self.fd, buf))
+            }
+            Transport::Socket => self.fill(frame::zero_fill(buf), deadline, fds),
         }
     }
 }

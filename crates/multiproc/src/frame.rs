@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
@@ -90,6 +91,16 @@ pub fn encode_header(len: usize, out: &mut [u8; MAX_HEADER_LEN]) -> &[u8] {
     }
 }
 
+/// Zero `buf` and view it as initialized bytes.
+pub(crate) fn zero_fill(buf: &mut [MaybeUninit<u8>]) -> &mut [u8] {
+    for b in buf.iter_mut() {
+        b.write(0);
+    }
+    // SAFETY: every element was just initialized, and `MaybeUninit<u8>` has
+    // the layout of `u8`.
+    unsafe { &mut *(buf as *mut [MaybeUninit<u8>] as *mut [u8]) }
+}
+
 /// What a [`Source`] produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fill {
@@ -102,7 +113,13 @@ pub enum Fill {
 }
 
 /// A byte stream that may carry file descriptors.
-pub trait Source {
+///
+/// # Safety
+///
+/// When [`fill_uninit`](Source::fill_uninit) returns `Fill::Data(n)`, the
+/// first `n` bytes of its buffer must have been initialized (the decoder
+/// then treats them as initialized bytes).
+pub unsafe trait Source {
     /// Read into `buf`, waiting until `deadline` (`None`: forever); append any
     /// descriptors that arrive to `fds`.
     fn fill(
@@ -111,6 +128,17 @@ pub trait Source {
         deadline: Option<Instant>,
         fds: &mut VecDeque<OwnedFd>,
     ) -> io::Result<Fill>;
+
+    /// [`fill`](Source::fill) into uninitialized memory, for large payloads.
+    /// The default zeroes `buf` first.
+    fn fill_uninit(
+        &mut self,
+        buf: &mut [MaybeUninit<u8>],
+        deadline: Option<Instant>,
+        fds: &mut VecDeque<OwnedFd>,
+    ) -> io::Result<Fill> {
+        self.fill(zero_fill(buf), deadline, fds)
+    }
 }
 
 /// Why [`FrameReader::read_frame`] returned no frame.
@@ -163,11 +191,11 @@ const BUF_SIZE: usize = 64 << 10;
 /// Payloads above this are read out of line rather than through the buffer.
 const INLINE_MAX: usize = BUF_SIZE / 2;
 
-/// A payload being read out of line: `data[..filled]` has arrived.
+/// A payload being read out of line: `data` holds what has arrived, its
+/// capacity grows with the bytes that actually come in.
 #[derive(Debug)]
 struct Pending {
     data: Vec<u8>,
-    filled: usize,
     len: usize,
     header: usize,
 }
@@ -253,7 +281,6 @@ impl FrameReader {
                             self.end = 0;
                             self.pending = Some(Pending {
                                 data,
-                                filled: got,
                                 len,
                                 header: h,
                             });
@@ -289,27 +316,38 @@ impl FrameReader {
             }
         }
         let p = self.pending.as_mut().expect("pending frame");
-        while p.filled < p.len {
-            if p.data.len() == p.filled {
-                let grow = p.filled.max(1 << 20).min(p.len - p.filled);
-                p.data.resize(p.filled + grow, 0);
+        while p.data.len() < p.len {
+            let filled = p.data.len();
+            if p.data.capacity() == filled {
+                // Double, from 1 MiB, never past the claimed length.
+                p.data
+                    .reserve_exact(filled.max(1 << 20).min(p.len - filled));
             }
-            let filled = p.filled;
-            match src.fill(&mut p.data[filled..], deadline, fds)? {
-                Fill::Data(n) => p.filled += n,
+            let want = (p.data.capacity() - filled).min(p.len - filled);
+            let spare = &mut p.data.spare_capacity_mut()[..want];
+            match src.fill_uninit(spare, deadline, fds)? {
+                Fill::Data(n) => {
+                    assert!(
+                        n <= want,
+                        "source reported more bytes than it was given room for"
+                    );
+                    // SAFETY: `Source`'s contract: `fill_uninit` initialized
+                    // the first `n` bytes of the spare capacity, and
+                    // `n <= want <= capacity - len`.
+                    unsafe { p.data.set_len(filled + n) };
+                }
                 Fill::TimedOut => return Err(ReadError::TimedOut),
                 Fill::Eof => {
                     let e = FrameError::Truncated {
                         expected: (p.header + p.len) as u64,
-                        received: (p.header + p.filled) as u64,
+                        received: (p.header + filled) as u64,
                     };
                     self.pending = None;
                     return Err(e.into());
                 }
             }
         }
-        let mut p = self.pending.take().expect("pending frame");
-        p.data.truncate(p.len);
+        let p = self.pending.take().expect("pending frame");
         Ok(Payload::Owned(p.data))
     }
 }
@@ -334,7 +372,8 @@ impl<'a> ChunkedSource<'a> {
     }
 }
 
-impl Source for ChunkedSource<'_> {
+// SAFETY: `fill_uninit` is the default, which initializes the whole buffer.
+unsafe impl Source for ChunkedSource<'_> {
     fn fill(
         &mut self,
         buf: &mut [u8],

@@ -1,0 +1,572 @@
+//! `multiproc bench`: every mechanism measured in one run, as ratios against
+//! the raw OS baselines measured in the same run.
+//!
+//! Patterns:
+//! - `pingpong`: a child echoes each message back; the parent times every
+//!   round trip and reports p50 and p99 (and round trips per second).
+//! - `stream`: a child sends messages as fast as it can; the parent times
+//!   from the first arrival to the last and reports messages and bytes per
+//!   second.
+
+use std::io::IsTerminal as _;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use multiproc::{Connection, Fd, Process, duplex, pipe};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+/// Options of `multiproc bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Options {
+    /// Short run (under 30 s): fewer iterations per measurement.
+    #[arg(long)]
+    quick: bool,
+    /// Print JSON (`{"rows": [...]}`) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Only run mechanisms whose name contains this text.
+    #[arg(long)]
+    filter: Option<String>,
+}
+
+/// One measurement.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Row {
+    mechanism: String,
+    pattern: &'static str,
+    size: usize,
+    p50_ns: Option<u64>,
+    p99_ns: Option<u64>,
+    msgs_per_s: Option<f64>,
+    bytes_per_s: Option<f64>,
+}
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// What the child of a measurement does.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct Job {
+    size: usize,
+    count: usize,
+    /// The CPU the child pins itself to, if any.
+    cpu: Option<usize>,
+}
+
+/// CPUs for (parent, child): two different ones when there are two, so every
+/// measurement crosses cores the same way instead of switching between a
+/// same-core and a cross-core hand-off from run to run.
+fn cpu_pair() -> Option<(usize, usize)> {
+    let cpus = multiproc_sys::process::allowed_cpus().ok()?;
+    match cpus.as_slice() {
+        [a, b, ..] => Some((*a, *b)),
+        _ => None,
+    }
+}
+
+fn pin_child(job: &Job) {
+    if let Some(cpu) = job.cpu {
+        let _ = multiproc_sys::process::pin_to_cpu(cpu);
+    }
+}
+
+/// A way of moving one message each way, for both sides of a measurement.
+trait Endpoint: Serialize + DeserializeOwned + Send + 'static {
+    fn send(&mut self, msg: &[u8]);
+    /// Receive one message into `buf` (whose length is the message size).
+    fn recv(&mut self, buf: &mut Vec<u8>);
+}
+
+/// Raw descriptors: one `write` per message, `read` until the message is in.
+#[derive(Serialize, Deserialize)]
+struct RawEnd {
+    rx: Option<Fd>,
+    tx: Option<Fd>,
+}
+
+impl Endpoint for RawEnd {
+    fn send(&mut self, msg: &[u8]) {
+        let tx = self.tx.as_ref().expect("write end");
+        multiproc_sys::io::write_all(tx, msg).expect("write");
+    }
+    fn recv(&mut self, buf: &mut Vec<u8>) {
+        let rx = self.rx.as_ref().expect("read end").as_fd();
+        let mut got = 0;
+        while got < buf.len() {
+            let n = multiproc_sys::io::read(rx, &mut buf[got..]).expect("read");
+            assert!(n > 0, "unexpected end of file");
+            got += n;
+        }
+    }
+}
+
+/// A multiproc connection pair used with `send_bytes`/`recv_bytes`.
+#[derive(Serialize, Deserialize)]
+struct BytesEnd {
+    rx: Option<Connection<ByteBuf>>,
+    tx: Option<Connection<ByteBuf>>,
+}
+
+impl Endpoint for BytesEnd {
+    fn send(&mut self, msg: &[u8]) {
+        self.tx.as_mut().expect("tx").send_bytes(msg).expect("send");
+    }
+    fn recv(&mut self, buf: &mut Vec<u8>) {
+        *buf = self.rx.as_mut().expect("rx").recv_bytes().expect("recv");
+    }
+}
+
+/// A multiproc connection pair used with serde `send`/`recv` of a byte buffer.
+#[derive(Serialize, Deserialize)]
+struct SerdeEnd {
+    rx: Option<Connection<ByteBuf>>,
+    tx: Option<Connection<ByteBuf>>,
+    #[serde(skip)]
+    scratch: ByteBuf,
+}
+
+impl Endpoint for SerdeEnd {
+    fn send(&mut self, msg: &[u8]) {
+        self.scratch.clear();
+        self.scratch.extend_from_slice(msg);
+        self.tx
+            .as_mut()
+            .expect("tx")
+            .send(&self.scratch)
+            .expect("send");
+    }
+    fn recv(&mut self, buf: &mut Vec<u8>) {
+        *buf = self
+            .rx
+            .as_mut()
+            .expect("rx")
+            .recv()
+            .expect("recv")
+            .into_vec();
+    }
+}
+
+/// Child side of `pingpong`: echo `count` messages.
+fn echo_child<E: Endpoint>(arg: (E, Job)) {
+    let (mut end, job) = arg;
+    pin_child(&job);
+    let mut buf = vec![0u8; job.size];
+    for _ in 0..job.count {
+        buf.resize(job.size, 0);
+        end.recv(&mut buf);
+        end.send(&buf);
+    }
+}
+
+/// Child side of `stream`: send `count` messages.
+fn stream_child<E: Endpoint>(arg: (E, Job)) {
+    let (mut end, job) = arg;
+    pin_child(&job);
+    let msg = vec![0x5Au8; job.size];
+    for _ in 0..job.count {
+        end.send(&msg);
+    }
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// What one run of a case measured.
+enum Sample {
+    /// Round-trip times, and the wall time they took together.
+    Latencies(Vec<u64>, Duration),
+    /// Messages received and the time they took.
+    Stream(usize, Duration),
+}
+
+fn pingpong<E: Endpoint>(
+    (mut mine, theirs): (E, E),
+    size: usize,
+    iters: usize,
+) -> BenchResult<Sample> {
+    let warmup = (iters / 10).max(5);
+    let job = Job {
+        size,
+        count: warmup + iters,
+        cpu: cpu_pair().map(|p| p.1),
+    };
+    let mut child = Process::spawn(echo_child::<E>, (theirs, job))?;
+    let msg = vec![0xA5u8; size];
+    let mut buf = vec![0u8; size];
+    let mut samples = Vec::with_capacity(iters);
+    let start = Instant::now();
+    let mut measured_from = start;
+    for i in 0..warmup + iters {
+        if i == warmup {
+            measured_from = Instant::now();
+        }
+        let t = Instant::now();
+        mine.send(&msg);
+        buf.resize(size, 0);
+        mine.recv(&mut buf);
+        if i >= warmup {
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    let total = measured_from.elapsed();
+    child.join()?;
+    Ok(Sample::Latencies(samples, total))
+}
+
+fn stream<E: Endpoint>(
+    (mut mine, theirs): (E, E),
+    size: usize,
+    count: usize,
+) -> BenchResult<Sample> {
+    let job = Job {
+        size,
+        count,
+        cpu: cpu_pair().map(|p| p.1),
+    };
+    let mut child = Process::spawn(stream_child::<E>, (theirs, job))?;
+    let mut buf = vec![0u8; size];
+    mine.recv(&mut buf);
+    let start = Instant::now();
+    for _ in 1..count {
+        buf.resize(size, 0);
+        mine.recv(&mut buf);
+    }
+    let elapsed = start.elapsed();
+    child.join()?;
+    Ok(Sample::Stream(count - 1, elapsed))
+}
+
+// ----- the mechanisms -------------------------------------------------------
+
+fn raw_pipes() -> BenchResult<(RawEnd, RawEnd)> {
+    let (r1, w1) = multiproc_sys::fd::pipe()?;
+    let (r2, w2) = multiproc_sys::fd::pipe()?;
+    Ok((
+        RawEnd {
+            rx: Some(Fd(r1)),
+            tx: Some(Fd(w2)),
+        },
+        RawEnd {
+            rx: Some(Fd(r2)),
+            tx: Some(Fd(w1)),
+        },
+    ))
+}
+
+fn raw_socketpair() -> BenchResult<(RawEnd, RawEnd)> {
+    let (a, b) = multiproc_sys::fd::socketpair()?;
+    let a2 = multiproc_sys::fd::dup(&a)?;
+    let b2 = multiproc_sys::fd::dup(&b)?;
+    Ok((
+        RawEnd {
+            rx: Some(Fd(a)),
+            tx: Some(Fd(a2)),
+        },
+        RawEnd {
+            rx: Some(Fd(b)),
+            tx: Some(Fd(b2)),
+        },
+    ))
+}
+
+type ConnPair = (
+    (Option<Connection<ByteBuf>>, Option<Connection<ByteBuf>>),
+    (Option<Connection<ByteBuf>>, Option<Connection<ByteBuf>>),
+);
+
+fn mp_pipes() -> BenchResult<ConnPair> {
+    let (r1, w1) = pipe()?;
+    let (r2, w2) = pipe()?;
+    Ok(((Some(r1), Some(w2)), (Some(r2), Some(w1))))
+}
+
+fn mp_duplex() -> BenchResult<ConnPair> {
+    let (a, b) = duplex()?;
+    let (a2, b2) = (a.try_clone()?, b.try_clone()?);
+    Ok(((Some(a), Some(a2)), (Some(b), Some(b2))))
+}
+
+fn bytes_ends(p: ConnPair) -> (BytesEnd, BytesEnd) {
+    let ((r1, t1), (r2, t2)) = p;
+    (BytesEnd { rx: r1, tx: t1 }, BytesEnd { rx: r2, tx: t2 })
+}
+
+fn serde_ends(p: ConnPair) -> (SerdeEnd, SerdeEnd) {
+    let ((r1, t1), (r2, t2)) = p;
+    (
+        SerdeEnd {
+            rx: r1,
+            tx: t1,
+            scratch: ByteBuf::new(),
+        },
+        SerdeEnd {
+            rx: r2,
+            tx: t2,
+            scratch: ByteBuf::new(),
+        },
+    )
+}
+
+const SIZES: [usize; 3] = [64, 4096, 1 << 20];
+
+/// A named measurement; `run` does one round of it.
+struct Case {
+    mechanism: &'static str,
+    pattern: &'static str,
+    size: usize,
+    run: Box<dyn Fn(usize) -> BenchResult<Sample>>,
+}
+
+/// Messages per round.
+fn iterations(pattern: &str, size: usize) -> usize {
+    match (pattern, size) {
+        ("pingpong", s) if s >= 1 << 20 => 30,
+        ("pingpong", _) => 2_000,
+        (_, 64) => 100_000,
+        (_, 4096) => 20_000,
+        _ => 100,
+    }
+}
+
+/// Rounds per case; the cases of one pattern and size take turns, round by
+/// round, so that a noisy moment of the machine hits them all alike.
+fn rounds(quick: bool) -> usize {
+    if quick { 4 } else { 12 }
+}
+
+macro_rules! case {
+    ($cases:ident, $name:literal, $make:expr) => {
+        for size in SIZES {
+            $cases.push(Case {
+                mechanism: $name,
+                pattern: "pingpong",
+                size,
+                run: Box::new(move |n| pingpong($make?, size, n)),
+            });
+        }
+        for size in SIZES {
+            $cases.push(Case {
+                mechanism: $name,
+                pattern: "stream",
+                size,
+                run: Box::new(move |n| stream($make?, size, n)),
+            });
+        }
+    };
+}
+
+fn cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    case!(cases, "os-pipe", raw_pipes());
+    case!(cases, "os-socketpair", raw_socketpair());
+    case!(cases, "pipe-bytes", mp_pipes().map(bytes_ends));
+    case!(cases, "pipe-serde", mp_pipes().map(serde_ends));
+    case!(cases, "duplex-bytes", mp_duplex().map(bytes_ends));
+    case!(cases, "duplex-serde", mp_duplex().map(serde_ends));
+    cases
+}
+
+/// Progress on stderr: a bar on a terminal, plain lines otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: usize,
+    done: usize,
+}
+
+impl Progress {
+    fn new(total: usize) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let b = indicatif::ProgressBar::new(total as u64);
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                    .expect("valid template"),
+            );
+            b
+        });
+        Progress {
+            bar,
+            total,
+            done: 0,
+        }
+    }
+
+    fn start(&mut self, what: &str) {
+        match &self.bar {
+            Some(b) => b.set_message(what.to_owned()),
+            None => eprintln!("[{}/{}] {what}", self.done + 1, self.total),
+        }
+    }
+
+    fn finish_one(&mut self) {
+        self.done += 1;
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(b) = &self.bar {
+            b.finish_and_clear();
+        }
+    }
+}
+
+fn human_size(size: usize) -> String {
+    match size {
+        s if s >= 1 << 20 => format!("{} MiB", s >> 20),
+        s if s >= 1 << 10 => format!("{} KiB", s >> 10),
+        s => format!("{s} B"),
+    }
+}
+
+fn human_ns(ns: u64) -> String {
+    if ns >= 1_000_000 {
+        format!("{:.2} ms", ns as f64 / 1e6)
+    } else if ns >= 1_000 {
+        format!("{:.2} µs", ns as f64 / 1e3)
+    } else {
+        format!("{ns} ns")
+    }
+}
+
+fn human_rate(r: f64, unit: &str) -> String {
+    if r >= 1e9 {
+        format!("{:.2} G{unit}", r / 1e9)
+    } else if r >= 1e6 {
+        format!("{:.2} M{unit}", r / 1e6)
+    } else if r >= 1e3 {
+        format!("{:.1} k{unit}", r / 1e3)
+    } else {
+        format!("{r:.0} {unit}")
+    }
+}
+
+/// The baseline row a row is compared with: the raw OS pipe, same pattern
+/// and size.
+fn ratio_to_baseline(row: &Row, rows: &[Row]) -> Option<f64> {
+    let base = rows
+        .iter()
+        .find(|b| b.mechanism == "os-pipe" && b.pattern == row.pattern && b.size == row.size)?;
+    match row.pattern {
+        "pingpong" => Some(row.p50_ns? as f64 / base.p50_ns? as f64),
+        _ => Some(row.msgs_per_s? / base.msgs_per_s?),
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<16} {:<9} {:>7} {:>11} {:>11} {:>12} {:>12} {:>9}",
+        "mechanism", "pattern", "size", "p50", "p99", "msgs/s", "bytes/s", "vs pipe"
+    );
+    for r in rows {
+        let ratio = ratio_to_baseline(r, rows).map_or(String::new(), |x| format!("{x:.2}x"));
+        println!(
+            "{:<16} {:<9} {:>7} {:>11} {:>11} {:>12} {:>12} {:>9}",
+            r.mechanism,
+            r.pattern,
+            human_size(r.size),
+            r.p50_ns.map_or(String::new(), human_ns),
+            r.p99_ns.map_or(String::new(), human_ns),
+            r.msgs_per_s.map_or(String::new(), |x| human_rate(x, "")),
+            r.bytes_per_s.map_or(String::new(), |x| human_rate(x, "B")),
+            ratio,
+        );
+    }
+    println!();
+    println!(
+        "vs pipe: ping-pong p50 / the raw pipe's (lower is better); stream msgs/s / the raw pipe's (higher is better)."
+    );
+}
+
+/// Fold the rounds of one case into its row.
+fn summarize(case: &Case, samples: Vec<Sample>) -> Row {
+    let mut lat = Vec::new();
+    let mut wall = Duration::ZERO;
+    let mut msgs = 0usize;
+    for s in samples {
+        match s {
+            Sample::Latencies(v, d) => {
+                msgs += v.len();
+                lat.extend(v);
+                wall += d;
+            }
+            Sample::Stream(n, d) => {
+                msgs += n;
+                wall += d;
+            }
+        }
+    }
+    let rate = msgs as f64 / wall.as_secs_f64().max(1e-9);
+    lat.sort_unstable();
+    let (p50, p99) = if lat.is_empty() {
+        (None, None)
+    } else {
+        (Some(percentile(&lat, 0.50)), Some(percentile(&lat, 0.99)))
+    };
+    Row {
+        mechanism: case.mechanism.to_owned(),
+        pattern: case.pattern,
+        size: case.size,
+        p50_ns: p50,
+        p99_ns: p99,
+        msgs_per_s: Some(rate),
+        bytes_per_s: (case.pattern != "pingpong").then_some(rate * case.size as f64),
+    }
+}
+
+/// Run the benchmark.
+pub(crate) fn run(opts: &Options) -> BenchResult<()> {
+    let cases: Vec<Case> = cases()
+        .into_iter()
+        .filter(|c| {
+            opts.filter
+                .as_ref()
+                .is_none_or(|f| c.mechanism.contains(f.as_str()))
+        })
+        .collect();
+    // Groups of cases that take turns: same pattern and size.
+    let mut groups: Vec<(&'static str, usize)> = Vec::new();
+    for c in &cases {
+        if !groups.contains(&(c.pattern, c.size)) {
+            groups.push((c.pattern, c.size));
+        }
+    }
+    if let Some((parent, _)) = cpu_pair() {
+        multiproc_sys::process::pin_to_cpu(parent)?;
+    }
+    let rounds = rounds(opts.quick);
+    let mut progress = Progress::new(groups.len() * rounds);
+    let mut samples: Vec<Vec<Sample>> = cases.iter().map(|_| Vec::new()).collect();
+    let started = Instant::now();
+    for &(pattern, size) in &groups {
+        for round in 0..rounds {
+            progress.start(&format!(
+                "{pattern} {} round {}/{rounds}",
+                human_size(size),
+                round + 1
+            ));
+            for (i, case) in cases.iter().enumerate() {
+                if (case.pattern, case.size) == (pattern, size) {
+                    samples[i].push((case.run)(iterations(pattern, size))?);
+                }
+            }
+            progress.finish_one();
+        }
+    }
+    progress.finish();
+    let rows: Vec<Row> = cases
+        .iter()
+        .zip(samples)
+        .map(|(c, s)| summarize(c, s))
+        .collect();
+    if opts.json {
+        println!("{}", serde_json::json!({ "rows": rows }));
+    } else {
+        print_table(&rows);
+        eprintln!("measured in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
