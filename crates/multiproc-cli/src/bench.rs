@@ -29,6 +29,10 @@ pub(crate) struct Options {
     /// Only run mechanisms whose name contains this text.
     #[arg(long)]
     filter: Option<String>,
+    /// One short round per case: checks that every case runs (tests), measures
+    /// nothing worth reading.
+    #[arg(long, hide = true)]
+    smoke: bool,
 }
 
 /// One measurement.
@@ -537,7 +541,7 @@ pub(crate) fn run(opts: &Options) -> BenchResult<()> {
     if let Some((parent, _)) = cpu_pair() {
         multiproc_sys::process::pin_to_cpu(parent)?;
     }
-    let rounds = rounds(opts.quick);
+    let rounds = if opts.smoke { 1 } else { rounds(opts.quick) };
     let mut progress = Progress::new(groups.len() * rounds);
     let mut samples: Vec<Vec<Sample>> = cases.iter().map(|_| Vec::new()).collect();
     let started = Instant::now();
@@ -550,7 +554,9 @@ pub(crate) fn run(opts: &Options) -> BenchResult<()> {
             ));
             for (i, case) in cases.iter().enumerate() {
                 if (case.pattern, case.size) == (pattern, size) {
-                    samples[i].push((case.run)(iterations(pattern, size))?);
+                    let n = iterations(pattern, size);
+                    let n = if opts.smoke { (n / 50).max(3) } else { n };
+                    samples[i].push((case.run)(n)?);
                 }
             }
             progress.finish_one();

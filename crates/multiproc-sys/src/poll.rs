@@ -39,10 +39,7 @@ pub fn wait_any_readable(
         .map(|fd| PollFd::from_borrowed_fd(*fd, PollFlags::IN))
         .collect();
     loop {
-        let timeout = match deadline {
-            None => None,
-            Some(d) => Some(timespec(d.saturating_duration_since(Instant::now()))),
-        };
+        let timeout = deadline.map(|d| timespec(d.saturating_duration_since(Instant::now())));
         match rustix::event::poll(&mut pfds, timeout.as_ref()) {
             Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),

@@ -100,15 +100,11 @@ pub fn encode<T: Serialize + ?Sized>(
     let saved = OUTGOING.with(|o| o.replace(Some(Vec::new())));
     take_handle_error();
     let start = out.len();
-    let result = postcard::to_extend(value, std::mem::take(out));
+    let result = postcard::serialize_with_flavor(value, AppendTo(out));
     let fds = OUTGOING.with(|o| o.replace(saved)).unwrap_or_default();
-    match result {
-        Ok(v) => *out = v,
-        Err(e) => {
-            // postcard consumed the buffer; hand back an empty one.
-            out.truncate(start);
-            return Err(take_handle_error().map_or(EncodeError::Serde(e), EncodeError::Handle));
-        }
+    if let Err(e) = result {
+        out.truncate(start);
+        return Err(take_handle_error().map_or(EncodeError::Serde(e), EncodeError::Handle));
     }
     if fds.len() > MAX_HANDLES {
         return Err(EncodeError::TooManyHandles {
@@ -117,6 +113,28 @@ pub fn encode<T: Serialize + ?Sized>(
         });
     }
     Ok(fds)
+}
+
+/// A postcard output that appends to a borrowed vector with
+/// `extend_from_slice` (one `memcpy` per byte string).
+struct AppendTo<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+    type Output = ();
+
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
+        self.0.push(data);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
 }
 
 /// Decode a `T` from `bytes`, giving it the received `fds` by index.

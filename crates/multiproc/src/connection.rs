@@ -216,6 +216,34 @@ fn read_frame<'r>(
     }
 }
 
+/// Split a serde payload into its handle count and body, take its handles
+/// from `queue`, and decode it.
+fn decode_payload<U>(
+    bytes: &[u8],
+    queue: &mut VecDeque<OwnedFd>,
+    broken: &mut bool,
+    decode: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<U, DecodeError>,
+) -> Result<U, RecvError> {
+    let Some((&count, body)) = bytes.split_first() else {
+        return Err(DecodeError::Empty.into());
+    };
+    let count = usize::from(count);
+    let available = queue.len();
+    if count > available {
+        // The handles the message names never arrived: the stream and the
+        // handle queue no longer line up.
+        *broken = true;
+        queue.clear();
+        return Err(DecodeError::MissingHandles {
+            expected: count,
+            available,
+        }
+        .into());
+    }
+    let fds: Vec<OwnedFd> = queue.drain(..count).collect();
+    Ok(decode(body, fds)?)
+}
+
 /// One end of a pipe or a duplex connection, carrying serde values of type
 /// `T` and raw byte messages.
 ///
@@ -599,25 +627,14 @@ impl<T> Connection<T> {
             deadline,
             *max,
         )?;
-        let bytes = payload.as_slice();
-        let Some((&count, body)) = bytes.split_first() else {
-            return Err(DecodeError::Empty.into());
+        let (result, spent) = match payload {
+            Payload::Borrowed(bytes) => (decode_payload(bytes, queue, broken, decode), None),
+            Payload::Owned(v) => (decode_payload(&v, queue, broken, decode), Some(v)),
         };
-        let count = usize::from(count);
-        let available = queue.len();
-        if count > available {
-            // The handles the message names never arrived: the stream and the
-            // handle queue no longer line up.
-            *broken = true;
-            queue.clear();
-            return Err(DecodeError::MissingHandles {
-                expected: count,
-                available,
-            }
-            .into());
+        if let (Some(v), Some(r)) = (spent, reader.as_mut()) {
+            r.recycle(v);
         }
-        let fds: Vec<OwnedFd> = queue.drain(..count).collect();
-        Ok(decode(body, fds)?)
+        result
     }
 
     /// [`recv_with`](Self::recv_with) for the rest of the crate.

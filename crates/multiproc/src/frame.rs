@@ -91,8 +91,16 @@ pub fn encode_header(len: usize, out: &mut [u8; MAX_HEADER_LEN]) -> &[u8] {
     }
 }
 
-/// Zero `buf` and view it as initialized bytes.
+/// The most bytes [`zero_fill`] initializes per call, so a source that
+/// returns little per read does not pay for zeroing a whole large payload
+/// each time.
+pub const ZERO_FILL_WINDOW: usize = 256 << 10;
+
+/// Zero the first [`ZERO_FILL_WINDOW`] bytes of `buf` and view them as
+/// initialized bytes.
 pub(crate) fn zero_fill(buf: &mut [MaybeUninit<u8>]) -> &mut [u8] {
+    let len = buf.len().min(ZERO_FILL_WINDOW);
+    let buf = &mut buf[..len];
     for b in buf.iter_mut() {
         b.write(0);
     }
@@ -130,7 +138,7 @@ pub unsafe trait Source {
     ) -> io::Result<Fill>;
 
     /// [`fill`](Source::fill) into uninitialized memory, for large payloads.
-    /// The default zeroes `buf` first.
+    /// The default zeroes (at most [`ZERO_FILL_WINDOW`] bytes of) `buf` first.
     fn fill_uninit(
         &mut self,
         buf: &mut [MaybeUninit<u8>],
@@ -208,10 +216,21 @@ pub struct FrameReader {
     start: usize,
     end: usize,
     pending: Option<Pending>,
+    /// A large payload buffer handed back after use, for the next large frame.
+    spare: Vec<u8>,
     max: usize,
 }
 
 impl FrameReader {
+    /// Hand back the buffer of an out-of-line payload that has been consumed,
+    /// so the next large frame reuses its memory instead of allocating.
+    pub fn recycle(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() > self.spare.capacity() {
+            buf.clear();
+            self.spare = buf;
+        }
+    }
+
     /// A reader that refuses frames above `max` bytes.
     pub fn new(max: usize) -> Self {
         FrameReader {
@@ -219,6 +238,7 @@ impl FrameReader {
             start: 0,
             end: 0,
             pending: None,
+            spare: Vec::new(),
             max,
         }
     }
@@ -259,35 +279,33 @@ impl FrameReader {
     ) -> Result<Payload<'_>, ReadError> {
         if self.pending.is_none() {
             loop {
-                match parse_header(&self.buf[self.start..self.end], self.max)? {
-                    Some((h, len)) => {
-                        let have = self.end - self.start;
-                        if have >= h + len {
-                            let at = self.start + h;
-                            self.start += h + len;
-                            if self.start == self.end {
-                                self.start = 0;
-                                self.end = 0;
-                            }
-                            return Ok(Payload::Borrowed(&self.buf[at..at + len]));
-                        }
-                        if len > INLINE_MAX {
-                            // Out of line: start with what is buffered; grow
-                            // only as bytes arrive.
-                            let got = have - h;
-                            let mut data = Vec::with_capacity(len.min(1 << 20).max(got));
-                            data.extend_from_slice(&self.buf[self.start + h..self.end]);
+                if let Some((h, len)) = parse_header(&self.buf[self.start..self.end], self.max)? {
+                    let have = self.end - self.start;
+                    if have >= h + len {
+                        let at = self.start + h;
+                        self.start += h + len;
+                        if self.start == self.end {
                             self.start = 0;
                             self.end = 0;
-                            self.pending = Some(Pending {
-                                data,
-                                len,
-                                header: h,
-                            });
-                            break;
                         }
+                        return Ok(Payload::Borrowed(&self.buf[at..at + len]));
                     }
-                    None => {}
+                    if len > INLINE_MAX {
+                        // Out of line: start with what is buffered; grow
+                        // only as bytes arrive.
+                        let got = have - h;
+                        let mut data = std::mem::take(&mut self.spare);
+                        data.reserve_exact(len.min(1 << 20).max(got));
+                        data.extend_from_slice(&self.buf[self.start + h..self.end]);
+                        self.start = 0;
+                        self.end = 0;
+                        self.pending = Some(Pending {
+                            data,
+                            len,
+                            header: h,
+                        });
+                        break;
+                    }
                 }
                 // Need more bytes in the buffer: compact, then read once.
                 if self.start > 0 && self.end == self.buf.len() || self.start > BUF_SIZE / 2 {
@@ -372,7 +390,25 @@ impl<'a> ChunkedSource<'a> {
     }
 }
 
-// SAFETY: `fill_uninit` is the default, which initializes the whole buffer.
+impl ChunkedSource<'_> {
+    /// The next chunk: at most `room` bytes.
+    fn take(&mut self, room: usize) -> &[u8] {
+        let chunk = if self.chunks.is_empty() {
+            usize::MAX
+        } else {
+            let c = self.chunks[self.next % self.chunks.len()].max(1);
+            self.next += 1;
+            c
+        };
+        let n = chunk.min(room).min(self.data.len());
+        let (head, rest) = self.data.split_at(n);
+        self.data = rest;
+        head
+    }
+}
+
+// SAFETY: `fill_uninit` writes every byte it reports (`write_copy_of_slice`
+// semantics, done by hand).
 unsafe impl Source for ChunkedSource<'_> {
     fn fill(
         &mut self,
@@ -383,17 +419,25 @@ unsafe impl Source for ChunkedSource<'_> {
         if self.data.is_empty() {
             return Ok(Fill::Eof);
         }
-        let chunk = if self.chunks.is_empty() {
-            usize::MAX
-        } else {
-            let c = self.chunks[self.next % self.chunks.len()].max(1);
-            self.next += 1;
-            c
-        };
-        let n = chunk.min(buf.len()).min(self.data.len());
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
-        Ok(Fill::Data(n))
+        let chunk = self.take(buf.len());
+        buf[..chunk.len()].copy_from_slice(chunk);
+        Ok(Fill::Data(chunk.len()))
+    }
+
+    fn fill_uninit(
+        &mut self,
+        buf: &mut [MaybeUninit<u8>],
+        _deadline: Option<Instant>,
+        _fds: &mut VecDeque<OwnedFd>,
+    ) -> io::Result<Fill> {
+        if self.data.is_empty() {
+            return Ok(Fill::Eof);
+        }
+        let chunk = self.take(buf.len());
+        for (dst, &src) in buf.iter_mut().zip(chunk) {
+            dst.write(src);
+        }
+        Ok(Fill::Data(chunk.len()))
     }
 }
 
@@ -409,6 +453,31 @@ pub fn decode_all(data: &[u8], chunks: Vec<usize>, max: usize) -> (Vec<Vec<u8>>,
         match reader.read_frame(&mut src, None, &mut fds) {
             Ok(p) => out.push(p.into_vec()),
             Err(e) => return (out, e),
+        }
+    }
+}
+
+/// One fuzz input: the first byte picks how the stream is chunked, the rest
+/// is the stream. Every frame decoded is also decoded as a serde message of a
+/// sample type. Nothing may panic, hang, or allocate more than the bytes
+/// given plus a constant. Shared by the `cargo fuzz` target and the corpus
+/// replay test.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    let Some((&mode, stream)) = data.split_first() else {
+        return;
+    };
+    let chunks = match mode % 8 {
+        0 => vec![],
+        1 => vec![1],
+        2 => vec![3, 1, 4, 1, 5],
+        n => vec![usize::from(mode), usize::from(n) * 97],
+    };
+    let (frames, _end) = decode_all(stream, chunks, 1 << 20);
+    for f in frames {
+        if let Some((_count, body)) = f.split_first() {
+            type Sample = (u32, String, Vec<u8>, Option<i64>, Vec<(bool, f64)>);
+            let _ = crate::codec::decode::<Sample>(body, Vec::new());
         }
     }
 }

@@ -54,6 +54,11 @@
 //! - No pickle and no code from the wire: messages are plain serde data.
 //! - No silent fork of a multi-threaded process.
 
+#![expect(
+    clippy::needless_doctest_main,
+    reason = "the examples show `multiproc::init()` as the first line of `main`"
+)]
+
 pub mod codec;
 pub mod connection;
 pub mod frame;

@@ -1,0 +1,73 @@
+//! `multiproc bench --quick --json` prints one row per mechanism, pattern and
+//! size, with the fields later comparisons rely on. (Numbers are not judged
+//! here: speed is measured by the benchmark, not by tests.)
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+#[test]
+fn bench_quick_json_prints_every_row() {
+    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
+        .args(["bench", "--quick", "--smoke", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Progress goes to stderr, so stdout is pure JSON.
+    assert!(!out.stderr.is_empty(), "no progress was shown");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    let mut seen = BTreeSet::new();
+    for r in rows {
+        let mech = r["mechanism"].as_str().unwrap().to_owned();
+        let pattern = r["pattern"].as_str().unwrap().to_owned();
+        let size = r["size"].as_u64().unwrap();
+        match pattern.as_str() {
+            "pingpong" => {
+                assert!(r["p50_ns"].as_u64().unwrap() > 0);
+                assert!(r["p99_ns"].as_u64().unwrap() >= r["p50_ns"].as_u64().unwrap());
+            }
+            "stream" => {
+                assert!(r["msgs_per_s"].as_f64().unwrap() > 0.0);
+                let bps = r["bytes_per_s"].as_f64().unwrap();
+                let mps = r["msgs_per_s"].as_f64().unwrap();
+                assert!((bps / (mps * size as f64) - 1.0).abs() < 1e-6);
+            }
+            p => panic!("unknown pattern {p}"),
+        }
+        seen.insert((mech, pattern, size));
+    }
+    for mech in [
+        "os-pipe",
+        "os-socketpair",
+        "pipe-bytes",
+        "pipe-serde",
+        "duplex-bytes",
+        "duplex-serde",
+    ] {
+        for pattern in ["pingpong", "stream"] {
+            for size in [64, 4096, 1 << 20] {
+                assert!(
+                    seen.contains(&(mech.to_owned(), pattern.to_owned(), size)),
+                    "missing row {mech} {pattern} {size}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn filter_selects_mechanisms() {
+    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
+        .args(["bench", "--smoke", "--json", "--filter", "os-pipe"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    assert!(rows.iter().all(|r| r["mechanism"] == "os-pipe"));
+}

@@ -1,0 +1,17 @@
+//! Replays the frame decoder's fuzz corpus (`fuzz/corpus/frame_decoder`) on
+//! stable, so every input the fuzzer kept stays a regression test.
+
+#[test]
+fn frame_decoder_corpus_replays_cleanly() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/frame_decoder");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus directory") {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        eprintln!("replaying {}", path.display());
+        multiproc::frame::fuzz_one(&data);
+        n += 1;
+    }
+    assert!(n >= 10, "corpus has only {n} inputs");
+}
