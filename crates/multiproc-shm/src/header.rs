@@ -70,6 +70,7 @@ impl AtomicU32Pair {
     }
 }
 
+#[cfg(not(multiproc_loom))]
 const _: () = assert!(core::mem::size_of::<Header>() == 32);
 
 /// Why a segment's header was refused.

@@ -1,13 +1,30 @@
 //! Data structures that live in shared memory, free of system calls.
 //!
 //! Everything here works on memory it is handed (a mapped segment in
-//! production, heap memory under loom and miri) and takes waiting and waking
-//! as parameters, so the same algorithms are model-checked with threads
-//! standing in for processes. Today the crate holds the atomics facade and the
-//! segment header every shared object starts with; the lock, event, semaphore
-//! and queue state machines follow.
+//! production, heap memory under loom and miri) and takes waiting, waking
+//! and liveness as parameters ([`Env`]), so the same algorithms are
+//! model-checked with threads standing in for processes. All state is made
+//! of fixed-width atomics, zero means "fresh", and no pointer or `usize` is
+//! ever stored.
+//!
+//! - [`Header`]: the publication header every segment starts with.
+//! - [`RawLock`]: robust lock (owner death is detected and recoverable),
+//!   also re-entrant.
+//! - [`RawSemaphore`], [`RawEvent`], [`RawCondition`], [`RawBarrier`].
 
+pub mod barrier;
+pub mod condition;
+pub mod env;
+pub mod event;
 pub mod header;
+pub mod lock;
+pub mod semaphore;
 pub mod sync;
 
+pub use barrier::{Broken, RawBarrier};
+pub use condition::{RawCondition, Ticket};
+pub use env::{Env, LIVENESS_CHECK, Me};
+pub use event::RawEvent;
 pub use header::{Header, HeaderError, InitState};
+pub use lock::{Acquired, LockError, RawLock, UnlockError};
+pub use semaphore::{OverRelease, RawSemaphore};

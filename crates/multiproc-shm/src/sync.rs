@@ -3,6 +3,10 @@
 
 #[cfg(multiproc_loom)]
 pub use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+#[cfg(multiproc_loom)]
+pub use loom::thread::yield_now;
 
 #[cfg(not(multiproc_loom))]
 pub use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+#[cfg(not(multiproc_loom))]
+pub use std::thread::yield_now;

@@ -9,14 +9,21 @@
 //! - fds: close-on-exec and non-blocking flags, pipes, stream socketpairs;
 //! - messages with file descriptors attached (`SCM_RIGHTS`);
 //! - readiness waits on one or many fds with monotonic deadlines, retried on `EINTR`;
-//! - processes: pidfds, signals through pidfds, `waitid(P_PIDFD)`, `fork`.
+//! - processes: pidfds, signals through pidfds, `waitid(P_PIDFD)`, `fork`,
+//!   liveness (zombies and reused pids count as dead);
+//! - shared memory: memfd, POSIX shm, seals, mappings; shared futexes;
+//! - the OS baselines the benchmark compares with (POSIX semaphores, robust
+//!   pthread mutexes).
 //!
 //! What it does not do: framing, serialization, any decision about what a
 //! failure means for the caller.
 
+pub mod baseline;
 pub mod fd;
+pub mod futex;
 pub mod io;
 pub mod poll;
 pub mod process;
+pub mod shm;
 
 pub use rustix;

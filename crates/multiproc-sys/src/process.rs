@@ -173,3 +173,80 @@ pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
     rustix::thread::sched_setaffinity(None, &set)?;
     Ok(())
 }
+
+/// Whether a process is alive, as far as this process can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Running (or stopped), or owned by another user (`EPERM`): never
+    /// reported dead on a guess.
+    Alive,
+    /// Gone, or a zombie waiting to be reaped.
+    Dead,
+}
+
+/// `kill(pid, 0)` plus a look at `/proc/<pid>/stat`: a zombie is dead, and
+/// when `start_time` (the low 32 bits of the start time in clock ticks, as
+/// [`start_time`] returns) is given, a process with another start time is a
+/// later process that reused the pid (so the one we asked about is dead).
+pub fn liveness(pid: u32, start_time: Option<u32>) -> Liveness {
+    let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return Liveness::Dead;
+    };
+    match rustix::process::test_kill_process(p) {
+        Err(Errno::SRCH) => return Liveness::Dead,
+        Err(Errno::PERM) | Ok(()) => {}
+        Err(_) => return Liveness::Alive,
+    }
+    match proc_stat(pid) {
+        Some((state, start)) => {
+            let zombie = state == 'Z' || state == 'X';
+            let reused = start_time.is_some_and(|t| u64::from(t) != start & 0xffff_ffff);
+            if zombie || reused {
+                Liveness::Dead
+            } else {
+                Liveness::Alive
+            }
+        }
+        // Unreadable (hidepid): alive, since kill said so.
+        None => Liveness::Alive,
+    }
+}
+
+/// State letter and start time (clock ticks since boot) from
+/// `/proc/<pid>/stat`.
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(')')?.1;
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // Field 22 overall is starttime; after "pid (comm)" it is the 20th.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// This process's start time (clock ticks since boot), to tell it apart from
+/// a later process that reuses its pid.
+pub fn start_time(pid: u32) -> Option<u64> {
+    proc_stat(pid).map(|(_, t)| t)
+}
+
+/// `gettid()`.
+pub fn tid() -> u32 {
+    rustix::thread::gettid()
+        .as_raw_nonzero()
+        .get()
+        .unsigned_abs()
+}
+
+/// Run `child` in every child forked from this process from now on, right
+/// after the fork (`pthread_atfork`), to reset per-process caches.
+pub fn at_fork_child(child: extern "C" fn()) -> io::Result<()> {
+    // SAFETY: registering a handler has no preconditions; `child` is a plain
+    // function that stays valid for the life of the program.
+    let r = unsafe { libc::pthread_atfork(None, None, Some(child)) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(r))
+    }
+}

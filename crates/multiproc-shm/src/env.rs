@@ -1,0 +1,73 @@
+//! What the algorithms need from the outside world, as parameters: waiting
+//! and waking on a word, the caller's identity, and whether a process is
+//! dead. `multiproc` supplies shared futexes and `/proc`; the loom models
+//! supply a condition variable and threads that stand in for processes.
+
+use std::time::Instant;
+
+use crate::sync::AtomicU32;
+
+/// The caller: process and thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Me {
+    /// Process id (1..2³⁰).
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    /// The low 32 bits of the process's start time, to tell it apart from a
+    /// later process with the same pid.
+    pub start: u32,
+}
+
+/// Wait/wake and liveness, supplied by the caller.
+pub trait Env {
+    /// Sleep while `word == expected`, until woken or `deadline`. Returns
+    /// `false` only when the deadline passed. May return `true` spuriously.
+    fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool;
+    /// Wake up to `n` sleepers on `word`.
+    fn wake(&self, word: &AtomicU32, n: u32);
+    /// Whether process `pid` is certainly dead. `start` is its recorded
+    /// start time, when known. Must never report a live process dead.
+    fn is_dead(&self, pid: u32, start: Option<u32>) -> bool;
+    /// The caller's identity.
+    fn me(&self) -> Me;
+}
+
+/// How long a waiter sleeps before it checks whether the process it waits
+/// for is still alive. Owner death is noticed within about this long.
+pub const LIVENESS_CHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// The end of the next sleep: the deadline, or the next liveness check if
+/// sooner.
+pub(crate) fn slice(deadline: Option<Instant>) -> Option<Instant> {
+    // Loom cannot model time; its waits ignore deadlines, and so the models
+    // never take the liveness-check path.
+    let check = Instant::now() + LIVENESS_CHECK;
+    Some(deadline.map_or(check, |d| d.min(check)))
+}
+
+/// Whether `deadline` has passed.
+pub(crate) fn expired(deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+/// Spin a little before parking: a hand-off between cores takes well under
+/// a microsecond, a futex sleep and wake several. Bounded, so a spinner never
+/// burns a time slice on a 2-vCPU machine.
+pub(crate) fn spin_until(mut done: impl FnMut() -> bool) -> bool {
+    // Under loom a spin only multiplies the schedules to explore.
+    if cfg!(multiproc_loom) {
+        return done();
+    }
+    for i in 0..64 {
+        if done() {
+            return true;
+        }
+        if i < 48 {
+            core::hint::spin_loop();
+        } else {
+            crate::sync::yield_now();
+        }
+    }
+    done()
+}

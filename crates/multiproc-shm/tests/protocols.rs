@@ -1,0 +1,251 @@
+//! Models of every wait/wake protocol, with threads standing in for
+//! processes and a condition variable standing in for the futex.
+//!
+//! Under loom (`RUSTFLAGS="--cfg multiproc_loom" cargo test -p multiproc-shm
+//! --test protocols --release`) every interleaving is explored and a lost
+//! wake-up shows as a deadlock; without loom the same models run many times
+//! on real threads.
+
+use std::time::Instant;
+
+use multiproc_shm::sync::{AtomicU32, Ordering};
+use multiproc_shm::{Acquired, Env, Me, RawBarrier, RawCondition, RawEvent, RawLock, RawSemaphore};
+
+#[cfg(multiproc_loom)]
+use loom::sync::{Arc, Condvar, Mutex};
+#[cfg(multiproc_loom)]
+use loom::thread;
+#[cfg(not(multiproc_loom))]
+use std::sync::{Arc, Condvar, Mutex};
+#[cfg(not(multiproc_loom))]
+use std::thread;
+
+#[cfg(multiproc_loom)]
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(3);
+    }
+    b.check(f);
+}
+
+#[cfg(not(multiproc_loom))]
+fn model(f: impl Fn() + Sync + Send + 'static) {
+    for _ in 0..200 {
+        f();
+    }
+}
+
+/// A futex modelled by one mutex and condition variable: `wait` checks the
+/// word under the mutex, `wake` notifies under it, so a wake that follows a
+/// change of the word can never slip between a waiter's check and its sleep.
+#[derive(Default)]
+struct Futex {
+    m: Mutex<()>,
+    cv: Condvar,
+}
+
+struct ThreadEnv {
+    futex: Arc<Futex>,
+    pid: u32,
+}
+
+impl Env for ThreadEnv {
+    fn wait(&self, word: &AtomicU32, expected: u32, _deadline: Option<Instant>) -> bool {
+        let g = self.futex.m.lock().unwrap();
+        if word.load(Ordering::SeqCst) != expected {
+            return true;
+        }
+        drop(self.futex.cv.wait(g).unwrap());
+        true
+    }
+    fn wake(&self, _word: &AtomicU32, _n: u32) {
+        let _g = self.futex.m.lock().unwrap();
+        self.futex.cv.notify_all();
+    }
+    fn is_dead(&self, _pid: u32, _start: Option<u32>) -> bool {
+        false
+    }
+    fn me(&self) -> Me {
+        Me {
+            pid: self.pid,
+            tid: self.pid,
+            start: 0,
+        }
+    }
+}
+
+fn envs(n: u32) -> Vec<ThreadEnv> {
+    let futex = Arc::new(Futex::default());
+    (1..=n)
+        .map(|pid| ThreadEnv {
+            futex: futex.clone(),
+            pid,
+        })
+        .collect()
+}
+
+#[test]
+fn lock_excludes_and_hands_over() {
+    model(|| {
+        let lock = Arc::new(RawLock::new());
+        let inside = Arc::new(AtomicU32::new(0));
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        let (l2, i2) = (lock.clone(), inside.clone());
+        let t = thread::spawn(move || {
+            assert_eq!(l2.lock(&e2, None), Ok(Acquired::Clean));
+            assert_eq!(i2.fetch_add(1, Ordering::SeqCst), 0, "two owners");
+            i2.fetch_sub(1, Ordering::SeqCst);
+            l2.unlock(&e2).unwrap();
+        });
+        assert_eq!(lock.lock(&e1, None), Ok(Acquired::Clean));
+        assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two owners");
+        inside.fetch_sub(1, Ordering::SeqCst);
+        lock.unlock(&e1).unwrap();
+        t.join().unwrap();
+        assert!(!lock.is_locked());
+    });
+}
+
+#[test]
+fn rlock_reenters_and_refuses_strangers() {
+    model(|| {
+        let lock = Arc::new(RawLock::new());
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        assert_eq!(lock.rlock(&e1, None), Ok(Acquired::Clean));
+        assert_eq!(lock.rlock(&e1, None), Ok(Acquired::Reentered));
+        let l2 = lock.clone();
+        let t = thread::spawn(move || {
+            assert!(l2.runlock(&e2).is_err());
+            assert_eq!(l2.rlock(&e2, None), Ok(Acquired::Clean));
+            l2.runlock(&e2).unwrap();
+        });
+        lock.runlock(&e1).unwrap();
+        lock.runlock(&e1).unwrap();
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn semaphore_wakes_a_sleeper() {
+    model(|| {
+        let sem = Arc::new(RawSemaphore::new(0, false));
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        let s2 = sem.clone();
+        let t = thread::spawn(move || assert!(s2.acquire(&e2, None)));
+        sem.release(&e1, 1).unwrap();
+        t.join().unwrap();
+        assert_eq!(sem.value(), 0);
+    });
+}
+
+#[test]
+fn bounded_semaphore_refuses_over_release() {
+    model(|| {
+        let e = envs(1).pop().unwrap();
+        let sem = RawSemaphore::new(1, true);
+        assert!(sem.release(&e, 1).is_err());
+        assert!(sem.try_acquire());
+        assert!(!sem.try_acquire());
+        sem.release(&e, 1).unwrap();
+        assert!(sem.release(&e, 1).is_err());
+    });
+}
+
+#[test]
+fn event_set_wakes_the_waiter() {
+    model(|| {
+        let ev = Arc::new(RawEvent::new());
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        let v2 = ev.clone();
+        let t = thread::spawn(move || assert!(v2.wait(&e2, None)));
+        ev.set(&e1);
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn event_set_then_clear_still_releases_a_sleeper() {
+    // The seeds' breakfast program: set() and clear() at once. A waiter
+    // asleep before the set must return; one that starts after the clear
+    // waits for the next set, which comes.
+    model(|| {
+        let ev = Arc::new(RawEvent::new());
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        let v2 = ev.clone();
+        let t = thread::spawn(move || assert!(v2.wait(&e2, None)));
+        ev.set(&e1);
+        ev.clear();
+        ev.set(&e1);
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn condition_notify_is_not_lost() {
+    model(|| {
+        let lock = Arc::new(RawLock::new());
+        let cond = Arc::new(RawCondition::new());
+        let flag = Arc::new(AtomicU32::new(0));
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        let (l2, c2, f2) = (lock.clone(), cond.clone(), flag.clone());
+        let t = thread::spawn(move || {
+            l2.lock(&e2, None).unwrap();
+            while f2.load(Ordering::Relaxed) == 0 {
+                let ticket = c2.prepare();
+                l2.unlock(&e2).unwrap();
+                c2.park(&e2, ticket, None);
+                l2.lock(&e2, None).unwrap();
+            }
+            l2.unlock(&e2).unwrap();
+        });
+        lock.lock(&e1, None).unwrap();
+        flag.store(1, Ordering::Relaxed);
+        cond.notify(&e1, 1);
+        lock.unlock(&e1).unwrap();
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn barrier_releases_both_parties_with_distinct_indices() {
+    model(|| {
+        let b = Arc::new((RawBarrier::new(2), [AtomicU32::new(0), AtomicU32::new(0)]));
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        let b2 = b.clone();
+        let t = thread::spawn(move || b2.0.wait(&e2, &b2.1, None).unwrap());
+        let mine = b.0.wait(&e1, &b.1, None).unwrap();
+        let theirs = t.join().unwrap();
+        assert_eq!(mine + theirs, 1, "indices {mine} and {theirs}");
+        assert_eq!(b.0.n_waiting(), 0);
+    });
+}
+
+#[test]
+fn barrier_abort_breaks_a_waiter() {
+    model(|| {
+        let b = Arc::new((RawBarrier::new(2), [AtomicU32::new(0), AtomicU32::new(0)]));
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        let b2 = b.clone();
+        let t = thread::spawn(move || b2.0.wait(&e2, &b2.1, None));
+        b.0.abort(&e1);
+        assert!(t.join().unwrap().is_err());
+        assert!(b.0.broken());
+    });
+}

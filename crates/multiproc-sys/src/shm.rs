@@ -1,0 +1,169 @@
+//! Shared memory: memfd and POSIX shm objects, seals, and mappings.
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::ptr::NonNull;
+
+use rustix::fs::{MemfdFlags, Mode, SealFlags};
+use rustix::mm::{MapFlags, ProtFlags};
+
+/// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`, sized to `len`
+/// bytes (zero-filled). The kernel frees it when the last descriptor and
+/// mapping are gone: nothing is left behind after any crash.
+#[doc(alias = "memfd_create")]
+pub fn memfd(name: &str, len: u64) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    rustix::fs::ftruncate(&fd, len)?;
+    Ok(fd)
+}
+
+/// Seal a memfd's size (`F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL`): no
+/// process can truncate it under another's mapping (no `SIGBUS`).
+pub fn seal_size(fd: impl AsFd) -> io::Result<()> {
+    rustix::fs::fcntl_add_seals(fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+    Ok(())
+}
+
+/// Whether the size of `fd` is sealed against shrinking.
+pub fn is_shrink_sealed(fd: impl AsFd) -> io::Result<bool> {
+    Ok(rustix::fs::fcntl_get_seals(fd)?.contains(SealFlags::SHRINK))
+}
+
+/// `shm_open(name, O_RDWR | O_CREAT | O_EXCL, mode)`: create a new named
+/// object, failing with `AlreadyExists` if the name is taken (never attaching
+/// to someone else's object).
+pub fn shm_create(name: &str, mode: u32, len: u64) -> io::Result<OwnedFd> {
+    let fd = rustix::shm::open(
+        name,
+        rustix::shm::OFlags::RDWR | rustix::shm::OFlags::CREATE | rustix::shm::OFlags::EXCL,
+        Mode::from_raw_mode(mode),
+    )?;
+    // The mode given to shm_open is filtered by the umask; set it exactly.
+    rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))?;
+    if let Err(e) = rustix::fs::ftruncate(&fd, len) {
+        let _ = rustix::shm::unlink(name);
+        return Err(e.into());
+    }
+    Ok(fd)
+}
+
+/// `shm_open(name, O_RDWR)` (or `O_RDONLY`) of an existing named object.
+pub fn shm_open(name: &str, writable: bool) -> io::Result<OwnedFd> {
+    let flags = if writable {
+        rustix::shm::OFlags::RDWR
+    } else {
+        rustix::shm::OFlags::RDONLY
+    };
+    Ok(rustix::shm::open(name, flags, Mode::empty())?)
+}
+
+/// `shm_unlink(name)`.
+pub fn shm_unlink(name: &str) -> io::Result<()> {
+    Ok(rustix::shm::unlink(name)?)
+}
+
+/// What `fstat` says about a descriptor, reduced to what the checks need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// Owner's user id.
+    pub uid: u32,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+}
+
+/// `fstat(fd)`.
+pub fn file_info(fd: impl AsFd) -> io::Result<FileInfo> {
+    let st = rustix::fs::fstat(fd)?;
+    Ok(FileInfo {
+        size: u64::try_from(st.st_size).unwrap_or(0),
+        uid: st.st_uid,
+        mode: st.st_mode & 0o7777,
+    })
+}
+
+/// `geteuid()`.
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+/// A shared mapping of a descriptor (`mmap(MAP_SHARED)`), unmapped on drop.
+///
+/// The mapping hands out only a raw pointer: other processes may write the
+/// memory at any time, so no `&[u8]` over it is ever made here.
+#[derive(Debug)]
+pub struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a mapping is an address range; every access through it goes
+// through raw pointers whose users synchronize (atomics or their own locks),
+// from any thread.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&Mapping` only exposes the address and length.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Map `len` bytes of `fd` from offset 0, shared, readable and (if
+    /// `writable`) writable.
+    pub fn new(fd: impl AsFd, len: usize, writable: bool) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot map 0 bytes",
+            ));
+        }
+        let prot = if writable {
+            ProtFlags::READ | ProtFlags::WRITE
+        } else {
+            ProtFlags::READ
+        };
+        // SAFETY: a fresh mapping at an address the kernel chooses (null
+        // hint) cannot overlap or invalidate any existing Rust object.
+        let ptr =
+            unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
+        let ptr = NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| io::Error::other("mmap returned a null pointer"))?;
+        Ok(Mapping { ptr, len })
+    }
+
+    /// The first byte of the mapping.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The mapping's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never: zero-length mappings are refused).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// `msync(MS_SYNC)`: write a file mapping back to its file.
+    pub fn flush(&self) -> io::Result<()> {
+        // SAFETY: the range is exactly this live mapping.
+        unsafe {
+            rustix::mm::msync(
+                self.ptr.as_ptr().cast(),
+                self.len,
+                rustix::mm::MsyncFlags::SYNC,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: the range is a mapping this value created and nothing else
+        // unmaps; users of the pointer are gone with `&self`.
+        unsafe {
+            let _ = rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len);
+        }
+    }
+}
