@@ -136,10 +136,16 @@ impl Header {
         self.state.store(InitState::Ready as u32, Ordering::Release);
     }
 
+    /// Whether the segment is a published multiproc segment of any layout.
+    pub fn is_published(&self) -> bool {
+        self.state.load(Ordering::Acquire) == InitState::Ready as u32 && self.magic.load() == MAGIC
+    }
+
     /// Check the header before touching the payload.
     pub fn check(&self, layout: u64, mapped_size: u64) -> Result<(), HeaderError> {
         // SYNC POINT: read. Pairs with the Release store in `publish`.
-        if self.state.load(Ordering::Acquire) != InitState::Ready as u32 {
+        let state = self.state.load(Ordering::Acquire);
+        if state == InitState::Uninit as u32 || state == InitState::Initializing as u32 {
             return Err(HeaderError::NotReady);
         }
         let found = (
@@ -149,7 +155,8 @@ impl Header {
             self.layout.load(),
         );
         let expected = (MAGIC, ABI_VERSION, layout);
-        if found != expected {
+        // A state word that is no state at all is as foreign as a wrong magic.
+        if found != expected || state != InitState::Ready as u32 {
             return Err(HeaderError::Incompatible { expected, found });
         }
         let recorded = self.size.load();

@@ -41,6 +41,13 @@
 //!   byte messages in Python's framing. Handles (connections, [`Fd`]s) travel
 //!   inside messages over duplex connections and in spawn arguments.
 //!
+//! - Shared memory and synchronization: [`Lock`], [`RLock`], [`Semaphore`],
+//!   [`BoundedSemaphore`], [`Event`], [`Condition`], [`Barrier`],
+//!   [`Value`], [`Array`], [`RawValue`], [`RawArray`], [`SharedMemory`].
+//!   Each is a sealed memfd: a handle like any other, freed by the kernel
+//!   with its last user. Locks detect a dead owner
+//!   ([`AcquireError::OwnerDied`]); barriers break when a party dies.
+//!
 //! # Handles
 //!
 //! A handle is a file descriptor. Moving a handle into a spawned process's
@@ -61,9 +68,21 @@
 
 pub mod codec;
 pub mod connection;
+mod env;
 pub mod frame;
 pub mod process;
+pub mod segment;
+pub mod shared;
+pub mod shared_memory;
+pub mod sync;
 
 pub use codec::Fd;
 pub use connection::{Connection, RecvError, SendError, duplex, pipe};
 pub use process::{Builder, Process, ProcessError, StartMethod, current_process_name, init};
+pub use segment::SegmentError;
+pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedError, Value, ValueGuard};
+pub use shared_memory::SharedMemory;
+pub use sync::{
+    AcquireError, Barrier, BoundedSemaphore, BrokenBarrierError, Condition, ConditionGuard, Event,
+    Lock, LockGuard, RLock, RLockGuard, ReleaseError, Semaphore, WaitError,
+};

@@ -1,0 +1,379 @@
+//! Shared segments: a mapping with the [`Header`] at offset 0, an owner
+//! record for named segments, and the object's state from [`PAYLOAD`] on.
+//!
+//! | offset | bytes | what |
+//! |--------|-------|------|
+//! | 0      | 32    | [`Header`]: magic, layout hash, ABI version, init state, size |
+//! | 32     | 4     | owner pid (named segments; 0 for anonymous) |
+//! | 36     | 4     | owner start time, low 32 bits |
+//! | 40     | 24    | reserved (zero) |
+//! | 64     | ...   | payload |
+//!
+//! An anonymous segment is a sealed memfd: its descriptor is the handle, and
+//! the kernel frees it with the last descriptor or mapping, whatever killed
+//! the processes. Openers check the header before anything else and get
+//! [`SegmentError::Incompatible`] for another layout or version.
+
+use std::fmt;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use multiproc_shm::{Header, HeaderError};
+use multiproc_sys::shm::Mapping;
+use serde::{Serialize, Serializer};
+
+use crate::codec;
+
+/// Where the payload starts.
+pub const PAYLOAD: usize = 64;
+/// Prefix of the OS names of named objects (`/dev/shm/multiproc.NAME`).
+pub const NAME_PREFIX: &str = "multiproc.";
+
+/// Why a segment could not be created or opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SegmentError {
+    /// The header does not match this type and build (another layout, ABI
+    /// version, or not a multiproc segment).
+    #[error(transparent)]
+    Incompatible(HeaderError),
+    /// The creator has not finished initializing (or died before it did).
+    #[error("shared segment was never published by its creator")]
+    NotReady,
+    /// A named object exists but is owned by another user or is accessible
+    /// to group or others.
+    #[error(
+        "named segment has owner uid {uid} and mode {mode:o}; expected uid {expected_uid} and no group/other access"
+    )]
+    PermissionMismatch {
+        /// Owner of the object.
+        uid: u32,
+        /// Its permission bits.
+        mode: u32,
+        /// Our effective uid.
+        expected_uid: u32,
+    },
+    /// The name is not usable (empty, too long, or containing `/`).
+    #[error("invalid shared memory name {0:?}")]
+    InvalidName(String),
+    /// The OS reported an error (`AlreadyExists` when a name is taken).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl From<SegmentError> for io::Error {
+    fn from(e: SegmentError) -> io::Error {
+        match e {
+            SegmentError::Io(e) => e,
+            SegmentError::PermissionMismatch { .. } => {
+                io::Error::new(io::ErrorKind::PermissionDenied, e)
+            }
+            e => io::Error::new(io::ErrorKind::InvalidData, e),
+        }
+    }
+}
+
+/// A mapped shared segment.
+pub(crate) struct Segment {
+    fd: OwnedFd,
+    map: Mapping,
+    /// The OS name of a named segment.
+    name: Option<String>,
+}
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Segment")
+            .field("len", &self.map.len())
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stable hash of a type's layout description (FNV-1a).
+pub(crate) const fn layout_hash(desc: &str, size: usize, align: usize) -> u64 {
+    let bytes = desc.as_bytes();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        h ^= bytes[i] as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    h ^= size as u64;
+    h = h.wrapping_mul(0x0100_0000_01b3);
+    h ^= align as u64;
+    h.wrapping_mul(0x0100_0000_01b3)
+}
+
+impl Segment {
+    fn header(&self) -> &Header {
+        // SAFETY: every segment is at least PAYLOAD bytes, page-aligned, and
+        // the header is made of atomics, valid for any bit pattern and for
+        // concurrent access.
+        unsafe { &*self.map.as_ptr().cast::<Header>() }
+    }
+
+    fn owner_words(&self) -> (&AtomicU32, &AtomicU32) {
+        // SAFETY: offsets 32 and 36 are inside the segment prefix, 4-byte
+        // aligned; atomics are valid for any bit pattern.
+        unsafe {
+            let base = self.map.as_ptr();
+            (
+                &*base.add(32).cast::<AtomicU32>(),
+                &*base.add(36).cast::<AtomicU32>(),
+            )
+        }
+    }
+
+    /// A new anonymous segment with `payload` bytes after the prefix;
+    /// `init` fills the (zeroed) payload before the header is published.
+    pub(crate) fn anonymous(
+        kind: &str,
+        layout: u64,
+        payload: usize,
+        init: impl FnOnce(*mut u8),
+    ) -> io::Result<Arc<Segment>> {
+        let len = PAYLOAD + payload;
+        let fd = multiproc_sys::shm::memfd(&format!("multiproc-{kind}"), len as u64)?;
+        multiproc_sys::shm::seal_size(&fd)?;
+        let map = Mapping::new(&fd, len, true)?;
+        let seg = Segment {
+            fd,
+            map,
+            name: None,
+        };
+        seg.header().begin_init();
+        init(seg.payload());
+        seg.header().publish(layout, len as u64);
+        Ok(Arc::new(seg))
+    }
+
+    fn os_name(name: &str) -> Result<String, SegmentError> {
+        if name.is_empty() || name.len() > 200 || name.contains('/') || name.contains('\0') {
+            return Err(SegmentError::InvalidName(name.to_owned()));
+        }
+        Ok(format!("/{NAME_PREFIX}{name}"))
+    }
+
+    /// Create a named segment (`O_CREAT | O_EXCL`, mode 0600): fails with
+    /// `AlreadyExists` if the name is taken, and never attaches to it.
+    pub(crate) fn create_named(
+        name: &str,
+        layout: u64,
+        payload: usize,
+        init: impl FnOnce(*mut u8),
+    ) -> Result<Arc<Segment>, SegmentError> {
+        let os_name = Self::os_name(name)?;
+        let len = PAYLOAD + payload;
+        let fd = multiproc_sys::shm::shm_create(&os_name, 0o600, len as u64)?;
+        let map = match Mapping::new(&fd, len, true) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = multiproc_sys::shm::shm_unlink(&os_name);
+                return Err(e.into());
+            }
+        };
+        let seg = Segment {
+            fd,
+            map,
+            name: Some(os_name),
+        };
+        seg.header().begin_init();
+        let (pid, start) = seg.owner_words();
+        let me = multiproc_shm::Env::me(&crate::env::ProcessEnv);
+        // Ordering::Relaxed: published by the header's Release below.
+        pid.store(me.pid, Ordering::Relaxed);
+        start.store(me.start, Ordering::Relaxed);
+        init(seg.payload());
+        seg.header().publish(layout, len as u64);
+        Ok(Arc::new(seg))
+    }
+
+    /// Open a named segment created by [`create_named`](Self::create_named),
+    /// after checking its owner and mode, then its header.
+    pub(crate) fn open_named(name: &str, layout: u64) -> Result<Arc<Segment>, SegmentError> {
+        let os_name = Self::os_name(name)?;
+        let fd = multiproc_sys::shm::shm_open(&os_name, true)?;
+        let info = multiproc_sys::shm::file_info(&fd)?;
+        let euid = multiproc_sys::shm::euid();
+        if info.uid != euid || info.mode & 0o077 != 0 {
+            return Err(SegmentError::PermissionMismatch {
+                uid: info.uid,
+                mode: info.mode,
+                expected_uid: euid,
+            });
+        }
+        let mut seg = Self::from_fd_wait(fd, layout, Duration::from_secs(1))?;
+        seg.name = Some(os_name);
+        Ok(Arc::new(seg))
+    }
+
+    /// Map a received descriptor and check its header.
+    pub(crate) fn from_fd(fd: OwnedFd, layout: u64) -> Result<Segment, SegmentError> {
+        Self::from_fd_wait(fd, layout, Duration::ZERO)
+    }
+
+    fn from_fd_wait(fd: OwnedFd, layout: u64, wait: Duration) -> Result<Segment, SegmentError> {
+        let info = multiproc_sys::shm::file_info(&fd)?;
+        let len = usize::try_from(info.size).unwrap_or(0);
+        if len < PAYLOAD {
+            return Err(SegmentError::Incompatible(HeaderError::SizeMismatch {
+                mapped: info.size,
+                recorded: 0,
+            }));
+        }
+        let map = Mapping::new(&fd, len, true)?;
+        let seg = Segment {
+            fd,
+            map,
+            name: None,
+        };
+        let deadline = Instant::now() + wait;
+        loop {
+            match seg.header().check(layout, len as u64) {
+                Ok(()) => return Ok(seg),
+                Err(HeaderError::NotReady) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(HeaderError::NotReady) => return Err(SegmentError::NotReady),
+                Err(e) => return Err(SegmentError::Incompatible(e)),
+            }
+        }
+    }
+
+    /// The first payload byte.
+    pub(crate) fn payload(&self) -> *mut u8 {
+        // SAFETY: the mapping is at least PAYLOAD bytes long.
+        unsafe { self.map.as_ptr().add(PAYLOAD) }
+    }
+
+    /// Payload length in bytes.
+    pub(crate) fn payload_len(&self) -> usize {
+        self.map.len() - PAYLOAD
+    }
+
+    /// The OS name, for named segments.
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// A `&T` at `offset` into the payload.
+    ///
+    /// # Safety
+    ///
+    /// `T` is made only of atomics (valid for any bit pattern and concurrent
+    /// access), `offset` is a multiple of its alignment, and
+    /// `offset + size_of::<T>()` is within the payload.
+    pub(crate) unsafe fn at<T>(&self, offset: usize) -> &T {
+        debug_assert!(offset + std::mem::size_of::<T>() <= self.payload_len());
+        debug_assert!(offset % std::mem::align_of::<T>() == 0);
+        // SAFETY: the caller's contract; the mapping lives as long as `self`.
+        unsafe { &*self.payload().add(offset).cast::<T>() }
+    }
+
+    /// Serialize the segment as its descriptor.
+    pub(crate) fn serialize_fd<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        codec::serialize_fd(self.fd.as_fd(), s)
+    }
+}
+
+impl AsFd for Segment {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Serialize helper for types that are one segment.
+pub(crate) struct SegRef<'a>(pub(crate) &'a Segment);
+
+impl Serialize for SegRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize_fd(s)
+    }
+}
+
+/// The owner record and header of a named segment, for `multiproc ls`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedInfo {
+    /// The name given to `create` (without the prefix).
+    pub name: String,
+    /// Size in bytes (the whole object).
+    pub size: u64,
+    /// Pid of the creating process (0 when unknown).
+    pub owner_pid: u32,
+    /// Whether the owner is still alive.
+    pub owner_alive: bool,
+    /// Whether the header is a published multiproc header.
+    pub valid: bool,
+}
+
+/// The named multiproc segments in `/dev/shm`.
+pub fn list_named() -> io::Result<Vec<NamedInfo>> {
+    let mut out = Vec::new();
+    let dir = match std::fs::read_dir("/dev/shm") {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in dir {
+        let entry = entry?;
+        let file = entry.file_name();
+        let Some(name) = file.to_str().and_then(|f| f.strip_prefix(NAME_PREFIX)) else {
+            continue;
+        };
+        out.push(inspect_named(name));
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+fn inspect_named(name: &str) -> NamedInfo {
+    let mut info = NamedInfo {
+        name: name.to_owned(),
+        size: 0,
+        owner_pid: 0,
+        owner_alive: false,
+        valid: false,
+    };
+    let Ok(fd) = multiproc_sys::shm::shm_open(&format!("/{NAME_PREFIX}{name}"), false) else {
+        return info;
+    };
+    let Ok(st) = multiproc_sys::shm::file_info(&fd) else {
+        return info;
+    };
+    info.size = st.size;
+    if st.size < PAYLOAD as u64 {
+        return info;
+    }
+    let Ok(map) = Mapping::new(&fd, PAYLOAD, false) else {
+        return info;
+    };
+    // SAFETY: the mapping is PAYLOAD bytes; the header and owner words are
+    // atomics, valid for any bit pattern; we only read them.
+    let (header, pid, start) = unsafe {
+        let base = map.as_ptr();
+        (
+            &*base.cast::<Header>(),
+            &*base.add(32).cast::<AtomicU32>(),
+            &*base.add(36).cast::<AtomicU32>(),
+        )
+    };
+    info.valid = header.is_published();
+    info.owner_pid = pid.load(Ordering::Relaxed);
+    info.owner_alive = info.owner_pid != 0
+        && multiproc_sys::process::liveness(info.owner_pid, Some(start.load(Ordering::Relaxed)))
+            == multiproc_sys::process::Liveness::Alive;
+    info
+}
+
+/// Remove a named segment (`shm_unlink`). Processes that have it open keep
+/// their mapping.
+pub fn unlink_named(name: &str) -> Result<(), SegmentError> {
+    let os = Segment::os_name(name)?;
+    multiproc_sys::shm::shm_unlink(&os)?;
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! Raw shared memory: Python's `multiprocessing.shared_memory.SharedMemory`,
+//! and the seeds' `mmap` of a file.
+//!
+//! Access is by copy ([`SharedMemory::read`], [`SharedMemory::write`]) or
+//! through a raw pointer behind `unsafe`: other processes may write the
+//! bytes at any time, so no `&[u8]` over them is ever handed out.
+//!
+//! - [`SharedMemory::new`]: anonymous (a sealed memfd). Its handle passes to
+//!   children and in messages; the kernel frees it when the last process
+//!   lets go, however the processes end.
+//! - [`SharedMemory::create`] / [`open`](SharedMemory::open): named, for
+//!   unrelated processes. `create` uses `O_CREAT | O_EXCL` with mode 0600
+//!   (a name someone else took is an `AlreadyExists` error, never an
+//!   attach); `open` checks the owner and mode, then the header
+//!   ([`SegmentError::Incompatible`] for anything that is not this kind of
+//!   segment). The name lives until [`unlink`](SharedMemory::unlink), like
+//!   POSIX shared memory; `multiproc ls`/`clean` find the ones whose creator
+//!   is dead.
+//! - [`SharedMemory::map_file`]: a file mapped shared (the seeds' `mmap`
+//!   example), written back with [`flush`](SharedMemory::flush).
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::sync::Arc;
+
+use multiproc_sys::shm::Mapping;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::codec::Fd;
+use crate::segment::{self, Segment, SegmentError};
+
+const LAYOUT: u64 = segment::layout_hash("multiproc::SharedMemory", 0, 1);
+
+enum Backing {
+    Segment(Arc<Segment>),
+    File {
+        map: Arc<Mapping>,
+        file: Arc<std::fs::File>,
+    },
+}
+
+/// A block of shared memory.
+pub struct SharedMemory {
+    backing: Backing,
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the pointer is into a shared mapping kept alive by `backing`;
+// every access through it is a copy or an `unsafe` raw-pointer use whose
+// caller synchronizes.
+unsafe impl Send for SharedMemory {}
+// SAFETY: as above: `&SharedMemory` only copies through the pointer.
+unsafe impl Sync for SharedMemory {}
+
+impl fmt::Debug for SharedMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedMemory")
+            .field("name", &self.name())
+            .field("size", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Clone for SharedMemory {
+    fn clone(&self) -> Self {
+        let backing = match &self.backing {
+            Backing::Segment(s) => Backing::Segment(s.clone()),
+            Backing::File { map, file } => Backing::File {
+                map: map.clone(),
+                file: file.clone(),
+            },
+        };
+        SharedMemory {
+            backing,
+            ptr: self.ptr,
+            len: self.len,
+        }
+    }
+}
+
+/// An access outside the block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("bytes {offset}..{end} are outside a block of {size} bytes")]
+pub struct OutOfRange {
+    /// Start of the access.
+    pub offset: usize,
+    /// End of the access (exclusive), saturated.
+    pub end: usize,
+    /// The block's size.
+    pub size: usize,
+}
+
+impl SharedMemory {
+    fn from_segment(seg: Arc<Segment>) -> Self {
+        SharedMemory {
+            ptr: seg.payload(),
+            len: seg.payload_len(),
+            backing: Backing::Segment(seg),
+        }
+    }
+
+    /// Anonymous shared memory of `size` bytes, zero-filled.
+    pub fn new(size: usize) -> io::Result<Self> {
+        let seg = Segment::anonymous("shared-memory", LAYOUT, size.max(1), |_| {})?;
+        let mut m = Self::from_segment(seg);
+        m.len = size;
+        Ok(m)
+    }
+
+    /// Create named shared memory (`/dev/shm/multiproc.NAME`), mode 0600.
+    /// A taken name is an error ([`SegmentError::Io`] with `AlreadyExists`).
+    pub fn create(name: &str, size: usize) -> Result<Self, SegmentError> {
+        Ok(Self::from_segment(Segment::create_named(
+            name,
+            LAYOUT,
+            size.max(1),
+            |_| {},
+        )?))
+    }
+
+    /// Open named shared memory made by [`create`](Self::create), checking
+    /// that it belongs to this user, is private to it, and is a multiproc
+    /// shared memory segment.
+    pub fn open(name: &str) -> Result<Self, SegmentError> {
+        Ok(Self::from_segment(Segment::open_named(name, LAYOUT)?))
+    }
+
+    /// Remove the name (Python's `unlink()`); mappings stay valid.
+    pub fn unlink(&self) -> Result<(), SegmentError> {
+        match self.name() {
+            Some(n) => segment::unlink_named(n),
+            None => Err(SegmentError::InvalidName(String::new())),
+        }
+    }
+
+    /// Remove a name without opening it.
+    pub fn unlink_name(name: &str) -> Result<(), SegmentError> {
+        segment::unlink_named(name)
+    }
+
+    /// Map a whole existing file shared and writable (the seeds' `mmap`).
+    pub fn map_file(path: impl AsRef<Path>) -> io::Result<Self> {
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
+        let len = usize::try_from(file.metadata()?.len())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large"))?;
+        let map = Mapping::new(file.as_fd(), len, true)?;
+        Ok(SharedMemory {
+            ptr: map.as_ptr(),
+            len,
+            backing: Backing::File {
+                map: Arc::new(map),
+                file: Arc::new(file),
+            },
+        })
+    }
+
+    /// The name given to [`create`](Self::create)/[`open`](Self::open).
+    pub fn name(&self) -> Option<&str> {
+        match &self.backing {
+            Backing::Segment(s) => s
+                .name()
+                .and_then(|n| n.strip_prefix('/'))
+                .and_then(|n| n.strip_prefix(segment::NAME_PREFIX)),
+            Backing::File { .. } => None,
+        }
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> usize {
+        self.len
+    }
+
+    fn range(&self, offset: usize, n: usize) -> Result<(), OutOfRange> {
+        match offset.checked_add(n) {
+            Some(end) if end <= self.len => Ok(()),
+            end => Err(OutOfRange {
+                offset,
+                end: end.unwrap_or(usize::MAX),
+                size: self.len,
+            }),
+        }
+    }
+
+    /// Copy `out.len()` bytes from `offset` into `out`.
+    pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfRange> {
+        self.range(offset, out.len())?;
+        // SAFETY: the range is inside the mapping (checked), which `backing`
+        // keeps alive; `out` is a distinct local buffer. Concurrent writers
+        // can make the copy see a mix of old and new bytes, never UB for
+        // `u8`s copied through raw pointers.
+        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset), out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+
+    /// `len` bytes from `offset`, copied out.
+    pub fn read_vec(&self, offset: usize, len: usize) -> Result<Vec<u8>, OutOfRange> {
+        let mut v = vec![0; len];
+        self.read(offset, &mut v)?;
+        Ok(v)
+    }
+
+    /// Copy `src` into the block at `offset`.
+    pub fn write(&self, offset: usize, src: &[u8]) -> Result<(), OutOfRange> {
+        self.range(offset, src.len())?;
+        // SAFETY: as in `read`; the mapping is writable and no Rust
+        // reference covers it.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset), src.len()) };
+        Ok(())
+    }
+
+    /// The first byte, for code that synchronizes on its own. Dereferencing
+    /// it is `unsafe`: other processes may write these bytes at any time.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// Write a file mapping back to its file (`msync`); no-op otherwise.
+    pub fn flush(&self) -> io::Result<()> {
+        match &self.backing {
+            Backing::File { map, .. } => map.flush(),
+            Backing::Segment(_) => Ok(()),
+        }
+    }
+
+    /// Whether the size is sealed against shrinking (anonymous blocks).
+    pub fn is_size_sealed(&self) -> bool {
+        match &self.backing {
+            Backing::Segment(s) => multiproc_sys::shm::is_shrink_sealed(s.as_fd()).unwrap_or(false),
+            Backing::File { .. } => false,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+enum Wire<F> {
+    Segment { fd: F, size: u64 },
+    File { fd: F, size: u64 },
+}
+
+impl Serialize for SharedMemory {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.backing {
+            Backing::Segment(seg) => Wire::Segment {
+                fd: segment::SegRef(seg),
+                size: self.len as u64,
+            }
+            .serialize(s),
+            Backing::File { file, .. } => Wire::File {
+                fd: FileRef(file),
+                size: self.len as u64,
+            }
+            .serialize(s),
+        }
+    }
+}
+
+struct FileRef<'a>(&'a std::fs::File);
+
+impl Serialize for FileRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::codec::serialize_fd(self.0.as_fd(), s)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedMemory {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match Wire::<Fd>::deserialize(d)? {
+            Wire::Segment { fd, size } => {
+                let seg = Segment::from_fd(fd.0, LAYOUT).map_err(D::Error::custom)?;
+                let mut m = SharedMemory::from_segment(Arc::new(seg));
+                m.len = usize::try_from(size).unwrap_or(usize::MAX).min(m.len);
+                Ok(m)
+            }
+            Wire::File { fd, size } => {
+                let file = std::fs::File::from(fd.0);
+                let actual = file.metadata().map_err(D::Error::custom)?.len();
+                let len = usize::try_from(size.min(actual)).map_err(D::Error::custom)?;
+                let map = Mapping::new(file.as_fd(), len, true).map_err(D::Error::custom)?;
+                Ok(SharedMemory {
+                    ptr: map.as_ptr(),
+                    len,
+                    backing: Backing::File {
+                        map: Arc::new(map),
+                        file: Arc::new(file),
+                    },
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,690 @@
+//! Cross-process tests of locks, semaphores, events, conditions, barriers,
+//! shared values and shared memory, including owner death (kill -9).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::watchdog;
+use multiproc::{
+    AcquireError, Array, Barrier, BoundedSemaphore, BrokenBarrierError, Builder, Condition,
+    Connection, Event, Lock, Process, RLock, RawArray, RawValue, ReleaseError, Semaphore,
+    SharedMemory, Value, duplex, pipe,
+};
+
+multiproc::enable_test_support!();
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn sleep_forever() -> ! {
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+// ----- Lock ---------------------------------------------------------------------
+
+#[test]
+fn lock_basics_and_python_release_rules() {
+    let lock = Lock::new().unwrap();
+    assert!(!lock.is_locked());
+    {
+        let _g = lock.lock().unwrap();
+        assert!(lock.is_locked());
+        assert_eq!(lock.owner(), Some(std::process::id()));
+        assert!(matches!(lock.try_lock(), Err(AcquireError::WouldBlock)));
+        assert!(matches!(
+            lock.lock_timeout(Duration::from_millis(30)),
+            Err(AcquireError::Timeout)
+        ));
+    }
+    assert!(!lock.is_locked());
+    assert_eq!(lock.release(), Err(ReleaseError::NotLocked));
+    lock.acquire().unwrap();
+    lock.release().unwrap();
+}
+
+/// Acquire in the child, release in the parent (allowed for Lock).
+fn acquire_only(arg: (Lock, Connection<()>)) {
+    let (lock, mut done) = arg;
+    lock.acquire().unwrap();
+    done.send(&()).unwrap();
+}
+
+#[test]
+fn lock_released_by_another_process() {
+    let _w = watchdog("lock_released_by_another_process", LIMIT);
+    let lock = Lock::new().unwrap();
+    let (mut rx, tx) = pipe().unwrap();
+    let mut p = Process::spawn(acquire_only, (lock.clone(), tx)).unwrap();
+    rx.recv().unwrap();
+    p.join().unwrap();
+    // The child exited holding it: the lock is taken over, not hung.
+    match lock.lock_timeout(Duration::from_secs(5)) {
+        Err(AcquireError::OwnerDied(g)) => g.mark_consistent(),
+        r => panic!("expected OwnerDied, got {r:?}"),
+    }
+    assert!(!lock.is_locked());
+}
+
+/// Increment a non-atomic counter under the lock, many times.
+fn hammer(arg: (Lock, RawValue<u64>, RawValue<u32>, u32)) {
+    let (lock, counter, inside, n) = arg;
+    for _ in 0..n {
+        let _g = lock.lock().unwrap();
+        assert_eq!(inside.get(), 0, "two owners at once");
+        inside.set(1);
+        counter.set(counter.get() + 1);
+        inside.set(0);
+    }
+}
+
+#[test]
+fn lock_excludes_across_processes() {
+    let _w = watchdog("lock_excludes_across_processes", LIMIT);
+    let lock = Lock::new().unwrap();
+    let counter = RawValue::new(0u64).unwrap();
+    let inside = RawValue::new(0u32).unwrap();
+    let mut ps: Vec<Process> = (0..4)
+        .map(|_| {
+            Process::spawn(
+                hammer,
+                (lock.clone(), counter.clone(), inside.clone(), 2_000),
+            )
+            .unwrap()
+        })
+        .collect();
+    for p in &mut ps {
+        p.join().unwrap();
+    }
+    assert_eq!(counter.get(), 8_000);
+}
+
+/// Take the lock, say so, and wait to be killed.
+fn hold_until_killed(arg: (Lock, Connection<u32>)) {
+    let (lock, mut ready) = arg;
+    let g = lock.lock().unwrap();
+    ready.send(&std::process::id()).unwrap();
+    std::mem::forget(g);
+    sleep_forever();
+}
+
+#[test]
+fn lock_holder_killed_gives_owner_died_to_a_blocked_waiter() {
+    let _w = watchdog(
+        "lock_holder_killed_gives_owner_died_to_a_blocked_waiter",
+        LIMIT,
+    );
+    let mut worst = Duration::ZERO;
+    for round in 0..100 {
+        let lock = Lock::new().unwrap();
+        let (mut rx, tx) = pipe().unwrap();
+        let mut holder = Process::spawn(hold_until_killed, (lock.clone(), tx)).unwrap();
+        let pid = rx.recv().unwrap();
+        assert_eq!(lock.owner(), Some(pid));
+        // A waiter blocked in lock() before the kill.
+        let waiter_lock = lock.clone();
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            started_tx.send(()).unwrap();
+            let r = waiter_lock.lock_timeout(Duration::from_secs(1));
+            let took = Instant::now();
+            match r {
+                Err(AcquireError::OwnerDied(g)) => {
+                    assert_eq!(waiter_lock.owner(), Some(std::process::id()));
+                    if round % 2 == 0 {
+                        g.mark_consistent();
+                    }
+                    drop(g);
+                    (true, took)
+                }
+                other => panic!("round {round}: expected OwnerDied, got {other:?}"),
+            }
+        });
+        started_rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        let killed = Instant::now();
+        holder.kill().unwrap();
+        assert_eq!(holder.wait().unwrap(), -9);
+        let (_, took) = waiter.join().unwrap();
+        worst = worst.max(took.saturating_duration_since(killed));
+        if round % 2 == 0 {
+            // Repaired: usable again.
+            drop(lock.try_lock().unwrap());
+        } else {
+            // Dropped without repair: not recoverable, and quickly so.
+            assert!(matches!(lock.lock(), Err(AcquireError::NotRecoverable)));
+            assert!(matches!(lock.try_lock(), Err(AcquireError::NotRecoverable)));
+        }
+    }
+    eprintln!("owner death noticed within {worst:?} (worst of 100)");
+}
+
+#[test]
+fn lock_holder_killed_before_anyone_waits() {
+    let _w = watchdog("lock_holder_killed_before_anyone_waits", LIMIT);
+    let lock = Lock::new().unwrap();
+    let (mut rx, tx) = pipe().unwrap();
+    let mut holder = Process::spawn(hold_until_killed, (lock.clone(), tx)).unwrap();
+    rx.recv().unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // try_lock notices at once.
+    let g = lock
+        .try_lock()
+        .unwrap_err()
+        .into_guard()
+        .expect("OwnerDied");
+    g.mark_consistent();
+}
+
+// ----- RLock --------------------------------------------------------------------
+
+#[test]
+fn rlock_is_reentrant_and_owned() {
+    let l = RLock::new().unwrap();
+    let a = l.lock().unwrap();
+    let b = l.lock().unwrap();
+    assert!(l.is_owned());
+    drop(b);
+    assert!(l.is_locked());
+    drop(a);
+    assert!(!l.is_locked());
+    assert_eq!(l.release(), Err(ReleaseError::NotOwner));
+    // Another thread cannot release or enter.
+    let g = l.lock().unwrap();
+    let l2 = l.clone();
+    std::thread::spawn(move || {
+        assert_eq!(l2.release(), Err(ReleaseError::NotOwner));
+        assert!(matches!(l2.try_lock(), Err(AcquireError::WouldBlock)));
+    })
+    .join()
+    .unwrap();
+    drop(g);
+}
+
+fn try_rlock_elsewhere(l: RLock) -> (bool, bool) {
+    let blocked = matches!(l.try_lock(), Err(AcquireError::WouldBlock));
+    let refused = l.release() == Err(ReleaseError::NotOwner);
+    (blocked, refused)
+}
+
+#[test]
+fn rlock_refuses_another_process() {
+    let _w = watchdog("rlock_refuses_another_process", LIMIT);
+    let l = RLock::new().unwrap();
+    let _g = l.lock().unwrap();
+    let mut p = Process::spawn(try_rlock_elsewhere, l.clone()).unwrap();
+    assert_eq!(p.join().unwrap(), (true, true));
+}
+
+// ----- Semaphore ----------------------------------------------------------------
+
+#[test]
+fn semaphore_counts_and_bounded_refuses_over_release() {
+    let s = Semaphore::new(2).unwrap();
+    assert!(s.try_acquire());
+    assert!(s.try_acquire());
+    assert!(!s.try_acquire());
+    assert!(!s.acquire_timeout(Duration::from_millis(20)));
+    s.release_n(2).unwrap();
+    assert_eq!(s.get_value(), 2);
+    s.release().unwrap(); // an unbounded semaphore may grow
+    assert_eq!(s.get_value(), 3);
+
+    let b = BoundedSemaphore::new(1).unwrap();
+    assert_eq!(b.release(), Err(ReleaseError::OverRelease));
+    b.acquire();
+    b.release().unwrap();
+    assert_eq!(b.release(), Err(ReleaseError::OverRelease));
+}
+
+fn release_later(s: Semaphore) {
+    std::thread::sleep(Duration::from_millis(100));
+    s.release().unwrap();
+}
+
+#[test]
+fn semaphore_wakes_a_waiter_in_another_process() {
+    let _w = watchdog("semaphore_wakes_a_waiter_in_another_process", LIMIT);
+    let s = Semaphore::new(0).unwrap();
+    let mut p = Process::spawn(release_later, s.clone()).unwrap();
+    s.acquire();
+    p.join().unwrap();
+}
+
+// ----- Event --------------------------------------------------------------------
+
+fn wait_event(arg: (Event, u64)) -> bool {
+    let (e, ms) = arg;
+    if ms == 0 {
+        e.wait();
+        true
+    } else {
+        e.wait_timeout(Duration::from_millis(ms))
+    }
+}
+
+#[test]
+fn event_set_clear_wait_across_processes() {
+    let _w = watchdog("event_set_clear_wait_across_processes", LIMIT);
+    let e = Event::new().unwrap();
+    assert!(!e.is_set());
+    assert!(!e.wait_timeout(Duration::from_millis(20)));
+    let mut timed = Process::spawn(wait_event, (e.clone(), 50)).unwrap();
+    assert!(!timed.join().unwrap());
+    let mut p = Process::spawn(wait_event, (e.clone(), 0)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // set then clear at once: the sleeper still returns (Python semantics).
+    e.set();
+    e.clear();
+    assert!(p.join().unwrap());
+    assert!(!e.is_set());
+    e.set();
+    assert!(e.is_set());
+    assert!(e.wait_timeout(Duration::ZERO));
+}
+
+// ----- Condition ----------------------------------------------------------------
+
+/// Wait for `flag` to become 1 under the condition, then set it to 2.
+fn cond_waiter(arg: (Condition, RawValue<u32>)) -> bool {
+    let (c, flag) = arg;
+    let mut g = c.lock().unwrap();
+    let ok = g
+        .wait_for(|| flag.get() == 1, Some(Duration::from_secs(30)))
+        .unwrap();
+    flag.set(2);
+    g.notify_all();
+    ok
+}
+
+#[test]
+fn condition_wait_for_and_notify_across_processes() {
+    let _w = watchdog("condition_wait_for_and_notify_across_processes", LIMIT);
+    for c in [
+        Condition::new().unwrap(),
+        Condition::with_lock(Lock::new().unwrap()).unwrap(),
+    ] {
+        let flag = RawValue::new(0u32).unwrap();
+        let mut p = Process::spawn(cond_waiter, (c.clone(), flag.clone())).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        {
+            let g = c.lock().unwrap();
+            flag.set(1);
+            g.notify(1);
+        }
+        let mut g = c.lock().unwrap();
+        assert!(
+            g.wait_for(|| flag.get() == 2, Some(Duration::from_secs(30)))
+                .unwrap()
+        );
+        drop(g);
+        assert!(p.join().unwrap());
+    }
+}
+
+#[test]
+fn condition_wait_timeout_and_rlock_depth() {
+    let c = Condition::new().unwrap();
+    let mut g = c.lock().unwrap();
+    let t = Instant::now();
+    assert!(!g.wait_timeout(Duration::from_millis(50)).unwrap());
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    assert!(
+        !g.wait_for(|| false, Some(Duration::from_millis(20)))
+            .unwrap()
+    );
+    drop(g);
+
+    // Over an RLock held twice: wait releases both levels and restores them.
+    let rl = RLock::new().unwrap();
+    let c = Condition::with_rlock(rl.clone()).unwrap();
+    let outer = rl.lock().unwrap();
+    let mut g = c.lock().unwrap();
+    let rl2 = rl.clone();
+    let c2 = c.clone();
+    let t = std::thread::spawn(move || {
+        // Gets the lock only if the waiter released every level.
+        let g2 = c2.lock().unwrap();
+        g2.notify_all();
+        drop(g2);
+        assert!(!rl2.is_owned());
+    });
+    g.wait_timeout(Duration::from_secs(30)).unwrap();
+    assert!(rl.is_owned());
+    drop(g);
+    assert!(rl.is_locked(), "outer level restored");
+    drop(outer);
+    assert!(!rl.is_locked());
+    t.join().unwrap();
+}
+
+// ----- Barrier ------------------------------------------------------------------
+
+fn barrier_party(b: Barrier) -> Result<u32, BrokenBarrierError> {
+    b.wait_timeout(Duration::from_secs(30))
+}
+
+#[test]
+fn barrier_releases_every_party_with_distinct_indices() {
+    let _w = watchdog("barrier_releases_every_party_with_distinct_indices", LIMIT);
+    let b = Barrier::new(4).unwrap();
+    assert_eq!(b.parties(), 4);
+    let mut ps: Vec<Process<Result<u32, BrokenBarrierError>>> = (0..3)
+        .map(|_| Process::spawn(barrier_party, b.clone()).unwrap())
+        .collect();
+    assert!(common::wait_until(Duration::from_secs(30), || b
+        .n_waiting()
+        == 3));
+    let mine = b.wait().unwrap();
+    let mut idx: Vec<u32> = ps.iter_mut().map(|p| p.join().unwrap().unwrap()).collect();
+    idx.push(mine);
+    idx.sort();
+    assert_eq!(idx, vec![0, 1, 2, 3]);
+    // Reusable for the next cycle.
+    let mut ps: Vec<_> = (0..3)
+        .map(|_| Process::spawn(barrier_party, b.clone()).unwrap())
+        .collect();
+    b.wait().unwrap();
+    for p in &mut ps {
+        p.join().unwrap().unwrap();
+    }
+}
+
+#[test]
+fn barrier_abort_reset_and_timeout() {
+    let _w = watchdog("barrier_abort_reset_and_timeout", LIMIT);
+    let b = Barrier::new(2).unwrap();
+    let mut p = Process::spawn(barrier_party, b.clone()).unwrap();
+    assert!(common::wait_until(Duration::from_secs(30), || b
+        .n_waiting()
+        == 1));
+    b.abort();
+    assert_eq!(p.join().unwrap(), Err(BrokenBarrierError));
+    assert!(b.broken());
+    assert_eq!(b.wait(), Err(BrokenBarrierError));
+    b.reset();
+    assert!(!b.broken());
+    // A timeout breaks it, as in Python.
+    assert_eq!(
+        b.wait_timeout(Duration::from_millis(30)),
+        Err(BrokenBarrierError)
+    );
+    assert!(b.broken());
+    b.reset();
+    // reset while a party waits: it gets BrokenBarrierError.
+    let mut p = Process::spawn(barrier_party, b.clone()).unwrap();
+    assert!(common::wait_until(Duration::from_secs(30), || b
+        .n_waiting()
+        == 1));
+    b.reset();
+    assert_eq!(p.join().unwrap(), Err(BrokenBarrierError));
+    assert!(!b.broken());
+    let mut p = Process::spawn(barrier_party, b.clone()).unwrap();
+    b.wait().unwrap();
+    p.join().unwrap().unwrap();
+}
+
+fn barrier_party_reporting(arg: (Barrier, Connection<u32>)) {
+    let (b, mut tx) = arg;
+    tx.send(&std::process::id()).unwrap();
+    let _ = b.wait();
+}
+
+#[test]
+fn a_barrier_party_killed_breaks_the_barrier() {
+    let _w = watchdog("a_barrier_party_killed_breaks_the_barrier", LIMIT);
+    let b = Barrier::new(3).unwrap();
+    let (mut rx, tx) = pipe().unwrap();
+    let mut victim = Process::spawn(barrier_party_reporting, (b.clone(), tx)).unwrap();
+    rx.recv().unwrap();
+    assert!(common::wait_until(Duration::from_secs(30), || b
+        .n_waiting()
+        == 1));
+    let mut other = Process::spawn(barrier_party, b.clone()).unwrap();
+    assert!(common::wait_until(Duration::from_secs(30), || b
+        .n_waiting()
+        == 2));
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    assert_eq!(other.join().unwrap(), Err(BrokenBarrierError));
+    assert!(b.broken());
+}
+
+// ----- Value / Array ------------------------------------------------------------
+
+fn decrement(arg: (Value<i64>, u32)) {
+    let (v, n) = arg;
+    for _ in 0..n {
+        v.lock().unwrap().update(|x| x - 1);
+    }
+}
+
+#[test]
+fn value_under_its_lock_across_processes() {
+    let _w = watchdog("value_under_its_lock_across_processes", LIMIT);
+    let v = Value::new(4_000i64).unwrap();
+    let mut ps: Vec<Process> = (0..4)
+        .map(|_| Process::spawn(decrement, (v.clone(), 1_000)).unwrap())
+        .collect();
+    for p in &mut ps {
+        p.join().unwrap();
+    }
+    assert_eq!(v.get().unwrap(), 0);
+    v.set(7).unwrap();
+    assert_eq!(v.get().unwrap(), 7);
+    // get_lock() is the same lock.
+    let l = v.get_lock();
+    let g = l.lock().unwrap();
+    assert!(v.get_lock().is_locked());
+    drop(g);
+    assert!(!v.get_lock().is_locked());
+}
+
+fn fill_array(a: Array<f64>) -> f64 {
+    let g = a.lock().unwrap();
+    for i in 0..g.to_vec().len() {
+        g.set(i, i as f64 * 1.5).unwrap();
+    }
+    g.to_vec().iter().sum()
+}
+
+#[test]
+fn arrays_share_elements() {
+    let _w = watchdog("arrays_share_elements", LIMIT);
+    let a = Array::<f64>::zeroed(10).unwrap();
+    assert_eq!(a.len(), 10);
+    let mut p = Process::spawn(fill_array, a.clone()).unwrap();
+    let sum = p.join().unwrap();
+    assert_eq!(a.to_vec().unwrap().iter().sum::<f64>(), sum);
+    assert_eq!(a.get(2).unwrap(), 3.0);
+    assert!(a.get(10).is_err());
+    a.write(8, &[1.0, 2.0]).unwrap();
+    assert!(a.write(9, &[1.0, 2.0]).is_err());
+
+    let r = RawArray::from_slice(&[1u8, 2, 3]).unwrap();
+    r.set(0, 9).unwrap();
+    let mut out = [0u8; 2];
+    r.read(1, &mut out).unwrap();
+    assert_eq!(out, [2, 3]);
+    assert_eq!(r.to_vec(), vec![9, 2, 3]);
+    let rv = RawValue::new([1u16, 2]).unwrap();
+    rv.set([3, 4]);
+    assert_eq!(rv.get(), [3, 4]);
+}
+
+#[test]
+fn objects_travel_inside_messages() {
+    let (mut a, mut b) = duplex::<(Lock, Event, Value<u32>)>().unwrap();
+    let objs = (
+        Lock::new().unwrap(),
+        Event::new().unwrap(),
+        Value::new(5u32).unwrap(),
+    );
+    a.send(&objs).unwrap();
+    let (l, e, v) = b.recv().unwrap();
+    let _g = l.lock().unwrap();
+    assert!(objs.0.is_locked());
+    e.set();
+    assert!(objs.1.is_set());
+    v.set(6).unwrap();
+    assert_eq!(objs.2.get().unwrap(), 6);
+}
+
+// ----- SharedMemory -------------------------------------------------------------
+
+fn unique(tag: &str) -> String {
+    format!("test-{tag}-{}-{:?}", std::process::id(), Instant::now()).replace([' ', ':', '.'], "_")
+}
+
+fn write_in_child(arg: (SharedMemory, Vec<u8>)) {
+    let (m, data) = arg;
+    m.write(10, &data).unwrap();
+}
+
+#[test]
+fn anonymous_shared_memory_is_shared_and_sealed() {
+    let _w = watchdog("anonymous_shared_memory_is_shared_and_sealed", LIMIT);
+    let m = SharedMemory::new(4096).unwrap();
+    assert_eq!(m.size(), 4096);
+    assert!(m.is_size_sealed());
+    assert_eq!(m.name(), None);
+    let mut p = Process::spawn(write_in_child, (m.clone(), b"hello".to_vec())).unwrap();
+    p.join().unwrap();
+    assert_eq!(m.read_vec(10, 5).unwrap(), b"hello");
+    assert!(m.write(4094, b"abc").is_err());
+    assert!(m.read_vec(usize::MAX, 2).is_err());
+}
+
+fn open_named_and_write(name: String) {
+    let m = SharedMemory::open(&name).unwrap();
+    m.write(0, b"from child").unwrap();
+}
+
+#[test]
+fn named_shared_memory_create_open_unlink() {
+    let _w = watchdog("named_shared_memory_create_open_unlink", LIMIT);
+    let name = unique("named");
+    let m = SharedMemory::create(&name, 100).unwrap();
+    assert_eq!(m.name(), Some(name.as_str()));
+    // The object is private to this user.
+    let path = format!("/dev/shm/multiproc.{name}");
+    let mode = std::fs::metadata(&path).map(|md| {
+        use std::os::unix::fs::PermissionsExt;
+        md.permissions().mode() & 0o777
+    });
+    assert_eq!(mode.unwrap(), 0o600);
+    // A second create of the same name fails and does not attach.
+    let e = SharedMemory::create(&name, 100).unwrap_err();
+    assert!(
+        matches!(&e, multiproc::SegmentError::Io(io) if io.kind() == std::io::ErrorKind::AlreadyExists),
+        "{e}"
+    );
+    let mut p = Process::spawn(open_named_and_write, name.clone()).unwrap();
+    p.join().unwrap();
+    assert_eq!(m.read_vec(0, 10).unwrap(), b"from child");
+    m.unlink().unwrap();
+    assert!(std::fs::metadata(&path).is_err());
+    assert!(SharedMemory::open(&name).is_err());
+    // The mapping outlives the name.
+    assert_eq!(m.read_vec(0, 4).unwrap(), b"from");
+}
+
+#[test]
+fn a_name_precreated_by_someone_else_is_never_attached() {
+    let name = unique("squat");
+    let path = format!("/dev/shm/multiproc.{name}");
+    std::fs::write(&path, vec![0xEE; 4096]).unwrap();
+    let e = SharedMemory::create(&name, 64).unwrap_err();
+    assert!(
+        matches!(&e, multiproc::SegmentError::Io(io) if io.kind() == std::io::ErrorKind::AlreadyExists),
+        "{e}"
+    );
+    // And the squatter's bytes are untouched.
+    assert!(std::fs::read(&path).unwrap().iter().all(|&b| b == 0xEE));
+    // Opening it is refused: its mode lets others in, or its header is not ours.
+    assert!(SharedMemory::open(&name).is_err());
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn a_segment_with_another_layout_is_incompatible() {
+    let name = unique("layout");
+    let path = format!("/dev/shm/multiproc.{name}");
+    // A published header (magic, ABI, ready) of some other layout, private
+    // to this user, as another build or type would leave it.
+    let mut bytes = vec![0u8; 4096];
+    bytes[0..8].copy_from_slice(b"MPROCSEG");
+    bytes[8..16].copy_from_slice(&0xDEAD_BEEF_u64.to_le_bytes());
+    bytes[16..20].copy_from_slice(&1u32.to_le_bytes());
+    bytes[20..24].copy_from_slice(&2u32.to_le_bytes());
+    bytes[24..32].copy_from_slice(&4096u64.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    match SharedMemory::open(&name) {
+        Err(multiproc::SegmentError::Incompatible(_)) => {}
+        r => panic!("expected Incompatible, got {r:?}"),
+    }
+    // Garbage is incompatible too, and a group-readable object is refused
+    // before anything is read.
+    std::fs::write(&path, vec![0x55; 4096]).unwrap();
+    assert!(matches!(
+        SharedMemory::open(&name),
+        Err(multiproc::SegmentError::Incompatible(_))
+    ));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert!(matches!(
+        SharedMemory::open(&name),
+        Err(multiproc::SegmentError::PermissionMismatch { .. })
+    ));
+    std::fs::remove_file(&path).unwrap();
+}
+
+fn make_everything(mut tx: Connection<u32>) {
+    let _objs = (
+        Lock::new().unwrap(),
+        RLock::new().unwrap(),
+        Semaphore::new(1).unwrap(),
+        Event::new().unwrap(),
+        Condition::new().unwrap(),
+        Barrier::new(2).unwrap(),
+        Value::new(1u64).unwrap(),
+        Array::<u8>::zeroed(1 << 20).unwrap(),
+        SharedMemory::new(1 << 20).unwrap(),
+    );
+    let g = _objs.0.lock().unwrap();
+    std::mem::forget(g);
+    tx.send(&std::process::id()).unwrap();
+    sleep_forever();
+}
+
+fn dev_shm() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn nothing_is_left_in_dev_shm_after_sigkill() {
+    let _w = watchdog("nothing_is_left_in_dev_shm_after_sigkill", LIMIT);
+    let before = dev_shm();
+    let (mut rx, tx) = pipe().unwrap();
+    let mut p = Builder::new().spawn(make_everything, tx).unwrap();
+    rx.recv().unwrap();
+    p.kill().unwrap();
+    assert_eq!(p.wait().unwrap(), -9);
+    let after = dev_shm();
+    let new: Vec<&String> = after
+        .iter()
+        .filter(|n| !before.contains(n) && !n.starts_with("multiproc.test-"))
+        .collect();
+    assert!(new.is_empty(), "left behind: {new:?}");
+}
