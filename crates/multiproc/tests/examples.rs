@@ -73,3 +73,75 @@ fn data_isolation_parent_keeps_its_global() {
     assert!(out.contains("forked child saw num=49"), "{out}");
     assert!(out.trim_end().ends_with("num=100"), "{out}");
 }
+
+#[test]
+fn ticket_buying_sells_exactly_the_stock() {
+    let dir = std::env::temp_dir().join(format!("mp-tickets-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("data.json");
+    let out = run("ticket_buying", &["3", file.to_str().unwrap()]);
+    assert_eq!(out.matches("bought a ticket").count(), 3, "{out}");
+    assert_eq!(out.matches("found no ticket").count(), 7, "{out}");
+    assert!(out.contains("tickets left: 0"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn counter_reaches_zero_under_a_lock() {
+    let out = run("counter", &[]);
+    let seen: Vec<i64> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("counter minus one, now: "))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    // Each process saw a distinct value: 20, 19, ..., 1 in order.
+    assert_eq!(seen, (1..=20).rev().collect::<Vec<_>>(), "{out}");
+    assert!(out.contains("final count: 0"), "{out}");
+}
+
+#[test]
+fn toilet_semaphore_never_lets_more_than_five_in() {
+    let out = run("toilet_semaphore", &[]);
+    assert_eq!(out.matches("got a stall").count(), 13, "{out}");
+    let most: u32 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("most inside at once: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=5).contains(&most), "{out}");
+    assert!(out.contains("inside at the end: 0"), "{out}");
+}
+
+#[test]
+fn breakfast_event_hands_over_in_order() {
+    let out = run("breakfast_event", &[]);
+    let order = [
+        "customer: ready to buy breakfast",
+        "vendor: cooking...",
+        "vendor: waiting for the customer to eat",
+        "customer: got breakfast",
+        "customer: paying, delicious...",
+        "vendor: thank you, come again",
+    ];
+    let mut at = 0;
+    for line in order {
+        let pos = out[at..]
+            .find(line)
+            .unwrap_or_else(|| panic!("{line:?} missing or out of order:\n{out}"));
+        at += pos + line.len();
+    }
+}
+
+#[test]
+fn shared_file_is_written_and_read_through_mmap() {
+    let dir = std::env::temp_dir().join(format!("mp-share-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("test.share");
+    let out = run("shared_file", &[file.to_str().unwrap()]);
+    assert_eq!(out.matches("write msg").count(), 10, "{out}");
+    assert!(out.contains("read msg 1 msg 2"), "{out}");
+    assert!(out.contains("file holds 10 lines"), "{out}");
+    assert!(out.contains("reader saw 10 lines"), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
