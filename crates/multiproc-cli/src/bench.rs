@@ -184,6 +184,8 @@ enum Sample {
     Latencies(Vec<u64>, Duration),
     /// Messages received and the time they took.
     Stream(usize, Duration),
+    /// Mean ns per operation of each batch, operations, and wall time.
+    Ops(Vec<u64>, usize, Duration),
 }
 
 fn pingpong<E: Endpoint>(
@@ -327,6 +329,7 @@ struct Case {
 /// Messages per round.
 fn iterations(pattern: &str, size: usize) -> usize {
     match (pattern, size) {
+        ("uncontended", _) => 400,
         ("pingpong", s) if s >= 1 << 20 => 30,
         ("pingpong", _) => 2_000,
         (_, 64) => 100_000,
@@ -362,6 +365,168 @@ macro_rules! case {
     };
 }
 
+// ----- synchronization -------------------------------------------------------
+
+/// Operations per timed batch in `uncontended` cases.
+const BATCH: u32 = 256;
+
+/// Time `batches` batches of `op`, giving the mean ns per op of each batch.
+fn uncontended(batches: usize, mut op: impl FnMut()) -> BenchResult<Sample> {
+    for _ in 0..BATCH {
+        op(); // warm up: first-use costs (pid cache, page faults)
+    }
+    let mut samples = Vec::with_capacity(batches);
+    let start = Instant::now();
+    for _ in 0..batches {
+        let t = Instant::now();
+        for _ in 0..BATCH {
+            op();
+        }
+        samples.push(t.elapsed().as_nanos() as u64 / u64::from(BATCH));
+    }
+    let ops = batches as u32 * BATCH;
+    let wall = start.elapsed();
+    // Report as latencies of one op; the rate is ops per second.
+    Ok(Sample::Ops(samples, ops as usize, wall))
+}
+
+fn bench_lock(batches: usize) -> BenchResult<Sample> {
+    let lock = multiproc::Lock::new()?;
+    uncontended(batches, || drop(lock.lock().expect("lock")))
+}
+
+fn bench_posix_sem(batches: usize) -> BenchResult<Sample> {
+    let name = format!("/multiproc-bench-{}", std::process::id());
+    let sem = multiproc_sys::baseline::PosixSemaphore::create(&name, 1)?;
+    uncontended(batches, || {
+        sem.wait().expect("sem_wait");
+        sem.post().expect("sem_post");
+    })
+}
+
+fn bench_pthread_robust(batches: usize) -> BenchResult<Sample> {
+    let mem = multiproc::SharedMemory::new(multiproc_sys::baseline::RobustMutex::SIZE)?;
+    // SAFETY: the block is at least SIZE bytes, page-aligned (the segment
+    // payload starts 64 bytes into a page-aligned mapping), private to this
+    // benchmark, and outlives `m`.
+    let m = unsafe { multiproc_sys::baseline::RobustMutex::init(mem.as_ptr())? };
+    uncontended(batches, || {
+        m.lock().expect("lock");
+        m.unlock().expect("unlock");
+    })
+}
+
+/// Child side of the event ping-pong.
+fn event_echo(arg: (multiproc::Event, multiproc::Event, Job)) {
+    let (ping, pong, job) = arg;
+    pin_child(&job);
+    for _ in 0..job.count {
+        ping.wait();
+        ping.clear();
+        pong.set();
+    }
+}
+
+fn bench_event(iters: usize) -> BenchResult<Sample> {
+    let ping = multiproc::Event::new()?;
+    let pong = multiproc::Event::new()?;
+    let warmup = (iters / 10).max(5);
+    let job = Job {
+        size: 0,
+        count: warmup + iters,
+        cpu: cpu_pair().map(|p| p.1),
+    };
+    let mut child = Process::spawn(event_echo, (ping.clone(), pong.clone(), job))?;
+    let mut samples = Vec::with_capacity(iters);
+    let mut from = Instant::now();
+    for i in 0..warmup + iters {
+        if i == warmup {
+            from = Instant::now();
+        }
+        let t = Instant::now();
+        ping.set();
+        pong.wait();
+        pong.clear();
+        if i >= warmup {
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    let total = from.elapsed();
+    child.join()?;
+    Ok(Sample::Latencies(samples, total))
+}
+
+/// The futex word of the raw futex ping-pong, in shared memory.
+fn futex_word(mem: &multiproc::SharedMemory) -> &std::sync::atomic::AtomicU32 {
+    // SAFETY: the block is at least 4 bytes and 4-aligned (payload offset 64
+    // in a page-aligned mapping) and lives as long as the borrow; an
+    // AtomicU32 is valid for any bit pattern and made for shared access.
+    unsafe { &*mem.as_ptr().cast::<std::sync::atomic::AtomicU32>() }
+}
+
+/// Child side of the raw futex ping-pong: wait for 1, answer 0.
+fn futex_echo(arg: (multiproc::SharedMemory, Job)) {
+    use std::sync::atomic::Ordering;
+    let (mem, job) = arg;
+    pin_child(&job);
+    let w = futex_word(&mem);
+    for _ in 0..job.count {
+        while w.load(Ordering::Acquire) != 1 {
+            multiproc_sys::futex::wait(w, 0, None);
+        }
+        w.store(0, Ordering::Release);
+        multiproc_sys::futex::wake(w, 1);
+    }
+}
+
+fn bench_futex(iters: usize) -> BenchResult<Sample> {
+    use std::sync::atomic::Ordering;
+    let mem = multiproc::SharedMemory::new(64)?;
+    let warmup = (iters / 10).max(5);
+    let job = Job {
+        size: 0,
+        count: warmup + iters,
+        cpu: cpu_pair().map(|p| p.1),
+    };
+    let mut child = Process::spawn(futex_echo, (mem.clone(), job))?;
+    let w = futex_word(&mem);
+    let mut samples = Vec::with_capacity(iters);
+    let mut from = Instant::now();
+    for i in 0..warmup + iters {
+        if i == warmup {
+            from = Instant::now();
+        }
+        let t = Instant::now();
+        w.store(1, Ordering::Release);
+        multiproc_sys::futex::wake(w, 1);
+        while w.load(Ordering::Acquire) != 0 {
+            multiproc_sys::futex::wait(w, 1, None);
+        }
+        if i >= warmup {
+            samples.push(t.elapsed().as_nanos() as u64);
+        }
+    }
+    let total = from.elapsed();
+    child.join()?;
+    Ok(Sample::Latencies(samples, total))
+}
+
+fn sync_cases(cases: &mut Vec<Case>) {
+    let mut add = |mechanism, pattern, run: fn(usize) -> BenchResult<Sample>| {
+        cases.push(Case {
+            mechanism,
+            pattern,
+            size: 0,
+            run: Box::new(run),
+        });
+    };
+    add("lock", "uncontended", bench_lock);
+    add("os-posix-sem", "uncontended", bench_posix_sem);
+    add("os-pthread-robust", "uncontended", bench_pthread_robust);
+    add("event", "pingpong", bench_event);
+    add("os-futex", "pingpong", bench_futex);
+}
+
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     case!(cases, "os-pipe", raw_pipes());
@@ -370,6 +535,7 @@ fn cases() -> Vec<Case> {
     case!(cases, "pipe-serde", mp_pipes().map(serde_ends));
     case!(cases, "duplex-bytes", mp_duplex().map(bytes_ends));
     case!(cases, "duplex-serde", mp_duplex().map(serde_ends));
+    sync_cases(&mut cases);
     cases
 }
 
@@ -448,27 +614,36 @@ fn human_rate(r: f64, unit: &str) -> String {
     }
 }
 
-/// The baseline row a row is compared with: the raw OS pipe, same pattern
-/// and size.
+/// The baseline a row is compared with: the first OS mechanism measured
+/// with the same pattern and size (the raw pipe for connections, the POSIX
+/// semaphore for locks, the raw futex for events).
+fn baseline<'a>(row: &Row, rows: &'a [Row]) -> Option<&'a Row> {
+    rows.iter()
+        .find(|b| b.mechanism.starts_with("os-") && b.pattern == row.pattern && b.size == row.size)
+}
+
 fn ratio_to_baseline(row: &Row, rows: &[Row]) -> Option<f64> {
-    let base = rows
-        .iter()
-        .find(|b| b.mechanism == "os-pipe" && b.pattern == row.pattern && b.size == row.size)?;
+    let base = baseline(row, rows)?;
     match row.pattern {
-        "pingpong" => Some(row.p50_ns? as f64 / base.p50_ns? as f64),
-        _ => Some(row.msgs_per_s? / base.msgs_per_s?),
+        "stream" => Some(row.msgs_per_s? / base.msgs_per_s?),
+        _ => Some(row.p50_ns? as f64 / base.p50_ns? as f64),
     }
 }
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:<16} {:<9} {:>7} {:>11} {:>11} {:>12} {:>12} {:>9}",
-        "mechanism", "pattern", "size", "p50", "p99", "msgs/s", "bytes/s", "vs pipe"
+        "{:<18} {:<11} {:>7} {:>11} {:>11} {:>12} {:>12} {:>18}",
+        "mechanism", "pattern", "size", "p50", "p99", "ops/s", "bytes/s", "vs baseline"
     );
     for r in rows {
-        let ratio = ratio_to_baseline(r, rows).map_or(String::new(), |x| format!("{x:.2}x"));
+        let ratio = ratio_to_baseline(r, rows).map_or(String::new(), |x| {
+            format!(
+                "{x:.2}x {}",
+                baseline(r, rows).map_or("", |b| b.mechanism.as_str())
+            )
+        });
         println!(
-            "{:<16} {:<9} {:>7} {:>11} {:>11} {:>12} {:>12} {:>9}",
+            "{:<18} {:<11} {:>7} {:>11} {:>11} {:>12} {:>12} {:>18}",
             r.mechanism,
             r.pattern,
             human_size(r.size),
@@ -481,7 +656,8 @@ fn print_table(rows: &[Row]) {
     }
     println!();
     println!(
-        "vs pipe: ping-pong p50 / the raw pipe's (lower is better); stream msgs/s / the raw pipe's (higher is better)."
+        "vs baseline: against the OS mechanism of the same pattern and size in this run; \
+         p50 ratio for pingpong and uncontended (lower is better), msgs/s for stream (higher is better)."
     );
 }
 
@@ -501,6 +677,11 @@ fn summarize(case: &Case, samples: Vec<Sample>) -> Row {
                 msgs += n;
                 wall += d;
             }
+            Sample::Ops(v, n, d) => {
+                lat.extend(v);
+                msgs += n;
+                wall += d;
+            }
         }
     }
     let rate = msgs as f64 / wall.as_secs_f64().max(1e-9);
@@ -517,7 +698,7 @@ fn summarize(case: &Case, samples: Vec<Sample>) -> Row {
         p50_ns: p50,
         p99_ns: p99,
         msgs_per_s: Some(rate),
-        bytes_per_s: (case.pattern != "pingpong").then_some(rate * case.size as f64),
+        bytes_per_s: (case.pattern == "stream").then_some(rate * case.size as f64),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The `multiproc` command: benchmarks of every IPC mechanism side by side.
 
 mod bench;
+mod names;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +18,22 @@ enum Command {
     /// Measure latency (ping-pong) and throughput (streaming) of every
     /// mechanism on this machine, side by side with the OS baselines.
     Bench(bench::Options),
+    /// List the named objects multiproc created, their owner and whether it
+    /// is alive.
+    Ls {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove named objects whose owner process is dead.
+    Clean {
+        /// Remove every named multiproc object, live owner or not.
+        #[arg(long)]
+        all: bool,
+        /// Only say what would be removed.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() {
@@ -25,6 +42,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(opts) => bench::run(&opts),
+        Command::Ls { json } => names::ls(json),
+        Command::Clean { all, dry_run } => names::clean(all, dry_run),
     };
     if let Err(e) = result {
         eprintln!("multiproc: {e}");

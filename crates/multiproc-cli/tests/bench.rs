@@ -26,7 +26,7 @@ fn bench_quick_json_prints_every_row() {
         let pattern = r["pattern"].as_str().unwrap().to_owned();
         let size = r["size"].as_u64().unwrap();
         match pattern.as_str() {
-            "pingpong" => {
+            "pingpong" | "uncontended" => {
                 assert!(r["p50_ns"].as_u64().unwrap() > 0);
                 assert!(r["p99_ns"].as_u64().unwrap() >= r["p50_ns"].as_u64().unwrap());
             }
@@ -39,6 +39,18 @@ fn bench_quick_json_prints_every_row() {
             p => panic!("unknown pattern {p}"),
         }
         seen.insert((mech, pattern, size));
+    }
+    for (mech, pattern) in [
+        ("lock", "uncontended"),
+        ("os-posix-sem", "uncontended"),
+        ("os-pthread-robust", "uncontended"),
+        ("event", "pingpong"),
+        ("os-futex", "pingpong"),
+    ] {
+        assert!(
+            seen.contains(&(mech.to_owned(), pattern.to_owned(), 0)),
+            "missing row {mech} {pattern} 0"
+        );
     }
     for mech in [
         "os-pipe",

@@ -54,16 +54,23 @@ pub(crate) fn expired(deadline: Option<Instant>) -> bool {
 /// Spin a little before parking: a hand-off between cores takes well under
 /// a microsecond, a futex sleep and wake several. Bounded, so a spinner never
 /// burns a time slice on a 2-vCPU machine.
+/// Iterations of the spin before parking.
+const SPIN_LIMIT: u32 = 96;
+/// The first iterations are a `pause` (tens of ns); the rest yield the CPU
+/// (a `sched_yield`, a fraction of a µs), which also keeps a vCPU from
+/// halting: waking a halted vCPU costs several µs.
+const PAUSES: u32 = 32;
+
 pub(crate) fn spin_until(mut done: impl FnMut() -> bool) -> bool {
     // Under loom a spin only multiplies the schedules to explore.
     if cfg!(multiproc_loom) {
         return done();
     }
-    for i in 0..64 {
+    for i in 0..SPIN_LIMIT {
         if done() {
             return true;
         }
-        if i < 48 {
+        if i < PAUSES {
             core::hint::spin_loop();
         } else {
             crate::sync::yield_now();

@@ -123,10 +123,14 @@ impl RawLock {
     fn took(&self, me: Me, how: Acquired) -> Acquired {
         // Ordering::Relaxed: the record is a liveness hint read by waiters,
         // who fall back to the pid alone when it does not match the word.
-        self.owner_pid.store(me.pid, Ordering::Relaxed);
-        self.owner_start.store(me.start, Ordering::Relaxed);
-        self.owner_tid.store(me.tid, Ordering::Relaxed);
-        self.count.store(1, Ordering::Relaxed);
+        // Skip the stores when the record is already ours (the common case
+        // of one process taking its lock again and again).
+        if self.owner_pid.load(Ordering::Relaxed) != me.pid
+            || self.owner_start.load(Ordering::Relaxed) != me.start
+        {
+            self.owner_pid.store(me.pid, Ordering::Relaxed);
+            self.owner_start.store(me.start, Ordering::Relaxed);
+        }
         if how == Acquired::OwnerDied {
             self.inconsistent.store(1, Ordering::Relaxed);
         }
@@ -252,7 +256,6 @@ impl RawLock {
         if v & PID_MASK == 0 || v & NOT_RECOVERABLE != 0 {
             return Err(UnlockError::NotLocked);
         }
-        self.owner_tid.store(0, Ordering::Relaxed);
         // SYNC POINT: write. Pairs with the Acquire CAS in `lock`/`try_lock`.
         let prev = self.word.swap(0, Ordering::Release);
         if prev & WAITERS != 0 {
@@ -307,20 +310,33 @@ impl RawLock {
         env: &E,
         deadline: Option<Instant>,
     ) -> Result<Acquired, LockError> {
-        if self.is_owned_by(env.me()) {
+        let me = env.me();
+        if self.is_owned_by(me) {
             self.count.fetch_add(1, Ordering::Relaxed);
             return Ok(Acquired::Reentered);
         }
-        self.lock(env, deadline)
+        let how = self.lock(env, deadline)?;
+        self.own(me);
+        Ok(how)
+    }
+
+    /// Record the owning thread after a re-entrant acquire.
+    fn own(&self, me: Me) {
+        // Ordering::Relaxed: read back only by the owning thread itself.
+        self.owner_tid.store(me.tid, Ordering::Relaxed);
+        self.count.store(1, Ordering::Relaxed);
     }
 
     /// [`rlock`](Self::rlock) without sleeping.
     pub fn try_rlock<E: Env + ?Sized>(&self, env: &E) -> Result<Acquired, LockError> {
-        if self.is_owned_by(env.me()) {
+        let me = env.me();
+        if self.is_owned_by(me) {
             self.count.fetch_add(1, Ordering::Relaxed);
             return Ok(Acquired::Reentered);
         }
-        self.try_lock(env)
+        let how = self.try_lock(env)?;
+        self.own(me);
+        Ok(how)
     }
 
     /// Release one level; the last one unlocks. Only the owning thread may.
@@ -332,6 +348,7 @@ impl RawLock {
         if self.count.fetch_sub(1, Ordering::Relaxed) > 1 {
             return Ok(());
         }
+        self.owner_tid.store(0, Ordering::Relaxed);
         self.unlock(env)
     }
 
@@ -347,12 +364,15 @@ impl RawLock {
             return Err(UnlockError::NotOwner);
         }
         let depth = self.count.swap(1, Ordering::Relaxed);
+        self.owner_tid.store(0, Ordering::Relaxed);
         self.unlock(env).map(|()| depth)
     }
 
-    /// After re-acquiring, set the recursion depth saved by
+    /// After re-acquiring with [`lock`](Self::lock), make the caller the
+    /// re-entrant owner at the recursion depth saved by
     /// [`runlock_all`](Self::runlock_all).
-    pub fn restore(&self, depth: u32) {
+    pub fn restore<E: Env + ?Sized>(&self, env: &E, depth: u32) {
+        self.own(env.me());
         self.count.store(depth.max(1), Ordering::Relaxed);
     }
 }

@@ -749,7 +749,9 @@ impl ConditionGuard<'_> {
         let raw = self.cond.raw_lock();
         match raw.lock(&ENV, None) {
             Ok(how) => {
-                raw.restore(depth);
+                if matches!(self.cond.lock, CondLock::RLock(_)) {
+                    raw.restore(&ENV, depth);
+                }
                 if how == Acquired::OwnerDied {
                     return Err(WaitError::OwnerDied);
                 }
