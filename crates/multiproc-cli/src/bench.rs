@@ -26,6 +26,9 @@ pub(crate) struct Options {
     /// Print JSON (`{"rows": [...]}`) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Print a Markdown table (for the README).
+    #[arg(long, conflicts_with = "json")]
+    markdown: bool,
     /// Only run mechanisms whose name contains this text.
     #[arg(long)]
     filter: Option<String>,
@@ -702,6 +705,30 @@ fn summarize(case: &Case, samples: Vec<Sample>) -> Row {
     }
 }
 
+fn print_markdown(rows: &[Row]) {
+    println!("| mechanism | pattern | size | p50 | p99 | ops/s | bytes/s | vs baseline |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let ratio = ratio_to_baseline(r, rows).map_or(String::new(), |x| {
+            format!(
+                "{x:.2}x {}",
+                baseline(r, rows).map_or("", |b| b.mechanism.as_str())
+            )
+        });
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.mechanism,
+            r.pattern,
+            human_size(r.size),
+            r.p50_ns.map_or(String::new(), human_ns),
+            r.p99_ns.map_or(String::new(), human_ns),
+            r.msgs_per_s.map_or(String::new(), |x| human_rate(x, "")),
+            r.bytes_per_s.map_or(String::new(), |x| human_rate(x, "B")),
+            ratio,
+        );
+    }
+}
+
 /// Run the benchmark.
 pub(crate) fn run(opts: &Options) -> BenchResult<()> {
     let cases: Vec<Case> = cases()
@@ -751,6 +778,8 @@ pub(crate) fn run(opts: &Options) -> BenchResult<()> {
         .collect();
     if opts.json {
         println!("{}", serde_json::json!({ "rows": rows }));
+    } else if opts.markdown {
+        print_markdown(&rows);
     } else {
         print_table(&rows);
         eprintln!("measured in {:.1} s", started.elapsed().as_secs_f64());
