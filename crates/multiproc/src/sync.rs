@@ -253,7 +253,7 @@ const RLOCK_LAYOUT: u64 = segment::layout_hash("multiproc::RLock", 32, 4);
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let lock = multiproc::Lock::new()?;
 /// {
-///     let _guard = lock.lock()?; // released at the end of the scope
+///     let _guard = lock.lock().map_err(|e| e.to_string())?; // released at scope end
 /// }
 /// # Ok(()) }
 /// ```
