@@ -205,24 +205,13 @@ fn pingpong<E: Endpoint>(
     let mut child = Process::spawn(echo_child::<E>, (theirs, job))?;
     let msg = vec![0xA5u8; size];
     let mut buf = vec![0u8; size];
-    let mut samples = Vec::with_capacity(iters);
-    let start = Instant::now();
-    let mut measured_from = start;
-    for i in 0..warmup + iters {
-        if i == warmup {
-            measured_from = Instant::now();
-        }
-        let t = Instant::now();
+    let sample = round_trips(warmup, iters, || {
         mine.send(&msg);
         buf.resize(size, 0);
         mine.recv(&mut buf);
-        if i >= warmup {
-            samples.push(t.elapsed().as_nanos() as u64);
-        }
-    }
-    let total = measured_from.elapsed();
+    });
     child.join()?;
-    Ok(Sample::Latencies(samples, total))
+    Ok(sample)
 }
 
 fn stream<E: Endpoint>(
@@ -419,6 +408,21 @@ fn bench_pthread_robust(batches: usize) -> BenchResult<Sample> {
     })
 }
 
+/// Time `iters` round trips after `warmup` untimed ones.
+fn round_trips(warmup: usize, iters: usize, mut round_trip: impl FnMut()) -> Sample {
+    for _ in 0..warmup {
+        round_trip();
+    }
+    let mut samples = Vec::with_capacity(iters);
+    let from = Instant::now();
+    for _ in 0..iters {
+        let t = Instant::now();
+        round_trip();
+        samples.push(t.elapsed().as_nanos() as u64);
+    }
+    Sample::Latencies(samples, from.elapsed())
+}
+
 /// Child side of the event ping-pong.
 fn event_echo(arg: (multiproc::Event, multiproc::Event, Job)) {
     let (ping, pong, job) = arg;
@@ -440,23 +444,13 @@ fn bench_event(iters: usize) -> BenchResult<Sample> {
         cpu: cpu_pair().map(|p| p.1),
     };
     let mut child = Process::spawn(event_echo, (ping.clone(), pong.clone(), job))?;
-    let mut samples = Vec::with_capacity(iters);
-    let mut from = Instant::now();
-    for i in 0..warmup + iters {
-        if i == warmup {
-            from = Instant::now();
-        }
-        let t = Instant::now();
+    let sample = round_trips(warmup, iters, || {
         ping.set();
         pong.wait();
         pong.clear();
-        if i >= warmup {
-            samples.push(t.elapsed().as_nanos() as u64);
-        }
-    }
-    let total = from.elapsed();
+    });
     child.join()?;
-    Ok(Sample::Latencies(samples, total))
+    Ok(sample)
 }
 
 /// The futex word of the raw futex ping-pong, in shared memory.
@@ -493,25 +487,15 @@ fn bench_futex(iters: usize) -> BenchResult<Sample> {
     };
     let mut child = Process::spawn(futex_echo, (mem.clone(), job))?;
     let w = futex_word(&mem);
-    let mut samples = Vec::with_capacity(iters);
-    let mut from = Instant::now();
-    for i in 0..warmup + iters {
-        if i == warmup {
-            from = Instant::now();
-        }
-        let t = Instant::now();
+    let sample = round_trips(warmup, iters, || {
         w.store(1, Ordering::Release);
         multiproc_sys::futex::wake(w, 1);
         while w.load(Ordering::Acquire) != 0 {
             multiproc_sys::futex::wait(w, 1, None);
         }
-        if i >= warmup {
-            samples.push(t.elapsed().as_nanos() as u64);
-        }
-    }
-    let total = from.elapsed();
+    });
     child.join()?;
-    Ok(Sample::Latencies(samples, total))
+    Ok(sample)
 }
 
 fn sync_cases(cases: &mut Vec<Case>) {

@@ -93,21 +93,6 @@ pub enum UnlockError {
 impl RawLock {
     /// A fresh, unlocked lock (for heap use under loom and in tests; in a
     /// segment, zeroed memory is the same thing).
-    #[cfg(not(multiproc_loom))]
-    pub const fn new() -> Self {
-        RawLock {
-            word: AtomicU32::new(0),
-            inconsistent: AtomicU32::new(0),
-            owner_pid: AtomicU32::new(0),
-            owner_start: AtomicU32::new(0),
-            owner_tid: AtomicU32::new(0),
-            count: AtomicU32::new(0),
-            _reserved: [AtomicU32::new(0), AtomicU32::new(0)],
-        }
-    }
-
-    /// A fresh, unlocked lock.
-    #[cfg(multiproc_loom)]
     pub fn new() -> Self {
         RawLock {
             word: AtomicU32::new(0),
@@ -377,7 +362,6 @@ impl RawLock {
     }
 }
 
-#[cfg(not(multiproc_loom))]
 impl Default for RawLock {
     fn default() -> Self {
         Self::new()
