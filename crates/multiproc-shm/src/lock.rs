@@ -208,14 +208,17 @@ impl RawLock {
             }
             let seen = v | WAITERS;
             let woken = env.wait(&self.word, seen, env::slice(deadline));
-            if env::expired(deadline) {
-                return Err(LockError::WouldBlock);
-            }
+            // Check the owner before reporting a timeout: a caller whose
+            // deadlines are shorter than the liveness slice must still be
+            // able to take a dead owner's lock over.
             if !woken && self.word.load(Ordering::Relaxed) == seen && self.owner_is_dead(env, seen)
             {
                 if let Some(a) = self.take_over(env, seen) {
                     return Ok(a);
                 }
+            }
+            if env::expired(deadline) {
+                return Err(LockError::WouldBlock);
             }
         }
     }

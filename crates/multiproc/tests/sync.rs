@@ -67,6 +67,29 @@ fn lock_released_by_another_process() {
     assert!(!lock.is_locked());
 }
 
+#[test]
+fn short_timed_acquires_take_over_a_dead_owners_lock() {
+    let _w = watchdog("short_timed_acquires_take_over_a_dead_owners_lock", LIMIT);
+    let lock = Lock::new().unwrap();
+    let (mut rx, tx) = pipe().unwrap();
+    let mut p = Process::spawn(acquire_only, (lock.clone(), tx)).unwrap();
+    rx.recv().unwrap();
+    p.join().unwrap();
+    // Each attempt is shorter than the liveness check interval; together
+    // they must still notice the dead owner.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match lock.lock_timeout(Duration::from_millis(10)) {
+            Err(AcquireError::OwnerDied(g)) => {
+                g.mark_consistent();
+                break;
+            }
+            Err(AcquireError::Timeout) => assert!(Instant::now() < deadline, "never taken over"),
+            r => panic!("{r:?}"),
+        }
+    }
+}
+
 /// Increment a non-atomic counter under the lock, many times.
 fn hammer(arg: (Lock, RawValue<u64>, RawValue<u32>, u32)) {
     let (lock, counter, inside, n) = arg;
