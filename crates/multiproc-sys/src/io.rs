@@ -178,3 +178,108 @@ pub fn write_all(fd: impl AsFd, mut buf: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Send one datagram (`tag` and `fds`) on a `SOCK_SEQPACKET` socket without
+/// blocking (`MSG_DONTWAIT | MSG_NOSIGNAL`).
+///
+/// `Ok(false)` when it cannot be queued now: the socket's buffer is full
+/// (`EAGAIN`) or the sender has too many descriptors in flight
+/// (`ETOOMANYREFS`); both clear as the receiver takes messages.
+pub fn send_datagram_nonblocking(
+    fd: BorrowedFd<'_>,
+    tag: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<bool> {
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many descriptors for one message",
+        ));
+    }
+    let mut space =
+        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    if !fds.is_empty() {
+        let fit = control.push(SendAncillaryMessage::ScmRights(fds));
+        debug_assert!(fit, "cmsg space is sized for MAX_FDS_PER_MESSAGE");
+    }
+    let iov = [IoSlice::new(tag)];
+    let flags = SendFlags::NOSIGNAL | SendFlags::DONTWAIT;
+    loop {
+        match rustix::net::sendmsg(fd, &iov, &mut control, flags) {
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN | Errno::TOOMANYREFS) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Look at the next datagram's first bytes without taking it
+/// (`MSG_PEEK | MSG_DONTWAIT`, no control buffer, so no descriptor is
+/// installed). `Ok(None)` when there is none.
+pub fn peek_datagram(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<usize>> {
+    match retry(|| rustix::net::recv(fd, &mut *buf, RecvFlags::PEEK | RecvFlags::DONTWAIT)) {
+        Ok((n, _)) => Ok(Some(n)),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Take the next datagram and drop it: its descriptors are closed by the
+/// kernel (no control buffer is given). Returns whether there was one.
+pub fn discard_datagram(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut none = [0u8; 0];
+    match retry(|| rustix::net::recv(fd, &mut none, RecvFlags::DONTWAIT)) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Take the next datagram without blocking: up to `buf.len()` bytes (the
+/// rest of a longer one is dropped) and its descriptors, appended to `fds`
+/// (close-on-exec). `Ok(None)` when there is none; an `InvalidData` error
+/// when descriptors were dropped in transit (`MSG_CTRUNC`, for example at
+/// the receiver's descriptor limit).
+pub fn recv_datagram_nonblocking(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<Option<usize>> {
+    let mut space =
+        [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let mut iov = [IoSliceMut::new(buf)];
+    let flags = RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT;
+    let msg = match retry(|| rustix::net::recvmsg(fd, &mut iov, &mut control, flags)) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = m {
+            fds.extend(received);
+        }
+    }
+    if msg.flags.contains(ReturnFlags::CTRUNC) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "file descriptors were dropped in transit (MSG_CTRUNC)",
+        ));
+    }
+    Ok(Some(msg.bytes))
+}
+
+/// `pread` until `buf` is full: `UnexpectedEof` if the file is shorter.
+pub fn pread_exact(fd: BorrowedFd<'_>, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        let n = retry(|| rustix::io::pread(fd, &mut *buf, offset))?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        buf = &mut buf[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}

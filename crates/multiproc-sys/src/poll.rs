@@ -72,3 +72,23 @@ pub fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Resul
         }
     }
 }
+
+/// Wait until `fd` is writable (or in error), or `deadline` passes; whether
+/// it is.
+pub fn wait_writable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
+    let mut pfd = [PollFd::from_borrowed_fd(fd, PollFlags::OUT)];
+    loop {
+        let timeout = deadline.map(|d| timespec(d.saturating_duration_since(Instant::now())));
+        match rustix::event::poll(&mut pfd, timeout.as_ref()) {
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+            Ok(_) => {
+                let r = pfd[0].revents();
+                if r.contains(PollFlags::NVAL) {
+                    return Err(Errno::BADF.into());
+                }
+                return Ok(!r.is_empty());
+            }
+        }
+    }
+}
