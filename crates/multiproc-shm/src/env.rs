@@ -31,6 +31,10 @@ pub trait Env {
     fn is_dead(&self, pid: u32, start: Option<u32>) -> bool;
     /// The caller's identity.
     fn me(&self) -> Me;
+    /// A named point inside an operation where fault-injection tests stop
+    /// or kill the process (`put.half`, `get.committed`, …). Does nothing
+    /// by default.
+    fn failpoint(&self, _name: &'static str) {}
 }
 
 /// How long a waiter sleeps before it checks whether the process it waits

@@ -11,6 +11,7 @@
 //! - [`RawLock`]: robust lock (owner death is detected and recoverable),
 //!   also re-entrant.
 //! - [`RawSemaphore`], [`RawEvent`], [`RawCondition`], [`RawBarrier`].
+//! - [`RawQueue`]: the MPMC record ring behind the queues.
 
 pub mod barrier;
 pub mod condition;
@@ -18,6 +19,7 @@ pub mod env;
 pub mod event;
 pub mod header;
 pub mod lock;
+pub mod queue;
 pub mod semaphore;
 pub mod sync;
 
@@ -27,4 +29,5 @@ pub use env::{Env, LIVENESS_CHECK, Me};
 pub use event::RawEvent;
 pub use header::{Header, HeaderError, InitState};
 pub use lock::{Acquired, LockError, RawLock, UnlockError};
+pub use queue::{QueueError, RawQueue, Rec, Region, Taken};
 pub use semaphore::{OverRelease, RawSemaphore};

@@ -1,0 +1,1196 @@
+//! The MPMC record ring behind `Queue`, `SimpleQueue` and `JoinableQueue`.
+//!
+//! # Layout
+//!
+//! The state ([`RawQueue`], 2 KiB) is split into 128-byte groups so that
+//! producers and consumers touch different cache lines:
+//!
+//! | group | written by | what |
+//! |-------|------------|------|
+//! | config | creator, `close` | item limit, memory budget, joinable flag, closed flag |
+//! | producer | producers (P lock held) | P lock, cached head, side-channel sequence, out-of-line bytes put |
+//! | tail | producers (P lock held) | the producers' commit word |
+//! | consumer | consumers (C lock held) | C lock, cached tail, out-of-line bytes taken, task credit |
+//! | head | consumers (C lock held) | the consumers' commit word |
+//! | not_empty / not_full / all_done | waiters and notifiers | eventcounts |
+//! | takers | consumers (C lock held) | JoinableQueue: tasks held per consumer process |
+//!
+//! The ring itself (a power of two, `cap` bytes) is supplied by the caller as
+//! a [`Region`]; its size comes from the caller's own mapping, never from
+//! shared memory, so no value another process writes can move an access out
+//! of bounds.
+//!
+//! # Records
+//!
+//! A record is an 8-byte header (`len: u32`, `kind: u32`, little-endian)
+//! and `len` bytes of body, padded to 8 bytes. A record never wraps: when it
+//! does not fit before the end of the ring, a [`KIND_WRAP`] header fills the
+//! rest of the lap and the record starts at offset 0.
+//!
+//! # Commit words
+//!
+//! `tail` and `head` each pack a position and an item count into one `u64`
+//! (`at | items << 32`). `at` counts bytes modulo 2³², the offset in the ring
+//! is `at & (cap - 1)`, and `cap` divides 2³², so wrapping arithmetic gives
+//! `used = tail.at - head.at` and `queued = tail.items - head.items`.
+//!
+//! | word | Release store (SYNC POINT: write) | paired Acquire (SYNC POINT: read) |
+//! |------|-------------------------------------|------------------------------------|
+//! | `tail` | a producer, after writing the record's bytes | a consumer, before reading them |
+//! | `head` | a consumer, after copying the record out | a producer, before overwriting those bytes |
+//!
+//! Each operation commits with one store of one word, so a process killed at
+//! any point leaves the queue either before or after its operation:
+//!
+//! - a producer killed before its `tail` store leaves half-written bytes
+//!   beyond `tail`, which nobody reads and the next put overwrites;
+//! - a consumer killed before its `head` store leaves the record for the next
+//!   consumer; killed after, it took the item with it (gone, as in Python).
+//!
+//! Both locks are robust [`RawLock`]s: a waiter takes a dead holder's lock
+//! over within [`LIVENESS_CHECK`](crate::LIVENESS_CHECK), and since every
+//! shared field either commits atomically or errs on the safe side (see the
+//! out-of-line budget and the JoinableQueue counters), there is nothing to
+//! repair. Every header read from the ring is validated against `head`,
+//! `tail` and `cap`: a ring corrupted by a hostile process gives
+//! [`QueueError::Corrupted`], never an out-of-bounds access or an endless
+//! loop.
+//!
+//! # Keeping the ring small
+//!
+//! The ring is large (the default budget is 128 MiB of virtual memory), but
+//! a producer that finds the queue empty past the first [`soft_limit`] bytes
+//! of a lap moves both commit words to the start of the next lap (with a
+//! `WRAP` record, so a crash in between leaves a valid ring). So a queue whose
+//! consumers keep up cycles through its first few hundred KiB, which stay in
+//! cache, and touches more pages only while a backlog needs them.
+//!
+//! # Waiting
+//!
+//! Three eventcounts ([`Signal`]): `not_empty` (consumers), `not_full`
+//! (producers), `all_done` (`join`). A waiter registers (`sleepers + 1`,
+//! fence), reads the sequence, re-checks its condition and sleeps on the
+//! sequence; a notifier changes the condition, fences, and bumps the
+//! sequence and wakes only when `sleepers > 0`. Either the waiter sees the
+//! change or the notifier sees the waiter, so no wake-up is lost and no wake
+//! system call is made when nobody sleeps. Consumers spin briefly on `tail`
+//! before they register. Locks are never held while waiting.
+//!
+//! # Side channel
+//!
+//! A [`KIND_SIDE`] record carries a sequence number: its descriptors (a
+//! payload too large for the ring, or handles inside the item) travel in a
+//! socket message tagged with the same number. Producers send before they
+//! commit and consumers receive after they commit, both under their lock, so
+//! messages are in record order; a message whose record was never committed
+//! (its producer died) or whose consumer died before receiving it is an
+//! orphan with a lower number, which the next consumer discards.
+
+use std::time::Instant;
+
+use crate::env::{self, Env};
+use crate::lock::{Acquired, LockError, RawLock};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, fence};
+
+/// A record whose body is the payload.
+pub const KIND_INLINE: u32 = 1;
+/// A record whose body starts with a side-channel sequence number and the
+/// size of an out-of-line payload (`[seq: u64][ool: u64][meta…]`).
+pub const KIND_SIDE: u32 = 2;
+/// Filler to the end of the lap.
+pub const KIND_WRAP: u32 = 3;
+
+/// Bytes of a record header.
+pub const HEADER: u32 = 8;
+/// Bytes a side record's body starts with (sequence number, out-of-line size).
+pub const SIDE_PREFIX: usize = 16;
+/// Consumer processes whose held tasks a JoinableQueue tracks.
+pub const TAKERS: usize = 64;
+/// The most a queue's ring may hold, in bytes.
+pub const MAX_CAPACITY: u32 = 1 << 31;
+/// The least a queue's ring may hold, in bytes.
+pub const MIN_CAPACITY: u32 = 4096;
+
+/// Bytes a record with a body of `len` bytes occupies, if it can exist.
+pub fn record_size(len: usize) -> Option<u32> {
+    let len = u32::try_from(len).ok()?;
+    len.checked_add(HEADER + 7).map(|n| n & !7)
+}
+
+/// Where a producer that finds the queue empty starts the next lap over
+/// (a quarter of the ring, at most 1 MiB).
+pub fn soft_limit(cap: u32) -> u32 {
+    (cap / 4).min(1 << 20)
+}
+
+/// The bytes of a queue's ring.
+///
+/// # Safety
+///
+/// - `capacity()` is a power of two between [`MIN_CAPACITY`] and
+///   [`MAX_CAPACITY`] and never changes;
+/// - `read` and `write` are sound for every range inside
+///   `0..capacity()`, for as long as the region is used (the algorithm only
+///   ever passes such ranges, and only ranges no live process accesses at
+///   the same time except a hostile one).
+pub unsafe trait Region {
+    /// The ring's size in bytes.
+    fn capacity(&self) -> u32;
+    /// Copy `out.len()` bytes from offset `at`.
+    fn read(&self, at: u32, out: &mut [u8]);
+    /// Copy `src` to offset `at`.
+    fn write(&self, at: u32, src: &[u8]);
+}
+
+/// A position in the ring and the number of records before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Pos {
+    at: u32,
+    items: u32,
+}
+
+impl Pos {
+    fn pack(self) -> u64 {
+        u64::from(self.at) | (u64::from(self.items) << 32)
+    }
+    fn unpack(w: u64) -> Pos {
+        Pos {
+            at: w as u32,
+            items: (w >> 32) as u32,
+        }
+    }
+}
+
+/// An eventcount: a sequence number to sleep on and a count of sleepers.
+#[derive(Debug)]
+#[repr(C, align(128))]
+pub struct Signal {
+    seq: AtomicU32,
+    sleepers: AtomicU32,
+}
+
+impl Signal {
+    fn new() -> Self {
+        Signal {
+            seq: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+        }
+    }
+
+    /// Register as a sleeper; then re-check the condition, and either
+    /// [`cancel`](Self::cancel) or [`park`](Self::park).
+    fn prepare(&self) -> u32 {
+        // Ordering::Relaxed: ordered by the fence, which is one half of the
+        // Dekker pair with `notify` (store sleepers, fence, load condition).
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        // SYNC POINT: read. Acquire pairs with the Release bump in `notify`:
+        // a waiter that sees the bump sees the condition change before it.
+        self.seq.load(Ordering::Acquire)
+    }
+
+    fn cancel(&self) {
+        // Ordering::Relaxed: a count, read only as a hint by notifiers.
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Sleep until notified after `seen` or `deadline`; whether notified.
+    fn park<E: Env + ?Sized>(&self, env: &E, seen: u32, deadline: Option<Instant>) -> bool {
+        let notified = loop {
+            if self.seq.load(Ordering::Acquire) != seen {
+                break true;
+            }
+            if !env.wait(&self.seq, seen, deadline) || env::expired(deadline) {
+                break self.seq.load(Ordering::Acquire) != seen;
+            }
+        };
+        self.cancel();
+        notified
+    }
+
+    /// Call after changing the condition: wake up to `n` sleepers, making no
+    /// system call when there are none.
+    fn notify<E: Env + ?Sized>(&self, env: &E, n: u32) {
+        // The other half of the Dekker pair: store condition, fence, load
+        // sleepers.
+        fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::Relaxed) > 0 {
+            // SYNC POINT: write. Pairs with the Acquire loads in `prepare`
+            // and `park`.
+            self.seq.fetch_add(1, Ordering::Release);
+            env.wake(&self.seq, n);
+        }
+    }
+}
+
+#[derive(Debug)]
+#[repr(C, align(128))]
+struct Config {
+    /// Item limit (0: none).
+    maxsize: AtomicU32,
+    /// 1 once closed.
+    closed: AtomicU32,
+    /// 1 for a JoinableQueue.
+    joinable: AtomicU32,
+    _reserved: AtomicU32,
+    /// Out-of-line bytes that may be pending.
+    budget: AtomicU64,
+}
+
+#[derive(Debug)]
+#[repr(C, align(128))]
+struct Producers {
+    lock: RawLock,
+    /// The last `head` a producer loaded (a lower bound of the real one).
+    head_seen: AtomicU64,
+    /// The next side-channel sequence number.
+    side_seq: AtomicU64,
+    /// Out-of-line bytes put, ever (added after the commit: a producer that
+    /// dies in between makes the budget a little looser, never tighter).
+    ool_put: AtomicU64,
+}
+
+#[derive(Debug)]
+#[repr(C, align(128))]
+struct Consumers {
+    lock: RawLock,
+    /// The last `tail` a consumer loaded (records up to it are committed).
+    tail_seen: AtomicU64,
+    /// Out-of-line bytes taken, ever (added before the commit, for the same
+    /// reason as `ool_put`).
+    ool_got: AtomicU64,
+    /// JoinableQueue: `task_done` calls made before the matching `get`.
+    credit: AtomicU32,
+}
+
+#[derive(Debug)]
+#[repr(C, align(128))]
+struct Word(AtomicU64);
+
+/// A consumer process and the tasks it took but has not marked done.
+#[derive(Debug)]
+#[repr(C)]
+struct Taker {
+    /// `pid | start << 32`; 0 = free.
+    id: AtomicU64,
+    held: AtomicU32,
+    _reserved: AtomicU32,
+}
+
+/// The queue's shared state (2 KiB, 128-byte aligned, all zero when fresh
+/// but for [`init`](RawQueue::init)).
+#[derive(Debug)]
+#[repr(C)]
+pub struct RawQueue {
+    config: Config,
+    prod: Producers,
+    tail: Word,
+    cons: Consumers,
+    head: Word,
+    not_empty: Signal,
+    not_full: Signal,
+    all_done: Signal,
+    takers: [Taker; TAKERS],
+}
+
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(core::mem::size_of::<RawQueue>() == 8 * 128 + TAKERS * 16);
+
+/// Why a queue operation did not complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// The deadline passed (for a `try_` form: the deadline was now) with
+    /// no room (put) or no item (get).
+    Timeout,
+    /// The queue was closed (put), or closed and drained (get).
+    Closed,
+    /// The record can never fit in this ring.
+    TooLarge,
+    /// The side channel has no room now: wait until it is writable, retry.
+    SideFull,
+    /// The shared state is inconsistent (written by a hostile or buggy
+    /// process).
+    Corrupted,
+    /// `task_done` was called more times than items were put.
+    TooManyTaskDone,
+}
+
+/// A record to put.
+#[derive(Debug, Clone, Copy)]
+pub enum Rec<'a> {
+    /// The payload itself.
+    Inline(&'a [u8]),
+    /// A side record: `meta` goes in the ring after the sequence number;
+    /// `ool` out-of-line bytes are charged to the budget.
+    Side {
+        /// Bytes stored in the ring after the prefix.
+        meta: &'a [u8],
+        /// Size of the out-of-line payload (0 if none).
+        ool: u64,
+    },
+}
+
+impl Rec<'_> {
+    fn body_len(&self) -> usize {
+        match self {
+            Rec::Inline(b) => b.len(),
+            Rec::Side { meta, .. } => SIDE_PREFIX + meta.len(),
+        }
+    }
+}
+
+/// A record taken by a consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Taken {
+    /// [`KIND_INLINE`] or [`KIND_SIDE`].
+    pub kind: u32,
+    /// Side records: the sequence number of the socket message.
+    pub seq: u64,
+    /// Side records: the size of the out-of-line payload.
+    pub ool: u64,
+}
+
+/// Called under the consumer lock right after each record is committed as
+/// taken, with the record and the buffer its body was appended to, from the
+/// given offset (for side records, the body after [`SIDE_PREFIX`]).
+/// Side-channel messages are received here, in record order. Returns
+/// whether to go on with the batch; a sink keeps its own errors (the record
+/// is taken either way).
+pub type Sink<'a> = &'a mut dyn FnMut(Taken, &mut Vec<u8>, usize) -> bool;
+
+/// Called under the producer lock for a side record, with its sequence
+/// number, before the record is committed: send the socket message.
+/// `Ok(false)`: the socket is full.
+pub type SendSide<'a> = &'a mut dyn FnMut(u64) -> Result<bool, QueueError>;
+
+/// How long a `try_` or timed call waits for a lock another process holds
+/// (holders never wait while holding one, so this only matters when a
+/// holder is stopped or copying a very large record).
+const LOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
+
+fn lock_deadline(deadline: Option<Instant>) -> Option<Instant> {
+    deadline.map(|d| d.max(Instant::now() + LOCK_GRACE))
+}
+
+fn pad8(n: u32) -> u32 {
+    (n + 7) & !7
+}
+
+fn read_u64(b: &[u8], at: usize) -> u64 {
+    let mut x = [0u8; 8];
+    x.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(x)
+}
+
+/// What `append_one` did.
+enum Appended {
+    /// The record is committed.
+    Yes,
+    /// No room in the ring now.
+    NoRoom,
+    /// The out-of-line budget is used up now.
+    NoBudget,
+}
+
+/// What a producer found at the tail.
+enum Room {
+    /// Room at this position (and `wrap` bytes of filler first).
+    At { t: Pos, wrap: u32 },
+    /// No room now.
+    Full,
+}
+
+impl RawQueue {
+    /// A fresh queue state (heap use: loom models and tests).
+    pub fn new(maxsize: u32, budget: u64, joinable: bool) -> Self {
+        let q = RawQueue {
+            config: Config {
+                maxsize: AtomicU32::new(0),
+                closed: AtomicU32::new(0),
+                joinable: AtomicU32::new(0),
+                _reserved: AtomicU32::new(0),
+                budget: AtomicU64::new(0),
+            },
+            prod: Producers {
+                lock: RawLock::new(),
+                head_seen: AtomicU64::new(0),
+                side_seq: AtomicU64::new(0),
+                ool_put: AtomicU64::new(0),
+            },
+            tail: Word(AtomicU64::new(0)),
+            cons: Consumers {
+                lock: RawLock::new(),
+                tail_seen: AtomicU64::new(0),
+                ool_got: AtomicU64::new(0),
+                credit: AtomicU32::new(0),
+            },
+            head: Word(AtomicU64::new(0)),
+            not_empty: Signal::new(),
+            not_full: Signal::new(),
+            all_done: Signal::new(),
+            takers: core::array::from_fn(|_| Taker {
+                id: AtomicU64::new(0),
+                held: AtomicU32::new(0),
+                _reserved: AtomicU32::new(0),
+            }),
+        };
+        q.init(maxsize, budget, joinable);
+        q
+    }
+
+    /// Initialize zeroed shared memory (before the segment is published).
+    pub fn init(&self, maxsize: u32, budget: u64, joinable: bool) {
+        // Ordering::Relaxed: published by the segment header's Release.
+        self.config.maxsize.store(maxsize, Ordering::Relaxed);
+        self.config.budget.store(budget, Ordering::Relaxed);
+        self.config
+            .joinable
+            .store(u32::from(joinable), Ordering::Relaxed);
+    }
+
+    // Fields of the producer group are read and written with the P lock
+    // held, those of the consumer group with the C lock held
+    // (Ordering::Relaxed: the lock's Acquire/Release order them); `tail`
+    // and `head` are the SYNC POINTs described in the module docs.
+
+    fn lock<E: Env + ?Sized>(
+        &self,
+        lock: &RawLock,
+        env: &E,
+        deadline: Option<Instant>,
+    ) -> Result<(), QueueError> {
+        match lock.lock(env, lock_deadline(deadline)) {
+            Ok(Acquired::OwnerDied) => {
+                // Nothing to repair: every change commits with one store
+                // (module docs), so the dead holder left a consistent state.
+                lock.mark_consistent();
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            // Only a hostile process can make a queue lock unrecoverable:
+            // this code always marks it consistent.
+            Err(LockError::NotRecoverable) => Err(QueueError::Corrupted),
+            Err(LockError::WouldBlock) => Err(QueueError::Timeout),
+        }
+    }
+
+    fn unlock<E: Env + ?Sized>(lock: &RawLock, env: &E) {
+        // Only fails if another process released our lock: nothing to do.
+        let _ = lock.unlock(env);
+    }
+
+    fn maxsize(&self) -> u32 {
+        // Ordering::Relaxed: set before publication, never changed.
+        self.config.maxsize.load(Ordering::Relaxed)
+    }
+
+    fn joinable(&self) -> bool {
+        self.config.joinable.load(Ordering::Relaxed) != 0
+    }
+
+    // ----- put ------------------------------------------------------------------
+
+    /// With the P lock held: where a record of `size` bytes goes, if it fits.
+    fn room<R: Region + ?Sized>(&self, ring: &R, t: Pos, size: u32) -> Result<Room, QueueError> {
+        let cap = ring.capacity();
+        let off = t.at & (cap - 1);
+        let to_end = cap - off;
+        let (wrap, need) = if size > to_end {
+            (to_end, to_end + size)
+        } else {
+            (0, size)
+        };
+        let maxsize = self.maxsize();
+        let fits = |h: Pos| -> Result<bool, QueueError> {
+            let used = t.at.wrapping_sub(h.at);
+            if used > cap || h.at % 8 != 0 {
+                return Err(QueueError::Corrupted);
+            }
+            Ok(cap - used >= need && (maxsize == 0 || t.items.wrapping_sub(h.items) < maxsize))
+        };
+        let seen = Pos::unpack(self.prod.head_seen.load(Ordering::Relaxed));
+        if fits(seen).unwrap_or(false) {
+            return Ok(Room::At { t, wrap });
+        }
+        // SYNC POINT: read. Acquire pairs with the consumers' Release of
+        // `head`: the bytes they copied out are free to overwrite.
+        let h = Pos::unpack(self.head.0.load(Ordering::Acquire));
+        self.prod.head_seen.store(h.pack(), Ordering::Relaxed);
+        Ok(if fits(h)? {
+            Room::At { t, wrap }
+        } else {
+            Room::Full
+        })
+    }
+
+    /// With the P lock held and the queue looking empty far into the lap:
+    /// start the next lap over, so that the ring's first pages are reused.
+    fn restart_lap<E: Env + ?Sized, R: Region + ?Sized>(&self, env: &E, ring: &R, t: Pos) -> Pos {
+        let cap = ring.capacity();
+        let off = t.at & (cap - 1);
+        if off < soft_limit(cap) {
+            return t;
+        }
+        // SYNC POINT: read, as in `room`.
+        if self.head.0.load(Ordering::Acquire) != t.pack() {
+            return t;
+        }
+        // Lock order is always P then C. A consumer holding C is busy and
+        // will move on by itself: try once, never wait.
+        match self.cons.lock.try_lock(env) {
+            Ok(Acquired::OwnerDied) => self.cons.lock.mark_consistent(),
+            Ok(_) => {}
+            Err(_) => return t,
+        }
+        let mut t = t;
+        if self.head.0.load(Ordering::Relaxed) == t.pack() {
+            // A WRAP record, committed, then consumed: a crash in between
+            // leaves a valid ring holding one WRAP.
+            Self::write_header(ring, off, 0, KIND_WRAP);
+            t.at = t.at.wrapping_add(cap - off);
+            // SYNC POINT: write (both words): pairs with the Acquire loads
+            // of `tail` by consumers and of `head` by producers.
+            self.tail.0.store(t.pack(), Ordering::Release);
+            env.failpoint("restart.half");
+            self.head.0.store(t.pack(), Ordering::Release);
+            self.cons.tail_seen.store(t.pack(), Ordering::Relaxed);
+            self.prod.head_seen.store(t.pack(), Ordering::Relaxed);
+        }
+        Self::unlock(&self.cons.lock, env);
+        t
+    }
+
+    fn write_header<R: Region + ?Sized>(ring: &R, off: u32, len: u32, kind: u32) {
+        let mut h = [0u8; 8];
+        h[..4].copy_from_slice(&len.to_le_bytes());
+        h[4..].copy_from_slice(&kind.to_le_bytes());
+        ring.write(off, &h);
+    }
+
+    /// With the P lock held and room found: write a record at `t` (after
+    /// `wrap` bytes of filler); returns the position after it.
+    fn write_record<E: Env + ?Sized, R: Region + ?Sized>(
+        env: &E,
+        ring: &R,
+        t: Pos,
+        wrap: u32,
+        kind: u32,
+        parts: &[&[u8]],
+    ) -> Pos {
+        let cap = ring.capacity();
+        let mut at = t.at;
+        if wrap != 0 {
+            Self::write_header(ring, at & (cap - 1), 0, KIND_WRAP);
+            at = at.wrapping_add(wrap);
+        }
+        let off = at & (cap - 1);
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        Self::write_header(ring, off, len as u32, kind);
+        let mut o = off + HEADER;
+        for (i, p) in parts.iter().enumerate() {
+            if i + 1 == parts.len() && p.len() >= 2 {
+                // A failpoint halfway through the last part: a producer
+                // killed here leaves a torn record beyond `tail`.
+                let half = p.len() / 2;
+                ring.write(o, &p[..half]);
+                env.failpoint("put.half");
+                ring.write(o + half as u32, &p[half..]);
+            } else {
+                ring.write(o, p);
+            }
+            o += p.len() as u32;
+        }
+        Pos {
+            at: at.wrapping_add(HEADER + pad8(len as u32)),
+            items: t.items.wrapping_add(1),
+        }
+    }
+
+    /// Whether the out-of-line budget lets `ool` more bytes in (P lock held).
+    fn budget_allows(&self, ool: u64, t: Pos) -> bool {
+        if ool == 0 {
+            return true;
+        }
+        // Ordering::Relaxed: `ool_got` is a counter whose staleness only
+        // delays a put; `ool_put` is ours under the P lock.
+        let pending = self
+            .prod
+            .ool_put
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.cons.ool_got.load(Ordering::Relaxed));
+        let budget = self.config.budget.load(Ordering::Relaxed);
+        // An empty queue takes any one payload, so no payload is refused for
+        // good.
+        let empty = Pos::unpack(self.head.0.load(Ordering::Acquire)).items == t.items;
+        pending.saturating_add(ool) <= budget || (pending == 0 && empty)
+    }
+
+    /// Put one record, waiting for room until `deadline` (`try_`: a deadline
+    /// of now). For a side record, `send` hands the socket message over
+    /// before the record is committed.
+    pub fn put<E: Env + ?Sized, R: Region + ?Sized>(
+        &self,
+        env: &E,
+        ring: &R,
+        rec: Rec<'_>,
+        deadline: Option<Instant>,
+        send: Option<SendSide<'_>>,
+    ) -> Result<(), QueueError> {
+        let size = record_size(rec.body_len()).ok_or(QueueError::TooLarge)?;
+        if size > ring.capacity() / 2 {
+            return Err(QueueError::TooLarge);
+        }
+        let mut send = send;
+        loop {
+            self.lock(&self.prod.lock, env, deadline)?;
+            env.failpoint("put.locked");
+            let r = self.append_one(env, ring, rec, size, &mut send);
+            Self::unlock(&self.prod.lock, env);
+            match r? {
+                Appended::Yes => {
+                    env.failpoint("put.unlocked");
+                    self.not_empty.notify(env, 1);
+                    return Ok(());
+                }
+                Appended::NoRoom => self.wait_for(env, deadline, || self.room_hint(ring, size))?,
+                Appended::NoBudget => {
+                    let ool = match rec {
+                        Rec::Side { ool, .. } => ool,
+                        Rec::Inline(_) => 0,
+                    };
+                    self.wait_for(env, deadline, || {
+                        let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
+                        self.budget_allows(ool, t)
+                    })?;
+                }
+            }
+        }
+    }
+
+    /// With the P lock held: append `rec` if there is room (`Ok(false)`
+    /// if not).
+    fn append_one<E: Env + ?Sized, R: Region + ?Sized>(
+        &self,
+        env: &E,
+        ring: &R,
+        rec: Rec<'_>,
+        size: u32,
+        send: &mut Option<SendSide<'_>>,
+    ) -> Result<Appended, QueueError> {
+        if self.is_closed() {
+            return Err(QueueError::Closed);
+        }
+        let t = Pos::unpack(self.tail.0.load(Ordering::Relaxed));
+        let t = self.restart_lap(env, ring, t);
+        let Room::At { t, wrap } = self.room(ring, t, size)? else {
+            return Ok(Appended::NoRoom);
+        };
+        let next = match rec {
+            Rec::Inline(body) => Self::write_record(env, ring, t, wrap, KIND_INLINE, &[body]),
+            Rec::Side { meta, ool } => {
+                if !self.budget_allows(ool, t) {
+                    return Ok(Appended::NoBudget);
+                }
+                let send = send.as_mut().ok_or(QueueError::Corrupted)?;
+                // The number is used up even if the send fails: numbers only
+                // need to increase.
+                let seq = self.prod.side_seq.load(Ordering::Relaxed);
+                self.prod.side_seq.store(seq + 1, Ordering::Relaxed);
+                if !send(seq)? {
+                    return Err(QueueError::SideFull);
+                }
+                env.failpoint("put.sent");
+                let (s, o) = (seq.to_le_bytes(), ool.to_le_bytes());
+                Self::write_record(env, ring, t, wrap, KIND_SIDE, &[&s, &o, meta])
+            }
+        };
+        // The commit point. SYNC POINT: write. Release pairs with the
+        // consumers' Acquire of `tail`: the record's bytes are visible first.
+        self.tail.0.store(next.pack(), Ordering::Release);
+        env.failpoint("put.committed");
+        if let Rec::Side { ool, .. } = rec {
+            if ool != 0 {
+                let v = self.prod.ool_put.load(Ordering::Relaxed);
+                self.prod
+                    .ool_put
+                    .store(v.wrapping_add(ool), Ordering::Relaxed);
+            }
+        }
+        Ok(Appended::Yes)
+    }
+
+    /// Without a lock: sleep until a consumer's get makes `ready` true (or
+    /// the queue closes, or the deadline passes). Returns early (spuriously)
+    /// at times; the caller re-checks under its lock.
+    fn wait_for<E: Env + ?Sized>(
+        &self,
+        env: &E,
+        deadline: Option<Instant>,
+        ready: impl Fn() -> bool,
+    ) -> Result<(), QueueError> {
+        if env::expired(deadline) {
+            return Err(QueueError::Timeout);
+        }
+        let seen = self.not_full.prepare();
+        // Re-check after registering (Dekker with the consumers' notify).
+        if self.is_closed() || ready() {
+            self.not_full.cancel();
+            return Ok(());
+        }
+        self.not_full.park(env, seen, deadline);
+        Ok(())
+    }
+
+    /// Whether a record of `size` bytes would fit now (no lock; a hint).
+    fn room_hint<R: Region + ?Sized>(&self, ring: &R, size: u32) -> bool {
+        let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
+        self.room(ring, t, size)
+            .map_or(true, |r| matches!(r, Room::At { .. }))
+    }
+
+    /// Put inline records under one lock hold while they fit, committing
+    /// them with one store; waits for room for the rest. Returns how many
+    /// went in (all of them, or those before an error).
+    pub fn put_many<E: Env + ?Sized, R: Region + ?Sized>(
+        &self,
+        env: &E,
+        ring: &R,
+        items: &mut dyn Iterator<Item = &[u8]>,
+        deadline: Option<Instant>,
+    ) -> Result<usize, (usize, QueueError)> {
+        let mut n = 0usize;
+        let mut pending = items.next();
+        while let Some(first) = pending {
+            let size = record_size(first.len())
+                .filter(|&s| s <= ring.capacity() / 2)
+                .ok_or((n, QueueError::TooLarge))?;
+            self.lock(&self.prod.lock, env, deadline)
+                .map_err(|e| (n, e))?;
+            if self.is_closed() {
+                Self::unlock(&self.prod.lock, env);
+                return Err((n, QueueError::Closed));
+            }
+            let t0 = Pos::unpack(self.tail.0.load(Ordering::Relaxed));
+            let mut t = self.restart_lap(env, ring, t0);
+            let mut added = 0u32;
+            while let Some(body) = pending {
+                let Some(size) = record_size(body.len()).filter(|&s| s <= ring.capacity() / 2)
+                else {
+                    break;
+                };
+                match self.room(ring, t, size) {
+                    Ok(Room::At { t: at, wrap }) => {
+                        t = Self::write_record(env, ring, at, wrap, KIND_INLINE, &[body]);
+                        added += 1;
+                        pending = items.next();
+                    }
+                    Ok(Room::Full) => break,
+                    Err(e) => {
+                        Self::unlock(&self.prod.lock, env);
+                        return Err((n, e));
+                    }
+                }
+            }
+            if added > 0 {
+                // SYNC POINT: write, as in `append_one`.
+                self.tail.0.store(t.pack(), Ordering::Release);
+            }
+            Self::unlock(&self.prod.lock, env);
+            if added > 0 {
+                self.not_empty.notify(env, added);
+                n += added as usize;
+            } else if let Err(e) = self.wait_for(env, deadline, || self.room_hint(ring, size)) {
+                return Err((n, e));
+            }
+        }
+        Ok(n)
+    }
+
+    // ----- get ------------------------------------------------------------------
+
+    /// Take up to `max` records (at least one, waiting until `deadline`),
+    /// each appended to `buf` and passed to `sink`. Returns how many.
+    pub fn get<E: Env + ?Sized, R: Region + ?Sized>(
+        &self,
+        env: &E,
+        ring: &R,
+        max: usize,
+        deadline: Option<Instant>,
+        scratch: &mut Vec<u8>,
+        sink: Sink<'_>,
+    ) -> Result<usize, QueueError> {
+        loop {
+            self.lock(&self.cons.lock, env, deadline)?;
+            env.failpoint("get.locked");
+            let r = self.take(env, ring, max.max(1), scratch, sink);
+            Self::unlock(&self.cons.lock, env);
+            match r {
+                Ok(0) => {}
+                Ok(n) => {
+                    self.not_full.notify(env, u32::MAX);
+                    return Ok(n);
+                }
+                Err(e) => return Err(e),
+            }
+            if env::expired(deadline) {
+                return Err(QueueError::Timeout);
+            }
+            // Spin briefly on `tail`, then sleep on `not_empty`.
+            // Ordering::Relaxed: only a hint; `take` decides.
+            let seen = self.tail.0.load(Ordering::Relaxed);
+            if env::spin_until(|| self.tail.0.load(Ordering::Relaxed) != seen || self.is_closed()) {
+                continue;
+            }
+            let ticket = self.not_empty.prepare();
+            // Re-check after registering (Dekker with the producers' notify).
+            if self.has_items() || self.is_closed() {
+                self.not_empty.cancel();
+                continue;
+            }
+            self.not_empty.park(env, ticket, deadline);
+        }
+    }
+
+    /// Whether a record is committed and not taken (no lock; a hint).
+    fn has_items(&self) -> bool {
+        // SYNC POINT: read (Acquire), as in `take`.
+        let h = Pos::unpack(self.head.0.load(Ordering::Acquire));
+        let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
+        h.at != t.at
+    }
+
+    /// With the C lock held: take up to `max` records. `Ok(0)`: empty (and
+    /// not closed). An error after some records were taken is left for the
+    /// next call to meet again (the bad record stays at the head).
+    fn take<E: Env + ?Sized, R: Region + ?Sized>(
+        &self,
+        env: &E,
+        ring: &R,
+        max: usize,
+        scratch: &mut Vec<u8>,
+        sink: Sink<'_>,
+    ) -> Result<usize, QueueError> {
+        let fail = |n: usize, e: QueueError| if n > 0 { Ok(n) } else { Err(e) };
+        let cap = ring.capacity();
+        let mut h = Pos::unpack(self.head.0.load(Ordering::Relaxed));
+        let mut t = Pos::unpack(self.cons.tail_seen.load(Ordering::Relaxed));
+        let mut n = 0usize;
+        let joinable = self.joinable();
+        let mut slot = None;
+        while n < max {
+            if h.at == t.at {
+                // SYNC POINT: read. Acquire pairs with the producers'
+                // Release of `tail`: committed records' bytes are visible.
+                t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
+                self.cons.tail_seen.store(t.pack(), Ordering::Relaxed);
+                if h.at == t.at {
+                    if n > 0 {
+                        break;
+                    }
+                    // Closed and drained? A put that happened before the
+                    // close is visible once the close is (Acquire), so look
+                    // at `tail` once more after seeing it.
+                    if self.config.closed.load(Ordering::Acquire) != 0 {
+                        t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
+                        self.cons.tail_seen.store(t.pack(), Ordering::Relaxed);
+                        if h.at == t.at {
+                            return Err(QueueError::Closed);
+                        }
+                        continue;
+                    }
+                    return Ok(0);
+                }
+            }
+            let avail = t.at.wrapping_sub(h.at);
+            if avail > cap || h.at % 8 != 0 {
+                return fail(n, QueueError::Corrupted);
+            }
+            let off = h.at & (cap - 1);
+            let mut hdr = [0u8; 8];
+            ring.read(off, &mut hdr);
+            let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+            let kind = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+            if kind == KIND_WRAP {
+                let skip = cap - off;
+                if skip > avail {
+                    return fail(n, QueueError::Corrupted);
+                }
+                h.at = h.at.wrapping_add(skip);
+                // SYNC POINT: write, as below (the filler is consumed).
+                self.head.0.store(h.pack(), Ordering::Release);
+                continue;
+            }
+            let size = u64::from(HEADER) + u64::from(pad8(len.min(u32::MAX - 7)));
+            let valid_kind =
+                kind == KIND_INLINE || (kind == KIND_SIDE && len as usize >= SIDE_PREFIX);
+            if !valid_kind || size > u64::from(cap - off) || size > u64::from(avail) {
+                return fail(n, QueueError::Corrupted);
+            }
+            let start = scratch.len();
+            scratch.resize(start + len as usize, 0);
+            ring.read(off + HEADER, &mut scratch[start..]);
+            let mut taken = Taken {
+                kind,
+                seq: 0,
+                ool: 0,
+            };
+            if kind == KIND_SIDE {
+                taken.seq = read_u64(scratch, start);
+                taken.ool = read_u64(scratch, start + 8);
+                scratch.drain(start..start + SIDE_PREFIX);
+                if taken.ool != 0 {
+                    // Before the commit: a consumer dying in between makes
+                    // the budget looser, never tighter.
+                    let v = self.cons.ool_got.load(Ordering::Relaxed);
+                    self.cons
+                        .ool_got
+                        .store(v.wrapping_add(taken.ool), Ordering::Relaxed);
+                }
+            }
+            let use_credit = joinable && self.cons.credit.load(Ordering::Relaxed) > 0;
+            if joinable && !use_credit {
+                // Before the commit: a consumer dying in between holds one
+                // task too many, which is forgiven with the rest of its
+                // tasks when its death is noticed.
+                let s = *slot.get_or_insert_with(|| self.taker_slot(env));
+                if let Some(s) = s {
+                    self.takers[s].held.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            env.failpoint("get.copied");
+            h.at = h.at.wrapping_add(size as u32);
+            h.items = h.items.wrapping_add(1);
+            // The commit point. SYNC POINT: write. Release pairs with the
+            // producers' Acquire of `head`: our reads are done before they
+            // overwrite the bytes.
+            self.head.0.store(h.pack(), Ordering::Release);
+            env.failpoint("get.committed");
+            if use_credit {
+                // After the commit: a consumer dying in between leaves the
+                // credit unused, so `join` may return early, never late.
+                let c = self.cons.credit.load(Ordering::Relaxed);
+                self.cons
+                    .credit
+                    .store(c.saturating_sub(1), Ordering::Relaxed);
+            }
+            n += 1;
+            if !sink(taken, scratch, start) {
+                break;
+            }
+        }
+        Ok(n)
+    }
+
+    // ----- state ------------------------------------------------------------------
+
+    /// Close: later puts fail; gets drain what is left, then fail. Wakes
+    /// every waiter.
+    pub fn close<E: Env + ?Sized>(&self, env: &E) {
+        // SYNC POINT: write. Release pairs with the Acquire load in `take`:
+        // puts committed before the close are seen by a consumer that sees
+        // the close.
+        self.config.closed.store(1, Ordering::Release);
+        self.not_empty.notify(env, u32::MAX);
+        self.not_full.notify(env, u32::MAX);
+    }
+
+    /// Whether the queue is closed.
+    pub fn is_closed(&self) -> bool {
+        self.config.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Items in the queue (a snapshot; Python's `qsize()`).
+    pub fn len(&self) -> u32 {
+        // `head` first: both only grow, so the difference is never negative.
+        let h = Pos::unpack(self.head.0.load(Ordering::Acquire));
+        let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
+        t.items.wrapping_sub(h.items).min(i32::MAX as u32)
+    }
+
+    /// Whether the queue holds no item (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `maxsize` items are queued (a snapshot).
+    pub fn is_full(&self) -> bool {
+        let m = self.maxsize();
+        m != 0 && self.len() >= m
+    }
+
+    /// The item limit (0: unbounded).
+    pub fn item_limit(&self) -> u32 {
+        self.maxsize()
+    }
+
+    /// Whether this is a JoinableQueue's state.
+    pub fn is_joinable(&self) -> bool {
+        self.joinable()
+    }
+
+    /// Bytes of the ring in use (a snapshot).
+    pub fn used_bytes(&self) -> u32 {
+        let h = Pos::unpack(self.head.0.load(Ordering::Acquire));
+        let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
+        t.at.wrapping_sub(h.at)
+    }
+
+    /// The commit words and wait state, for diagnostics.
+    pub fn debug_state(&self) -> String {
+        let r = |a: &AtomicU64| Pos::unpack(a.load(Ordering::Acquire));
+        let w = |a: &AtomicU32| a.load(Ordering::Acquire);
+        format!(
+            "head {:?} tail {:?} head_seen {:?} tail_seen {:?} P {:?} C {:?} not_empty {}/{} not_full {}/{} closed {}",
+            r(&self.head.0),
+            r(&self.tail.0),
+            r(&self.prod.head_seen),
+            r(&self.cons.tail_seen),
+            self.prod.lock.owner(),
+            self.cons.lock.owner(),
+            w(&self.not_empty.seq),
+            w(&self.not_empty.sleepers),
+            w(&self.not_full.seq),
+            w(&self.not_full.sleepers),
+            w(&self.config.closed),
+        )
+    }
+
+    // ----- JoinableQueue ------------------------------------------------------------
+
+    fn my_id<E: Env + ?Sized>(env: &E) -> u64 {
+        let me = env.me();
+        u64::from(me.pid) | (u64::from(me.start) << 32)
+    }
+
+    fn id_is_dead<E: Env + ?Sized>(env: &E, id: u64) -> bool {
+        id != 0 && env.is_dead(id as u32, Some((id >> 32) as u32))
+    }
+
+    /// With the C lock held: this process's row in the takers table,
+    /// claiming a free one (or one of a dead process) if needed. `None` when
+    /// the table is full of live processes: this process's tasks are then
+    /// not tracked for death.
+    fn taker_slot<E: Env + ?Sized>(&self, env: &E) -> Option<usize> {
+        let id = Self::my_id(env);
+        // Ordering::Relaxed throughout: the table is only written with the
+        // C lock held.
+        if let Some(i) = self
+            .takers
+            .iter()
+            .position(|t| t.id.load(Ordering::Relaxed) == id)
+        {
+            return Some(i);
+        }
+        let free = self
+            .takers
+            .iter()
+            .position(|t| t.id.load(Ordering::Relaxed) == 0)
+            .or_else(|| {
+                self.takers.iter().position(|t| {
+                    Self::id_is_dead(env, t.id.load(Ordering::Relaxed))
+                        && t.held.load(Ordering::Relaxed) == 0
+                })
+            })?;
+        self.takers[free].id.store(id, Ordering::Relaxed);
+        Some(free)
+    }
+
+    /// With the C lock held: tasks put and not yet marked done.
+    fn unfinished_locked(&self) -> i64 {
+        let h = Pos::unpack(self.head.0.load(Ordering::Relaxed));
+        let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
+        let queued = i64::from(t.items.wrapping_sub(h.items));
+        let held: i64 = self
+            .takers
+            .iter()
+            .map(|t| i64::from(t.held.load(Ordering::Relaxed)))
+            .sum();
+        queued + held - i64::from(self.cons.credit.load(Ordering::Relaxed))
+    }
+
+    /// Mark one task done (Python's `task_done`).
+    pub fn task_done<E: Env + ?Sized>(&self, env: &E) -> Result<(), QueueError> {
+        self.lock(&self.cons.lock, env, None)?;
+        let unfinished = self.unfinished_locked();
+        if unfinished <= 0 {
+            Self::unlock(&self.cons.lock, env);
+            return Err(QueueError::TooManyTaskDone);
+        }
+        let id = Self::my_id(env);
+        // Ordering::Relaxed: C lock held. Prefer this process's own tasks,
+        // then any process's (Python counts tasks, not who took them), then
+        // an item not yet taken (credit, used up by the get that takes it).
+        let mine = self
+            .takers
+            .iter()
+            .find(|t| t.id.load(Ordering::Relaxed) == id && t.held.load(Ordering::Relaxed) > 0);
+        let any = || {
+            self.takers
+                .iter()
+                .find(|t| t.held.load(Ordering::Relaxed) > 0)
+        };
+        match mine.or_else(any) {
+            Some(t) => {
+                t.held.fetch_sub(1, Ordering::Relaxed);
+            }
+            None => {
+                self.cons.credit.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if unfinished == 1 {
+            self.all_done.notify(env, u32::MAX);
+        }
+        Self::unlock(&self.cons.lock, env);
+        Ok(())
+    }
+
+    /// With the C lock held: forget the tasks of consumers that died.
+    fn forgive_dead<E: Env + ?Sized>(&self, env: &E) {
+        for t in &self.takers {
+            let id = t.id.load(Ordering::Relaxed);
+            if id != 0 && Self::id_is_dead(env, id) {
+                t.held.store(0, Ordering::Relaxed);
+                t.id.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Wait until every item put has been marked done, or `deadline`.
+    /// Tasks held by a consumer that died count as done: the check runs
+    /// every [`LIVENESS_CHECK`](crate::LIVENESS_CHECK) while waiting.
+    pub fn join<E: Env + ?Sized>(
+        &self,
+        env: &E,
+        deadline: Option<Instant>,
+    ) -> Result<(), QueueError> {
+        let mut check_dead = false;
+        loop {
+            self.lock(&self.cons.lock, env, deadline)?;
+            if check_dead {
+                self.forgive_dead(env);
+            }
+            if self.unfinished_locked() <= 0 {
+                Self::unlock(&self.cons.lock, env);
+                return Ok(());
+            }
+            if env::expired(deadline) {
+                Self::unlock(&self.cons.lock, env);
+                return Err(QueueError::Timeout);
+            }
+            // Notifiers (task_done) hold the C lock: preparing under it is
+            // enough.
+            let ticket = self.all_done.prepare();
+            Self::unlock(&self.cons.lock, env);
+            check_dead = !self.all_done.park(env, ticket, env::slice(deadline));
+        }
+    }
+
+    /// Tasks put and not marked done (a snapshot; takes the C lock).
+    pub fn unfinished<E: Env + ?Sized>(&self, env: &E) -> Result<u32, QueueError> {
+        self.lock(&self.cons.lock, env, None)?;
+        let n = self.unfinished_locked();
+        Self::unlock(&self.cons.lock, env);
+        Ok(n.clamp(0, i64::from(u32::MAX)) as u32)
+    }
+}
