@@ -72,6 +72,10 @@ impl Env for ProcessEnv {
         multiproc_sys::process::liveness(pid, start) == multiproc_sys::process::Liveness::Dead
     }
 
+    fn failpoint(&self, name: &'static str) {
+        crate::failpoint::hit(name);
+    }
+
     fn me(&self) -> Me {
         let pid = my_pid();
         Me {

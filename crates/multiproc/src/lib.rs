@@ -69,8 +69,11 @@
 pub mod codec;
 pub mod connection;
 mod env;
+#[doc(hidden)]
+pub mod failpoint;
 pub mod frame;
 pub mod process;
+pub mod queue;
 pub mod segment;
 pub mod shared;
 pub mod shared_memory;
@@ -79,6 +82,10 @@ pub mod sync;
 pub use codec::Fd;
 pub use connection::{Connection, RecvError, SendError, duplex, pipe};
 pub use process::{Builder, Process, ProcessError, StartMethod, current_process_name, init};
+pub use queue::{
+    ByteBatch, GetError, JoinError, JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue,
+    TaskDoneError,
+};
 pub use segment::SegmentError;
 pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedError, Value, ValueGuard};
 pub use shared_memory::SharedMemory;

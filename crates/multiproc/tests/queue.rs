@@ -1,0 +1,519 @@
+//! Cross-process tests of Queue, SimpleQueue and JoinableQueue, including
+//! kill -9 of producers and consumers at random points.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use common::watchdog;
+use multiproc::{
+    Connection, GetError, JoinableQueue, Process, PutError, Queue, RawArray, SimpleQueue, pipe,
+};
+
+multiproc::enable_test_support!();
+
+const LIMIT: Duration = Duration::from_secs(240);
+
+#[test]
+fn seed_003_bounded_queue_of_two() {
+    let q = Queue::<i32>::bounded(2).unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    assert_eq!(q.qsize(), 2);
+    assert!(q.is_full());
+    assert_eq!(q.get().unwrap(), 1);
+    assert_eq!(q.get().unwrap(), 2);
+    assert_eq!(q.qsize(), 0);
+    assert!(q.is_empty());
+}
+
+#[test]
+fn full_and_empty_hand_back_and_time_out() {
+    let q = Queue::<String>::bounded(1).unwrap();
+    q.put("a".into()).unwrap();
+    match q.try_put("b".into()) {
+        Err(PutError::Full(item)) => assert_eq!(item, "b"),
+        r => panic!("{r:?}"),
+    }
+    let t = Instant::now();
+    match q.put_timeout("c".into(), Duration::from_millis(50)) {
+        Err(PutError::Timeout(item)) => assert_eq!(item, "c"),
+        r => panic!("{r:?}"),
+    }
+    assert!(t.elapsed() >= Duration::from_millis(50));
+    assert_eq!(q.try_get().unwrap(), "a");
+    assert!(matches!(q.try_get(), Err(GetError::Empty)));
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(30)),
+        Err(GetError::Timeout)
+    ));
+}
+
+fn take_one_later(q: Queue<u64>) -> u64 {
+    std::thread::sleep(Duration::from_millis(100));
+    q.get().unwrap()
+}
+
+#[test]
+fn a_blocked_put_is_released_by_a_get_in_another_process() {
+    let _w = watchdog(
+        "a_blocked_put_is_released_by_a_get_in_another_process",
+        LIMIT,
+    );
+    let q = Queue::<u64>::bounded(1).unwrap();
+    q.put(1).unwrap();
+    let mut p = Process::spawn(take_one_later, q.clone()).unwrap();
+    q.put(2).unwrap(); // blocks until the child takes 1
+    assert_eq!(p.join().unwrap(), 1);
+    assert_eq!(q.get().unwrap(), 2);
+}
+
+fn close_later(q: Queue<u64>) {
+    std::thread::sleep(Duration::from_millis(100));
+    q.close();
+}
+
+#[test]
+fn close_fails_puts_drains_gets_and_wakes_waiters() {
+    let _w = watchdog("close_fails_puts_drains_gets_and_wakes_waiters", LIMIT);
+    let q = Queue::<u64>::new().unwrap();
+    q.put(7).unwrap();
+    q.put(8).unwrap();
+    q.close();
+    assert!(q.is_closed());
+    assert!(matches!(q.put(9), Err(PutError::Closed(9))));
+    assert_eq!(q.get().unwrap(), 7);
+    assert_eq!(q.iter().collect::<Vec<_>>(), vec![8]);
+    assert!(matches!(q.get(), Err(GetError::Closed)));
+    // A get blocked on an empty queue is woken by a close in another process.
+    let q = Queue::<u64>::new().unwrap();
+    let mut p = Process::spawn(close_later, q.clone()).unwrap();
+    assert!(matches!(q.get(), Err(GetError::Closed)));
+    p.join().unwrap();
+}
+
+#[test]
+fn batches_and_bytes() {
+    let q = Queue::<u32>::builder().capacity(4096).build().unwrap();
+    assert_eq!(q.put_many(0..100).unwrap(), 100);
+    let got = q.get_many(60, Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(got, (0..60).collect::<Vec<_>>());
+    let rest = q.get_many(1000, Some(Duration::from_secs(5))).unwrap();
+    assert_eq!(rest, (60..100).collect::<Vec<_>>());
+    assert!(matches!(
+        q.get_many(5, Some(Duration::from_millis(10))),
+        Err(GetError::Timeout)
+    ));
+    q.put_bytes(b"raw").unwrap();
+    assert_eq!(q.get_bytes().unwrap(), b"raw");
+}
+
+fn echo_large(arg: (Queue<Vec<u8>>, Queue<Vec<u8>>)) {
+    let (inq, outq) = arg;
+    for item in inq.iter() {
+        outq.put(item).unwrap();
+    }
+    outq.close();
+}
+
+#[test]
+fn items_too_large_for_the_ring_travel_out_of_line() {
+    let _w = watchdog("items_too_large_for_the_ring_travel_out_of_line", LIMIT);
+    // A 4 KiB ring: items above 1 KiB go out of line, in order with the rest.
+    let inq = Queue::<Vec<u8>>::builder().capacity(4096).build().unwrap();
+    let outq = Queue::<Vec<u8>>::builder().capacity(4096).build().unwrap();
+    let mut p = Process::spawn(echo_large, (inq.clone(), outq.clone())).unwrap();
+    let items: Vec<Vec<u8>> = (0..40u32)
+        .map(|i| {
+            let len = if i % 3 == 0 {
+                200_000 + i as usize
+            } else {
+                10 + i as usize
+            };
+            (0..len)
+                .map(|k| (k as u32).wrapping_mul(31).wrapping_add(i) as u8)
+                .collect()
+        })
+        .collect();
+    let sender = {
+        let inq = inq.clone();
+        let items = items.clone();
+        std::thread::spawn(move || {
+            for it in items {
+                inq.put(it).unwrap();
+            }
+            inq.close();
+        })
+    };
+    let got: Vec<Vec<u8>> = outq.iter().collect();
+    sender.join().unwrap();
+    p.join().unwrap();
+    assert_eq!(got.len(), items.len());
+    assert!(got == items, "items differ");
+}
+
+fn answer_through(q: Queue<(String, Connection<String>)>) {
+    let (name, mut reply) = q.get().unwrap();
+    reply.send(&format!("hello {name}")).unwrap();
+}
+
+#[test]
+fn items_carry_handles_in_order_with_the_rest() {
+    let _w = watchdog("items_carry_handles_in_order_with_the_rest", LIMIT);
+    let q = Queue::<(String, Connection<String>)>::new().unwrap();
+    let (mut mine, theirs) = multiproc::duplex::<String>().unwrap();
+    q.put(("child".into(), theirs)).unwrap();
+    let mut p = Process::spawn(answer_through, q.clone()).unwrap();
+    assert_eq!(mine.recv().unwrap(), "hello child");
+    p.join().unwrap();
+}
+
+/// (producer, seq, checksum)
+type Msg = (u32, u32, u32);
+
+fn checksum(p: u32, s: u32) -> u32 {
+    p.wrapping_mul(0x9E37_79B9) ^ s.wrapping_mul(0x85EB_CA6B)
+}
+
+fn producer(arg: (Queue<Msg>, u32, u32)) {
+    let (q, id, n) = arg;
+    for s in 1..=n {
+        q.put((id, s, checksum(id, s))).unwrap();
+    }
+}
+
+fn consumer(arg: (Queue<Msg>, Connection<Vec<Msg>>)) {
+    let (q, mut report) = arg;
+    let mut got = Vec::new();
+    while let Ok(m) = q.get() {
+        got.push(m);
+    }
+    report.send(&got).unwrap();
+}
+
+#[test]
+fn many_producers_many_consumers_no_loss_no_duplicate_in_order() {
+    let _w = watchdog(
+        "many_producers_many_consumers_no_loss_no_duplicate_in_order",
+        LIMIT,
+    );
+    let q = Queue::<Msg>::builder()
+        .capacity(16 << 10)
+        .maxsize(64)
+        .build()
+        .unwrap();
+    let n = 3_000;
+    let mut prods: Vec<Process> = (0..3)
+        .map(|id| Process::spawn(producer, (q.clone(), id, n)).unwrap())
+        .collect();
+    let mut reports = Vec::new();
+    let mut cons = Vec::new();
+    for _ in 0..3 {
+        let (rx, tx) = pipe().unwrap();
+        cons.push(Process::spawn(consumer, (q.clone(), tx)).unwrap());
+        reports.push(rx);
+    }
+    for p in &mut prods {
+        p.join().unwrap();
+    }
+    q.close();
+    let mut all = Vec::new();
+    for (c, mut rx) in cons.iter_mut().zip(reports) {
+        let got = rx.recv().unwrap();
+        // Per producer, each consumer sees increasing sequence numbers.
+        let mut last: HashMap<u32, u32> = HashMap::new();
+        for &(p, s, sum) in &got {
+            assert_eq!(sum, checksum(p, s), "corrupt message");
+            let prev = last.insert(p, s).unwrap_or(0);
+            assert!(s > prev, "producer {p} out of order: {s} after {prev}");
+        }
+        all.extend(got);
+        c.join().unwrap();
+    }
+    assert_eq!(all.len(), 3 * n as usize, "lost or duplicated messages");
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "duplicates");
+}
+
+#[test]
+fn simple_queue() {
+    let q = SimpleQueue::<String>::new().unwrap();
+    assert!(q.is_empty());
+    q.put("x".into()).unwrap();
+    assert!(!q.is_empty());
+    assert_eq!(q.get().unwrap(), "x");
+    q.close();
+    assert!(matches!(q.get(), Err(GetError::Closed)));
+}
+
+fn worker(q: JoinableQueue<u32>) {
+    while let Ok(_item) = q.get() {
+        q.task_done().unwrap();
+    }
+}
+
+#[test]
+fn joinable_queue_task_done_and_join() {
+    let _w = watchdog("joinable_queue_task_done_and_join", LIMIT);
+    let q = JoinableQueue::<u32>::new().unwrap();
+    assert!(q.task_done().is_err(), "task_done with nothing taken");
+    for i in 0..100 {
+        q.put(i).unwrap();
+    }
+    assert_eq!(q.unfinished(), 100);
+    assert!(q.join_timeout(Duration::from_millis(20)).is_err());
+    let mut w = Process::spawn(worker, q.clone()).unwrap();
+    q.join().unwrap();
+    assert_eq!(q.unfinished(), 0);
+    q.close();
+    w.join().unwrap();
+}
+
+fn take_and_die(arg: (JoinableQueue<u32>, Connection<u32>)) {
+    let (q, mut tx) = arg;
+    let item = q.get().unwrap();
+    tx.send(&item).unwrap();
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+#[test]
+fn join_does_not_wait_for_a_task_whose_consumer_died() {
+    let _w = watchdog("join_does_not_wait_for_a_task_whose_consumer_died", LIMIT);
+    let q = JoinableQueue::<u32>::new().unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let (mut rx, tx) = pipe().unwrap();
+    let mut c = Process::spawn(take_and_die, (q.clone(), tx)).unwrap();
+    assert_eq!(rx.recv().unwrap(), 1);
+    c.kill().unwrap();
+    c.wait().unwrap();
+    // Item 2 is still ours to process.
+    assert_eq!(q.get().unwrap(), 2);
+    q.task_done().unwrap();
+    // Item 1 died with its consumer: join must not wait for it.
+    q.join_timeout(Duration::from_secs(10)).unwrap();
+}
+
+// ----- kill -9 at random points -----------------------------------------------
+
+fn acked_producer(arg: (Queue<Msg>, RawArray<u32>, u32, u32)) {
+    let (q, acked, id, n) = arg;
+    for s in 1..=n {
+        q.put((id, s, checksum(id, s))).unwrap();
+        acked.set(id as usize, s).unwrap();
+    }
+}
+
+fn reporting_consumer(arg: (Queue<Msg>, Connection<Msg>)) {
+    let (q, mut report) = arg;
+    while let Ok(m) = q.get() {
+        report.send(&m).unwrap();
+    }
+}
+
+#[test]
+fn kill_9_of_producers_and_consumers_at_random_points() {
+    let _w = watchdog("kill_9_of_producers_and_consumers_at_random_points", LIMIT);
+    let mut seed = 0x2545_F491_4F6C_DD1Du64 ^ u64::from(std::process::id());
+    let mut rand = move |m: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % m
+    };
+    let n = 400;
+    for round in 0..200 {
+        let q = Queue::<Msg>::builder()
+            .capacity(8 << 10)
+            .maxsize(32)
+            .build()
+            .unwrap();
+        let acked = RawArray::<u32>::zeroed(2).unwrap();
+        let mut prods: Vec<Process> = (0..2)
+            .map(|id| Process::spawn(acked_producer, (q.clone(), acked.clone(), id, n)).unwrap())
+            .collect();
+        let (mut rx, tx) = pipe().unwrap();
+        let mut cons = Process::spawn(reporting_consumer, (q.clone(), tx)).unwrap();
+        std::thread::sleep(Duration::from_micros(rand(3_000)));
+        let victim = rand(3);
+        match victim {
+            0 | 1 => prods[victim as usize].kill().unwrap(),
+            _ => cons.kill().unwrap(),
+        }
+        // Drain alongside the consumer (which may be the one killed) until
+        // the producers are done: a bounded queue with no consumer would
+        // block them, correctly, forever.
+        let mut got: Vec<Msg> = Vec::new();
+        let stall = Instant::now() + Duration::from_secs(20);
+        loop {
+            assert!(
+                Instant::now() < stall,
+                "round {round} (victim {victim}) stalled: {}",
+                q.debug_state()
+            );
+            match q.get_timeout(Duration::from_millis(20)) {
+                Ok(m) => got.push(m),
+                Err(GetError::Timeout) => {
+                    if prods.iter_mut().all(|p| !p.is_alive()) && q.is_empty() {
+                        break;
+                    }
+                }
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        for p in &mut prods {
+            p.wait().unwrap();
+        }
+        q.close();
+        cons.wait().unwrap();
+        // Until EOF, or a torn frame from a consumer killed mid-send (the
+        // item in it is one it took and died with).
+        while let Ok(m) = rx.recv() {
+            got.push(m);
+        }
+        while let Ok(m) = q.try_get() {
+            got.push(m);
+        }
+        let mut seen = HashSet::new();
+        for &(p, s, sum) in &got {
+            assert_eq!(sum, checksum(p, s), "round {round}: corrupt message");
+            assert!(seen.insert((p, s)), "round {round}: duplicate {p}/{s}");
+        }
+        let mut missing = 0;
+        for p in 0..2u32 {
+            let acks = acked.get(p as usize).unwrap();
+            for s in 1..=acks {
+                if !seen.contains(&(p, s)) {
+                    missing += 1;
+                }
+            }
+            // Nothing beyond the last put that could have returned.
+            assert!(
+                seen.iter().all(|&(pp, s)| pp != p || s <= acks + 1),
+                "round {round}: phantom message"
+            );
+        }
+        // Only a killed consumer may take one acknowledged item with it.
+        let allowed = if victim == 2 { 1 } else { 0 };
+        assert!(
+            missing <= allowed,
+            "round {round}: {missing} acknowledged messages lost (victim {victim})"
+        );
+    }
+}
+
+// ----- failpoints: a process stopped at each step, then killed ----------------------
+
+/// What the victim does: arm `point`, then put or get `n` items.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Victim {
+    point: String,
+    notify: multiproc::Fd,
+    put: bool,
+    big: bool,
+}
+
+fn item(i: u32, big: bool) -> Vec<u8> {
+    let len = if big { 3000 } else { 24 };
+    (0..len)
+        .map(|k| (k as u32 ^ i.wrapping_mul(0x9E37_79B9)) as u8)
+        .collect()
+}
+
+fn stop_at(arg: (Queue<Vec<u8>>, Victim)) {
+    let (q, v) = arg;
+    multiproc::failpoint::arm(&v.point, v.notify);
+    for i in 100..110 {
+        if v.put {
+            q.put(item(i, v.big)).unwrap();
+        } else {
+            q.get().unwrap();
+        }
+    }
+}
+
+#[test]
+fn kill_at_every_failpoint_of_put_and_get() {
+    let _w = watchdog("kill_at_every_failpoint_of_put_and_get", LIMIT);
+    // (point, is a put, big item (out of line), delivered after the kill?)
+    let cases = [
+        ("put.locked", true, false, false),
+        ("put.half", true, false, false),
+        ("put.half", true, true, false),
+        ("put.sent", true, true, false),
+        ("put.committed", true, false, true),
+        ("put.committed", true, true, true),
+        ("put.unlocked", true, false, true),
+        ("get.locked", false, false, true),
+        ("get.copied", false, false, true),
+        ("get.copied", false, true, true),
+        ("get.committed", false, false, false),
+        ("get.committed", false, true, false),
+    ];
+    for (point, put, big, survives) in cases {
+        // A 4 KiB ring: 3000-byte items go out of line.
+        let q = Queue::<Vec<u8>>::builder()
+            .capacity(4096)
+            .maxsize(4)
+            .build()
+            .unwrap();
+        if !put {
+            q.put(item(1, big)).unwrap();
+            q.put(item(2, big)).unwrap();
+        }
+        let (r, w) = multiproc_sys::fd::pipe().unwrap();
+        let victim = Victim {
+            point: point.into(),
+            notify: multiproc::Fd(w),
+            put,
+            big,
+        };
+        let mut p = Process::spawn(stop_at, (q.clone(), victim)).unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(
+            multiproc_sys::io::read(std::os::fd::AsFd::as_fd(&r), &mut b).unwrap(),
+            1,
+            "{point}: never reached"
+        );
+        p.kill().unwrap();
+        p.wait().unwrap();
+        // The queue goes on: every operation completes within its timeout
+        // (a lock the victim held is taken over).
+        let t = Duration::from_secs(5);
+        let mut got = Vec::new();
+        while let Ok(v) = q.get_timeout(Duration::from_millis(300)) {
+            got.push(v);
+        }
+        let expected: Vec<Vec<u8>> = if put {
+            if survives {
+                vec![item(100, big)]
+            } else {
+                vec![]
+            }
+        } else if survives {
+            vec![item(1, big), item(2, big)]
+        } else {
+            vec![item(2, big)]
+        };
+        assert!(
+            got == expected,
+            "{point} (big: {big}): got {} items, expected {}",
+            got.len(),
+            expected.len()
+        );
+        // And can be filled to its limit and drained again, in order.
+        for i in 0..4 {
+            q.put_timeout(item(i, big), t).unwrap();
+        }
+        assert!(q.try_put(item(9, big)).unwrap_err().is_full());
+        for i in 0..4 {
+            assert!(
+                q.get_timeout(t).unwrap() == item(i, big),
+                "{point}: order after the kill"
+            );
+        }
+    }
+}
