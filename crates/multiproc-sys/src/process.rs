@@ -168,8 +168,15 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
 
 /// Restrict the calling thread to one CPU (`sched_setaffinity`).
 pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    set_cpus(&[cpu])
+}
+
+/// Let the calling thread run on exactly `cpus` (`sched_setaffinity`).
+pub fn set_cpus(cpus: &[usize]) -> io::Result<()> {
     let mut set = rustix::thread::CpuSet::new();
-    set.set(cpu);
+    for &cpu in cpus {
+        set.set(cpu);
+    }
     rustix::thread::sched_setaffinity(None, &set)?;
     Ok(())
 }
