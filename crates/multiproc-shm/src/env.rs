@@ -35,6 +35,11 @@ pub trait Env {
     /// or kill the process (`put.half`, `get.committed`, …). Does nothing
     /// by default.
     fn failpoint(&self, _name: &'static str) {}
+    /// Whether any failpoint is armed (lets hot paths skip work that only
+    /// matters to a failpoint). `false` by default.
+    fn failpoints_armed(&self) -> bool {
+        false
+    }
 }
 
 /// How long a waiter sleeps before it checks whether the process it waits

@@ -105,6 +105,7 @@ impl RawLock {
         }
     }
 
+    #[inline]
     fn took(&self, me: Me, how: Acquired) -> Acquired {
         // Ordering::Relaxed: the record is a liveness hint read by waiters,
         // who fall back to the pid alone when it does not match the word.
@@ -164,6 +165,7 @@ impl RawLock {
     }
 
     /// Acquire, sleeping until `deadline` (`None`: forever).
+    #[inline]
     pub fn lock<E: Env + ?Sized>(
         &self,
         env: &E,
@@ -178,6 +180,17 @@ impl RawLock {
         {
             return Ok(self.took(me, Acquired::Clean));
         }
+        self.lock_slow(env, me, deadline)
+    }
+
+    /// The contended part of [`lock`](Self::lock): spin, then sleep.
+    #[cold]
+    fn lock_slow<E: Env + ?Sized>(
+        &self,
+        env: &E,
+        me: Me,
+        deadline: Option<Instant>,
+    ) -> Result<Acquired, LockError> {
         // Ordering::Relaxed: only a hint; the CAS below decides.
         env::spin_until(|| self.word.load(Ordering::Relaxed) == 0);
         loop {
@@ -227,6 +240,7 @@ impl RawLock {
     /// unlocked lock is an error. Releasing a lock taken over from a dead
     /// owner without [`mark_consistent`](Self::mark_consistent) makes it
     /// not recoverable.
+    #[inline]
     pub fn unlock<E: Env + ?Sized>(&self, env: &E) -> Result<(), UnlockError> {
         // Ordering::Relaxed: written by the owner itself after taking the
         // lock, so the owner reads its own write.

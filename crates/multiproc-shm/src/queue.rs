@@ -108,10 +108,14 @@ pub const SIDE_PREFIX: usize = 16;
 pub const TAKERS: usize = 64;
 /// The most a queue's ring may hold, in bytes.
 pub const MAX_CAPACITY: u32 = 1 << 31;
-/// The least a queue's ring may hold, in bytes.
+/// The least a queue's ring may hold, in bytes (the algorithm works down to
+/// [`MIN_RING`]; queues use at least a page).
 pub const MIN_CAPACITY: u32 = 4096;
+/// The least ring the algorithm works with (tests and models use it).
+pub const MIN_RING: u32 = 64;
 
 /// Bytes a record with a body of `len` bytes occupies, if it can exist.
+#[inline]
 pub fn record_size(len: usize) -> Option<u32> {
     let len = u32::try_from(len).ok()?;
     len.checked_add(HEADER + 7).map(|n| n & !7)
@@ -119,6 +123,7 @@ pub fn record_size(len: usize) -> Option<u32> {
 
 /// Where a producer that finds the queue empty starts the next lap over
 /// (a quarter of the ring, at most 1 MiB).
+#[inline]
 pub fn soft_limit(cap: u32) -> u32 {
     (cap / 4).min(1 << 20)
 }
@@ -127,7 +132,7 @@ pub fn soft_limit(cap: u32) -> u32 {
 ///
 /// # Safety
 ///
-/// - `capacity()` is a power of two between [`MIN_CAPACITY`] and
+/// - `capacity()` is a power of two between [`MIN_RING`] and
 ///   [`MAX_CAPACITY`] and never changes;
 /// - `read` and `write` are sound for every range inside
 ///   `0..capacity()`, for as long as the region is used (the algorithm only
@@ -140,6 +145,14 @@ pub unsafe trait Region {
     fn read(&self, at: u32, out: &mut [u8]);
     /// Copy `src` to offset `at`.
     fn write(&self, at: u32, src: &[u8]);
+    /// Append `len` bytes from offset `at` to `out`. The default fills with
+    /// zeros and then copies; an implementation can copy into the spare
+    /// capacity directly.
+    fn append(&self, at: u32, len: usize, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + len, 0);
+        self.read(at, &mut out[start..]);
+    }
 }
 
 /// A position in the ring and the number of records before it.
@@ -150,9 +163,11 @@ struct Pos {
 }
 
 impl Pos {
+    #[inline]
     fn pack(self) -> u64 {
         u64::from(self.at) | (u64::from(self.items) << 32)
     }
+    #[inline]
     fn unpack(w: u64) -> Pos {
         Pos {
             at: w as u32,
@@ -179,6 +194,7 @@ impl Signal {
 
     /// Register as a sleeper; then re-check the condition, and either
     /// [`cancel`](Self::cancel) or [`park`](Self::park).
+    #[inline]
     fn prepare(&self) -> u32 {
         // Ordering::Relaxed: ordered by the fence, which is one half of the
         // Dekker pair with `notify` (store sleepers, fence, load condition).
@@ -189,6 +205,7 @@ impl Signal {
         self.seq.load(Ordering::Acquire)
     }
 
+    #[inline]
     fn cancel(&self) {
         // Ordering::Relaxed: a count, read only as a hint by notifiers.
         self.sleepers.fetch_sub(1, Ordering::Relaxed);
@@ -210,6 +227,7 @@ impl Signal {
 
     /// Call after changing the condition: wake up to `n` sleepers, making no
     /// system call when there are none.
+    #[inline]
     fn notify<E: Env + ?Sized>(&self, env: &E, n: u32) {
         // The other half of the Dekker pair: store condition, fence, load
         // sleepers.
@@ -369,14 +387,17 @@ pub type SendSide<'a> = &'a mut dyn FnMut(u64) -> Result<bool, QueueError>;
 /// holder is stopped or copying a very large record).
 const LOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
 
+#[inline]
 fn lock_deadline(deadline: Option<Instant>) -> Option<Instant> {
     deadline.map(|d| d.max(Instant::now() + LOCK_GRACE))
 }
 
+#[inline]
 fn pad8(n: u32) -> u32 {
     (n + 7) & !7
 }
 
+#[inline]
 fn read_u64(b: &[u8], at: usize) -> u64 {
     let mut x = [0u8; 8];
     x.copy_from_slice(&b[at..at + 8]);
@@ -393,12 +414,36 @@ enum Appended {
     NoBudget,
 }
 
-/// What a producer found at the tail.
-enum Room {
-    /// Room at this position (and `wrap` bytes of filler first).
-    At { t: Pos, wrap: u32 },
-    /// No room now.
-    Full,
+/// Room for records after a producer's position: bytes and item slots.
+#[derive(Debug, Clone, Copy)]
+struct Space {
+    free: u32,
+    slots: u32,
+}
+
+/// Bytes a record of `size` needs at `at`: a WRAP filler first (its size,
+/// or 0) when it does not fit before the end of the ring; and in all.
+#[inline]
+fn placement(cap: u32, at: u32, size: u32) -> (u32, u32) {
+    let to_end = cap - (at & (cap - 1));
+    if size > to_end {
+        (to_end, to_end + size)
+    } else {
+        (0, size)
+    }
+}
+
+impl Space {
+    #[inline]
+    fn takes(&self, need: u32) -> bool {
+        need <= self.free && self.slots > 0
+    }
+
+    #[inline]
+    fn take(&mut self, need: u32) {
+        self.free -= need;
+        self.slots -= 1;
+    }
 }
 
 impl RawQueue {
@@ -454,6 +499,7 @@ impl RawQueue {
     // (Ordering::Relaxed: the lock's Acquire/Release order them); `tail`
     // and `head` are the SYNC POINTs described in the module docs.
 
+    #[inline]
     fn lock<E: Env + ?Sized>(
         &self,
         lock: &RawLock,
@@ -475,92 +521,173 @@ impl RawQueue {
         }
     }
 
+    #[inline]
     fn unlock<E: Env + ?Sized>(lock: &RawLock, env: &E) {
         // Only fails if another process released our lock: nothing to do.
         let _ = lock.unlock(env);
     }
 
+    #[inline]
     fn maxsize(&self) -> u32 {
         // Ordering::Relaxed: set before publication, never changed.
         self.config.maxsize.load(Ordering::Relaxed)
     }
 
+    #[inline]
     fn joinable(&self) -> bool {
         self.config.joinable.load(Ordering::Relaxed) != 0
     }
 
     // ----- put ------------------------------------------------------------------
 
-    /// With the P lock held: where a record of `size` bytes goes, if it fits.
-    fn room<R: Region + ?Sized>(&self, ring: &R, t: Pos, size: u32) -> Result<Room, QueueError> {
+    /// With the P lock held: the room after `t`, judged by the cached head
+    /// (a lower bound of the real one) or, with `fresh`, by `head` itself.
+    #[inline]
+    fn space<R: Region + ?Sized>(
+        &self,
+        ring: &R,
+        t: Pos,
+        fresh: bool,
+    ) -> Result<Space, QueueError> {
         let cap = ring.capacity();
-        let off = t.at & (cap - 1);
-        let to_end = cap - off;
-        let (wrap, need) = if size > to_end {
-            (to_end, to_end + size)
+        let h = if fresh {
+            // SYNC POINT: read. Acquire pairs with the consumers' Release of
+            // `head`: the bytes they copied out are free to overwrite.
+            let h = Pos::unpack(self.head.0.load(Ordering::Acquire));
+            self.prod.head_seen.store(h.pack(), Ordering::Relaxed);
+            h
         } else {
-            (0, size)
+            Pos::unpack(self.prod.head_seen.load(Ordering::Relaxed))
         };
-        let maxsize = self.maxsize();
-        let fits = |h: Pos| -> Result<bool, QueueError> {
-            let used = t.at.wrapping_sub(h.at);
-            if used > cap || h.at % 8 != 0 {
-                return Err(QueueError::Corrupted);
-            }
-            Ok(cap - used >= need && (maxsize == 0 || t.items.wrapping_sub(h.items) < maxsize))
-        };
-        let seen = Pos::unpack(self.prod.head_seen.load(Ordering::Relaxed));
-        if fits(seen).unwrap_or(false) {
-            return Ok(Room::At { t, wrap });
+        let used = t.at.wrapping_sub(h.at);
+        if used > cap || h.at % 8 != 0 {
+            return Err(QueueError::Corrupted);
         }
-        // SYNC POINT: read. Acquire pairs with the consumers' Release of
-        // `head`: the bytes they copied out are free to overwrite.
-        let h = Pos::unpack(self.head.0.load(Ordering::Acquire));
-        self.prod.head_seen.store(h.pack(), Ordering::Relaxed);
-        Ok(if fits(h)? {
-            Room::At { t, wrap }
+        let maxsize = self.maxsize();
+        let slots = if maxsize == 0 {
+            u32::MAX
         } else {
-            Room::Full
+            maxsize.saturating_sub(t.items.wrapping_sub(h.items))
+        };
+        Ok(Space {
+            free: cap - used,
+            slots,
         })
     }
 
+    /// With the P lock held: whether a record of `size` fits at `t`; the
+    /// filler it needs first. Looks at `head` itself only when the cached
+    /// one says no.
+    #[inline]
+    fn fits<R: Region + ?Sized>(
+        &self,
+        ring: &R,
+        t: Pos,
+        size: u32,
+    ) -> Result<Option<u32>, QueueError> {
+        let (wrap, need) = placement(ring.capacity(), t.at, size);
+        if self.space(ring, t, false).is_ok_and(|s| s.takes(need))
+            || self.space(ring, t, true)?.takes(need)
+        {
+            Ok(Some(wrap))
+        } else {
+            Ok(None)
+        }
+    }
+
     /// With the P lock held and the queue looking empty far into the lap:
-    /// start the next lap over, so that the ring's first pages are reused.
+    /// commit a WRAP record so that the next record starts the next lap at
+    /// offset 0, and the ring's first pages are reused. Consumers skip the
+    /// WRAP on their next get; a producer that runs out of room while it
+    /// is still there skips it itself ([`skip_wraps`](Self::skip_wraps)).
+    #[inline]
     fn restart_lap<E: Env + ?Sized, R: Region + ?Sized>(&self, env: &E, ring: &R, t: Pos) -> Pos {
         let cap = ring.capacity();
+        if t.at & (cap - 1) < soft_limit(cap) {
+            return t;
+        }
+        self.restart_lap_slow(env, ring, t)
+    }
+
+    #[cold]
+    fn restart_lap_slow<E: Env + ?Sized, R: Region + ?Sized>(
+        &self,
+        env: &E,
+        ring: &R,
+        t: Pos,
+    ) -> Pos {
+        let cap = ring.capacity();
         let off = t.at & (cap - 1);
-        if off < soft_limit(cap) {
+        // SYNC POINT: read, as in `space`.
+        if Pos::unpack(self.head.0.load(Ordering::Acquire)).at != t.at {
             return t;
         }
-        // SYNC POINT: read, as in `room`.
-        if self.head.0.load(Ordering::Acquire) != t.pack() {
-            return t;
-        }
-        // Lock order is always P then C. A consumer holding C is busy and
-        // will move on by itself: try once, never wait.
-        match self.cons.lock.try_lock(env) {
-            Ok(Acquired::OwnerDied) => self.cons.lock.mark_consistent(),
-            Ok(_) => {}
-            Err(_) => return t,
-        }
-        let mut t = t;
-        if self.head.0.load(Ordering::Relaxed) == t.pack() {
-            // A WRAP record, committed, then consumed: a crash in between
-            // leaves a valid ring holding one WRAP.
-            Self::write_header(ring, off, 0, KIND_WRAP);
-            t.at = t.at.wrapping_add(cap - off);
-            // SYNC POINT: write (both words): pairs with the Acquire loads
-            // of `tail` by consumers and of `head` by producers.
-            self.tail.0.store(t.pack(), Ordering::Release);
-            env.failpoint("restart.half");
-            self.head.0.store(t.pack(), Ordering::Release);
-            self.cons.tail_seen.store(t.pack(), Ordering::Relaxed);
-            self.prod.head_seen.store(t.pack(), Ordering::Relaxed);
-        }
-        Self::unlock(&self.cons.lock, env);
+        Self::write_header(ring, off, 0, KIND_WRAP);
+        let t = Pos {
+            at: t.at.wrapping_add(cap - off),
+            items: t.items,
+        };
+        // SYNC POINT: write, as in `append_one`.
+        self.tail.0.store(t.pack(), Ordering::Release);
+        env.failpoint("restart.committed");
         t
     }
 
+    /// Whether the record at `head` is a WRAP (no lock needed: committed
+    /// records are only ever overwritten by a producer, and the caller
+    /// holds the P lock).
+    fn wrap_at_head<R: Region + ?Sized>(&self, ring: &R) -> bool {
+        let h = Pos::unpack(self.head.0.load(Ordering::Acquire));
+        let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
+        if h.at == t.at || h.at % 8 != 0 {
+            return false;
+        }
+        let mut hdr = [0u8; 8];
+        ring.read(h.at & (ring.capacity() - 1), &mut hdr);
+        u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) == KIND_WRAP
+    }
+
+    /// With the P lock held and no room: if a WRAP record is at the head
+    /// (consumers are idle, or busy elsewhere), consume it under the C lock,
+    /// freeing the rest of its lap. Returns whether it did.
+    fn skip_wraps<E: Env + ?Sized, R: Region + ?Sized>(
+        &self,
+        env: &E,
+        ring: &R,
+        deadline: Option<Instant>,
+    ) -> Result<bool, QueueError> {
+        if !self.wrap_at_head(ring) {
+            return Ok(false);
+        }
+        // Lock order is always P then C.
+        self.lock(&self.cons.lock, env, deadline)?;
+        let cap = ring.capacity();
+        let mut h = Pos::unpack(self.head.0.load(Ordering::Relaxed));
+        let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
+        let start = h;
+        while h.at != t.at {
+            let avail = t.at.wrapping_sub(h.at);
+            let off = h.at & (cap - 1);
+            let mut hdr = [0u8; 8];
+            ring.read(off, &mut hdr);
+            let kind = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+            if kind != KIND_WRAP || cap - off > avail || avail > cap {
+                break;
+            }
+            h.at = h.at.wrapping_add(cap - off);
+        }
+        if h != start {
+            // SYNC POINT: write, as in `take`.
+            self.head.0.store(h.pack(), Ordering::Release);
+            self.prod.head_seen.store(h.pack(), Ordering::Relaxed);
+            // The consumers' cached tail must never be behind their head.
+            self.cons.tail_seen.store(t.pack(), Ordering::Relaxed);
+        }
+        Self::unlock(&self.cons.lock, env);
+        Ok(h != start)
+    }
+
+    #[inline]
     fn write_header<R: Region + ?Sized>(ring: &R, off: u32, len: u32, kind: u32) {
         let mut h = [0u8; 8];
         h[..4].copy_from_slice(&len.to_le_bytes());
@@ -570,13 +697,15 @@ impl RawQueue {
 
     /// With the P lock held and room found: write a record at `t` (after
     /// `wrap` bytes of filler); returns the position after it.
+    #[inline]
     fn write_record<E: Env + ?Sized, R: Region + ?Sized>(
         env: &E,
         ring: &R,
         t: Pos,
         wrap: u32,
         kind: u32,
-        parts: &[&[u8]],
+        prefix: &[u8],
+        body: &[u8],
     ) -> Pos {
         let cap = ring.capacity();
         let mut at = t.at;
@@ -585,29 +714,31 @@ impl RawQueue {
             at = at.wrapping_add(wrap);
         }
         let off = at & (cap - 1);
-        let len: usize = parts.iter().map(|p| p.len()).sum();
-        Self::write_header(ring, off, len as u32, kind);
-        let mut o = off + HEADER;
-        for (i, p) in parts.iter().enumerate() {
-            if i + 1 == parts.len() && p.len() >= 2 {
-                // A failpoint halfway through the last part: a producer
-                // killed here leaves a torn record beyond `tail`.
-                let half = p.len() / 2;
-                ring.write(o, &p[..half]);
-                env.failpoint("put.half");
-                ring.write(o + half as u32, &p[half..]);
-            } else {
-                ring.write(o, p);
-            }
-            o += p.len() as u32;
+        let len = (prefix.len() + body.len()) as u32;
+        Self::write_header(ring, off, len, kind);
+        let o = off + HEADER;
+        if !prefix.is_empty() {
+            ring.write(o, prefix);
+        }
+        let o = o + prefix.len() as u32;
+        if env.failpoints_armed() && body.len() >= 2 {
+            // A failpoint halfway through the body: a producer killed here
+            // leaves a torn record beyond `tail`.
+            let half = body.len() / 2;
+            ring.write(o, &body[..half]);
+            env.failpoint("put.half");
+            ring.write(o + half as u32, &body[half..]);
+        } else {
+            ring.write(o, body);
         }
         Pos {
-            at: at.wrapping_add(HEADER + pad8(len as u32)),
+            at: at.wrapping_add(HEADER + pad8(len)),
             items: t.items.wrapping_add(1),
         }
     }
 
     /// Whether the out-of-line budget lets `ool` more bytes in (P lock held).
+    #[inline]
     fn budget_allows(&self, ool: u64, t: Pos) -> bool {
         if ool == 0 {
             return true;
@@ -645,7 +776,7 @@ impl RawQueue {
         loop {
             self.lock(&self.prod.lock, env, deadline)?;
             env.failpoint("put.locked");
-            let r = self.append_one(env, ring, rec, size, &mut send);
+            let r = self.append_one(env, ring, rec, size, deadline, &mut send);
             Self::unlock(&self.prod.lock, env);
             match r? {
                 Appended::Yes => {
@@ -676,6 +807,7 @@ impl RawQueue {
         ring: &R,
         rec: Rec<'_>,
         size: u32,
+        deadline: Option<Instant>,
         send: &mut Option<SendSide<'_>>,
     ) -> Result<Appended, QueueError> {
         if self.is_closed() {
@@ -683,11 +815,16 @@ impl RawQueue {
         }
         let t = Pos::unpack(self.tail.0.load(Ordering::Relaxed));
         let t = self.restart_lap(env, ring, t);
-        let Room::At { t, wrap } = self.room(ring, t, size)? else {
-            return Ok(Appended::NoRoom);
+        let wrap = match self.fits(ring, t, size)? {
+            Some(wrap) => wrap,
+            None if self.skip_wraps(env, ring, deadline)? => match self.fits(ring, t, size)? {
+                Some(wrap) => wrap,
+                None => return Ok(Appended::NoRoom),
+            },
+            None => return Ok(Appended::NoRoom),
         };
         let next = match rec {
-            Rec::Inline(body) => Self::write_record(env, ring, t, wrap, KIND_INLINE, &[body]),
+            Rec::Inline(body) => Self::write_record(env, ring, t, wrap, KIND_INLINE, &[], body),
             Rec::Side { meta, ool } => {
                 if !self.budget_allows(ool, t) {
                     return Ok(Appended::NoBudget);
@@ -701,8 +838,10 @@ impl RawQueue {
                     return Err(QueueError::SideFull);
                 }
                 env.failpoint("put.sent");
-                let (s, o) = (seq.to_le_bytes(), ool.to_le_bytes());
-                Self::write_record(env, ring, t, wrap, KIND_SIDE, &[&s, &o, meta])
+                let mut prefix = [0u8; SIDE_PREFIX];
+                prefix[..8].copy_from_slice(&seq.to_le_bytes());
+                prefix[8..].copy_from_slice(&ool.to_le_bytes());
+                Self::write_record(env, ring, t, wrap, KIND_SIDE, &prefix, meta)
             }
         };
         // The commit point. SYNC POINT: write. Release pairs with the
@@ -745,8 +884,8 @@ impl RawQueue {
     /// Whether a record of `size` bytes would fit now (no lock; a hint).
     fn room_hint<R: Region + ?Sized>(&self, ring: &R, size: u32) -> bool {
         let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
-        self.room(ring, t, size)
-            .map_or(true, |r| matches!(r, Room::At { .. }))
+        let (_, need) = placement(ring.capacity(), t.at, size);
+        self.space(ring, t, true).map_or(true, |s| s.takes(need)) || self.wrap_at_head(ring)
     }
 
     /// Put inline records under one lock hold while they fit, committing
@@ -756,15 +895,13 @@ impl RawQueue {
         &self,
         env: &E,
         ring: &R,
-        items: &mut dyn Iterator<Item = &[u8]>,
+        items: &[&[u8]],
         deadline: Option<Instant>,
     ) -> Result<usize, (usize, QueueError)> {
+        let fits = |b: &[u8]| record_size(b.len()).filter(|&s| s <= ring.capacity() / 2);
         let mut n = 0usize;
-        let mut pending = items.next();
-        while let Some(first) = pending {
-            let size = record_size(first.len())
-                .filter(|&s| s <= ring.capacity() / 2)
-                .ok_or((n, QueueError::TooLarge))?;
+        while n < items.len() {
+            let size = fits(items[n]).ok_or((n, QueueError::TooLarge))?;
             self.lock(&self.prod.lock, env, deadline)
                 .map_err(|e| (n, e))?;
             if self.is_closed() {
@@ -773,24 +910,48 @@ impl RawQueue {
             }
             let t0 = Pos::unpack(self.tail.0.load(Ordering::Relaxed));
             let mut t = self.restart_lap(env, ring, t0);
+            let cap = ring.capacity();
             let mut added = 0u32;
-            while let Some(body) = pending {
-                let Some(size) = record_size(body.len()).filter(|&s| s <= ring.capacity() / 2)
-                else {
-                    break;
-                };
-                match self.room(ring, t, size) {
-                    Ok(Room::At { t: at, wrap }) => {
-                        t = Self::write_record(env, ring, at, wrap, KIND_INLINE, &[body]);
-                        added += 1;
-                        pending = items.next();
+            let mut space = match self.space(ring, t, false) {
+                Ok(sp) => sp,
+                Err(_) => Space { free: 0, slots: 0 },
+            };
+            let mut fresh = false;
+            let mut skipped = false;
+            let mut i = n;
+            while i < items.len() {
+                let body = items[i];
+                let Some(size) = fits(body) else { break };
+                let (wrap, need) = placement(cap, t.at, size);
+                if !space.takes(need) {
+                    // Look at the real head once; then try to skip a WRAP
+                    // left at the head once.
+                    let refreshed = if !fresh {
+                        fresh = true;
+                        self.space(ring, t, true)
+                    } else if !skipped && added == 0 {
+                        skipped = true;
+                        match self.skip_wraps(env, ring, deadline) {
+                            Ok(true) => self.space(ring, t, true),
+                            Ok(false) => break,
+                            Err(e) => Err(e),
+                        }
+                    } else {
+                        break;
+                    };
+                    match refreshed {
+                        Ok(sp) => space = sp,
+                        Err(e) => {
+                            Self::unlock(&self.prod.lock, env);
+                            return Err((n, e));
+                        }
                     }
-                    Ok(Room::Full) => break,
-                    Err(e) => {
-                        Self::unlock(&self.prod.lock, env);
-                        return Err((n, e));
-                    }
+                    continue;
                 }
+                t = Self::write_record(env, ring, t, wrap, KIND_INLINE, &[], body);
+                space.take(need);
+                added += 1;
+                i += 1;
             }
             if added > 0 {
                 // SYNC POINT: write, as in `append_one`.
@@ -853,6 +1014,7 @@ impl RawQueue {
     }
 
     /// Whether a record is committed and not taken (no lock; a hint).
+    #[inline]
     fn has_items(&self) -> bool {
         // SYNC POINT: read (Acquire), as in `take`.
         let h = Pos::unpack(self.head.0.load(Ordering::Acquire));
@@ -928,8 +1090,7 @@ impl RawQueue {
                 return fail(n, QueueError::Corrupted);
             }
             let start = scratch.len();
-            scratch.resize(start + len as usize, 0);
-            ring.read(off + HEADER, &mut scratch[start..]);
+            ring.append(off + HEADER, len as usize, scratch);
             let mut taken = Taken {
                 kind,
                 seq: 0,
@@ -996,11 +1157,13 @@ impl RawQueue {
     }
 
     /// Whether the queue is closed.
+    #[inline]
     pub fn is_closed(&self) -> bool {
         self.config.closed.load(Ordering::Acquire) != 0
     }
 
     /// Items in the queue (a snapshot; Python's `qsize()`).
+    #[inline]
     pub fn len(&self) -> u32 {
         // `head` first: both only grow, so the difference is never negative.
         let h = Pos::unpack(self.head.0.load(Ordering::Acquire));
@@ -1009,6 +1172,7 @@ impl RawQueue {
     }
 
     /// Whether the queue holds no item (a snapshot).
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,0 +1,355 @@
+//! The queue ring in one thread, against a model: every interleaving of
+//! puts, batches and gets a seeded generator picks keeps FIFO order, byte
+//! content, counts and room exactly as a `VecDeque` would; a restarted lap
+//! never costs room; a hostile process that scribbles on the ring or the
+//! commit words gets `Corrupted` back, never a panic, a hang or an access
+//! outside the ring.
+
+#![cfg(not(multiproc_loom))]
+
+use std::cell::UnsafeCell;
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use multiproc_shm::queue::{HEADER, KIND_INLINE, KIND_SIDE, record_size};
+use multiproc_shm::sync::AtomicU32;
+use multiproc_shm::{Env, Me, QueueError, RawQueue, Rec, Region, Taken};
+
+/// One process, never waiting: every call in these tests uses a deadline
+/// of now, so a wait would be a bug.
+struct Solo;
+
+impl Env for Solo {
+    fn wait(&self, _word: &AtomicU32, _expected: u32, _deadline: Option<Instant>) -> bool {
+        false
+    }
+    fn wake(&self, _word: &AtomicU32, _n: u32) {}
+    fn is_dead(&self, _pid: u32, _start: Option<u32>) -> bool {
+        false
+    }
+    fn me(&self) -> Me {
+        Me {
+            pid: 1,
+            tid: 1,
+            start: 0,
+        }
+    }
+}
+
+struct Heap {
+    bytes: UnsafeCell<Vec<u8>>,
+    cap: u32,
+}
+
+impl Heap {
+    fn new(cap: u32) -> Heap {
+        Heap {
+            bytes: UnsafeCell::new(vec![0; cap as usize]),
+            cap,
+        }
+    }
+
+    /// Overwrite ring bytes, as a hostile process could.
+    fn scribble(&self, at: u32, src: &[u8]) {
+        self.write(at, src);
+    }
+}
+
+// SAFETY: `cap` is a power of two ≥ 64 (the tests only build such), the
+// vector has exactly `cap` bytes, and one thread uses it; `read`/`write`
+// index with bounds checks, so no access leaves it.
+unsafe impl Region for Heap {
+    fn capacity(&self) -> u32 {
+        self.cap
+    }
+    fn read(&self, at: u32, out: &mut [u8]) {
+        // SAFETY: one thread; no other reference to the vector is live.
+        let v = unsafe { &*self.bytes.get() };
+        out.copy_from_slice(&v[at as usize..at as usize + out.len()]);
+    }
+    fn write(&self, at: u32, src: &[u8]) {
+        // SAFETY: as above.
+        let v = unsafe { &mut *self.bytes.get() };
+        v[at as usize..at as usize + src.len()].copy_from_slice(src);
+    }
+}
+
+fn now() -> Option<Instant> {
+    Some(Instant::now())
+}
+
+/// A small xorshift generator: runs are reproducible from the seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+fn message(id: u32, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|k| (id.wrapping_mul(0x9E37_79B9) ^ k as u32) as u8)
+        .collect()
+}
+
+fn put(q: &RawQueue, ring: &Heap, body: &[u8]) -> Result<(), QueueError> {
+    q.put(&Solo, ring, Rec::Inline(body), now(), None)
+}
+
+/// Take up to `max` records: their bodies.
+fn get(q: &RawQueue, ring: &Heap, max: usize) -> Result<Vec<Vec<u8>>, QueueError> {
+    let mut buf = Vec::new();
+    let mut ends = Vec::new();
+    let mut sink = |t: Taken, b: &mut Vec<u8>, _start: usize| {
+        assert_eq!(t.kind, KIND_INLINE);
+        ends.push(b.len());
+        true
+    };
+    q.get(&Solo, ring, max, now(), &mut buf, &mut sink)?;
+    let mut start = 0;
+    Ok(ends
+        .iter()
+        .map(|&e| {
+            let v = buf[start..e].to_vec();
+            start = e;
+            v
+        })
+        .collect())
+}
+
+/// Bytes of the ring the model's pending records occupy (without fillers).
+fn model_bytes(model: &VecDeque<Vec<u8>>) -> u32 {
+    model.iter().map(|m| record_size(m.len()).unwrap()).sum()
+}
+
+#[test]
+fn random_interleavings_match_a_fifo_model() {
+    for seed in 1..=40u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1);
+        let cap = 64u32 << rng.below(5); // 64 B .. 1 KiB
+        let maxsize = [0, 3, 7][rng.below(3) as usize];
+        let ring = Heap::new(cap);
+        let q = RawQueue::new(maxsize, 1 << 20, false);
+        let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+        let mut next = 0u32;
+        for step in 0..3_000 {
+            let ctx = format!("seed {seed} step {step} cap {cap} maxsize {maxsize}");
+            match rng.below(4) {
+                0 | 1 => {
+                    let len = rng.below(u64::from(cap / 3)) as usize;
+                    let m = message(next, len);
+                    match put(&q, &ring, &m) {
+                        Ok(()) => {
+                            model.push_back(m);
+                            next += 1;
+                        }
+                        Err(QueueError::Timeout) => {
+                            // Refused only when full by count, or when the
+                            // record could not fit even with a filler as
+                            // large as the largest record (a filler is what
+                            // a record left at the end of a lap).
+                            let by_count = maxsize != 0 && model.len() as u32 >= maxsize;
+                            let need = record_size(len).unwrap();
+                            let filler = record_size(cap as usize / 3).unwrap();
+                            let by_bytes = model_bytes(&model) + need + filler > cap;
+                            assert!(by_count || by_bytes, "{ctx}: refused with room");
+                        }
+                        Err(e) => panic!("{ctx}: {e:?}"),
+                    }
+                }
+                2 => {
+                    let ms: Vec<Vec<u8>> = (0..rng.below(6))
+                        .map(|i| message(next + i as u32, rng.below(u64::from(cap / 8)) as usize))
+                        .collect();
+                    let slices: Vec<&[u8]> = ms.iter().map(Vec::as_slice).collect();
+                    let n = match q.put_many(&Solo, &ring, &slices, now()) {
+                        Ok(n) => n,
+                        Err((n, QueueError::Timeout)) => n,
+                        Err((_, e)) => panic!("{ctx}: {e:?}"),
+                    };
+                    let count = slices.len() as u32;
+                    drop(slices);
+                    model.extend(ms.into_iter().take(n));
+                    next += count;
+                }
+                _ => {
+                    let max = 1 + rng.below(4) as usize;
+                    match get(&q, &ring, max) {
+                        Ok(got) => {
+                            assert!(!got.is_empty() && got.len() <= max, "{ctx}");
+                            for g in got {
+                                assert_eq!(Some(g), model.pop_front(), "{ctx}: wrong record");
+                            }
+                        }
+                        Err(QueueError::Timeout) => assert!(model.is_empty(), "{ctx}: empty?"),
+                        Err(e) => panic!("{ctx}: {e:?}"),
+                    }
+                }
+            }
+            assert_eq!(q.len() as usize, model.len(), "{ctx}: len");
+            assert!(q.used_bytes() <= cap, "{ctx}: used {}", q.used_bytes());
+        }
+        // Drain: everything comes out, in order.
+        while let Ok(got) = get(&q, &ring, 16) {
+            for g in got {
+                assert_eq!(Some(g), model.pop_front(), "seed {seed}: drain");
+            }
+        }
+        assert!(model.is_empty(), "seed {seed}: lost records");
+    }
+}
+
+#[test]
+fn a_restarted_lap_costs_no_room_even_with_idle_consumers() {
+    let cap = 4096;
+    let ring = Heap::new(cap);
+    let q = RawQueue::new(0, 1 << 20, false);
+    let body = [7u8; 56]; // 64-byte records
+    // Move well past the soft limit with an empty queue at each put: the
+    // producer restarts the lap, leaving a WRAP for consumers to skip.
+    for _ in 0..40 {
+        put(&q, &ring, &body).unwrap();
+        get(&q, &ring, 1).unwrap();
+    }
+    // Now nobody consumes: the whole ring must still fill.
+    let mut n = 0;
+    while put(&q, &ring, &body).is_ok() {
+        n += 1;
+    }
+    assert_eq!(
+        n,
+        cap / 64,
+        "a restart left room stranded: {}",
+        q.debug_state()
+    );
+    assert_eq!(get(&q, &ring, 1000).unwrap().len() as u32, cap / 64);
+}
+
+#[test]
+fn item_limit_and_closing() {
+    let ring = Heap::new(256);
+    let q = RawQueue::new(2, 1 << 20, false);
+    put(&q, &ring, b"a").unwrap();
+    put(&q, &ring, b"b").unwrap();
+    assert!(q.is_full());
+    assert_eq!(put(&q, &ring, b"c"), Err(QueueError::Timeout));
+    q.close(&Solo);
+    assert_eq!(put(&q, &ring, b"c"), Err(QueueError::Closed));
+    assert_eq!(
+        get(&q, &ring, 5).unwrap(),
+        vec![b"a".to_vec(), b"b".to_vec()]
+    );
+    assert_eq!(get(&q, &ring, 5), Err(QueueError::Closed));
+}
+
+#[test]
+fn records_too_large_for_the_ring_are_refused() {
+    let ring = Heap::new(256);
+    let q = RawQueue::new(0, 1 << 20, false);
+    assert_eq!(put(&q, &ring, &[0; 200]), Err(QueueError::TooLarge));
+    put(&q, &ring, &[0; 100]).unwrap();
+}
+
+/// Puts two records, lets `attack` scribble, and checks that the consumer
+/// gets either a record intact or `Corrupted`, and the producer a typed
+/// answer too.
+fn survive(attack: impl Fn(&Heap, &RawQueue)) {
+    let ring = Heap::new(256);
+    let q = RawQueue::new(0, 1 << 20, false);
+    put(&q, &ring, b"first record").unwrap();
+    put(&q, &ring, b"second").unwrap();
+    attack(&ring, &q);
+    for _ in 0..4 {
+        match get(&q, &ring, 8) {
+            Ok(got) => {
+                for g in got {
+                    assert!(
+                        g == b"first record" || g == b"second" || g == b"more",
+                        "torn record {g:?}"
+                    );
+                }
+            }
+            Err(QueueError::Corrupted | QueueError::Timeout) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        match put(&q, &ring, b"more") {
+            Ok(()) | Err(QueueError::Corrupted | QueueError::Timeout) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}
+
+#[test]
+fn hostile_headers_give_corrupted_not_panics() {
+    // A length reaching past the ring, past the tail, or near u32::MAX.
+    for len in [u32::MAX, u32::MAX - 7, 250, 249, 64] {
+        survive(|ring, _| {
+            let mut h = [0u8; 8];
+            h[..4].copy_from_slice(&len.to_le_bytes());
+            h[4..].copy_from_slice(&KIND_INLINE.to_le_bytes());
+            ring.scribble(0, &h);
+        });
+    }
+    // An unknown kind, a side record too short for its prefix, a stray WRAP.
+    for (len, kind) in [(5, 99), (3, KIND_SIDE), (0, 3)] {
+        survive(|ring, _| {
+            let mut h = [0u8; 8];
+            h[..4].copy_from_slice(&(len as u32).to_le_bytes());
+            h[4..].copy_from_slice(&kind.to_le_bytes());
+            ring.scribble(HEADER + 16, &h);
+        });
+    }
+    // Random garbage over the whole ring.
+    let mut rng = Rng(99);
+    for _ in 0..200 {
+        let bytes: Vec<u8> = (0..256).map(|_| rng.below(256) as u8).collect();
+        survive(|ring, _| ring.scribble(0, &bytes));
+    }
+}
+
+#[test]
+fn hostile_commit_words_give_corrupted_not_panics() {
+    // The state's commit words are atomics in shared memory: a hostile
+    // process can store anything in them. Reach them through the state's
+    // bytes (offsets from its documented layout: tail at 256, head at 512).
+    for (off, v) in [
+        (256usize, u64::MAX),
+        (256, 3),
+        (256, 1 << 40),
+        (512, u64::MAX),
+        (512, 5),
+        (512, 0x0000_0001_0000_1000),
+    ] {
+        survive(|_, q| {
+            let p = (q as *const RawQueue).cast::<u8>();
+            // SAFETY: `off` is the offset of an AtomicU64 inside the state
+            // (asserted by the layout test below); storing through an
+            // atomic is what another process would do.
+            let w = unsafe { &*p.add(off).cast::<std::sync::atomic::AtomicU64>() };
+            w.store(v, std::sync::atomic::Ordering::Relaxed);
+        });
+    }
+}
+
+#[test]
+fn commit_words_sit_where_the_hostile_test_reaches_them() {
+    let ring = Heap::new(256);
+    let q = RawQueue::new(0, 1 << 20, false);
+    put(&q, &ring, b"abc").unwrap();
+    let p = (&q as *const RawQueue).cast::<u8>();
+    // SAFETY: reads of the state's own bytes at in-bounds, aligned offsets.
+    let (tail, head) = unsafe {
+        (
+            (*p.add(256).cast::<std::sync::atomic::AtomicU64>())
+                .load(std::sync::atomic::Ordering::Relaxed),
+            (*p.add(512).cast::<std::sync::atomic::AtomicU64>())
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    };
+    assert_eq!(tail, u64::from(record_size(3).unwrap()) | (1 << 32));
+    assert_eq!(head, 0);
+}
