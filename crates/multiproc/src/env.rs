@@ -72,10 +72,17 @@ impl Env for ProcessEnv {
         multiproc_sys::process::liveness(pid, start) == multiproc_sys::process::Liveness::Dead
     }
 
+    #[inline]
     fn failpoint(&self, name: &'static str) {
         crate::failpoint::hit(name);
     }
 
+    #[inline]
+    fn failpoints_armed(&self) -> bool {
+        crate::failpoint::armed()
+    }
+
+    #[inline]
     fn me(&self) -> Me {
         let pid = my_pid();
         Me {

@@ -24,6 +24,13 @@ pub fn arm(name: &str, notify: Fd) {
     ARMED.store(true, Ordering::Release);
 }
 
+/// Whether a point is armed.
+#[inline]
+pub(crate) fn armed() -> bool {
+    // Ordering::Relaxed: a hint for skipping work; `hit` decides.
+    ARMED.load(Ordering::Relaxed)
+}
+
 /// Called at each failpoint.
 #[inline]
 pub(crate) fn hit(name: &'static str) {

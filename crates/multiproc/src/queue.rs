@@ -117,6 +117,22 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The scratch buffer keeps its capacity between items, up to this much.
+const SCRATCH_KEEP: usize = 1 << 20;
+
+/// Run `f` with this thread's scratch buffer; drop the buffer's memory
+/// afterwards if a large item made it grow.
+fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut buf = s.borrow_mut();
+        let r = f(&mut buf);
+        if buf.capacity() > SCRATCH_KEEP {
+            *buf = Vec::new();
+        }
+        r
+    })
+}
+
 // ----- errors -------------------------------------------------------------------
 
 /// Why an item was not put. Every variant hands the item back
@@ -211,6 +227,14 @@ pub enum GetError {
     Io(#[from] io::Error),
 }
 
+impl GetError {
+    /// Whether there was no item (`Empty` or `Timeout`: Python's
+    /// `queue.Empty`).
+    pub fn is_empty(&self) -> bool {
+        matches!(self, GetError::Empty | GetError::Timeout)
+    }
+}
+
 /// `task_done` was called more times than items were put (Python's
 /// `ValueError`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -294,6 +318,25 @@ unsafe impl Region for Ring {
         // does not overlap the shared ring.
         unsafe {
             std::ptr::copy_nonoverlapping(self.base.add(at as usize), out.as_mut_ptr(), out.len());
+        }
+    }
+
+    fn append(&self, at: u32, len: usize, out: &mut Vec<u8>) {
+        if at as usize + len > self.cap as usize {
+            return; // never asked by the algorithm; no access outside the ring
+        }
+        out.reserve(len);
+        let start = out.len();
+        // SAFETY: in bounds (checked above); `reserve` made room for `len`
+        // more bytes in `out`, which the copy initializes before `set_len`
+        // exposes them; `out` does not overlap the shared ring.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.base.add(at as usize),
+                out.as_mut_ptr().add(start),
+                len,
+            );
+            out.set_len(start + len);
         }
     }
 
@@ -441,25 +484,33 @@ impl Inner {
         }
     }
 
-    /// Put several inline items (byte slices) with as few lock holds as
-    /// room allows. Returns how many went in, or the count and the error.
-    fn put_many(
+    /// Put several items (byte slices), each run of ring-sized ones with as
+    /// few lock holds as room allows; a large one goes out of line on its
+    /// own. Returns how many went in, or the count and the error.
+    fn put_many<'a>(
         &self,
-        items: &mut dyn Iterator<Item = &[u8]>,
+        items: impl Iterator<Item = &'a [u8]>,
         deadline: Option<Instant>,
     ) -> Result<usize, (usize, Fail)> {
+        const RUN: usize = 256;
         let max = self.max_inline();
-        let mut n = 0;
         let mut items = items.peekable();
+        let mut run: Vec<&[u8]> = Vec::with_capacity(RUN.min(items.size_hint().0.max(1)));
+        let mut n = 0;
         while items.peek().is_some() {
-            // A run of items that fit in the ring goes in as a batch; a large
-            // one goes out of line on its own.
-            let mut run = std::iter::from_fn(|| items.next_if(|b| b.len() <= max));
-            n += self
-                .raw()
-                .put_many(&ENV, &self.ring(), &mut run, deadline)
-                .map_err(|(k, e)| (n + k, Fail::Queue(e)))?;
-            if let Some(big) = items.next() {
+            run.clear();
+            while run.len() < RUN {
+                match items.next_if(|b| b.len() <= max) {
+                    Some(b) => run.push(b),
+                    None => break,
+                }
+            }
+            if !run.is_empty() {
+                n += self
+                    .raw()
+                    .put_many(&ENV, &self.ring(), &run, deadline)
+                    .map_err(|(k, e)| (n + k, Fail::Queue(e)))?;
+            } else if let Some(big) = items.next() {
                 self.put_side(big, &[], deadline).map_err(|e| (n, e))?;
                 n += 1;
             }
@@ -518,45 +569,73 @@ impl Inner {
         try_form: bool,
     ) -> Result<(), GetError> {
         batch.clear();
-        let Batch { data, items } = batch;
+        let Batch { data, ends, extras } = batch;
         let mut sink = |taken: Taken, buf: &mut Vec<u8>, start: usize| {
-            let mut item = Item {
-                start,
-                end: 0,
-                fds: Vec::new(),
-                payload: None,
-                err: None,
-            };
             if taken.kind == KIND_SIDE {
+                let mut extra = Extra {
+                    index: ends.len(),
+                    fds: Vec::new(),
+                    payload: None,
+                    err: None,
+                };
                 match self.fetch_side(taken, buf, start) {
                     Ok(side) => {
-                        item.fds = side.fds;
-                        item.payload = side.payload.map(Payload::Pending);
+                        extra.fds = side.fds;
+                        extra.payload = side.payload.map(Payload::Pending);
                     }
-                    Err(e) => item.err = Some(e),
+                    Err(e) => extra.err = Some(e),
                 }
+                extras.push(extra);
             }
-            items.push(item);
+            ends.push(buf.len());
             true
         };
         self.raw()
             .get(&ENV, &self.ring(), max, deadline, data, &mut sink)
             .map_err(|e| get_error(e, try_form))?;
-        // Ends, then out-of-line payloads, read outside the lock.
-        let mut end = data.len();
-        for item in items.iter_mut().rev() {
-            item.end = end;
-            end = item.start;
-        }
-        for item in items.iter_mut() {
-            if let Some(Payload::Pending((fd, len))) = item.payload.take() {
+        // Out-of-line payloads, read outside the lock.
+        for extra in extras.iter_mut() {
+            if let Some(Payload::Pending((fd, len))) = extra.payload.take() {
                 match read_payload(&fd, len) {
-                    Ok(bytes) => item.payload = Some(Payload::Read(bytes)),
-                    Err(e) => item.err = Some(e.into()),
+                    Ok(bytes) => extra.payload = Some(Payload::Read(bytes)),
+                    Err(e) => extra.err = Some(e.into()),
                 }
             }
         }
         Ok(())
+    }
+}
+
+impl Inner {
+    /// Take one item: its inline bytes replace `buf`'s contents; the handles
+    /// it carried are returned, and an out-of-line payload is read into
+    /// `buf` once the lock is released. The fast path for single gets: no
+    /// batch bookkeeping, no allocation once `buf` has grown to size.
+    fn get_one(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Option<Instant>,
+        try_form: bool,
+    ) -> Result<Vec<OwnedFd>, GetError> {
+        buf.clear();
+        let mut side = None;
+        let mut sink = |taken: Taken, buf: &mut Vec<u8>, start: usize| {
+            if taken.kind == KIND_SIDE {
+                side = Some(self.fetch_side(taken, buf, start));
+            }
+            true
+        };
+        self.raw()
+            .get(&ENV, &self.ring(), 1, deadline, buf, &mut sink)
+            .map_err(|e| get_error(e, try_form))?;
+        let Some(side) = side else {
+            return Ok(Vec::new());
+        };
+        let side = side?;
+        if let Some((fd, len)) = side.payload {
+            *buf = read_payload(&fd, len)?;
+        }
+        Ok(side.fds)
     }
 }
 
@@ -590,33 +669,89 @@ enum Payload {
     Read(Vec<u8>),
 }
 
-/// One item of a batch.
-struct Item {
-    start: usize,
-    end: usize,
+/// What a batch item brought besides its inline bytes (items with handles
+/// or an out-of-line payload, and items that failed: rare).
+struct Extra {
+    index: usize,
     fds: Vec<OwnedFd>,
     payload: Option<Payload>,
     err: Option<GetError>,
 }
 
-/// Items taken at once: their inline bytes in one buffer.
+/// Items taken at once: their inline bytes in one buffer, item `i` ending
+/// at `ends[i]`; `extras` (sorted by index) for the few that brought more.
 #[derive(Default)]
 struct Batch {
     data: Vec<u8>,
-    items: Vec<Item>,
+    ends: Vec<usize>,
+    extras: Vec<Extra>,
 }
 
 impl Batch {
     fn clear(&mut self) {
         self.data.clear();
-        self.items.clear();
+        self.ends.clear();
+        self.extras.clear();
     }
 
-    fn bytes<'a>(&'a self, item: &'a Item) -> &'a [u8] {
-        match &item.payload {
-            Some(Payload::Read(v)) => v,
-            _ => &self.data[item.start..item.end],
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn extra(&self, i: usize) -> Option<&Extra> {
+        if self.extras.is_empty() {
+            return None;
         }
+        self.extras
+            .binary_search_by_key(&i, |e| e.index)
+            .ok()
+            .map(|k| &self.extras[k])
+    }
+
+    fn bytes(&self, i: usize) -> &[u8] {
+        if let Some(Extra {
+            payload: Some(Payload::Read(v)),
+            ..
+        }) = self.extra(i)
+        {
+            return v;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.data[start..self.ends[i]]
+    }
+
+    fn take_fds(&mut self, i: usize) -> Vec<OwnedFd> {
+        match self.extras.binary_search_by_key(&i, |e| e.index) {
+            Ok(k) => std::mem::take(&mut self.extras[k].fds),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Remove the items that failed; the first error, if any.
+    fn drop_failed(&mut self) -> Option<GetError> {
+        if self.extras.iter().all(|e| e.err.is_none()) {
+            return None;
+        }
+        let mut first = None;
+        let mut kept = Batch::default();
+        let old = std::mem::take(self);
+        let mut extras = old.extras.into_iter().peekable();
+        for i in 0..old.ends.len() {
+            let start = if i == 0 { 0 } else { old.ends[i - 1] };
+            let mut extra = extras.next_if(|e| e.index == i);
+            if let Some(e) = extra.as_mut().and_then(|e| e.err.take()) {
+                first.get_or_insert(e);
+                continue;
+            }
+            kept.data.extend_from_slice(&old.data[start..old.ends[i]]);
+            if let Some(mut e) = extra {
+                e.index = kept.ends.len();
+                kept.extras.push(e);
+            }
+            kept.ends.push(kept.data.len());
+        }
+        *self = kept;
+        first
     }
 }
 
@@ -643,7 +778,7 @@ impl ByteBatch {
 
     /// Messages in the batch.
     pub fn len(&self) -> usize {
-        self.batch.items.len()
+        self.batch.len()
     }
 
     /// Whether the batch holds no message.
@@ -653,12 +788,12 @@ impl ByteBatch {
 
     /// Message `i`.
     pub fn get(&self, i: usize) -> Option<&[u8]> {
-        self.batch.items.get(i).map(|item| self.batch.bytes(item))
+        (i < self.batch.len()).then(|| self.batch.bytes(i))
     }
 
     /// The messages, in queue order.
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.batch.items.iter().map(|item| self.batch.bytes(item))
+        (0..self.batch.len()).map(|i| self.batch.bytes(i))
     }
 }
 
@@ -894,46 +1029,51 @@ impl<T> Queue<T> {
         I: IntoIterator<Item = &'a [u8]>,
     {
         self.inner
-            .put_many(&mut messages.into_iter(), None)
+            .put_many(messages.into_iter(), None)
             .map_err(|(n, f)| (n, f.with((), false)))
     }
 
     fn get_bytes_deadline(
         &self,
+        buf: &mut Vec<u8>,
         deadline: Option<Instant>,
         try_form: bool,
-    ) -> Result<Vec<u8>, GetError> {
-        let mut batch = Batch::default();
-        self.inner.get(&mut batch, 1, deadline, try_form)?;
-        let Batch {
-            mut data,
-            mut items,
-        } = batch;
-        let item = items.pop().ok_or(GetError::Corrupted)?;
-        if let Some(e) = item.err {
-            return Err(e);
-        }
-        Ok(match item.payload {
-            Some(Payload::Read(v)) => v,
-            _ => data.split_off(item.start),
-        })
+    ) -> Result<(), GetError> {
+        // Handles the item carried are closed here.
+        self.inner.get_one(buf, deadline, try_form).map(drop)
+    }
+
+    /// Get one message into `buf` (replacing its contents), blocking while
+    /// the queue is empty: no allocation once `buf` has grown to size.
+    pub fn get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<(), GetError> {
+        self.get_bytes_deadline(buf, None, false)
+    }
+
+    /// [`get_bytes_into`](Self::get_bytes_into) if there is an item now
+    /// ([`GetError::Empty`] otherwise).
+    pub fn try_get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<(), GetError> {
+        self.get_bytes_deadline(buf, now(), true)
     }
 
     /// Get one message as raw bytes, blocking while the queue is empty. Any
     /// handles the item carried are closed.
     pub fn get_bytes(&self) -> Result<Vec<u8>, GetError> {
-        self.get_bytes_deadline(None, false)
+        let mut v = Vec::new();
+        self.get_bytes_deadline(&mut v, None, false).map(|()| v)
     }
 
     /// [`get_bytes`](Self::get_bytes) if there is an item now
     /// ([`GetError::Empty`] otherwise).
     pub fn try_get_bytes(&self) -> Result<Vec<u8>, GetError> {
-        self.get_bytes_deadline(now(), true)
+        let mut v = Vec::new();
+        self.get_bytes_deadline(&mut v, now(), true).map(|()| v)
     }
 
     /// [`get_bytes`](Self::get_bytes), waiting at most `timeout`.
     pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetError> {
-        self.get_bytes_deadline(deadline(timeout), false)
+        let mut v = Vec::new();
+        self.get_bytes_deadline(&mut v, deadline(timeout), false)
+            .map(|()| v)
     }
 
     /// Get up to `max` messages at once into `batch` (replacing what it
@@ -950,25 +1090,11 @@ impl<T> Queue<T> {
     ) -> Result<usize, GetError> {
         let b = &mut batch.batch;
         self.inner.get(b, max, timeout.and_then(deadline), false)?;
-        let first_err = drop_failed(&mut b.items);
-        match first_err {
-            Some(e) if b.items.is_empty() => Err(e),
-            _ => Ok(b.items.len()),
+        match b.drop_failed() {
+            Some(e) if b.len() == 0 => Err(e),
+            _ => Ok(b.len()),
         }
     }
-}
-
-/// Remove the items that failed; the first error, if any.
-fn drop_failed(items: &mut Vec<Item>) -> Option<GetError> {
-    let mut first = None;
-    items.retain_mut(|item| match item.err.take() {
-        Some(e) => {
-            first.get_or_insert(e);
-            false
-        }
-        None => true,
-    });
-    first
 }
 
 impl<T: Serialize> Queue<T> {
@@ -979,12 +1105,11 @@ impl<T: Serialize> Queue<T> {
         deadline: Option<Instant>,
         try_form: bool,
     ) -> Result<(), PutError<T>> {
-        let r = SCRATCH.with(|s| {
-            let mut buf = s.borrow_mut();
+        let r = with_scratch(|buf| {
             buf.clear();
-            let raw_fds = codec::encode(&item, &mut buf).map_err(Fail::Encode)?;
+            let raw_fds = codec::encode(&item, buf).map_err(Fail::Encode)?;
             let fds = borrow_fds(&raw_fds);
-            self.inner.put(&buf, &fds, deadline)
+            self.inner.put(buf, &fds, deadline)
         });
         r.map_err(|f| f.with(item, try_form))
     }
@@ -1101,26 +1226,9 @@ fn borrow_fds(raw: &[RawFd]) -> Vec<BorrowedFd<'_>> {
 
 impl<T: DeserializeOwned> Queue<T> {
     fn get_item(&self, deadline: Option<Instant>, try_form: bool) -> Result<T, GetError> {
-        SCRATCH.with(|s| {
-            let mut data = std::mem::take(&mut *s.borrow_mut());
-            let mut batch = Batch {
-                data,
-                items: Vec::new(),
-            };
-            let r = self
-                .inner
-                .get(&mut batch, 1, deadline, try_form)
-                .and_then(|()| {
-                    let mut item = batch.items.pop().ok_or(GetError::Corrupted)?;
-                    if let Some(e) = item.err.take() {
-                        return Err(e);
-                    }
-                    let fds = std::mem::take(&mut item.fds);
-                    Ok(codec::decode(batch.bytes(&item), fds)?)
-                });
-            data = batch.data;
-            *s.borrow_mut() = data;
-            r
+        with_scratch(|buf| {
+            let fds = self.inner.get_one(buf, deadline, try_form)?;
+            Ok(codec::decode(buf, fds)?)
         })
     }
 
@@ -1148,11 +1256,11 @@ impl<T: DeserializeOwned> Queue<T> {
         let mut batch = Batch::default();
         self.inner
             .get(&mut batch, max, timeout.and_then(deadline), false)?;
-        let mut first_err = drop_failed(&mut batch.items);
-        let mut out = Vec::with_capacity(batch.items.len());
-        for mut item in std::mem::take(&mut batch.items) {
-            let fds = std::mem::take(&mut item.fds);
-            match codec::decode(batch.bytes(&item), fds) {
+        let mut first_err = batch.drop_failed();
+        let mut out = Vec::with_capacity(batch.len());
+        for i in 0..batch.len() {
+            let fds = batch.take_fds(i);
+            match codec::decode(batch.bytes(i), fds) {
                 Ok(v) => out.push(v),
                 Err(e) => {
                     first_err.get_or_insert(e.into());
