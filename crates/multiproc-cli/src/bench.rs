@@ -12,7 +12,7 @@ use std::io::IsTerminal as _;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use multiproc::{Connection, Fd, Process, duplex, pipe};
+use multiproc::{ByteBatch, Connection, Fd, GetError, Process, Queue, duplex, pipe};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -32,6 +32,12 @@ pub(crate) struct Options {
     /// Only run mechanisms whose name contains this text.
     #[arg(long)]
     filter: Option<String>,
+    /// Only run cases of this message size in bytes.
+    #[arg(long)]
+    size: Option<usize>,
+    /// Only run cases of this pattern (`pingpong`, `stream`, …).
+    #[arg(long)]
+    pattern: Option<String>,
     /// One short round per case: checks that every case runs (tests), measures
     /// nothing worth reading.
     #[arg(long, hide = true)]
@@ -64,12 +70,21 @@ struct Job {
 /// CPUs for (parent, child): two different ones when there are two, so every
 /// measurement crosses cores the same way instead of switching between a
 /// same-core and a cross-core hand-off from run to run.
+///
+/// Read once, before the parent pins itself: afterwards the parent's
+/// affinity is its one CPU, and a child that inherited it would share the
+/// parent's core.
 fn cpu_pair() -> Option<(usize, usize)> {
-    let cpus = multiproc_sys::process::allowed_cpus().ok()?;
-    match cpus.as_slice() {
+    match all_cpus() {
         [a, b, ..] => Some((*a, *b)),
         _ => None,
     }
+}
+
+/// The CPUs this process was allowed to run on when the benchmark started.
+fn all_cpus() -> &'static [usize] {
+    static CPUS: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    CPUS.get_or_init(|| multiproc_sys::process::allowed_cpus().unwrap_or_default())
 }
 
 fn pin_child(job: &Job) {
@@ -322,8 +337,8 @@ struct Case {
 fn iterations(pattern: &str, size: usize) -> usize {
     match (pattern, size) {
         ("uncontended", _) => 400,
-        ("pingpong", s) if s >= 1 << 20 => 30,
-        ("pingpong", _) => 2_000,
+        ("pingpong" | "pingpong-busy", s) if s >= 1 << 20 => 30,
+        ("pingpong" | "pingpong-busy", _) => 2_000,
         (_, 64) => 100_000,
         (_, 4096) => 20_000,
         _ => 100,
@@ -514,6 +529,287 @@ fn sync_cases(cases: &mut Vec<Case>) {
     add("os-futex", "pingpong", bench_futex);
 }
 
+// ----- queues --------------------------------------------------------------------
+
+/// Two queues (one each way) used with `put_bytes`/`get_bytes_into`; a
+/// `busy` receiver spins on `try_get_bytes_into` instead of blocking.
+#[derive(Serialize, Deserialize)]
+struct QueueBytesEnd {
+    rx: Queue<ByteBuf>,
+    tx: Queue<ByteBuf>,
+    busy: bool,
+}
+
+impl Endpoint for QueueBytesEnd {
+    fn send(&mut self, msg: &[u8]) {
+        self.tx.put_bytes(msg).expect("put");
+    }
+    fn recv(&mut self, buf: &mut Vec<u8>) {
+        if !self.busy {
+            return self.rx.get_bytes_into(buf).expect("get");
+        }
+        loop {
+            match self.rx.try_get_bytes_into(buf) {
+                Ok(()) => return,
+                Err(GetError::Empty) => std::hint::spin_loop(),
+                Err(e) => panic!("get: {e}"),
+            }
+        }
+    }
+}
+
+/// Two queues used with serde `put`/`get` of a byte buffer (an owned value
+/// each way, as a serde user would).
+#[derive(Serialize, Deserialize)]
+struct QueueSerdeEnd {
+    rx: Queue<ByteBuf>,
+    tx: Queue<ByteBuf>,
+}
+
+impl Endpoint for QueueSerdeEnd {
+    fn send(&mut self, msg: &[u8]) {
+        self.tx.put(ByteBuf::from(msg.to_vec())).expect("put");
+    }
+    fn recv(&mut self, buf: &mut Vec<u8>) {
+        *buf = self.rx.get().expect("get").into_vec();
+    }
+}
+
+fn queue_pair() -> BenchResult<(Queue<ByteBuf>, Queue<ByteBuf>)> {
+    Ok((Queue::new()?, Queue::new()?))
+}
+
+fn queue_bytes_ends(busy: bool) -> BenchResult<(QueueBytesEnd, QueueBytesEnd)> {
+    let (a, b) = queue_pair()?;
+    Ok((
+        QueueBytesEnd {
+            rx: a.clone(),
+            tx: b.clone(),
+            busy,
+        },
+        QueueBytesEnd { rx: b, tx: a, busy },
+    ))
+}
+
+fn queue_serde_ends() -> BenchResult<(QueueSerdeEnd, QueueSerdeEnd)> {
+    let (a, b) = queue_pair()?;
+    Ok((
+        QueueSerdeEnd {
+            rx: a.clone(),
+            tx: b.clone(),
+        },
+        QueueSerdeEnd { rx: b, tx: a },
+    ))
+}
+
+/// Messages per `put_many_bytes` call in `queue-batch`.
+const PUT_BATCH: usize = 64;
+/// Most messages per `get_many_bytes` call in `queue-batch`.
+const GET_BATCH: usize = 1024;
+
+/// Child side of `queue-batch`: put `count` messages, `PUT_BATCH` a call.
+fn batch_child(arg: (Queue<ByteBuf>, Job)) {
+    let (q, job) = arg;
+    pin_child(&job);
+    let msg = vec![0x5Au8; job.size];
+    let mut left = job.count;
+    while left > 0 {
+        let k = left.min(PUT_BATCH);
+        let sent = q
+            .put_many_bytes(std::iter::repeat_n(msg.as_slice(), k))
+            .expect("put_many");
+        left -= sent;
+    }
+}
+
+fn stream_batch(size: usize, count: usize) -> BenchResult<Sample> {
+    let q = Queue::new()?;
+    let job = Job {
+        size,
+        count,
+        cpu: cpu_pair().map(|p| p.1),
+    };
+    let mut child = Process::spawn(batch_child, (q.clone(), job))?;
+    let mut batch = ByteBatch::new();
+    // The clock starts at the first message (the child is running by then);
+    // take just that one so the timed part always has the rest.
+    let first = q.get_many_bytes(&mut batch, 1, None)?;
+    let start = Instant::now();
+    let mut got = first;
+    while got < count {
+        got += q.get_many_bytes(&mut batch, GET_BATCH, None)?;
+    }
+    let elapsed = start.elapsed();
+    child.join()?;
+    Ok(Sample::Stream(got - first, elapsed))
+}
+
+/// Producers and consumers of `queue-4x4`.
+const PARTIES: usize = 4;
+
+/// A `queue-4x4` producer: wait for the start, put `count` messages, then
+/// an empty one (a consumer's signal to stop).
+fn many_producer(arg: (Queue<ByteBuf>, multiproc::Event, Job, Vec<usize>)) {
+    let (q, start, job, cpus) = arg;
+    let _ = multiproc_sys::process::set_cpus(&cpus);
+    let msg = vec![0x5Au8; job.size];
+    start.wait();
+    for _ in 0..job.count {
+        q.put_bytes(&msg).expect("put");
+    }
+    q.put_bytes(&[]).expect("put");
+}
+
+/// A `queue-4x4` consumer: count messages until an empty one.
+fn many_consumer(arg: (Queue<ByteBuf>, Vec<usize>)) -> usize {
+    let (q, cpus) = arg;
+    let _ = multiproc_sys::process::set_cpus(&cpus);
+    let mut buf = Vec::new();
+    let mut n = 0;
+    loop {
+        q.get_bytes_into(&mut buf).expect("get");
+        if buf.is_empty() {
+            return n;
+        }
+        n += 1;
+    }
+}
+
+fn stream_many(size: usize, count: usize) -> BenchResult<Sample> {
+    let q = Queue::new()?;
+    let start = multiproc::Event::new()?;
+    let per = count / PARTIES;
+    let mut consumers = Vec::new();
+    for _ in 0..PARTIES {
+        consumers.push(Process::spawn(
+            many_consumer,
+            (q.clone(), all_cpus().to_vec()),
+        )?);
+    }
+    let job = Job {
+        size,
+        count: per,
+        cpu: None,
+    };
+    let mut producers = Vec::new();
+    for _ in 0..PARTIES {
+        producers.push(Process::spawn(
+            many_producer,
+            (q.clone(), start.clone(), job, all_cpus().to_vec()),
+        )?);
+    }
+    let t = Instant::now();
+    start.set();
+    let mut got = 0;
+    for c in &mut consumers {
+        got += c.join()?;
+    }
+    let elapsed = t.elapsed();
+    for p in &mut producers {
+        p.join()?;
+    }
+    Ok(Sample::Stream(got, elapsed))
+}
+
+/// One process puts a 64-byte message and gets it back: the cost of the
+/// two operations without any cross-core traffic.
+fn bench_queue_uncontended(batches: usize) -> BenchResult<Sample> {
+    let q: Queue<ByteBuf> = Queue::new()?;
+    let msg = [0x5Au8; 64];
+    let mut buf = Vec::with_capacity(64);
+    uncontended(batches, || {
+        q.put_bytes(&msg).expect("put");
+        q.get_bytes_into(&mut buf).expect("get");
+    })
+}
+
+/// The bandwidth limit: `memcpy` of `size` bytes between two buffers.
+fn bench_memcpy(size: usize, count: usize) -> BenchResult<Sample> {
+    let src = vec![0x5Au8; size];
+    let mut dst = vec![0u8; size];
+    dst.copy_from_slice(&src);
+    let t = Instant::now();
+    for _ in 0..count {
+        dst.copy_from_slice(std::hint::black_box(&src));
+        std::hint::black_box(&mut dst);
+    }
+    Ok(Sample::Stream(count, t.elapsed()))
+}
+
+/// Queue streams move ten times the messages of a pipe stream per round:
+/// at tens of millions of messages a second, fewer would be over in a few
+/// milliseconds.
+const QUEUE_SCALE: usize = 10;
+
+fn queue_cases(cases: &mut Vec<Case>) {
+    let mut add = |mechanism, pattern, size, run: Box<dyn Fn(usize) -> BenchResult<Sample>>| {
+        cases.push(Case {
+            mechanism,
+            pattern,
+            size,
+            run,
+        });
+    };
+    for size in SIZES {
+        add(
+            "queue-bytes",
+            "pingpong",
+            size,
+            Box::new(move |n| pingpong(queue_bytes_ends(false)?, size, n)),
+        );
+        add(
+            "queue-serde",
+            "pingpong",
+            size,
+            Box::new(move |n| pingpong(queue_serde_ends()?, size, n)),
+        );
+    }
+    add(
+        "queue-bytes",
+        "pingpong-busy",
+        64,
+        Box::new(|n| pingpong(queue_bytes_ends(true)?, 64, n)),
+    );
+    add(
+        "queue-bytes",
+        "uncontended",
+        64,
+        Box::new(bench_queue_uncontended),
+    );
+    for size in SIZES {
+        add(
+            "queue-bytes",
+            "stream",
+            size,
+            Box::new(move |n| stream(queue_bytes_ends(false)?, size, n * QUEUE_SCALE)),
+        );
+        add(
+            "queue-serde",
+            "stream",
+            size,
+            Box::new(move |n| stream(queue_serde_ends()?, size, n * QUEUE_SCALE)),
+        );
+        add(
+            "queue-batch",
+            "stream",
+            size,
+            Box::new(move |n| stream_batch(size, n * QUEUE_SCALE)),
+        );
+        add(
+            "queue-4x4",
+            "stream",
+            size,
+            Box::new(move |n| stream_many(size, n * QUEUE_SCALE)),
+        );
+        add(
+            "memcpy",
+            "stream",
+            size,
+            Box::new(move |n| bench_memcpy(size, n * QUEUE_SCALE)),
+        );
+    }
+}
+
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     case!(cases, "os-pipe", raw_pipes());
@@ -523,6 +819,7 @@ fn cases() -> Vec<Case> {
     case!(cases, "duplex-bytes", mp_duplex().map(bytes_ends));
     case!(cases, "duplex-serde", mp_duplex().map(serde_ends));
     sync_cases(&mut cases);
+    queue_cases(&mut cases);
     cases
 }
 
@@ -721,6 +1018,11 @@ pub(crate) fn run(opts: &Options) -> BenchResult<()> {
             opts.filter
                 .as_ref()
                 .is_none_or(|f| c.mechanism.contains(f.as_str()))
+                && opts.size.is_none_or(|s| c.size == s)
+                && opts
+                    .pattern
+                    .as_ref()
+                    .is_none_or(|p| c.pattern == p.as_str())
         })
         .collect();
     // Groups of cases that take turns: same pattern and size.
@@ -730,6 +1032,8 @@ pub(crate) fn run(opts: &Options) -> BenchResult<()> {
             groups.push((c.pattern, c.size));
         }
     }
+    // Read the CPU set before pinning (see `cpu_pair`).
+    all_cpus();
     if let Some((parent, _)) = cpu_pair() {
         multiproc_sys::process::pin_to_cpu(parent)?;
     }

@@ -26,7 +26,7 @@ fn bench_quick_json_prints_every_row() {
         let pattern = r["pattern"].as_str().unwrap().to_owned();
         let size = r["size"].as_u64().unwrap();
         match pattern.as_str() {
-            "pingpong" | "uncontended" => {
+            "pingpong" | "pingpong-busy" | "uncontended" => {
                 assert!(r["p50_ns"].as_u64().unwrap() > 0);
                 assert!(r["p99_ns"].as_u64().unwrap() >= r["p50_ns"].as_u64().unwrap());
             }
@@ -67,6 +67,31 @@ fn bench_quick_json_prints_every_row() {
                     "missing row {mech} {pattern} {size}"
                 );
             }
+        }
+    }
+    for (mech, pattern, size) in [
+        ("queue-bytes", "pingpong-busy", 64),
+        ("queue-bytes", "uncontended", 64),
+    ] {
+        assert!(
+            seen.contains(&(mech.to_owned(), pattern.to_owned(), size)),
+            "missing row {mech} {pattern} {size}"
+        );
+    }
+    for size in [64, 4096, 1 << 20] {
+        for (mech, pattern) in [
+            ("queue-bytes", "pingpong"),
+            ("queue-serde", "pingpong"),
+            ("queue-bytes", "stream"),
+            ("queue-serde", "stream"),
+            ("queue-batch", "stream"),
+            ("queue-4x4", "stream"),
+            ("memcpy", "stream"),
+        ] {
+            assert!(
+                seen.contains(&(mech.to_owned(), pattern.to_owned(), size)),
+                "missing row {mech} {pattern} {size}"
+            );
         }
     }
 }
