@@ -1,12 +1,13 @@
 //! Seed 003: a child evaluates an expression and sends the result back to
-//! its parent, once through a pipe and once as the process's return value.
+//! its parent: through a pipe, through a `Queue`, and as the process's
+//! return value.
 //!
 //! Python's `eval` runs any code; here the child evaluates arithmetic only
 //! (integers, `+ - * /`, parentheses), so nothing received can run code.
 //!
 //! Run: `cargo run --example eval_in_child -- "10+20+30"`
 
-use multiproc::{Connection, Process, duplex};
+use multiproc::{Connection, Process, Queue, duplex};
 
 /// Evaluate an arithmetic expression over `i64`.
 fn eval(expr: &str) -> Result<i64, String> {
@@ -103,6 +104,16 @@ fn func(arg: (String, Connection<Result<i64, String>>)) {
     con1.send(&ret).expect("send");
 }
 
+/// Seed 003's `func(exp, q)`: evaluate, print, put the result in the queue.
+fn func_queue(arg: (String, Queue<Result<i64, String>>)) {
+    let (exp, q) = arg;
+    let ret = eval(&exp);
+    if let Ok(v) = &ret {
+        println!("child computed {v}");
+    }
+    q.put(ret).expect("put");
+}
+
 /// The same, returning the value through `join`.
 fn func_returning(exp: String) -> Result<i64, String> {
     eval(&exp)
@@ -118,6 +129,15 @@ fn main() {
     match con2.recv().expect("recv") {
         Ok(v) => println!("parent received {v}"),
         Err(e) => println!("parent received an error: {e}"),
+    }
+    p.join().expect("child failed");
+
+    // The queue is handed to the child as an argument, as in the seed.
+    let q = Queue::new().expect("queue");
+    let mut p = Process::spawn(func_queue, (exp.clone(), q.clone())).expect("spawn");
+    match q.get().expect("get") {
+        Ok(v) => println!("queue delivered {v}"),
+        Err(e) => println!("queue delivered an error: {e}"),
     }
     p.join().expect("child failed");
 

@@ -14,6 +14,15 @@ fn read_stock(path: &PathBuf) -> i64 {
     v["ticket_num"].as_i64().expect("ticket_num")
 }
 
+/// Replace the data file whole (write a temporary file, then rename), so a
+/// `search` running outside the lock never reads a half-written file.
+fn write_stock(path: &PathBuf, stock: i64) {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, serde_json::json!({ "ticket_num": stock }).to_string())
+        .expect("write data file");
+    std::fs::rename(&tmp, path).expect("replace data file");
+}
+
 /// Seed's `search`: look at the stock without the lock.
 fn search(user: u32, path: &PathBuf) {
     println!("user {user} sees {} tickets left", read_stock(path));
@@ -25,11 +34,7 @@ fn buy(user: u32, path: &PathBuf) {
     // The seed sleeps 1-2 s here to make the race obvious without a lock.
     std::thread::sleep(Duration::from_millis(5));
     if stock > 0 {
-        std::fs::write(
-            path,
-            serde_json::json!({ "ticket_num": stock - 1 }).to_string(),
-        )
-        .expect("write data file");
+        write_stock(path, stock - 1);
         println!("user {user} bought a ticket");
     } else {
         println!("user {user} found no ticket");
@@ -53,11 +58,7 @@ fn main() {
         || std::env::temp_dir().join(format!("tickets-{}.json", std::process::id())),
         PathBuf::from,
     );
-    std::fs::write(
-        &path,
-        serde_json::json!({ "ticket_num": stock }).to_string(),
-    )
-    .expect("write");
+    write_stock(&path, stock);
     let mutex = Lock::new().expect("lock");
     let mut buyers: Vec<Process> = (1..=10)
         .map(|i| Process::spawn(run, (i, mutex.clone(), path.clone())).expect("spawn"))

@@ -10,9 +10,10 @@ fn example(name: &str) -> PathBuf {
     p.pop();
     p.push("examples");
     p.push(name);
-    if !p.exists() {
-        // `cargo test` builds examples; a filtered run (`--test examples`)
-        // may not have: build this one now.
+    {
+        // `cargo test` builds examples, but a filtered run (`--test
+        // examples`) does not, and would run a stale binary: (re)build this
+        // one now (a no-op when it is up to date).
         let release = p.components().any(|c| c.as_os_str() == "release");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut cmd = Command::new(cargo);
@@ -59,6 +60,7 @@ fn eval_in_child_sends_the_result_back() {
     let out = run("eval_in_child", &[]);
     assert!(out.contains("child computed 60"), "{out}");
     assert!(out.contains("parent received 60"), "{out}");
+    assert!(out.contains("queue delivered 60"), "{out}");
     assert!(out.contains("join returned 60"), "{out}");
     let out = run("eval_in_child", &["(1+2)*-3 - 8/4"]);
     assert!(out.contains("parent received -11"), "{out}");
@@ -144,4 +146,73 @@ fn shared_file_is_written_and_read_through_mmap() {
     assert!(out.contains("file holds 10 lines"), "{out}");
     assert!(out.contains("reader saw 10 lines"), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn queue_producer_consumer_stops_at_the_none_sentinel() {
+    let out = run("queue_producer_consumer", &[]);
+    let received: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("consumer received"))
+        .collect();
+    let expected: Vec<String> = (0..10)
+        .map(|i| format!("consumer received: message {i}"))
+        .collect();
+    assert_eq!(received, expected, "{out}");
+    assert_eq!(out.matches("producer sent message").count(), 10, "{out}");
+    assert!(
+        out.contains("consumer took 10 messages; queue empty: true"),
+        "{out}"
+    );
+}
+
+/// The numbers printed after `prefix`, in order.
+fn numbers_after<'a>(out: &'a str, prefix: &str) -> Vec<&'a str> {
+    out.lines().filter_map(|l| l.strip_prefix(prefix)).collect()
+}
+
+#[test]
+fn producer_consumer_model_1_passes_every_number() {
+    let out = run("producer_consumer_models", &["model1", "6"]);
+    let made = numbers_after(&out, "producer made: ");
+    let got = numbers_after(&out, "consumer got: ");
+    assert_eq!(made.len(), 6, "{out}");
+    // One producer: the consumer sees its numbers in order.
+    assert_eq!(made, got, "{out}");
+    assert!(out.contains("model 1 done"), "{out}");
+}
+
+#[test]
+fn producer_consumer_model_2_joins_after_every_task_done() {
+    let out = run("producer_consumer_models", &["model2"]);
+    let mut made = numbers_after(&out, "producer made: ");
+    let mut got = numbers_after(&out, "consumer got: ");
+    assert_eq!(made.len(), 20, "{out}");
+    // `join` returned only after all 20 were taken and marked done.
+    let joined = out.find("queue joined: 0 unfinished").expect("joined");
+    let last_got = out.rfind("consumer got: ").unwrap();
+    assert!(last_got < joined, "{out}");
+    made.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(made, got, "{out}");
+    assert!(out.trim_end().ends_with("model 2 done"), "{out}");
+}
+
+#[test]
+fn queue_basics_bounded_queue_of_two() {
+    let out = run("queue_basics", &[]);
+    let lines: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(
+        lines,
+        [
+            "queue full, got back 3",
+            "qsize: 2",
+            "get: 1",
+            "get: 2",
+            "qsize: 0",
+            "queue empty now",
+            "queue empty after 50 ms",
+        ],
+        "{out}"
+    );
 }
