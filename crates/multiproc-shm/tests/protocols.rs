@@ -20,17 +20,23 @@ use std::sync::{Arc, Condvar, Mutex};
 #[cfg(not(multiproc_loom))]
 use std::thread;
 
-#[cfg(multiproc_loom)]
 fn model(f: impl Fn() + Sync + Send + 'static) {
+    model_bounded(3, f);
+}
+
+/// Explore every interleaving with at most `preemptions` forced preemptions
+/// (unless `LOOM_MAX_PREEMPTIONS` says otherwise); long models use fewer.
+#[cfg(multiproc_loom)]
+fn model_bounded(preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(3);
+        b.preemption_bound = Some(preemptions);
     }
     b.check(f);
 }
 
 #[cfg(not(multiproc_loom))]
-fn model(f: impl Fn() + Sync + Send + 'static) {
+fn model_bounded(_preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
     for _ in 0..200 {
         f();
     }
@@ -247,5 +253,188 @@ fn barrier_abort_breaks_a_waiter() {
         b.0.abort(&e1);
         assert!(t.join().unwrap().is_err());
         assert!(b.0.broken());
+    });
+}
+
+// ----- the queue ring --------------------------------------------------------------
+
+use multiproc_shm::queue::KIND_INLINE;
+use multiproc_shm::{QueueError, RawQueue, Rec, Region, Taken};
+
+#[cfg(multiproc_loom)]
+use loom::cell::UnsafeCell;
+#[cfg(not(multiproc_loom))]
+use std::cell::UnsafeCell;
+
+/// A ring of heap bytes. Under loom each byte is a tracked cell, so a read
+/// that does not happen after the write it sees is reported as a data race:
+/// the model checks the ring's publication, not only its wake-ups.
+struct Cells {
+    bytes: Vec<UnsafeCell<u8>>,
+}
+
+// SAFETY: the cells are only accessed through `read`/`write` below, by the
+// queue algorithm, which orders conflicting accesses with its commit words
+// (and loom verifies exactly that).
+unsafe impl Sync for Cells {}
+
+impl Cells {
+    fn new(cap: usize) -> Self {
+        Cells {
+            bytes: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
+        }
+    }
+}
+
+// SAFETY: 64 bytes, a power of two ≥ MIN_RING; accesses are bounds-checked
+// by indexing.
+unsafe impl Region for Cells {
+    fn capacity(&self) -> u32 {
+        self.bytes.len() as u32
+    }
+    fn read(&self, at: u32, out: &mut [u8]) {
+        for (i, o) in out.iter_mut().enumerate() {
+            let c = &self.bytes[at as usize + i];
+            #[cfg(multiproc_loom)]
+            // SAFETY: see `Sync` above; loom checks the ordering.
+            c.with(|p| *o = unsafe { *p });
+            #[cfg(not(multiproc_loom))]
+            {
+                // SAFETY: as above.
+                *o = unsafe { *c.get() };
+            }
+        }
+    }
+    fn write(&self, at: u32, src: &[u8]) {
+        for (i, v) in src.iter().enumerate() {
+            let c = &self.bytes[at as usize + i];
+            #[cfg(multiproc_loom)]
+            // SAFETY: see `Sync` above; loom checks the ordering.
+            c.with_mut(|p| unsafe { *p = *v });
+            #[cfg(not(multiproc_loom))]
+            // SAFETY: as above.
+            unsafe {
+                *c.get() = *v;
+            }
+        }
+    }
+}
+
+/// A queue with a 64-byte ring: records with an 8-byte body take 16 bytes,
+/// and a lap holds four.
+fn small_queue(maxsize: u32, joinable: bool) -> Arc<(RawQueue, Cells)> {
+    Arc::new((RawQueue::new(maxsize, 1 << 20, joinable), Cells::new(64)))
+}
+
+fn put8(q: &(RawQueue, Cells), e: &ThreadEnv, v: u8) {
+    q.0.put(e, &q.1, Rec::Inline(&[v; 8]), None, None).unwrap();
+}
+
+fn get8(q: &(RawQueue, Cells), e: &ThreadEnv) -> Result<u8, QueueError> {
+    let mut buf = Vec::new();
+    let mut sink = |t: Taken, _b: &mut Vec<u8>, _s: usize| {
+        assert_eq!(t.kind, KIND_INLINE);
+        true
+    };
+    q.0.get(e, &q.1, 1, None, &mut buf, &mut sink)?;
+    assert_eq!(buf.len(), 8);
+    assert!(buf.iter().all(|&b| b == buf[0]), "torn record {buf:?}");
+    Ok(buf[0])
+}
+
+#[test]
+fn queue_publishes_records_and_wakes_both_sides() {
+    // Item limit 1: the second put waits for the first get (not_full), and
+    // a get may wait for a put (not_empty). Both wake-ups must arrive and
+    // every byte read must happen after it was written.
+    model(|| {
+        let q = small_queue(1, false);
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            put8(&q2, &e2, 1);
+            put8(&q2, &e2, 2);
+        });
+        assert_eq!(get8(&q, &e1), Ok(1));
+        assert_eq!(get8(&q, &e1), Ok(2));
+        t.join().unwrap();
+        assert!(q.0.is_empty());
+    });
+}
+
+#[test]
+fn queue_two_producers_lose_and_duplicate_nothing() {
+    model(|| {
+        let q = small_queue(0, false);
+        let mut es = envs(3);
+        let e3 = es.pop().unwrap();
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        let (qa, qb) = (q.clone(), q.clone());
+        let a = thread::spawn(move || put8(&qa, &e2, 1));
+        let b = thread::spawn(move || put8(&qb, &e3, 2));
+        let x = get8(&q, &e1).unwrap();
+        let y = get8(&q, &e1).unwrap();
+        assert_eq!(x + y, 3, "got {x} and {y}");
+        a.join().unwrap();
+        b.join().unwrap();
+    });
+}
+
+#[test]
+fn queue_laps_around_the_ring_in_order() {
+    // Five records through a ring of four: the producer wraps (and restarts
+    // laps when it finds the queue empty) while the consumer drains. The
+    // longest model: two preemptions take seconds, three take minutes.
+    model_bounded(2, || {
+        let q = small_queue(0, false);
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            for v in 1..=5 {
+                put8(&q2, &e2, v);
+            }
+        });
+        for v in 1..=5 {
+            assert_eq!(get8(&q, &e1), Ok(v));
+        }
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn queue_close_wakes_a_waiting_consumer() {
+    model(|| {
+        let q = small_queue(0, false);
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        let q2 = q.clone();
+        let t = thread::spawn(move || get8(&q2, &e2));
+        q.0.close(&e1);
+        assert_eq!(t.join().unwrap(), Err(QueueError::Closed));
+    });
+}
+
+#[test]
+fn queue_join_waits_for_task_done() {
+    model(|| {
+        let q = small_queue(0, true);
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        put8(&q, &e1, 7);
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            assert_eq!(get8(&q2, &e2), Ok(7));
+            q2.0.task_done(&e2).unwrap();
+        });
+        q.0.join(&e1, None).unwrap();
+        assert_eq!(q.0.task_done(&e1), Err(QueueError::TooManyTaskDone));
+        t.join().unwrap();
     });
 }
