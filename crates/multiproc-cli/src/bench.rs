@@ -38,6 +38,10 @@ pub(crate) struct Options {
     /// Only run cases of this pattern (`pingpong`, `stream`, …).
     #[arg(long)]
     pattern: Option<String>,
+    /// Ring bytes of the queues measured (`QueueBuilder::capacity`; default:
+    /// the library's default ring).
+    #[arg(long)]
+    queue_capacity: Option<usize>,
     /// One short round per case: checks that every case runs (tests), measures
     /// nothing worth reading.
     #[arg(long, hide = true)]
@@ -57,6 +61,17 @@ pub(crate) struct Row {
 }
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// `--queue-capacity`, read by every queue case.
+static QUEUE_CAPACITY: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+/// A queue for a measurement: the default one, or with `--queue-capacity`.
+fn bench_queue<T>() -> std::io::Result<Queue<T>> {
+    match QUEUE_CAPACITY.get() {
+        Some(&bytes) => Queue::<T>::builder().capacity(bytes).build(),
+        None => Queue::new(),
+    }
+}
 
 /// What the child of a measurement does.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -334,8 +349,9 @@ struct Case {
 }
 
 /// Messages per round.
-fn iterations(pattern: &str, size: usize) -> usize {
+fn iterations(pattern: &str, size: usize, quick: bool) -> usize {
     match (pattern, size) {
+        ("pingpong" | "pingpong-busy", s) if quick && s < 1 << 20 => 1_000,
         ("uncontended", _) => 400,
         ("pingpong" | "pingpong-busy", s) if s >= 1 << 20 => 30,
         ("pingpong" | "pingpong-busy", _) => 2_000,
@@ -576,7 +592,7 @@ impl Endpoint for QueueSerdeEnd {
 }
 
 fn queue_pair() -> BenchResult<(Queue<ByteBuf>, Queue<ByteBuf>)> {
-    Ok((Queue::new()?, Queue::new()?))
+    Ok((bench_queue()?, bench_queue()?))
 }
 
 fn queue_bytes_ends(busy: bool) -> BenchResult<(QueueBytesEnd, QueueBytesEnd)> {
@@ -623,7 +639,7 @@ fn batch_child(arg: (Queue<ByteBuf>, Job)) {
 }
 
 fn stream_batch(size: usize, count: usize) -> BenchResult<Sample> {
-    let q = Queue::new()?;
+    let q = bench_queue()?;
     let job = Job {
         size,
         count,
@@ -676,7 +692,7 @@ fn many_consumer(arg: (Queue<ByteBuf>, Vec<usize>)) -> usize {
 }
 
 fn stream_many(size: usize, count: usize) -> BenchResult<Sample> {
-    let q = Queue::new()?;
+    let q = bench_queue()?;
     let start = multiproc::Event::new()?;
     let per = count / PARTIES;
     let mut consumers = Vec::new();
@@ -714,7 +730,7 @@ fn stream_many(size: usize, count: usize) -> BenchResult<Sample> {
 /// One process puts a 64-byte message and gets it back: the cost of the
 /// two operations without any cross-core traffic.
 fn bench_queue_uncontended(batches: usize) -> BenchResult<Sample> {
-    let q: Queue<ByteBuf> = Queue::new()?;
+    let q: Queue<ByteBuf> = bench_queue()?;
     let msg = [0x5Au8; 64];
     let mut buf = Vec::with_capacity(64);
     uncontended(batches, || {
@@ -787,7 +803,11 @@ fn queue_cases(cases: &mut Vec<Case>) {
             "queue-serde",
             "stream",
             size,
-            Box::new(move |n| stream(queue_serde_ends()?, size, n * QUEUE_SCALE)),
+            // Serde of a MiB costs a millisecond: fewer rounds keep the run short.
+            Box::new(move |n| {
+                let scale = if size >= 1 << 20 { 3 } else { QUEUE_SCALE };
+                stream(queue_serde_ends()?, size, n * scale)
+            }),
         );
         add(
             "queue-batch",
@@ -902,6 +922,10 @@ fn human_rate(r: f64, unit: &str) -> String {
 /// with the same pattern and size (the raw pipe for connections, the POSIX
 /// semaphore for locks, the raw futex for events).
 fn baseline<'a>(row: &Row, rows: &'a [Row]) -> Option<&'a Row> {
+    if row.mechanism == "memcpy" {
+        // A bandwidth limit, not a messaging mechanism.
+        return None;
+    }
     rows.iter()
         .find(|b| b.mechanism.starts_with("os-") && b.pattern == row.pattern && b.size == row.size)
 }
@@ -912,6 +936,51 @@ fn ratio_to_baseline(row: &Row, rows: &[Row]) -> Option<f64> {
         "stream" => Some(row.msgs_per_s? / base.msgs_per_s?),
         _ => Some(row.p50_ns? as f64 / base.p50_ns? as f64),
     }
+}
+
+/// The queue's goals (issue 4) as ratios within this run, where both rows
+/// were measured.
+fn queue_goals(rows: &[Row]) -> Vec<String> {
+    let find = |m: &str, p: &str, size: usize| {
+        rows.iter()
+            .find(|r| r.mechanism == m && r.pattern == p && r.size == size)
+    };
+    let rate = |m: &str, size: usize| find(m, "stream", size).and_then(|r| r.msgs_per_s);
+    let bytes = |m: &str, size: usize| find(m, "stream", size).and_then(|r| r.bytes_per_s);
+    let p50 = |m: &str, p: &str| find(m, p, 64).and_then(|r| r.p50_ns);
+    let mut out = Vec::new();
+    if let (Some(q), Some(b)) = (rate("queue-bytes", 64), rate("os-pipe", 64)) {
+        out.push(format!(
+            "queue-bytes 64 B stream {:.1}x os-pipe (goal 10x)",
+            q / b
+        ));
+    }
+    if let (Some(q), Some(b)) = (rate("queue-batch", 64), rate("os-pipe", 64)) {
+        out.push(format!(
+            "queue-batch 64 B stream {:.1}x os-pipe (goal 20x)",
+            q / b
+        ));
+    }
+    if let (Some(q), Some(b)) = (bytes("queue-bytes", 1 << 20), bytes("memcpy", 1 << 20)) {
+        out.push(format!(
+            "queue-bytes 1 MiB stream {:.2}x memcpy (goal 0.4x)",
+            q / b
+        ));
+    }
+    if let (Some(q), Some(b)) = (p50("queue-bytes", "pingpong"), p50("os-pipe", "pingpong")) {
+        out.push(format!(
+            "queue-bytes 64 B pingpong p50 {} vs os-pipe {} (goal no worse)",
+            human_ns(q),
+            human_ns(b)
+        ));
+    }
+    if let Some(q) = p50("queue-bytes", "pingpong-busy") {
+        out.push(format!(
+            "queue-bytes 64 B busy pingpong p50 {} (goal under 2 µs)",
+            human_ns(q)
+        ));
+    }
+    out
 }
 
 fn print_table(rows: &[Row]) {
@@ -943,6 +1012,9 @@ fn print_table(rows: &[Row]) {
         "vs baseline: against the OS mechanism of the same pattern and size in this run; \
          p50 ratio for pingpong and uncontended (lower is better), msgs/s for stream (higher is better)."
     );
+    for goal in queue_goals(rows) {
+        println!("{goal}");
+    }
 }
 
 /// Fold the rounds of one case into its row.
@@ -1008,10 +1080,20 @@ fn print_markdown(rows: &[Row]) {
             ratio,
         );
     }
+    let goals = queue_goals(rows);
+    if !goals.is_empty() {
+        println!();
+        for goal in goals {
+            println!("- {goal}");
+        }
+    }
 }
 
 /// Run the benchmark.
 pub(crate) fn run(opts: &Options) -> BenchResult<()> {
+    if let Some(bytes) = opts.queue_capacity {
+        let _ = QUEUE_CAPACITY.set(bytes);
+    }
     let cases: Vec<Case> = cases()
         .into_iter()
         .filter(|c| {
@@ -1050,7 +1132,7 @@ pub(crate) fn run(opts: &Options) -> BenchResult<()> {
             ));
             for (i, case) in cases.iter().enumerate() {
                 if (case.pattern, case.size) == (pattern, size) {
-                    let n = iterations(pattern, size);
+                    let n = iterations(pattern, size, opts.quick);
                     let n = if opts.smoke { (n / 50).max(3) } else { n };
                     samples[i].push((case.run)(n)?);
                 }

@@ -100,6 +100,14 @@ pub const KIND_SIDE: u32 = 2;
 /// Filler to the end of the lap.
 pub const KIND_WRAP: u32 = 3;
 
+/// Bytes `put_many` writes under one lock hold before it commits them (at
+/// least one record).
+pub const PUT_MANY_BYTES: u32 = 64 << 10;
+/// Bytes a get of many records copies out under one lock hold (at least one
+/// record): more would only make the caller's buffer grow, not the queue
+/// faster.
+pub const TAKE_BYTES: usize = 4 << 20;
+
 /// Bytes of a record header.
 pub const HEADER: u32 = 8;
 /// Bytes a side record's body starts with (sequence number, out-of-line size).
@@ -891,6 +899,9 @@ impl RawQueue {
     /// Put inline records under one lock hold while they fit, committing
     /// them with one store; waits for room for the rest. Returns how many
     /// went in (all of them, or those before an error).
+    ///
+    /// Records are committed every [`PUT_MANY_BYTES`], so a batch of large
+    /// records streams to consumers instead of arriving all at once.
     pub fn put_many<E: Env + ?Sized, R: Region + ?Sized>(
         &self,
         env: &E,
@@ -952,6 +963,11 @@ impl RawQueue {
                 space.take(need);
                 added += 1;
                 i += 1;
+                if t.at.wrapping_sub(t0.at) >= PUT_MANY_BYTES {
+                    // Commit what is written, so consumers copy it out while
+                    // we write the rest (and other producers get a turn).
+                    break;
+                }
             }
             if added > 0 {
                 // SYNC POINT: write, as in `append_one`.
@@ -1040,6 +1056,7 @@ impl RawQueue {
         let mut n = 0usize;
         let joinable = self.joinable();
         let mut slot = None;
+        let base = scratch.len();
         while n < max {
             if h.at == t.at {
                 // SYNC POINT: read. Acquire pairs with the producers'
@@ -1136,7 +1153,7 @@ impl RawQueue {
                     .store(c.saturating_sub(1), Ordering::Relaxed);
             }
             n += 1;
-            if !sink(taken, scratch, start) {
+            if !sink(taken, scratch, start) || scratch.len().saturating_sub(base) >= TAKE_BYTES {
                 break;
             }
         }

@@ -353,3 +353,37 @@ fn commit_words_sit_where_the_hostile_test_reaches_them() {
     assert_eq!(tail, u64::from(record_size(3).unwrap()) | (1 << 32));
     assert_eq!(head, 0);
 }
+
+#[test]
+fn large_batches_commit_and_copy_in_bounded_chunks() {
+    use multiproc_shm::queue::{PUT_MANY_BYTES, TAKE_BYTES};
+    let cap = 16 << 20;
+    let ring = Heap::new(cap);
+    let q = RawQueue::new(0, 1 << 20, false);
+    // put_many commits every PUT_MANY_BYTES: a batch of several such
+    // chunks still goes in whole and in order.
+    let big = PUT_MANY_BYTES as usize + 100;
+    let ms: Vec<Vec<u8>> = (0..5).map(|i| message(i, big)).collect();
+    let slices: Vec<&[u8]> = ms.iter().map(Vec::as_slice).collect();
+    assert_eq!(q.put_many(&Solo, &ring, &slices, now()), Ok(5));
+    // A get of many stops after TAKE_BYTES (at least one record).
+    let mib = 1 << 20;
+    for i in 5..13 {
+        put(&q, &ring, &message(i, mib)).unwrap();
+    }
+    let mut got = Vec::new();
+    while let Ok(batch) = get(&q, &ring, 1000) {
+        let bytes: usize = batch.iter().map(Vec::len).sum();
+        assert!(
+            bytes < TAKE_BYTES + mib,
+            "one get copied {bytes} bytes: not bounded"
+        );
+        got.extend(batch);
+    }
+    let expected: Vec<Vec<u8>> = (0..5)
+        .map(|i| message(i, big))
+        .chain((5..13).map(|i| message(i, mib)))
+        .collect();
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "records out of order or damaged");
+}
