@@ -983,6 +983,16 @@ fn queue_goals(rows: &[Row]) -> Vec<String> {
     out
 }
 
+/// A ratio with two significant digits below 0.1 (0.004x, not 0.00x).
+fn human_ratio(x: f64) -> String {
+    if x > 0.0 && x < 0.1 {
+        let decimals = (-x.log10().floor()) as usize + 1;
+        format!("{x:.decimals$}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
 fn print_table(rows: &[Row]) {
     println!(
         "{:<18} {:<11} {:>7} {:>11} {:>11} {:>12} {:>12} {:>18}",
@@ -991,7 +1001,8 @@ fn print_table(rows: &[Row]) {
     for r in rows {
         let ratio = ratio_to_baseline(r, rows).map_or(String::new(), |x| {
             format!(
-                "{x:.2}x {}",
+                "{}x {}",
+                human_ratio(x),
                 baseline(r, rows).map_or("", |b| b.mechanism.as_str())
             )
         });
@@ -1064,7 +1075,8 @@ fn print_markdown(rows: &[Row]) {
     for r in rows {
         let ratio = ratio_to_baseline(r, rows).map_or(String::new(), |x| {
             format!(
-                "{x:.2}x {}",
+                "{}x {}",
+                human_ratio(x),
                 baseline(r, rows).map_or("", |b| b.mechanism.as_str())
             )
         });
