@@ -65,6 +65,9 @@ fn a_blocked_put_is_released_by_a_get_in_another_process() {
     q.put(1).unwrap();
     let mut p = Process::spawn(take_one_later, q.clone()).unwrap();
     q.put(2).unwrap(); // blocks until the child takes 1
+    // Had the put not waited, both items would still be queued now (the
+    // child waits 100 ms before its get).
+    assert_eq!(q.qsize(), 1);
     assert_eq!(p.join().unwrap(), 1);
     assert_eq!(q.get().unwrap(), 2);
 }
