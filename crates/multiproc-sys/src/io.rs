@@ -117,6 +117,28 @@ pub fn write_all_vectored(
     Ok(())
 }
 
+/// Move the descriptors a `recvmsg` received into `fds` (so they are owned
+/// and closed on every path), then refuse the message if some were dropped
+/// in transit (`MSG_CTRUNC`).
+fn take_fds(
+    control: &mut RecvAncillaryBuffer<'_>,
+    flags: ReturnFlags,
+    fds: &mut impl Extend<OwnedFd>,
+) -> io::Result<()> {
+    for m in control.drain() {
+        if let RecvAncillaryMessage::ScmRights(received) = m {
+            fds.extend(received);
+        }
+    }
+    if flags.contains(ReturnFlags::CTRUNC) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "file descriptors were dropped in transit (MSG_CTRUNC)",
+        ));
+    }
+    Ok(())
+}
+
 /// Read into `buf` from a socket; file descriptors that arrive are appended to
 /// `fds` (close-on-exec). `Ok(0)` is end of file.
 ///
@@ -134,17 +156,7 @@ pub fn recv_with_fds(
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(buf)];
     let msg = retry(|| rustix::net::recvmsg(fd, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC))?;
-    for m in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(received) = m {
-            fds.extend(received);
-        }
-    }
-    if msg.flags.contains(ReturnFlags::CTRUNC) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "file descriptors were truncated in transit (MSG_CTRUNC)",
-        ));
-    }
+    take_fds(&mut control, msg.flags, fds)?;
     Ok(msg.bytes)
 }
 
@@ -257,17 +269,7 @@ pub fn recv_datagram_nonblocking(
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
         Err(e) => return Err(e),
     };
-    for m in control.drain() {
-        if let RecvAncillaryMessage::ScmRights(received) = m {
-            fds.extend(received);
-        }
-    }
-    if msg.flags.contains(ReturnFlags::CTRUNC) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "file descriptors were dropped in transit (MSG_CTRUNC)",
-        ));
-    }
+    take_fds(&mut control, msg.flags, fds)?;
     Ok(Some(msg.bytes))
 }
 

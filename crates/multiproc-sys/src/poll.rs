@@ -50,10 +50,14 @@ pub fn wait_any_readable(
     }
 }
 
-/// Wait until `fd` is readable or hung up, or `deadline` passes
-/// (`None`: forever; a deadline in the past: just look).
-pub fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<Readiness> {
-    let mut pfd = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+/// Poll one descriptor for `events` until some are ready or `deadline`
+/// passes (`None`: forever); its returned events (empty on timeout).
+fn wait_one(
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
+    deadline: Option<Instant>,
+) -> io::Result<PollFlags> {
+    let mut pfd = [PollFd::from_borrowed_fd(fd, events)];
     loop {
         let timeout = deadline.map(|d| timespec(d.saturating_duration_since(Instant::now())));
         match rustix::event::poll(&mut pfd, timeout.as_ref()) {
@@ -64,31 +68,24 @@ pub fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Resul
                 if r.contains(PollFlags::NVAL) {
                     return Err(Errno::BADF.into());
                 }
-                return Ok(Readiness {
-                    readable: r.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR),
-                    hangup: r.contains(PollFlags::HUP),
-                });
+                return Ok(r);
             }
         }
     }
 }
 
+/// Wait until `fd` is readable or hung up, or `deadline` passes
+/// (`None`: forever; a deadline in the past: just look).
+pub fn wait_readable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<Readiness> {
+    let r = wait_one(fd, PollFlags::IN, deadline)?;
+    Ok(Readiness {
+        readable: r.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR),
+        hangup: r.contains(PollFlags::HUP),
+    })
+}
+
 /// Wait until `fd` is writable (or in error), or `deadline` passes; whether
 /// it is.
 pub fn wait_writable(fd: BorrowedFd<'_>, deadline: Option<Instant>) -> io::Result<bool> {
-    let mut pfd = [PollFd::from_borrowed_fd(fd, PollFlags::OUT)];
-    loop {
-        let timeout = deadline.map(|d| timespec(d.saturating_duration_since(Instant::now())));
-        match rustix::event::poll(&mut pfd, timeout.as_ref()) {
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-            Ok(_) => {
-                let r = pfd[0].revents();
-                if r.contains(PollFlags::NVAL) {
-                    return Err(Errno::BADF.into());
-                }
-                return Ok(!r.is_empty());
-            }
-        }
-    }
+    Ok(!wait_one(fd, PollFlags::OUT, deadline)?.is_empty())
 }
