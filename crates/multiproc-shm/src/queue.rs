@@ -1217,6 +1217,17 @@ impl RawQueue {
         t.at.wrapping_sub(h.at)
     }
 
+    /// Processes registered as sleeping: (in `get`, in `put`). A waiter
+    /// registers only after its brief spin, so a count above zero means
+    /// someone is blocked (tests wait for it instead of sleeping).
+    pub fn sleepers(&self) -> (u32, u32) {
+        // Ordering::Relaxed: a snapshot for diagnostics and tests.
+        (
+            self.not_empty.sleepers.load(Ordering::Relaxed),
+            self.not_full.sleepers.load(Ordering::Relaxed),
+        )
+    }
+
     /// The commit words and wait state, for diagnostics.
     pub fn debug_state(&self) -> String {
         let r = |a: &AtomicU64| Pos::unpack(a.load(Ordering::Acquire));

@@ -979,6 +979,12 @@ impl<T> Queue<T> {
         self.inner.raw().debug_state()
     }
 
+    #[doc(hidden)]
+    /// Processes blocked now: (in a get, in a put). For tests.
+    pub fn sleepers(&self) -> (u32, u32) {
+        self.inner.raw().sleepers()
+    }
+
     /// Close the queue for every process: later puts fail with `Closed`,
     /// gets drain what is left and then fail with [`GetError::Closed`].
     /// Wakes every waiter.

@@ -6,7 +6,7 @@ mod common;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::watchdog;
+use common::{sleep_forever, wait_until, watchdog};
 use multiproc::{
     Connection, GetError, JoinableQueue, Process, PutError, Queue, RawArray, SimpleQueue, pipe,
 };
@@ -51,7 +51,8 @@ fn full_and_empty_hand_back_and_time_out() {
 }
 
 fn take_one_later(q: Queue<u64>) -> u64 {
-    std::thread::sleep(Duration::from_millis(100));
+    // Take only once the parent is blocked in its put.
+    assert!(wait_until(LIMIT, || q.sleepers().1 > 0), "no blocked put");
     q.get().unwrap()
 }
 
@@ -65,15 +66,15 @@ fn a_blocked_put_is_released_by_a_get_in_another_process() {
     q.put(1).unwrap();
     let mut p = Process::spawn(take_one_later, q.clone()).unwrap();
     q.put(2).unwrap(); // blocks until the child takes 1
-    // Had the put not waited, both items would still be queued now (the
-    // child waits 100 ms before its get).
+    // The child took 1 only after this put had blocked.
     assert_eq!(q.qsize(), 1);
     assert_eq!(p.join().unwrap(), 1);
     assert_eq!(q.get().unwrap(), 2);
 }
 
 fn close_later(q: Queue<u64>) {
-    std::thread::sleep(Duration::from_millis(100));
+    // Close only once the parent is blocked in its get.
+    assert!(wait_until(LIMIT, || q.sleepers().0 > 0), "no blocked get");
     q.close();
 }
 
@@ -277,9 +278,7 @@ fn take_and_die(arg: (JoinableQueue<u32>, Connection<u32>)) {
     let (q, mut tx) = arg;
     let item = q.get().unwrap();
     tx.send(&item).unwrap();
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
+    sleep_forever();
 }
 
 #[test]

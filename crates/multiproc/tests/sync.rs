@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::watchdog;
+use common::{sleep_forever, watchdog};
 use multiproc::{
     AcquireError, Array, Barrier, BoundedSemaphore, BrokenBarrierError, Builder, Condition,
     Connection, Event, Lock, Process, RLock, RawArray, RawValue, ReleaseError, Semaphore,
@@ -15,12 +15,6 @@ use multiproc::{
 multiproc::enable_test_support!();
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-fn sleep_forever() -> ! {
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
-}
 
 // ----- Lock ---------------------------------------------------------------------
 
