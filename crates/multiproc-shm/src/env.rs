@@ -40,7 +40,30 @@ pub trait Env {
     fn failpoints_armed(&self) -> bool {
         false
     }
+    /// The hot side of a Dekker pair (a notifier: store the condition,
+    /// barrier, load the sleeper count). `true`: a compiler barrier is
+    /// enough, because every waiter's [`heavy_barrier`](Self::heavy_barrier)
+    /// runs a full barrier on this process's CPUs (`membarrier(2)`).
+    /// `false` by default: notifiers run a full fence.
+    fn light_barriers(&self) -> bool {
+        false
+    }
+    /// The rare side of a Dekker pair (a waiter: store the sleeper count,
+    /// barrier, load the condition). Returns whether it also covers
+    /// notifiers that use [light barriers](Self::light_barriers); a waiter
+    /// that is not covered re-checks its condition every
+    /// [`UNCOVERED_RECHECK`] while it sleeps. By default a full fence, which
+    /// covers every notifier when no environment uses light barriers.
+    fn heavy_barrier(&self) -> bool {
+        crate::sync::fence(crate::sync::Ordering::SeqCst);
+        true
+    }
 }
+
+/// How often a waiter whose [`Env::heavy_barrier`] could not cover light
+/// notifiers wakes to re-check its condition (a missed wake-up costs at
+/// most this long).
+pub const UNCOVERED_RECHECK: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// How long a waiter sleeps before it checks whether the process it waits
 /// for is still alive. Owner death is noticed within about this long.

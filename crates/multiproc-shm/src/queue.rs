@@ -59,11 +59,15 @@
 //! # Keeping the ring small
 //!
 //! The ring is large (the default budget is 128 MiB of virtual memory), but
-//! a producer that finds the queue empty past the first [`soft_limit`] bytes
-//! of a lap moves both commit words to the start of the next lap (with a
-//! `WRAP` record, so a crash in between leaves a valid ring). So a queue whose
-//! consumers keep up cycles through its first few hundred KiB, which stay in
-//! cache, and touches more pages only while a backlog needs them.
+//! a producer past the first [`soft_limit`] bytes of a lap that finds the
+//! queue empty, or its one record being taken (a consumer loaded the current
+//! `tail`), commits a `WRAP` record so that the next record starts the next
+//! lap at offset 0. So a queue whose consumers keep up cycles through its
+//! first MiB or two, which stay in cache, and touches more pages only while
+//! a backlog needs them. A producer that runs out of room with a WRAP at the
+//! head consumes it itself, so the rest of that lap is never out of reach
+//! while the consumers are idle. The producer looks at the consumers'
+//! position once every [`LAP_PROBE_EVERY`] bytes at most.
 //!
 //! # Waiting
 //!
@@ -90,7 +94,7 @@ use std::time::Instant;
 
 use crate::env::{self, Env};
 use crate::lock::{Acquired, LockError, RawLock};
-use crate::sync::{AtomicU32, AtomicU64, Ordering, fence};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, compiler_fence, fence};
 
 /// A record whose body is the payload.
 pub const KIND_INLINE: u32 = 1;
@@ -128,6 +132,18 @@ pub fn record_size(len: usize) -> Option<u32> {
     let len = u32::try_from(len).ok()?;
     len.checked_add(HEADER + 7).map(|n| n & !7)
 }
+
+/// The most bytes a lap restart leaves pending behind it (a quarter of the
+/// ring, at most 4 MiB): what [`RawQueue`] may copy once to free the rest of
+/// that lap when a producer runs short of room before the consumers pass it.
+#[inline]
+pub fn restart_backlog(cap: u32) -> u32 {
+    (cap / 4).min(4 << 20)
+}
+
+/// Bytes a producer past the soft limit writes between two looks at the
+/// consumers' position (each look is a cache miss on their cache line).
+pub const LAP_PROBE_EVERY: u32 = 4096;
 
 /// Where a producer that finds the queue empty starts the next lap over
 /// (a quarter of the ring, at most 1 MiB).
@@ -203,14 +219,19 @@ impl Signal {
     /// Register as a sleeper; then re-check the condition, and either
     /// [`cancel`](Self::cancel) or [`park`](Self::park).
     #[inline]
-    fn prepare(&self) -> u32 {
-        // Ordering::Relaxed: ordered by the fence, which is one half of the
-        // Dekker pair with `notify` (store sleepers, fence, load condition).
+    fn prepare<E: Env + ?Sized>(&self, env: &E) -> Ticket {
+        // Ordering::Relaxed: ordered by the barrier, which is one half of the
+        // Dekker pair with `notify` (store sleepers, barrier, load
+        // condition). The waiter's half is the heavy one (Env docs).
         self.sleepers.fetch_add(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        // SYNC POINT: read. Acquire pairs with the Release bump in `notify`:
-        // a waiter that sees the bump sees the condition change before it.
-        self.seq.load(Ordering::Acquire)
+        let covered = env.heavy_barrier();
+        Ticket {
+            // SYNC POINT: read. Acquire pairs with the Release bump in
+            // `notify`: a waiter that sees the bump sees the condition
+            // change before it.
+            seen: self.seq.load(Ordering::Acquire),
+            covered,
+        }
     }
 
     #[inline]
@@ -219,8 +240,17 @@ impl Signal {
         self.sleepers.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Sleep until notified after `seen` or `deadline`; whether notified.
-    fn park<E: Env + ?Sized>(&self, env: &E, seen: u32, deadline: Option<Instant>) -> bool {
+    /// Sleep until notified after `ticket` or `deadline`; whether notified.
+    /// An uncovered waiter (see [`Env::heavy_barrier`]) returns after
+    /// [`UNCOVERED_RECHECK`] at most, so that its caller re-checks.
+    fn park<E: Env + ?Sized>(&self, env: &E, ticket: Ticket, deadline: Option<Instant>) -> bool {
+        let deadline = if ticket.covered {
+            deadline
+        } else {
+            let recheck = Instant::now() + env::UNCOVERED_RECHECK;
+            Some(deadline.map_or(recheck, |d| d.min(recheck)))
+        };
+        let seen = ticket.seen;
         let notified = loop {
             if self.seq.load(Ordering::Acquire) != seen {
                 break true;
@@ -237,9 +267,14 @@ impl Signal {
     /// system call when there are none.
     #[inline]
     fn notify<E: Env + ?Sized>(&self, env: &E, n: u32) {
-        // The other half of the Dekker pair: store condition, fence, load
-        // sleepers.
-        fence(Ordering::SeqCst);
+        // The other half of the Dekker pair: store condition, barrier, load
+        // sleepers. The light form is only a compiler barrier: the waiters'
+        // heavy barrier (membarrier) orders this side for them.
+        if env.light_barriers() {
+            compiler_fence(Ordering::SeqCst);
+        } else {
+            fence(Ordering::SeqCst);
+        }
         if self.sleepers.load(Ordering::Relaxed) > 0 {
             // SYNC POINT: write. Pairs with the Acquire loads in `prepare`
             // and `park`.
@@ -247,6 +282,14 @@ impl Signal {
             env.wake(&self.seq, n);
         }
     }
+}
+
+/// What [`Signal::prepare`] saw: the sequence number, and whether the
+/// waiter's barrier covers light notifiers.
+#[derive(Debug, Clone, Copy)]
+struct Ticket {
+    seen: u32,
+    covered: bool,
 }
 
 #[derive(Debug)]
@@ -274,6 +317,9 @@ struct Producers {
     /// Out-of-line bytes put, ever (added after the commit: a producer that
     /// dies in between makes the budget a little looser, never tighter).
     ool_put: AtomicU64,
+    /// The `tail` position from which a producer past the soft limit looks
+    /// at the consumers again to restart the lap ([`LAP_PROBE_EVERY`]).
+    lap_probe: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -470,6 +516,7 @@ impl RawQueue {
                 head_seen: AtomicU64::new(0),
                 side_seq: AtomicU64::new(0),
                 ool_put: AtomicU64::new(0),
+                lap_probe: AtomicU32::new(0),
             },
             tail: Word(AtomicU64::new(0)),
             cons: Consumers {
@@ -624,10 +671,29 @@ impl RawQueue {
         ring: &R,
         t: Pos,
     ) -> Pos {
+        // Look at the consumers at most once every LAP_PROBE_EVERY bytes
+        // (the `head` and `tail_seen` loads below are cache misses).
+        let probe = self.prod.lap_probe.load(Ordering::Relaxed);
+        if t.at.wrapping_sub(probe) > MAX_CAPACITY {
+            return t;
+        }
         let cap = ring.capacity();
         let off = t.at & (cap - 1);
         // SYNC POINT: read, as in `space`.
-        if Pos::unpack(self.head.0.load(Ordering::Acquire)).at != t.at {
+        let h = Pos::unpack(self.head.0.load(Ordering::Acquire));
+        // Restart when what is pending is all in this lap, small, and no
+        // larger than the filler: then a producer short of room in the next
+        // lap can always move it into the filler's end and free the rest of
+        // this lap ([`reclaim_lap`](Self::reclaim_lap)). A stream whose
+        // consumers keep pace is rarely empty at a put, only a record or two
+        // behind, and without this would walk the whole ring.
+        let pending = t.at.wrapping_sub(h.at);
+        let restart = pending <= off && pending <= restart_backlog(cap) && pending <= cap - off;
+        if !restart {
+            self.prod.lap_probe.store(
+                t.at.wrapping_add(LAP_PROBE_EVERY.min(soft_limit(cap))),
+                Ordering::Relaxed,
+            );
             return t;
         }
         Self::write_header(ring, off, 0, KIND_WRAP);
@@ -641,9 +707,8 @@ impl RawQueue {
         t
     }
 
-    /// Whether the record at `head` is a WRAP (no lock needed: committed
-    /// records are only ever overwritten by a producer, and the caller
-    /// holds the P lock).
+    /// Whether the record at `head` is a WRAP (a hint for a waiting
+    /// producer: [`reclaim_lap`](Self::reclaim_lap) frees its lap).
     fn wrap_at_head<R: Region + ?Sized>(&self, ring: &R) -> bool {
         let h = Pos::unpack(self.head.0.load(Ordering::Acquire));
         let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
@@ -655,44 +720,90 @@ impl RawQueue {
         u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) == KIND_WRAP
     }
 
-    /// With the P lock held and no room: if a WRAP record is at the head
-    /// (consumers are idle, or busy elsewhere), consume it under the C lock,
-    /// freeing the rest of its lap. Returns whether it did.
-    fn skip_wraps<E: Env + ?Sized, R: Region + ?Sized>(
+    /// With the P lock held and no room: free the rest of a lap that a
+    /// WRAP ahead of the consumers holds. If the records before the first
+    /// WRAP after the head are few (at most [`restart_backlog`] bytes, as a
+    /// lap restart leaves them) and fit in its filler, copy them to the end
+    /// of the filler and move `head` to the copy with one store, under the
+    /// C lock: the rest of the lap is free, the records and their order
+    /// unchanged. A WRAP right at the head (consumers idle) is simply
+    /// consumed. Returns whether `head` moved.
+    ///
+    /// A producer killed before the `head` store leaves only bytes inside
+    /// the filler, which nobody reads; after it, the copy is the queue.
+    fn reclaim_lap<E: Env + ?Sized, R: Region + ?Sized>(
         &self,
         env: &E,
         ring: &R,
         deadline: Option<Instant>,
     ) -> Result<bool, QueueError> {
-        if !self.wrap_at_head(ring) {
-            return Ok(false);
-        }
         // Lock order is always P then C.
         self.lock(&self.cons.lock, env, deadline)?;
         let cap = ring.capacity();
-        let mut h = Pos::unpack(self.head.0.load(Ordering::Relaxed));
-        let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
-        let start = h;
-        while h.at != t.at {
-            let avail = t.at.wrapping_sub(h.at);
-            let off = h.at & (cap - 1);
-            let mut hdr = [0u8; 8];
-            ring.read(off, &mut hdr);
-            let kind = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
-            if kind != KIND_WRAP || cap - off > avail || avail > cap {
+        let start = Pos::unpack(self.head.0.load(Ordering::Relaxed));
+        let mut h = start;
+        while let Some(before) = self.records_before_wrap(ring, h) {
+            let w = h.at.wrapping_add(before);
+            let lap_end = w.wrapping_add(cap - (w & (cap - 1)));
+            if before > 0 {
+                let from = h.at & (cap - 1);
+                let to = cap - before;
+                if to < (w & (cap - 1)) + HEADER {
+                    break;
+                }
+                let mut bytes = vec![0u8; before as usize];
+                ring.read(from, &mut bytes);
+                ring.write(to, &bytes);
+                env.failpoint("reclaim.copied");
+            }
+            h.at = lap_end.wrapping_sub(before);
+            // SYNC POINT: write, as in `take`: consumers that see the new
+            // head read the copy (the bytes were written before).
+            self.head.0.store(h.pack(), Ordering::Release);
+            if before > 0 {
                 break;
             }
-            h.at = h.at.wrapping_add(cap - off);
         }
         if h != start {
-            // SYNC POINT: write, as in `take`.
-            self.head.0.store(h.pack(), Ordering::Release);
             self.prod.head_seen.store(h.pack(), Ordering::Relaxed);
-            // The consumers' cached tail must never be behind their head.
-            self.cons.tail_seen.store(t.pack(), Ordering::Relaxed);
+            // The consumers' cached tail must never be behind their head;
+            // the head makes their next take load `tail`.
+            self.cons.tail_seen.store(h.pack(), Ordering::Relaxed);
         }
         Self::unlock(&self.cons.lock, env);
         Ok(h != start)
+    }
+
+    /// Bytes of the records from `h` to the first WRAP after it, if that
+    /// WRAP is committed, they are at most [`restart_backlog`] bytes and in
+    /// `h`'s lap, and the headers on the way are sane.
+    fn records_before_wrap<R: Region + ?Sized>(&self, ring: &R, h: Pos) -> Option<u32> {
+        let cap = ring.capacity();
+        let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
+        let avail = t.at.wrapping_sub(h.at);
+        if avail > cap || h.at % 8 != 0 {
+            return None;
+        }
+        let limit = restart_backlog(cap).min(avail);
+        let mut before = 0u32;
+        loop {
+            if before >= avail {
+                return None;
+            }
+            let off = h.at.wrapping_add(before) & (cap - 1);
+            let mut hdr = [0u8; 8];
+            ring.read(off, &mut hdr);
+            let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
+            let kind = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+            if kind == KIND_WRAP {
+                return (cap - off <= avail - before).then_some(before);
+            }
+            let size = u64::from(HEADER) + u64::from(pad8(len.min(u32::MAX - 7)));
+            if size > u64::from(cap - off) || size > u64::from(limit - before.min(limit)) {
+                return None;
+            }
+            before += size as u32;
+        }
     }
 
     #[inline]
@@ -825,7 +936,7 @@ impl RawQueue {
         let t = self.restart_lap(env, ring, t);
         let wrap = match self.fits(ring, t, size)? {
             Some(wrap) => wrap,
-            None if self.skip_wraps(env, ring, deadline)? => match self.fits(ring, t, size)? {
+            None if self.reclaim_lap(env, ring, deadline)? => match self.fits(ring, t, size)? {
                 Some(wrap) => wrap,
                 None => return Ok(Appended::NoRoom),
             },
@@ -879,7 +990,7 @@ impl RawQueue {
         if env::expired(deadline) {
             return Err(QueueError::Timeout);
         }
-        let seen = self.not_full.prepare();
+        let seen = self.not_full.prepare(env);
         // Re-check after registering (Dekker with the consumers' notify).
         if self.is_closed() || ready() {
             self.not_full.cancel();
@@ -942,7 +1053,7 @@ impl RawQueue {
                         self.space(ring, t, true)
                     } else if !skipped && added == 0 {
                         skipped = true;
-                        match self.skip_wraps(env, ring, deadline) {
+                        match self.reclaim_lap(env, ring, deadline) {
                             Ok(true) => self.space(ring, t, true),
                             Ok(false) => break,
                             Err(e) => Err(e),
@@ -1019,7 +1130,7 @@ impl RawQueue {
             if env::spin_until(|| self.tail.0.load(Ordering::Relaxed) != seen || self.is_closed()) {
                 continue;
             }
-            let ticket = self.not_empty.prepare();
+            let ticket = self.not_empty.prepare(env);
             // Re-check after registering (Dekker with the producers' notify).
             if self.has_items() || self.is_closed() {
                 self.not_empty.cancel();
@@ -1372,7 +1483,7 @@ impl RawQueue {
             }
             // Notifiers (task_done) hold the C lock: preparing under it is
             // enough.
-            let ticket = self.all_done.prepare();
+            let ticket = self.all_done.prepare(env);
             Self::unlock(&self.cons.lock, env);
             check_dead = !self.all_done.park(env, ticket, env::slice(deadline));
         }

@@ -230,6 +230,54 @@ fn a_restarted_lap_costs_no_room_even_with_idle_consumers() {
 }
 
 #[test]
+fn a_lap_restarted_with_records_pending_is_reclaimed_when_consumers_stop() {
+    let cap = 4096;
+    let rec = |id: u32| message(id, 56); // 64-byte records
+    for lead in [1u32, 3] {
+        let ring = Heap::new(cap);
+        let q = RawQueue::new(0, 1 << 20, false);
+        let (mut next, mut want) = (0u32, 0u32);
+        for _ in 0..lead {
+            put(&q, &ring, &rec(next)).unwrap();
+            next += 1;
+        }
+        // Consumers `lead` records behind, as in a stream, until a put
+        // restarts the lap with those records still pending (a WRAP after
+        // them: the used bytes jump by the filler).
+        loop {
+            put(&q, &ring, &rec(next)).unwrap();
+            next += 1;
+            if q.used_bytes() > (lead + 1) * 64 {
+                break;
+            }
+            assert_eq!(get(&q, &ring, 1).unwrap(), vec![rec(want)]);
+            want += 1;
+        }
+        // Now nobody consumes: the ring must still fill completely (the
+        // pending records move behind the WRAP, the rest of the lap is
+        // free again).
+        while put(&q, &ring, &rec(next)).is_ok() {
+            next += 1;
+        }
+        assert_eq!(
+            q.len() * 64,
+            cap,
+            "lead {lead}: room stranded: {}",
+            q.debug_state()
+        );
+        // And everything comes out in order.
+        while want < next {
+            let got = get(&q, &ring, 7).unwrap();
+            for g in got {
+                assert_eq!(g, rec(want), "lead {lead}");
+                want += 1;
+            }
+        }
+        assert!(q.is_empty());
+    }
+}
+
+#[test]
 fn item_limit_and_closing() {
     let ring = Heap::new(256);
     let q = RawQueue::new(2, 1 << 20, false);

@@ -22,6 +22,7 @@ pub mod baseline;
 pub mod fd;
 pub mod futex;
 pub mod io;
+pub mod membarrier;
 pub mod poll;
 pub mod process;
 pub mod shm;

@@ -12,6 +12,9 @@ use multiproc_shm::{Env, Me};
 static PID: AtomicU32 = AtomicU32::new(0);
 static START: AtomicU32 = AtomicU32::new(0);
 static AT_FORK: Once = Once::new();
+/// The pid that registered for `membarrier` global barriers (a forked child
+/// has a new pid and registers again), or `!pid` if registering failed.
+static MEMBARRIER_PID: AtomicU32 = AtomicU32::new(0);
 
 thread_local! {
     static TID: Cell<u32> = const { Cell::new(0) };
@@ -80,6 +83,31 @@ impl Env for ProcessEnv {
     #[inline]
     fn failpoints_armed(&self) -> bool {
         crate::failpoint::armed()
+    }
+
+    #[inline]
+    fn light_barriers(&self) -> bool {
+        let pid = my_pid();
+        // Ordering::Relaxed: only this process writes it for its pid; the
+        // registration itself is ordered by the system call.
+        let v = MEMBARRIER_PID.load(Ordering::Relaxed);
+        if v == pid {
+            return true;
+        }
+        if v == !pid {
+            return false;
+        }
+        let ok = multiproc_sys::membarrier::register();
+        MEMBARRIER_PID.store(if ok { pid } else { !pid }, Ordering::Relaxed);
+        ok
+    }
+
+    fn heavy_barrier(&self) -> bool {
+        if multiproc_sys::membarrier::global() {
+            return true;
+        }
+        std::sync::atomic::fence(Ordering::SeqCst);
+        false
     }
 
     #[inline]
