@@ -673,11 +673,18 @@ impl RawQueue {
     ) -> Pos {
         // Look at the consumers at most once every LAP_PROBE_EVERY bytes
         // (the `head` and `tail_seen` loads below are cache misses).
-        let probe = self.prod.lap_probe.load(Ordering::Relaxed);
-        if t.at.wrapping_sub(probe) > MAX_CAPACITY {
+        // (Only `tail` positions up to LAP_PROBE_EVERY before the probe
+        // wait, so a stale probe never stops the looks for good.)
+        let cap = ring.capacity();
+        let every = LAP_PROBE_EVERY.min(soft_limit(cap));
+        let wait = self
+            .prod
+            .lap_probe
+            .load(Ordering::Relaxed)
+            .wrapping_sub(t.at);
+        if wait != 0 && wait <= every {
             return t;
         }
-        let cap = ring.capacity();
         let off = t.at & (cap - 1);
         // SYNC POINT: read, as in `space`.
         let h = Pos::unpack(self.head.0.load(Ordering::Acquire));

@@ -402,6 +402,49 @@ fn commit_words_sit_where_the_hostile_test_reaches_them() {
     assert_eq!(head, 0);
 }
 
+/// The queue's commit word at byte `off` of its state (256: tail, 512:
+/// head; checked by the test above).
+fn word(q: &RawQueue, off: usize) -> &std::sync::atomic::AtomicU64 {
+    let p = (q as *const RawQueue).cast::<u8>();
+    // SAFETY: an in-bounds, 8-aligned offset of the state, which lives as
+    // long as `q`; the state's words are atomics.
+    unsafe { &*p.add(off).cast::<std::sync::atomic::AtomicU64>() }
+}
+
+#[test]
+fn laps_restart_wherever_the_position_counter_is() {
+    // Start the commit words a few laps before the 32-bit position counter
+    // wraps, and cross that point (and 2^31 before it) in a ping-pong of
+    // records over the soft limit: every put must restart the lap, so the
+    // ring's first record slots are all it ever uses.
+    let cap = 4096u32;
+    let ring = Heap::new(cap);
+    let body = [5u8; 1100];
+    let size = record_size(body.len()).unwrap();
+    for start in [
+        (1u64 << 31) - 4 * u64::from(cap),
+        (1u64 << 32) - 4 * u64::from(cap),
+    ] {
+        let q = RawQueue::new(0, 1 << 20, false);
+        // tail, head, and the cached copies after each group's 32-byte lock
+        // (the producers' head_seen, the consumers' tail_seen).
+        assert_eq!(std::mem::size_of::<multiproc_shm::RawLock>(), 32);
+        for off in [256, 512, 128 + 32, 384 + 32] {
+            word(&q, off).store(start, std::sync::atomic::Ordering::Relaxed);
+        }
+        for round in 0..64 {
+            put(&q, &ring, &body).unwrap();
+            let off = word(&q, 256).load(std::sync::atomic::Ordering::Relaxed) as u32 & (cap - 1);
+            assert!(
+                off <= 2 * size,
+                "start {start:#x} round {round}: the lap was not restarted: {}",
+                q.debug_state()
+            );
+            assert_eq!(get(&q, &ring, 1).unwrap(), vec![body.to_vec()]);
+        }
+    }
+}
+
 #[test]
 fn large_batches_commit_and_copy_in_bounded_chunks() {
     use multiproc_shm::queue::{PUT_MANY_BYTES, TAKE_BYTES};
