@@ -73,12 +73,17 @@
 //!
 //! Three eventcounts ([`Signal`]): `not_empty` (consumers), `not_full`
 //! (producers), `all_done` (`join`). A waiter registers (`sleepers + 1`,
-//! fence), reads the sequence, re-checks its condition and sleeps on the
-//! sequence; a notifier changes the condition, fences, and bumps the
+//! barrier), reads the sequence, re-checks its condition and sleeps on the
+//! sequence; a notifier changes the condition, barrier, and bumps the
 //! sequence and wakes only when `sleepers > 0`. Either the waiter sees the
 //! change or the notifier sees the waiter, so no wake-up is lost and no wake
-//! system call is made when nobody sleeps. Consumers spin briefly on `tail`
-//! before they register. Locks are never held while waiting.
+//! system call is made when nobody sleeps. The barriers are asymmetric
+//! where the [`Env`] allows ([`Env::heavy_barrier`]): the rare waiter runs
+//! `membarrier(2)`, which fences every CPU running a registered process, so
+//! the notifier (every put and get) needs only a compiler barrier instead of
+//! a full fence that waits for its stores to drain. The loom models check
+//! the protocol with full fences on both sides. Consumers spin briefly on
+//! `tail` before they register. Locks are never held while waiting.
 //!
 //! # Side channel
 //!
