@@ -677,9 +677,9 @@ impl RawQueue {
         t: Pos,
     ) -> Pos {
         // Look at the consumers at most once every LAP_PROBE_EVERY bytes
-        // (the `head` and `tail_seen` loads below are cache misses).
-        // (Only `tail` positions up to LAP_PROBE_EVERY before the probe
-        // wait, so a stale probe never stops the looks for good.)
+        // (the `head` load below is a cache miss). Only `tail` positions up
+        // to that far before the probe wait, so a stale probe never stops
+        // the looks for good.
         let cap = ring.capacity();
         let every = LAP_PROBE_EVERY.min(soft_limit(cap));
         let wait = self
@@ -700,12 +700,13 @@ impl RawQueue {
         // consumers keep pace is rarely empty at a put, only a record or two
         // behind, and without this would walk the whole ring.
         let pending = t.at.wrapping_sub(h.at);
-        let restart = pending <= off && pending <= restart_backlog(cap) && pending <= cap - off;
+        // (The move keeps the WRAP header: it needs `pending + HEADER`.)
+        let restart =
+            pending <= off && pending <= restart_backlog(cap) && pending + HEADER <= cap - off;
         if !restart {
-            self.prod.lap_probe.store(
-                t.at.wrapping_add(LAP_PROBE_EVERY.min(soft_limit(cap))),
-                Ordering::Relaxed,
-            );
+            self.prod
+                .lap_probe
+                .store(t.at.wrapping_add(every), Ordering::Relaxed);
             return t;
         }
         Self::write_header(ring, off, 0, KIND_WRAP);
