@@ -60,14 +60,16 @@
 //!
 //! The ring is large (the default budget is 128 MiB of virtual memory), but
 //! a producer past the first [`soft_limit`] bytes of a lap that finds the
-//! queue empty, or its one record being taken (a consumer loaded the current
-//! `tail`), commits a `WRAP` record so that the next record starts the next
-//! lap at offset 0. So a queue whose consumers keep up cycles through its
-//! first MiB or two, which stay in cache, and touches more pages only while
-//! a backlog needs them. A producer that runs out of room with a WRAP at the
-//! head consumes it itself, so the rest of that lap is never out of reach
-//! while the consumers are idle. The producer looks at the consumers'
-//! position once every [`LAP_PROBE_EVERY`] bytes at most.
+//! consumers less than [`restart_backlog`] bytes behind (and in this lap)
+//! commits a `WRAP` record so that the next record starts the next lap at
+//! offset 0. So a queue whose consumers keep up cycles through its first
+//! MiBs, which stay in cache, and touches more pages only while a backlog
+//! needs them. A producer that runs out of room before the consumers pass
+//! that WRAP (they stopped) moves the few records before it to the end of
+//! its filler and the head with them (`reclaim_lap`), so the rest of that
+//! lap is never out of reach: a put still blocks only when the ring is
+//! full. The producer looks at the consumers' position once every
+//! [`LAP_PROBE_EVERY`] bytes at most.
 //!
 //! # Waiting
 //!
@@ -130,6 +132,13 @@ pub const MAX_CAPACITY: u32 = 1 << 31;
 pub const MIN_CAPACITY: u32 = 4096;
 /// The least ring the algorithm works with (tests and models use it).
 pub const MIN_RING: u32 = 64;
+
+/// Bytes a record whose header says `len` spans (as `u64`: a hostile `len`
+/// near `u32::MAX` must not overflow).
+#[inline]
+fn record_span(len: u32) -> u64 {
+    u64::from(HEADER) + u64::from(pad8(len.min(u32::MAX - 7)))
+}
 
 /// Bytes a record with a body of `len` bytes occupies, if it can exist.
 #[inline]
@@ -325,6 +334,9 @@ struct Producers {
     /// The `tail` position from which a producer past the soft limit looks
     /// at the consumers again to restart the lap ([`LAP_PROBE_EVERY`]).
     lap_probe: AtomicU32,
+    /// Where the last lap restart wrote its WRAP (`1 << 32 | at`; 0: none
+    /// yet): only records before it can strand a lap (`reclaim_lap`).
+    restart_wrap: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -522,6 +534,7 @@ impl RawQueue {
                 side_seq: AtomicU64::new(0),
                 ool_put: AtomicU64::new(0),
                 lap_probe: AtomicU32::new(0),
+                restart_wrap: AtomicU64::new(0),
             },
             tail: Word(AtomicU64::new(0)),
             cons: Consumers {
@@ -710,6 +723,9 @@ impl RawQueue {
             return t;
         }
         Self::write_header(ring, off, 0, KIND_WRAP);
+        self.prod
+            .restart_wrap
+            .store(1 << 32 | u64::from(t.at), Ordering::Relaxed);
         let t = Pos {
             at: t.at.wrapping_add(cap - off),
             items: t.items,
@@ -728,9 +744,7 @@ impl RawQueue {
         if h.at == t.at || h.at % 8 != 0 {
             return false;
         }
-        let mut hdr = [0u8; 8];
-        ring.read(h.at & (ring.capacity() - 1), &mut hdr);
-        u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]) == KIND_WRAP
+        Self::read_header(ring, h.at & (ring.capacity() - 1)).1 == KIND_WRAP
     }
 
     /// With the P lock held and no room: free the rest of a lap that a
@@ -750,9 +764,25 @@ impl RawQueue {
         ring: &R,
         deadline: Option<Instant>,
     ) -> Result<bool, QueueError> {
+        let cap = ring.capacity();
+        // Without the C lock first, so that a ring that is simply full costs
+        // no lock and no walk: there is something to do only with a WRAP at
+        // the head, or the consumers before the last restart's WRAP (by at
+        // most what a restart leaves) — and never when the item limit, not
+        // the room, is what is short.
+        let h = Pos::unpack(self.head.0.load(Ordering::Acquire));
+        let t = Pos::unpack(self.tail.0.load(Ordering::Relaxed));
+        let maxsize = self.maxsize();
+        if maxsize != 0 && t.items.wrapping_sub(h.items) >= maxsize {
+            return Ok(false);
+        }
+        let w = self.prod.restart_wrap.load(Ordering::Relaxed);
+        let behind_restart = w >> 32 == 1 && (w as u32).wrapping_sub(h.at) <= restart_backlog(cap);
+        if !behind_restart && !self.wrap_at_head(ring) {
+            return Ok(false);
+        }
         // Lock order is always P then C.
         self.lock(&self.cons.lock, env, deadline)?;
-        let cap = ring.capacity();
         let start = Pos::unpack(self.head.0.load(Ordering::Relaxed));
         let mut h = start;
         while let Some(before) = self.records_before_wrap(ring, h) {
@@ -804,19 +834,27 @@ impl RawQueue {
                 return None;
             }
             let off = h.at.wrapping_add(before) & (cap - 1);
-            let mut hdr = [0u8; 8];
-            ring.read(off, &mut hdr);
-            let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
-            let kind = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+            let (len, kind) = Self::read_header(ring, off);
             if kind == KIND_WRAP {
                 return (cap - off <= avail - before).then_some(before);
             }
-            let size = u64::from(HEADER) + u64::from(pad8(len.min(u32::MAX - 7)));
+            let size = record_span(len);
             if size > u64::from(cap - off) || size > u64::from(limit - before.min(limit)) {
                 return None;
             }
             before += size as u32;
         }
+    }
+
+    /// The header at `off`: `(len, kind)`, as written (unvalidated).
+    #[inline]
+    fn read_header<R: Region + ?Sized>(ring: &R, off: u32) -> (u32, u32) {
+        let mut hdr = [0u8; 8];
+        ring.read(off, &mut hdr);
+        (
+            u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]),
+            u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]),
+        )
     }
 
     #[inline]
@@ -1210,10 +1248,7 @@ impl RawQueue {
                 return fail(n, QueueError::Corrupted);
             }
             let off = h.at & (cap - 1);
-            let mut hdr = [0u8; 8];
-            ring.read(off, &mut hdr);
-            let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
-            let kind = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
+            let (len, kind) = Self::read_header(ring, off);
             if kind == KIND_WRAP {
                 let skip = cap - off;
                 if skip > avail {
@@ -1224,7 +1259,7 @@ impl RawQueue {
                 self.head.0.store(h.pack(), Ordering::Release);
                 continue;
             }
-            let size = u64::from(HEADER) + u64::from(pad8(len.min(u32::MAX - 7)));
+            let size = record_span(len);
             let valid_kind =
                 kind == KIND_INLINE || (kind == KIND_SIDE && len as usize >= SIDE_PREFIX);
             if !valid_kind || size > u64::from(cap - off) || size > u64::from(avail) {
