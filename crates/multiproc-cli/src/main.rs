@@ -24,6 +24,10 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Only objects of this kind (shm, fifo, posix-mq, sysv-msg,
+        /// sysv-sem, sysv-shm, socket).
+        #[arg(long)]
+        kind: Option<String>,
     },
     /// Remove named objects whose owner process is dead.
     Clean {
@@ -33,6 +37,10 @@ enum Command {
         /// Only say what would be removed.
         #[arg(long)]
         dry_run: bool,
+        /// Only objects of this kind (shm, fifo, posix-mq, sysv-msg,
+        /// sysv-sem, sysv-shm, socket).
+        #[arg(long)]
+        kind: Option<String>,
     },
 }
 
@@ -42,8 +50,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(opts) => bench::run(&opts),
-        Command::Ls { json } => names::ls(json),
-        Command::Clean { all, dry_run } => names::clean(all, dry_run),
+        Command::Ls { json, kind } => names::ls(json, kind.as_deref()),
+        Command::Clean { all, dry_run, kind } => names::clean(all, dry_run, kind.as_deref()),
     };
     if let Err(e) = result {
         eprintln!("multiproc: {e}");

@@ -68,3 +68,90 @@ fn ls_and_clean_named_segments() {
     assert!(SharedMemory::open(&live).is_ok());
     mine.unlink().unwrap();
 }
+
+fn record_fifo_and_exit((reg, path): (String, String)) {
+    multiproc::registry::Registry::open(reg)
+        .unwrap()
+        .record(multiproc::registry::Kind::Fifo, &path)
+        .unwrap();
+}
+
+#[test]
+fn registry_records_are_listed_and_cleaned_by_owner_liveness() {
+    // A private registry, and only FIFOs: only this test's records are seen
+    // and cleaned (the other test cleans dead named segments).
+    let dir = std::env::temp_dir().join(format!("multiproc-names-{}", std::process::id()));
+    let reg = dir.join("registry");
+    std::fs::create_dir_all(&dir).unwrap();
+    let dead = dir.join("dead.fifo").to_str().unwrap().to_owned();
+    let live = dir.join("live.fifo").to_str().unwrap().to_owned();
+    std::fs::write(&dead, b"").unwrap();
+    std::fs::write(&live, b"").unwrap();
+    let cli_reg = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
+            .args(args)
+            .env("MULTIPROC_REGISTRY_DIR", &reg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // The dead owner: a child records and exits. The live owner: a child
+    // that records and stays until it is killed.
+    let r = reg.to_str().unwrap().to_owned();
+    let mut p = Process::spawn(record_fifo_and_exit, (r.clone(), dead.clone())).unwrap();
+    p.join().unwrap();
+    let (mut ready, tx) = multiproc::pipe::<()>().unwrap();
+    let mut p = multiproc::Builder::new()
+        .daemon(true)
+        .spawn(record_fifo_and_exit_and_stay, (r, live.clone(), tx))
+        .unwrap();
+    ready.recv().unwrap();
+
+    let v: serde_json::Value =
+        serde_json::from_str(&cli_reg(&["ls", "--json", "--kind", "fifo"])).unwrap();
+    let objs = v["objects"].as_array().unwrap();
+    let find = |name: &str| objs.iter().find(|o| o["name"] == name).cloned();
+    let d = find(&dead).unwrap_or_else(|| panic!("{dead} not listed: {v}"));
+    assert_eq!(d["kind"], "fifo");
+    assert_eq!(d["owner_alive"], false);
+    assert_eq!(d["valid"], true);
+    let l = find(&live).unwrap_or_else(|| panic!("{live} not listed: {v}"));
+    assert_eq!(l["owner_alive"], true);
+
+    let out = cli_reg(&["clean", "--kind", "fifo"]);
+    assert!(out.contains(&format!("removed {dead}")), "{out}");
+    assert!(!out.contains(&live), "{out}");
+    assert!(!std::path::Path::new(&dead).exists());
+    assert!(std::path::Path::new(&live).exists());
+    p.kill().unwrap();
+    p.wait().unwrap();
+    let out = cli_reg(&["clean", "--kind", "fifo"]);
+    assert!(out.contains(&format!("removed {live}")), "{out}");
+    assert!(!std::path::Path::new(&live).exists());
+    let v: serde_json::Value =
+        serde_json::from_str(&cli_reg(&["ls", "--json", "--kind", "fifo"])).unwrap();
+    assert!(
+        v["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["kind"] == "shm"),
+        "{v}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn record_fifo_and_exit_and_stay(
+    (reg, path, mut ready): (String, String, multiproc::Connection<()>),
+) {
+    record_fifo_and_exit((reg, path));
+    ready.send(&()).unwrap();
+    loop {
+        std::thread::park();
+    }
+}

@@ -74,6 +74,7 @@ pub mod failpoint;
 pub mod frame;
 pub mod process;
 pub mod queue;
+pub mod registry;
 pub mod segment;
 pub mod shared;
 pub mod shared_memory;
