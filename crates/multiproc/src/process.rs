@@ -114,6 +114,9 @@ pub enum ProcessError {
     /// The child's result could not be decoded.
     #[error("cannot decode the child's result: {0}")]
     Decode(#[from] DecodeError),
+    /// A signal could not be sent (see [`crate::signal`]).
+    #[error(transparent)]
+    Signal(#[from] crate::signal::SignalError),
     /// The OS reported an error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -795,18 +798,18 @@ impl<R: DeserializeOwned> Process<R> {
             return Ok(());
         }
         let r = self.running()?;
-        multiproc_sys::process::pidfd_signal(&r.pidfd, signal)?;
+        crate::signal::send_pidfd(r.pidfd.as_fd(), signal)?;
         Ok(())
     }
 
     /// Send `SIGTERM` (Python's `terminate()`).
     pub fn terminate(&mut self) -> Result<(), ProcessError> {
-        self.signal(libc_consts::SIGTERM)
+        self.signal(crate::signal::SIGTERM)
     }
 
     /// Send `SIGKILL` (Python's `kill()`).
     pub fn kill(&mut self) -> Result<(), ProcessError> {
-        self.signal(libc_consts::SIGKILL)
+        self.signal(crate::signal::SIGKILL)
     }
 
     /// Send any signal to the child (through its pidfd: never to a process
@@ -814,12 +817,6 @@ impl<R: DeserializeOwned> Process<R> {
     pub fn send_signal(&mut self, signal: i32) -> Result<(), ProcessError> {
         self.signal(signal)
     }
-}
-
-/// Signal numbers (Linux).
-mod libc_consts {
-    pub(super) const SIGTERM: i32 = 15;
-    pub(super) const SIGKILL: i32 = 9;
 }
 
 impl<R> Drop for Process<R> {
@@ -831,7 +828,7 @@ impl<R> Drop for Process<R> {
             return;
         }
         if self.daemon {
-            let _ = multiproc_sys::process::pidfd_signal(&r.pidfd, libc_consts::SIGKILL);
+            let _ = crate::signal::send_pidfd(r.pidfd.as_fd(), crate::signal::SIGKILL);
         }
         // Wait for the child, draining its result channel so a child that is
         // writing a large result cannot block forever.
