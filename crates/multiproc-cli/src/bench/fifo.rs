@@ -23,7 +23,9 @@ impl Drop for Scratch {
 
 /// One FIFO in `dir`, opened both ways: (read end, write end), blocking.
 fn fifo_pair(dir: &std::path::Path, name: &str, reg: &Registry) -> BenchResult<(Fd, Fd)> {
-    let fifo = Fifo::builder().registry(reg.clone()).create(dir.join(name))?;
+    let fifo = Fifo::builder()
+        .registry(reg.clone())
+        .create(dir.join(name))?;
     // The reader first, without waiting, so the writer's open finds it.
     let rx = fifo.try_open_read()?.into_fd();
     multiproc_sys::fd::set_nonblocking(&rx, false)?;
