@@ -802,7 +802,10 @@ impl<R: DeserializeOwned> Process<R> {
         Ok(())
     }
 
-    /// Send `SIGTERM` (Python's `terminate()`).
+    /// Send `SIGTERM` (Python's `terminate()`). A child that watches
+    /// `SIGTERM` with [`crate::signal::Signals`] or [`crate::signal::flag`]
+    /// can clean up and exit 0; one that does not is killed
+    /// (`exitcode == -15`).
     pub fn terminate(&mut self) -> Result<(), ProcessError> {
         self.signal(crate::signal::SIGTERM)
     }
@@ -813,7 +816,10 @@ impl<R: DeserializeOwned> Process<R> {
     }
 
     /// Send any signal to the child (through its pidfd: never to a process
-    /// that reused its pid).
+    /// that reused its pid). Signals sent after the child was reaped are
+    /// ignored; an unknown number is [`crate::signal::SignalError::Invalid`]
+    /// (inside [`ProcessError::Signal`]). Sent by [`crate::signal`], as
+    /// [`crate::signal::send`], which signals by pid.
     pub fn send_signal(&mut self, signal: i32) -> Result<(), ProcessError> {
         self.signal(signal)
     }

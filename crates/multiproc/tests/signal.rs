@@ -182,6 +182,10 @@ fn sending_to_a_process_that_is_gone() {
     let _w = watchdog("sending_to_a_process_that_is_gone", LIMIT);
     let mut child = Process::spawn(exit_now, ()).unwrap();
     let pid = child.pid().unwrap();
+    assert!(matches!(
+        child.send_signal(1000),
+        Err(multiproc::ProcessError::Signal(SignalError::Invalid(1000)))
+    ));
     child.join().unwrap();
     // Reaped: the pid names nothing (unless reused at once, which Linux
     // avoids by cycling through the pid space).
