@@ -17,6 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+mod fifo;
+
 /// Options of `multiproc bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Options {
@@ -834,6 +836,7 @@ fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     case!(cases, "os-pipe", raw_pipes());
     case!(cases, "os-socketpair", raw_socketpair());
+    fifo::cases(&mut cases);
     case!(cases, "pipe-bytes", mp_pipes().map(bytes_ends));
     case!(cases, "pipe-serde", mp_pipes().map(serde_ends));
     case!(cases, "duplex-bytes", mp_duplex().map(bytes_ends));

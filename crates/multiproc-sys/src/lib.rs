@@ -20,11 +20,13 @@
 
 pub mod baseline;
 pub mod fd;
+pub mod fifo;
 pub mod futex;
 pub mod io;
 pub mod membarrier;
 pub mod poll;
 pub mod process;
 pub mod shm;
+pub mod signal;
 
 pub use rustix;

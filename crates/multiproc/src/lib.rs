@@ -71,6 +71,7 @@ pub mod connection;
 mod env;
 #[doc(hidden)]
 pub mod failpoint;
+pub mod fifo;
 pub mod frame;
 pub mod process;
 pub mod queue;
@@ -78,10 +79,12 @@ pub mod registry;
 pub mod segment;
 pub mod shared;
 pub mod shared_memory;
+pub mod signal;
 pub mod sync;
 
 pub use codec::Fd;
 pub use connection::{Connection, RecvError, SendError, duplex, pipe};
+pub use fifo::{Fifo, FifoError};
 pub use process::{Builder, Process, ProcessError, StartMethod, current_process_name, init};
 pub use queue::{
     ByteBatch, GetError, JoinError, JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue,

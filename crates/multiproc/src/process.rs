@@ -114,6 +114,9 @@ pub enum ProcessError {
     /// The child's result could not be decoded.
     #[error("cannot decode the child's result: {0}")]
     Decode(#[from] DecodeError),
+    /// A signal could not be sent (see [`crate::signal`]).
+    #[error(transparent)]
+    Signal(#[from] crate::signal::SignalError),
     /// The OS reported an error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -795,31 +798,31 @@ impl<R: DeserializeOwned> Process<R> {
             return Ok(());
         }
         let r = self.running()?;
-        multiproc_sys::process::pidfd_signal(&r.pidfd, signal)?;
+        crate::signal::send_pidfd(r.pidfd.as_fd(), signal)?;
         Ok(())
     }
 
-    /// Send `SIGTERM` (Python's `terminate()`).
+    /// Send `SIGTERM` (Python's `terminate()`). A child that watches
+    /// `SIGTERM` with [`crate::signal::Signals`] or [`crate::signal::flag`]
+    /// can clean up and exit 0; one that does not is killed
+    /// (`exitcode == -15`).
     pub fn terminate(&mut self) -> Result<(), ProcessError> {
-        self.signal(libc_consts::SIGTERM)
+        self.signal(crate::signal::SIGTERM)
     }
 
     /// Send `SIGKILL` (Python's `kill()`).
     pub fn kill(&mut self) -> Result<(), ProcessError> {
-        self.signal(libc_consts::SIGKILL)
+        self.signal(crate::signal::SIGKILL)
     }
 
     /// Send any signal to the child (through its pidfd: never to a process
-    /// that reused its pid).
+    /// that reused its pid). Signals sent after the child was reaped are
+    /// ignored; an unknown number is [`crate::signal::SignalError::Invalid`]
+    /// (inside [`ProcessError::Signal`]). Sent by [`crate::signal`], as
+    /// [`crate::signal::send`], which signals by pid.
     pub fn send_signal(&mut self, signal: i32) -> Result<(), ProcessError> {
         self.signal(signal)
     }
-}
-
-/// Signal numbers (Linux).
-mod libc_consts {
-    pub(super) const SIGTERM: i32 = 15;
-    pub(super) const SIGKILL: i32 = 9;
 }
 
 impl<R> Drop for Process<R> {
@@ -831,7 +834,7 @@ impl<R> Drop for Process<R> {
             return;
         }
         if self.daemon {
-            let _ = multiproc_sys::process::pidfd_signal(&r.pidfd, libc_consts::SIGKILL);
+            let _ = crate::signal::send_pidfd(r.pidfd.as_fd(), crate::signal::SIGKILL);
         }
         // Wait for the child, draining its result channel so a child that is
         // writing a large result cannot block forever.

@@ -216,3 +216,39 @@ fn queue_basics_bounded_queue_of_two() {
         "{out}"
     );
 }
+
+#[test]
+fn fifo_reader_reads_a_shell_writer_until_eof() {
+    let out = run("fifo_reader", &[]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("created ") && lines[0].ends_with("(mode 600)"),
+        "{out}"
+    );
+    assert_eq!(
+        lines[1..],
+        [
+            "open fifo pipe",
+            "start read pipe data",
+            "read: ts",
+            "start read pipe data",
+            "writer close",
+            "writer exited: exit status: 0",
+        ],
+        "{out}"
+    );
+}
+
+#[test]
+fn signal_wait_child_reports_sigusr1_and_exits_cleanly() {
+    let out = run("signal_wait", &[]);
+    let usr1 = out.find("child received SIGUSR1").expect("SIGUSR1");
+    let term = out.find("child received SIGTERM").expect("SIGTERM");
+    assert!(usr1 < term, "{out}");
+    assert!(out.contains("child cleaning up after SIGTERM"), "{out}");
+    assert!(
+        out.trim_end()
+            .ends_with("child saw SIGUSR1 1 time(s), exitcode Some(0)"),
+        "{out}"
+    );
+}
