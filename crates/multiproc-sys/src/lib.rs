@@ -26,5 +26,6 @@ pub mod membarrier;
 pub mod poll;
 pub mod process;
 pub mod shm;
+pub mod sysv;
 
 pub use rustix;
