@@ -79,6 +79,7 @@ pub mod segment;
 pub mod shared;
 pub mod shared_memory;
 pub mod sync;
+pub mod sysv;
 
 pub use codec::Fd;
 pub use connection::{Connection, RecvError, SendError, duplex, pipe};
