@@ -154,12 +154,34 @@ impl<T> Builder<T> {
         self
     }
 
-    fn flags(&self, how: How) -> i32 {
-        let mode = self.mode as i32;
-        match how {
-            How::Create => sys::IPC_CREAT | sys::IPC_EXCL | mode,
-            How::Open => 0,
-            How::CreateOrOpen => sys::IPC_CREAT | mode,
+    /// Get the object's id with `get(flags)`. Create-or-open tries an
+    /// exclusive creation first, so that only a process that really created
+    /// the object records itself as its owner.
+    fn obtain(
+        &self,
+        how: How,
+        kind: Kind,
+        get: impl Fn(i32) -> io::Result<i32>,
+    ) -> Result<i32, OpenError> {
+        let create = sys::IPC_CREAT | sys::IPC_EXCL | self.mode as i32;
+        if how == How::Open {
+            return Ok(get(0)?);
+        }
+        loop {
+            match get(create) {
+                Ok(id) => {
+                    self.record(kind, id);
+                    return Ok(id);
+                }
+                Err(e) if how == How::CreateOrOpen && e.raw_os_error() == Some(errno::EEXIST) => {}
+                Err(e) => return Err(e.into()),
+            }
+            match get(0) {
+                Ok(id) => return Ok(id),
+                // Removed between the two calls: try to create it again.
+                Err(e) if e.raw_os_error() == Some(errno::ENOENT) => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
@@ -370,12 +392,8 @@ pub struct MessageQueue {
 
 impl Builder<MessageQueue> {
     fn get(self, how: How) -> Result<MessageQueue, OpenError> {
-        let id = sys::msgget(self.key.0, self.flags(how))?;
-        if how != How::Open {
-            // With create-or-open the queue may have existed; recording it
-            // again is harmless (the record names this process as owner).
-            self.record(Kind::SysvMsg, id);
-        }
+        let key = self.key.0;
+        let id = self.obtain(how, Kind::SysvMsg, |flags| sys::msgget(key, flags))?;
         Ok(MessageQueue {
             id,
             registry: self.registry,
@@ -801,10 +819,10 @@ pub struct SemaphoreSet {
 
 impl Builder<SemaphoreSet> {
     fn get(self, how: How, len: u16) -> Result<SemaphoreSet, OpenError> {
-        let id = sys::semget(self.key.0, i32::from(len), self.flags(how))?;
-        if how != How::Open {
-            self.record(Kind::SysvSem, id);
-        }
+        let key = self.key.0;
+        let id = self.obtain(how, Kind::SysvSem, |flags| {
+            sys::semget(key, i32::from(len), flags)
+        })?;
         let len = sys::sem_stat(id)?.nsems;
         Ok(SemaphoreSet {
             id,
@@ -1082,10 +1100,8 @@ pub struct SharedMemory {
 
 impl Builder<SharedMemory> {
     fn get(self, how: How, size: usize) -> Result<SharedMemory, OpenError> {
-        let id = sys::shmget(self.key.0, size, self.flags(how))?;
-        if how != How::Open {
-            self.record(Kind::SysvShm, id);
-        }
+        let key = self.key.0;
+        let id = self.obtain(how, Kind::SysvShm, |flags| sys::shmget(key, size, flags))?;
         Ok(SharedMemory {
             id,
             registry: self.registry,

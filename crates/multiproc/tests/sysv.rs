@@ -659,3 +659,36 @@ fn created_objects_are_recorded_and_forgotten_on_remove() {
         assert!(!multiproc::registry::exists(kind, &id.to_string()));
     }
 }
+
+/// Create-or-open of an existing queue, recording in `reg`.
+fn create_or_open_in(arg: (Key, String)) -> i32 {
+    let (key, reg) = arg;
+    MessageQueue::builder(key)
+        .registry(Registry::open(reg).unwrap())
+        .create_or_open()
+        .unwrap()
+        .id()
+}
+
+#[test]
+fn only_the_creator_is_recorded_by_create_or_open() {
+    let _w = watchdog("only_the_creator_is_recorded_by_create_or_open", LIMIT);
+    let dir = TempRegistry::new("create-or-open");
+    let reg = dir.open();
+    let file = KeyFile::new("create-or-open");
+    let q = MessageQueue::builder(file.key())
+        .registry(reg.clone())
+        .create_or_open()
+        .unwrap();
+    let _g = guard_mq(&q);
+    let mut p = Process::spawn(
+        create_or_open_in,
+        (file.key(), dir.0.to_str().unwrap().to_owned()),
+    )
+    .unwrap();
+    assert_eq!(p.join().unwrap(), q.id());
+    let records = reg.list().unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0].owner_pid, std::process::id());
+    assert_eq!(records[0].name, q.id().to_string());
+}
