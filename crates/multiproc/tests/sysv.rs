@@ -692,3 +692,28 @@ fn only_the_creator_is_recorded_by_create_or_open() {
     assert_eq!(records[0].owner_pid, std::process::id());
     assert_eq!(records[0].name, q.id().to_string());
 }
+
+/// Blocks sending into a full queue until the queue goes.
+fn blocked_sender(q: MessageQueue) -> String {
+    match q.send(1, &[0; 1024]) {
+        Err(SendError::Removed) => "removed".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_sender_blocked_on_a_full_queue_gets_removed() {
+    let _w = watchdog("a_sender_blocked_on_a_full_queue_gets_removed", LIMIT);
+    let q = MessageQueue::private().unwrap();
+    let _g = guard_mq(&q);
+    while q.try_send(1, &[0; 1024]).is_ok() {}
+    let mut p = Process::spawn(blocked_sender, q.clone()).unwrap();
+    // Wait until the child sleeps in msgsnd (if it has not got there, it
+    // sees the removed id and reports Removed all the same).
+    wait_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{}/wchan", p.pid().unwrap()))
+            .is_ok_and(|w| w.contains("msgsnd"))
+    });
+    q.remove().unwrap();
+    assert_eq!(p.join_timeout(SHORT).unwrap(), "removed");
+}
