@@ -9,7 +9,7 @@
 //! dropping it does nothing. The object lives, like the kernel's, until
 //! someone removes it ([`MessageQueue::remove`], …) — it survives its
 //! creator. Every object this library creates is recorded in the
-//! [`registry`](crate::registry), so `multiproc ls` lists it with its
+//! [owner registry](crate::registry), so `multiproc ls` lists it with its
 //! creator's liveness and `multiproc clean` removes those whose creator is
 //! dead.
 //!
