@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 mod fifo;
+mod sysv_mq;
 
 /// Options of `multiproc bench`.
 #[derive(Debug, clap::Args)]
@@ -843,6 +844,7 @@ fn cases() -> Vec<Case> {
     case!(cases, "duplex-serde", mp_duplex().map(serde_ends));
     sync_cases(&mut cases);
     queue_cases(&mut cases);
+    sysv_mq::cases(&mut cases);
     cases
 }
 

@@ -28,5 +28,6 @@ pub mod poll;
 pub mod process;
 pub mod shm;
 pub mod signal;
+pub mod sysv;
 
 pub use rustix;

@@ -81,6 +81,7 @@ pub mod shared;
 pub mod shared_memory;
 pub mod signal;
 pub mod sync;
+pub mod sysv;
 
 pub use codec::Fd;
 pub use connection::{Connection, RecvError, SendError, duplex, pipe};

@@ -252,3 +252,43 @@ fn signal_wait_child_reports_sigusr1_and_exits_cleanly() {
         "{out}"
     );
 }
+
+#[test]
+fn sysv_message_types_selects_by_type() {
+    let out = run("sysv_message_types", &[]);
+    let got: Vec<&str> = out.lines().filter(|l| l.contains("(msgrcv type")).collect();
+    assert_eq!(
+        got,
+        [
+            "type > 0 (msgrcv type 4): got type 4: info: 12 users online",
+            "type > 0 (msgrcv type 2): got type 2: high: backup late",
+            "type < 0 (msgrcv type -3): got type 1: urgent: disk full",
+            "type < 0 (msgrcv type -3): got type 1: urgent: fan stopped",
+            "type < 0 (msgrcv type -3): got type 2: high: certificate expires",
+            "type 0 (msgrcv type 0): got type 3: low: rotate logs",
+            "type 0 (msgrcv type 0): got type 3: low: clean /tmp",
+            "type 0 (msgrcv type 0): got type 4: info: load 0.3",
+        ],
+        "{out}"
+    );
+    assert!(out.contains("8 messages wait in queue"), "{out}");
+    assert_eq!(out.matches("sender: type").count(), 8, "{out}");
+    assert!(out.trim_end().ends_with("queue empty"), "{out}");
+}
+
+#[test]
+fn sysv_semaphore_set_never_overdraws_the_pool() {
+    let out = run("sysv_semaphore_set", &[]);
+    assert_eq!(out.matches("took 2 units").count(), 6, "{out}");
+    assert_eq!(out.matches("gave back 2 units").count(), 6, "{out}");
+    let max: u32 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("most units in use at once: "))
+        .and_then(|l| l.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no maximum in {out}"));
+    // Two units at a time from five: at most four in use, at least two.
+    assert!((2..=4).contains(&max), "{out}");
+    assert!(out.contains("units in use at the end: 0"), "{out}");
+    assert!(out.contains("units free at the end: 5"), "{out}");
+}
