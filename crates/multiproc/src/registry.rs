@@ -273,8 +273,9 @@ impl Registry {
 pub fn exists(kind: Kind, name: &str) -> bool {
     match kind {
         Kind::Fifo | Kind::Socket => fs::symlink_metadata(name).is_ok(),
+        Kind::PosixMq => crate::posix::exists(name),
         // Filled in by the modules that create these kinds.
-        Kind::PosixMq | Kind::SysvMsg | Kind::SysvSem | Kind::SysvShm => true,
+        Kind::SysvMsg | Kind::SysvSem | Kind::SysvShm => true,
     }
 }
 
@@ -283,7 +284,8 @@ pub fn exists(kind: Kind, name: &str) -> bool {
 pub fn remove_object(kind: Kind, name: &str) -> io::Result<()> {
     let removed = match kind {
         Kind::Fifo | Kind::Socket => fs::remove_file(name),
-        Kind::PosixMq | Kind::SysvMsg | Kind::SysvSem | Kind::SysvShm => Err(io::Error::new(
+        Kind::PosixMq => crate::posix::unlink_raw(name),
+        Kind::SysvMsg | Kind::SysvSem | Kind::SysvShm => Err(io::Error::new(
             io::ErrorKind::Unsupported,
             format!("removing a {kind} is not supported yet"),
         )),
