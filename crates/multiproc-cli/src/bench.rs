@@ -17,6 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+mod posix_mq;
+
 /// Options of `multiproc bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Options {
@@ -840,6 +842,7 @@ fn cases() -> Vec<Case> {
     case!(cases, "duplex-serde", mp_duplex().map(serde_ends));
     sync_cases(&mut cases);
     queue_cases(&mut cases);
+    posix_mq::cases(&mut cases);
     cases
 }
 

@@ -100,3 +100,38 @@ fn clean_removes_a_dead_creators_queue_and_keeps_a_live_ones() {
     assert!(Registry::open(&reg).unwrap().list().unwrap().is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn bench_has_posix_mq_rows_at_64_b_and_4_kib() {
+    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
+        .args(["bench", "--smoke", "--json", "--filter", "posix-mq"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut rows: Vec<(String, u64)> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["mechanism"], "posix-mq", "{r}");
+            (
+                r["pattern"].as_str().unwrap().to_owned(),
+                r["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    let want = [
+        ("pingpong", 64),
+        ("pingpong", 4096),
+        ("stream", 64),
+        ("stream", 4096),
+    ]
+    .map(|(p, s)| (p.to_owned(), s));
+    assert_eq!(rows, want, "{v}");
+}
