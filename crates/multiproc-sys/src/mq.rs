@@ -66,8 +66,8 @@ fn fd_from(ret: libc::mqd_t) -> io::Result<OwnedFd> {
 /// `mq_open(name, O_RDWR | O_CREAT [| O_EXCL] | O_CLOEXEC, mode, attr)`:
 /// create a queue holding `maxmsg` messages of at most `msgsize` bytes
 /// (with `exclusive`, failing with `AlreadyExists` if the name is taken;
-/// otherwise opening an existing queue as it is). The mode is filtered by
-/// the umask.
+/// otherwise opening an existing queue as it is). A queue this call made
+/// gets exactly `mode` (the umask filtered what `mq_open` applied).
 pub fn create(
     name: &str,
     exclusive: bool,
@@ -96,7 +96,11 @@ pub fn create(
             &mut attr as *mut libc::mq_attr,
         )
     };
-    fd_from(ret)
+    let fd = fd_from(ret)?;
+    if exclusive {
+        rustix::fs::fchmod(&fd, rustix::fs::Mode::from_raw_mode(mode))?;
+    }
+    Ok(fd)
 }
 
 /// `mq_open(name, O_RDWR | O_CLOEXEC)` (or `O_RDONLY`) of an existing queue.

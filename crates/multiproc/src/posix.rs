@@ -437,8 +437,7 @@ impl MessageQueueBuilder {
         let q = MessageQueue::from_fd(fd, Some(self.name.clone()), self.registry.clone())
             .map_err(|e| open_error(&self.name, e))?;
         // Best effort: a registry that cannot be written never stops a queue
-        // from being created. (`create_or_open` of an existing queue records
-        // this process as its owner too: it is the one that may unlink it.)
+        // from being created.
         let _ = match &self.registry {
             Some(r) => r.record(Kind::PosixMq, &self.name),
             None => registry::record(Kind::PosixMq, &self.name),

@@ -614,3 +614,66 @@ fn a_signal_during_a_blocked_receive_neither_ends_it_nor_loses_a_message() {
     assert!(q.try_receive().unwrap_err().is_empty());
     q.unlink().unwrap();
 }
+
+// ----- the default registry -----------------------------------------------------
+
+/// Not a test on its own: run by
+/// `default_registry_records_a_created_queue_and_unlink_forgets_it` in a
+/// child process whose `MULTIPROC_REGISTRY_DIR` names a private registry.
+/// Creates the queue it is told to (default registry) and leaves it.
+#[test]
+#[ignore = "helper run by default_registry_records_a_created_queue_and_unlink_forgets_it"]
+fn helper_create_in_the_default_registry() {
+    let (Some(_), Some(name)) = (
+        std::env::var_os("MULTIPROC_REGISTRY_DIR"),
+        std::env::var_os("MULTIPROC_TEST_MQ_NAME"),
+    ) else {
+        return;
+    };
+    let q = MessageQueue::builder(name.to_str().unwrap())
+        .maxmsg(1)
+        .msgsize(8)
+        .create()
+        .unwrap();
+    q.send(b"kept", 0).unwrap();
+}
+
+#[test]
+fn default_registry_records_a_created_queue_and_unlink_forgets_it() {
+    let _w = watchdog("default_registry", LIMIT);
+    let reg = TempRegistry::new("default");
+    reg.open();
+    let n = name("default-registry");
+    let _u = Unlink(n.clone());
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_create_in_the_default_registry",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .env("MULTIPROC_REGISTRY_DIR", &reg.0)
+        .env("MULTIPROC_TEST_MQ_NAME", &n)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records = reg.open().list().unwrap();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(
+        (records[0].kind, records[0].name.as_str()),
+        (Kind::PosixMq, n.as_str())
+    );
+    assert!(!records[0].owner_alive);
+    let q = MessageQueue::builder(&n)
+        .registry(reg.open())
+        .open()
+        .unwrap();
+    assert_eq!(q.receive().unwrap(), (b"kept".to_vec(), 0));
+    q.unlink().unwrap();
+    assert!(reg.open().list().unwrap().is_empty());
+}
