@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 mod fifo;
+mod posix_mq;
 mod sysv_mq;
 
 /// Options of `multiproc bench`.
@@ -845,6 +846,7 @@ fn cases() -> Vec<Case> {
     sync_cases(&mut cases);
     queue_cases(&mut cases);
     sysv_mq::cases(&mut cases);
+    posix_mq::cases(&mut cases);
     cases
 }
 

@@ -24,6 +24,7 @@ pub mod fifo;
 pub mod futex;
 pub mod io;
 pub mod membarrier;
+pub mod mq;
 pub mod poll;
 pub mod process;
 pub mod shm;

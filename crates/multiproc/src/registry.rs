@@ -274,8 +274,7 @@ pub fn exists(kind: Kind, name: &str) -> bool {
     match kind {
         Kind::Fifo | Kind::Socket => fs::symlink_metadata(name).is_ok(),
         Kind::SysvMsg | Kind::SysvSem | Kind::SysvShm => crate::sysv::exists(kind, name),
-        // Filled in by the modules that create these kinds.
-        Kind::PosixMq => true,
+        Kind::PosixMq => crate::posix::exists(name),
     }
 }
 
@@ -285,10 +284,7 @@ pub fn remove_object(kind: Kind, name: &str) -> io::Result<()> {
     let removed = match kind {
         Kind::Fifo | Kind::Socket => fs::remove_file(name),
         Kind::SysvMsg | Kind::SysvSem | Kind::SysvShm => crate::sysv::remove_by_id(kind, name),
-        Kind::PosixMq => Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!("removing a {kind} is not supported yet"),
-        )),
+        Kind::PosixMq => crate::posix::unlink_raw(name),
     };
     match removed {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),

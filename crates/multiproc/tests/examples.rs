@@ -292,3 +292,33 @@ fn sysv_semaphore_set_never_overdraws_the_pool() {
     assert!(out.contains("units in use at the end: 0"), "{out}");
     assert!(out.contains("units free at the end: 5"), "{out}");
 }
+
+#[test]
+fn posix_mq_consumer_gets_the_highest_priority_first() {
+    let out = run("posix_mq", &[]);
+    let got: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("consumer got: "))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "put out the fire (priority 5)",
+            "call the doctor (priority 5)",
+            "answer the phone (priority 3)",
+            "sign the letter (priority 3)",
+            "sweep the floor (priority 1)",
+            "water the plants (priority 1)",
+        ],
+        "{out}"
+    );
+    // Every message was sent before the consumer started: the queue kept
+    // them after the producer exited.
+    let exits = out
+        .find("producer exits, 7 messages queued")
+        .expect("producer");
+    assert!(exits < out.find("consumer got: ").unwrap(), "{out}");
+    assert!(out.contains("consumer done after 6 jobs"), "{out}");
+    let last = out.lines().last().unwrap_or_default();
+    assert!(last.starts_with("unlinked /multiproc-example-"), "{out}");
+}
