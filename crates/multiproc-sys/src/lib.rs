@@ -23,6 +23,7 @@ pub mod fd;
 pub mod futex;
 pub mod io;
 pub mod membarrier;
+pub mod net;
 pub mod poll;
 pub mod process;
 pub mod shm;

@@ -72,6 +72,7 @@ mod env;
 #[doc(hidden)]
 pub mod failpoint;
 pub mod frame;
+mod listener;
 pub mod process;
 pub mod queue;
 pub mod registry;
