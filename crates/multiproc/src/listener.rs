@@ -88,7 +88,9 @@ const MD5_LEN: usize = 16;
 // ----- addresses --------------------------------------------------------------
 
 /// Where a listener listens: a Unix socket path or a TCP address.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// Plain data: it can be sent to another process (e.g. in a spawn argument).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Address {
     /// A Unix-domain stream socket at this path (Python's `'AF_UNIX'`).
@@ -773,6 +775,19 @@ impl ListenerBuilder {
         if !multiproc_sys::net::try_lock_exclusive(&lock)? {
             return Err(in_use());
         }
+        // We hold the lock: on failure its file goes too.
+        self.bind_unix_holding(path, lock).inspect_err(|_| {
+            let _ = std::fs::remove_file(lock_path(path));
+        })
+    }
+
+    /// [`bind_unix_locked`](Self::bind_unix_locked) once the lock is held.
+    fn bind_unix_holding(
+        &self,
+        path: &Path,
+        lock: OwnedFd,
+    ) -> Result<(OwnedFd, OwnedFd), BindError> {
+        let in_use = || BindError::AddrInUse(Address::Unix(path.to_owned()));
         match multiproc_sys::net::is_socket_file(path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
