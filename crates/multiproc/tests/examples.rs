@@ -216,3 +216,31 @@ fn queue_basics_bounded_queue_of_two() {
         "{out}"
     );
 }
+
+#[test]
+fn python_interop_both_directions_and_both_digests() {
+    let out = run("python_interop", &[]);
+    if out.contains("python3 not found: skipped") {
+        return;
+    }
+    for expected in [
+        "1. rust client got: python listener echoes hello from rust",
+        "2. rust listener got: hello from a python client",
+        "  python got rust listener echoes it",
+        "4a. rust listener got: hello over the sha256 handshake",
+        "  python got rust sha256 listener echoes it",
+        "4b. rust client got: python sha256 server echoes hello from a rust sha256 client",
+        "  python got hello from a rust sha256 client",
+    ] {
+        assert!(out.lines().any(|l| l == expected), "{expected:?}\n{out}");
+    }
+    // Python 3.11 speaks only HMAC-MD5: refused without the opt-in.
+    if out.starts_with("python 3.11") || out.starts_with("python 3.10") {
+        assert!(
+            out.contains("3. sha256-only listener refused md5")
+                && out.contains("python client refused: AuthenticationError"),
+            "{out}"
+        );
+    }
+    assert!(out.trim_end().ends_with("interop done"), "{out}");
+}
