@@ -17,6 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+mod net;
+
 /// Options of `multiproc bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Options {
@@ -840,6 +842,7 @@ fn cases() -> Vec<Case> {
     case!(cases, "duplex-serde", mp_duplex().map(serde_ends));
     sync_cases(&mut cases);
     queue_cases(&mut cases);
+    net::cases(&mut cases);
     cases
 }
 
