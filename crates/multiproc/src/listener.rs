@@ -566,6 +566,15 @@ fn path_len(path: &Path) -> usize {
     path.as_os_str().as_bytes().len()
 }
 
+/// The name a socket path is recorded under: absolute, so that `multiproc
+/// clean` finds it from any directory.
+fn registry_name(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .to_string_lossy()
+        .into_owned()
+}
+
 fn lock_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(".lock");
@@ -589,7 +598,7 @@ impl Drop for UnixFiles {
             return;
         }
         let _ = std::fs::remove_file(&self.path);
-        let _ = registry::forget(Kind::Socket, &self.path.to_string_lossy());
+        let _ = registry::forget(Kind::Socket, &registry_name(&self.path));
         let _ = std::fs::remove_file(&self.lock_path);
         if let Some(d) = &self.created_dir {
             let _ = std::fs::remove_dir(d);
@@ -747,7 +756,7 @@ impl ListenerBuilder {
         let result = self.bind_unix_locked(&path);
         match result {
             Ok((fd, lock)) => {
-                let _ = registry::record(Kind::Socket, &path.to_string_lossy());
+                let _ = registry::record(Kind::Socket, &registry_name(&path));
                 Ok(Listener {
                     fd,
                     address: Address::Unix(path.clone()),
@@ -972,7 +981,9 @@ impl ClientBuilder {
         self
     }
 
-    /// How long a TCP connect may take (default: the kernel's limit).
+    /// How long a TCP connect may take (default: the kernel's limit). A
+    /// Unix-socket connect does not wait for the server (it fails at once
+    /// when nobody listens), except while the listener's backlog is full.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = Some(timeout);
         self
@@ -1117,9 +1128,10 @@ impl Waitable for OwnedFd {
 /// forever); the indices of the ready ones, in order (empty on timeout).
 /// Python's `multiprocessing.connection.wait`.
 ///
-/// A connection is ready when a message or end of file can be read, a
-/// listener when a client is waiting to be accepted, a process when it has
-/// ended.
+/// A connection is ready when a message or end of file can be read (or a
+/// whole message is already buffered), a listener when a client is waiting
+/// to be accepted, a process when it has ended. With nothing to wait on it
+/// returns an empty list after `timeout` (at once when `None`).
 pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> io::Result<Vec<usize>> {
     let mut ready: Vec<usize> = objects
         .iter()
