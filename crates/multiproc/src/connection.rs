@@ -42,7 +42,7 @@ pub enum SendError {
     #[error(transparent)]
     Encode(#[from] EncodeError),
     /// The value contains handles, which only a Unix-socket connection
-    /// ([`duplex`], a Unix-path [`Listener`](crate::connection::Listener))
+    /// ([`duplex`], a Unix-path [`Listener`])
     /// can carry: not a pipe, not TCP.
     #[error("handles can only be sent over a Unix socket connection, not a pipe or TCP")]
     HandlesNeedSocket,
