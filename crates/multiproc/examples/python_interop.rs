@@ -14,7 +14,8 @@
 //! `AuthPolicy::AllowLegacyMd5`. The authkey goes to Python on its stdin,
 //! never in its argv or environment.
 //!
-//! Run: `cargo run --example python_interop` (needs `python3`).
+//! Run: `cargo run --example python_interop [PYTHON]` (default `python3`;
+//! e.g. `python3.12` to check Python's own SHA-256 handshake).
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::path::{Path, PathBuf};
@@ -30,8 +31,8 @@ fn script() -> PathBuf {
 
 /// Start `python3 interop.py args…`, give it the key on stdin, and return
 /// it with its stdout and the Python version it reports.
-fn python(args: &[&str]) -> (Child, BufReader<ChildStdout>, String) {
-    let mut child = Command::new("python3")
+fn python(interpreter: &str, args: &[&str]) -> (Child, BufReader<ChildStdout>, String) {
+    let mut child = Command::new(interpreter)
         .arg(script())
         .args(args)
         .stdin(Stdio::piped())
@@ -71,10 +72,16 @@ fn finish(mut child: Child, mut out: BufReader<ChildStdout>) {
 
 fn main() {
     multiproc::init();
-    if Command::new("python3").arg("--version").output().is_err() {
-        println!("python3 not found: skipped");
+    let interpreter = std::env::args().nth(1).unwrap_or_else(|| "python3".into());
+    let found = Command::new(&interpreter)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        println!("{interpreter} not found: skipped");
         return;
     }
+    let python = |args: &[&str]| python(&interpreter, args);
 
     // 1. Rust client -> Python stdlib Listener.
     let (child, mut out, version) = python(&["stdlib-listener"]);
