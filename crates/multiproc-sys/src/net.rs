@@ -42,8 +42,9 @@ fn unix_addr(path: &Path) -> io::Result<SocketAddrUnix> {
 
 /// Create a Unix stream socket bound to `path` with mode `mode` and listening.
 ///
-/// The file is created under `umask(!mode & 0o777)` (so it never exists with
-/// looser bits) and then `chmod`ed to `mode` before `listen`. The umask is
+/// The file is created under `umask(!mode & 0o777)`, so it never exists with
+/// looser bits, and is checked with `lstat` before `listen` (no `chmod`,
+/// which would follow a symlink swapped in for the socket). The umask is
 /// process-wide: a file another thread creates in that instant gets at most
 /// the same bits. An existing file at `path` is `AddrInUse`.
 pub fn unix_listen(path: &Path, mode: u32, backlog: i32) -> io::Result<OwnedFd> {
@@ -58,7 +59,15 @@ pub fn unix_listen(path: &Path, mode: u32, backlog: i32) -> io::Result<OwnedFd> 
     let bound = retry(|| rustix::net::bind(&fd, &addr));
     rustix::process::umask(old);
     bound?;
-    rustix::fs::chmod(path, Mode::from_bits_truncate(mode))?;
+    let st = rustix::fs::lstat(path)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Socket
+        || st.st_mode & 0o777 & !mode != 0
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "the socket file was replaced or has looser permissions than asked",
+        ));
+    }
     rustix::net::listen(&fd, backlog)?;
     Ok(fd)
 }
