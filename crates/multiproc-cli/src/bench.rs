@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 mod fifo;
+mod net;
 mod posix_mq;
 mod sysv_mq;
 
@@ -847,6 +848,7 @@ fn cases() -> Vec<Case> {
     queue_cases(&mut cases);
     sysv_mq::cases(&mut cases);
     posix_mq::cases(&mut cases);
+    net::cases(&mut cases);
     cases
 }
 

@@ -25,6 +25,7 @@ pub mod futex;
 pub mod io;
 pub mod membarrier;
 pub mod mq;
+pub mod net;
 pub mod poll;
 pub mod process;
 pub mod shm;

@@ -1,4 +1,5 @@
-//! Pipes and connections: Python's `Pipe()` and `Connection` in Rust form.
+//! Pipes and connections: Python's `Pipe()` and `Connection` in Rust form,
+//! and its `Listener`, `Client` and `wait` (over Unix socket paths and TCP).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -9,6 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use crate::listener::{
+    AcceptError, Address, AddressError, AuthFailure, AuthPolicy, BindError, Client, ClientBuilder,
+    ConnectError, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError, Listener, ListenerBuilder,
+    MAX_HANDSHAKE_FRAME, MAX_UNIX_PATH, Waitable, client_handshake, server_handshake, wait,
+};
 
 use crate::codec::{self, DecodeError, EncodeError};
 use crate::frame::{
@@ -35,8 +42,9 @@ pub enum SendError {
     #[error(transparent)]
     Encode(#[from] EncodeError),
     /// The value contains handles, which only a Unix-socket connection
-    /// ([`duplex`]) can carry.
-    #[error("handles can only be sent over a socket connection (duplex), not a pipe")]
+    /// ([`duplex`], a Unix-path [`Listener`])
+    /// can carry: not a pipe, not TCP.
+    #[error("handles can only be sent over a Unix socket connection, not a pipe or TCP")]
     HandlesNeedSocket,
     /// `offset`/`size` do not lie inside the buffer given to
     /// [`Connection::send_bytes_range`] (Python's `ValueError`).
@@ -117,6 +125,8 @@ enum Transport {
     Pipe,
     /// A stream Unix socket: bytes and handles.
     Socket,
+    /// A TCP socket: bytes only, no handles; sends never raise `SIGPIPE`.
+    Tcp,
 }
 
 /// Reads from a connection's descriptor for the frame decoder.
@@ -156,7 +166,7 @@ unsafe impl Source for FdSource<'_> {
             return Ok(Fill::TimedOut);
         }
         fill_result(match self.transport {
-            Transport::Pipe => multiproc_sys::io::read(self.fd, buf),
+            Transport::Pipe | Transport::Tcp => multiproc_sys::io::read(self.fd, buf),
             Transport::Socket => multiproc_sys::io::recv_with_fds(self.fd, buf, fds),
         })
     }
@@ -168,7 +178,7 @@ unsafe impl Source for FdSource<'_> {
         fds: &mut VecDeque<OwnedFd>,
     ) -> io::Result<Fill> {
         match self.transport {
-            Transport::Pipe => {
+            Transport::Pipe | Transport::Tcp => {
                 if !self.ready(deadline)? {
                     return Ok(Fill::TimedOut);
                 }
@@ -328,6 +338,9 @@ impl<T> Connection<T> {
     /// only over Unix sockets.
     pub fn from_fd(fd: OwnedFd, readable: bool, writable: bool) -> io::Result<Self> {
         let transport = match multiproc_sys::fd::kind(&fd)? {
+            multiproc_sys::fd::FdKind::Socket if multiproc_sys::net::is_inet_socket(&fd) => {
+                Transport::Tcp
+            }
             multiproc_sys::fd::FdKind::Socket => Transport::Socket,
             _ => Transport::Pipe,
         };
@@ -418,14 +431,14 @@ impl<T> Connection<T> {
             self.wbuf.extend_from_slice(buf);
             multiproc_sys::io::write_all_vectored(
                 self.fd.as_fd(),
-                self.transport == Transport::Socket,
+                self.transport != Transport::Pipe,
                 &[&self.wbuf],
                 &[],
             )?;
         } else {
             multiproc_sys::io::write_all_vectored(
                 self.fd.as_fd(),
-                self.transport == Transport::Socket,
+                self.transport != Transport::Pipe,
                 &[header, buf],
                 &[],
             )?;
@@ -531,6 +544,23 @@ impl<T> Connection<T> {
         Ok(msg.len())
     }
 
+    /// Receive one byte message of at most `max` bytes, waiting until
+    /// `deadline`: the handshake's bounded read (nothing is decoded).
+    pub(crate) fn recv_bytes_bounded(
+        &mut self,
+        max: usize,
+        deadline: Instant,
+    ) -> Result<Vec<u8>, RecvError> {
+        let max = self.max.min(max);
+        Ok(self.next_frame(Some(deadline), max)?.into_vec())
+    }
+
+    /// Whether a whole message is already buffered (readable without a
+    /// system call, though the descriptor may not poll readable).
+    pub(crate) fn has_buffered_frame(&self) -> bool {
+        self.reader.as_ref().is_some_and(|r| r.has_complete_frame())
+    }
+
     /// Whether a message (or end of file) can be read now, waiting up to
     /// `timeout` (`None`: forever; zero: just look). Python's `poll()`.
     pub fn poll(&mut self, timeout: Option<Duration>) -> io::Result<bool> {
@@ -572,7 +602,7 @@ impl<T> Connection<T> {
             .collect();
         multiproc_sys::io::write_all_vectored(
             self.fd.as_fd(),
-            self.transport == Transport::Socket,
+            self.transport != Transport::Pipe,
             &[&wbuf[start..]],
             &borrowed,
         )?;

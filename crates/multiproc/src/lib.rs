@@ -73,6 +73,7 @@ mod env;
 pub mod failpoint;
 pub mod fifo;
 pub mod frame;
+mod listener;
 pub mod posix;
 pub mod process;
 pub mod queue;

@@ -322,3 +322,83 @@ fn posix_mq_consumer_gets_the_highest_priority_first() {
     let last = out.lines().last().unwrap_or_default();
     assert!(last.starts_with("unlinked /multiproc-example-"), "{out}");
 }
+
+#[test]
+fn python_interop_both_directions_and_both_digests() {
+    check_python_interop("python3");
+}
+
+/// CPython's own `{sha256}` handshake (3.12 and later), where such a Python
+/// is installed (on `PATH` or under pyenv).
+#[test]
+fn python_interop_with_python_3_12_stdlib_sha256() {
+    match python_3_12_or_later() {
+        Some(python) => check_python_interop(&python),
+        None => eprintln!("no python >= 3.12 found: skipped"),
+    }
+}
+
+fn python_3_12_or_later() -> Option<String> {
+    let mut candidates: Vec<String> = vec!["python3.13".into(), "python3.12".into()];
+    let pyenv = std::env::var_os("PYENV_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pyenv")));
+    if let Some(Ok(dir)) = pyenv.map(|p| std::fs::read_dir(p.join("versions"))) {
+        for v in dir.flatten() {
+            let name = v.file_name().to_string_lossy().into_owned();
+            let minor = name
+                .strip_prefix("3.")
+                .and_then(|r| r.split('.').next())
+                .and_then(|m| m.parse::<u32>().ok());
+            if minor.is_some_and(|m| m >= 12) {
+                candidates.push(v.path().join("bin/python3").to_string_lossy().into_owned());
+            }
+        }
+    }
+    candidates.into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
+}
+
+fn check_python_interop(python: &str) {
+    let out = run("python_interop", &[python]);
+    if out.contains("not found: skipped") {
+        eprintln!("{python} not found: skipped");
+        return;
+    }
+    for expected in [
+        "1. rust client got: python listener echoes hello from rust",
+        "2. rust listener got: hello from a python client",
+        "  python got rust listener echoes it",
+        "4a. rust listener got: hello over the sha256 handshake",
+        "  python got rust sha256 listener echoes it",
+        "4b. rust client got: python sha256 server echoes hello from a rust sha256 client",
+        "  python got hello from a rust sha256 client",
+    ] {
+        assert!(out.lines().any(|l| l == expected), "{expected:?}\n{out}");
+    }
+    let minor: u32 = out
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("python 3."))
+        .and_then(|m| m.parse().ok())
+        .expect("python version line");
+    if minor < 12 {
+        // HMAC-MD5 only: refused without the opt-in.
+        assert!(
+            out.contains("3. sha256-only listener refused md5")
+                && out.contains("python client refused: AuthenticationError"),
+            "{out}"
+        );
+    } else {
+        // Python's own {sha256} handshake passes the default policy.
+        assert!(
+            out.contains("3. python >= 3.12 speaks sha256: accepted"),
+            "{out}"
+        );
+    }
+    assert!(out.trim_end().ends_with("interop done"), "{out}");
+}
