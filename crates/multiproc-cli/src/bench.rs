@@ -34,7 +34,8 @@ pub(crate) struct Options {
     /// Print a Markdown table (for the README).
     #[arg(long, conflicts_with = "json")]
     markdown: bool,
-    /// Only run mechanisms whose name contains this text.
+    /// Only run mechanisms whose name contains this text (several texts,
+    /// comma-separated: any of them, e.g. `os-pipe,fifo`).
     #[arg(long)]
     filter: Option<String>,
     /// Only run cases of this message size in bytes.
@@ -1120,7 +1121,7 @@ pub(crate) fn run(opts: &Options) -> BenchResult<()> {
         .filter(|c| {
             opts.filter
                 .as_ref()
-                .is_none_or(|f| c.mechanism.contains(f.as_str()))
+                .is_none_or(|f| f.split(',').any(|f| c.mechanism.contains(f)))
                 && opts.size.is_none_or(|s| c.size == s)
                 && opts
                     .pattern

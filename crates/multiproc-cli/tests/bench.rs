@@ -69,6 +69,17 @@ fn bench_quick_json_prints_every_row() {
             }
         }
     }
+    // The operating system's IPC objects, at the sizes they carry.
+    for mech in ["fifo", "posix-mq", "sysv-mq", "uds", "tcp"] {
+        for pattern in ["pingpong", "stream"] {
+            for size in [64, 4096] {
+                assert!(
+                    seen.contains(&(mech.to_owned(), pattern.to_owned(), size)),
+                    "missing row {mech} {pattern} {size}"
+                );
+            }
+        }
+    }
     for (mech, pattern, size) in [
         ("queue-bytes", "pingpong-busy", 64),
         ("queue-bytes", "uncontended", 64),
@@ -107,4 +118,44 @@ fn filter_selects_mechanisms() {
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 6);
     assert!(rows.iter().all(|r| r["mechanism"] == "os-pipe"));
+}
+
+#[test]
+fn filter_takes_several_mechanisms() {
+    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
+        .args([
+            "bench",
+            "--smoke",
+            "--json",
+            "--filter",
+            "os-pipe,fifo",
+            "--size",
+            "64",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut mechs: Vec<String> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["mechanism"].as_str().unwrap(),
+                r["pattern"].as_str().unwrap()
+            )
+        })
+        .collect();
+    mechs.sort();
+    assert_eq!(
+        mechs,
+        [
+            "fifo pingpong",
+            "fifo stream",
+            "os-pipe pingpong",
+            "os-pipe stream"
+        ]
+    );
 }
