@@ -1,7 +1,8 @@
 //! The OS layer of multiproc: the only crate that makes system calls.
 //!
 //! Built on [`rustix`]; `libc` is used only where rustix has no wrapper
-//! (`fork`, `_exit`). The functions here carry no policy: they open, move and
+//! (`fork`, `_exit`, POSIX message queues, System V IPC, the benchmark's
+//! baselines), and signal handlers are registered through `signal-hook`. The functions here carry no policy: they open, move and
 //! wait on file descriptors and processes, and report every failure as an
 //! [`std::io::Error`]. The `multiproc` crate decides what the calls mean.
 //!
@@ -12,6 +13,11 @@
 //! - processes: pidfds, signals through pidfds, `waitid(P_PIDFD)`, `fork`,
 //!   liveness (zombies and reused pids count as dead);
 //! - shared memory: memfd, POSIX shm, seals, mappings; shared futexes;
+//! - FIFOs (`mkfifo`, opens that refuse symlinks and non-FIFOs);
+//! - POSIX message queues (`mq_*`) with monotonic deadlines;
+//! - System V message queues, semaphore sets and shared memory;
+//! - Unix and TCP sockets (bind, listen, accept, connect, `flock`);
+//! - signals: sending, and handlers that write to a self-pipe;
 //! - the OS baselines the benchmark compares with (POSIX semaphores, robust
 //!   pthread mutexes).
 //!

@@ -207,7 +207,7 @@ union Semun {
     array: *mut c_ushort,
 }
 
-/// One operation of [`semop`] (`struct sembuf`).
+/// One operation of `semop` (`struct sembuf`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SemBuf {
     /// Index of the semaphore in the set.

@@ -91,7 +91,7 @@ pub fn encode_header(len: usize, out: &mut [u8; MAX_HEADER_LEN]) -> &[u8] {
     }
 }
 
-/// The most bytes [`zero_fill`] initializes per call, so a source that
+/// The most bytes `zero_fill` initializes per call, so a source that
 /// returns little per read does not pay for zeroing a whole large payload
 /// each time.
 pub const ZERO_FILL_WINDOW: usize = 256 << 10;

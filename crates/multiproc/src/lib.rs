@@ -47,6 +47,16 @@
 //!   Each is a sealed memfd: a handle like any other, freed by the kernel
 //!   with its last user. Locks detect a dead owner
 //!   ([`AcquireError::OwnerDied`]); barriers break when a party dies.
+//! - Queues: [`Queue`], [`SimpleQueue`], [`JoinableQueue`], multi-producer
+//!   multi-consumer in a shared-memory ring.
+//! - The operating system's IPC objects: [`Fifo`] (named pipes),
+//!   [`posix::MessageQueue`], [`sysv::MessageQueue`],
+//!   [`sysv::SemaphoreSet`], [`sysv::SharedMemory`], and [`signal`]s.
+//! - [`connection::Listener`] and [`connection::Client`]: connections over
+//!   Unix sockets and TCP, authenticated with Python's challenge (HMAC-SHA256,
+//!   or MD5 for Python 3.11 peers when allowed); [`connection::wait`].
+//! - [`registry`]: owner records of named kernel objects, for `multiproc ls`
+//!   and `multiproc clean`.
 //!
 //! # Handles
 //!

@@ -15,7 +15,7 @@
 //!   ends a wait early or loses a message.
 //! - The queue outlives its creator until [`unlink`](MessageQueue::unlink):
 //!   each queue the library creates is recorded in the
-//!   [registry](crate::registry), so `multiproc ls`/`clean` find the ones
+//!   [registry], so `multiproc ls`/`clean` find the ones
 //!   whose creator is dead.
 //! - A `MessageQueue` is a handle (a close-on-exec descriptor: on Linux an
 //!   `mqd_t` is one): it moves into spawned children and inside messages over

@@ -8,7 +8,7 @@
 //!   the target `fn`, named by its offset from a function in this crate (the
 //!   binary is the same, so the offset is too), and the argument, encoded with
 //!   serde, whose handles travel as descriptors. [`init`] must be the first
-//!   line of `main` (test binaries use [`enable_test_support!`]); a parent that
+//!   line of `main` (test binaries use [`enable_test_support!`](crate::enable_test_support)); a parent that
 //!   never called it refuses to spawn rather than start a copy of itself that
 //!   would run `main` again.
 //! - [`StartMethod::Fork`] runs a closure in a `fork()`ed child. Forking a
