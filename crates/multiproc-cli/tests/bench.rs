@@ -5,6 +5,8 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
+mod common;
+
 #[test]
 fn bench_quick_json_prints_every_row() {
     let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
@@ -109,48 +111,22 @@ fn bench_quick_json_prints_every_row() {
 
 #[test]
 fn filter_selects_mechanisms() {
-    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
-        .args(["bench", "--smoke", "--json", "--filter", "os-pipe"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let rows = v["rows"].as_array().unwrap();
+    let v = common::bench_json(&["--filter", "os-pipe"]);
+    let rows = common::row_keys(&v);
     assert_eq!(rows.len(), 6);
-    assert!(rows.iter().all(|r| r["mechanism"] == "os-pipe"));
+    assert!(rows.iter().all(|(m, _, _)| m == "os-pipe"));
 }
 
 #[test]
 fn filter_takes_several_mechanisms() {
-    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
-        .args([
-            "bench",
-            "--smoke",
-            "--json",
-            "--filter",
-            "os-pipe,fifo",
-            "--size",
-            "64",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut mechs: Vec<String> = v["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {}",
-                r["mechanism"].as_str().unwrap(),
-                r["pattern"].as_str().unwrap()
-            )
-        })
+    let v = common::bench_json(&["--filter", "os-pipe,fifo", "--size", "64"]);
+    let mut rows: Vec<String> = common::row_keys(&v)
+        .into_iter()
+        .map(|(m, p, _)| format!("{m} {p}"))
         .collect();
-    mechs.sort();
+    rows.sort();
     assert_eq!(
-        mechs,
+        rows,
         [
             "fifo pingpong",
             "fifo stream",

@@ -3,7 +3,8 @@
 //! directory.
 
 use std::collections::BTreeSet;
-use std::process::Command;
+
+mod common;
 
 #[test]
 fn fifo_rows_run_and_clean_up() {
@@ -19,32 +20,13 @@ fn fifo_rows_run_and_clean_up() {
             .count()
     };
     let before = leftovers();
-    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
-        .args(["bench", "--smoke", "--json", "--filter", "fifo"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "bench failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let rows = v["rows"].as_array().unwrap();
-    let seen: BTreeSet<(String, u64)> = rows
-        .iter()
-        .map(|r| {
-            assert_eq!(r["mechanism"], "fifo");
-            (
-                r["pattern"].as_str().unwrap().to_owned(),
-                r["size"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    let expected: BTreeSet<(String, u64)> = ["pingpong", "stream"]
+    let v = common::bench_json(&["--filter", "fifo"]);
+    let seen: BTreeSet<(String, String, u64)> = common::row_keys(&v).into_iter().collect();
+    let expected: BTreeSet<(String, String, u64)> = ["pingpong", "stream"]
         .into_iter()
-        .flat_map(|p| [(p.to_owned(), 64), (p.to_owned(), 4096)])
+        .flat_map(|p| [64, 4096].map(|s| ("fifo".to_owned(), p.to_owned(), s)))
         .collect();
     assert_eq!(seen, expected);
-    assert_eq!(rows.len(), 4);
+    assert_eq!(v["rows"].as_array().unwrap().len(), 4);
     assert!(leftovers() <= before, "a bench directory was left behind");
 }

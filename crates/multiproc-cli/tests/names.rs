@@ -1,9 +1,9 @@
 //! `multiproc ls` shows named segments with their owner's liveness, and
 //! `multiproc clean` removes exactly those whose owner is dead.
 
-use std::process::Command;
-
 use multiproc::{Process, SharedMemory};
+
+mod common;
 
 multiproc::enable_test_support!();
 
@@ -14,16 +14,7 @@ fn create_and_exit(name: String) {
 }
 
 fn cli(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    common::cli(args, None)
 }
 
 #[test]
@@ -87,19 +78,7 @@ fn registry_records_are_listed_and_cleaned_by_owner_liveness() {
     let live = dir.join("live.fifo").to_str().unwrap().to_owned();
     std::fs::write(&dead, b"").unwrap();
     std::fs::write(&live, b"").unwrap();
-    let cli_reg = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
-            .args(args)
-            .env("MULTIPROC_REGISTRY_DIR", &reg)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let cli_reg = |args: &[&str]| common::cli(args, Some(&reg));
     // The dead owner: a child records and exits. The live owner: a child
     // that records and stays until it is killed.
     let r = reg.to_str().unwrap().to_owned();

@@ -2,11 +2,11 @@
 //! creator died is listed as such and removed; one whose creator lives is
 //! kept.
 
-use std::process::Command;
-
 use multiproc::Process;
 use multiproc::posix::{MessageQueue, OpenError};
 use multiproc::registry::Registry;
+
+mod common;
 
 multiproc::enable_test_support!();
 
@@ -41,19 +41,7 @@ fn clean_removes_a_dead_creators_queue_and_keeps_a_live_ones() {
     let dead = format!("/multiproc-cli-test-{pid}-dead");
     let live = format!("/multiproc-cli-test-{pid}-live");
     let (_u1, _u2) = (Unlink(dead.clone()), Unlink(live.clone()));
-    let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
-            .args(args)
-            .env("MULTIPROC_REGISTRY_DIR", &reg)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let cli = |args: &[&str]| common::cli(args, Some(&reg));
 
     Process::spawn(create_and_exit, (dead.clone(), r.clone()))
         .unwrap()
@@ -99,39 +87,4 @@ fn clean_removes_a_dead_creators_queue_and_keeps_a_live_ones() {
     mine.unlink().unwrap();
     assert!(Registry::open(&reg).unwrap().list().unwrap().is_empty());
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn bench_has_posix_mq_rows_at_64_b_and_4_kib() {
-    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
-        .args(["bench", "--smoke", "--json", "--filter", "posix-mq"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let mut rows: Vec<(String, u64)> = v["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            assert_eq!(r["mechanism"], "posix-mq", "{r}");
-            (
-                r["pattern"].as_str().unwrap().to_owned(),
-                r["size"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    rows.sort();
-    let want = [
-        ("pingpong", 64),
-        ("pingpong", 4096),
-        ("stream", 64),
-        ("stream", 4096),
-    ]
-    .map(|(p, s)| (p.to_owned(), s));
-    assert_eq!(rows, want, "{v}");
 }

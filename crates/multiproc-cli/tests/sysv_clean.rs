@@ -1,11 +1,11 @@
 //! `multiproc ls`/`clean --kind sysv-msg`: a System V queue whose creator
 //! died is listed with a dead owner and removed; a live creator's is kept.
 
-use std::process::Command;
-
 use multiproc::Process;
 use multiproc::registry::Registry;
 use multiproc::sysv::{Key, MessageQueue};
+
+mod common;
 
 multiproc::enable_test_support!();
 
@@ -38,19 +38,7 @@ fn clean_removes_a_sysv_queue_whose_creator_died() {
     let reg = dir.join("registry");
     std::fs::create_dir_all(&dir).unwrap();
     let r = reg.to_str().unwrap().to_owned();
-    let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
-            .args(args)
-            .env("MULTIPROC_REGISTRY_DIR", &reg)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let cli = |args: &[&str]| common::cli(args, Some(&reg));
 
     let mut p = Process::spawn(create_queue_and_exit, r.clone()).unwrap();
     let dead = MessageQueue::from_id(p.join().unwrap());

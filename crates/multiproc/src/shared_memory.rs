@@ -94,6 +94,59 @@ pub struct OutOfRange {
     pub size: usize,
 }
 
+impl OutOfRange {
+    /// Check an access of `n` bytes at `offset` in a block of `size` bytes.
+    pub(crate) fn check(offset: usize, n: usize, size: usize) -> Result<(), OutOfRange> {
+        match offset.checked_add(n) {
+            Some(end) if end <= size => Ok(()),
+            end => Err(OutOfRange {
+                offset,
+                end: end.unwrap_or(usize::MAX),
+                size,
+            }),
+        }
+    }
+}
+
+/// Copy `out.len()` bytes at `offset` of the block at `base` into `out`,
+/// bounds-checked against `size`.
+///
+/// # Safety
+/// - `base..base + size` is mapped and readable for the whole call.
+/// - No Rust reference covers those bytes (other processes may write them:
+///   the copy can see a mix of old and new bytes, never UB for `u8`s copied
+///   through raw pointers).
+pub(crate) unsafe fn copy_out(
+    base: *const u8,
+    size: usize,
+    offset: usize,
+    out: &mut [u8],
+) -> Result<(), OutOfRange> {
+    OutOfRange::check(offset, out.len(), size)?;
+    // SAFETY: the range is inside the block (checked), which the caller
+    // keeps mapped; `out` is a distinct local buffer.
+    unsafe { std::ptr::copy_nonoverlapping(base.add(offset), out.as_mut_ptr(), out.len()) };
+    Ok(())
+}
+
+/// Copy `src` to `offset` of the block at `base`, bounds-checked against
+/// `size`.
+///
+/// # Safety
+/// As [`copy_out`], and the block is mapped writable.
+pub(crate) unsafe fn copy_in(
+    base: *mut u8,
+    size: usize,
+    offset: usize,
+    src: &[u8],
+) -> Result<(), OutOfRange> {
+    OutOfRange::check(offset, src.len(), size)?;
+    // SAFETY: the range is inside the writable block (checked), which the
+    // caller keeps mapped; `src` is a distinct buffer.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), base.add(offset), src.len()) };
+    Ok(())
+}
+
 impl SharedMemory {
     fn from_segment(seg: Arc<Segment>) -> Self {
         SharedMemory {
@@ -174,26 +227,11 @@ impl SharedMemory {
         self.len
     }
 
-    fn range(&self, offset: usize, n: usize) -> Result<(), OutOfRange> {
-        match offset.checked_add(n) {
-            Some(end) if end <= self.len => Ok(()),
-            end => Err(OutOfRange {
-                offset,
-                end: end.unwrap_or(usize::MAX),
-                size: self.len,
-            }),
-        }
-    }
-
     /// Copy `out.len()` bytes from `offset` into `out`.
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfRange> {
-        self.range(offset, out.len())?;
-        // SAFETY: the range is inside the mapping (checked), which `backing`
-        // keeps alive; `out` is a distinct local buffer. Concurrent writers
-        // can make the copy see a mix of old and new bytes, never UB for
-        // `u8`s copied through raw pointers.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset), out.as_mut_ptr(), out.len()) };
-        Ok(())
+        // SAFETY: `ptr..ptr + len` is the mapping, which `backing` keeps
+        // alive; no Rust reference covers it.
+        unsafe { copy_out(self.ptr, self.len, offset, out) }
     }
 
     /// `len` bytes from `offset`, copied out.
@@ -205,11 +243,8 @@ impl SharedMemory {
 
     /// Copy `src` into the block at `offset`.
     pub fn write(&self, offset: usize, src: &[u8]) -> Result<(), OutOfRange> {
-        self.range(offset, src.len())?;
-        // SAFETY: as in `read`; the mapping is writable and no Rust
-        // reference covers it.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset), src.len()) };
-        Ok(())
+        // SAFETY: as in `read`; the mapping is writable.
+        unsafe { copy_in(self.ptr, self.len, offset, src) }
     }
 
     /// The first byte, for code that synchronizes on its own. Dereferencing

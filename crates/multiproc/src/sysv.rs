@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{self, DecodeError, EncodeError};
 use crate::registry::{self, Kind, Registry};
-use crate::shared_memory::OutOfRange;
+use crate::shared_memory::{OutOfRange, copy_in, copy_out};
 
 // ----- keys, builders --------------------------------------------------------
 
@@ -1253,31 +1253,16 @@ impl Attachment {
         self.read_only
     }
 
-    fn range(&self, offset: usize, n: usize) -> Result<(), OutOfRange> {
-        match offset.checked_add(n) {
-            Some(end) if end <= self.len => Ok(()),
-            end => Err(OutOfRange {
-                offset,
-                end: end.unwrap_or(usize::MAX),
-                size: self.len,
-            }),
-        }
-    }
-
     /// Copy `out.len()` bytes from `offset` into `out`.
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), ShmError> {
-        self.range(offset, out.len())?;
-        // SAFETY: the range is inside the attachment (checked), which lives
-        // until `self` drops; `out` is a distinct local buffer. Concurrent
-        // writers can make the copy see a mix of old and new bytes, never UB
-        // for `u8`s copied through raw pointers.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(offset), out.as_mut_ptr(), out.len()) };
-        Ok(())
+        // SAFETY: `ptr..ptr + len` is the attachment, which lives until
+        // `self` drops; no Rust reference covers it.
+        Ok(unsafe { copy_out(self.ptr, self.len, offset, out) }?)
     }
 
     /// `len` bytes from `offset`, copied out.
     pub fn read_vec(&self, offset: usize, len: usize) -> Result<Vec<u8>, ShmError> {
-        self.range(offset, len)?;
+        OutOfRange::check(offset, len, self.len)?;
         let mut v = vec![0; len];
         self.read(offset, &mut v)?;
         Ok(v)
@@ -1289,11 +1274,8 @@ impl Attachment {
         if self.read_only {
             return Err(ShmError::ReadOnly);
         }
-        self.range(offset, src.len())?;
-        // SAFETY: as in `read`; the attachment is writable (not SHM_RDONLY)
-        // and no Rust reference covers it.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(offset), src.len()) };
-        Ok(())
+        // SAFETY: as in `read`; the attachment is writable (not SHM_RDONLY).
+        Ok(unsafe { copy_in(self.ptr, self.len, offset, src) }?)
     }
 
     /// The first byte, for code that synchronizes on its own.
