@@ -148,6 +148,13 @@ pub fn tcp_connect(addr: SocketAddr, deadline: Option<Instant>) -> io::Result<Ow
     Ok(fd)
 }
 
+/// `shutdown(fd, SHUT_WR)`: the peer reads end of file after what was sent,
+/// and can still write to this end.
+pub fn shutdown_write(fd: impl AsFd) -> io::Result<()> {
+    rustix::net::shutdown(fd, rustix::net::Shutdown::Write)?;
+    Ok(())
+}
+
 /// Set `TCP_NODELAY` on a TCP socket.
 pub fn set_nodelay(fd: impl AsFd) -> io::Result<()> {
     Ok(rustix::net::sockopt::set_tcp_nodelay(fd, true)?)

@@ -535,6 +535,43 @@ pub fn client_handshake<T>(
     deliver_challenge(conn, authkey, policy, deadline)
 }
 
+/// One fuzz input for the handshake: the first byte picks the side (server
+/// or client) and the policy, the rest is what the peer sends, followed by
+/// end of file. Nothing may panic or hang (the deadline is 1 s, and end of
+/// file comes first). Shared by the `cargo fuzz` target and the corpus
+/// replay test.
+#[doc(hidden)]
+pub fn fuzz_handshake(data: &[u8]) {
+    let Some((&mode, input)) = data.split_first() else {
+        return;
+    };
+    // Stay under the socket buffer, so the write never blocks.
+    let input = &input[..input.len().min(64 << 10)];
+    let Ok((mine, peer)) = multiproc_sys::fd::socketpair() else {
+        return;
+    };
+    if multiproc_sys::io::write_all(&peer, input).is_err()
+        || multiproc_sys::net::shutdown_write(&peer).is_err()
+    {
+        return;
+    }
+    let Ok(mut conn) = Connection::<()>::from_fd(mine, true, true) else {
+        return;
+    };
+    let policy = if mode & 2 == 0 {
+        AuthPolicy::Sha256Only
+    } else {
+        AuthPolicy::AllowLegacyMd5
+    };
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let _ = if mode & 1 == 0 {
+        server_handshake(&mut conn, b"fuzz key", policy, deadline)
+    } else {
+        client_handshake(&mut conn, b"fuzz key", policy, deadline)
+    };
+    drop(peer);
+}
+
 // ----- private directories ----------------------------------------------------
 
 /// Check that `dir` is a private directory: a directory (not a symlink)

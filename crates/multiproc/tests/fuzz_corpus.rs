@@ -1,5 +1,6 @@
-//! Replays the frame decoder's fuzz corpus (`fuzz/corpus/frame_decoder`) on
-//! stable, so every input the fuzzer kept stays a regression test.
+//! Replays the fuzz corpora (`fuzz/corpus/frame_decoder`,
+//! `fuzz/corpus/handshake`) on stable, so every input the fuzzer kept stays a
+//! regression test.
 
 #[test]
 fn frame_decoder_corpus_replays_cleanly() {
@@ -11,6 +12,20 @@ fn frame_decoder_corpus_replays_cleanly() {
         let data = std::fs::read(&path).unwrap();
         eprintln!("replaying {}", path.display());
         multiproc::frame::fuzz_one(&data);
+        n += 1;
+    }
+    assert!(n >= 10, "corpus has only {n} inputs");
+}
+
+#[test]
+fn handshake_corpus_replays_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/handshake");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("corpus directory") {
+        let path = entry.unwrap().path();
+        let data = std::fs::read(&path).unwrap();
+        eprintln!("replaying {}", path.display());
+        multiproc::connection::fuzz_handshake(&data);
         n += 1;
     }
     assert!(n >= 10, "corpus has only {n} inputs");
