@@ -469,3 +469,58 @@ impl Drop for Manager {
         }
     }
 }
+
+/// Why an authkey file was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthkeyFileError {
+    /// The file could not be read.
+    #[error("cannot read authkey file {path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Others than its owner may read or write it, or it is not ours.
+    #[error(
+        "authkey file {path} must be a regular file owned by us with mode 0600 or 0400 (it is {mode:o})"
+    )]
+    Insecure {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its mode bits.
+        mode: u32,
+    },
+    /// The file is empty (after trimming one trailing newline).
+    #[error("authkey file {0} is empty")]
+    Empty(std::path::PathBuf),
+}
+
+/// Read an authkey from a file that only its owner (us) can read: mode
+/// 0600 or stricter, a regular file, not a symlink. One trailing newline is
+/// dropped. Keys belong in files, never in argv or the environment.
+pub fn read_authkey_file(path: &std::path::Path) -> Result<Vec<u8>, AuthkeyFileError> {
+    use std::os::unix::fs::MetadataExt as _;
+    let io = |source| AuthkeyFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(io)?;
+    let mode = meta.mode() & 0o7777;
+    if !meta.file_type().is_file() || mode & 0o077 != 0 || meta.uid() != multiproc_sys::shm::euid()
+    {
+        return Err(AuthkeyFileError::Insecure {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    let mut key = std::fs::read(path).map_err(io)?;
+    if key.last() == Some(&b'\n') {
+        key.pop();
+    }
+    if key.is_empty() {
+        return Err(AuthkeyFileError::Empty(path.to_owned()));
+    }
+    Ok(key)
+}
