@@ -88,6 +88,9 @@ impl From<ConnectError> for ManagerError {
     }
 }
 
+/// How long a client looks for an answer before sleeping on the socket.
+const SPIN: Duration = Duration::from_micros(50);
+
 struct Conn {
     tx: Connection<Request>,
     rx: Connection<Response>,
@@ -101,6 +104,19 @@ impl Conn {
             }
             _ => ManagerError::ServerGone,
         })?;
+        // Most answers come within microseconds: look for one briefly
+        // (yielding, so a server on this CPU gets to run) before sleeping.
+        let spin_until = Instant::now() + SPIN;
+        loop {
+            match self.rx.try_recv() {
+                Ok(Response::Pending) => break,
+                Ok(r) => return Ok(r),
+                Err(RecvError::Empty) if Instant::now() < spin_until => std::thread::yield_now(),
+                Err(RecvError::Empty) => break,
+                Err(RecvError::Decode(e)) => return Err(ManagerError::Protocol(e.to_string())),
+                Err(_) => return Err(ManagerError::ServerGone),
+            }
+        }
         loop {
             match self.rx.recv_deadline(Instant::now() + HEARTBEAT_TIMEOUT) {
                 Ok(Response::Pending) => continue,

@@ -1375,7 +1375,7 @@ fn connection_loop(
     tx: &mut Connection<Response>,
 ) {
     loop {
-        let req = match rx.recv() {
+        let req = match recv_request(rx) {
             Ok(r) => r,
             Err(RecvError::Decode(e)) => {
                 // The frame was whole but is not a request: refuse it, keep going.
@@ -1398,6 +1398,21 @@ fn connection_loop(
         }
         if shutdown {
             return;
+        }
+    }
+}
+
+/// How long a connection's thread looks for the next request before
+/// sleeping on the socket (clients often call again at once).
+const SPIN: Duration = Duration::from_micros(50);
+
+fn recv_request(rx: &mut Connection<Request>) -> Result<Request, RecvError> {
+    let spin_until = Instant::now() + SPIN;
+    loop {
+        match rx.try_recv() {
+            Err(RecvError::Empty) if Instant::now() < spin_until => std::thread::yield_now(),
+            Err(RecvError::Empty) => return rx.recv(),
+            r => return r,
         }
     }
 }
