@@ -39,6 +39,11 @@ pub enum ManagerError {
     /// Starting the server process failed.
     #[error(transparent)]
     Spawn(#[from] ProcessError),
+    /// A proxy was used in a process forked from the one that made it
+    /// (its connections belong to the parent): hand proxies to children
+    /// through [`Process::spawn`](crate::Process::spawn) instead.
+    #[error("manager proxy used in a forked child; pass proxies to spawned processes instead")]
+    Forked,
     /// The server answered something that does not fit the request.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -135,6 +140,9 @@ pub(crate) struct ClientInner {
     pub(crate) address: Address,
     pub(crate) authkey: Vec<u8>,
     session: u64,
+    /// The process whose connections these are (a forked child must not
+    /// touch them).
+    pid: u32,
     primary: Mutex<Option<Conn>>,
     pool: Mutex<Vec<Conn>>,
     gone: AtomicBool,
@@ -212,6 +220,7 @@ impl ClientInner {
             address,
             authkey: authkey.to_vec(),
             session,
+            pid: std::process::id(),
             primary: Mutex::new(Some(primary)),
             pool: Mutex::new(Vec::new()),
             gone: AtomicBool::new(false),
@@ -231,7 +240,8 @@ impl ClientInner {
             let all = lock(&CLIENTS);
             for w in all.iter() {
                 if let Some(c) = w.upgrade() {
-                    if c.address == address
+                    if c.ours()
+                        && c.address == address
                         && c.authkey == authkey
                         && !c.gone.load(Ordering::Relaxed)
                     {
@@ -251,7 +261,15 @@ impl ClientInner {
     }
 
     /// A request on the primary connection (reference bookkeeping).
+    /// Whether this process is the one that connected.
+    fn ours(&self) -> bool {
+        self.pid == std::process::id()
+    }
+
     pub(crate) fn primary_request(&self, req: &Request) -> Result<Response, ManagerError> {
+        if !self.ours() {
+            return Err(ManagerError::Forked);
+        }
         if self.gone.load(Ordering::Relaxed) {
             return Err(ManagerError::ServerGone);
         }
@@ -272,6 +290,9 @@ impl ClientInner {
 
     /// A request on a pooled connection.
     pub(crate) fn request(&self, req: &Request) -> Result<Response, ManagerError> {
+        if !self.ours() {
+            return Err(ManagerError::Forked);
+        }
         if self.gone.load(Ordering::Relaxed) {
             return Err(ManagerError::ServerGone);
         }
@@ -389,7 +410,8 @@ impl Clone for Handle {
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        if !self.client.gone.load(Ordering::Relaxed) {
+        // (Skipped in a forked child: the parent's connection is not ours.)
+        if !self.client.gone.load(Ordering::Relaxed) && self.client.ours() {
             let _ = self.client.primary_request(&Request::DecRef(self.id));
         }
     }

@@ -319,6 +319,12 @@ impl Manager {
             .map(P::from_handle)
     }
 
+    /// A new object of `kind` from `init` (see [`ObjectKind`]), as an
+    /// untyped [`Handle`] (for bindings; Rust code uses the typed methods).
+    pub fn create_object(&self, kind: ObjectKind, init: DataValue) -> Result<Handle, ManagerError> {
+        self.client.create(&Request::Create { kind, init })
+    }
+
     /// A new empty `dict`.
     pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>, ManagerError> {
         self.create(DataValue::Null)

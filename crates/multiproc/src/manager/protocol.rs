@@ -247,3 +247,16 @@ pub enum Response {
     /// The request failed.
     Error(RemoteError),
 }
+
+/// Decode `data` as a request and as a response, as the server and a client
+/// do, and re-encode what decodes: for the fuzzer and its corpus replay.
+/// Never panics (that is what is tested).
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    if let Ok(req) = postcard::from_bytes::<Request>(data) {
+        let _ = postcard::to_stdvec(&req);
+    }
+    if let Ok(Response::Value(v)) = postcard::from_bytes::<Response>(data) {
+        let _ = super::value::from_value::<serde_json::Value>(v);
+    }
+}
