@@ -36,7 +36,10 @@
 //! and reconnect on arrival. Each proxy holds a counted reference; an
 //! object lives while any proxy of it does, in any process. A client's
 //! references (and the locks it holds) are dropped when its process exits,
-//! even by `kill -9`.
+//! even by `kill -9`; a TCP client whose machine vanishes (no FIN, no RST)
+//! is dropped by the server's TCP keepalive, after about 25 s. A proxy used
+//! in a child made by `fork` (rather than handed to a spawned process) says
+//! [`ManagerError::Forked`]: its connections belong to the parent.
 //!
 //! A server that dies makes every call return [`ManagerError::ServerGone`]:
 //! at once over a Unix socket (end of file), and over TCP within

@@ -1312,9 +1312,19 @@ impl Drop for ConnCount<'_> {
     }
 }
 
-fn serve_connection(shared: &Shared, mut rx: Connection<Request>) {
+fn serve_connection(shared: &Shared, mut rx: Connection<Request>, tcp: bool) {
     shared.connections.fetch_add(1, Ordering::Relaxed);
     let _count = ConnCount(&shared.connections);
+    if tcp {
+        // A TCP client that vanishes (no FIN, no RST) is noticed by the
+        // kernel's probes; its session then ends like any other.
+        let _ = multiproc_sys::net::set_keepalive(
+            &rx,
+            KEEPALIVE_IDLE,
+            KEEPALIVE_INTERVAL,
+            KEEPALIVE_PROBES,
+        );
+    }
     rx.set_max_message_size(MAX_FRAME);
     let Ok(mut tx) = rx.try_clone().map(|c| c.cast::<Response>()) else {
         return;
@@ -1401,6 +1411,12 @@ fn connection_loop(
         }
     }
 }
+
+/// TCP keepalive of server connections: a vanished client is dropped
+/// after about idle + interval × probes (25 s).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_PROBES: u32 = 3;
 
 /// How long a connection's thread looks for the next request before
 /// sleeping on the socket (clients often call again at once).
@@ -1633,9 +1649,10 @@ fn accept_loop(listener: &Arc<Listener>, shared: &Arc<Shared>) {
         match listener.accept_timeout::<Request>(Duration::from_millis(100)) {
             Ok(conn) => {
                 let shared = shared.clone();
+                let tcp = listener.address().is_tcp();
                 let _ = std::thread::Builder::new()
                     .name("manager-conn".into())
-                    .spawn(move || serve_connection(&shared, conn));
+                    .spawn(move || serve_connection(&shared, conn, tcp));
             }
             Err(crate::connection::AcceptError::Timeout) => {}
             Err(e) if e.is_authentication() => {}
