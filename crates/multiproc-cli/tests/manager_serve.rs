@@ -76,3 +76,44 @@ fn serve_on_tcp_with_a_key_file() {
     m.shutdown().unwrap();
     assert!(server.wait().unwrap().success());
 }
+
+/// `bench --filter manager` measures our Manager dict and Python's in one
+/// run (numbers are not judged here).
+#[test]
+fn bench_has_the_manager_rows() {
+    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
+        .args([
+            "bench", "--quick", "--smoke", "--json", "--filter", "manager",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    let find = |m: &str| rows.iter().find(|r| r["mechanism"] == m);
+    let dict = find("manager-dict").expect("manager-dict row");
+    assert_eq!(dict["pattern"], "pingpong");
+    assert_eq!(dict["size"], 0);
+    assert!(dict["p50_ns"].as_u64().unwrap() > 0);
+    assert!(
+        find("manager-dict-4clients").unwrap()["msgs_per_s"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let python = Command::new("python3")
+        .args(["-c", "import multiprocessing.managers"])
+        .status()
+        .is_ok_and(|s| s.success());
+    match find("python-manager-dict") {
+        Some(r) => assert!(r["p50_ns"].as_u64().unwrap() > 0),
+        None => {
+            assert!(!python, "python3 is here but the row is missing");
+            assert!(String::from_utf8_lossy(&out.stderr).contains("python-manager-dict skipped"));
+        }
+    }
+}
