@@ -904,3 +904,36 @@ fn fork_with_proxy(d: DictProxy<String, i64>) -> (bool, i64) {
     let forked_refused = f.join().unwrap();
     (forked_refused, d.get(&"k".into()).unwrap().unwrap())
 }
+
+/// A child that sends a proxy back and exits before the parent claims it
+/// does not free the object: the loan outlives the child's session.
+#[test]
+fn proxy_returned_by_an_exited_child_is_still_claimable() {
+    let _w = watchdog("proxy_returned_by_an_exited_child", LIMIT);
+    let m = Manager::start().unwrap();
+    let base = m.stats().unwrap();
+    let d: DictProxy<String, i64> = m.dict().unwrap();
+    d.insert(&"n".into(), &5).unwrap();
+    let (mut rx, tx) = multiproc::pipe::<DictProxy<String, i64>>().unwrap();
+    let mut c = Process::spawn(send_back, (d, tx)).unwrap(); // our only proxy moves
+    c.join().unwrap();
+    // The child's session is over before we claim.
+    assert!(wait_until(Duration::from_secs(10), || m
+        .stats()
+        .unwrap()
+        .sessions
+        == base.sessions));
+    let back = rx.recv().unwrap();
+    assert_eq!(back.get(&"n".into()).unwrap(), Some(5));
+    drop(back);
+    assert!(wait_until(Duration::from_secs(10), || m
+        .stats()
+        .unwrap()
+        .objects
+        == base.objects));
+}
+
+fn send_back(arg: (DictProxy<String, i64>, Connection<DictProxy<String, i64>>)) {
+    let (d, mut tx) = arg;
+    tx.send(&d).unwrap();
+}

@@ -118,7 +118,8 @@ pub enum Request {
     DecRef(u64),
     /// Take a reference for a proxy about to travel to another process;
     /// answered with a token (an `Int`) that [`Request::Claim`] redeems. An
-    /// unclaimed loan is dropped with the lender's session.
+    /// unclaimed loan is dropped 30 s after the lender's session ends (so a
+    /// child can return a proxy and exit before the parent claims it).
     Lend(u64),
     /// Move a loaned reference to this session.
     Claim {

@@ -222,19 +222,49 @@ struct Entry {
     refs: u64,
 }
 
+/// A reference lent to a proxy in flight to another process.
+struct Loan {
+    session: u64,
+    id: u64,
+    /// When the lender's session ended (the loan then lasts [`LOAN_GRACE`]).
+    orphaned: Option<Instant>,
+}
+
+/// How long a loan outlives its lender's session: a child that returns a
+/// proxy and exits must not free the object before the parent claims it.
+const LOAN_GRACE: Duration = Duration::from_secs(30);
+
 #[derive(Default)]
 struct Table {
     objects: HashMap<u64, Entry>,
     next_id: u64,
     /// References each live session holds: object id -> count.
     sessions: HashMap<u64, HashMap<u64, u64>>,
-    /// Loans: token -> (lender session, object id).
-    loans: HashMap<u64, (u64, u64)>,
+    /// Loans: token -> loan.
+    loans: HashMap<u64, Loan>,
     next_token: u64,
     names: HashMap<String, u64>,
 }
 
 impl Table {
+    /// Drop the loans orphaned longer than [`LOAN_GRACE`] ago.
+    fn sweep_loans(&mut self, now: Instant) {
+        let expired: Vec<u64> = self
+            .loans
+            .iter()
+            .filter(|(_, l)| {
+                l.orphaned
+                    .is_some_and(|t| now.duration_since(t) >= LOAN_GRACE)
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for token in expired {
+            if let Some(l) = self.loans.remove(&token) {
+                self.drop_ref(l.id);
+            }
+        }
+    }
+
     fn add_ref(&mut self, session: u64, id: u64) -> Result<(), RemoteError> {
         let entry = self
             .objects
@@ -331,21 +361,18 @@ impl Shared {
                 t.drop_ref(id);
             }
         }
-        let loans: Vec<u64> = t
-            .loans
-            .iter()
-            .filter(|(_, (s, _))| *s == session)
-            .map(|(k, _)| *k)
-            .collect();
-        for token in loans {
-            if let Some((_, id)) = t.loans.remove(&token) {
-                t.drop_ref(id);
+        let now = Instant::now();
+        for loan in t.loans.values_mut() {
+            if loan.session == session {
+                loan.orphaned = Some(now);
             }
         }
+        t.sweep_loans(now);
     }
 
     fn stats(&self) -> ServerStats {
-        let t = self.table();
+        let mut t = self.table();
+        t.sweep_loans(Instant::now());
         ServerStats {
             objects: t.objects.len() as u64,
             refs: t.objects.values().map(|e| e.refs).sum(),
@@ -1519,7 +1546,14 @@ fn handle(
                 e.refs += 1;
                 t.next_token += 1;
                 let token = t.next_token;
-                t.loans.insert(token, (session, id));
+                t.loans.insert(
+                    token,
+                    Loan {
+                        session,
+                        id,
+                        orphaned: None,
+                    },
+                );
                 Ok(Response::Value(DataValue::Int(token as i64)))
             } else {
                 Err(RemoteError::UnknownObject(id))
@@ -1527,8 +1561,8 @@ fn handle(
         }
         Request::Claim { id, token } => {
             let mut t = shared.table();
-            match t.loans.get(&token) {
-                Some(&(_, lent)) if lent == id => match t.sessions.get_mut(&session) {
+            match t.loans.get(&token).map(|l| l.id) {
+                Some(lent) if lent == id => match t.sessions.get_mut(&session) {
                     Some(r) => {
                         *r.entry(id).or_insert(0) += 1;
                         t.loans.remove(&token);
@@ -1634,7 +1668,7 @@ impl Server {
             acceptors.push(
                 std::thread::Builder::new()
                     .name(format!("manager-accept-{i}"))
-                    .spawn(move || accept_loop(&listener, &shared))?,
+                    .spawn(move || accept_loop(&listener, &shared, i == 0))?,
             );
         }
         for a in acceptors {
@@ -1644,8 +1678,11 @@ impl Server {
     }
 }
 
-fn accept_loop(listener: &Arc<Listener>, shared: &Arc<Shared>) {
+fn accept_loop(listener: &Arc<Listener>, shared: &Arc<Shared>, sweeper: bool) {
     while !shared.shutdown.load(Ordering::Relaxed) {
+        if sweeper {
+            shared.table().sweep_loans(Instant::now());
+        }
         match listener.accept_timeout::<Request>(Duration::from_millis(100)) {
             Ok(conn) => {
                 let shared = shared.clone();
