@@ -784,6 +784,43 @@ fn garbage_oversized_and_deep_requests_are_refused_without_harm() {
         Response::Error(RemoteError::UnknownObject(_))
     ));
 
+    // A timeout too long for the clock is waited as "forever", not a panic.
+    c4.send(&Request::Create {
+        kind: multiproc::manager::ObjectKind::Event,
+        init: DataValue::Null,
+    })
+    .unwrap();
+    let Response::Created(ev) = r4.recv_timeout(Duration::from_secs(10)).unwrap() else {
+        panic!("no event")
+    };
+    c4.send(&Request::Call {
+        id: ev,
+        method: "set".into(),
+        args: vec![],
+        timeout_ms: None,
+        owner: multiproc::manager::protocol::Owner {
+            session: 3,
+            thread: 1,
+        },
+    })
+    .unwrap();
+    r4.recv_timeout(Duration::from_secs(10)).unwrap();
+    c4.send(&Request::Call {
+        id: ev,
+        method: "wait".into(),
+        args: vec![],
+        timeout_ms: Some(u64::MAX),
+        owner: multiproc::manager::protocol::Owner {
+            session: 3,
+            thread: 1,
+        },
+    })
+    .unwrap();
+    assert!(matches!(
+        r4.recv_timeout(Duration::from_secs(10)).unwrap(),
+        Response::Value(DataValue::Bool(true))
+    ));
+
     // The server still serves everyone.
     assert_eq!(d.get(&"k".into()).unwrap(), Some(1));
     assert!(

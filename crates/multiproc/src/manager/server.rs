@@ -1584,7 +1584,9 @@ fn handle(
             timeout_ms,
             owner,
         } => shared.object(id).and_then(|obj| {
-            let deadline = timeout_ms.map(|ms| Instant::now() + Duration::from_millis(ms));
+            // A timeout too long to represent is no timeout (never a panic).
+            let deadline =
+                timeout_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
             let mut tick = ConnTick {
                 rx,
                 tx,
