@@ -974,3 +974,194 @@ fn send_back(arg: (DictProxy<String, i64>, Connection<DictProxy<String, i64>>)) 
     let (d, mut tx) = arg;
     tx.send(&d).unwrap();
 }
+
+/// The authkey travels to children inside the spawn argument bytes, never
+/// in their argv or environment (ANCHORS row 9f).
+#[test]
+fn authkey_is_not_in_a_childs_argv_or_environment() {
+    let _w = watchdog("authkey_not_in_argv_env", LIMIT);
+    let m = Manager::start().unwrap();
+    let key = m.authkey().to_vec();
+    let ev = m.event().unwrap();
+    let ready = m.event().unwrap();
+    let mut c = Process::spawn(wait_for_event, (ev.clone(), ready.clone())).unwrap();
+    assert!(ready.wait_timeout(Duration::from_secs(30)).unwrap());
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    for pid in [c.pid().unwrap(), m.server_pid().unwrap()] {
+        for file in ["cmdline", "environ"] {
+            let data = std::fs::read(format!("/proc/{pid}/{file}")).unwrap();
+            assert!(
+                !data.windows(key.len()).any(|w| w == key.as_slice()),
+                "{file}"
+            );
+            assert!(!String::from_utf8_lossy(&data).contains(&hex), "{file}");
+        }
+    }
+    ev.set().unwrap();
+    c.join().unwrap();
+}
+
+fn wait_for_event(arg: (EventProxy, EventProxy)) {
+    let (ev, ready) = arg;
+    ready.set().unwrap();
+    assert!(ev.wait_timeout(Duration::from_secs(60)).unwrap());
+}
+
+/// Many clients killed mid-call at once: the server keeps serving and the
+/// counts return to the baseline (ANCHORS row 18, scaled down).
+#[test]
+fn many_clients_killed_mid_call() {
+    let _w = watchdog("many_clients_killed_mid_call", LIMIT);
+    const CLIENTS: usize = 16;
+    let m = Manager::start().unwrap();
+    let q: QueueProxy<u32> = m.queue().unwrap();
+    let started: ValueProxy<i64> = m.value(&0).unwrap();
+    let base = m.stats().unwrap();
+    let mut children: Vec<Process> = (0..CLIENTS)
+        .map(|_| {
+            Process::spawn(
+                blocked_client,
+                (
+                    m.address().clone(),
+                    m.authkey().to_vec(),
+                    q.clone(),
+                    started.clone(),
+                ),
+            )
+            .unwrap()
+        })
+        .collect();
+    assert!(wait_until(Duration::from_secs(60), || {
+        started.get().unwrap() == CLIENTS as i64
+    }));
+    for c in &mut children {
+        kill9(c.pid().unwrap());
+    }
+    for c in &mut children {
+        let _ = c.join();
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let s = m.stats().unwrap();
+            s.objects == base.objects && s.refs == base.refs && s.sessions == base.sessions
+        }),
+        "{:?} vs {base:?}",
+        m.stats().unwrap()
+    );
+    q.put(&7).unwrap();
+    assert_eq!(q.get().unwrap(), 7);
+}
+
+fn blocked_client(arg: (Address, Vec<u8>, QueueProxy<u32>, ValueProxy<i64>)) {
+    let (addr, key, q, started) = arg;
+    let m = Manager::connect(addr, &key).unwrap();
+    let l: ListProxy<u32> = m.list_from(&[1, 2, 3]).unwrap();
+    let lock = m.lock().unwrap();
+    lock.acquire().unwrap(); // held when killed: released with the session
+    l.push(&4).unwrap();
+    started.incr(1).unwrap();
+    let _ = q.get(); // blocks until killed
+    unreachable!("killed while blocked");
+}
+
+/// Seeds of the `manager_request` fuzz corpus (written by
+/// `write_manager_request_corpus`), replayed on stable.
+fn corpus_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/manager_request")
+}
+
+fn corpus_seeds() -> Vec<Vec<u8>> {
+    let owner = multiproc::manager::protocol::Owner {
+        session: 1,
+        thread: 2,
+    };
+    let mut deep = DataValue::Null;
+    for _ in 0..63 {
+        deep = DataValue::List(vec![deep]);
+    }
+    let reqs = [
+        Request::Hello {
+            version: 1,
+            session: 7,
+            primary: true,
+        },
+        Request::Create {
+            kind: multiproc::manager::ObjectKind::Dict,
+            init: DataValue::Null,
+        },
+        Request::Create {
+            kind: multiproc::manager::ObjectKind::List,
+            init: deep,
+        },
+        Request::CreateUser {
+            type_name: "Accumulator".into(),
+            args: DataValue::Int(3),
+        },
+        Request::Named {
+            name: "jobs".into(),
+            kind: multiproc::manager::ObjectKind::Queue,
+            init: DataValue::Int(2),
+        },
+        Request::IncRef(1),
+        Request::DecRef(1),
+        Request::Lend(1),
+        Request::Claim { id: 1, token: 9 },
+        Request::Call {
+            id: 1,
+            method: "setitem".into(),
+            args: vec![
+                DataValue::Str("k".into()),
+                DataValue::Map(vec![(DataValue::Bytes(vec![0, 1]), DataValue::Float(-0.5))]),
+            ],
+            timeout_ms: Some(100),
+            owner,
+        },
+        Request::Call {
+            id: 2,
+            method: "get".into(),
+            args: vec![],
+            timeout_ms: None,
+            owner,
+        },
+        Request::Stats,
+        Request::Shutdown,
+    ];
+    let mut out: Vec<Vec<u8>> = reqs
+        .iter()
+        .map(|r| postcard::to_stdvec(r).unwrap())
+        .collect();
+    out.push(postcard::to_stdvec(&Response::Value(DataValue::UInt(u64::MAX))).unwrap());
+    out.push(
+        postcard::to_stdvec(&Response::Error(RemoteError::UnknownMethod {
+            kind: "dict".into(),
+            method: "x".into(),
+        }))
+        .unwrap(),
+    );
+    out
+}
+
+#[test]
+#[ignore = "writes the fuzz corpus seeds; run by hand when the protocol changes"]
+fn write_manager_request_corpus() {
+    let dir = corpus_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, s) in corpus_seeds().iter().enumerate() {
+        std::fs::write(dir.join(format!("seed-{i:02}")), s).unwrap();
+    }
+}
+
+#[test]
+fn manager_request_corpus_replays_cleanly() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(corpus_dir()).expect("corpus directory") {
+        let data = std::fs::read(entry.unwrap().path()).unwrap();
+        multiproc::manager::protocol::fuzz_one(&data);
+        n += 1;
+    }
+    assert!(n >= corpus_seeds().len(), "corpus has only {n} inputs");
+    // Every seed still decodes: the protocol has not drifted from them.
+    for s in corpus_seeds().iter().take(13) {
+        postcard::from_bytes::<Request>(s).unwrap();
+    }
+}
