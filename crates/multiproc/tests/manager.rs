@@ -616,7 +616,7 @@ struct Accumulator {
 
 impl ManagedObject for Accumulator {
     fn methods(&self) -> &'static [&'static str] {
-        &["add", "total"]
+        &["add", "total", "sleep_ms"]
     }
 
     fn call(&mut self, method: &str, args: DataValue) -> Result<DataValue, CallError> {
@@ -631,6 +631,12 @@ impl ManagedObject for Accumulator {
                 Ok(DataValue::Int(self.total))
             }
             "total" => Ok(DataValue::Int(self.total)),
+            "sleep_ms" => {
+                let ms: u64 =
+                    from_value(args).map_err(|e| CallError::BadArguments(e.to_string()))?;
+                std::thread::sleep(Duration::from_millis(ms));
+                Ok(DataValue::Null)
+            }
             _ => Err(CallError::Failed("not reached".into())),
         }
     }
@@ -1164,4 +1170,16 @@ fn manager_request_corpus_replays_cleanly() {
     for s in corpus_seeds().iter().take(13) {
         postcard::from_bytes::<Request>(s).unwrap();
     }
+}
+
+/// A user method may run longer than the heartbeat timeout: the client
+/// checks that the server still answers instead of calling it gone.
+#[test]
+fn long_user_method_is_not_mistaken_for_a_dead_server() {
+    let _w = watchdog("long_user_method", LIMIT);
+    let m = Manager::start_with::<Types>().unwrap();
+    let acc = m.create_user("Accumulator", &0i64).unwrap();
+    let ms = multiproc::manager::HEARTBEAT_TIMEOUT.as_millis() as u64 + 1500;
+    acc.call::<_, ()>("sleep_ms", &ms).unwrap();
+    assert_eq!(acc.call::<_, i64>("add", &1).unwrap(), 1);
 }

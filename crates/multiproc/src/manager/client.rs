@@ -102,7 +102,14 @@ struct Conn {
 }
 
 impl Conn {
-    fn request(&mut self, req: &Request) -> Result<Response, ManagerError> {
+    /// Send `req` and wait for its answer. Silence for [`HEARTBEAT_TIMEOUT`]
+    /// means the server is gone, unless `probe` (for calls that may run
+    /// long without heartbeats: user methods) finds it still answering.
+    fn request(
+        &mut self,
+        req: &Request,
+        probe: Option<&dyn Fn() -> bool>,
+    ) -> Result<Response, ManagerError> {
         self.tx.send(req).map_err(|e| match e {
             crate::SendError::TooLarge { len, max } => {
                 ManagerError::Protocol(format!("request of {len} bytes exceeds {max}"))
@@ -126,6 +133,7 @@ impl Conn {
             match self.rx.recv_deadline(Instant::now() + HEARTBEAT_TIMEOUT) {
                 Ok(Response::Pending) => continue,
                 Ok(r) => return Ok(r),
+                Err(RecvError::Timeout) if probe.is_some_and(|alive| alive()) => continue,
                 Err(RecvError::Decode(e)) => return Err(ManagerError::Protocol(e.to_string())),
                 Err(_) => return Err(ManagerError::ServerGone),
             }
@@ -198,11 +206,14 @@ impl ClientInner {
         let mut rx: Connection<Response> = tx.try_clone()?.cast();
         rx.set_max_message_size(MAX_FRAME);
         let mut conn = Conn { tx, rx };
-        match conn.request(&Request::Hello {
-            version: PROTOCOL_VERSION,
-            session,
-            primary,
-        })? {
+        match conn.request(
+            &Request::Hello {
+                version: PROTOCOL_VERSION,
+                session,
+                primary,
+            },
+            None,
+        )? {
             Response::Value(_) => Ok(conn),
             Response::Error(e) => Err(ManagerError::Remote(e)),
             other => Err(ManagerError::Protocol(format!("unexpected {other:?}"))),
@@ -277,7 +288,7 @@ impl ClientInner {
         let Some(conn) = p.as_mut() else {
             return Err(ManagerError::ServerGone);
         };
-        match conn.request(req) {
+        match conn.request(req, None) {
             Ok(r) => Ok(r),
             Err(e) => {
                 if e.is_server_gone() {
@@ -290,6 +301,13 @@ impl ClientInner {
 
     /// A request on a pooled connection.
     pub(crate) fn request(&self, req: &Request) -> Result<Response, ManagerError> {
+        self.request_with(req, false)
+    }
+
+    /// A request on a pooled connection; `patient`: the answer may take
+    /// longer than the heartbeat timeout without heartbeats (user methods),
+    /// so silence is checked with a fresh connection before giving up.
+    fn request_with(&self, req: &Request, patient: bool) -> Result<Response, ManagerError> {
         if !self.ours() {
             return Err(ManagerError::Forked);
         }
@@ -304,7 +322,9 @@ impl ClientInner {
                 Err(e) => return self.fail(e),
             },
         };
-        match conn.request(req) {
+        let probe = || ClientInner::open(&self.address, &self.authkey, self.session, false).is_ok();
+        let probe: Option<&dyn Fn() -> bool> = if patient { Some(&probe) } else { None };
+        match conn.request(req, probe) {
             Ok(r) => {
                 lock(&self.pool).push(conn);
                 Ok(r)
@@ -334,6 +354,7 @@ impl ClientInner {
             Response::Created(id) => Ok(Handle {
                 client: self.clone(),
                 id,
+                patient: matches!(req, Request::CreateUser { .. }),
             }),
             Response::Error(e) => Err(e.into()),
             other => Err(ManagerError::Protocol(format!("unexpected {other:?}"))),
@@ -358,6 +379,8 @@ fn expect_value(r: Response) -> Result<DataValue, ManagerError> {
 pub struct Handle {
     pub(crate) client: Arc<ClientInner>,
     pub(crate) id: u64,
+    /// A user object: its methods may run long without heartbeats.
+    patient: bool,
 }
 
 impl fmt::Debug for Handle {
@@ -393,7 +416,7 @@ impl Handle {
             timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             owner: self.client.owner(),
         };
-        expect_value(self.client.request(&req)?)
+        expect_value(self.client.request_with(&req, self.patient)?)
     }
 }
 
@@ -404,6 +427,7 @@ impl Clone for Handle {
         Handle {
             client: self.client.clone(),
             id: self.id,
+            patient: self.patient,
         }
     }
 }
@@ -427,6 +451,7 @@ struct Wire {
     authkey: Vec<u8>,
     id: u64,
     token: u64,
+    patient: bool,
 }
 
 impl Serialize for Handle {
@@ -441,6 +466,7 @@ impl Serialize for Handle {
             authkey: self.client.authkey.clone(),
             id: self.id,
             token,
+            patient: self.patient,
         }
         .serialize(s)
     }
@@ -455,7 +481,11 @@ impl<'de> Deserialize<'de> for Handle {
             id: w.id,
             token: w.token,
         }) {
-            Ok(Response::Value(_)) => Ok(Handle { client, id: w.id }),
+            Ok(Response::Value(_)) => Ok(Handle {
+                client,
+                id: w.id,
+                patient: w.patient,
+            }),
             Ok(other) => Err(D::Error::custom(format!("cannot claim proxy: {other:?}"))),
             Err(e) => Err(D::Error::custom(format!("cannot claim proxy: {e}"))),
         }

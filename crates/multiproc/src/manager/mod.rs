@@ -44,7 +44,10 @@
 //! A server that dies makes every call return [`ManagerError::ServerGone`]:
 //! at once over a Unix socket (end of file), and over TCP within
 //! [`HEARTBEAT_TIMEOUT`] (a server waiting on a client's behalf sends a
-//! heartbeat every [`HEARTBEAT`]; silence means it is gone).
+//! heartbeat every [`HEARTBEAT`]; silence means it is gone). A user type's
+//! method may run longer than that without heartbeats: after the timeout
+//! the client checks with a fresh connection that the server still answers,
+//! and keeps waiting if it does.
 //!
 //! # Data
 //!
