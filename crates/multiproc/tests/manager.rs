@@ -1183,3 +1183,29 @@ fn long_user_method_is_not_mistaken_for_a_dead_server() {
     acc.call::<_, ()>("sleep_ms", &ms).unwrap();
     assert_eq!(acc.call::<_, i64>("add", &1).unwrap(), 1);
 }
+
+/// An answer larger than the frame limit is refused with a typed error;
+/// the connection and the server stay usable.
+#[test]
+fn oversized_answer_is_a_typed_error() {
+    let _w = watchdog("oversized_answer", LIMIT);
+    let m = Manager::start().unwrap();
+    let l: ListProxy<String> = m.list().unwrap();
+    let chunk = "x".repeat(1 << 20);
+    for _ in 0..(multiproc::manager::MAX_FRAME >> 20) + 1 {
+        l.push(&chunk).unwrap();
+    }
+    let e = l.to_vec().unwrap_err();
+    assert!(
+        matches!(remote(&e), Some(RemoteError::TooLarge { .. })),
+        "{e:?}"
+    );
+    assert_eq!(l.len().unwrap(), 17);
+    // Too large a request is refused before it is sent.
+    let big = "y".repeat(multiproc::manager::MAX_FRAME + 1);
+    assert!(matches!(
+        l.push(&big).unwrap_err(),
+        ManagerError::TooLarge { .. }
+    ));
+    assert_eq!(l.get(0).unwrap().len(), 1 << 20);
+}

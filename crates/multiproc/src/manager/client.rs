@@ -44,6 +44,14 @@ pub enum ManagerError {
     /// through [`Process::spawn`](crate::Process::spawn) instead.
     #[error("manager proxy used in a forked child; pass proxies to spawned processes instead")]
     Forked,
+    /// The request exceeds the maximum frame size; nothing was sent.
+    #[error("request of {len} bytes exceeds the maximum of {max} bytes")]
+    TooLarge {
+        /// The request's length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
     /// The server answered something that does not fit the request.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -111,9 +119,7 @@ impl Conn {
         probe: Option<&dyn Fn() -> bool>,
     ) -> Result<Response, ManagerError> {
         self.tx.send(req).map_err(|e| match e {
-            crate::SendError::TooLarge { len, max } => {
-                ManagerError::Protocol(format!("request of {len} bytes exceeds {max}"))
-            }
+            crate::SendError::TooLarge { len, max } => ManagerError::TooLarge { len, max },
             _ => ManagerError::ServerGone,
         })?;
         // Most answers come within microseconds: look for one briefly

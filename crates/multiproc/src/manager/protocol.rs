@@ -228,6 +228,14 @@ pub enum RemoteError {
     /// A user type's method failed.
     #[error("{0}")]
     User(String),
+    /// The answer would exceed the maximum frame size ([`MAX_FRAME`]).
+    #[error("the answer of {len} bytes exceeds the maximum of {max} bytes")]
+    TooLarge {
+        /// The answer's length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
     /// The server is shutting down.
     #[error("server is shutting down")]
     ShuttingDown,

@@ -1430,8 +1430,16 @@ fn connection_loop(
         };
         let shutdown = matches!(req, Request::Shutdown);
         let resp = handle(shared, session, req, rx, tx);
-        if tx.send(&resp).is_err() {
-            return;
+        match tx.send(&resp) {
+            Ok(()) => {}
+            Err(crate::SendError::TooLarge { len, max }) => {
+                // Nothing was written: say why instead of the answer.
+                let e = RemoteError::TooLarge { len, max };
+                if tx.send(&Response::Error(e)).is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
         }
         if shutdown {
             return;
