@@ -368,6 +368,23 @@ fn condition_event_barrier_across_processes() {
     assert!(bar.broken().unwrap());
     bar.reset().unwrap();
     assert!(!bar.broken().unwrap());
+    // A reset while a party waits: that party gets BrokenBarrier, the
+    // barrier is usable again.
+    let mut p = Process::spawn(barrier_waiter, bar.clone()).unwrap();
+    assert!(wait_until(Duration::from_secs(30), || bar
+        .n_waiting()
+        .unwrap()
+        == 1));
+    bar.reset().unwrap();
+    assert_eq!(p.join().unwrap(), None);
+    assert!(!bar.broken().unwrap());
+    let mut ps: Vec<_> = (0..2)
+        .map(|_| Process::spawn(barrier_waiter, bar.clone()).unwrap())
+        .collect();
+    bar.wait().unwrap();
+    for p in &mut ps {
+        assert!(p.join().unwrap().is_some());
+    }
     bar.abort().unwrap();
     assert_eq!(
         remote(&bar.wait().unwrap_err()),

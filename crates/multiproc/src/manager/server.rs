@@ -172,9 +172,16 @@ struct QueueState {
 struct BarrierState {
     parties: u64,
     count: u64,
+    /// Ends by completion or by `reset`.
     generation: u64,
     broken: bool,
+    /// Recent generations ended by `reset` (their waiters get
+    /// `BrokenBarrier`), newest last.
+    reset_generations: VecDeque<u64>,
 }
+
+/// How many reset generations a barrier remembers.
+const RESETS_KEPT: usize = 64;
 
 struct CondState {
     lock: LockState,
@@ -503,6 +510,7 @@ fn new_state(kind: ObjectKind, init: DataValue) -> Result<State, RemoteError> {
                 count: 0,
                 generation: 0,
                 broken: false,
+                reset_generations: VecDeque::new(),
             })
         }
     })
@@ -1249,7 +1257,11 @@ fn call_barrier(c: &mut Call<'_>, kind: &str, method: &str) -> Result<DataValue,
                     return Err(corrupt());
                 };
                 if b.generation != generation {
-                    Ok(Some(DataValue::Int(index as i64)))
+                    if b.reset_generations.contains(&generation) {
+                        Err(RemoteError::BrokenBarrier)
+                    } else {
+                        Ok(Some(DataValue::Int(index as i64)))
+                    }
                 } else if b.broken {
                     Err(RemoteError::BrokenBarrier)
                 } else {
@@ -1277,9 +1289,12 @@ fn call_barrier(c: &mut Call<'_>, kind: &str, method: &str) -> Result<DataValue,
                 if method == "abort" {
                     b.broken = true;
                 } else {
+                    // Waiters of this generation get `BrokenBarrier`, as in Python.
                     if b.count > 0 {
-                        // Waiters of this generation see it broken, as in Python.
-                        b.broken = true;
+                        if b.reset_generations.len() == RESETS_KEPT {
+                            b.reset_generations.pop_front();
+                        }
+                        b.reset_generations.push_back(b.generation);
                     }
                     b.generation += 1;
                     b.count = 0;
