@@ -40,6 +40,8 @@
 //! is dropped by the server's TCP keepalive, after about 25 s. A proxy used
 //! in a child made by `fork` (rather than handed to a spawned process) says
 //! [`ManagerError::Forked`]: its connections belong to the parent.
+//! Processes that share no proxy (say, on two machines) find an object by
+//! name with [`Manager::named`].
 //!
 //! A server that dies makes every call return [`ManagerError::ServerGone`]:
 //! at once over a Unix socket (end of file), and over TCP within
