@@ -28,7 +28,7 @@
 //! it. [`Manager::serve`] (and `multiproc manager serve --listen ADDR
 //! --authkey-file FILE`) runs a standalone server on any address; TCP needs
 //! an authkey. [`Manager::connect`] reaches a running server. Connections
-//! are authenticated by the [`Listener`](crate::connection::Listener)'s
+//! are authenticated by the [`Listener`]'s
 //! HMAC-SHA256 challenge before anything is decoded.
 //!
 //! Proxies are `Serialize`: handed to a spawned child (or sent in a
