@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 mod fifo;
+mod manager;
 mod net;
 mod posix_mq;
 mod sysv_mq;
@@ -850,6 +851,7 @@ fn cases() -> Vec<Case> {
     sysv_mq::cases(&mut cases);
     posix_mq::cases(&mut cases);
     net::cases(&mut cases);
+    manager::cases(&mut cases);
     cases
 }
 
@@ -932,9 +934,15 @@ fn human_rate(r: f64, unit: &str) -> String {
 /// with the same pattern and size (the raw pipe for connections, the POSIX
 /// semaphore for locks, the raw futex for events).
 fn baseline<'a>(row: &Row, rows: &'a [Row]) -> Option<&'a Row> {
-    if row.mechanism == "memcpy" {
-        // A bandwidth limit, not a messaging mechanism.
+    if row.mechanism == "memcpy" || row.mechanism == "python-manager-dict" {
+        // A bandwidth limit, not a messaging mechanism; a peer, not ours.
         return None;
+    }
+    if row.mechanism == "manager-dict" {
+        // A manager is measured against Python's.
+        return rows
+            .iter()
+            .find(|b| b.mechanism == "python-manager-dict" && b.pattern == row.pattern);
     }
     rows.iter()
         .find(|b| b.mechanism.starts_with("os-") && b.pattern == row.pattern && b.size == row.size)

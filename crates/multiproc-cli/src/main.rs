@@ -1,4 +1,5 @@
-//! The `multiproc` command: benchmarks of every IPC mechanism side by side.
+//! The `multiproc` command: benchmarks of every IPC mechanism side by side,
+//! named-object housekeeping, and a standalone manager server.
 
 mod bench;
 mod names;
@@ -42,6 +43,51 @@ enum Command {
         #[arg(long)]
         kind: Option<String>,
     },
+    /// Manager servers: shared objects for processes on this machine and
+    /// others.
+    Manager {
+        #[command(subcommand)]
+        command: ManagerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ManagerCommand {
+    /// Run a standalone manager server until a client asks it to shut down.
+    /// Prints `manager serving on ADDRESS` when it listens.
+    Serve {
+        /// Where to listen: `HOST:PORT` or `PORT` (TCP; a bare port or
+        /// `:PORT` binds 127.0.0.1 — give `0.0.0.0:PORT` or an interface's
+        /// address to serve other machines), or a Unix socket path (its
+        /// directory must be private, mode 0700).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: String,
+        /// A file holding the authkey (mode 0600 or stricter, owned by the
+        /// user running the server). Never on the command line.
+        #[arg(long)]
+        authkey_file: std::path::PathBuf,
+    },
+}
+
+/// `multiproc manager serve`.
+fn manager_serve(
+    listen: &str,
+    authkey_file: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use multiproc::connection::{Address, Listener};
+    use multiproc::manager::{Server, TypeRegistry, read_authkey_file};
+    use std::io::Write as _;
+
+    let key = read_authkey_file(authkey_file)?;
+    let address = match listen.parse::<u16>() {
+        Ok(port) => Address::localhost(port),
+        Err(_) => Address::parse(listen)?,
+    };
+    let listener = Listener::bind(address, &key)?;
+    println!("manager serving on {}", listener.address());
+    std::io::stdout().flush()?;
+    Server::new(listener, TypeRegistry::new()).serve()?;
+    Ok(())
 }
 
 fn main() {
@@ -52,6 +98,13 @@ fn main() {
         Command::Bench(opts) => bench::run(&opts),
         Command::Ls { json, kind } => names::ls(json, kind.as_deref()),
         Command::Clean { all, dry_run, kind } => names::clean(all, dry_run, kind.as_deref()),
+        Command::Manager {
+            command:
+                ManagerCommand::Serve {
+                    listen,
+                    authkey_file,
+                },
+        } => manager_serve(&listen, &authkey_file),
     };
     if let Err(e) = result {
         eprintln!("multiproc: {e}");

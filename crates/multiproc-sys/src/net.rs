@@ -160,6 +160,23 @@ pub fn set_nodelay(fd: impl AsFd) -> io::Result<()> {
     Ok(rustix::net::sockopt::set_tcp_nodelay(fd, true)?)
 }
 
+/// Turn on TCP keepalive: probe after `idle` without traffic, every
+/// `interval`, and give up (the next read fails with `ETIMEDOUT`) after
+/// `count` unanswered probes, so a peer that vanished is noticed.
+pub fn set_keepalive(
+    fd: impl AsFd,
+    idle: std::time::Duration,
+    interval: std::time::Duration,
+    count: u32,
+) -> io::Result<()> {
+    let fd = fd.as_fd();
+    rustix::net::sockopt::set_socket_keepalive(fd, true)?;
+    rustix::net::sockopt::set_tcp_keepidle(fd, idle)?;
+    rustix::net::sockopt::set_tcp_keepintvl(fd, interval)?;
+    rustix::net::sockopt::set_tcp_keepcnt(fd, count)?;
+    Ok(())
+}
+
 /// Accept one connection on a non-blocking listening socket, waiting until
 /// `deadline` (`None`: forever). `Ok(None)`: the deadline passed. The new
 /// socket is blocking and close-on-exec.

@@ -84,6 +84,7 @@ pub mod failpoint;
 pub mod fifo;
 pub mod frame;
 mod listener;
+pub mod manager;
 pub mod posix;
 pub mod process;
 pub mod queue;
@@ -98,6 +99,7 @@ pub mod sysv;
 pub use codec::Fd;
 pub use connection::{Connection, RecvError, SendError, duplex, pipe};
 pub use fifo::{Fifo, FifoError};
+pub use manager::{Manager, ManagerError};
 pub use process::{Builder, Process, ProcessError, StartMethod, current_process_name, init};
 pub use queue::{
     ByteBatch, GetError, JoinError, JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue,

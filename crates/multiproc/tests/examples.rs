@@ -402,3 +402,74 @@ fn check_python_interop(python: &str) {
     }
     assert!(out.trim_end().ends_with("interop done"), "{out}");
 }
+
+#[test]
+fn manager_counter_reaches_zero_with_a_lock_and_with_incr() {
+    let out = run("manager_counter", &[]);
+    let seen: Vec<i64> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("counter minus one, now: "))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    assert_eq!(seen, (1..=20).rev().collect::<Vec<_>>(), "{out}");
+    assert!(out.contains("final count: 0\n"), "{out}");
+    let mut left: Vec<i64> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("incr left: "))
+        .map(|n| n.parse().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, (0..20).collect::<Vec<_>>(), "{out}");
+    assert!(
+        out.trim_end().ends_with("final count with incr: 0"),
+        "{out}"
+    );
+}
+
+#[test]
+fn manager_dict_set_in_child_read_in_parent() {
+    let out = run("manager_dict", &[]);
+    assert_eq!(out, "{}\n{\"a\": \"a\"}\n");
+}
+
+fn check_manager_netns(out: &str) {
+    for i in 0..3 {
+        let msg = format!("hello {i} from the client host");
+        assert!(out.contains(&format!("client host sent: {msg}\n")), "{out}");
+        assert!(out.contains(&format!("server host got: {msg}\n")), "{out}");
+    }
+    assert!(out.contains("server host done"), "{out}");
+    assert!(out.trim_end().ends_with("done"), "{out}");
+}
+
+#[test]
+fn manager_netns_shares_a_queue_between_two_hosts() {
+    let out = run("manager_netns", &[]);
+    check_manager_netns(&out);
+    if out.contains("network namespaces unavailable") {
+        eprintln!("no network namespaces here: ran over 127.0.0.1");
+        assert!(out.contains("listening on 127.0.0.1:"), "{out}");
+    } else {
+        assert!(out.contains("listening on 10.77.0.1:"), "{out}");
+        // The namespaces are gone.
+        let ns = Command::new("ip").args(["netns", "list"]).output().unwrap();
+        let pid_tag = out
+            .lines()
+            .next()
+            .and_then(|l| l.split_whitespace().nth(3))
+            .unwrap()
+            .to_owned();
+        assert!(
+            !String::from_utf8_lossy(&ns.stdout).contains(&pid_tag),
+            "{pid_tag} left behind"
+        );
+    }
+}
+
+#[test]
+fn manager_netns_falls_back_to_localhost() {
+    let out = run("manager_netns", &["--no-netns"]);
+    assert!(out.contains("network namespaces unavailable"), "{out}");
+    assert!(out.contains("listening on 127.0.0.1:"), "{out}");
+    check_manager_netns(&out);
+}

@@ -1,0 +1,499 @@
+//! The client side: connections to a server, and the reference-counted
+//! handle every proxy holds.
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use serde::de::Error as _;
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::protocol::{
+    HEARTBEAT_TIMEOUT, MAX_FRAME, Owner, PROTOCOL_VERSION, RemoteError, Request, Response,
+    ServerStats,
+};
+use super::value::{ConvertError, DataValue};
+use crate::connection::{Address, Client, ConnectError};
+use crate::{Connection, ProcessError, RecvError};
+
+/// Why a manager operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagerError {
+    /// The server is gone (died, shut down, or unreachable for longer than
+    /// the heartbeat timeout). Every later call fails the same way.
+    #[error("the manager server is gone")]
+    ServerGone,
+    /// Connecting failed: refused authkey, insecure socket directory, ….
+    #[error(transparent)]
+    Connect(ConnectError),
+    /// The server refused or failed the request.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+    /// A value did not convert to or from the proxy's Rust type.
+    #[error(transparent)]
+    Convert(#[from] ConvertError),
+    /// Starting the server process failed.
+    #[error(transparent)]
+    Spawn(#[from] ProcessError),
+    /// A proxy was used in a process forked from the one that made it
+    /// (its connections belong to the parent): hand proxies to children
+    /// through [`Process::spawn`](crate::Process::spawn) instead.
+    #[error("manager proxy used in a forked child; pass proxies to spawned processes instead")]
+    Forked,
+    /// The request exceeds the maximum frame size; nothing was sent.
+    #[error("request of {len} bytes exceeds the maximum of {max} bytes")]
+    TooLarge {
+        /// The request's length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// The server answered something that does not fit the request.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// The OS reported an error.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl ManagerError {
+    /// Whether this is [`ManagerError::ServerGone`].
+    pub fn is_server_gone(&self) -> bool {
+        matches!(self, ManagerError::ServerGone)
+    }
+
+    /// Whether a wait timed out (or a `try_` form found nothing ready).
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            ManagerError::Remote(RemoteError::Timeout | RemoteError::Empty | RemoteError::Full)
+        )
+    }
+
+    /// Whether the connection failed authentication.
+    pub fn is_authentication(&self) -> bool {
+        matches!(self, ManagerError::Connect(e) if e.is_authentication())
+    }
+}
+
+impl From<ConnectError> for ManagerError {
+    fn from(e: ConnectError) -> Self {
+        match &e {
+            ConnectError::Io(io)
+                if matches!(
+                    io.kind(),
+                    io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::NotFound
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                ManagerError::ServerGone
+            }
+            ConnectError::Timeout => ManagerError::ServerGone,
+            _ => ManagerError::Connect(e),
+        }
+    }
+}
+
+/// How long a client looks for an answer before sleeping on the socket.
+const SPIN: Duration = Duration::from_micros(50);
+
+struct Conn {
+    tx: Connection<Request>,
+    rx: Connection<Response>,
+}
+
+impl Conn {
+    /// Send `req` and wait for its answer. Silence for [`HEARTBEAT_TIMEOUT`]
+    /// means the server is gone, unless `probe` (for calls that may run
+    /// long without heartbeats: user methods) finds it still answering.
+    fn request(
+        &mut self,
+        req: &Request,
+        probe: Option<&dyn Fn() -> bool>,
+    ) -> Result<Response, ManagerError> {
+        self.tx.send(req).map_err(|e| match e {
+            crate::SendError::TooLarge { len, max } => ManagerError::TooLarge { len, max },
+            _ => ManagerError::ServerGone,
+        })?;
+        // Most answers come within microseconds: look for one briefly
+        // (yielding, so a server on this CPU gets to run) before sleeping.
+        let spin_until = Instant::now() + SPIN;
+        loop {
+            match self.rx.try_recv() {
+                Ok(Response::Pending) => break,
+                Ok(r) => return Ok(r),
+                Err(RecvError::Empty) if Instant::now() < spin_until => std::thread::yield_now(),
+                Err(RecvError::Empty) => break,
+                Err(RecvError::Decode(e)) => return Err(ManagerError::Protocol(e.to_string())),
+                Err(_) => return Err(ManagerError::ServerGone),
+            }
+        }
+        loop {
+            match self.rx.recv_deadline(Instant::now() + HEARTBEAT_TIMEOUT) {
+                Ok(Response::Pending) => continue,
+                Ok(r) => return Ok(r),
+                Err(RecvError::Timeout) if probe.is_some_and(|alive| alive()) => continue,
+                Err(RecvError::Decode(e)) => return Err(ManagerError::Protocol(e.to_string())),
+                Err(_) => return Err(ManagerError::ServerGone),
+            }
+        }
+    }
+}
+
+/// A client of one server: a primary connection that holds the session's
+/// references, and a pool of connections for calls (so a blocked call in
+/// one thread does not hold up the others).
+pub(crate) struct ClientInner {
+    pub(crate) address: Address,
+    pub(crate) authkey: Vec<u8>,
+    session: u64,
+    /// The process whose connections these are (a forked child must not
+    /// touch them).
+    pid: u32,
+    primary: Mutex<Option<Conn>>,
+    pool: Mutex<Vec<Conn>>,
+    gone: AtomicBool,
+}
+
+impl fmt::Debug for ClientInner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("address", &self.address)
+            .field("session", &self.session)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // Not secret: any value unique enough for a session id will do.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        return t ^ u64::from(std::process::id()).rotate_left(32);
+    }
+    u64::from_le_bytes(b)
+}
+
+static THREAD_COUNTER: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static THREAD_TOKEN: u64 = THREAD_COUNTER.fetch_add(1, Ordering::Relaxed);
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Live clients of this process, so proxies that arrive for the same server
+/// share one session.
+static CLIENTS: Mutex<Vec<Weak<ClientInner>>> = Mutex::new(Vec::new());
+
+impl ClientInner {
+    fn open(
+        address: &Address,
+        authkey: &[u8],
+        session: u64,
+        primary: bool,
+    ) -> Result<Conn, ManagerError> {
+        let mut tx: Connection<Request> = Client::builder()
+            .authkey(authkey)
+            .connect_timeout(HEARTBEAT_TIMEOUT)
+            .connect(address.clone())?;
+        tx.set_max_message_size(MAX_FRAME);
+        let mut rx: Connection<Response> = tx.try_clone()?.cast();
+        rx.set_max_message_size(MAX_FRAME);
+        let mut conn = Conn { tx, rx };
+        match conn.request(
+            &Request::Hello {
+                version: PROTOCOL_VERSION,
+                session,
+                primary,
+            },
+            None,
+        )? {
+            Response::Value(_) => Ok(conn),
+            Response::Error(e) => Err(ManagerError::Remote(e)),
+            other => Err(ManagerError::Protocol(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Connect a new client (its own session).
+    pub(crate) fn connect(
+        address: Address,
+        authkey: &[u8],
+    ) -> Result<Arc<ClientInner>, ManagerError> {
+        let session = random_u64();
+        let primary = ClientInner::open(&address, authkey, session, true)?;
+        let client = Arc::new(ClientInner {
+            address,
+            authkey: authkey.to_vec(),
+            session,
+            pid: std::process::id(),
+            primary: Mutex::new(Some(primary)),
+            pool: Mutex::new(Vec::new()),
+            gone: AtomicBool::new(false),
+        });
+        let mut all = lock(&CLIENTS);
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(&client));
+        Ok(client)
+    }
+
+    /// The live client of this process for `address`, or a new one.
+    pub(crate) fn shared(
+        address: Address,
+        authkey: &[u8],
+    ) -> Result<Arc<ClientInner>, ManagerError> {
+        {
+            let all = lock(&CLIENTS);
+            for w in all.iter() {
+                if let Some(c) = w.upgrade() {
+                    if c.ours()
+                        && c.address == address
+                        && c.authkey == authkey
+                        && !c.gone.load(Ordering::Relaxed)
+                    {
+                        return Ok(c);
+                    }
+                }
+            }
+        }
+        ClientInner::connect(address, authkey)
+    }
+
+    fn fail<T>(&self, e: ManagerError) -> Result<T, ManagerError> {
+        if e.is_server_gone() {
+            self.gone.store(true, Ordering::Relaxed);
+        }
+        Err(e)
+    }
+
+    /// A request on the primary connection (reference bookkeeping).
+    /// Whether this process is the one that connected.
+    fn ours(&self) -> bool {
+        self.pid == std::process::id()
+    }
+
+    pub(crate) fn primary_request(&self, req: &Request) -> Result<Response, ManagerError> {
+        if !self.ours() {
+            return Err(ManagerError::Forked);
+        }
+        if self.gone.load(Ordering::Relaxed) {
+            return Err(ManagerError::ServerGone);
+        }
+        let mut p = lock(&self.primary);
+        let Some(conn) = p.as_mut() else {
+            return Err(ManagerError::ServerGone);
+        };
+        match conn.request(req, None) {
+            Ok(r) => Ok(r),
+            Err(e) => {
+                if e.is_server_gone() {
+                    *p = None;
+                }
+                self.fail(e)
+            }
+        }
+    }
+
+    /// A request on a pooled connection.
+    pub(crate) fn request(&self, req: &Request) -> Result<Response, ManagerError> {
+        self.request_with(req, false)
+    }
+
+    /// A request on a pooled connection; `patient`: the answer may take
+    /// longer than the heartbeat timeout without heartbeats (user methods),
+    /// so silence is checked with a fresh connection before giving up.
+    fn request_with(&self, req: &Request, patient: bool) -> Result<Response, ManagerError> {
+        if !self.ours() {
+            return Err(ManagerError::Forked);
+        }
+        if self.gone.load(Ordering::Relaxed) {
+            return Err(ManagerError::ServerGone);
+        }
+        let conn = lock(&self.pool).pop();
+        let mut conn = match conn {
+            Some(c) => c,
+            None => match ClientInner::open(&self.address, &self.authkey, self.session, false) {
+                Ok(c) => c,
+                Err(e) => return self.fail(e),
+            },
+        };
+        let probe = || ClientInner::open(&self.address, &self.authkey, self.session, false).is_ok();
+        let probe: Option<&dyn Fn() -> bool> = if patient { Some(&probe) } else { None };
+        match conn.request(req, probe) {
+            Ok(r) => {
+                lock(&self.pool).push(conn);
+                Ok(r)
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    pub(crate) fn owner(&self) -> Owner {
+        Owner {
+            session: self.session,
+            thread: THREAD_TOKEN.with(|t| *t),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> Result<ServerStats, ManagerError> {
+        match self.request(&Request::Stats)? {
+            Response::Stats(s) => Ok(s),
+            Response::Error(e) => Err(e.into()),
+            other => Err(ManagerError::Protocol(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Create an object; the returned handle owns its reference.
+    pub(crate) fn create(self: &Arc<Self>, req: &Request) -> Result<Handle, ManagerError> {
+        match self.primary_request(req)? {
+            Response::Created(id) => Ok(Handle {
+                client: self.clone(),
+                id,
+                patient: matches!(req, Request::CreateUser { .. }),
+            }),
+            Response::Error(e) => Err(e.into()),
+            other => Err(ManagerError::Protocol(format!("unexpected {other:?}"))),
+        }
+    }
+}
+
+fn expect_value(r: Response) -> Result<DataValue, ManagerError> {
+    match r {
+        Response::Value(v) => Ok(v),
+        Response::Error(e) => Err(e.into()),
+        other => Err(ManagerError::Protocol(format!("unexpected {other:?}"))),
+    }
+}
+
+/// One counted reference to a server object: what every proxy holds, and
+/// the untyped proxy (for bindings to other languages).
+///
+/// Cloning takes another reference, dropping releases it, serializing lends
+/// one to the process that deserializes it (which claims it on arrival,
+/// connecting to the server itself).
+pub struct Handle {
+    pub(crate) client: Arc<ClientInner>,
+    pub(crate) id: u64,
+    /// A user object: its methods may run long without heartbeats.
+    patient: bool,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "object {} at {}", self.id, self.client.address)
+    }
+}
+
+impl Handle {
+    /// The object's id on its server.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The server's address.
+    pub fn address(&self) -> &Address {
+        &self.client.address
+    }
+
+    /// Call `method` with `args` (see the module docs for the methods of
+    /// each kind); `timeout` `None` waits as long as it takes, zero does
+    /// not wait.
+    pub fn call(
+        &self,
+        method: &str,
+        args: Vec<DataValue>,
+        timeout: Option<Duration>,
+    ) -> Result<DataValue, ManagerError> {
+        let req = Request::Call {
+            id: self.id,
+            method: method.to_owned(),
+            args,
+            timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+            owner: self.client.owner(),
+        };
+        expect_value(self.client.request_with(&req, self.patient)?)
+    }
+}
+
+impl Clone for Handle {
+    fn clone(&self) -> Self {
+        // If the server is gone the clone is as dead as the original.
+        let _ = self.client.primary_request(&Request::IncRef(self.id));
+        Handle {
+            client: self.client.clone(),
+            id: self.id,
+            patient: self.patient,
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // (Skipped in a forked child: the parent's connection is not ours.)
+        if !self.client.gone.load(Ordering::Relaxed) && self.client.ours() {
+            let _ = self.client.primary_request(&Request::DecRef(self.id));
+        }
+    }
+}
+
+/// A proxy on the wire: where the server is, the key, the object and the
+/// loan to claim. The authkey travels in these bytes (e.g. a spawn
+/// argument), never in argv or the environment.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    address: Address,
+    #[serde(with = "serde_bytes")]
+    authkey: Vec<u8>,
+    id: u64,
+    token: u64,
+    patient: bool,
+}
+
+impl Serialize for Handle {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let token = match self.client.primary_request(&Request::Lend(self.id)) {
+            Ok(Response::Value(DataValue::Int(t))) => t as u64,
+            Ok(other) => return Err(S::Error::custom(format!("cannot lend proxy: {other:?}"))),
+            Err(e) => return Err(S::Error::custom(format!("cannot lend proxy: {e}"))),
+        };
+        Wire {
+            address: self.client.address.clone(),
+            authkey: self.client.authkey.clone(),
+            id: self.id,
+            token,
+            patient: self.patient,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Handle {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = Wire::deserialize(d)?;
+        let client = ClientInner::shared(w.address, &w.authkey)
+            .map_err(|e| D::Error::custom(format!("cannot reach the manager: {e}")))?;
+        match client.primary_request(&Request::Claim {
+            id: w.id,
+            token: w.token,
+        }) {
+            Ok(Response::Value(_)) => Ok(Handle {
+                client,
+                id: w.id,
+                patient: w.patient,
+            }),
+            Ok(other) => Err(D::Error::custom(format!("cannot claim proxy: {other:?}"))),
+            Err(e) => Err(D::Error::custom(format!("cannot claim proxy: {e}"))),
+        }
+    }
+}
