@@ -956,9 +956,9 @@ fn ratio_to_baseline(row: &Row, rows: &[Row]) -> Option<f64> {
     }
 }
 
-/// The queue's goals (issue 4) as ratios within this run, where both rows
-/// were measured.
-fn queue_goals(rows: &[Row]) -> Vec<String> {
+/// The goals of the queue (issue 4) and the manager (issue 6) as ratios
+/// within this run, where both rows were measured.
+fn goals(rows: &[Row]) -> Vec<String> {
     let find = |m: &str, p: &str, size: usize| {
         rows.iter()
             .find(|r| r.mechanism == m && r.pattern == p && r.size == size)
@@ -998,6 +998,15 @@ fn queue_goals(rows: &[Row]) -> Vec<String> {
             human_ns(q)
         ));
     }
+    let p50_0 = |m: &str| find(m, "pingpong", 0).and_then(|r| r.p50_ns);
+    if let (Some(m), Some(py)) = (p50_0("manager-dict"), p50_0("python-manager-dict")) {
+        out.push(format!(
+            "manager-dict get p50 {} vs python-manager-dict {}: {:.1}x faster (goal 5x)",
+            human_ns(m),
+            human_ns(py),
+            py as f64 / m as f64
+        ));
+    }
     out
 }
 
@@ -1012,8 +1021,20 @@ fn human_ratio(x: f64) -> String {
 }
 
 fn print_table(rows: &[Row]) {
+    let w = rows
+        .iter()
+        .map(|r| r.mechanism.len())
+        .max()
+        .unwrap_or(0)
+        .max(9);
+    let wp = rows
+        .iter()
+        .map(|r| r.pattern.len())
+        .max()
+        .unwrap_or(0)
+        .max(7);
     println!(
-        "{:<18} {:<11} {:>7} {:>11} {:>11} {:>12} {:>12} {:>18}",
+        "{:<w$} {:<wp$} {:>7} {:>11} {:>11} {:>12} {:>12} {:>26}",
         "mechanism", "pattern", "size", "p50", "p99", "ops/s", "bytes/s", "vs baseline"
     );
     for r in rows {
@@ -1025,7 +1046,7 @@ fn print_table(rows: &[Row]) {
             )
         });
         println!(
-            "{:<18} {:<11} {:>7} {:>11} {:>11} {:>12} {:>12} {:>18}",
+            "{:<w$} {:<wp$} {:>7} {:>11} {:>11} {:>12} {:>12} {:>26}",
             r.mechanism,
             r.pattern,
             human_size(r.size),
@@ -1038,10 +1059,11 @@ fn print_table(rows: &[Row]) {
     }
     println!();
     println!(
-        "vs baseline: against the OS mechanism of the same pattern and size in this run; \
-         p50 ratio for pingpong and uncontended (lower is better), msgs/s for stream (higher is better)."
+        "vs baseline: against the OS mechanism of the same pattern and size in this run \
+         (the manager against Python's); p50 ratio for pingpong and uncontended (lower is \
+         better), msgs/s for stream (higher is better)."
     );
-    for goal in queue_goals(rows) {
+    for goal in goals(rows) {
         println!("{goal}");
     }
 }
@@ -1110,7 +1132,7 @@ fn print_markdown(rows: &[Row]) {
             ratio,
         );
     }
-    let goals = queue_goals(rows);
+    let goals = goals(rows);
     if !goals.is_empty() {
         println!();
         for goal in goals {
