@@ -12,7 +12,10 @@ and never pickled.
 import collections
 import copyreg
 import io
+import os
 import pickle
+import weakref
+from multiprocessing import context as _context
 from multiprocessing import reduction as _reduction
 
 _ForkingPickler = _reduction.ForkingPickler
@@ -30,6 +33,20 @@ class _Pickler5(pickle.Pickler):
 
 def dup_fds(fds):
     """Wrap descriptors for pickling (see the module docstring)."""
+    popen = _context.get_spawning_popen()
+    if popen is not None and getattr(popen, "method", None) == "spawn":
+        # spawn passes the descriptors themselves to the child and needs
+        # each number once; one object's descriptor may be pickled twice
+        # (a Lock and a Condition over it): pass a duplicate, closed when
+        # the Popen goes.
+        passed = popen._fds
+        out = []
+        for fd in fds:
+            if fd in passed:
+                fd = os.dup(fd)
+                weakref.finalize(popen, os.close, fd)
+            out.append(_reduction.DupFd(fd))
+        return out
     return [_reduction.DupFd(fd) for fd in fds]
 
 

@@ -82,7 +82,7 @@ class Connection:
         return self._raw.recv_bytes(maxlength)
 
     def recv_bytes_into(self, buf, offset=0):
-        """Receive one message into a writable buffer at item ``offset``; its
+        """Receive one message into a writable buffer at byte ``offset``; its
         length in bytes. ``multiprocessing.BufferTooShort`` if it does not fit."""
         with memoryview(buf) as m:
             itemsize = m.itemsize
@@ -91,7 +91,7 @@ class Connection:
                 raise ValueError("negative offset")
             elif offset > bytesize:
                 raise ValueError("offset too large")
-            return self._raw._recv_bytes_into(buf, offset * itemsize)
+            return self._raw._recv_bytes_into(buf, offset)
 
     def recv(self):
         """Receive a pickled object."""

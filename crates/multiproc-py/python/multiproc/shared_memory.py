@@ -8,8 +8,6 @@ nothing can leak, pass the ``SharedMemory`` object itself (not its name) to
 children, or use ``Value``/``Array`` (anonymous memfds).
 """
 
-import os
-import secrets
 import types
 from multiprocessing import shared_memory as _mp_shared_memory
 
@@ -29,18 +27,20 @@ class SharedMemory:
                 raise ValueError("'size' must be a positive number different from zero")
             if name is None:
                 while True:
-                    name = "psm_" + secrets.token_hex(4)
+                    # CPython's names ('/psm_' + random hex), looked up at
+                    # call time so code that patches it sees the effect.
+                    name = _mp_shared_memory._make_filename()
                     try:
-                        raw = RawSharedMemory(size, name, True)
+                        raw = RawSharedMemory(size, _bare(name), True)
                         break
                     except FileExistsError:
                         continue
             else:
-                raw = RawSharedMemory(size, name, True)
+                raw = RawSharedMemory(size, _bare(name), True)
         else:
             if name is None:
                 raise ValueError("'name' can only be None if create=True")
-            raw = RawSharedMemory(0, name, False)
+            raw = RawSharedMemory(0, _bare(name), False)
         self._raw = raw
         self._name = name
         self._size = raw.size
@@ -66,7 +66,7 @@ class SharedMemory:
     @property
     def name(self):
         """The name (pass it to ``SharedMemory(name)`` in another process)."""
-        return self._name
+        return _bare(self._name)
 
     @property
     def size(self):
@@ -82,7 +82,24 @@ class SharedMemory:
 
     def unlink(self):
         """Remove the name; call once, from one process."""
-        RawSharedMemory.unlink_name(self._name)
+        RawSharedMemory.unlink_name(_bare(self._name))
+
+
+_SHM_NAME_PREFIX = _mp_shared_memory._SHM_NAME_PREFIX
+_USE_POSIX = True
+
+
+def _bare(name):
+    """A name without CPython's leading slash."""
+    return name[1:] if name.startswith("/") else name
+
+
+def _copy(f, g):
+    c = types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__)
+    c.__kwdefaults__ = f.__kwdefaults__
+    c.__doc__ = f.__doc__
+    c.__qualname__ = f.__qualname__
+    return c
 
 
 def _rebind(cls):
@@ -92,10 +109,9 @@ def _rebind(cls):
     ns = {}
     for k, v in vars(cls).items():
         if isinstance(v, types.FunctionType):
-            v = types.FunctionType(v.__code__, g, v.__name__, v.__defaults__, v.__closure__)
+            v = _copy(v, g)
         elif isinstance(v, (classmethod, staticmethod)) and isinstance(v.__func__, types.FunctionType):
-            f = v.__func__
-            v = type(v)(types.FunctionType(f.__code__, g, f.__name__, f.__defaults__, f.__closure__))
+            v = type(v)(_copy(v.__func__, g))
         if k not in ("__dict__", "__weakref__"):
             ns[k] = v
     ns["__module__"] = __name__
@@ -103,4 +119,3 @@ def _rebind(cls):
 
 
 ShareableList = _rebind(_mp_shared_memory.ShareableList)
-del os

@@ -148,6 +148,10 @@ class Event(_Handle):
         """Wait for the flag (at most ``timeout`` s); the flag."""
         return self._raw.wait(timeout)
 
+    def __repr__(self):
+        set_status = "set" if self.is_set() else "unset"
+        return f"<{type(self).__qualname__} at {id(self):#x} {set_status}>"
+
 
 class Condition(_Handle):
     """``multiprocessing.Condition(lock=None)`` over a multiproc ``Lock`` or ``RLock``."""
