@@ -35,7 +35,13 @@ fn workspace_target() -> PathBuf {
 fn python_package_tests() {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
     let venv = workspace_target().join("py-venv");
-    let py = venv.join("bin").join("python");
+    let bin = venv.join("bin");
+    let py = bin.join("python");
+    // The build backend runs the venv's `maturin`.
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .expect("PATH");
     if !py.exists() {
         let python = std::env::var("MULTIPROC_PYTHON").unwrap_or_else(|_| "python3".into());
         run(Command::new(python).arg("-m").arg("venv").arg(&venv));
@@ -63,6 +69,7 @@ fn python_package_tests() {
             "--no-deps",
         ])
         .arg(crate_dir)
+        .env("PATH", &path)
         .env_remove("CARGO_TARGET_DIR"));
     // From a directory outside the source tree, so `import multiproc` finds
     // the installed package, not `python/multiproc` (which lacks the
@@ -72,6 +79,7 @@ fn python_package_tests() {
         .arg(crate_dir.join("tests"))
         .arg(crate_dir.join("tests"))
         .current_dir(workspace_target())
+        .env("PATH", &path)
         .output()
         .expect("cannot run pytest");
     let stdout = String::from_utf8_lossy(&out.stdout);
