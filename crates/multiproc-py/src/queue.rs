@@ -193,8 +193,9 @@ impl RawQueue {
     ) -> PyResult<()> {
         let mut rec = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
         let result = encode(py, obj, &mut rec).and_then(|()| {
-            let r = if !block {
-                self.q.try_put_bytes(&rec)
+            let first = self.q.try_put_bytes(&rec);
+            let r = if !block || !matches!(first, Err(PutError::Full(()))) {
+                first
             } else {
                 let q = &self.q;
                 let rec = &rec;
@@ -223,8 +224,9 @@ impl RawQueue {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut rec = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-        let r = if !block {
-            self.q.try_get_bytes_into(&mut rec)
+        let first = self.q.try_get_bytes_into(&mut rec);
+        let r = if !block || !matches!(first, Err(GetError::Empty)) {
+            first
         } else {
             let q = &self.q;
             let rec = &mut rec;

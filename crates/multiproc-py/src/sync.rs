@@ -85,8 +85,9 @@ impl RawLock {
             }
             std::mem::forget(g);
         };
-        let g = if !block {
-            got(l.try_lock(), forget)
+        let first = got(l.try_lock(), forget);
+        let g = if !block || !matches!(first, Got::No) {
+            first
         } else {
             sliced(
                 py,
@@ -146,8 +147,9 @@ impl RawRLock {
             }
             std::mem::forget(g);
         };
-        let g = if !block {
-            got(l.try_lock(), forget)
+        let first = got(l.try_lock(), forget);
+        let g = if !block || !matches!(first, Got::No) {
+            first
         } else {
             sliced(
                 py,
@@ -218,8 +220,11 @@ impl RawSemaphore {
     #[pyo3(signature = (block = true, timeout = None))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
         let s = &self.s;
+        if sem!(s, x => x.try_acquire()) {
+            return Ok(true);
+        }
         if !block {
-            return Ok(sem!(s, x => x.try_acquire()));
+            return Ok(false);
         }
         sliced(
             py,
@@ -300,6 +305,9 @@ impl RawEvent {
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let e = &self.e;
+        if e.is_set() {
+            return Ok(true);
+        }
         sliced(py, deadline(timeout), |t| e.wait_timeout(t), |ok| !*ok)
     }
 }

@@ -195,8 +195,8 @@ def test_blocking_calls_are_interrupted_by_ctrl_c(call, tmp_path):
     body = f"""
         import multiproc as mp
         l = mp.Lock(); l.acquire()
-        print("ready", flush=True)
         try:
+            print("ready", flush=True)
             {call}
         except KeyboardInterrupt:
             print("interrupted", flush=True)

@@ -27,6 +27,9 @@ class Queue:
         self._raw = raw
         self._maxsize = maxsize
         self._closed = False
+        # The native methods themselves, until close() (no Python frame).
+        self.put = raw.put
+        self.get = raw.get
 
     def __reduce__(self):
         joinable, state, fds = self._raw._state()
@@ -75,6 +78,8 @@ class Queue:
         """No more ``put``/``get`` through this handle (other handles and
         processes are unaffected, as in ``multiprocessing``)."""
         self._closed = True
+        self.__dict__.pop("put", None)
+        self.__dict__.pop("get", None)
 
     def join_thread(self):
         """Nothing to wait for: items are in shared memory once ``put``

@@ -20,8 +20,11 @@ def buy(username, l):
     time.sleep(random.randint(1, 2) / 100)
     if dic.get("ticket_num") > 0:
         dic['ticket_num'] -= 1
-        with open(DATA, 'w', encoding='utf-8') as f:
+        # Written to a new file and renamed over the old: search() reads
+        # without the lock and must never see a half-written file.
+        with open(DATA + ".new", 'w', encoding='utf-8') as f:
             json.dump(dic, f)
+        os.replace(DATA + ".new", DATA)
         print(f"{username}购票成功", flush=True)
     else:
         print(f'{username}购票失败', flush=True)
