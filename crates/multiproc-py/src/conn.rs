@@ -77,6 +77,25 @@ impl RawConnection {
     }
 }
 
+/// How long `recv_bytes` polls (GIL released) before it sleeps in the
+/// kernel: a reply that comes within this long is taken without a kernel
+/// wake-up, which costs more than the whole round trip on small VMs.
+const SPIN: Duration = Duration::from_micros(40);
+
+fn spin_until_readable(py: Python<'_>, rx: &Mutex<Option<Connection<()>>>) {
+    py.detach(|| {
+        let start = std::time::Instant::now();
+        let mut g = rx.lock().expect("not poisoned");
+        let Some(c) = g.as_mut() else { return };
+        while !c.poll(Some(Duration::ZERO)).unwrap_or(true) {
+            if start.elapsed() >= SPIN {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    })
+}
+
 /// A pair of connected ends: a socketpair (`duplex`) or an OS pipe
 /// (`(read end, write end)`).
 #[pyfunction]
@@ -130,6 +149,9 @@ impl RawConnection {
         }
         self.check_readable()?;
         let rx = &self.rx;
+        if maxlength.is_none() {
+            spin_until_readable(py, rx);
+        }
         let r = match maxlength {
             None => sliced(
                 py,
