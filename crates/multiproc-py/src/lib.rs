@@ -53,7 +53,7 @@ pub(crate) fn sliced<R: Send>(
 }
 
 /// The native module `multiproc._multiproc`.
-#[pymodule]
+#[pymodule(gil_used = false)]
 fn _multiproc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<queue::RawQueue>()?;
     m.add_class::<sync::RawLock>()?;

@@ -226,45 +226,62 @@ class Condition(_Handle):
         return f"<Condition({self._lock!r})>"
 
 
+class _BarrierPhase(_Handle):
+    """The second phase of a ``Barrier`` with an action."""
+
+    _raw_type = RawBarrier
+
+    def __init__(self, parties):
+        self._setstate(RawBarrier(parties), None)
+
+
 class Barrier(_Handle):
     """``multiprocessing.Barrier(parties, action=None, timeout=None)``.
 
-    ``action`` runs in the party that gets index 0, after every party
-    arrived. Broken barriers raise ``threading.BrokenBarrierError``.
+    ``action`` runs in the party that gets index 0 once every party
+    arrived, and before any party returns (a second, internal barrier
+    holds them). Broken barriers raise ``threading.BrokenBarrierError``.
     """
 
     _raw_type = RawBarrier
 
     def __init__(self, parties, action=None, timeout=None, *, ctx=None):
-        self._setstate(RawBarrier(parties), (action, timeout))
+        done = _BarrierPhase(parties) if action is not None else None
+        self._setstate(RawBarrier(parties), (action, timeout, done))
 
     def _setstate(self, raw, extra):
         self._raw = raw
-        self._action, self._timeout = extra
+        self._action, self._timeout, self._done = extra
 
     def _extra(self):
-        return (self._action, self._timeout)
+        return (self._action, self._timeout, self._done)
 
     def wait(self, timeout=None):
         """Wait for every party; this party's index in ``range(parties)``."""
         if timeout is None:
             timeout = self._timeout
         index = self._raw.wait(timeout)
-        if index == 0 and self._action is not None:
-            try:
-                self._action()
-            except BaseException:
-                self._raw.abort()
-                raise
+        if self._done is not None:
+            if index == 0:
+                try:
+                    self._action()
+                except BaseException:
+                    self.abort()
+                    raise
+            self._done._raw.wait(timeout)
         return index
 
     def abort(self):
         """Break the barrier: current and later waiters get ``BrokenBarrierError``."""
         self._raw.abort()
+        if self._done is not None:
+            self._done._raw.abort()
 
     def reset(self):
         """Return the barrier to its initial state."""
         self._raw.reset()
+        if self._done is not None:
+            self._done._raw.reset()
 
     @property
     def parties(self):
@@ -279,7 +296,7 @@ class Barrier(_Handle):
     @property
     def broken(self):
         """Whether the barrier is broken."""
-        return self._raw.broken
+        return self._raw.broken or (self._done is not None and self._done._raw.broken)
 
 
 BrokenBarrierError = threading.BrokenBarrierError
