@@ -297,3 +297,15 @@ def test_shared_memory_and_shareable_list():
     finally:
         sm.close()
         sm.unlink()
+
+
+def test_readme_tour(tmp_path):
+    import re
+
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    code = re.search(r"```python\n(.*?)```", open(readme, encoding="utf-8").read(), re.S).group(1)
+    script = tmp_path / "tour.py"
+    script.write_text(code)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "[0, 1, 4, 9, 16] 4950\n"

@@ -44,7 +44,7 @@ def _consumer(q, go):
     go.wait()
     get = q.get
     while True:
-        item = get()
+        item = get(True, 3600)
         if item is None:
             return
 
