@@ -70,9 +70,34 @@ impl RawLock {
         })
     }
 
+    /// A new lock, or (with `_state`/`_fds`, as unpickling passes them)
+    /// the lock they describe. `ctx` is accepted for `multiprocessing`'s
+    /// signature and ignored.
     #[new]
-    fn new() -> PyResult<Self> {
-        Ok(RawLock { l: Lock::new()? })
+    #[pyo3(signature = (*, ctx = None, _state = None, _fds = None))]
+    fn new(
+        ctx: Option<&Bound<'_, PyAny>>,
+        _state: Option<&[u8]>,
+        _fds: Option<Vec<RawFd>>,
+    ) -> PyResult<Self> {
+        let _ = ctx;
+        match _state {
+            Some(st) => Ok(RawLock {
+                l: handle::rebuild::<Lock>(st, _fds.unwrap_or_default())?,
+            }),
+            None => Ok(RawLock { l: Lock::new()? }),
+        }
+    }
+
+    /// `with lock:` acquires (blocking).
+    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+        self.acquire(py, true, None)
+    }
+
+    /// Leaving `with lock:` releases.
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        self.release()
     }
 
     /// Python's `acquire(block=True, timeout=None)`.
@@ -132,9 +157,34 @@ impl RawRLock {
         })
     }
 
+    /// A new lock, or (with `_state`/`_fds`, as unpickling passes them)
+    /// the lock they describe. `ctx` is accepted for `multiprocessing`'s
+    /// signature and ignored.
     #[new]
-    fn new() -> PyResult<Self> {
-        Ok(RawRLock { l: RLock::new()? })
+    #[pyo3(signature = (*, ctx = None, _state = None, _fds = None))]
+    fn new(
+        ctx: Option<&Bound<'_, PyAny>>,
+        _state: Option<&[u8]>,
+        _fds: Option<Vec<RawFd>>,
+    ) -> PyResult<Self> {
+        let _ = ctx;
+        match _state {
+            Some(st) => Ok(RawRLock {
+                l: handle::rebuild::<RLock>(st, _fds.unwrap_or_default())?,
+            }),
+            None => Ok(RawRLock { l: RLock::new()? }),
+        }
+    }
+
+    /// `with lock:` acquires (blocking).
+    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+        self.acquire(py, true, None)
+    }
+
+    /// Leaving `with lock:` releases.
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        self.release()
     }
 
     /// Python's `acquire(block=True, timeout=None)`.

@@ -33,52 +33,37 @@ class _Handle:
         )
 
 
-class _LockBase(_Handle):
-    def _setstate(self, raw, extra):
-        self._raw = raw
-        self.acquire = raw.acquire
-        self.release = raw.release
-
-    def acquire(self, block=True, timeout=None):
-        """Acquire; ``False`` if not acquired (``block=False`` or timeout)."""
-        return self._raw.acquire(block, timeout)
-
-    def release(self):
-        """Release."""
-        self._raw.release()
-
-    def __enter__(self):
-        return self._raw.acquire()
-
-    def __exit__(self, *args):
-        self._raw.release()
+def _rebuild_lock(cls, state, dfs):
+    return cls(_state=state, _fds=_reduction.detach_fds(dfs))
 
 
-class Lock(_LockBase):
-    """``multiprocessing.Lock``: a non-recursive lock any process may release."""
+class _LockBase:
+    # The native class is the base: acquire, release, __enter__ and __exit__
+    # run without a Python frame.
+    @property
+    def _raw(self):
+        return self
 
-    _raw_type = RawLock
+    def __reduce__(self):
+        state, fds = self._state()
+        return (_rebuild_lock, (type(self), state, _reduction.dup_fds(fds)))
 
-    def __init__(self, *, ctx=None):
-        self._setstate(RawLock(), None)
+
+class Lock(_LockBase, RawLock):
+    """``multiprocessing.Lock``: a non-recursive lock any process may release.
+
+    ``acquire(block=True, timeout=None)``, ``release()``, ``with lock:``.
+    """
 
     def __repr__(self):
-        return f"<Lock({'locked' if self._raw._is_locked() else 'unlocked'})>"
+        return f"<Lock({'locked' if self._is_locked() else 'unlocked'})>"
 
 
-class RLock(_LockBase):
+class RLock(_LockBase, RawRLock):
     """``multiprocessing.RLock``: a recursive lock owned by one thread of one process."""
 
-    _raw_type = RawRLock
-
-    def __init__(self, *, ctx=None):
-        self._setstate(RawRLock(), None)
-
-    def _is_owned(self):
-        return self._raw._is_owned()
-
     def __repr__(self):
-        return f"<RLock({'locked' if self._raw._is_locked() else 'unlocked'})>"
+        return f"<RLock({'locked' if self._is_locked() else 'unlocked'})>"
 
 
 class Semaphore(_Handle):
