@@ -1061,6 +1061,16 @@ impl<T> Queue<T> {
         self.get_bytes_deadline(buf, now(), true)
     }
 
+    /// [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout`
+    /// ([`GetError::Timeout`] then).
+    pub fn get_bytes_into_timeout(
+        &self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(), GetError> {
+        self.get_bytes_deadline(buf, deadline(timeout), false)
+    }
+
     /// Get one message as raw bytes, blocking while the queue is empty. Any
     /// handles the item carried are closed.
     pub fn get_bytes(&self) -> Result<Vec<u8>, GetError> {

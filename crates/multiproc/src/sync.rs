@@ -729,6 +729,27 @@ impl Condition {
     }
 }
 
+impl Condition {
+    /// Wait for a notification with the lock already held by the caller (who
+    /// took it through its own `Lock`/`RLock` handle and keeps holding it
+    /// after): for bindings whose callers pair acquire and release
+    /// themselves, as Python's `with cond: cond.wait()` does. `Ok(false)`
+    /// when `timeout` passed without a notification.
+    pub fn wait_held(&self, timeout: Option<Duration>) -> Result<bool, WaitError> {
+        let mut g = self.guard();
+        let r = g.wait_deadline(timeout.and_then(deadline));
+        // The caller still holds the lock (or lost it for good with
+        // `NotRecoverable`): the guard must not release it.
+        std::mem::forget(g);
+        r
+    }
+
+    /// Wake up to `n` waiters; the caller holds the lock.
+    pub fn notify_held(&self, n: u32) {
+        self.cond.get().notify(&ENV, n);
+    }
+}
+
 impl ConditionGuard<'_> {
     fn release_for_wait(&self) -> u32 {
         let raw = self.cond.raw_lock();

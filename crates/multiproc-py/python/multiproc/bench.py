@@ -1,0 +1,161 @@
+"""``python -m multiproc.bench``: multiproc against ``multiprocessing`` (and
+``faster-fifo``, if installed: ``pip install faster-fifo``) in one run.
+
+Rows: Queue streams of ``bytes`` (64 B, 4 KiB, 1 MiB; 1 producer → 1
+consumer and 4 → 4), ``Pipe`` ping-pong round trips, ``Lock``
+acquire+release and ``Value`` increments. Ratios are against
+``multiprocessing`` (higher is better for throughput, lower for time).
+Processes are forked; the clock runs from a start signal to the last
+consumer's exit, so process start-up is not measured.
+"""
+
+import argparse
+import multiprocessing
+import sys
+import time
+
+import multiproc
+
+CTX = multiprocessing.get_context("fork")
+
+
+def _queue_impls():
+    impls = {
+        "multiproc": lambda: multiproc.Queue(),
+        "multiprocessing": lambda: CTX.Queue(),
+    }
+    try:
+        import faster_fifo
+
+        impls["faster-fifo"] = lambda: faster_fifo.Queue(max_size_bytes=64 << 20)
+    except ImportError:
+        pass
+    return impls
+
+
+def _producer(q, go, n, payload):
+    go.wait()
+    put = q.put
+    for _ in range(n):
+        put(payload)
+
+
+def _consumer(q, go):
+    go.wait()
+    get = q.get
+    while True:
+        item = get(True, 3600)
+        if item is None:
+            return
+
+
+def queue_stream(make, size, nprod, ncons, count):
+    q = make()
+    go = CTX.Event()
+    payload = bytes(size)
+    per = count // nprod
+    prods = [CTX.Process(target=_producer, args=(q, go, per, payload)) for _ in range(nprod)]
+    cons = [CTX.Process(target=_consumer, args=(q, go)) for _ in range(ncons)]
+    for p in prods + cons:
+        p.start()
+    time.sleep(0.2)  # let every process reach go.wait() (start-up is not measured)
+    t0 = time.perf_counter()
+    go.set()
+    for p in prods:
+        p.join()
+    for _ in cons:
+        q.put(None)
+    for p in cons:
+        p.join()
+    dt = time.perf_counter() - t0
+    return per * nprod / dt
+
+
+def _echo(conn, n):
+    for _ in range(n):
+        conn.send_bytes(conn.recv_bytes())
+
+
+def pipe_pingpong(pipe, n):
+    a, b = pipe()
+    p = CTX.Process(target=_echo, args=(b, n + 100))
+    p.start()
+    msg = bytes(64)
+    for _ in range(100):  # warm-up
+        a.send_bytes(msg)
+        a.recv_bytes()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        a.send_bytes(msg)
+        a.recv_bytes()
+    dt = time.perf_counter() - t0
+    p.join()
+    return dt / n
+
+
+def lock_pairs(lock, n):
+    acquire, release = lock.acquire, lock.release
+    t0 = time.perf_counter()
+    for _ in range(n):
+        acquire()
+        release()
+    return (time.perf_counter() - t0) / n
+
+
+def value_increments(value, n):
+    t0 = time.perf_counter()
+    for _ in range(n):
+        with value.get_lock():
+            value.value += 1
+    return (time.perf_counter() - t0) / n
+
+
+def _fmt_rate(r):
+    return f"{r / 1e6:.2f} M/s" if r >= 1e6 else f"{r / 1e3:.1f} k/s"
+
+
+def _fmt_time(t):
+    return f"{t * 1e6:.2f} µs" if t >= 1e-6 else f"{t * 1e9:.0f} ns"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m multiproc.bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer messages (noisier)")
+    args = ap.parse_args(argv)
+    scale = 0.25 if args.quick else 1.0
+    impls = _queue_impls()
+    if "faster-fifo" not in impls:
+        print("faster-fifo is not installed (pip install faster-fifo): its rows are left out\n")
+    rows = []
+    print("Queue streams of bytes (messages/s; ratio vs multiprocessing.Queue, higher is better)")
+    for size, label, count in [(64, "64 B", 40000), (4096, "4 KiB", 20000), (1 << 20, "1 MiB", 400)]:
+        for nprod, ncons in [(1, 1), (4, 4)]:
+            n = max(int(count * scale) // 4 * 4, 8)
+            res = {name: queue_stream(make, size, nprod, ncons, n) for name, make in impls.items()}
+            base = res["multiprocessing"]
+            for name, r in res.items():
+                line = f"  {label:>6} {nprod}→{ncons} {name:<16} {_fmt_rate(r):>12} {r / base:8.2f}x"
+                print(line, flush=True)
+                rows.append(line)
+            if "faster-fifo" in res:
+                print(f"  {'':>6}     multiproc vs faster-fifo: {res['multiproc'] / res['faster-fifo']:.2f}x", flush=True)
+    print("\nPipe ping-pong, 64 B (round trip; ratio vs multiprocessing.Pipe, lower is better)")
+    n = int(5000 * scale)
+    res = {"multiproc": pipe_pingpong(multiproc.Pipe, n), "multiprocessing": pipe_pingpong(CTX.Pipe, n)}
+    for name, t in res.items():
+        print(f"  {name:<16} {_fmt_time(t):>12} {t / res['multiprocessing']:8.2f}x", flush=True)
+    print("\nLock acquire+release, uncontended (ratio vs multiprocessing.Lock, lower is better)")
+    n = int(400000 * scale)
+    res = {"multiproc": lock_pairs(multiproc.Lock(), n), "multiprocessing": lock_pairs(CTX.Lock(), n)}
+    for name, t in res.items():
+        print(f"  {name:<16} {_fmt_time(t):>12} {t / res['multiprocessing']:8.2f}x", flush=True)
+    print("\nValue increments under get_lock() (ratio vs multiprocessing.Value, lower is better)")
+    n = int(200000 * scale)
+    res = {"multiproc": value_increments(multiproc.Value("i", 0), n), "multiprocessing": value_increments(CTX.Value("i", 0), n)}
+    for name, t in res.items():
+        print(f"  {name:<16} {_fmt_time(t):>12} {t / res['multiprocessing']:8.2f}x", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+//! Every Rust→Python error mapping of the package, in one place. The classes
+//! raised are the ones CPython's `multiprocessing` raises for the same
+//! condition (`queue.Full`/`queue.Empty`, `EOFError`, `BrokenPipeError`,
+//! `threading.BrokenBarrierError`, `multiprocessing.BufferTooShort`,
+//! `ValueError` for over-release and closed objects).
+
+use multiproc::connection::{RecvError, SendError};
+use multiproc::queue::{GetError, JoinError, PutError, TaskDoneError};
+use multiproc::sync::ReleaseError;
+use multiproc::{AcquireError, BrokenBarrierError, SegmentError};
+use pyo3::exceptions::{
+    PyAssertionError, PyEOFError, PyOSError, PyRuntimeError, PyTimeoutError, PyValueError,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+fn import_exc(py: Python<'_>, module: &str, name: &str, msg: String) -> PyErr {
+    match py.import(module).and_then(|m| m.getattr(name)) {
+        Ok(cls) => PyErr::from_type(cls.cast_into().expect("an exception class"), msg),
+        Err(e) => e,
+    }
+}
+
+/// `queue.Full`.
+pub fn full(py: Python<'_>) -> PyErr {
+    import_exc(py, "queue", "Full", String::new())
+}
+
+/// `queue.Empty`.
+pub fn empty(py: Python<'_>) -> PyErr {
+    import_exc(py, "queue", "Empty", String::new())
+}
+
+/// `ValueError` for an operation on a closed object.
+pub fn closed(what: &str) -> PyErr {
+    PyValueError::new_err(format!("{what} is closed"))
+}
+
+/// A failed `put`: `Full` and `Timeout` are `queue.Full`.
+pub fn put(py: Python<'_>, e: PutError<()>) -> PyErr {
+    match e {
+        PutError::Full(()) | PutError::Timeout(()) => full(py),
+        PutError::Closed(()) => closed("Queue"),
+        other => PyOSError::new_err(other.to_string()),
+    }
+}
+
+/// A failed `get`: `Empty` and `Timeout` are `queue.Empty`.
+pub fn get(py: Python<'_>, e: GetError) -> PyErr {
+    match e {
+        GetError::Empty | GetError::Timeout => empty(py),
+        GetError::Closed => closed("Queue"),
+        GetError::Io(e) => e.into(),
+        other => PyOSError::new_err(other.to_string()),
+    }
+}
+
+/// `task_done()` called too often is a `ValueError`, as in CPython.
+pub fn task_done(e: TaskDoneError) -> PyErr {
+    match e {
+        TaskDoneError::TooManyCalls => PyValueError::new_err("task_done() called too many times"),
+        other => PyOSError::new_err(other.to_string()),
+    }
+}
+
+/// A failed `JoinableQueue.join`.
+pub fn join(e: JoinError) -> PyErr {
+    PyOSError::new_err(e.to_string())
+}
+
+/// A failed send: a closed peer is `BrokenPipeError`.
+pub fn send(e: SendError) -> PyErr {
+    match e {
+        SendError::Disconnected => {
+            pyo3::exceptions::PyBrokenPipeError::new_err("the receiving end is closed")
+        }
+        SendError::TooLarge { .. } | SendError::OutOfRange { .. } => {
+            PyValueError::new_err(e.to_string())
+        }
+        SendError::NotWritable => PyOSError::new_err("connection is read-only"),
+        SendError::Io(e) => e.into(),
+        other => PyOSError::new_err(other.to_string()),
+    }
+}
+
+/// A failed receive: end of file is `EOFError`, a too-short buffer is
+/// `multiprocessing.BufferTooShort` carrying the message bytes.
+pub fn recv(py: Python<'_>, e: RecvError) -> PyErr {
+    match e {
+        RecvError::Eof => PyEOFError::new_err(()),
+        RecvError::BufferTooShort(v) => {
+            match py
+                .import("multiprocessing")
+                .and_then(|m| m.getattr("BufferTooShort"))
+            {
+                Ok(cls) => PyErr::from_type(
+                    cls.cast_into().expect("an exception class"),
+                    (PyBytes::new(py, &v).unbind(),),
+                ),
+                Err(e) => e,
+            }
+        }
+        RecvError::NotReadable => PyOSError::new_err("connection is write-only"),
+        RecvError::Io(e) => e.into(),
+        other => PyOSError::new_err(other.to_string()),
+    }
+}
+
+/// Over-release: `ValueError` for locks and semaphores (CPython's message);
+/// an `RLock` released by a non-owner is an `AssertionError`, as
+/// `multiprocessing.RLock` raises.
+pub fn release(e: ReleaseError) -> PyErr {
+    match e {
+        ReleaseError::NotOwner => {
+            PyAssertionError::new_err("attempt to release recursive lock not owned by thread")
+        }
+        _ => PyValueError::new_err("semaphore or lock released too many times"),
+    }
+}
+
+/// An acquire that failed for good (`NotRecoverable`): a `RuntimeError`.
+/// `OwnerDied` never reaches here: the caller holds the lock and warns.
+pub fn acquire<G>(e: AcquireError<G>) -> PyErr {
+    PyRuntimeError::new_err(e.to_string())
+}
+
+/// `OwnerDiedWarning` (a `RuntimeWarning` subclass defined in Python):
+/// emitted when an acquire succeeds on a lock whose previous holder died.
+pub fn warn_owner_died(py: Python<'_>) -> PyResult<()> {
+    let cls = py
+        .import("multiproc._errors")?
+        .getattr("OwnerDiedWarning")?;
+    PyErr::warn(
+        py,
+        &cls,
+        c"the previous holder of this lock died holding it; the lock is now held by the caller",
+        2,
+    )
+}
+
+/// `threading.BrokenBarrierError`.
+pub fn broken_barrier(py: Python<'_>, _e: BrokenBarrierError) -> PyErr {
+    import_exc(py, "threading", "BrokenBarrierError", String::new())
+}
+
+/// A segment that cannot be opened or made.
+pub fn segment(e: SegmentError) -> PyErr {
+    match e {
+        SegmentError::Io(e) => e.into(),
+        other => PyOSError::new_err(other.to_string()),
+    }
+}
+
+/// A handle that cannot be encoded or rebuilt.
+pub fn handle(e: impl std::fmt::Display) -> PyErr {
+    PyValueError::new_err(format!("cannot transfer the object: {e}"))
+}
+
+/// An index or range outside an object.
+pub fn out_of_range(e: impl std::fmt::Display) -> PyErr {
+    pyo3::exceptions::PyIndexError::new_err(e.to_string())
+}
+
+/// `multiprocessing.TimeoutError` is not used by these objects; kept for
+/// the Manager/Pool bindings to come.
+pub fn timeout() -> PyErr {
+    PyTimeoutError::new_err(())
+}

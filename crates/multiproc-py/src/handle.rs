@@ -1,0 +1,37 @@
+//! Objects to and from (state bytes, fds), the form the Python layer
+//! pickles through `multiprocessing.reduction.DupFd`.
+
+use crate::errors;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+
+/// The encoded state of `obj` and the descriptors it refers to (borrowed:
+/// valid while `obj` lives).
+pub(crate) fn state<'py, T: Serialize>(
+    py: Python<'py>,
+    obj: &T,
+) -> PyResult<(Bound<'py, PyBytes>, Vec<RawFd>)> {
+    let mut out = Vec::new();
+    let fds = multiproc::codec::encode(obj, &mut out).map_err(errors::handle)?;
+    Ok((PyBytes::new(py, &out), fds))
+}
+
+/// Rebuild an object from its state, taking ownership of `fds`.
+pub(crate) fn rebuild<T: DeserializeOwned>(state: &[u8], fds: Vec<RawFd>) -> PyResult<T> {
+    let owned = fds
+        .into_iter()
+        .map(|fd| {
+            if fd < 0 {
+                return Err(pyo3::exceptions::PyValueError::new_err("invalid fd"));
+            }
+            // SAFETY: the Python layer passes descriptors it detached from
+            // `DupFd` (or duplicated itself): each is open and owned by
+            // nobody else, so this `OwnedFd` is its only owner.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    multiproc::codec::decode(state, owned).map_err(errors::handle)
+}

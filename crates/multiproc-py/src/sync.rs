@@ -1,0 +1,504 @@
+//! Locks, semaphores, events, conditions and barriers.
+//!
+//! A lock whose previous holder died holding it is acquired anyway: the
+//! caller gets it, marked consistent, and a `multiproc.OwnerDiedWarning`
+//! (a `RuntimeWarning`) is emitted. Only a lock left `NotRecoverable`
+//! raises (`RuntimeError`).
+
+use crate::{deadline, errors, handle, sliced};
+use multiproc::{AcquireError, Barrier, Condition, Event, Lock, RLock, Semaphore};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+/// The outcome of an acquire, free of guards (which must not cross the
+/// GIL release).
+enum Got {
+    Yes,
+    No,
+    OwnerDied,
+    Failed(PyErr),
+}
+
+fn got<G>(r: Result<G, AcquireError<G>>, forget: impl FnOnce(G, bool)) -> Got {
+    match r {
+        Ok(g) => {
+            forget(g, false);
+            Got::Yes
+        }
+        Err(AcquireError::OwnerDied(g)) => {
+            forget(g, true);
+            Got::OwnerDied
+        }
+        Err(AcquireError::Timeout | AcquireError::WouldBlock) => Got::No,
+        Err(e) => Got::Failed(errors::acquire(e)),
+    }
+}
+
+fn finish(py: Python<'_>, g: Got) -> PyResult<bool> {
+    match g {
+        Got::Yes => Ok(true),
+        Got::No => Ok(false),
+        Got::OwnerDied => {
+            errors::warn_owner_died(py)?;
+            Ok(true)
+        }
+        Got::Failed(e) => Err(e),
+    }
+}
+
+/// The native `Lock`.
+#[derive(Debug)]
+#[pyclass(module = "multiproc._multiproc", subclass, frozen)]
+pub struct RawLock {
+    pub(crate) l: Lock,
+}
+
+#[pymethods]
+impl RawLock {
+    /// `(state, fds)`: what the Python layer pickles.
+    fn _state<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, Vec<RawFd>)> {
+        handle::state(py, &self.l)
+    }
+
+    /// Rebuild from `_state`, taking ownership of `fds`.
+    #[staticmethod]
+    fn _rebuild(state: &[u8], fds: Vec<RawFd>) -> PyResult<Self> {
+        Ok(RawLock {
+            l: handle::rebuild::<Lock>(state, fds)?,
+        })
+    }
+
+    /// A new lock, or (with `_state`/`_fds`, as unpickling passes them)
+    /// the lock they describe. `ctx` is accepted for `multiprocessing`'s
+    /// signature and ignored.
+    #[new]
+    #[pyo3(signature = (*, ctx = None, _state = None, _fds = None))]
+    fn new(
+        ctx: Option<&Bound<'_, PyAny>>,
+        _state: Option<&[u8]>,
+        _fds: Option<Vec<RawFd>>,
+    ) -> PyResult<Self> {
+        let _ = ctx;
+        match _state {
+            Some(st) => Ok(RawLock {
+                l: handle::rebuild::<Lock>(st, _fds.unwrap_or_default())?,
+            }),
+            None => Ok(RawLock { l: Lock::new()? }),
+        }
+    }
+
+    /// `with lock:` acquires (blocking).
+    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+        self.acquire(py, true, None)
+    }
+
+    /// Leaving `with lock:` releases.
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        self.release()
+    }
+
+    /// Python's `acquire(block=True, timeout=None)`.
+    #[pyo3(signature = (block = true, timeout = None))]
+    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        let l = &self.l;
+        let forget = |g: multiproc::LockGuard<'_>, died: bool| {
+            if died {
+                g.mark_consistent();
+            }
+            std::mem::forget(g);
+        };
+        let first = got(l.try_lock(), forget);
+        let g = if !block || !matches!(first, Got::No) {
+            first
+        } else {
+            sliced(
+                py,
+                deadline(timeout),
+                |t| got(l.lock_timeout(t), forget),
+                |g| matches!(g, Got::No),
+            )?
+        };
+        finish(py, g)
+    }
+
+    /// Release; `ValueError` if it is not locked.
+    fn release(&self) -> PyResult<()> {
+        self.l.release().map_err(errors::release)
+    }
+
+    /// Whether some process holds it.
+    fn _is_locked(&self) -> bool {
+        self.l.is_locked()
+    }
+}
+
+/// The native `RLock`.
+#[derive(Debug)]
+#[pyclass(module = "multiproc._multiproc", subclass, frozen)]
+pub struct RawRLock {
+    pub(crate) l: RLock,
+}
+
+#[pymethods]
+impl RawRLock {
+    /// `(state, fds)`: what the Python layer pickles.
+    fn _state<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, Vec<RawFd>)> {
+        handle::state(py, &self.l)
+    }
+
+    /// Rebuild from `_state`, taking ownership of `fds`.
+    #[staticmethod]
+    fn _rebuild(state: &[u8], fds: Vec<RawFd>) -> PyResult<Self> {
+        Ok(RawRLock {
+            l: handle::rebuild::<RLock>(state, fds)?,
+        })
+    }
+
+    /// A new lock, or (with `_state`/`_fds`, as unpickling passes them)
+    /// the lock they describe. `ctx` is accepted for `multiprocessing`'s
+    /// signature and ignored.
+    #[new]
+    #[pyo3(signature = (*, ctx = None, _state = None, _fds = None))]
+    fn new(
+        ctx: Option<&Bound<'_, PyAny>>,
+        _state: Option<&[u8]>,
+        _fds: Option<Vec<RawFd>>,
+    ) -> PyResult<Self> {
+        let _ = ctx;
+        match _state {
+            Some(st) => Ok(RawRLock {
+                l: handle::rebuild::<RLock>(st, _fds.unwrap_or_default())?,
+            }),
+            None => Ok(RawRLock { l: RLock::new()? }),
+        }
+    }
+
+    /// `with lock:` acquires (blocking).
+    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+        self.acquire(py, true, None)
+    }
+
+    /// Leaving `with lock:` releases.
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        self.release()
+    }
+
+    /// Python's `acquire(block=True, timeout=None)`.
+    #[pyo3(signature = (block = true, timeout = None))]
+    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        let l = &self.l;
+        let forget = |g: multiproc::RLockGuard<'_>, died: bool| {
+            if died {
+                g.mark_consistent();
+            }
+            std::mem::forget(g);
+        };
+        let first = got(l.try_lock(), forget);
+        let g = if !block || !matches!(first, Got::No) {
+            first
+        } else {
+            sliced(
+                py,
+                deadline(timeout),
+                |t| got(l.lock_timeout(t), forget),
+                |g| matches!(g, Got::No),
+            )?
+        };
+        finish(py, g)
+    }
+
+    /// Release one level; `AssertionError` if this thread does not own it.
+    fn release(&self) -> PyResult<()> {
+        self.l.release().map_err(errors::release)
+    }
+
+    /// Whether this thread owns it.
+    fn _is_owned(&self) -> bool {
+        self.l.is_owned()
+    }
+
+    /// Whether some process holds it.
+    fn _is_locked(&self) -> bool {
+        self.l.is_locked()
+    }
+}
+
+/// The native `Semaphore` and `BoundedSemaphore` (`bounded`).
+#[derive(Debug)]
+#[pyclass(module = "multiproc._multiproc", subclass, frozen)]
+pub struct RawSemaphore {
+    s: Sem,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+enum Sem {
+    Plain(Semaphore),
+    Bounded(multiproc::BoundedSemaphore),
+}
+
+macro_rules! sem {
+    ($s:expr, $x:ident => $e:expr) => {
+        match $s {
+            Sem::Plain($x) => $e,
+            Sem::Bounded($x) => $e,
+        }
+    };
+}
+
+#[pymethods]
+impl RawSemaphore {
+    #[new]
+    #[pyo3(signature = (value = 1, bounded = false))]
+    fn new(value: i64, bounded: bool) -> PyResult<Self> {
+        let v = u32::try_from(value).map_err(|_| {
+            pyo3::exceptions::PyValueError::new_err("semaphore initial value must be >= 0")
+        })?;
+        Ok(RawSemaphore {
+            s: if bounded {
+                Sem::Bounded(multiproc::BoundedSemaphore::new(v)?)
+            } else {
+                Sem::Plain(Semaphore::new(v)?)
+            },
+        })
+    }
+
+    /// Python's `acquire(block=True, timeout=None)`.
+    #[pyo3(signature = (block = true, timeout = None))]
+    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+        let s = &self.s;
+        if sem!(s, x => x.try_acquire()) {
+            return Ok(true);
+        }
+        if !block {
+            return Ok(false);
+        }
+        sliced(
+            py,
+            deadline(timeout),
+            |t| sem!(s, x => x.acquire_timeout(t)),
+            |ok| !*ok,
+        )
+    }
+
+    /// Release `n` permits; `ValueError` past a bounded semaphore's value.
+    #[pyo3(signature = (n = 1))]
+    fn release(&self, n: u32) -> PyResult<()> {
+        sem!(&self.s, x => x.release_n(n)).map_err(errors::release)
+    }
+
+    /// The current value.
+    fn get_value(&self) -> u32 {
+        sem!(&self.s, x => x.get_value())
+    }
+
+    /// `(state, fds)`: what the Python layer pickles.
+    fn _state<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, Vec<RawFd>)> {
+        handle::state(py, &self.s)
+    }
+
+    /// Rebuild from `_state`, taking ownership of `fds`.
+    #[staticmethod]
+    fn _rebuild(state: &[u8], fds: Vec<RawFd>) -> PyResult<Self> {
+        Ok(RawSemaphore {
+            s: handle::rebuild(state, fds)?,
+        })
+    }
+}
+
+/// The native `Event`.
+#[derive(Debug)]
+#[pyclass(module = "multiproc._multiproc", subclass, frozen)]
+pub struct RawEvent {
+    e: Event,
+}
+
+#[pymethods]
+impl RawEvent {
+    /// `(state, fds)`: what the Python layer pickles.
+    fn _state<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, Vec<RawFd>)> {
+        handle::state(py, &self.e)
+    }
+
+    /// Rebuild from `_state`, taking ownership of `fds`.
+    #[staticmethod]
+    fn _rebuild(state: &[u8], fds: Vec<RawFd>) -> PyResult<Self> {
+        Ok(RawEvent {
+            e: handle::rebuild::<Event>(state, fds)?,
+        })
+    }
+
+    #[new]
+    fn new() -> PyResult<Self> {
+        Ok(RawEvent { e: Event::new()? })
+    }
+
+    /// Set the flag, waking every waiter.
+    fn set(&self) {
+        self.e.set()
+    }
+
+    /// Clear the flag.
+    fn clear(&self) {
+        self.e.clear()
+    }
+
+    /// Whether the flag is set.
+    fn is_set(&self) -> bool {
+        self.e.is_set()
+    }
+
+    /// Wait until the flag is set (at most `timeout` seconds); the flag.
+    #[pyo3(signature = (timeout = None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let e = &self.e;
+        if e.is_set() {
+            return Ok(true);
+        }
+        sliced(py, deadline(timeout), |t| e.wait_timeout(t), |ok| !*ok)
+    }
+}
+
+/// The native `Condition`: the Python layer acquires and releases its lock
+/// through the `Lock`/`RLock` it was made with.
+#[derive(Debug)]
+#[pyclass(module = "multiproc._multiproc", subclass, frozen)]
+pub struct RawCondition {
+    c: Condition,
+}
+
+#[pymethods]
+impl RawCondition {
+    /// `(state, fds)`: what the Python layer pickles.
+    fn _state<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, Vec<RawFd>)> {
+        handle::state(py, &self.c)
+    }
+
+    /// Rebuild from `_state`, taking ownership of `fds`.
+    #[staticmethod]
+    fn _rebuild(state: &[u8], fds: Vec<RawFd>) -> PyResult<Self> {
+        Ok(RawCondition {
+            c: handle::rebuild::<Condition>(state, fds)?,
+        })
+    }
+
+    /// A condition over `lock` (a native `Lock` or `RLock`).
+    #[new]
+    fn new(lock: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let c = if let Ok(l) = lock.cast::<RawLock>() {
+            Condition::with_lock(l.get().l.clone())?
+        } else if let Ok(l) = lock.cast::<RawRLock>() {
+            Condition::with_rlock(l.get().l.clone())?
+        } else {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "a multiproc Condition needs a multiproc Lock or RLock",
+            ));
+        };
+        Ok(RawCondition { c })
+    }
+
+    /// Wait for a notification, the lock held by the caller (released while
+    /// waiting); `False` on timeout. One wait with the GIL released (a
+    /// sliced wait could lose a notification between slices).
+    #[pyo3(signature = (timeout = None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
+        let c = &self.c;
+        let t = timeout.map(|t| Duration::from_secs_f64(t.clamp(0.0, 1e9)));
+        match py.detach(|| c.wait_held(t)) {
+            Ok(b) => Ok(b),
+            Err(multiproc::WaitError::OwnerDied) => {
+                errors::warn_owner_died(py)?;
+                Ok(true)
+            }
+            Err(e) => Err(pyo3::exceptions::PyRuntimeError::new_err(e.to_string())),
+        }
+    }
+
+    /// Wake up to `n` waiters.
+    #[pyo3(signature = (n = 1))]
+    fn notify(&self, n: u32) {
+        self.c.notify_held(n)
+    }
+}
+
+/// The native `Barrier`.
+#[derive(Debug)]
+#[pyclass(module = "multiproc._multiproc", subclass, frozen)]
+pub struct RawBarrier {
+    b: Barrier,
+}
+
+#[pymethods]
+impl RawBarrier {
+    /// `(state, fds)`: what the Python layer pickles.
+    fn _state<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, Vec<RawFd>)> {
+        handle::state(py, &self.b)
+    }
+
+    /// Rebuild from `_state`, taking ownership of `fds`.
+    #[staticmethod]
+    fn _rebuild(state: &[u8], fds: Vec<RawFd>) -> PyResult<Self> {
+        Ok(RawBarrier {
+            b: handle::rebuild::<Barrier>(state, fds)?,
+        })
+    }
+
+    #[new]
+    fn new(parties: u32) -> PyResult<Self> {
+        if parties == 0 {
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "parties must be > 0",
+            ));
+        }
+        Ok(RawBarrier {
+            b: Barrier::new(parties)?,
+        })
+    }
+
+    /// Wait for every party (at most `timeout` seconds, which breaks the
+    /// barrier); this party's index. `threading.BrokenBarrierError` if it
+    /// is or becomes broken.
+    #[pyo3(signature = (timeout = None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<u32> {
+        let b = &self.b;
+        let r = match timeout {
+            None => py.detach(|| b.wait()),
+            Some(t) => {
+                let t = Duration::from_secs_f64(t.clamp(0.0, 1e9));
+                py.detach(|| b.wait_timeout(t))
+            }
+        };
+        r.map_err(|e| errors::broken_barrier(py, e))
+    }
+
+    /// Break the barrier.
+    fn abort(&self) {
+        self.b.abort()
+    }
+
+    /// Return the barrier to its initial, unbroken state.
+    fn reset(&self) {
+        self.b.reset()
+    }
+
+    /// The number of parties.
+    #[getter]
+    fn parties(&self) -> u32 {
+        self.b.parties()
+    }
+
+    /// The number of parties waiting.
+    #[getter]
+    fn n_waiting(&self) -> u32 {
+        self.b.n_waiting()
+    }
+
+    /// Whether the barrier is broken.
+    #[getter]
+    fn broken(&self) -> bool {
+        self.b.broken()
+    }
+}

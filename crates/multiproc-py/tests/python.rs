@@ -1,0 +1,93 @@
+//! The Python package's tests, run by `cargo test --workspace`: a virtual
+//! environment under `target/`, the package installed into it with one
+//! `pip install` (maturin as the PEP 517 backend, building into the
+//! workspace's `target/`, so cargo's cache is reused), then pytest over
+//! `crates/multiproc-py/tests/` (our tests, the seeds' programs, and
+//! CPython's own multiprocessing tests bound to multiproc).
+//!
+//! Set `MULTIPROC_PYTHON` to choose the interpreter (default `python3`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn workspace_target() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target/tmp has a parent")
+        .to_path_buf()
+}
+
+#[test]
+fn python_package_tests() {
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = workspace_target().join("py-venv");
+    let bin = venv.join("bin");
+    let py = bin.join("python");
+    // The build backend runs the venv's `maturin`.
+    let path = std::env::join_paths(std::iter::once(bin.clone()).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
+    .expect("PATH");
+    if !py.exists() {
+        let python = std::env::var("MULTIPROC_PYTHON").unwrap_or_else(|_| "python3".into());
+        run(Command::new(python).arg("-m").arg("venv").arg(&venv));
+    }
+    run(Command::new(&py).args([
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--disable-pip-version-check",
+        "maturin>=1.5,<2.0",
+        "pytest",
+    ]));
+    // The one install command (without build isolation, so maturin builds
+    // in this workspace's target directory and reuses cargo's cache).
+    run(Command::new(&py)
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-build-isolation",
+            "--force-reinstall",
+            "--no-deps",
+        ])
+        .arg(crate_dir)
+        .env("PATH", &path)
+        .env_remove("CARGO_TARGET_DIR"));
+    // From a directory outside the source tree, so `import multiproc` finds
+    // the installed package, not `python/multiproc` (which lacks the
+    // native module).
+    let out = Command::new(&py)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir"])
+        .arg(crate_dir.join("tests"))
+        .arg(crate_dir.join("tests"))
+        .current_dir(workspace_target())
+        .env("PATH", &path)
+        .output()
+        .expect("cannot run pytest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("{stdout}");
+    assert!(
+        out.status.success(),
+        "pytest failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

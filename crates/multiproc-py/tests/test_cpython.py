@@ -1,0 +1,129 @@
+"""CPython's own multiprocessing tests (``test._test_multiprocessing``), run
+against multiproc's objects under the fork and spawn start methods.
+
+The mixins take their primitives from the class they are mixed into
+(``self.Queue``, ``self.Lock``, ...); ``MultiprocMixin`` points those at
+multiproc. Tests that check a CPython-private detail are excluded in
+``EXCLUDED`` with the reason.
+"""
+
+import multiprocessing
+import sys
+import unittest
+
+import multiproc
+import multiproc.shared_memory
+import test._test_multiprocessing as T
+
+# _TestSharedMemory uses the module-level `shared_memory` (in this process
+# and, since children import this module to find the test classes, in
+# spawned children too).
+T.shared_memory = multiproc.shared_memory
+
+MIXINS = [
+    "_TestQueue",
+    "_TestConnection",
+    "_TestLock",
+    "_TestSemaphore",
+    "_TestCondition",
+    "_TestEvent",
+    "_TestBarrier",
+    "_TestValue",
+    "_TestArray",
+    "_TestPoll",
+    "_TestSharedMemory",
+    # Later, with the Rust Manager and Listener/Client bindings:
+    # "_TestListener", "_TestListenerClient", "_TestContainers",
+]
+
+START_METHODS = ["fork", "spawn"]
+
+# name of the test method -> why it is excluded (a CPython-private detail).
+EXCLUDED = {
+    "test_queue_feeder_donot_stop_onexc": "checks the feeder thread's handling of a pickling "
+    "error; multiproc has no feeder thread and put() raises the error to the caller",
+}
+
+# Tests of objects whose multiproc bindings land later (the Manager):
+# excluded until then.
+LATER = {
+    "test_shared_memory_SharedMemoryManager_basics": "SharedMemoryManager is a Manager; "
+    "it creates CPython segments that multiproc.shared_memory does not open",
+}
+
+
+def _attach_existing_shmem_then_write(shmem_name_or_obj, binary_data):
+    """_TestSharedMemory's child target, on multiproc.shared_memory (the
+    original is a staticmethod a spawned child finds in CPython's module,
+    where `shared_memory` is CPython's)."""
+    if isinstance(shmem_name_or_obj, str):
+        local_sms = multiproc.shared_memory.SharedMemory(shmem_name_or_obj)
+    else:
+        local_sms = shmem_name_or_obj
+    local_sms.buf[: len(binary_data)] = binary_data
+    local_sms.close()
+
+
+class _Unknown:
+    def get_value(self):
+        raise NotImplementedError  # as on platforms without sem_getvalue
+
+
+class AdapterCondition(multiproc.Condition):
+    """``check_invariant`` reads the private semaphores of CPython's Condition
+    and skips when they raise NotImplementedError (as on macOS)."""
+
+    _sleeping_count = _woken_count = _wait_semaphore = _Unknown()
+
+
+class MultiprocMixin(T.ProcessesMixin):
+    Pipe = staticmethod(multiproc.Pipe)
+    Queue = staticmethod(multiproc.Queue)
+    JoinableQueue = staticmethod(multiproc.JoinableQueue)
+    Lock = staticmethod(multiproc.Lock)
+    RLock = staticmethod(multiproc.RLock)
+    Semaphore = staticmethod(multiproc.Semaphore)
+    BoundedSemaphore = staticmethod(multiproc.BoundedSemaphore)
+    Condition = AdapterCondition
+    Event = staticmethod(multiproc.Event)
+    Barrier = staticmethod(multiproc.Barrier)
+    Value = staticmethod(multiproc.Value)
+    Array = staticmethod(multiproc.Array)
+    RawValue = staticmethod(multiproc.RawValue)
+    RawArray = staticmethod(multiproc.RawArray)
+
+    @classmethod
+    def setUpClass(cls):
+        cls._old_start_method = multiprocessing.get_start_method(allow_none=True)
+        multiprocessing.set_start_method(cls.START_METHOD, force=True)
+        super().setUpClass()
+
+    @classmethod
+    def tearDownClass(cls):
+        super().tearDownClass()
+        multiprocessing.set_start_method(cls._old_start_method, force=True)
+
+
+def _install():
+    g = globals()
+    for name in MIXINS:
+        base = getattr(T, name)
+        if "processes" not in base.ALLOWED_TYPES:
+            continue
+        for method in START_METHODS:
+            newname = "TestMultiproc" + name[5:] + "_" + method
+            attrs = {"START_METHOD": method, "__module__": __name__, "__qualname__": newname}
+            if name == "_TestSharedMemory":
+                attrs["_attach_existing_shmem_then_write"] = staticmethod(
+                    _attach_existing_shmem_then_write
+                )
+            for test, why in {**EXCLUDED, **LATER}.items():
+                if hasattr(base, test):
+                    attrs[test] = unittest.skip("excluded: " + why)(getattr(base, test))
+            g[newname] = type(newname, (base, MultiprocMixin, unittest.TestCase), attrs)
+
+
+_install()
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,311 @@
+"""multiproc's own guarantees beyond CPython's tests: exception classes,
+pickling to children of every start method (and through queues and pipes),
+out-of-band buffers, owner death, Ctrl-C, nothing left in /dev/shm."""
+
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import warnings
+
+import pytest
+
+import multiproc as mp
+
+METHODS = ["fork", "spawn", "forkserver"]
+
+
+def _use_all(lock, q, value, arr, ev, conn, sem):
+    with lock:
+        value.value += 1
+    arr[1] = 7
+    q.put((os.getpid(), b"x" * 100_000))
+    sem.release()
+    ev.set()
+    conn.send("hello")
+
+
+def test_objects_created_once_work_with_every_start_method():
+    lock, q = mp.Lock(), mp.Queue()
+    value, arr = mp.Value("i", 0), mp.Array("d", [0.0, 0.0])
+    ev, sem = mp.Event(), mp.Semaphore(0)
+    a, b = mp.Pipe()
+    for method in METHODS:
+        ev.clear()
+        ctx = multiprocessing.get_context(method)
+        p = ctx.Process(target=_use_all, args=(lock, q, value, arr, ev, b, sem))
+        p.start()
+        pid, data = q.get(timeout=30)
+        assert pid == p.pid and data == b"x" * 100_000
+        assert ev.wait(30)
+        assert a.recv() == "hello"
+        assert sem.acquire(timeout=30)
+        p.join(30)
+        assert p.exitcode == 0
+    assert value.value == 3 and arr[:] == [0.0, 7.0]
+
+
+def _put_back(q_in, q_out, done):
+    obj = q_in.get(timeout=30)
+    q_out.put(obj)
+    # A descriptor pickled outside a process start is served by this
+    # process (multiprocessing.resource_sharer) until the receiver takes it.
+    done.wait(30)
+
+
+def test_handles_travel_inside_queue_items_and_pipes():
+    q_in, q_out, done = mp.Queue(), mp.Queue(), mp.Event()
+    p = multiprocessing.get_context("spawn").Process(target=_put_back, args=(q_in, q_out, done))
+    p.start()
+    lock = mp.Lock()
+    q_in.put({"lock": lock})
+    got = q_out.get(timeout=30)["lock"]
+    done.set()
+    assert got.acquire(timeout=1)
+    assert not lock.acquire(False)  # the same lock
+    got.release()
+    p.join(30)
+    a, b = mp.Pipe()
+    inner = mp.Queue()
+    a.send(inner)
+    b.recv().put(b"via pipe")
+    assert inner.get(timeout=5) == b"via pipe"
+
+
+class WithBuffer:
+    def __init__(self, data):
+        self.data = data
+
+    def __reduce_ex__(self, protocol):
+        return (WithBuffer, (pickle.PickleBuffer(self.data),))
+
+
+def test_queue_item_kinds_and_out_of_band_buffers():
+    q = mp.Queue()
+    big = bytes(range(256)) * 4096
+    items = [b"", b"raw", bytearray(b"ba"), big, {"k": [1, 2.5, None]}, WithBuffer(bytearray(big))]
+    for it in items:
+        q.put(it)
+    for it in items[:5]:
+        got = q.get(timeout=5)
+        assert type(got) is type(it) and got == it
+    got = q.get(timeout=5)
+    assert bytes(got.data) == big
+
+
+def test_numpy_arrays_out_of_band():
+    np = pytest.importorskip("numpy")
+    q = mp.Queue()
+    a = np.arange(1 << 18, dtype=np.float64).reshape(512, 512)
+    q.put(a)
+    b = q.get(timeout=5)
+    assert b.dtype == a.dtype and (a == b).all()
+
+
+def test_exception_classes():
+    q = mp.Queue(1)
+    q.put(1)
+    with pytest.raises(queue.Full):
+        q.put(2, timeout=0.01)
+    with pytest.raises(queue.Full):
+        q.put_nowait(2)
+    assert q.full() and q.qsize() == 1
+    q.get()
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.01)
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+    q.close()
+    with pytest.raises(ValueError):
+        q.put(1)
+    jq = mp.JoinableQueue()
+    with pytest.raises(ValueError):
+        jq.task_done()
+    lock = mp.Lock()
+    with pytest.raises(ValueError):
+        lock.release()
+    bs = mp.BoundedSemaphore(1)
+    with pytest.raises(ValueError):
+        bs.release()
+    rl = mp.RLock()
+    with pytest.raises(AssertionError):
+        rl.release()
+    b = mp.Barrier(2)
+    with pytest.raises(threading.BrokenBarrierError):
+        b.wait(timeout=0.01)
+    a, c = mp.Pipe()
+    c.send_bytes(b"0123456789")
+    with pytest.raises(mp.BufferTooShort) as e:
+        a.recv_bytes_into(bytearray(4))
+    assert e.value.args[0] == b"0123456789"
+    c.close()
+    with pytest.raises(EOFError):
+        a.recv()
+    a2, c2 = mp.Pipe()
+    a2.close()
+    with pytest.raises(BrokenPipeError):
+        for _ in range(100):
+            c2.send_bytes(b"x" * 65536)
+    with pytest.raises(OSError):
+        a2.recv()
+
+
+def _die_holding(lock, ready):
+    lock.acquire()
+    ready.set()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_lock_of_a_killed_holder_is_acquired_with_a_warning(method):
+    lock, ready = mp.Lock(), mp.Event()
+    p = multiprocessing.get_context(method).Process(target=_die_holding, args=(lock, ready))
+    p.start()
+    assert ready.wait(30)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        assert lock.acquire(timeout=10)
+    assert any(issubclass(x.category, mp.OwnerDiedWarning) for x in w)
+    lock.release()
+    p.join(10)
+    assert p.exitcode == -signal.SIGKILL
+    assert lock.acquire(timeout=1)  # consistent again: no warning needed
+    lock.release()
+
+
+def _run_script(body, tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text(textwrap.dedent(body))
+    return subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("call", ["mp.Queue().get()", "l.acquire()", "(lambda ends: ends[0].recv())(mp.Pipe())", "mp.Event().wait()", "mp.Semaphore(0).acquire()"])
+def test_blocking_calls_are_interrupted_by_ctrl_c(call, tmp_path):
+    body = f"""
+        import multiproc as mp
+        l = mp.Lock(); l.acquire()
+        try:
+            print("ready", flush=True)
+            {call}
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+    """
+    p = _run_script(body, tmp_path)
+    try:
+        assert p.stdout.readline() == "ready\n"
+        deadline = time.monotonic() + 30
+        out = ""
+        while p.poll() is None and time.monotonic() < deadline:
+            p.send_signal(signal.SIGINT)
+            try:
+                out, _ = p.communicate(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+        assert "interrupted" in out
+    finally:
+        p.kill()
+        p.wait()
+
+
+def _shm_names():
+    try:
+        return set(os.listdir("/dev/shm"))
+    except FileNotFoundError:
+        return set()
+
+
+def test_nothing_left_in_dev_shm_after_sigkill_of_every_process(tmp_path):
+    before = _shm_names()
+    body = """
+        import multiproc as mp, os, multiprocessing
+        def child(*objs):
+            print("child", flush=True)
+            import time; time.sleep(60)
+        if __name__ == "__main__":
+            objs = (mp.Queue(), mp.JoinableQueue(), mp.Lock(), mp.RLock(), mp.Condition(), mp.Event(),
+                    mp.Semaphore(), mp.Barrier(2), mp.Value("i"), mp.Array("b", 10), mp.Pipe())
+            objs[0].put(b"x" * (1 << 20))
+            p = multiprocessing.get_context("spawn").Process(target=child, args=objs)
+            p.start()
+            print(p.pid, flush=True)
+            import time; time.sleep(60)
+    """
+    p = _run_script(body, tmp_path)
+    try:
+        child = int(p.stdout.readline())
+        assert p.stdout.readline() == "child\n"
+    finally:
+        p.kill()
+        p.wait()
+    os.kill(child, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.01)
+    assert _shm_names() - before == set()
+
+
+def test_value_and_array():
+    v = mp.Value("d", 1.5)
+    assert v.value == 1.5
+    with v.get_lock():
+        v.value += 1
+    assert v.get_obj().value == 2.5
+    raw = mp.RawValue("i", 3)
+    assert raw.value == 3
+    arr = mp.Array("i", range(10))
+    assert arr[2:5] == [2, 3, 4] and len(arr) == 10
+    arr[0] = 9
+    assert arr[0] == 9
+    s = mp.Array("c", b"hello")
+    assert s.value == b"hello"
+    nolock = mp.Value("i", 1, lock=False)
+    assert not hasattr(nolock, "get_lock")
+
+
+def test_shared_memory_and_shareable_list():
+    from multiproc import shared_memory
+
+    sm = shared_memory.SharedMemory(create=True, size=64)
+    try:
+        sm.buf[:3] = b"abc"
+        other = shared_memory.SharedMemory(sm.name)
+        assert bytes(other.buf[:3]) == b"abc"
+        other.close()
+        sl = shared_memory.ShareableList([1, "two", 3.0])
+        try:
+            again = shared_memory.ShareableList(name=sl.shm.name)
+            assert list(again) == [1, "two", 3.0]
+            again.shm.close()
+        finally:
+            sl.shm.close()
+            sl.shm.unlink()
+    finally:
+        sm.close()
+        sm.unlink()
+
+
+def test_readme_tour(tmp_path):
+    import re
+
+    readme = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+    code = re.search(r"```python\n(.*?)```", open(readme, encoding="utf-8").read(), re.S).group(1)
+    script = tmp_path / "tour.py"
+    script.write_text(code)
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "[0, 1, 4, 9, 16] 4950\n"
