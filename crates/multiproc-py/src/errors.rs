@@ -4,7 +4,9 @@
 //! `threading.BrokenBarrierError`, `multiprocessing.BufferTooShort`,
 //! `ValueError` for over-release and closed objects).
 
-use multiproc::connection::{RecvError, SendError};
+use multiproc::connection::{
+    AcceptError, BindError, ConnectError, HandshakeError, RecvError, SendError,
+};
 use multiproc::queue::{GetError, JoinError, PutError, TaskDoneError};
 use multiproc::sync::ReleaseError;
 use multiproc::{AcquireError, BrokenBarrierError, SegmentError};
@@ -165,4 +167,64 @@ pub fn out_of_range(e: impl std::fmt::Display) -> PyErr {
 /// the Manager/Pool bindings to come.
 pub fn timeout() -> PyErr {
     PyTimeoutError::new_err(())
+}
+
+/// Linux's `EADDRINUSE` (the errno Python's `Listener` reports for an
+/// address another listener holds).
+pub const EADDRINUSE: i32 = 98;
+
+/// `multiprocessing.AuthenticationError`.
+pub fn authentication(py: Python<'_>, msg: String) -> PyErr {
+    import_exc(py, "multiprocessing", "AuthenticationError", msg)
+}
+
+/// A failed `Listener(...)`: an address in use is `OSError(EADDRINUSE)`,
+/// as in Python; a directory that is not private is `PermissionError`.
+pub fn bind(e: BindError) -> PyErr {
+    match e {
+        BindError::AddrInUse(a) => {
+            PyOSError::new_err((EADDRINUSE, format!("Address already in use: {a}")))
+        }
+        BindError::Io(e) => e.into(),
+        BindError::InsecureDirectory { .. } => {
+            pyo3::exceptions::PyPermissionError::new_err(e.to_string())
+        }
+        other => PyOSError::new_err(other.to_string()),
+    }
+}
+
+/// A failed handshake: a wrong authkey is
+/// `multiprocessing.AuthenticationError`, the peer closing is `EOFError`
+/// (what Python's `recv_bytes` raises there), a timeout `TimeoutError`.
+pub fn handshake(py: Python<'_>, e: HandshakeError) -> PyErr {
+    match e {
+        HandshakeError::Authentication(f) => authentication(py, f.to_string()),
+        HandshakeError::Disconnected => PyEOFError::new_err(e.to_string()),
+        HandshakeError::Timeout => PyTimeoutError::new_err(e.to_string()),
+        HandshakeError::Io(e) => e.into(),
+        other => authentication(py, other.to_string()),
+    }
+}
+
+/// A failed `Listener.accept()`.
+pub fn accept(py: Python<'_>, e: AcceptError) -> PyErr {
+    match e {
+        AcceptError::Handshake(h) => handshake(py, h),
+        AcceptError::Io(e) => e.into(),
+        other => PyOSError::new_err(other.to_string()),
+    }
+}
+
+/// A failed `Client(...)`: nobody listening is `ConnectionRefusedError` or
+/// `FileNotFoundError`, as in Python.
+pub fn connect(py: Python<'_>, e: ConnectError) -> PyErr {
+    match e {
+        ConnectError::Handshake(h) => handshake(py, h),
+        ConnectError::Io(e) => e.into(),
+        ConnectError::Timeout => PyTimeoutError::new_err(e.to_string()),
+        ConnectError::InsecureDirectory { .. } => {
+            pyo3::exceptions::PyPermissionError::new_err(e.to_string())
+        }
+        other => PyOSError::new_err(other.to_string()),
+    }
 }

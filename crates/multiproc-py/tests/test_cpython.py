@@ -12,6 +12,7 @@ import sys
 import unittest
 
 import multiproc
+import multiproc.connection
 import multiproc.shared_memory
 import test._test_multiprocessing as T
 
@@ -32,8 +33,9 @@ MIXINS = [
     "_TestArray",
     "_TestPoll",
     "_TestSharedMemory",
-    # Later, with the Rust Manager and Listener/Client bindings:
-    # "_TestListener", "_TestListenerClient", "_TestContainers",
+    "_TestListener",
+    "_TestListenerClient",
+    # Later, with the Rust Manager bindings: "_TestContainers".
 ]
 
 START_METHODS = ["fork", "spawn"]
@@ -42,6 +44,8 @@ START_METHODS = ["fork", "spawn"]
 EXCLUDED = {
     "test_queue_feeder_donot_stop_onexc": "checks the feeder thread's handling of a pickling "
     "error; multiproc has no feeder thread and put() raises the error to the caller",
+    "test_abstract_socket": "Linux abstract-namespace Unix addresses ('\\0name'): "
+    "multiproc's Listener raises ValueError for them (filesystem paths only)",
 }
 
 # Tests of objects whose multiproc bindings land later (the Manager):
@@ -77,6 +81,7 @@ class AdapterCondition(multiproc.Condition):
 
 
 class MultiprocMixin(T.ProcessesMixin):
+    connection = multiproc.connection
     Pipe = staticmethod(multiproc.Pipe)
     Queue = staticmethod(multiproc.Queue)
     JoinableQueue = staticmethod(multiproc.JoinableQueue)

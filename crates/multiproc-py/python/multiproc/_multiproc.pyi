@@ -1,7 +1,7 @@
 """Stubs of the native module ``multiproc._multiproc`` (glue over the Rust
 core; the public API is in the Python modules of the package)."""
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from typing_extensions import Buffer
 
@@ -114,3 +114,24 @@ class RawConnection(_Handle):
     def _rebuild(state: bytes, fds: list[int]) -> RawConnection: ...
 
 def pipe(duplex: bool = True) -> tuple[RawConnection, RawConnection]: ...
+
+_NativeAddress = Union[str, tuple[str, int]]
+
+class RawListener:
+    def __init__(
+        self,
+        address: Optional[_NativeAddress],
+        backlog: int,
+        authkey: Optional[bytes],
+        legacy_md5: bool,
+    ) -> None: ...
+    @property
+    def address(self) -> _NativeAddress: ...
+    def accept(self) -> RawConnection: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+    @property
+    def closed(self) -> bool: ...
+
+def connect(address: _NativeAddress, authkey: Optional[bytes], legacy_md5: bool) -> RawConnection: ...
+def wait_fds(fds: list[int], timeout: Optional[float] = None) -> list[int]: ...
