@@ -7,6 +7,7 @@
 use multiproc::connection::{
     AcceptError, BindError, ConnectError, HandshakeError, RecvError, SendError,
 };
+use multiproc::manager::{ManagerError, RemoteError};
 use multiproc::queue::{GetError, JoinError, PutError, TaskDoneError};
 use multiproc::sync::ReleaseError;
 use multiproc::{AcquireError, BrokenBarrierError, SegmentError};
@@ -226,5 +227,51 @@ pub fn connect(py: Python<'_>, e: ConnectError) -> PyErr {
             pyo3::exceptions::PyPermissionError::new_err(e.to_string())
         }
         other => PyOSError::new_err(other.to_string()),
+    }
+}
+
+/// A failed manager operation. A server that is gone is `EOFError` (what
+/// `multiprocessing`'s proxies raise when the server dies under them);
+/// the server's refusals are the Python classes they stand for
+/// (`KeyError`, `IndexError`, `queue.Empty`, ...); a wait that timed out
+/// is `TimeoutError` (the proxies turn it into `False` where Python
+/// returns that); anything else is `multiprocessing.managers.RemoteError`.
+pub fn manager(py: Python<'_>, e: ManagerError) -> PyErr {
+    use pyo3::exceptions::{PyIndexError, PyKeyError, PyOverflowError, PyTypeError};
+    match e {
+        ManagerError::ServerGone => PyEOFError::new_err("the manager server is gone"),
+        ManagerError::Connect(c) => connect(py, c),
+        ManagerError::Forked => PyRuntimeError::new_err(e.to_string()),
+        ManagerError::Io(e) => e.into(),
+        ManagerError::Convert(c) => PyTypeError::new_err(c.to_string()),
+        ManagerError::TooLarge { .. } => PyValueError::new_err(e.to_string()),
+        ManagerError::Remote(r) => match r {
+            RemoteError::Key => PyKeyError::new_err(()),
+            RemoteError::Index => PyIndexError::new_err("index out of range"),
+            RemoteError::Type(m) => PyTypeError::new_err(m),
+            RemoteError::Value(m) => PyValueError::new_err(m),
+            RemoteError::Overflow => PyOverflowError::new_err("integer overflow"),
+            RemoteError::Timeout => PyTimeoutError::new_err(()),
+            RemoteError::Empty => empty(py),
+            RemoteError::Full => full(py),
+            RemoteError::Release(m) => PyValueError::new_err(m),
+            RemoteError::BrokenBarrier => {
+                import_exc(py, "threading", "BrokenBarrierError", String::new())
+            }
+            RemoteError::TaskDone => PyValueError::new_err("task_done() called too many times"),
+            RemoteError::ShuttingDown => PyEOFError::new_err("the manager server is shutting down"),
+            other => import_exc(
+                py,
+                "multiprocessing.managers",
+                "RemoteError",
+                other.to_string(),
+            ),
+        },
+        other => import_exc(
+            py,
+            "multiprocessing.managers",
+            "RemoteError",
+            other.to_string(),
+        ),
     }
 }

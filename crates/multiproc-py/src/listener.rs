@@ -25,7 +25,7 @@ pub enum PyAddress {
 }
 
 impl PyAddress {
-    fn into_address(self) -> PyResult<Address> {
+    pub(crate) fn into_address(self) -> PyResult<Address> {
         match self {
             PyAddress::Tcp((ip, port)) => {
                 let ip: std::net::IpAddr = ip

@@ -424,6 +424,30 @@ impl Handle {
         };
         expect_value(self.client.request_with(&req, self.patient)?)
     }
+
+    /// The same object, for this process, from a handle this process
+    /// inherited by `fork` (whose connections belong to the parent and
+    /// which says [`ManagerError::Forked`]): this process connects its own
+    /// client and takes a reference. Python's proxies do this after a fork.
+    /// The object must still be alive (the parent holds its reference).
+    pub fn reattach(&self) -> Result<Handle, ManagerError> {
+        let client = ClientInner::shared(self.client.address.clone(), &self.client.authkey)?;
+        match client.primary_request(&Request::IncRef(self.id))? {
+            Response::Value(_) => Ok(Handle {
+                client,
+                id: self.id,
+                patient: self.patient,
+            }),
+            Response::Error(e) => Err(e.into()),
+            other => Err(ManagerError::Protocol(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Whether this handle belongs to this process (not inherited by
+    /// `fork`; see [`reattach`](Handle::reattach)).
+    pub fn is_ours(&self) -> bool {
+        self.client.ours()
+    }
 }
 
 impl Clone for Handle {
