@@ -254,7 +254,10 @@ pub fn manager(py: Python<'_>, e: ManagerError) -> PyErr {
             RemoteError::Timeout => PyTimeoutError::new_err(()),
             RemoteError::Empty => empty(py),
             RemoteError::Full => full(py),
-            RemoteError::Release(m) => PyValueError::new_err(m),
+            // threading's classes: a bounded semaphore released too often
+            // is a ValueError, a lock not held a RuntimeError.
+            RemoteError::Release(m) if m.contains("semaphore") => PyValueError::new_err(m),
+            RemoteError::Release(m) => PyRuntimeError::new_err(m),
             RemoteError::BrokenBarrier => {
                 import_exc(py, "threading", "BrokenBarrierError", String::new())
             }

@@ -334,7 +334,15 @@ class DictProxy(BaseProxy):
         return self._call("len")
 
     def __iter__(self):
-        return iter(self.keys())
+        keys = self.keys()
+        return self._iter(keys, len(keys))
+
+    def _iter(self, keys, n):
+        # As a live dict iterator: a change of size is a RuntimeError.
+        for k in keys:
+            if self._call("len") != n:
+                raise RuntimeError("dictionary changed size during iteration")
+            yield k
 
     def get(self, key, default=None):
         r = self._call("get", key)
@@ -417,7 +425,16 @@ class ListProxy(BaseProxy):
         return self._call("len")
 
     def __iter__(self):
-        return iter(self._call("tolist"))
+        # A live iterator, as the server-side one of multiprocessing: one
+        # call per item, so changes made meanwhile are seen.
+        i = 0
+        while True:
+            try:
+                x = self._call("getitem", i)
+            except IndexError:
+                return
+            yield x
+            i += 1
 
     def __contains__(self, x):
         return self._call("contains", x)
