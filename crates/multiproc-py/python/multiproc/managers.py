@@ -35,16 +35,23 @@ proxies inside stored values. For those use ``multiprocessing.managers``
 import os
 import pickle
 import signal
-import threading
 import weakref
 from multiprocessing import context as _context
 from multiprocessing import process as _process
 from multiprocessing import reduction as _reduction
-from multiprocessing.managers import RemoteError  # noqa: F401  (re-exported)
 
 from ._multiproc import RawHandle, RawManager, RawServer
 
 __all__ = ["BaseManager", "SyncManager", "BaseProxy", "RemoteError", "Namespace"]
+
+
+def __getattr__(name):
+    # multiprocessing.managers (and its pool import) loads only when asked.
+    if name == "RemoteError":
+        from multiprocessing.managers import RemoteError
+
+        return RemoteError
+    raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
 def _dumps(obj):
@@ -738,4 +745,3 @@ class BarrierProxy(BaseProxy):
         return self._call("broken")
 
 
-del threading
