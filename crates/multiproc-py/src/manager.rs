@@ -286,6 +286,35 @@ impl RawHandle {
         Ok(RawHandle { h })
     }
 
+    /// A new reference to object `id` of the server at `address` (which
+    /// must still hold it).
+    #[staticmethod]
+    fn attach(
+        py: Python<'_>,
+        address: PyAddress,
+        authkey: Vec<u8>,
+        id: u64,
+    ) -> PyResult<RawHandle> {
+        let a = address.into_address()?;
+        let h = py
+            .detach(|| Handle::attach(a, &authkey, id))
+            .map_err(|e| errors::manager(py, e))?;
+        Ok(RawHandle { h })
+    }
+
+    /// Keep the object alive while this process's session lives (and 30 s
+    /// more) without a proxy: for a proxy stored inside a managed value.
+    fn lend(&self, py: Python<'_>) -> PyResult<()> {
+        let h = &self.h;
+        py.detach(|| h.lend()).map_err(|e| errors::manager(py, e))
+    }
+
+    /// The server's authkey.
+    #[getter]
+    fn authkey<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.h.authkey())
+    }
+
     /// The object's id on its server.
     #[getter]
     fn id(&self) -> u64 {

@@ -70,16 +70,8 @@ LATER = {
 }
 
 
-# Manager-flavour tests -> why they are excluded.
-NESTED = ("a proxy stored inside a managed object: multiproc stores it as a single-use "
-          "pickled loan, so nested proxies are not supported (documented)")
-MANAGER_EXCLUDED = {
-    "test_action": "Barrier(action=...) runs Python code in the server; the Rust manager "
-    "server runs none (documented; NotImplementedError)",
-    "test_dict_proxy_nested": NESTED,
-    "test_list_proxy_in_list": NESTED,
-    "test_nested_queue": NESTED,
-}
+# Manager-flavour tests -> why they are excluded (none now).
+MANAGER_EXCLUDED = {}
 
 
 def _attach_existing_shmem_then_write(shmem_name_or_obj, binary_data):

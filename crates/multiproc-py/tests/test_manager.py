@@ -200,3 +200,22 @@ def test_manager_from_context_and_shutdown():
     with pytest.raises(EOFError):
         d[1]
     assert pid
+
+
+def _read_nested(outer, out):
+    out.put(outer[0]["k"])
+    outer[0]["k"] = "from child"
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_nested_proxies_read_many_times(manager, method):
+    outer = manager.list()
+    outer.append(manager.dict(k="v"))
+    assert outer[0]["k"] == "v" and outer[0]["k"] == "v"  # not a single-use loan
+    q = manager.Queue()
+    p = multiprocessing.get_context(method).Process(target=_read_nested, args=(outer, q))
+    p.start()
+    assert q.get(timeout=60) == "v"
+    p.join(60)
+    assert p.exitcode == 0
+    assert outer[0]["k"] == "from child"

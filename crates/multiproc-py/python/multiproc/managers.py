@@ -26,15 +26,19 @@ environment) and the child connects on arrival; a proxy inherited by
 A server that dies makes proxy calls raise ``EOFError`` (what
 ``multiprocessing``'s proxies raise when the server goes away under them).
 
+A proxy stored inside a managed object (``l.append(m.Queue())``) is kept
+by id: any client reads it back as a proxy, and the object lives while the
+process that stored it lives (30 s more), or while any proxy of it does.
+
 Not mapped: ``register()`` of Python callables (the Rust server runs no
-Python code), ``Pool()``, ``Barrier(action=...)``, ``get_server()``, nested
-proxies inside stored values. For those use ``multiprocessing.managers``
-(still available).
+Python code), ``Pool()``, ``get_server()``. For those use
+``multiprocessing.managers`` (still available).
 """
 
 import os
 import pickle
 import signal
+import threading
 import weakref
 from multiprocessing import context as _context
 from multiprocessing import process as _process
@@ -54,8 +58,16 @@ def __getattr__(name):
     raise AttributeError("module %r has no attribute %r" % (__name__, name))
 
 
+_storing = threading.local()
+
+
 def _dumps(obj):
-    return bytes(_reduction.ForkingPickler.dumps(obj))
+    # Proxies inside a stored value pickle by id (see BaseProxy.__reduce__).
+    _storing.on = True
+    try:
+        return bytes(_reduction.ForkingPickler.dumps(obj))
+    finally:
+        _storing.on = False
 
 
 def _loads(data):
@@ -241,9 +253,14 @@ class BaseManager:
         return EventProxy(self._create("Event", None), self)
 
     def Barrier(self, parties, action=None, timeout=None):
+        after = None
         if action is not None:
-            raise NotImplementedError("the Rust manager server runs no Python action")
-        return BarrierProxy(self._create("Barrier", parties), self, timeout)
+            # The action runs in the last process to arrive, before any
+            # returns: a second barrier holds the others (the server runs
+            # no Python code).
+            after = BarrierProxy(self._create("Barrier", parties), self)
+        return BarrierProxy(self._create("Barrier", parties), self,
+                            (timeout, parties, action, after))
 
     def Pool(self, *args, **kwds):
         raise NotImplementedError("use multiprocessing.Manager().Pool")
@@ -265,6 +282,13 @@ def Manager(ctx=None):
 def _rebuild_proxy(cls, state, extra):
     obj = cls.__new__(cls)
     BaseProxy.__init__(obj, RawHandle._rebuild(state), None)
+    obj._setextra(extra)
+    return obj
+
+
+def _attach_proxy(cls, address, authkey, ident, extra):
+    obj = cls.__new__(cls)
+    BaseProxy.__init__(obj, RawHandle.attach(_native_address(address), authkey, ident), None)
     obj._setextra(extra)
     return obj
 
@@ -299,7 +323,14 @@ class BaseProxy:
         return self._handle().call(method, list(args), timeout)
 
     def __reduce__(self):
-        return (_rebuild_proxy, (type(self), self._handle()._state(), self._getextra()))
+        h = self._handle()
+        if getattr(_storing, "on", False):
+            # Stored inside a managed object: any client may read it, any
+            # number of times, so it names the object by id; a loan keeps
+            # the object alive while this process lives (and 30 s more).
+            h.lend()
+            return (_attach_proxy, (type(self), h.address, h.authkey, h.id, self._getextra()))
+        return (_rebuild_proxy, (type(self), h._state(), self._getextra()))
 
     def __deepcopy__(self, memo):
         return self
@@ -706,21 +737,32 @@ class EventProxy(BaseProxy):
 class BarrierProxy(BaseProxy):
     _typeid = "Barrier"
 
-    def __init__(self, raw, manager=None, timeout=None):
+    def __init__(self, raw, manager=None, extra=(None, None, None, None)):
         super().__init__(raw, manager)
-        object.__setattr__(self, "_timeout", timeout)
+        self._setextra(extra)
 
     def _setextra(self, extra):
-        object.__setattr__(self, "_timeout", extra)
+        object.__setattr__(self, "_extra", extra)
 
     def _getextra(self):
-        return self._timeout
+        return self._extra
 
     def wait(self, timeout=None):
+        default, parties, action, after = self._extra
         if timeout is None:
-            timeout = self._timeout
+            timeout = default
         try:
-            return self._callt("wait", timeout)
+            i = self._callt("wait", timeout)
+            if action is not None:
+                if i == parties - 1:
+                    try:
+                        action()
+                    except BaseException:
+                        after.abort()
+                        self.abort()
+                        raise
+                after._callt("wait", timeout)
+            return i
         except TimeoutError:
             import threading as _t
 
@@ -728,9 +770,13 @@ class BarrierProxy(BaseProxy):
 
     def abort(self):
         self._call("abort")
+        if self._extra[3] is not None:
+            self._extra[3]._call("abort")
 
     def reset(self):
         self._call("reset")
+        if self._extra[3] is not None:
+            self._extra[3]._call("reset")
 
     @property
     def parties(self):
@@ -743,5 +789,3 @@ class BarrierProxy(BaseProxy):
     @property
     def broken(self):
         return self._call("broken")
-
-
