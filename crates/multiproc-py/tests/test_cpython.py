@@ -36,6 +36,7 @@ MIXINS = [
     "_TestSharedMemory",
     "_TestListener",
     "_TestListenerClient",
+    "_TestPicklingConnections",
 ]
 
 # Mixins run a second time with their objects made by multiproc.Manager()
