@@ -28,7 +28,7 @@ fn handle_closed() -> PyErr {
 }
 
 impl RawConnection {
-    fn wrap(c: Connection<()>) -> PyResult<Self> {
+    pub(crate) fn wrap(c: Connection<()>) -> PyResult<Self> {
         let tx = c.try_clone()?;
         Ok(RawConnection {
             readable: c.readable(),

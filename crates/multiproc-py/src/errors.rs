@@ -4,7 +4,10 @@
 //! `threading.BrokenBarrierError`, `multiprocessing.BufferTooShort`,
 //! `ValueError` for over-release and closed objects).
 
-use multiproc::connection::{RecvError, SendError};
+use multiproc::connection::{
+    AcceptError, BindError, ConnectError, HandshakeError, RecvError, SendError,
+};
+use multiproc::manager::{ManagerError, RemoteError};
 use multiproc::queue::{GetError, JoinError, PutError, TaskDoneError};
 use multiproc::sync::ReleaseError;
 use multiproc::{AcquireError, BrokenBarrierError, SegmentError};
@@ -165,4 +168,113 @@ pub fn out_of_range(e: impl std::fmt::Display) -> PyErr {
 /// the Manager/Pool bindings to come.
 pub fn timeout() -> PyErr {
     PyTimeoutError::new_err(())
+}
+
+/// Linux's `EADDRINUSE` (the errno Python's `Listener` reports for an
+/// address another listener holds).
+pub const EADDRINUSE: i32 = 98;
+
+/// `multiprocessing.AuthenticationError`.
+pub fn authentication(py: Python<'_>, msg: String) -> PyErr {
+    import_exc(py, "multiprocessing", "AuthenticationError", msg)
+}
+
+/// A failed `Listener(...)`: an address in use is `OSError(EADDRINUSE)`,
+/// as in Python; a directory that is not private is `PermissionError`.
+pub fn bind(e: BindError) -> PyErr {
+    match e {
+        BindError::AddrInUse(a) => {
+            PyOSError::new_err((EADDRINUSE, format!("Address already in use: {a}")))
+        }
+        BindError::Io(e) => e.into(),
+        BindError::InsecureDirectory { .. } => {
+            pyo3::exceptions::PyPermissionError::new_err(e.to_string())
+        }
+        other => PyOSError::new_err(other.to_string()),
+    }
+}
+
+/// A failed handshake: a wrong authkey is
+/// `multiprocessing.AuthenticationError`, the peer closing is `EOFError`
+/// (what Python's `recv_bytes` raises there), a timeout `TimeoutError`.
+pub fn handshake(py: Python<'_>, e: HandshakeError) -> PyErr {
+    match e {
+        HandshakeError::Authentication(f) => authentication(py, f.to_string()),
+        HandshakeError::Disconnected => PyEOFError::new_err(e.to_string()),
+        HandshakeError::Timeout => PyTimeoutError::new_err(e.to_string()),
+        HandshakeError::Io(e) => e.into(),
+        other => authentication(py, other.to_string()),
+    }
+}
+
+/// A failed `Listener.accept()`.
+pub fn accept(py: Python<'_>, e: AcceptError) -> PyErr {
+    match e {
+        AcceptError::Handshake(h) => handshake(py, h),
+        AcceptError::Io(e) => e.into(),
+        other => PyOSError::new_err(other.to_string()),
+    }
+}
+
+/// A failed `Client(...)`: nobody listening is `ConnectionRefusedError` or
+/// `FileNotFoundError`, as in Python.
+pub fn connect(py: Python<'_>, e: ConnectError) -> PyErr {
+    match e {
+        ConnectError::Handshake(h) => handshake(py, h),
+        ConnectError::Io(e) => e.into(),
+        ConnectError::Timeout => PyTimeoutError::new_err(e.to_string()),
+        ConnectError::InsecureDirectory { .. } => {
+            pyo3::exceptions::PyPermissionError::new_err(e.to_string())
+        }
+        other => PyOSError::new_err(other.to_string()),
+    }
+}
+
+/// A failed manager operation. A server that is gone is `EOFError` (what
+/// `multiprocessing`'s proxies raise when the server dies under them);
+/// the server's refusals are the Python classes they stand for
+/// (`KeyError`, `IndexError`, `queue.Empty`, ...); a wait that timed out
+/// is `TimeoutError` (the proxies turn it into `False` where Python
+/// returns that); anything else is `multiprocessing.managers.RemoteError`.
+pub fn manager(py: Python<'_>, e: ManagerError) -> PyErr {
+    use pyo3::exceptions::{PyIndexError, PyKeyError, PyOverflowError, PyTypeError};
+    match e {
+        ManagerError::ServerGone => PyEOFError::new_err("the manager server is gone"),
+        ManagerError::Connect(c) => connect(py, c),
+        ManagerError::Forked => PyRuntimeError::new_err(e.to_string()),
+        ManagerError::Io(e) => e.into(),
+        ManagerError::Convert(c) => PyTypeError::new_err(c.to_string()),
+        ManagerError::TooLarge { .. } => PyValueError::new_err(e.to_string()),
+        ManagerError::Remote(r) => match r {
+            RemoteError::Key => PyKeyError::new_err(()),
+            RemoteError::Index => PyIndexError::new_err("index out of range"),
+            RemoteError::Type(m) => PyTypeError::new_err(m),
+            RemoteError::Value(m) => PyValueError::new_err(m),
+            RemoteError::Overflow => PyOverflowError::new_err("integer overflow"),
+            RemoteError::Timeout => PyTimeoutError::new_err(()),
+            RemoteError::Empty => empty(py),
+            RemoteError::Full => full(py),
+            // threading's classes: a bounded semaphore released too often
+            // is a ValueError, a lock not held a RuntimeError.
+            RemoteError::Release(m) if m.contains("semaphore") => PyValueError::new_err(m),
+            RemoteError::Release(m) => PyRuntimeError::new_err(m),
+            RemoteError::BrokenBarrier => {
+                import_exc(py, "threading", "BrokenBarrierError", String::new())
+            }
+            RemoteError::TaskDone => PyValueError::new_err("task_done() called too many times"),
+            RemoteError::ShuttingDown => PyEOFError::new_err("the manager server is shutting down"),
+            other => import_exc(
+                py,
+                "multiprocessing.managers",
+                "RemoteError",
+                other.to_string(),
+            ),
+        },
+        other => import_exc(
+            py,
+            "multiprocessing.managers",
+            "RemoteError",
+            other.to_string(),
+        ),
+    }
 }

@@ -11,6 +11,8 @@
 mod conn;
 pub mod errors;
 mod handle;
+mod listener;
+mod manager;
 mod queue;
 mod shm;
 mod sync;
@@ -65,5 +67,11 @@ fn _multiproc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<shm::RawSharedMemory>()?;
     m.add_class::<conn::RawConnection>()?;
     m.add_function(wrap_pyfunction!(conn::pipe, m)?)?;
+    m.add_class::<listener::RawListener>()?;
+    m.add_function(wrap_pyfunction!(listener::connect, m)?)?;
+    m.add_function(wrap_pyfunction!(listener::wait_fds, m)?)?;
+    m.add_class::<manager::RawServer>()?;
+    m.add_class::<manager::RawManager>()?;
+    m.add_class::<manager::RawHandle>()?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 """CPython's own multiprocessing tests (``test._test_multiprocessing``), run
-against multiproc's objects under the fork and spawn start methods.
+against multiproc's objects under the fork and spawn start methods, and the
+manager flavour of the mixins (CPython's ManagerMixin) on multiproc.Manager().
 
 The mixins take their primitives from the class they are mixed into
 (``self.Queue``, ``self.Lock``, ...); ``MultiprocMixin`` points those at
@@ -12,6 +13,7 @@ import sys
 import unittest
 
 import multiproc
+import multiproc.connection
 import multiproc.shared_memory
 import test._test_multiprocessing as T
 
@@ -32,8 +34,23 @@ MIXINS = [
     "_TestArray",
     "_TestPoll",
     "_TestSharedMemory",
-    # Later, with the Rust Manager and Listener/Client bindings:
-    # "_TestListener", "_TestListenerClient", "_TestContainers",
+    "_TestListener",
+    "_TestListenerClient",
+    "_TestPicklingConnections",
+]
+
+# Mixins run a second time with their objects made by multiproc.Manager()
+# (CPython's ManagerMixin), where they allow the manager type.
+MANAGER_MIXINS = [
+    "_TestQueue",
+    "_TestLock",
+    "_TestSemaphore",
+    "_TestCondition",
+    "_TestEvent",
+    "_TestBarrier",
+    "_TestValue",
+    "_TestArray",
+    "_TestContainers",
 ]
 
 START_METHODS = ["fork", "spawn"]
@@ -42,14 +59,20 @@ START_METHODS = ["fork", "spawn"]
 EXCLUDED = {
     "test_queue_feeder_donot_stop_onexc": "checks the feeder thread's handling of a pickling "
     "error; multiproc has no feeder thread and put() raises the error to the caller",
+    "test_abstract_socket": "Linux abstract-namespace Unix addresses ('\\0name'): "
+    "multiproc's Listener raises ValueError for them (filesystem paths only)",
 }
 
-# Tests of objects whose multiproc bindings land later (the Manager):
-# excluded until then.
+# Tests of objects multiproc does not bind.
 LATER = {
-    "test_shared_memory_SharedMemoryManager_basics": "SharedMemoryManager is a Manager; "
-    "it creates CPython segments that multiproc.shared_memory does not open",
+    "test_shared_memory_SharedMemoryManager_basics": "SharedMemoryManager is "
+    "multiprocessing.managers' (a Python server making CPython segments), not bound to "
+    "multiproc's manager; the test opens its segments with multiproc.shared_memory",
 }
+
+
+# Manager-flavour tests -> why they are excluded (none now).
+MANAGER_EXCLUDED = {}
 
 
 def _attach_existing_shmem_then_write(shmem_name_or_obj, binary_data):
@@ -77,6 +100,7 @@ class AdapterCondition(multiproc.Condition):
 
 
 class MultiprocMixin(T.ProcessesMixin):
+    connection = multiproc.connection
     Pipe = staticmethod(multiproc.Pipe)
     Queue = staticmethod(multiproc.Queue)
     JoinableQueue = staticmethod(multiproc.JoinableQueue)
@@ -104,6 +128,26 @@ class MultiprocMixin(T.ProcessesMixin):
         multiprocessing.set_start_method(cls._old_start_method, force=True)
 
 
+class MultiprocManagerMixin(T.ManagerMixin):
+    """CPython's ManagerMixin with ``multiproc.Manager()``."""
+
+    connection = multiproc.connection
+
+    @classmethod
+    def setUpClass(cls):
+        cls._old_start_method = multiprocessing.get_start_method(allow_none=True)
+        multiprocessing.set_start_method(cls.START_METHOD, force=True)
+        T.BaseMixin.setUpClass.__func__(cls)
+        cls.manager = multiproc.Manager()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.manager.shutdown()
+        cls.manager = None
+        T.BaseMixin.tearDownClass.__func__(cls)
+        multiprocessing.set_start_method(cls._old_start_method, force=True)
+
+
 def _install():
     g = globals()
     for name in MIXINS:
@@ -121,6 +165,17 @@ def _install():
                 if hasattr(base, test):
                     attrs[test] = unittest.skip("excluded: " + why)(getattr(base, test))
             g[newname] = type(newname, (base, MultiprocMixin, unittest.TestCase), attrs)
+    for name in MANAGER_MIXINS:
+        base = getattr(T, name)
+        if "manager" not in base.ALLOWED_TYPES:
+            continue
+        for method in START_METHODS:
+            newname = "TestMultiprocManager" + name[5:] + "_" + method
+            attrs = {"START_METHOD": method, "__module__": __name__, "__qualname__": newname}
+            for test, why in {**EXCLUDED, **MANAGER_EXCLUDED}.items():
+                if hasattr(base, test):
+                    attrs[test] = unittest.skip("excluded: " + why)(getattr(base, test))
+            g[newname] = type(newname, (base, MultiprocManagerMixin, unittest.TestCase), attrs)
 
 
 _install()

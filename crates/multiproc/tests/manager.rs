@@ -1226,3 +1226,36 @@ fn oversized_answer_is_a_typed_error() {
     ));
     assert_eq!(l.get(0).unwrap().len(), 1 << 20);
 }
+
+#[test]
+fn handles_attach_by_id_and_loans_keep_objects_alive() {
+    let _w = watchdog("handles_attach_by_id", LIMIT);
+    let m = Manager::start().unwrap();
+    let h = m
+        .create_object(
+            multiproc::manager::ObjectKind::List,
+            DataValue::List(vec![DataValue::Int(7)]),
+        )
+        .unwrap();
+    assert!(h.is_ours());
+    assert_eq!(h.authkey(), m.authkey());
+    let id = h.id();
+    let again = multiproc::manager::Handle::attach(m.address().clone(), m.authkey(), id).unwrap();
+    assert_eq!(again.call("len", vec![], None).unwrap(), DataValue::Int(1));
+    // A loan keeps the object alive with no handle left.
+    h.lend().unwrap();
+    drop(h);
+    drop(again);
+    assert_eq!(m.stats().unwrap().objects, 1);
+    let third = multiproc::manager::Handle::attach(m.address().clone(), m.authkey(), id).unwrap();
+    assert_eq!(
+        third
+            .call("getitem", vec![DataValue::Int(0)], None)
+            .unwrap(),
+        DataValue::Int(7)
+    );
+    // An id the server does not hold is refused.
+    let e = multiproc::manager::Handle::attach(m.address().clone(), m.authkey(), id + 1000)
+        .unwrap_err();
+    assert_eq!(remote(&e), Some(&RemoteError::UnknownObject(id + 1000)));
+}

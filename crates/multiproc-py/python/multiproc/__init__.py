@@ -3,8 +3,9 @@
 ``import multiproc as mp`` in place of ``import multiprocessing as mp``:
 ``Queue``, ``SimpleQueue``, ``JoinableQueue``, ``Pipe``, ``Lock``, ``RLock``,
 ``Semaphore``, ``BoundedSemaphore``, ``Condition``, ``Event``, ``Barrier``,
-``Value``, ``Array``, ``RawValue``, ``RawArray`` and ``shared_memory`` are
-multiproc's (Rust, shared memory and memfds); ``Process`` and the rest are
+``Value``, ``Array``, ``RawValue``, ``RawArray``, ``shared_memory``,
+``connection.Listener``/``Client``/``wait`` and ``Manager`` are multiproc's
+(Rust: shared memory, memfds, sockets, a Rust manager server); ``Process`` and the rest are
 ``multiprocessing``'s own, re-exported so one import serves a program.
 The objects work with processes of any start method, however they were
 created.
@@ -14,7 +15,6 @@ import multiprocessing as _mp
 from multiprocessing import (  # noqa: F401  (re-exported)
     AuthenticationError,
     BufferTooShort,
-    Manager,
     Pool,
     Process,
     ProcessError,
@@ -34,9 +34,10 @@ from multiprocessing import (  # noqa: F401  (re-exported)
     set_start_method,
 )
 
-from . import shared_memory  # noqa: F401
+from . import managers, shared_memory  # noqa: F401
 from ._errors import OwnerDiedWarning
 from .connection import Connection, Pipe
+from .managers import Manager
 from .queues import JoinableQueue, Queue, SimpleQueue
 from .sharedctypes import Array, RawArray, RawValue, Value
 from .synchronize import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
@@ -84,6 +85,11 @@ class Context:
     Array = staticmethod(Array)
     RawValue = staticmethod(RawValue)
     RawArray = staticmethod(RawArray)
+
+    def Manager(self):
+        """A started multiproc ``SyncManager`` whose server starts with this
+        context's start method."""
+        return managers.Manager(ctx=self._ctx)
 
 
 def get_context(method=None):

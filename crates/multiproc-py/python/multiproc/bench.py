@@ -3,7 +3,8 @@
 
 Rows: Queue streams of ``bytes`` (64 B, 4 KiB, 1 MiB; 1 producer → 1
 consumer and 4 → 4), ``Pipe`` ping-pong round trips, ``Lock``
-acquire+release and ``Value`` increments. Ratios are against
+acquire+release, ``Value`` increments, and a ``Manager().dict()`` get
+round trip (multiproc's Rust server vs ``multiprocessing.Manager``). Ratios are against
 ``multiprocessing`` (higher is better for throughput, lower for time).
 Processes are forked; the clock runs from a start signal to the last
 consumer's exit, so process start-up is not measured.
@@ -110,6 +111,21 @@ def value_increments(value, n):
     return (time.perf_counter() - t0) / n
 
 
+def manager_dict_get(make_manager, n):
+    """Seconds per ``d["k"]`` on a manager dict (a round trip to the server)."""
+    m = make_manager()
+    try:
+        d = m.dict(k="value")
+        for _ in range(100):  # warm-up
+            d["k"]
+        t0 = time.perf_counter()
+        for _ in range(n):
+            d["k"]
+        return (time.perf_counter() - t0) / n
+    finally:
+        m.shutdown()
+
+
 def _fmt_rate(r):
     return f"{r / 1e6:.2f} M/s" if r >= 1e6 else f"{r / 1e3:.1f} k/s"
 
@@ -152,6 +168,12 @@ def main(argv=None):
     print("\nValue increments under get_lock() (ratio vs multiprocessing.Value, lower is better)")
     n = int(200000 * scale)
     res = {"multiproc": value_increments(multiproc.Value("i", 0), n), "multiprocessing": value_increments(CTX.Value("i", 0), n)}
+    for name, t in res.items():
+        print(f"  {name:<16} {_fmt_time(t):>12} {t / res['multiprocessing']:8.2f}x", flush=True)
+    print("\nManager dict get round trip (ratio vs multiprocessing.Manager, lower is better)")
+    n = int(20000 * scale)
+    res = {"multiproc": manager_dict_get(multiproc.Manager, n),
+           "multiprocessing": manager_dict_get(CTX.Manager, n)}
     for name, t in res.items():
         print(f"  {name:<16} {_fmt_time(t):>12} {t / res['multiprocessing']:8.2f}x", flush=True)
     return 0

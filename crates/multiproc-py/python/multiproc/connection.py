@@ -1,14 +1,27 @@
-"""``Pipe`` and ``Connection`` (socketpair or OS pipe, ``multiprocessing``'s
-framing). ``Listener``/``Client`` are ``multiprocessing``'s until the Rust
-bindings land."""
+"""``Pipe``, ``Connection``, ``Listener``, ``Client`` and ``wait``:
+``multiprocessing.connection``'s API on the Rust core (``multiprocessing``'s
+framing and handshake, so either side may be CPython's own).
 
-from multiprocessing.connection import Client, Listener, wait  # noqa: F401  (re-exported)
+Authentication: with an ``authkey`` both sides prove they know it by
+Python's challenge. By default multiproc speaks HMAC-SHA256 (Python 3.12+)
+and also accepts and answers HMAC-MD5 (Python 3.11 and earlier), so it talks
+to ``multiprocessing.connection`` peers of any Python version; pass
+``legacy_md5=False`` to ``Listener``/``Client`` to refuse MD5. Without an
+authkey nobody is authenticated, as in ``multiprocessing``. A handshake must
+finish within 5 s.
+"""
+
+import os
+import socket
 
 from . import _reduction
-from ._multiproc import RawConnection
+from ._multiproc import RawConnection, RawListener, wait_fds
+from ._multiproc import connect as _connect
 from ._multiproc import pipe as _pipe
 
-__all__ = ["Connection", "Pipe", "Listener", "Client", "wait"]
+__all__ = ["Connection", "Pipe", "Listener", "Client", "wait", "families"]
+
+families = ["AF_UNIX", "AF_INET"]
 
 _ForkingPickler = _reduction._ForkingPickler
 
@@ -118,3 +131,125 @@ def Pipe(duplex=True):
     the first only receives and the second only sends."""
     a, b = _pipe(duplex)
     return Connection(a), Connection(b)
+
+
+def _check_authkey(authkey):
+    if authkey is not None and not isinstance(authkey, bytes):
+        raise TypeError("authkey should be a byte string")
+
+
+def _address_type(address):
+    if isinstance(address, tuple):
+        return "AF_INET"
+    if isinstance(address, str) and address.startswith("\\\\"):
+        return "AF_PIPE"
+    if isinstance(address, (str, bytes, os.PathLike)):
+        return "AF_UNIX"
+    raise ValueError("address type of %r unrecognized" % (address,))
+
+
+def _native_address(address, family):
+    """``address`` as the native layer takes it: a path, or ``(ip, port)``."""
+    if family == "AF_INET":
+        host, port = address
+        if host in ("", None):
+            host = "0.0.0.0"
+        infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_STREAM)
+        ip, port = infos[0][4][:2]
+        return (ip, port)
+    if family == "AF_UNIX":
+        path = os.fsdecode(address)
+        if path.startswith("\0"):
+            raise ValueError(
+                "multiproc does not support abstract-namespace Unix addresses "
+                "(a path starting with NUL); use a filesystem path or None"
+            )
+        return path
+    raise ValueError("unsupported address family %r (multiproc supports AF_UNIX and AF_INET)"
+                     % (family,))
+
+
+class Listener:
+    """``multiprocessing.connection.Listener``: accepts ``Client`` connections
+    on a Unix socket path (``str``), a TCP ``(host, port)``, or (``None``) a
+    fresh Unix socket in a private directory. ``accept()`` returns a
+    multiproc ``Connection``. ``legacy_md5=False`` refuses HMAC-MD5 peers
+    (Python 3.11 and earlier)."""
+
+    def __init__(self, address=None, family=None, backlog=1, authkey=None, *, legacy_md5=True):
+        _check_authkey(authkey)
+        family = family or (address and _address_type(address)) or "AF_UNIX"
+        if address is None and family == "AF_INET":
+            address = ("localhost", 0)
+        native = None if address is None else _native_address(address, family)
+        self._family = family
+        self._raw = RawListener(native, backlog, authkey, legacy_md5)
+        self._last_accepted = None
+
+    def accept(self):
+        """Accept a connection (blocking); ``multiprocessing.AuthenticationError``
+        when the client's authkey is wrong."""
+        raw = self._raw
+        if raw.closed:
+            raise OSError("listener is closed")
+        conn = Connection(raw.accept())
+        try:
+            with socket.socket(fileno=os.dup(conn.fileno())) as s:
+                self._last_accepted = s.getpeername()
+        except OSError:
+            self._last_accepted = None
+        return conn
+
+    def close(self):
+        """Stop listening (and remove the socket file)."""
+        raw = self._raw
+        if raw is not None:
+            raw.close()
+
+    def fileno(self):
+        """The listening socket's descriptor (``wait`` accepts a listener)."""
+        return self._raw.fileno()
+
+    @property
+    def address(self):
+        """The address clients connect to (for port 0: the port chosen)."""
+        return self._raw.address
+
+    @property
+    def last_accepted(self):
+        """The peer address of the last accepted connection."""
+        return self._last_accepted
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, exc_tb):
+        self.close()
+
+
+def Client(address, family=None, authkey=None, *, legacy_md5=True):
+    """``multiprocessing.connection.Client``: connect to a ``Listener`` (multiproc's
+    or ``multiprocessing``'s) and return a multiproc ``Connection``."""
+    _check_authkey(authkey)
+    family = family or _address_type(address)
+    return Connection(_connect(_native_address(address, family), authkey, legacy_md5))
+
+
+def wait(object_list, timeout=None):
+    """``multiprocessing.connection.wait``: the objects of ``object_list``
+    (connections, listeners, sockets, process sentinels, ints: anything with
+    a ``fileno()``) that are ready to read, waiting at most ``timeout``
+    seconds (``None``: forever). An empty list on timeout."""
+    objs = list(object_list)
+    ready = set()
+    for i, o in enumerate(objs):
+        # A multiproc Connection may hold a whole message read ahead.
+        if isinstance(o, Connection) and o.poll(0):
+            ready.add(i)
+    fds = [o if isinstance(o, int) else o.fileno() for o in objs]
+    if ready:
+        timeout = 0
+    elif timeout is not None:
+        timeout = max(0.0, timeout)
+    ready.update(wait_fds(fds, timeout))
+    return [o for i, o in enumerate(objs) if i in ready]

@@ -424,6 +424,55 @@ impl Handle {
         };
         expect_value(self.client.request_with(&req, self.patient)?)
     }
+
+    /// The same object, for this process, from a handle this process
+    /// inherited by `fork` (whose connections belong to the parent and
+    /// which says [`ManagerError::Forked`]): this process connects its own
+    /// client and takes a reference. Python's proxies do this after a fork.
+    /// The object must still be alive (the parent holds its reference).
+    pub fn reattach(&self) -> Result<Handle, ManagerError> {
+        let mut h = Handle::attach(self.client.address.clone(), &self.client.authkey, self.id)?;
+        h.patient = self.patient;
+        Ok(h)
+    }
+
+    /// A new reference, for this process, to the object `id` of the server
+    /// at `address`, which must still be alive (someone holds a reference
+    /// or a loan): for bindings whose stored values name objects by id.
+    pub fn attach(address: Address, authkey: &[u8], id: u64) -> Result<Handle, ManagerError> {
+        let client = ClientInner::shared(address, authkey)?;
+        match client.primary_request(&Request::IncRef(id))? {
+            Response::Value(_) => Ok(Handle {
+                client,
+                id,
+                patient: false,
+            }),
+            Response::Error(e) => Err(e.into()),
+            other => Err(ManagerError::Protocol(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// The authkey of the object's server.
+    pub fn authkey(&self) -> &[u8] {
+        &self.client.authkey
+    }
+
+    /// Keep the object alive without a proxy: a loan nobody claims (the
+    /// server drops it 30 s after this process's session ends). For
+    /// bindings that store a reference by id inside another object.
+    pub fn lend(&self) -> Result<(), ManagerError> {
+        match self.client.primary_request(&Request::Lend(self.id))? {
+            Response::Value(_) => Ok(()),
+            Response::Error(e) => Err(e.into()),
+            other => Err(ManagerError::Protocol(format!("unexpected {other:?}"))),
+        }
+    }
+
+    /// Whether this handle belongs to this process (not inherited by
+    /// `fork`; see [`reattach`](Handle::reattach)).
+    pub fn is_ours(&self) -> bool {
+        self.client.ours()
+    }
 }
 
 impl Clone for Handle {

@@ -1,0 +1,362 @@
+//! The native side of `multiproc.managers`: a server (`RawServer`, run in a
+//! child process the Python layer starts), a client (`RawManager`) and the
+//! untyped proxy (`RawHandle`), on the Rust core's `multiproc::manager`.
+//!
+//! Python values travel as `DataValue`s: `None`, `bool`, `int` (64-bit),
+//! `float`, `str`, `bytes`, `list` and `dict` as themselves (so Rust clients
+//! read them and the server's `incr` works on them); anything else
+//! (tuples, sets, big ints, instances, ...) as a pickle in a one-entry map
+//! tagged [`PICKLE_TAG`], which only clients unpickle.
+
+use crate::errors;
+use crate::listener::PyAddress;
+use crate::{deadline, handle};
+use multiproc::connection::{Address, Listener};
+use multiproc::manager::{DataValue, Handle, Manager, ObjectKind, Server, TypeRegistry};
+use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// The key of the one-entry map that holds a pickled Python object.
+pub const PICKLE_TAG: &str = "\u{0}multiproc.pickle";
+
+/// A Python value as a `DataValue` (see the module docs).
+pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<DataValue> {
+    if obj.is_none() {
+        return Ok(DataValue::Null);
+    }
+    if let Ok(b) = obj.cast_exact::<PyBool>() {
+        return Ok(DataValue::Bool(b.is_true()));
+    }
+    if obj.cast_exact::<PyInt>().is_ok() {
+        if let Ok(i) = obj.extract::<i64>() {
+            return Ok(DataValue::Int(i));
+        }
+    } else if let Ok(f) = obj.cast_exact::<PyFloat>() {
+        return Ok(DataValue::Float(f.value()));
+    } else if let Ok(s) = obj.cast_exact::<PyString>() {
+        return Ok(DataValue::Str(s.to_str()?.to_owned()));
+    } else if let Ok(b) = obj.cast_exact::<PyBytes>() {
+        return Ok(DataValue::Bytes(b.as_bytes().to_vec()));
+    } else if let Ok(l) = obj.cast_exact::<PyList>() {
+        return l
+            .iter()
+            .map(|x| to_value(&x))
+            .collect::<PyResult<_>>()
+            .map(DataValue::List);
+    } else if let Ok(d) = obj.cast_exact::<PyDict>() {
+        return d
+            .iter()
+            .map(|(k, v)| Ok((to_value(&k)?, to_value(&v)?)))
+            .collect::<PyResult<_>>()
+            .map(DataValue::Map);
+    }
+    let py = obj.py();
+    let data = py
+        .import("multiproc.managers")?
+        .getattr("_dumps")?
+        .call1((obj,))?;
+    Ok(DataValue::Map(vec![(
+        DataValue::Str(PICKLE_TAG.into()),
+        DataValue::Bytes(data.extract()?),
+    )]))
+}
+
+/// A `DataValue` as a Python value.
+pub fn from_value(py: Python<'_>, v: DataValue) -> PyResult<Py<PyAny>> {
+    Ok(match v {
+        DataValue::Null => py.None(),
+        DataValue::Bool(b) => PyBool::new(py, b).to_owned().into_any().unbind(),
+        DataValue::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
+        DataValue::UInt(u) => u.into_pyobject(py)?.into_any().unbind(),
+        DataValue::Float(f) => f.into_pyobject(py)?.into_any().unbind(),
+        DataValue::Str(s) => s.into_pyobject(py)?.into_any().unbind(),
+        DataValue::Bytes(b) => PyBytes::new(py, &b).into_any().unbind(),
+        DataValue::List(l) => {
+            let items = l
+                .into_iter()
+                .map(|x| from_value(py, x))
+                .collect::<PyResult<Vec<_>>>()?;
+            PyList::new(py, items)?.into_any().unbind()
+        }
+        DataValue::Map(m) => {
+            if let [(DataValue::Str(k), DataValue::Bytes(b))] = m.as_slice() {
+                if k == PICKLE_TAG {
+                    return Ok(py
+                        .import("multiproc.managers")?
+                        .getattr("_loads")?
+                        .call1((PyBytes::new(py, b),))?
+                        .unbind());
+                }
+            }
+            let d = PyDict::new(py);
+            for (k, v) in m {
+                d.set_item(from_value(py, k)?, from_value(py, v)?)?;
+            }
+            d.into_any().unbind()
+        }
+    })
+}
+
+fn kind(name: &str) -> PyResult<ObjectKind> {
+    Ok(match name {
+        "dict" => ObjectKind::Dict,
+        "list" => ObjectKind::List,
+        "Namespace" => ObjectKind::Namespace,
+        "Value" => ObjectKind::Value,
+        "Array" => ObjectKind::Array,
+        "Queue" => ObjectKind::Queue,
+        "JoinableQueue" => ObjectKind::JoinableQueue,
+        "Lock" => ObjectKind::Lock,
+        "RLock" => ObjectKind::RLock,
+        "Semaphore" => ObjectKind::Semaphore,
+        "BoundedSemaphore" => ObjectKind::BoundedSemaphore,
+        "Condition" => ObjectKind::Condition,
+        "Event" => ObjectKind::Event,
+        "Barrier" => ObjectKind::Barrier,
+        other => return Err(PyValueError::new_err(format!("unknown type {other:?}"))),
+    })
+}
+
+fn address_to_py<'py>(py: Python<'py>, a: &Address) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match a {
+        Address::Unix(p) => p
+            .to_string_lossy()
+            .into_owned()
+            .into_pyobject(py)?
+            .into_any(),
+        Address::Tcp(a) => (a.ip().to_string(), a.port()).into_pyobject(py)?.into_any(),
+        other => other.to_string().into_pyobject(py)?.into_any(),
+    })
+}
+
+/// A manager server bound to its address, not yet serving.
+#[pyclass(module = "multiproc._multiproc", frozen)]
+pub struct RawServer {
+    server: Mutex<Option<Server>>,
+    address: Address,
+}
+
+#[pymethods]
+impl RawServer {
+    /// Bind on `address` (`None`: a private Unix socket), authenticating
+    /// clients with `authkey` (HMAC-SHA256).
+    #[new]
+    fn new(py: Python<'_>, address: Option<PyAddress>, authkey: Vec<u8>) -> PyResult<Self> {
+        let b = Listener::builder().authkey(&authkey);
+        let l = match address {
+            None => py.detach(|| b.bind_private()),
+            Some(a) => {
+                let a = a.into_address()?;
+                py.detach(|| b.insecure_shared_directory().bind(a))
+            }
+        }
+        .map_err(errors::bind)?;
+        Ok(RawServer {
+            address: l.address().clone(),
+            server: Mutex::new(Some(Server::new(l, TypeRegistry::new()))),
+        })
+    }
+
+    /// The address clients connect to.
+    #[getter]
+    fn address<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        address_to_py(py, &self.address)
+    }
+
+    /// Serve (GIL released) until a client asks for shutdown.
+    fn serve(&self, py: Python<'_>) -> PyResult<()> {
+        let s = self
+            .server
+            .lock()
+            .expect("not poisoned")
+            .take()
+            .ok_or_else(|| PyOSError::new_err("already served"))?;
+        py.detach(|| s.serve())?;
+        Ok(())
+    }
+}
+
+/// A client of a manager server: makes objects.
+#[pyclass(module = "multiproc._multiproc", frozen)]
+pub struct RawManager {
+    inner: Mutex<Option<Manager>>,
+    address: Address,
+}
+
+#[pymethods]
+impl RawManager {
+    /// Connect to the server at `address` with `authkey`.
+    #[new]
+    fn new(py: Python<'_>, address: PyAddress, authkey: Vec<u8>) -> PyResult<Self> {
+        let a = address.into_address()?;
+        let m = py
+            .detach(|| Manager::connect(a, &authkey))
+            .map_err(|e| errors::manager(py, e))?;
+        Ok(RawManager {
+            address: m.address().clone(),
+            inner: Mutex::new(Some(m)),
+        })
+    }
+
+    /// The server's address.
+    #[getter]
+    fn address<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        address_to_py(py, &self.address)
+    }
+
+    /// A new object of type `kind` (`"dict"`, `"Queue"`, ...) from `init`.
+    fn create(
+        &self,
+        py: Python<'_>,
+        kind_name: &str,
+        init: &Bound<'_, PyAny>,
+    ) -> PyResult<RawHandle> {
+        let k = kind(kind_name)?;
+        let init = to_value(init)?;
+        let inner = &self.inner;
+        let h = py.detach(|| {
+            inner
+                .lock()
+                .expect("not poisoned")
+                .as_ref()
+                .map(|m| m.create_object(k, init))
+        });
+        match h {
+            Some(h) => Ok(RawHandle {
+                h: h.map_err(|e| errors::manager(py, e))?,
+            }),
+            None => Err(PyOSError::new_err("the manager is shut down")),
+        }
+    }
+
+    /// Ask the server to stop.
+    fn shutdown(&self, py: Python<'_>) -> PyResult<()> {
+        let m = self.inner.lock().expect("not poisoned").take();
+        if let Some(m) = m {
+            py.detach(|| m.shutdown())
+                .map_err(|e| errors::manager(py, e))?;
+        }
+        Ok(())
+    }
+
+    /// Drop the connection without stopping the server.
+    fn close(&self) {
+        self.inner.lock().expect("not poisoned").take();
+    }
+}
+
+/// One counted reference to a server object (the untyped proxy).
+#[pyclass(module = "multiproc._multiproc", frozen)]
+pub struct RawHandle {
+    h: Handle,
+}
+
+#[pymethods]
+impl RawHandle {
+    /// Call `method` with `args`, waiting at most `timeout` seconds
+    /// (`None`: as long as it takes). Server-side timeouts raise
+    /// `TimeoutError`.
+    #[pyo3(signature = (method, args, timeout = None))]
+    fn call(
+        &self,
+        py: Python<'_>,
+        method: &str,
+        args: Vec<Bound<'_, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Py<PyAny>> {
+        let args = args.iter().map(to_value).collect::<PyResult<Vec<_>>>()?;
+        let t = deadline(timeout).map(|d| d.saturating_duration_since(Instant::now()));
+        let h = &self.h;
+        let v = py
+            .detach(|| h.call(method, args, t))
+            .map_err(|e| errors::manager(py, e))?;
+        from_value(py, v)
+    }
+
+    /// The same object for this process, after a `fork` (see
+    /// `Handle::reattach`).
+    fn reattach(&self, py: Python<'_>) -> PyResult<RawHandle> {
+        let h = &self.h;
+        let h = py
+            .detach(|| h.reattach())
+            .map_err(|e| errors::manager(py, e))?;
+        Ok(RawHandle { h })
+    }
+
+    /// A new reference to object `id` of the server at `address` (which
+    /// must still hold it).
+    #[staticmethod]
+    fn attach(
+        py: Python<'_>,
+        address: PyAddress,
+        authkey: Vec<u8>,
+        id: u64,
+    ) -> PyResult<RawHandle> {
+        let a = address.into_address()?;
+        let h = py
+            .detach(|| Handle::attach(a, &authkey, id))
+            .map_err(|e| errors::manager(py, e))?;
+        Ok(RawHandle { h })
+    }
+
+    /// Keep the object alive while this process's session lives (and 30 s
+    /// more) without a proxy: for a proxy stored inside a managed value.
+    fn lend(&self, py: Python<'_>) -> PyResult<()> {
+        let h = &self.h;
+        py.detach(|| h.lend()).map_err(|e| errors::manager(py, e))
+    }
+
+    /// The server's authkey.
+    #[getter]
+    fn authkey<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, self.h.authkey())
+    }
+
+    /// The object's id on its server.
+    #[getter]
+    fn id(&self) -> u64 {
+        self.h.id()
+    }
+
+    /// The server's address.
+    #[getter]
+    fn address<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        address_to_py(py, self.h.address())
+    }
+
+    /// The encoded reference (a loan the receiving process claims; it
+    /// carries the authkey).
+    fn _state<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let (state, fds) = handle::state(py, &self.h)?;
+        debug_assert!(fds.is_empty());
+        Ok(state)
+    }
+
+    /// Rebuild from `_state` (connects to the server and claims the loan).
+    #[staticmethod]
+    fn _rebuild(py: Python<'_>, state: Vec<u8>) -> PyResult<RawHandle> {
+        let h = py.detach(|| handle::rebuild::<Handle>(&state, Vec::new()))?;
+        Ok(RawHandle { h })
+    }
+}
+
+impl std::fmt::Debug for RawServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawServer at {}", self.address)
+    }
+}
+
+impl std::fmt::Debug for RawManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawManager of {}", self.address)
+    }
+}
+
+impl std::fmt::Debug for RawHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RawHandle({:?})", self.h)
+    }
+}

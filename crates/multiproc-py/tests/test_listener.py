@@ -1,0 +1,164 @@
+"""multiproc.connection's Listener, Client and wait: interop with the
+stdlib's multiprocessing.connection (this Python's handshake: HMAC-MD5 on
+3.11, SHA-256 on 3.12+), authentication failures, children of every start
+method, wait over mixed objects."""
+
+import multiprocessing
+import multiprocessing.connection as stdlib
+import os
+import sys
+import threading
+
+import pytest
+
+import multiproc as mp
+from multiproc.connection import Client, Connection, Listener, wait
+
+METHODS = ["fork", "spawn", "forkserver"]
+KEY = b"secret key"
+LEGACY = sys.version_info < (3, 12)  # this Python's stdlib speaks only MD5
+
+
+def _in_thread(f):
+    out = {}
+
+    def run():
+        try:
+            out["value"] = f()
+        except BaseException as e:  # noqa: BLE001  (reported to the test)
+            out["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t, out
+
+
+@pytest.mark.parametrize("address", [None, ("localhost", 0)])
+def test_stdlib_client_to_multiproc_listener(address):
+    with Listener(address, authkey=KEY) as l:
+        t, out = _in_thread(lambda: stdlib.Client(l.address, authkey=KEY))
+        with l.accept() as conn:
+            t.join()
+            c = out["value"]
+            c.send({"x": [1, 2.5, "three"]})
+            assert conn.recv() == {"x": [1, 2.5, "three"]}
+            conn.send_bytes(b"back")
+            assert c.recv_bytes() == b"back"
+            c.close()
+            assert isinstance(conn, Connection)
+
+
+@pytest.mark.parametrize("family", ["AF_UNIX", "AF_INET"])
+def test_multiproc_client_to_stdlib_listener(family):
+    with stdlib.Listener(family=family, authkey=KEY) as l:
+        t, out = _in_thread(l.accept)
+        with Client(l.address, authkey=KEY) as c:
+            t.join()
+            server = out["value"]
+            server.send(("hi", 7))
+            assert c.recv() == ("hi", 7)
+            c.send_bytes(b"x" * 100_000)
+            assert server.recv_bytes() == b"x" * 100_000
+            server.close()
+            with pytest.raises(EOFError):
+                c.recv()
+
+
+def test_wrong_authkey_both_sides():
+    with Listener(authkey=KEY) as l:
+        t, out = _in_thread(lambda: Client(l.address, authkey=b"wrong"))
+        with pytest.raises(mp.AuthenticationError):
+            l.accept()
+        t.join()
+        assert isinstance(out["error"], mp.AuthenticationError)
+        # The listener keeps serving.
+        t, out = _in_thread(lambda: Client(l.address, authkey=KEY))
+        with l.accept():
+            t.join()
+            out["value"].close()
+
+
+def test_wrong_authkey_against_stdlib_listener():
+    with stdlib.Listener(authkey=KEY) as l:
+        t, out = _in_thread(l.accept)
+        with pytest.raises(multiprocessing.AuthenticationError):
+            Client(l.address, authkey=b"wrong")
+        t.join()
+        assert isinstance(out["error"], multiprocessing.AuthenticationError)
+
+
+@pytest.mark.skipif(not LEGACY, reason="this Python's stdlib speaks SHA-256")
+def test_sha256_only_refuses_an_md5_peer():
+    with Listener(authkey=KEY, legacy_md5=False) as l:
+        t, out = _in_thread(lambda: stdlib.Client(l.address, authkey=KEY))
+        with pytest.raises(mp.AuthenticationError):
+            l.accept()
+        t.join()
+        assert isinstance(out["error"], multiprocessing.AuthenticationError)
+    # SHA-256 between two multiproc ends still works.
+    with Listener(authkey=KEY, legacy_md5=False) as l:
+        t, out = _in_thread(lambda: Client(l.address, authkey=KEY, legacy_md5=False))
+        with l.accept() as conn:
+            t.join()
+            out["value"].send(1)
+            assert conn.recv() == 1
+
+
+def test_addresses():
+    with Listener(("127.0.0.1", 0)) as l:
+        host, port = l.address
+        assert host == "127.0.0.1" and port > 0
+    with Listener() as l:
+        path = l.address
+        assert isinstance(path, str) and os.path.exists(path)
+        with pytest.raises(OSError):
+            Listener(path)
+    assert not os.path.exists(path)
+    with pytest.raises(ValueError, match="abstract"):
+        Listener("\0abstract")
+    with pytest.raises(TypeError):
+        Listener(authkey="not bytes")
+    with pytest.raises(OSError):
+        l.accept()
+
+
+def test_wait_over_connections_listeners_and_sentinels():
+    with Listener() as l:
+        assert wait([l], 0.05) == []
+        c = Client(l.address)
+        assert wait([l], 5) == [l]
+        d = l.accept()
+        a, b = mp.Pipe()
+        assert wait([a, b, c, d], 0.05) == []
+        b.send("x")
+        c.send("y")
+        assert wait([a, b, c, d], 5) == [a, d]
+        assert a.recv() == "x" and d.recv() == "y"
+        p = multiprocessing.get_context("fork").Process(target=os._exit, args=(0,))
+        p.start()
+        assert wait([a, p.sentinel], 10) == [p.sentinel]
+        p.join()
+        # The stdlib's own wait works on multiproc connections too.
+        c.send("z")
+        assert stdlib.wait([d], 5) == [d]
+
+
+def _child_client(address, key):
+    with Client(address, authkey=key) as c:
+        c.send(("child", os.getpid()))
+        assert c.recv() == "ack"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_child_clients(method):
+    ctx = multiprocessing.get_context(method)
+    for address in (None, ("localhost", 0)):
+        with Listener(address, authkey=KEY) as l:
+            p = ctx.Process(target=_child_client, args=(l.address, KEY))
+            p.start()
+            with l.accept() as conn:
+                tag, pid = conn.recv()
+                assert tag == "child" and pid == p.pid
+                conn.send("ack")
+            p.join(30)
+            assert p.exitcode == 0
