@@ -11,6 +11,7 @@ consumer's exit, so process start-up is not measured.
 """
 
 import argparse
+import queue
 import multiprocessing
 import sys
 import time
@@ -45,7 +46,12 @@ def _consumer(q, go):
     go.wait()
     get = q.get
     while True:
-        item = get(True, 3600)
+        try:
+            item = get(True, 3600)
+        except queue.Empty:
+            # faster-fifo's get can give up before its timeout with large
+            # messages and several consumers: ask again.
+            continue
         if item is None:
             return
 
