@@ -212,6 +212,9 @@ pub fn accept(py: Python<'_>, e: AcceptError) -> PyErr {
     match e {
         AcceptError::Handshake(h) => handshake(py, h),
         AcceptError::Io(e) => e.into(),
+        AcceptError::ForeignPeer { .. } => {
+            pyo3::exceptions::PyPermissionError::new_err(e.to_string())
+        }
         other => PyOSError::new_err(other.to_string()),
     }
 }

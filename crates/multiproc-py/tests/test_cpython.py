@@ -59,8 +59,6 @@ START_METHODS = ["fork", "spawn"]
 EXCLUDED = {
     "test_queue_feeder_donot_stop_onexc": "checks the feeder thread's handling of a pickling "
     "error; multiproc has no feeder thread and put() raises the error to the caller",
-    "test_abstract_socket": "Linux abstract-namespace Unix addresses ('\\0name'): "
-    "multiproc's Listener raises ValueError for them (filesystem paths only)",
 }
 
 # Tests of objects multiproc does not bind.
