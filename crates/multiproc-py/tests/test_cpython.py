@@ -61,12 +61,10 @@ EXCLUDED = {
     "error; multiproc has no feeder thread and put() raises the error to the caller",
 }
 
-# Tests of objects multiproc does not bind.
-LATER = {
-    "test_shared_memory_SharedMemoryManager_basics": "SharedMemoryManager is "
-    "multiprocessing.managers' (a Python server making CPython segments), not bound to "
-    "multiproc's manager; the test opens its segments with multiproc.shared_memory",
-}
+# Tests of objects multiproc does not bind (none now: the SharedMemoryManager
+# test uses the standard library's server, whose segments
+# multiproc.shared_memory opens by name).
+LATER = {}
 
 
 # Manager-flavour tests -> why they are excluded (none now).
