@@ -670,8 +670,10 @@ fn foreign_shared_memory_others_may_write_is_refused() {
     let name = unique("foreign-gw");
     let mut p = Process::spawn(create_foreign_in_child, (name.clone(), 0o620)).unwrap();
     p.join().unwrap();
-    let e = SharedMemory::open_foreign(&name).unwrap_err();
-    let _ = SharedMemory::unlink_foreign_name(&name);
+    let r = SharedMemory::open_foreign(&name);
+    // Removed before any assertion, so a failure leaves nothing behind.
+    SharedMemory::unlink_foreign_name(&name).unwrap();
+    let e = r.unwrap_err();
     assert!(
         matches!(
             e,
