@@ -58,8 +58,9 @@ enum ManagerCommand {
     Serve {
         /// Where to listen: `HOST:PORT` or `PORT` (TCP; a bare port or
         /// `:PORT` binds 127.0.0.1 — give `0.0.0.0:PORT` or an interface's
-        /// address to serve other machines), or a Unix socket path (its
-        /// directory must be private, mode 0700).
+        /// address to serve other machines), a Unix socket path (its
+        /// directory must be private, mode 0700), or `@NAME` (a Linux
+        /// abstract socket: no file; clients of other users are refused).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
         /// A file holding the authkey (mode 0600 or stricter, owned by the

@@ -150,6 +150,9 @@ pub fn broken_barrier(py: Python<'_>, _e: BrokenBarrierError) -> PyErr {
 pub fn segment(e: SegmentError) -> PyErr {
     match e {
         SegmentError::Io(e) => e.into(),
+        SegmentError::PermissionMismatch { .. } => {
+            pyo3::exceptions::PyPermissionError::new_err(e.to_string())
+        }
         other => PyOSError::new_err(other.to_string()),
     }
 }
@@ -212,6 +215,9 @@ pub fn accept(py: Python<'_>, e: AcceptError) -> PyErr {
     match e {
         AcceptError::Handshake(h) => handshake(py, h),
         AcceptError::Io(e) => e.into(),
+        AcceptError::ForeignPeer { .. } => {
+            pyo3::exceptions::PyPermissionError::new_err(e.to_string())
+        }
         other => PyOSError::new_err(other.to_string()),
     }
 }

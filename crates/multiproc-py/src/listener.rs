@@ -20,8 +20,25 @@ use std::sync::{Arc, Mutex};
 pub enum PyAddress {
     /// A TCP address, already resolved to an IP by the Python layer.
     Tcp((String, u16)),
-    /// A Unix socket path.
+    /// A Unix socket path, or (starting with NUL) an abstract name.
     Unix(PathBuf),
+}
+
+/// `address` as Python shows it: a path or `"\0name"` (`str`), or
+/// `(ip, port)`.
+pub(crate) fn address_to_py<'py>(py: Python<'py>, a: &Address) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match a {
+        Address::Unix(p) => p
+            .to_string_lossy()
+            .into_owned()
+            .into_pyobject(py)?
+            .into_any(),
+        Address::Tcp(a) => (a.ip().to_string(), a.port()).into_pyobject(py)?.into_any(),
+        Address::Abstract(n) => format!("\0{}", String::from_utf8_lossy(n))
+            .into_pyobject(py)?
+            .into_any(),
+        other => other.to_string().into_pyobject(py)?.into_any(),
+    })
 }
 
 impl PyAddress {
@@ -33,7 +50,16 @@ impl PyAddress {
                     .map_err(|_| PyValueError::new_err(format!("not an IP address: {ip:?}")))?;
                 Ok(Address::Tcp(SocketAddr::new(ip, port)))
             }
-            PyAddress::Unix(p) => Ok(Address::Unix(p)),
+            PyAddress::Unix(p) => {
+                use std::os::unix::ffi::OsStrExt;
+                match p.as_os_str().as_bytes().strip_prefix(b"\0") {
+                    // Linux's abstract namespace, as Python spells it (a
+                    // bad length is an OSError from bind or connect, as
+                    // Python's "path too long").
+                    Some(name) => Ok(Address::Abstract(name.to_vec())),
+                    None => Ok(Address::Unix(p)),
+                }
+            }
         }
     }
 }
@@ -102,18 +128,10 @@ impl RawListener {
         })
     }
 
-    /// The address: a path (`str`) or `(ip, port)`.
+    /// The address: a path or `"\0name"` (`str`), or `(ip, port)`.
     #[getter]
     fn address<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(match &self.address {
-            Address::Unix(p) => p
-                .to_string_lossy()
-                .into_owned()
-                .into_pyobject(py)?
-                .into_any(),
-            Address::Tcp(a) => (a.ip().to_string(), a.port()).into_pyobject(py)?.into_any(),
-            other => other.to_string().into_pyobject(py)?.into_any(),
-        })
+        address_to_py(py, &self.address)
     }
 
     /// Accept the next client and run the handshake (GIL released, in

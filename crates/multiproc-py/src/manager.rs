@@ -9,7 +9,7 @@
 //! tagged [`PICKLE_TAG`], which only clients unpickle.
 
 use crate::errors;
-use crate::listener::PyAddress;
+use crate::listener::{PyAddress, address_to_py};
 use crate::{deadline, handle};
 use multiproc::connection::{Address, Listener};
 use multiproc::manager::{DataValue, Handle, Manager, ObjectKind, Server, TypeRegistry};
@@ -117,18 +117,6 @@ fn kind(name: &str) -> PyResult<ObjectKind> {
         "Event" => ObjectKind::Event,
         "Barrier" => ObjectKind::Barrier,
         other => return Err(PyValueError::new_err(format!("unknown type {other:?}"))),
-    })
-}
-
-fn address_to_py<'py>(py: Python<'py>, a: &Address) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match a {
-        Address::Unix(p) => p
-            .to_string_lossy()
-            .into_owned()
-            .into_pyobject(py)?
-            .into_any(),
-        Address::Tcp(a) => (a.ip().to_string(), a.port()).into_pyobject(py)?.into_any(),
-        other => other.to_string().into_pyobject(py)?.into_any(),
     })
 }
 

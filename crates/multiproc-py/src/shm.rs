@@ -3,7 +3,7 @@
 //! `Array`, `RawValue` and `RawArray`.
 
 use crate::{errors, handle};
-use multiproc::SharedMemory;
+use multiproc::{SegmentError, SharedMemory};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -22,14 +22,21 @@ pub struct RawSharedMemory {
 #[pymethods]
 impl RawSharedMemory {
     /// Anonymous (`name=None`) or named shared memory of `size` bytes;
-    /// `create=False` opens an existing name.
+    /// `create=False` opens an existing name: multiproc's segment of that
+    /// name, else (none exists) a POSIX object another library made under
+    /// it, such as `multiprocessing.shared_memory` (see `foreign`).
     #[new]
     #[pyo3(signature = (size, name = None, create = true))]
     fn new(size: usize, name: Option<&str>, create: bool) -> PyResult<Self> {
         let m = match (name, create) {
             (None, _) => SharedMemory::new(size)?,
             (Some(n), true) => SharedMemory::create(n, size).map_err(errors::segment)?,
-            (Some(n), false) => SharedMemory::open(n).map_err(errors::segment)?,
+            (Some(n), false) => match SharedMemory::open(n) {
+                Err(SegmentError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                    SharedMemory::open_foreign(n).map_err(errors::segment)?
+                }
+                r => r.map_err(errors::segment)?,
+            },
         };
         Ok(RawSharedMemory {
             m,
@@ -49,6 +56,13 @@ impl RawSharedMemory {
         self.m.name()
     }
 
+    /// Whether this is another library's object (`/dev/shm/NAME`, mapped
+    /// raw), not a multiproc segment.
+    #[getter]
+    fn foreign(&self) -> bool {
+        self.m.is_foreign()
+    }
+
     /// Remove the name; the memory stays mapped while referenced.
     fn unlink(&self) -> PyResult<()> {
         if self.unlinked.swap(true, Ordering::AcqRel) {
@@ -59,10 +73,16 @@ impl RawSharedMemory {
         self.m.unlink().map_err(errors::segment)
     }
 
-    /// Remove the name `name` without opening it.
+    /// Remove the name `name` without opening it: multiproc's segment, or
+    /// with `foreign=True` another library's object.
     #[staticmethod]
-    fn unlink_name(name: &str) -> PyResult<()> {
-        SharedMemory::unlink_name(name).map_err(errors::segment)
+    #[pyo3(signature = (name, foreign = false))]
+    fn unlink_name(name: &str, foreign: bool) -> PyResult<()> {
+        if foreign {
+            SharedMemory::unlink_foreign_name(name).map_err(errors::segment)
+        } else {
+            SharedMemory::unlink_name(name).map_err(errors::segment)
+        }
     }
 
     /// `(state, fds)`: what the Python layer pickles.

@@ -59,16 +59,12 @@ START_METHODS = ["fork", "spawn"]
 EXCLUDED = {
     "test_queue_feeder_donot_stop_onexc": "checks the feeder thread's handling of a pickling "
     "error; multiproc has no feeder thread and put() raises the error to the caller",
-    "test_abstract_socket": "Linux abstract-namespace Unix addresses ('\\0name'): "
-    "multiproc's Listener raises ValueError for them (filesystem paths only)",
 }
 
-# Tests of objects multiproc does not bind.
-LATER = {
-    "test_shared_memory_SharedMemoryManager_basics": "SharedMemoryManager is "
-    "multiprocessing.managers' (a Python server making CPython segments), not bound to "
-    "multiproc's manager; the test opens its segments with multiproc.shared_memory",
-}
+# Tests of objects multiproc does not bind (none now: the SharedMemoryManager
+# test uses the standard library's server, whose segments
+# multiproc.shared_memory opens by name).
+LATER = {}
 
 
 # Manager-flavour tests -> why they are excluded (none now).

@@ -114,12 +114,69 @@ def test_addresses():
         with pytest.raises(OSError):
             Listener(path)
     assert not os.path.exists(path)
-    with pytest.raises(ValueError, match="abstract"):
-        Listener("\0abstract")
+    with pytest.raises(OSError):
+        Listener("\0" + "x" * 200)  # longer than an abstract name can be
     with pytest.raises(TypeError):
         Listener(authkey="not bytes")
     with pytest.raises(OSError):
         l.accept()
+
+
+def _abstract_name(tag):
+    return "\0multiproc-test-%d-%s" % (os.getpid(), tag)
+
+
+@pytest.mark.parametrize("authkey", [None, KEY])
+def test_abstract_address_interop_with_stdlib(authkey):
+    name = _abstract_name("interop")
+    with Listener(name, authkey=authkey) as l:
+        assert l.address == name
+        with pytest.raises(OSError):
+            Listener(name)  # the name is in use
+        t, out = _in_thread(lambda: stdlib.Client(l.address, authkey=authkey))
+        with l.accept() as conn:
+            t.join()
+            with out["value"] as c:
+                c.send([1, 2])
+                assert conn.recv() == [1, 2]
+    # Closed: the name is free again, and nothing is left in the filesystem.
+    with stdlib.Listener(name, authkey=authkey) as sl:
+        t, out = _in_thread(lambda: sl.accept())
+        with Client(name, authkey=authkey) as c:
+            t.join()
+            with out["value"] as conn:
+                conn.send("hi")
+                assert c.recv() == "hi"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching a child's uid needs root")
+def test_abstract_listener_refuses_another_uid():
+    name = _abstract_name("uid")
+    with Listener(name) as l:
+        pid = os.fork()
+        if pid == 0:  # the child: become nobody and connect
+            code = 1
+            try:
+                os.setresuid(65534, 65534, 65534)
+                with stdlib.Client(name) as c:
+                    try:
+                        c.send(1)
+                        c.recv()
+                    except (EOFError, OSError):
+                        code = 0  # closed unread (EOF, or a reset or broken pipe)
+            finally:
+                os._exit(code)
+        with pytest.raises(PermissionError, match="uid 65534"):
+            l.accept()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        # Still serving this uid.
+        t, out = _in_thread(lambda: Client(name))
+        with l.accept() as conn:
+            t.join()
+            with out["value"] as c:
+                c.send(5)
+                assert conn.recv() == 5
 
 
 def test_wait_over_connections_listeners_and_sentinels():

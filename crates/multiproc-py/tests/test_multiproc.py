@@ -299,6 +299,85 @@ def test_shared_memory_and_shareable_list():
         sm.unlink()
 
 
+def _read_foreign_in_child(name, q):
+    from multiproc import shared_memory
+
+    m = shared_memory.SharedMemory(name)
+    q.put(bytes(m.buf[:5]))
+    m.buf[5:10] = b"child"
+    m.close()
+
+
+def test_stdlib_shared_memory_opened_by_name():
+    from multiprocessing import resource_tracker
+    from multiprocessing import shared_memory as std
+
+    from multiproc import shared_memory
+
+    s = std.SharedMemory(create=True, size=100)
+    try:
+        s.buf[:5] = b"hello"
+        m = shared_memory.SharedMemory(name=s.name)
+        assert m.name == s.name.lstrip("/") and m.size == 100
+        assert bytes(m.buf[:5]) == b"hello"
+        m.buf[50:53] = b"abc"  # raw: the stdlib sees it at the same offset
+        assert bytes(s.buf[50:53]) == b"abc"
+        # A spawned child opens it by name too (and pickling a foreign
+        # block sends its name).
+        ctx = multiprocessing.get_context("spawn")
+        q = ctx.Queue()
+        p = ctx.Process(target=_read_foreign_in_child, args=(pickle.loads(pickle.dumps(m)).name, q))
+        p.start()
+        assert q.get(timeout=60) == b"hello"
+        p.join(60)
+        assert p.exitcode == 0
+        assert bytes(s.buf[5:10]) == b"child"
+        m.close()
+        # ShareableList over a stdlib ShareableList's segment.
+        sl = std.ShareableList([1, "two", 3.0])
+        try:
+            again = shared_memory.ShareableList(name=sl.shm.name)
+            assert list(again) == [1, "two", 3.0]
+            again[0] = 42
+            assert sl[0] == 42
+            again.shm.close()
+        finally:
+            sl.shm.close()
+            sl.shm.unlink()
+        # multiproc's unlink removes the stdlib's name.
+        m = shared_memory.SharedMemory(name=s.name)
+        m.unlink()
+        m.close()
+        resource_tracker.unregister(s._name, "shared_memory")
+        with pytest.raises(FileNotFoundError):
+            std.SharedMemory(name=s.name)
+        with pytest.raises(FileNotFoundError):
+            shared_memory.SharedMemory(name=s.name)
+    finally:
+        s.close()
+        try:
+            s.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def test_stdlib_shared_memory_others_may_write_is_refused():
+    from multiprocessing import shared_memory as std
+
+    from multiproc import shared_memory
+
+    s = std.SharedMemory(create=True, size=64)
+    try:
+        os.chmod("/dev/shm/" + s.name.lstrip("/"), 0o660)
+        with pytest.raises(PermissionError):
+            shared_memory.SharedMemory(name=s.name)
+        os.chmod("/dev/shm/" + s.name.lstrip("/"), 0o600)
+        shared_memory.SharedMemory(name=s.name).close()
+    finally:
+        s.close()
+        s.unlink()
+
+
 def test_readme_tour(tmp_path):
     import re
 

@@ -89,6 +89,62 @@ pub fn unix_connect(path: &Path) -> io::Result<OwnedFd> {
     }
 }
 
+/// The longest abstract-namespace name (in bytes, without the leading NUL).
+pub const ABSTRACT_NAME_MAX: usize = 107;
+
+fn abstract_addr(name: &[u8]) -> io::Result<SocketAddrUnix> {
+    if name.is_empty() || name.len() > ABSTRACT_NAME_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "an abstract socket name must have 1 to {ABSTRACT_NAME_MAX} bytes, not {}",
+                name.len()
+            ),
+        ));
+    }
+    Ok(SocketAddrUnix::new_abstract_name(name)?)
+}
+
+/// Create a Unix stream socket bound to the Linux abstract-namespace name
+/// `name` (the address `"\0name"`; no file, no permissions: whoever can
+/// reach the network namespace can connect, so the caller checks its peers
+/// with [`peer_uid`]) and listening. A name in use is `AddrInUse`.
+pub fn abstract_listen(name: &[u8], backlog: i32) -> io::Result<OwnedFd> {
+    let addr = abstract_addr(name)?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    retry(|| rustix::net::bind(&fd, &addr))?;
+    rustix::net::listen(&fd, backlog)?;
+    Ok(fd)
+}
+
+/// Connect a blocking Unix stream socket to the abstract-namespace name
+/// `name`.
+pub fn abstract_connect(name: &[u8]) -> io::Result<OwnedFd> {
+    let addr = abstract_addr(name)?;
+    let fd = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    match rustix::net::connect(&fd, &addr) {
+        Ok(()) => Ok(fd),
+        Err(Errno::INTR) => finish_connect(&fd, None).map(|()| fd),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The effective uid of the process at the other end of a connected Unix
+/// socket, as the kernel recorded it at `connect` (`SO_PEERCRED`).
+pub fn peer_uid(fd: impl AsFd) -> io::Result<u32> {
+    Ok(rustix::net::sockopt::socket_peercred(fd)?.uid.as_raw())
+}
+
 /// Create a TCP socket bound to `addr` (`SO_REUSEADDR`, as Python's
 /// `Listener`) and listening.
 pub fn tcp_listen(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {

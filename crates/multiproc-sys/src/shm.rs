@@ -57,6 +57,16 @@ pub fn shm_open(name: &str, writable: bool) -> io::Result<OwnedFd> {
     Ok(rustix::shm::open(name, flags, Mode::empty())?)
 }
 
+/// `shm_open(name, O_RDWR | O_NOFOLLOW)` of an existing named object made
+/// by another library (e.g. Python's `multiprocessing.shared_memory`): a
+/// symlink at the name is refused (`ELOOP`), never followed. The caller
+/// checks the object with [`file_info`] before mapping it.
+pub fn shm_open_nofollow(name: &str) -> io::Result<OwnedFd> {
+    let flags = rustix::shm::OFlags::RDWR
+        | rustix::shm::OFlags::from_bits_retain(rustix::fs::OFlags::NOFOLLOW.bits());
+    Ok(rustix::shm::open(name, flags, Mode::empty())?)
+}
+
 /// `shm_unlink(name)`.
 pub fn shm_unlink(name: &str) -> io::Result<()> {
     Ok(rustix::shm::unlink(name)?)
@@ -71,6 +81,8 @@ pub struct FileInfo {
     pub uid: u32,
     /// Permission bits (`st_mode & 0o7777`).
     pub mode: u32,
+    /// Whether it is a regular file (shared memory objects are).
+    pub is_regular: bool,
 }
 
 /// `fstat(fd)`.
@@ -80,6 +92,8 @@ pub fn file_info(fd: impl AsFd) -> io::Result<FileInfo> {
         size: u64::try_from(st.st_size).unwrap_or(0),
         uid: st.st_uid,
         mode: st.st_mode & 0o7777,
+        is_regular: rustix::fs::FileType::from_raw_mode(st.st_mode)
+            == rustix::fs::FileType::RegularFile,
     })
 }
 

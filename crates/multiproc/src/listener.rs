@@ -45,6 +45,21 @@
 //! `connect` is refused) is removed and the path reused, a live one gives
 //! [`BindError::AddrInUse`]. The listener removes both files when dropped
 //! and records the socket in the [registry](crate::registry) meanwhile.
+//!
+//! # Abstract-namespace addresses (Linux)
+//!
+//! [`Address::Abstract`] (Python's `"\0name"`; parsed from `"\0name"` or
+//! `"@name"`) is a socket with no file: nothing to create, lock, record or
+//! remove, and the name is free again as soon as the listener closes. A
+//! second listener on a name in use gets [`BindError::AddrInUse`]. Such a
+//! socket has no permissions either: any process in the same network
+//! namespace can connect. So the listener checks every peer's credentials
+//! (`SO_PEERCRED`) before anything else and refuses a peer whose uid is not
+//! its own effective uid: the connection is closed, `accept` returns
+//! [`AcceptError::ForeignPeer`], and the next `accept` serves the next client.
+//! This check is always on; the authkey, when given, is checked as usual on
+//! top of it (give one: the uid check does not tell two programs of the same
+//! user apart).
 
 use std::fmt;
 use std::io;
@@ -97,6 +112,9 @@ pub enum Address {
     Unix(PathBuf),
     /// A TCP address (Python's `'AF_INET'`).
     Tcp(SocketAddr),
+    /// A Linux abstract-namespace Unix socket: the name, without the leading
+    /// NUL (Python's `"\0name"`). See the module docs on peer checks.
+    Abstract(Vec<u8>),
 }
 
 /// Why a string is not an [`Address`].
@@ -109,15 +127,30 @@ pub enum AddressError {
     /// `host:port` whose host does not resolve.
     #[error("cannot resolve {0:?}")]
     Unresolved(String),
+    /// An abstract name (after `\0` or `@`) that is empty or longer than
+    /// [`MAX_UNIX_PATH`] bytes.
+    #[error("an abstract socket name must have 1 to {max} bytes, not {len}")]
+    AbstractName {
+        /// The name's length in bytes.
+        len: usize,
+        /// The longest allowed.
+        max: usize,
+    },
 }
 
 impl Address {
     /// Parse like Python: `host:port` (an IP address, a name, or nothing
     /// before the colon, which means `127.0.0.1`; `[v6]:port` too) is TCP;
-    /// anything else is a Unix socket path.
+    /// `\0name` (Python's form) or `@name` (the form `ss` prints, and this
+    /// type's [`Display`](fmt::Display)) is an abstract-namespace socket;
+    /// anything else is a Unix socket path (write a relative path that
+    /// starts with `@` as `./@name`).
     pub fn parse(s: &str) -> Result<Address, AddressError> {
         if s.is_empty() {
             return Err(AddressError::Empty);
+        }
+        if let Some(name) = s.strip_prefix('\0').or_else(|| s.strip_prefix('@')) {
+            return Address::abstract_name(name.as_bytes());
         }
         if let Ok(a) = s.parse::<SocketAddr>() {
             return Ok(Address::Tcp(a));
@@ -146,6 +179,18 @@ impl Address {
     /// TCP on `127.0.0.1:port` (port 0: the kernel picks one).
     pub fn localhost(port: u16) -> Address {
         Address::Tcp(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port))
+    }
+
+    /// A Linux abstract-namespace socket named `name` (without the leading
+    /// NUL): 1 to [`MAX_UNIX_PATH`] bytes.
+    pub fn abstract_name(name: &[u8]) -> Result<Address, AddressError> {
+        if name.is_empty() || name.len() > MAX_UNIX_PATH {
+            return Err(AddressError::AbstractName {
+                len: name.len(),
+                max: MAX_UNIX_PATH,
+            });
+        }
+        Ok(Address::Abstract(name.to_vec()))
     }
 
     /// Whether this is a TCP address.
@@ -184,6 +229,7 @@ impl fmt::Display for Address {
         match self {
             Address::Unix(p) => write!(f, "{}", p.display()),
             Address::Tcp(a) => write!(f, "{a}"),
+            Address::Abstract(n) => write!(f, "@{}", String::from_utf8_lossy(n)),
         }
     }
 }
@@ -312,6 +358,15 @@ pub enum AcceptError {
     /// serving and the next `accept` waits for the next client.
     #[error(transparent)]
     Handshake(#[from] HandshakeError),
+    /// A client of another user connected to an abstract-namespace
+    /// listener; its connection was closed, the listener keeps serving.
+    #[error("refused a connection from uid {uid} (this listener serves uid {expected} only)")]
+    ForeignPeer {
+        /// The peer's effective uid (`SO_PEERCRED`).
+        uid: u32,
+        /// The uid this listener accepts (its own effective uid).
+        expected: u32,
+    },
     /// The OS reported an error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -760,6 +815,27 @@ impl ListenerBuilder {
                 })
             }
             Address::Unix(ref path) => self.bind_unix(path.clone()),
+            Address::Abstract(ref name) => {
+                if name.is_empty() || name.len() > MAX_UNIX_PATH {
+                    return Err(BindError::PathTooLong {
+                        len: name.len(),
+                        max: MAX_UNIX_PATH,
+                    });
+                }
+                let fd = multiproc_sys::net::abstract_listen(name, self.backlog).map_err(|e| {
+                    if e.kind() == io::ErrorKind::AddrInUse {
+                        BindError::AddrInUse(address.clone())
+                    } else {
+                        BindError::Io(e)
+                    }
+                })?;
+                Ok(Listener {
+                    fd,
+                    address,
+                    opts: self,
+                    _unix: None,
+                })
+            }
         }
     }
 
@@ -938,6 +1014,15 @@ impl Listener {
         if self.address.is_tcp() {
             multiproc_sys::net::set_nodelay(&fd)?;
         }
+        if matches!(self.address, Address::Abstract(_)) {
+            // No file permissions guard an abstract name: check the peer
+            // before reading a byte from it. Dropping `fd` closes it.
+            let uid = multiproc_sys::net::peer_uid(&fd)?;
+            let expected = multiproc_sys::shm::euid();
+            if !peer_allowed(uid, expected) {
+                return Err(AcceptError::ForeignPeer { uid, expected });
+            }
+        }
         let mut conn = Connection::from_fd(fd, true, true)?;
         if let Some(key) = &self.opts.authkey {
             let deadline = Instant::now() + self.opts.handshake_timeout;
@@ -1055,6 +1140,15 @@ impl ClientBuilder {
                     }
                 })?
             }
+            Address::Abstract(name) => {
+                if name.is_empty() || name.len() > MAX_UNIX_PATH {
+                    return Err(ConnectError::PathTooLong {
+                        len: name.len(),
+                        max: MAX_UNIX_PATH,
+                    });
+                }
+                multiproc_sys::net::abstract_connect(name)?
+            }
             Address::Unix(path) => {
                 let len = path_len(path);
                 if len == 0 || len > MAX_UNIX_PATH {
@@ -1110,6 +1204,14 @@ impl Client {
             .connect_timeout(timeout)
             .connect(address)
     }
+}
+
+/// Whether an abstract-namespace listener running as `expected` serves a
+/// peer whose effective uid is `uid`: only its own user (root too is
+/// refused by a non-root listener, since root can reach the user's data by
+/// other means and needs no socket).
+fn peer_allowed(uid: u32, expected: u32) -> bool {
+    uid == expected
 }
 
 // ----- wait -------------------------------------------------------------------
@@ -1227,6 +1329,34 @@ mod tests {
             Address::Tcp(a) if a.port() == 82
         ));
         assert!(Address::parse("").is_err());
+        assert_eq!(
+            Address::parse("\0name").unwrap(),
+            Address::Abstract(b"name".to_vec())
+        );
+        assert_eq!(
+            Address::parse("@name").unwrap(),
+            Address::Abstract(b"name".to_vec())
+        );
+        assert_eq!(
+            Address::parse("./@name").unwrap(),
+            Address::Unix("./@name".into())
+        );
+        assert!(matches!(
+            Address::parse("@"),
+            Err(AddressError::AbstractName { len: 0, .. })
+        ));
+        assert!(Address::parse(&format!("@{}", "x".repeat(MAX_UNIX_PATH + 1))).is_err());
+        let a = Address::Abstract(b"n:1".to_vec());
+        assert_eq!(Address::parse(&a.to_string()).unwrap(), a);
+    }
+
+    #[test]
+    fn abstract_peer_check_serves_only_our_uid() {
+        assert!(peer_allowed(1000, 1000));
+        assert!(peer_allowed(0, 0));
+        assert!(!peer_allowed(65534, 1000));
+        assert!(!peer_allowed(0, 1000));
+        assert!(!peer_allowed(1000, 0));
     }
 
     #[test]

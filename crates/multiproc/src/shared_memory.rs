@@ -18,6 +18,14 @@
 //!   is dead.
 //! - [`SharedMemory::map_file`]: a file mapped shared (the seeds' `mmap`
 //!   example), written back with [`flush`](SharedMemory::flush).
+//! - [`SharedMemory::open_foreign`]: a POSIX shared memory object another
+//!   library made (`/dev/shm/NAME`, e.g. by Python's
+//!   `multiprocessing.shared_memory`), mapped whole, with no header. It is
+//!   opened `O_NOFOLLOW` and checked with `fstat` before mapping: a regular
+//!   file owned by the effective uid that neither group nor others may write
+//!   ([`SegmentError::PermissionMismatch`] otherwise). multiproc never
+//!   creates such objects; [`unlink`](SharedMemory::unlink) removes the name
+//!   (`shm_unlink(NAME)`).
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -39,6 +47,12 @@ enum Backing {
     File {
         map: Arc<Mapping>,
         file: Arc<std::fs::File>,
+    },
+    /// Another library's named object (no header), with its OS name.
+    Foreign {
+        map: Arc<Mapping>,
+        file: Arc<std::fs::File>,
+        name: Arc<str>,
     },
 }
 
@@ -72,6 +86,11 @@ impl Clone for SharedMemory {
             Backing::File { map, file } => Backing::File {
                 map: map.clone(),
                 file: file.clone(),
+            },
+            Backing::Foreign { map, file, name } => Backing::Foreign {
+                map: map.clone(),
+                file: file.clone(),
+                name: name.clone(),
             },
         };
         SharedMemory {
@@ -182,11 +201,79 @@ impl SharedMemory {
         Ok(Self::from_segment(Segment::open_named(name, LAYOUT)?))
     }
 
+    /// Open a POSIX shared memory object named `name` (`/dev/shm/NAME`, a
+    /// leading `/` optional) that another library created, such as Python's
+    /// `multiprocessing.shared_memory.SharedMemory(create=True)`: the whole
+    /// object, raw (no multiproc header), at its current size.
+    ///
+    /// Refused: a symlink at the name (`O_NOFOLLOW`), anything but a regular
+    /// file, an owner other than the effective uid, and group or other write
+    /// permission ([`SegmentError::PermissionMismatch`]); a missing name is
+    /// [`SegmentError::Io`] with `NotFound`; an empty object, or a name
+    /// with `/` inside or that is multiproc's own (`multiproc.…`, use
+    /// [`open`](Self::open)), is [`SegmentError::InvalidName`].
+    pub fn open_foreign(name: &str) -> Result<Self, SegmentError> {
+        let bare = name.strip_prefix('/').unwrap_or(name);
+        if bare.is_empty()
+            || bare.len() > 255
+            || bare.contains(['/', '\0'])
+            || bare == "."
+            || bare == ".."
+            || bare.starts_with(segment::NAME_PREFIX)
+        {
+            return Err(SegmentError::InvalidName(name.to_owned()));
+        }
+        let os_name = format!("/{bare}");
+        let fd = multiproc_sys::shm::shm_open_nofollow(&os_name)?;
+        let info = multiproc_sys::shm::file_info(&fd)?;
+        let euid = multiproc_sys::shm::euid();
+        if !foreign_allowed(info, euid) {
+            return Err(SegmentError::PermissionMismatch {
+                uid: info.uid,
+                mode: info.mode,
+                expected_uid: euid,
+            });
+        }
+        let len = usize::try_from(info.size)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "object too large"))?;
+        if len == 0 {
+            return Err(SegmentError::InvalidName(format!("{name} (empty object)")));
+        }
+        let file = std::fs::File::from(fd);
+        let map = Mapping::new(file.as_fd(), len, true)?;
+        Ok(SharedMemory {
+            ptr: map.as_ptr(),
+            len,
+            backing: Backing::Foreign {
+                map: Arc::new(map),
+                file: Arc::new(file),
+                name: bare.into(),
+            },
+        })
+    }
+
+    /// Remove a foreign object's name (`shm_unlink(NAME)`, a leading `/`
+    /// optional) without opening it.
+    pub fn unlink_foreign_name(name: &str) -> Result<(), SegmentError> {
+        let bare = name.strip_prefix('/').unwrap_or(name);
+        if bare.is_empty() || bare.contains(['/', '\0']) || bare.starts_with(segment::NAME_PREFIX) {
+            return Err(SegmentError::InvalidName(name.to_owned()));
+        }
+        multiproc_sys::shm::shm_unlink(&format!("/{bare}"))?;
+        Ok(())
+    }
+
+    /// Whether this is another library's object ([`open_foreign`](Self::open_foreign)).
+    pub fn is_foreign(&self) -> bool {
+        matches!(self.backing, Backing::Foreign { .. })
+    }
+
     /// Remove the name (Python's `unlink()`); mappings stay valid.
     pub fn unlink(&self) -> Result<(), SegmentError> {
-        match self.name() {
-            Some(n) => segment::unlink_named(n),
-            None => Err(SegmentError::InvalidName(String::new())),
+        match (&self.backing, self.name()) {
+            (Backing::Foreign { name, .. }, _) => Self::unlink_foreign_name(name),
+            (_, Some(n)) => segment::unlink_named(n),
+            (_, None) => Err(SegmentError::InvalidName(String::new())),
         }
     }
 
@@ -211,13 +298,15 @@ impl SharedMemory {
         })
     }
 
-    /// The name given to [`create`](Self::create)/[`open`](Self::open).
+    /// The name given to [`create`](Self::create)/[`open`](Self::open)
+    /// (or [`open_foreign`](Self::open_foreign), without a leading `/`).
     pub fn name(&self) -> Option<&str> {
         match &self.backing {
             Backing::Segment(s) => s
                 .name()
                 .and_then(|n| n.strip_prefix('/'))
                 .and_then(|n| n.strip_prefix(segment::NAME_PREFIX)),
+            Backing::Foreign { name, .. } => Some(name),
             Backing::File { .. } => None,
         }
     }
@@ -257,7 +346,7 @@ impl SharedMemory {
     pub fn flush(&self) -> io::Result<()> {
         match &self.backing {
             Backing::File { map, .. } => map.flush(),
-            Backing::Segment(_) => Ok(()),
+            Backing::Segment(_) | Backing::Foreign { .. } => Ok(()),
         }
     }
 
@@ -265,9 +354,16 @@ impl SharedMemory {
     pub fn is_size_sealed(&self) -> bool {
         match &self.backing {
             Backing::Segment(s) => multiproc_sys::shm::is_shrink_sealed(s.as_fd()).unwrap_or(false),
-            Backing::File { .. } => false,
+            Backing::File { .. } | Backing::Foreign { .. } => false,
         }
     }
+}
+
+/// Whether another library's shared memory object described by `info` may
+/// be mapped by a process of effective uid `euid`: a regular file of ours
+/// that no one else may write (Python creates them with mode 0600).
+fn foreign_allowed(info: multiproc_sys::shm::FileInfo, euid: u32) -> bool {
+    info.is_regular && info.uid == euid && info.mode & 0o022 == 0
 }
 
 #[derive(Serialize, Deserialize)]
@@ -284,7 +380,8 @@ impl Serialize for SharedMemory {
                 size: self.len as u64,
             }
             .serialize(s),
-            Backing::File { file, .. } => Wire::File {
+            // Sent as the descriptor it is: the receiver maps it whole.
+            Backing::File { file, .. } | Backing::Foreign { file, .. } => Wire::File {
                 fd: FileRef(file),
                 size: self.len as u64,
             }

@@ -773,3 +773,91 @@ fn fuzzed_handshake_input_gives_errors_without_panics_or_hangs() {
         );
     }
 }
+
+// ----- abstract-namespace addresses ---------------------------------------------
+
+fn abstract_addr(name: &str) -> Address {
+    Address::abstract_name(format!("mp-lt-{}-{name}", std::process::id()).as_bytes()).unwrap()
+}
+
+#[test]
+fn abstract_echo_across_processes() {
+    let _w = watchdog("abstract_echo_across_processes", LIMIT);
+    let addr = abstract_addr("echo");
+    let listener = Listener::bind(addr.clone(), KEY).unwrap();
+    assert_eq!(listener.address(), &addr);
+    let mut child = Process::spawn(echo_client, (addr.clone(), msgs())).unwrap();
+    serve_echo(&listener);
+    assert_eq!(child.join().unwrap(), 3);
+    // A second listener on the name in use is refused; once the first is
+    // closed the name is free (nothing was left behind).
+    assert!(matches!(
+        Listener::bind(addr.clone(), KEY),
+        Err(BindError::AddrInUse(a)) if a == addr
+    ));
+    drop(listener);
+    Listener::bind(addr, KEY).unwrap();
+}
+
+#[test]
+fn abstract_address_parses_and_refuses_bad_names() {
+    let a: Address = format!("\0mp-lt-{}-parse", std::process::id())
+        .parse()
+        .unwrap();
+    let b: Address = format!("@mp-lt-{}-parse", std::process::id())
+        .parse()
+        .unwrap();
+    assert_eq!(a, b);
+    assert!(matches!(a, Address::Abstract(_)));
+    assert!("@".parse::<Address>().is_err());
+    assert!(Address::abstract_name(&[b'x'; MAX_UNIX_PATH + 1]).is_err());
+    // Nobody listens: refused at once, no file involved.
+    assert!(matches!(
+        Client::builder().connect::<u32>(abstract_addr("nobody")),
+        Err(ConnectError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    ));
+}
+
+/// Child: become `nobody` (65534), connect without a key and report whether
+/// the listener closed the connection unread (end of file on `recv`).
+fn foreign_client(addr: Address) -> bool {
+    // SAFETY: plain system call, no pointers; in this single-purpose child.
+    let rc = unsafe { libc::setresuid(65534, 65534, 65534) };
+    assert_eq!(rc, 0, "setresuid: {}", std::io::Error::last_os_error());
+    let mut c = Client::builder().connect::<u32>(addr).unwrap();
+    let _ = c.send(&7);
+    // Closed unread: end of file, or a reset since our message was unread.
+    matches!(
+        c.recv(),
+        Err(multiproc::RecvError::Eof | multiproc::RecvError::Broken | multiproc::RecvError::Io(_))
+    )
+}
+
+#[test]
+fn abstract_listener_refuses_other_uids_and_keeps_serving() {
+    let _w = watchdog("abstract_listener_refuses_other_uids", LIMIT);
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: switching a child to another uid needs root");
+        return;
+    }
+    let addr = abstract_addr("peercred");
+    // Without an authkey: the uid check alone guards the socket.
+    let listener = Listener::builder().bind(addr.clone()).unwrap();
+    let mut child = Process::spawn(foreign_client, addr.clone()).unwrap();
+    match listener.accept::<u32>() {
+        Err(AcceptError::ForeignPeer { uid, expected }) => {
+            assert_eq!((uid, expected), (65534, 0));
+        }
+        other => panic!("expected ForeignPeer, got {other:?}"),
+    }
+    assert!(child.join().unwrap(), "the foreign client was not cut off");
+    // The same listener still serves our own uid.
+    let t = std::thread::spawn(move || {
+        let mut c = Client::builder().connect::<u32>(addr).unwrap();
+        c.send(&42).unwrap();
+    });
+    let mut conn = listener.accept::<u32>().unwrap();
+    assert_eq!(conn.recv().unwrap(), 42);
+    t.join().unwrap();
+}

@@ -608,6 +608,118 @@ fn named_shared_memory_create_open_unlink() {
     assert_eq!(m.read_vec(0, 4).unwrap(), b"from");
 }
 
+/// Child: make a POSIX shm object as another library would (raw
+/// `shm_open`, mode `mode`, 4096 bytes) and write `from child` at 0.
+fn create_foreign_in_child(arg: (String, u32)) {
+    let (name, mode) = arg;
+    let c = std::ffi::CString::new(format!("/{name}")).unwrap();
+    // SAFETY: a valid NUL-terminated name; plain system calls on the
+    // descriptor this call returns.
+    unsafe {
+        let fd = libc::shm_open(
+            c.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL,
+            0o600,
+        );
+        assert!(fd >= 0, "shm_open: {}", std::io::Error::last_os_error());
+        assert_eq!(libc::fchmod(fd, mode as libc::mode_t), 0);
+        assert_eq!(libc::ftruncate(fd, 4096), 0);
+        let msg = b"from child";
+        assert_eq!(libc::pwrite(fd, msg.as_ptr().cast(), msg.len(), 0), 10);
+        libc::close(fd);
+    }
+}
+
+#[test]
+fn foreign_shared_memory_is_opened_raw_and_unlinked() {
+    let _w = watchdog("foreign_shared_memory_is_opened_raw_and_unlinked", LIMIT);
+    let name = unique("foreign");
+    let mut p = Process::spawn(create_foreign_in_child, (name.clone(), 0o600)).unwrap();
+    p.join().unwrap();
+    // Python's names carry a leading slash; both spellings open it.
+    let m = SharedMemory::open_foreign(&format!("/{name}")).unwrap();
+    assert!(m.is_foreign());
+    assert_eq!(m.name(), Some(name.as_str()));
+    assert_eq!(m.size(), 4096);
+    assert_eq!(m.read_vec(0, 10).unwrap(), b"from child");
+    // Not a multiproc segment: `open` refuses the name (it is not ours).
+    assert!(SharedMemory::open(&name).is_err());
+    // Our writes are in the object itself (raw, no header), for any opener,
+    // and for a child that got the block in a message.
+    m.write(100, b"from parent").unwrap();
+    let path = format!("/dev/shm/{name}");
+    assert_eq!(&std::fs::read(&path).unwrap()[100..111], b"from parent");
+    let other = SharedMemory::open_foreign(&name).unwrap();
+    assert_eq!(other.read_vec(100, 11).unwrap(), b"from parent");
+    let mut p = Process::spawn(write_in_child, (m.clone(), b"hello".to_vec())).unwrap();
+    p.join().unwrap();
+    assert_eq!(other.read_vec(10, 5).unwrap(), b"hello");
+    m.unlink().unwrap();
+    assert!(std::fs::metadata(&path).is_err());
+    let e = SharedMemory::open_foreign(&name).unwrap_err();
+    assert!(
+        matches!(&e, multiproc::SegmentError::Io(io) if io.kind() == std::io::ErrorKind::NotFound),
+        "{e}"
+    );
+    // The mappings outlive the name.
+    assert_eq!(other.read_vec(0, 4).unwrap(), b"from");
+}
+
+#[test]
+fn foreign_shared_memory_others_may_write_is_refused() {
+    let name = unique("foreign-gw");
+    let mut p = Process::spawn(create_foreign_in_child, (name.clone(), 0o620)).unwrap();
+    p.join().unwrap();
+    let r = SharedMemory::open_foreign(&name);
+    // Removed before any assertion, so a failure leaves nothing behind.
+    SharedMemory::unlink_foreign_name(&name).unwrap();
+    let e = r.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            multiproc::SegmentError::PermissionMismatch { mode: 0o620, .. }
+        ),
+        "{e}"
+    );
+    // Group-readable only is fine (no one else can write).
+    let name = unique("foreign-gr");
+    let mut p = Process::spawn(create_foreign_in_child, (name.clone(), 0o640)).unwrap();
+    p.join().unwrap();
+    let m = SharedMemory::open_foreign(&name);
+    SharedMemory::unlink_foreign_name(&name).unwrap();
+    assert_eq!(m.unwrap().read_vec(0, 10).unwrap(), b"from child");
+}
+
+#[test]
+fn foreign_open_refuses_symlinks_our_names_and_bad_names() {
+    let name = unique("foreign-link");
+    let target = std::env::temp_dir().join(format!("{name}.target"));
+    std::fs::write(&target, vec![0u8; 64]).unwrap();
+    let link = format!("/dev/shm/{name}");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let e = SharedMemory::open_foreign(&name);
+    std::fs::remove_file(&link).unwrap();
+    std::fs::remove_file(&target).unwrap();
+    assert!(e.is_err(), "a symlink was followed");
+    // A multiproc segment's OS name is not opened raw.
+    let ours = unique("foreign-ours");
+    let m = SharedMemory::create(&ours, 64).unwrap();
+    assert!(matches!(
+        SharedMemory::open_foreign(&format!("multiproc.{ours}")),
+        Err(multiproc::SegmentError::InvalidName(_))
+    ));
+    m.unlink().unwrap();
+    for bad in ["", "/", "a/b", "..", "x\0y"] {
+        assert!(
+            matches!(
+                SharedMemory::open_foreign(bad),
+                Err(multiproc::SegmentError::InvalidName(_))
+            ),
+            "{bad:?}"
+        );
+    }
+}
+
 #[test]
 fn a_name_precreated_by_someone_else_is_never_attached() {
     let name = unique("squat");

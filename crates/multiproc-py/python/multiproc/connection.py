@@ -158,13 +158,9 @@ def _native_address(address, family):
         ip, port = infos[0][4][:2]
         return (ip, port)
     if family == "AF_UNIX":
-        path = os.fsdecode(address)
-        if path.startswith("\0"):
-            raise ValueError(
-                "multiproc does not support abstract-namespace Unix addresses "
-                "(a path starting with NUL); use a filesystem path or None"
-            )
-        return path
+        # A leading NUL is Linux's abstract namespace: the native layer
+        # binds no file and serves only peers of this process's uid.
+        return os.fsdecode(address)
     raise ValueError("unsupported address family %r (multiproc supports AF_UNIX and AF_INET)"
                      % (family,))
 

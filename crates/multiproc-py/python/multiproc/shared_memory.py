@@ -2,6 +2,14 @@
 API) on multiproc's named segments (``/dev/shm/multiproc.NAME``, created
 ``O_EXCL`` with mode 0600, owner and header checked on open).
 
+``SharedMemory(name)`` without ``create`` opens multiproc's segment of that
+name or, when there is none, a segment the standard library made
+(``multiprocessing.shared_memory``, ``SharedMemoryManager``: ``/dev/shm/NAME``,
+no header): opened without following symlinks, and only if it is a regular
+file of this user that no one else may write (``PermissionError``
+otherwise); ``unlink()`` then removes that name. multiproc never creates
+such segments (``create=True`` makes its own).
+
 A named segment lives until ``unlink()``, as POSIX shared memory does;
 ``multiproc clean`` removes those whose creator died. For memory that
 nothing can leak, pass the ``SharedMemory`` object itself (not its name) to
@@ -42,6 +50,7 @@ class SharedMemory:
                 raise ValueError("'name' can only be None if create=True")
             raw = RawSharedMemory(0, _bare(name), False)
         self._raw = raw
+        self._foreign = raw.foreign
         self._name = name
         self._size = raw.size
         self._buf = memoryview(raw)
@@ -82,7 +91,7 @@ class SharedMemory:
 
     def unlink(self):
         """Remove the name; call once, from one process."""
-        RawSharedMemory.unlink_name(_bare(self._name))
+        RawSharedMemory.unlink_name(_bare(self._name), self._foreign)
 
 
 _SHM_NAME_PREFIX = _mp_shared_memory._SHM_NAME_PREFIX
