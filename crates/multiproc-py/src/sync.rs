@@ -48,6 +48,37 @@ fn finish(py: Python<'_>, g: Got) -> PyResult<bool> {
     }
 }
 
+/// Python's `acquire(block, timeout)` for a lock whose guards are
+/// forgotten (the Python object releases): try first without releasing the
+/// GIL, then wait in slices. `mark` repairs a lock taken from a dead owner.
+fn acquire_guard<G>(
+    py: Python<'_>,
+    block: bool,
+    timeout: Option<f64>,
+    try_lock: impl FnOnce() -> Result<G, AcquireError<G>>,
+    lock_timeout: impl Fn(Duration) -> Result<G, AcquireError<G>> + Sync,
+    mark: impl Fn(&G) + Sync,
+) -> PyResult<bool> {
+    let forget = |g: G, died: bool| {
+        if died {
+            mark(&g);
+        }
+        std::mem::forget(g);
+    };
+    let first = got(try_lock(), forget);
+    let g = if !block || !matches!(first, Got::No) {
+        first
+    } else {
+        sliced(
+            py,
+            deadline(timeout),
+            |t| got(lock_timeout(t), forget),
+            |g| matches!(g, Got::No),
+        )?
+    };
+    finish(py, g)
+}
+
 /// The native `Lock`.
 #[derive(Debug)]
 #[pyclass(module = "multiproc._multiproc", subclass, frozen)]
@@ -104,24 +135,14 @@ impl RawLock {
     #[pyo3(signature = (block = true, timeout = None))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
         let l = &self.l;
-        let forget = |g: multiproc::LockGuard<'_>, died: bool| {
-            if died {
-                g.mark_consistent();
-            }
-            std::mem::forget(g);
-        };
-        let first = got(l.try_lock(), forget);
-        let g = if !block || !matches!(first, Got::No) {
-            first
-        } else {
-            sliced(
-                py,
-                deadline(timeout),
-                |t| got(l.lock_timeout(t), forget),
-                |g| matches!(g, Got::No),
-            )?
-        };
-        finish(py, g)
+        acquire_guard(
+            py,
+            block,
+            timeout,
+            || l.try_lock(),
+            |t| l.lock_timeout(t),
+            multiproc::LockGuard::mark_consistent,
+        )
     }
 
     /// Release; `ValueError` if it is not locked.
@@ -191,24 +212,14 @@ impl RawRLock {
     #[pyo3(signature = (block = true, timeout = None))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
         let l = &self.l;
-        let forget = |g: multiproc::RLockGuard<'_>, died: bool| {
-            if died {
-                g.mark_consistent();
-            }
-            std::mem::forget(g);
-        };
-        let first = got(l.try_lock(), forget);
-        let g = if !block || !matches!(first, Got::No) {
-            first
-        } else {
-            sliced(
-                py,
-                deadline(timeout),
-                |t| got(l.lock_timeout(t), forget),
-                |g| matches!(g, Got::No),
-            )?
-        };
-        finish(py, g)
+        acquire_guard(
+            py,
+            block,
+            timeout,
+            || l.try_lock(),
+            |t| l.lock_timeout(t),
+            multiproc::RLockGuard::mark_consistent,
+        )
     }
 
     /// Release one level; `AssertionError` if this thread does not own it.

@@ -74,14 +74,19 @@ pub fn unix_listen(path: &Path, mode: u32, backlog: i32) -> io::Result<OwnedFd> 
 
 /// Connect a blocking Unix stream socket to `path`.
 pub fn unix_connect(path: &Path) -> io::Result<OwnedFd> {
-    let addr = unix_addr(path)?;
+    connect_unix_addr(&unix_addr(path)?)
+}
+
+/// Connect a blocking Unix stream socket to `addr` (a path or an abstract
+/// name).
+fn connect_unix_addr(addr: &SocketAddrUnix) -> io::Result<OwnedFd> {
     let fd = rustix::net::socket_with(
         AddressFamily::UNIX,
         SocketType::STREAM,
         SocketFlags::CLOEXEC,
         None,
     )?;
-    match rustix::net::connect(&fd, &addr) {
+    match rustix::net::connect(&fd, addr) {
         Ok(()) => Ok(fd),
         // A connect interrupted by a signal goes on in the background.
         Err(Errno::INTR) => finish_connect(&fd, None).map(|()| fd),
@@ -125,18 +130,7 @@ pub fn abstract_listen(name: &[u8], backlog: i32) -> io::Result<OwnedFd> {
 /// Connect a blocking Unix stream socket to the abstract-namespace name
 /// `name`.
 pub fn abstract_connect(name: &[u8]) -> io::Result<OwnedFd> {
-    let addr = abstract_addr(name)?;
-    let fd = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
-    match rustix::net::connect(&fd, &addr) {
-        Ok(()) => Ok(fd),
-        Err(Errno::INTR) => finish_connect(&fd, None).map(|()| fd),
-        Err(e) => Err(e.into()),
-    }
+    connect_unix_addr(&abstract_addr(name)?)
 }
 
 /// The effective uid of the process at the other end of a connected Unix
