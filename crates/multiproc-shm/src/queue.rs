@@ -22,39 +22,56 @@
 //!
 //! # Records
 //!
-//! A record is an 8-byte header (`len: u32`, `kind: u32`, little-endian)
-//! and `len` bytes of body, padded to 8 bytes. A record never wraps: when it
-//! does not fit before the end of the ring, a [`KIND_WRAP`] header fills the
-//! rest of the lap and the record starts at offset 0.
+//! A record is an 8-byte header (one `u64` word, `len | kind << 32`, stored
+//! and loaded atomically) and `len` bytes of body, padded to 8 bytes. A
+//! record never wraps: when it does not fit before the end of the ring, a
+//! [`KIND_WRAP`] header fills the rest of the lap and the record starts at
+//! offset 0. A header word of 0 (kind 0) is a cleared slot: nothing there
+//! yet.
 //!
-//! # Commit words
+//! # Commits
 //!
 //! `tail` and `head` each pack a position and an item count into one `u64`
 //! (`at | items << 32`). `at` counts bytes modulo 2³², the offset in the ring
 //! is `at & (cap - 1)`, and `cap` divides 2³², so wrapping arithmetic gives
 //! `used = tail.at - head.at` and `queued = tail.items - head.items`.
 //!
+//! A record is published by its header: the producer writes the body,
+//! clears the header slot after the record, and then stores the header
+//! (with a filler, the filler's header last). So the slot at `tail` always
+//! holds 0 until a record is committed there, and consumers read only the
+//! header at `head`, never `tail`: a consumer keeping pace with a producer
+//! pulls only the ring's cache lines, not the producers' as well. `tail` is
+//! the producers' own count, moved right after the header.
+//!
 //! | word | Release store (SYNC POINT: write) | paired Acquire (SYNC POINT: read) |
 //! |------|-------------------------------------|------------------------------------|
-//! | `tail` | a producer, after writing the record's bytes | a consumer, before reading them |
+//! | record header | a producer, after the body and the cleared next slot | a consumer, before reading the body |
+//! | `tail` | a producer, after the header | producers (and `len`), to find room |
 //! | `head` | a consumer, after copying the record out | a producer, before overwriting those bytes |
 //!
 //! Each operation commits with one store of one word, so a process killed at
 //! any point leaves the queue either before or after its operation:
 //!
-//! - a producer killed before its `tail` store leaves half-written bytes
-//!   beyond `tail`, which nobody reads and the next put overwrites;
+//! - a producer killed before the header store leaves half-written bytes
+//!   beyond `tail`, behind a cleared header, which nobody reads and the next
+//!   put overwrites; killed after it, the record is in the queue, and the
+//!   next producer, which takes the lock over from the dead one, moves
+//!   `tail` over it ([`roll_forward`](RawQueue::roll_forward));
 //! - a consumer killed before its `head` store leaves the record for the next
 //!   consumer; killed after, it took the item with it (gone, as in Python).
 //!
 //! Both locks are robust [`RawLock`]s: a waiter takes a dead holder's lock
-//! over within [`LIVENESS_CHECK`](crate::LIVENESS_CHECK), and since every
-//! shared field either commits atomically or errs on the safe side (see the
-//! out-of-line budget and the JoinableQueue counters), there is nothing to
-//! repair. Every header read from the ring is validated against `head`,
-//! `tail` and `cap`: a ring corrupted by a hostile process gives
-//! [`QueueError::Corrupted`], never an out-of-bounds access or an endless
-//! loop.
+//! over within [`LIVENESS_CHECK`](crate::LIVENESS_CHECK); apart from the
+//! roll-forward every shared field either commits atomically or errs on the
+//! safe side (see the out-of-line budget and the JoinableQueue counters).
+//! Between a header store and the `tail` store consumers may be ahead of
+//! `tail`; counts read without the P lock treat that as empty. Every header
+//! read from the ring is validated against `head` and `cap` (a record never
+//! crosses the ring's end; two WRAPs never follow each other): a ring
+//! corrupted by a hostile process gives [`QueueError::Corrupted`] or forged
+//! records (it could write those anyway), never an out-of-bounds access or
+//! an endless loop.
 //!
 //! # Keeping the ring small
 //!
@@ -68,7 +85,7 @@
 //! that WRAP (they stopped) moves the few records before it to the end of
 //! its filler and the head with them (`reclaim_lap`), so the rest of that
 //! lap is never out of reach: a put still blocks only when the ring is
-//! full. The producer looks at the consumers' position once every
+//! full (all but the cleared header slot after the last record). The producer looks at the consumers' position once every
 //! [`LAP_PROBE_EVERY`] bytes at most.
 //!
 //! # Waiting
@@ -183,6 +200,13 @@ pub unsafe trait Region {
     fn read(&self, at: u32, out: &mut [u8]);
     /// Copy `src` to offset `at`.
     fn write(&self, at: u32, src: &[u8]);
+    /// Load the 8-byte record header at `at` (8-aligned) atomically, with
+    /// Acquire ordering.
+    fn load_header(&self, at: u32) -> u64;
+    /// Store the 8-byte record header at `at` (8-aligned) atomically, with
+    /// Release ordering: the bytes written before it are visible to a
+    /// process whose [`load_header`](Self::load_header) sees it.
+    fn store_header(&self, at: u32, header: u64);
     /// Append `len` bytes from offset `at` to `out`. The default fills with
     /// zeros and then copies; an implementation can copy into the spare
     /// capacity directly.
@@ -343,8 +367,6 @@ struct Producers {
 #[repr(C, align(128))]
 struct Consumers {
     lock: RawLock,
-    /// The last `tail` a consumer loaded (records up to it are committed).
-    tail_seen: AtomicU64,
     /// Out-of-line bytes taken, ever (added before the commit, for the same
     /// reason as `ool_put`).
     ool_got: AtomicU64,
@@ -539,7 +561,6 @@ impl RawQueue {
             tail: Word(AtomicU64::new(0)),
             cons: Consumers {
                 lock: RawLock::new(),
-                tail_seen: AtomicU64::new(0),
                 ool_got: AtomicU64::new(0),
                 credit: AtomicU32::new(0),
             },
@@ -572,21 +593,71 @@ impl RawQueue {
     // (Ordering::Relaxed: the lock's Acquire/Release order them); `tail`
     // and `head` are the SYNC POINTs described in the module docs.
 
+    /// Take the P lock; from a dead producer, first move `tail` over what
+    /// it committed ([`roll_forward`](Self::roll_forward)).
+    #[inline]
+    fn lock_producers<E: Env + ?Sized, R: Region + ?Sized>(
+        &self,
+        env: &E,
+        ring: &R,
+        deadline: Option<Instant>,
+    ) -> Result<(), QueueError> {
+        if self.lock(&self.prod.lock, env, deadline)? {
+            self.roll_forward(ring);
+        }
+        Ok(())
+    }
+
+    /// With the P lock taken over from a dead producer: move `tail` over
+    /// the records that producer committed (their headers are written) but
+    /// did not yet count in `tail`. The walk stops at the first cleared
+    /// header slot, and at anything insane.
+    #[cold]
+    fn roll_forward<R: Region + ?Sized>(&self, ring: &R) {
+        let cap = ring.capacity();
+        let start = Pos::unpack(self.tail.0.load(Ordering::Relaxed));
+        let mut t = start;
+        let mut walked = 0u32;
+        while t.at % 8 == 0 && walked < cap {
+            let off = t.at & (cap - 1);
+            let (len, kind) = Self::read_header(ring, off);
+            let step = match kind {
+                KIND_WRAP => cap - off,
+                KIND_INLINE | KIND_SIDE if record_span(len) <= u64::from(cap - off) => {
+                    record_span(len) as u32
+                }
+                _ => break,
+            };
+            t.at = t.at.wrapping_add(step);
+            if kind != KIND_WRAP {
+                t.items = t.items.wrapping_add(1);
+            }
+            walked = walked.saturating_add(step);
+        }
+        if t != start {
+            // SYNC POINT: write, as in `append_one`.
+            self.tail.0.store(t.pack(), Ordering::Release);
+        }
+    }
+
+    /// Take `lock`; whether it was taken over from a dead holder (marked
+    /// consistent: the caller repairs what needs it).
     #[inline]
     fn lock<E: Env + ?Sized>(
         &self,
         lock: &RawLock,
         env: &E,
         deadline: Option<Instant>,
-    ) -> Result<(), QueueError> {
+    ) -> Result<bool, QueueError> {
         match lock.lock(env, lock_deadline(deadline)) {
             Ok(Acquired::OwnerDied) => {
-                // Nothing to repair: every change commits with one store
-                // (module docs), so the dead holder left a consistent state.
+                // Every change commits with one store (module docs); the
+                // only repair is the producers' `tail`, which the P lock's
+                // caller rolls forward.
                 lock.mark_consistent();
-                Ok(())
+                Ok(true)
             }
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(false),
             // Only a hostile process can make a queue lock unrecoverable:
             // this code always marks it consistent.
             Err(LockError::NotRecoverable) => Err(QueueError::Corrupted),
@@ -659,6 +730,8 @@ impl RawQueue {
         size: u32,
     ) -> Result<Option<u32>, QueueError> {
         let (wrap, need) = placement(ring.capacity(), t.at, size);
+        // The record, and the header slot after it (cleared at the commit).
+        let need = need + HEADER;
         if self.space(ring, t, false).is_ok_and(|s| s.takes(need))
             || self.space(ring, t, true)?.takes(need)
         {
@@ -714,18 +787,24 @@ impl RawQueue {
         // behind, and without this would walk the whole ring.
         let pending = t.at.wrapping_sub(h.at);
         // (The move keeps the WRAP header: it needs `pending + HEADER`.)
-        let restart =
-            pending <= off && pending <= restart_backlog(cap) && pending + HEADER <= cap - off;
+        // The header slot at offset 0, which the WRAP's commit clears, must
+        // be consumed: hence `pending + HEADER <= off`.
+        let restart = pending + HEADER <= off
+            && pending <= restart_backlog(cap)
+            && pending + HEADER <= cap - off;
         if !restart {
             self.prod
                 .lap_probe
                 .store(t.at.wrapping_add(every), Ordering::Relaxed);
             return t;
         }
-        Self::write_header(ring, off, 0, KIND_WRAP);
+        // The hint first: a producer killed before the commit leaves a hint
+        // that `records_before_wrap` finds false, nothing worse.
         self.prod
             .restart_wrap
             .store(1 << 32 | u64::from(t.at), Ordering::Relaxed);
+        Self::clear_header(ring, 0);
+        Self::write_header(ring, off, 0, KIND_WRAP);
         let t = Pos {
             at: t.at.wrapping_add(cap - off),
             items: t.items,
@@ -794,9 +873,7 @@ impl RawQueue {
                 if to < (w & (cap - 1)) + HEADER {
                     break;
                 }
-                let mut bytes = vec![0u8; before as usize];
-                ring.read(from, &mut bytes);
-                ring.write(to, &bytes);
+                Self::copy_records(ring, from, to, before);
                 env.failpoint("reclaim.copied");
             }
             h.at = lap_end.wrapping_sub(before);
@@ -809,12 +886,26 @@ impl RawQueue {
         }
         if h != start {
             self.prod.head_seen.store(h.pack(), Ordering::Relaxed);
-            // The consumers' cached tail must never be behind their head;
-            // the head makes their next take load `tail`.
-            self.cons.tail_seen.store(h.pack(), Ordering::Relaxed);
         }
         Self::unlock(&self.cons.lock, env);
         Ok(h != start)
+    }
+
+    /// With both locks held: copy the `len` bytes of sane records at `from`
+    /// to `to` (no overlap), bodies first and each header after its body.
+    fn copy_records<R: Region + ?Sized>(ring: &R, from: u32, to: u32, len: u32) {
+        let mut done = 0u32;
+        let mut body = Vec::new();
+        while done < len {
+            let (n, kind) = Self::read_header(ring, from + done);
+            let size = record_span(n).min(u64::from(len - done)) as u32;
+            body.clear();
+            body.resize((size - HEADER) as usize, 0);
+            ring.read(from + done + HEADER, &mut body);
+            ring.write(to + done + HEADER, &body);
+            Self::write_header(ring, to + done, n, kind);
+            done += size;
+        }
     }
 
     /// Bytes of the records from `h` to the first WRAP after it, if that
@@ -846,27 +937,39 @@ impl RawQueue {
         }
     }
 
-    /// The header at `off`: `(len, kind)`, as written (unvalidated).
+    /// The header at `off`: `(len, kind)`, as written (unvalidated; kind 0:
+    /// nothing committed there). SYNC POINT: read (Acquire, in
+    /// [`Region::load_header`]): pairs with the Release in `write_header`,
+    /// so a record's bytes are visible once its header is.
     #[inline]
     fn read_header<R: Region + ?Sized>(ring: &R, off: u32) -> (u32, u32) {
-        let mut hdr = [0u8; 8];
-        ring.read(off, &mut hdr);
-        (
-            u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]),
-            u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]),
-        )
+        let w = ring.load_header(off);
+        (w as u32, (w >> 32) as u32)
     }
 
+    /// Commit a header at `off`. SYNC POINT: write (Release, in
+    /// [`Region::store_header`]): the record's body, and the cleared header
+    /// after it, are written first.
     #[inline]
     fn write_header<R: Region + ?Sized>(ring: &R, off: u32, len: u32, kind: u32) {
-        let mut h = [0u8; 8];
-        h[..4].copy_from_slice(&len.to_le_bytes());
-        h[4..].copy_from_slice(&kind.to_le_bytes());
-        ring.write(off, &h);
+        ring.store_header(off, u64::from(len) | u64::from(kind) << 32);
     }
 
-    /// With the P lock held and room found: write a record at `t` (after
-    /// `wrap` bytes of filler); returns the position after it.
+    /// Clear the header slot at `off` (the one after a record about to be
+    /// committed), so that consumers reaching it see "nothing yet".
+    #[inline]
+    fn clear_header<R: Region + ?Sized>(ring: &R, off: u32) {
+        ring.store_header(off, 0);
+    }
+
+    /// With the P lock held and room found (for `wrap` bytes of filler, the
+    /// record, and the header slot after it): write a record at `t` and
+    /// commit it (consumers can take it from then on); returns the position
+    /// after it. The caller then moves `tail` there.
+    ///
+    /// Order: body, the next header slot cleared, the record's header
+    /// (Release), and with a filler the filler's header last, since
+    /// consumers reach the record only through it.
     #[inline]
     fn write_record<E: Env + ?Sized, R: Region + ?Sized>(
         env: &E,
@@ -878,14 +981,9 @@ impl RawQueue {
         body: &[u8],
     ) -> Pos {
         let cap = ring.capacity();
-        let mut at = t.at;
-        if wrap != 0 {
-            Self::write_header(ring, at & (cap - 1), 0, KIND_WRAP);
-            at = at.wrapping_add(wrap);
-        }
+        let at = t.at.wrapping_add(wrap);
         let off = at & (cap - 1);
         let len = (prefix.len() + body.len()) as u32;
-        Self::write_header(ring, off, len, kind);
         let o = off + HEADER;
         if !prefix.is_empty() {
             ring.write(o, prefix);
@@ -901,8 +999,14 @@ impl RawQueue {
         } else {
             ring.write(o, body);
         }
+        let next = at.wrapping_add(HEADER + pad8(len));
+        Self::clear_header(ring, next & (cap - 1));
+        Self::write_header(ring, off, len, kind);
+        if wrap != 0 {
+            Self::write_header(ring, t.at & (cap - 1), 0, KIND_WRAP);
+        }
         Pos {
-            at: at.wrapping_add(HEADER + pad8(len)),
+            at: next,
             items: t.items.wrapping_add(1),
         }
     }
@@ -944,7 +1048,7 @@ impl RawQueue {
         }
         let mut send = send;
         loop {
-            self.lock(&self.prod.lock, env, deadline)?;
+            self.lock_producers(env, ring, deadline)?;
             env.failpoint("put.locked");
             let r = self.append_one(env, ring, rec, size, deadline, &mut send);
             Self::unlock(&self.prod.lock, env);
@@ -1014,8 +1118,12 @@ impl RawQueue {
                 Self::write_record(env, ring, t, wrap, KIND_SIDE, &prefix, meta)
             }
         };
-        // The commit point. SYNC POINT: write. Release pairs with the
-        // consumers' Acquire of `tail`: the record's bytes are visible first.
+        // Consumers can take the record now (its header is the commit); a
+        // producer killed here leaves `tail` behind it, which the next
+        // producer rolls forward.
+        env.failpoint("put.published");
+        // SYNC POINT: write. Release pairs with the Acquire loads of `tail`
+        // by producers (and `len`): the record's bytes are written first.
         self.tail.0.store(next.pack(), Ordering::Release);
         env.failpoint("put.committed");
         if let Rec::Side { ool, .. } = rec {
@@ -1055,7 +1163,9 @@ impl RawQueue {
     fn room_hint<R: Region + ?Sized>(&self, ring: &R, size: u32) -> bool {
         let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
         let (_, need) = placement(ring.capacity(), t.at, size);
-        self.space(ring, t, true).map_or(true, |s| s.takes(need)) || self.wrap_at_head(ring)
+        self.space(ring, t, true)
+            .map_or(true, |s| s.takes(need + HEADER))
+            || self.wrap_at_head(ring)
     }
 
     /// Put inline records under one lock hold while they fit, committing
@@ -1075,7 +1185,7 @@ impl RawQueue {
         let mut n = 0usize;
         while n < items.len() {
             let size = fits(items[n]).ok_or((n, QueueError::TooLarge))?;
-            self.lock(&self.prod.lock, env, deadline)
+            self.lock_producers(env, ring, deadline)
                 .map_err(|e| (n, e))?;
             if self.is_closed() {
                 Self::unlock(&self.prod.lock, env);
@@ -1096,7 +1206,8 @@ impl RawQueue {
                 let body = items[i];
                 let Some(size) = fits(body) else { break };
                 let (wrap, need) = placement(cap, t.at, size);
-                if !space.takes(need) {
+                // (Room for the header slot after it too, as in `fits`.)
+                if !space.takes(need + HEADER) {
                     // Look at the real head once; then try to skip a WRAP
                     // left at the head once.
                     let refreshed = if !fresh {
@@ -1183,7 +1294,7 @@ impl RawQueue {
             }
             let ticket = self.not_empty.prepare(env);
             // Re-check after registering (Dekker with the producers' notify).
-            if self.has_items() || self.is_closed() {
+            if self.has_items(ring) || self.is_closed() {
                 self.not_empty.cancel();
                 continue;
             }
@@ -1191,13 +1302,13 @@ impl RawQueue {
         }
     }
 
-    /// Whether a record is committed and not taken (no lock; a hint).
+    /// Whether a record (or a WRAP) is committed at the head (no lock; a
+    /// hint).
     #[inline]
-    fn has_items(&self) -> bool {
-        // SYNC POINT: read (Acquire), as in `take`.
+    fn has_items<R: Region + ?Sized>(&self, ring: &R) -> bool {
         let h = Pos::unpack(self.head.0.load(Ordering::Acquire));
-        let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
-        h.at != t.at
+        // SYNC POINT: read (Acquire), as in `take`.
+        Self::read_header(ring, h.at & (ring.capacity() - 1)).1 != 0
     }
 
     /// With the C lock held: take up to `max` records. `Ok(0)`: empty (and
@@ -1214,55 +1325,51 @@ impl RawQueue {
         let fail = |n: usize, e: QueueError| if n > 0 { Ok(n) } else { Err(e) };
         let cap = ring.capacity();
         let mut h = Pos::unpack(self.head.0.load(Ordering::Relaxed));
-        let mut t = Pos::unpack(self.cons.tail_seen.load(Ordering::Relaxed));
         let mut n = 0usize;
         let joinable = self.joinable();
         let mut slot = None;
         let base = scratch.len();
+        // WRAPs skipped since the last record: a sane ring never has two in
+        // a row, so a second one means a hostile ring (and no endless loop).
+        let mut wraps = 0;
         while n < max {
-            if h.at == t.at {
-                // SYNC POINT: read. Acquire pairs with the producers'
-                // Release of `tail`: committed records' bytes are visible.
-                t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
-                self.cons.tail_seen.store(t.pack(), Ordering::Relaxed);
-                if h.at == t.at {
-                    if n > 0 {
-                        break;
-                    }
-                    // Closed and drained? A put that happened before the
-                    // close is visible once the close is (Acquire), so look
-                    // at `tail` once more after seeing it.
-                    if self.config.closed.load(Ordering::Acquire) != 0 {
-                        t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
-                        self.cons.tail_seen.store(t.pack(), Ordering::Relaxed);
-                        if h.at == t.at {
-                            return Err(QueueError::Closed);
-                        }
-                        continue;
-                    }
-                    return Ok(0);
-                }
-            }
-            let avail = t.at.wrapping_sub(h.at);
-            if avail > cap || h.at % 8 != 0 {
+            if h.at % 8 != 0 {
                 return fail(n, QueueError::Corrupted);
             }
             let off = h.at & (cap - 1);
+            // The header is the record's commit (module docs): kind 0 is the
+            // cleared slot after the last committed record.
             let (len, kind) = Self::read_header(ring, off);
+            if kind == 0 {
+                if n > 0 {
+                    break;
+                }
+                // Closed and drained? A put that happened before the close
+                // is visible once the close is (Acquire), so look at the
+                // header once more after seeing it.
+                if self.config.closed.load(Ordering::Acquire) != 0 {
+                    if Self::read_header(ring, off).1 == 0 {
+                        return Err(QueueError::Closed);
+                    }
+                    continue;
+                }
+                return Ok(0);
+            }
             if kind == KIND_WRAP {
-                let skip = cap - off;
-                if skip > avail {
+                wraps += 1;
+                if wraps > 1 {
                     return fail(n, QueueError::Corrupted);
                 }
-                h.at = h.at.wrapping_add(skip);
+                h.at = h.at.wrapping_add(cap - off);
                 // SYNC POINT: write, as below (the filler is consumed).
                 self.head.0.store(h.pack(), Ordering::Release);
                 continue;
             }
+            wraps = 0;
             let size = record_span(len);
             let valid_kind =
                 kind == KIND_INLINE || (kind == KIND_SIDE && len as usize >= SIDE_PREFIX);
-            if !valid_kind || size > u64::from(cap - off) || size > u64::from(avail) {
+            if !valid_kind || size > u64::from(cap - off) {
                 return fail(n, QueueError::Corrupted);
             }
             let start = scratch.len();
@@ -1341,10 +1448,12 @@ impl RawQueue {
     /// Items in the queue (a snapshot; Python's `qsize()`).
     #[inline]
     pub fn len(&self) -> u32 {
-        // `head` first: both only grow, so the difference is never negative.
+        // `head` first: both only grow. Consumers can take a committed
+        // record before its producer moves `tail` over it, so the difference
+        // can be briefly negative: that counts as empty.
         let h = Pos::unpack(self.head.0.load(Ordering::Acquire));
         let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
-        t.items.wrapping_sub(h.items).min(i32::MAX as u32)
+        (t.items.wrapping_sub(h.items) as i32).max(0) as u32
     }
 
     /// Whether the queue holds no item (a snapshot).
@@ -1373,7 +1482,7 @@ impl RawQueue {
     pub fn used_bytes(&self) -> u32 {
         let h = Pos::unpack(self.head.0.load(Ordering::Acquire));
         let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
-        t.at.wrapping_sub(h.at)
+        (t.at.wrapping_sub(h.at) as i32).max(0) as u32
     }
 
     /// Processes registered as sleeping: (in `get`, in `put`). A waiter
@@ -1392,11 +1501,10 @@ impl RawQueue {
         let r = |a: &AtomicU64| Pos::unpack(a.load(Ordering::Acquire));
         let w = |a: &AtomicU32| a.load(Ordering::Acquire);
         format!(
-            "head {:?} tail {:?} head_seen {:?} tail_seen {:?} P {:?} C {:?} not_empty {}/{} not_full {}/{} closed {}",
+            "head {:?} tail {:?} head_seen {:?} P {:?} C {:?} not_empty {}/{} not_full {}/{} closed {}",
             r(&self.head.0),
             r(&self.tail.0),
             r(&self.prod.head_seen),
-            r(&self.cons.tail_seen),
             self.prod.lock.owner(),
             self.cons.lock.owner(),
             w(&self.not_empty.seq),
@@ -1451,7 +1559,9 @@ impl RawQueue {
     fn unfinished_locked(&self) -> i64 {
         let h = Pos::unpack(self.head.0.load(Ordering::Relaxed));
         let t = Pos::unpack(self.tail.0.load(Ordering::Acquire));
-        let queued = i64::from(t.items.wrapping_sub(h.items));
+        // Never negative: a record taken before its producer moved `tail`
+        // over it is counted in `held` already (see `len`).
+        let queued = i64::from((t.items.wrapping_sub(h.items) as i32).max(0));
         let held: i64 = self
             .takers
             .iter()

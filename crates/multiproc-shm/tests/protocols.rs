@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use multiproc_shm::sync::{AtomicU32, Ordering};
+use multiproc_shm::sync::{AtomicU32, AtomicU64, Ordering};
 use multiproc_shm::{Acquired, Env, Me, RawBarrier, RawCondition, RawEvent, RawLock, RawSemaphore};
 
 #[cfg(multiproc_loom)]
@@ -271,6 +271,8 @@ use std::cell::UnsafeCell;
 /// the model checks the ring's publication, not only its wake-ups.
 struct Cells {
     bytes: Vec<UnsafeCell<u8>>,
+    /// The 8-byte header slots, accessed only atomically.
+    headers: Vec<AtomicU64>,
 }
 
 // SAFETY: the cells are only accessed through `read`/`write` below, by the
@@ -282,6 +284,7 @@ impl Cells {
     fn new(cap: usize) -> Self {
         Cells {
             bytes: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
+            headers: (0..cap / 8).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 }
@@ -304,6 +307,12 @@ unsafe impl Region for Cells {
                 *o = unsafe { *c.get() };
             }
         }
+    }
+    fn load_header(&self, at: u32) -> u64 {
+        self.headers[at as usize / 8].load(Ordering::Acquire)
+    }
+    fn store_header(&self, at: u32, header: u64) {
+        self.headers[at as usize / 8].store(header, Ordering::Release);
     }
     fn write(&self, at: u32, src: &[u8]) {
         for (i, v) in src.iter().enumerate() {

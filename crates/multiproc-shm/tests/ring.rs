@@ -72,6 +72,14 @@ unsafe impl Region for Heap {
         let v = unsafe { &mut *self.bytes.get() };
         v[at as usize..at as usize + src.len()].copy_from_slice(src);
     }
+    fn load_header(&self, at: u32) -> u64 {
+        let mut b = [0u8; 8];
+        self.read(at, &mut b);
+        u64::from_le_bytes(b)
+    }
+    fn store_header(&self, at: u32, header: u64) {
+        self.write(at, &header.to_le_bytes());
+    }
 }
 
 fn now() -> Option<Instant> {
@@ -215,18 +223,19 @@ fn a_restarted_lap_costs_no_room_even_with_idle_consumers() {
         put(&q, &ring, &body).unwrap();
         get(&q, &ring, 1).unwrap();
     }
-    // Now nobody consumes: the whole ring must still fill.
+    // Now nobody consumes: the whole ring must still fill (but for the
+    // header slot after the last record, which stays cleared).
     let mut n = 0;
     while put(&q, &ring, &body).is_ok() {
         n += 1;
     }
     assert_eq!(
         n,
-        cap / 64,
+        (cap - HEADER) / 64,
         "a restart left room stranded: {}",
         q.debug_state()
     );
-    assert_eq!(get(&q, &ring, 1000).unwrap().len() as u32, cap / 64);
+    assert_eq!(get(&q, &ring, 1000).unwrap().len() as u32, n);
 }
 
 #[test]
@@ -255,13 +264,13 @@ fn a_lap_restarted_with_records_pending_is_reclaimed_when_consumers_stop() {
         }
         // Now nobody consumes: the ring must still fill completely (the
         // pending records move behind the WRAP, the rest of the lap is
-        // free again).
+        // free again), but for the cleared header slot after the last.
         while put(&q, &ring, &rec(next)).is_ok() {
             next += 1;
         }
         assert_eq!(
             q.len() * 64,
-            cap,
+            cap - 64,
             "lead {lead}: room stranded: {}",
             q.debug_state()
         );
@@ -303,8 +312,11 @@ fn records_too_large_for_the_ring_are_refused() {
 }
 
 /// Puts two records, lets `attack` scribble, and checks that the consumer
-/// gets either a record intact or `Corrupted`, and the producer a typed
-/// answer too.
+/// gets records or `Corrupted`, and the producer a typed answer too, with
+/// no panic, no access outside the ring and no endless loop. (What a record
+/// holds is not checked: a process that can write the ring can forge any
+/// record, e.g. stretch a header over the next one; only the bounds are
+/// the queue's to keep.)
 fn survive(attack: impl Fn(&Heap, &RawQueue)) {
     let ring = Heap::new(256);
     let q = RawQueue::new(0, 1 << 20, false);
@@ -315,10 +327,7 @@ fn survive(attack: impl Fn(&Heap, &RawQueue)) {
         match get(&q, &ring, 8) {
             Ok(got) => {
                 for g in got {
-                    assert!(
-                        g == b"first record" || g == b"second" || g == b"more",
-                        "torn record {g:?}"
-                    );
+                    assert!(g.len() <= 256 - 8, "record larger than the ring: {g:?}");
                 }
             }
             Err(QueueError::Corrupted | QueueError::Timeout) => {}

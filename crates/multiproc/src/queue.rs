@@ -98,7 +98,7 @@ const RAW_AT: usize = 64;
 const RING_AT: usize = 4096 - segment::PAYLOAD;
 const _: () = assert!(RAW_AT + std::mem::size_of::<RawQueue>() <= RING_AT);
 const LAYOUT: u64 = segment::layout_hash(
-    "multiproc::Queue/2",
+    "multiproc::Queue/3",
     std::mem::size_of::<RawQueue>(),
     std::mem::align_of::<RawQueue>(),
 );
@@ -349,6 +349,34 @@ unsafe impl Region for Ring {
         unsafe {
             std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(at as usize), src.len());
         }
+    }
+
+    fn load_header(&self, at: u32) -> u64 {
+        self.header_word(at)
+            .map_or(0, |w| w.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    fn store_header(&self, at: u32, header: u64) {
+        if let Some(w) = self.header_word(at) {
+            w.store(header, std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
+impl Ring {
+    /// The header word at `at`, if `at` is 8-aligned and inside the ring
+    /// (the algorithm never asks for another).
+    #[inline]
+    fn header_word(&self, at: u32) -> Option<&std::sync::atomic::AtomicU64> {
+        if at % 8 != 0 || u64::from(at) + 8 > u64::from(self.cap) {
+            return None;
+        }
+        // SAFETY: in bounds (checked above) and 8-aligned (the ring starts on
+        // a page boundary and `at` is a multiple of 8); every process
+        // accesses header words only atomically, through this function
+        // (bodies are never copied over a header a consumer may be reading
+        // at the same time), and the segment outlives `self`.
+        Some(unsafe { std::sync::atomic::AtomicU64::from_ptr(self.base.add(at as usize).cast()) })
     }
 }
 

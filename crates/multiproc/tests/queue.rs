@@ -446,6 +446,8 @@ fn kill_at_every_failpoint_of_put_and_get() {
         ("put.half", true, false, false),
         ("put.half", true, true, false),
         ("put.sent", true, true, false),
+        ("put.published", true, false, true),
+        ("put.published", true, true, true),
         ("put.committed", true, false, true),
         ("put.committed", true, true, true),
         ("put.unlocked", true, false, true),
