@@ -172,6 +172,13 @@ pub fn restart_backlog(cap: u32) -> u32 {
     (cap / 4).min(4 << 20)
 }
 
+/// Free bytes that make a get wake producers asleep for room (a quarter of
+/// the ring, at most 8 MiB; see `room_worth_a_wake`).
+#[inline]
+pub fn wake_room(cap: u32) -> u32 {
+    (cap / 4).min(8 << 20)
+}
+
 /// Bytes a producer past the soft limit writes between two looks at the
 /// consumers' position (each look is a cache miss on their cache line).
 pub const LAP_PROBE_EVERY: u32 = 4096;
@@ -305,6 +312,15 @@ impl Signal {
     /// system call when there are none.
     #[inline]
     fn notify<E: Env + ?Sized>(&self, env: &E, n: u32) {
+        self.notify_if(env, n, || true);
+    }
+
+    /// [`notify`](Self::notify), but with sleepers, wake them only if
+    /// `worth` says the change is worth a wake-up. A `worth` that says no
+    /// must say yes to some later change before the sleepers' condition can
+    /// hold, or a wake-up is lost.
+    #[inline]
+    fn notify_if<E: Env + ?Sized>(&self, env: &E, n: u32, worth: impl FnOnce() -> bool) {
         // The other half of the Dekker pair: store condition, barrier, load
         // sleepers. The light form is only a compiler barrier: the waiters'
         // heavy barrier (membarrier) orders this side for them.
@@ -313,7 +329,7 @@ impl Signal {
         } else {
             fence(Ordering::SeqCst);
         }
-        if self.sleepers.load(Ordering::Relaxed) > 0 {
+        if self.sleepers.load(Ordering::Relaxed) > 0 && worth() {
             // SYNC POINT: write. Pairs with the Acquire loads in `prepare`
             // and `park`.
             self.seq.fetch_add(1, Ordering::Release);
@@ -1273,12 +1289,14 @@ impl RawQueue {
         loop {
             self.lock(&self.cons.lock, env, deadline)?;
             env.failpoint("get.locked");
-            let r = self.take(env, ring, max.max(1), scratch, sink);
+            let mut side = false;
+            let r = self.take(env, ring, max.max(1), scratch, &mut side, sink);
             Self::unlock(&self.cons.lock, env);
             match r {
                 Ok(0) => {}
                 Ok(n) => {
-                    self.not_full.notify(env, u32::MAX);
+                    self.not_full
+                        .notify_if(env, u32::MAX, || side || self.room_worth_a_wake(ring));
                     return Ok(n);
                 }
                 Err(e) => return Err(e),
@@ -1302,6 +1320,28 @@ impl RawQueue {
         }
     }
 
+    /// After a get, with producers asleep for room: whether to wake them.
+    /// Producers waiting for item slots always; producers waiting for bytes
+    /// once [`wake_room`] bytes are free (a producer far ahead of its
+    /// consumers then runs in long strides instead of one wake-up per get),
+    /// or when the head reaches a WRAP (the producer may free its lap) or
+    /// the last record. Every sleeper's condition needs one of these first:
+    /// a record fits in at most half the ring, so it fits in an empty ring.
+    /// (Side records, whose budget producers may wait for, always wake:
+    /// the caller checks.)
+    fn room_worth_a_wake<R: Region + ?Sized>(&self, ring: &R) -> bool {
+        if self.maxsize() != 0 {
+            return true;
+        }
+        let cap = ring.capacity();
+        let h = Pos::unpack(self.head.0.load(Ordering::Relaxed));
+        let t = Pos::unpack(self.tail.0.load(Ordering::Relaxed));
+        let used = t.at.wrapping_sub(h.at);
+        used > cap
+            || cap - used >= wake_room(cap)
+            || matches!(Self::read_header(ring, h.at & (cap - 1)).1, 0 | KIND_WRAP)
+    }
+
     /// Whether a record (or a WRAP) is committed at the head (no lock; a
     /// hint).
     #[inline]
@@ -1320,6 +1360,7 @@ impl RawQueue {
         ring: &R,
         max: usize,
         scratch: &mut Vec<u8>,
+        side: &mut bool,
         sink: Sink<'_>,
     ) -> Result<usize, QueueError> {
         let fail = |n: usize, e: QueueError| if n > 0 { Ok(n) } else { Err(e) };
@@ -1380,6 +1421,7 @@ impl RawQueue {
                 ool: 0,
             };
             if kind == KIND_SIDE {
+                *side = true;
                 taken.seq = read_u64(scratch, start);
                 taken.ool = read_u64(scratch, start + 8);
                 scratch.drain(start..start + SIDE_PREFIX);
