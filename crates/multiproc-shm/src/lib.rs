@@ -14,6 +14,7 @@
 //! - [`RawQueue`]: the MPMC record ring behind the queues.
 
 pub mod barrier;
+pub mod bias;
 pub mod condition;
 pub mod env;
 pub mod event;
@@ -24,6 +25,7 @@ pub mod semaphore;
 pub mod sync;
 
 pub use barrier::{Broken, RawBarrier};
+pub use bias::BiasLock;
 pub use condition::{RawCondition, Ticket};
 pub use env::{Env, LIVENESS_CHECK, Me};
 pub use event::RawEvent;

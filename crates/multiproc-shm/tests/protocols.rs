@@ -447,3 +447,164 @@ fn queue_join_waits_for_task_done() {
         t.join().unwrap();
     });
 }
+
+// ----- the biased lock --------------------------------------------------------------
+
+use multiproc_shm::BiasLock;
+
+/// Data only the lock orders: under loom, an access that does not happen
+/// after the previous one is reported as a data race, so the models check
+/// that the fast path, the revocation and the grant publish the protected
+/// data, not only that they exclude each other.
+struct Guarded(UnsafeCell<u32>);
+
+// SAFETY: accessed only by the holder of the lock (and, at the end, after
+// every thread joined); loom checks exactly that ordering.
+unsafe impl Sync for Guarded {}
+
+impl Guarded {
+    fn new() -> Self {
+        Guarded(UnsafeCell::new(0))
+    }
+    fn bump(&self) {
+        #[cfg(multiproc_loom)]
+        // SAFETY: see `Sync` above.
+        self.0.with_mut(|p| unsafe { *p += 1 });
+        #[cfg(not(multiproc_loom))]
+        // SAFETY: see `Sync` above.
+        unsafe {
+            *self.0.get() += 1;
+        }
+    }
+    fn get(&self) -> u32 {
+        #[cfg(multiproc_loom)]
+        // SAFETY: see `Sync` above.
+        return self.0.with(|p| unsafe { *p });
+        #[cfg(not(multiproc_loom))]
+        // SAFETY: see `Sync` above.
+        unsafe {
+            *self.0.get()
+        }
+    }
+}
+
+type Biased = (BiasLock, AtomicU32, Guarded);
+
+fn biased() -> Arc<Biased> {
+    Arc::new((BiasLock::new(), AtomicU32::new(0), Guarded::new()))
+}
+
+/// One critical section: lock, check that nobody else is inside, touch the
+/// data, unlock.
+fn biased_section(s: &Biased, e: &ThreadEnv) {
+    assert_eq!(s.0.lock(e, None), Ok(Acquired::Clean));
+    // Ordering::Relaxed: read-modify-writes see the latest value, so the
+    // count still catches two owners, but do not order anything, so they
+    // cannot hide a missing happens-before from the data check.
+    assert_eq!(s.1.fetch_add(1, Ordering::Relaxed), 0, "two owners");
+    s.2.bump();
+    s.1.fetch_sub(1, Ordering::Relaxed);
+    s.0.unlock(e).unwrap();
+}
+
+#[test]
+fn bias_lock_excludes_across_grants_and_revocations() {
+    // Under loom BIAS_AFTER is 1: each thread's first (fallback) section
+    // biases the lock to it if it is free, the other thread revokes it,
+    // and a revoked thread acknowledges on its way back. Two sections
+    // each: grant, fast path, revocation (racing the fast path),
+    // acknowledgement and re-grant all interleave. A thread that read its
+    // bias just before a revocation and stores `held` late must not
+    // disturb a later owner (the acknowledgement rule; without it, this
+    // model finds two owners within two preemptions).
+    model(|| {
+        let s = biased();
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        let s2 = s.clone();
+        let t = thread::spawn(move || {
+            biased_section(&s2, &e2);
+            biased_section(&s2, &e2);
+        });
+        biased_section(&s, &e1);
+        biased_section(&s, &e1);
+        t.join().unwrap();
+        assert_eq!(s.2.get(), 4);
+        assert!(!s.0.is_locked());
+    });
+}
+
+#[test]
+fn bias_lock_revocation_races_the_fast_path() {
+    // Start biased to thread 1 (where the fast path begins), then let a
+    // second thread revoke while thread 1 keeps entering: either the owner
+    // backs off, or the revoker waits for it to leave (and is woken).
+    model(|| {
+        let s = biased();
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        biased_section(&s, &e1);
+        if cfg!(multiproc_loom) {
+            assert!(s.0.bias().is_some(), "not biased after BIAS_AFTER sections");
+        }
+        let s2 = s.clone();
+        let t = thread::spawn(move || biased_section(&s2, &e2));
+        biased_section(&s, &e1);
+        biased_section(&s, &e1);
+        t.join().unwrap();
+        assert_eq!(s.2.get(), 4);
+        assert!(!s.0.is_locked());
+    });
+}
+
+#[test]
+fn bias_lock_passes_the_bias_to_another_thread() {
+    // Thread 1 starts biased. Thread 2 revokes it; thread 1 acknowledges on
+    // its way back (or reads its bias just before the revocation and stores
+    // `held` late); only then can thread 2 be granted, enter through its
+    // own fast path, and be revoked by thread 1 in turn.
+    model(|| {
+        let s = biased();
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        biased_section(&s, &e1);
+        let s2 = s.clone();
+        let t = thread::spawn(move || {
+            for _ in 0..3 {
+                biased_section(&s2, &e2);
+            }
+        });
+        biased_section(&s, &e1);
+        biased_section(&s, &e1);
+        t.join().unwrap();
+        assert_eq!(s.2.get(), 6);
+        assert!(!s.0.is_locked());
+    });
+}
+
+#[test]
+fn bias_lock_three_threads_revoke_and_rebias() {
+    // Thread 1 starts biased; threads 2 and 3 each take the lock once while
+    // it keeps entering, so a revocation, a revoked bias waiting for its
+    // acknowledgement, and a bias granted to another thread meet.
+    model_bounded(2, || {
+        let s = biased();
+        let mut es = envs(3);
+        let e3 = es.pop().unwrap();
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        biased_section(&s, &e1);
+        let (s2, s3) = (s.clone(), s.clone());
+        let t2 = thread::spawn(move || biased_section(&s2, &e2));
+        let t3 = thread::spawn(move || biased_section(&s3, &e3));
+        biased_section(&s, &e1);
+        biased_section(&s, &e1);
+        t2.join().unwrap();
+        t3.join().unwrap();
+        assert_eq!(s.2.get(), 5);
+        assert!(!s.0.is_locked());
+    });
+}
