@@ -61,7 +61,8 @@
 //! - a consumer killed before its `head` store leaves the record for the next
 //!   consumer; killed after, it took the item with it (gone, as in Python).
 //!
-//! Both locks are robust [`RawLock`]s: a waiter takes a dead holder's lock
+//! Both locks are robust [`BiasLock`]s (a process that takes one again and
+//! again enters without a locked instruction): a waiter takes a dead holder's lock
 //! over within [`LIVENESS_CHECK`](crate::LIVENESS_CHECK); apart from the
 //! roll-forward every shared field either commits atomically or errs on the
 //! safe side (see the out-of-line budget and the JoinableQueue counters).
@@ -116,8 +117,9 @@
 
 use std::time::Instant;
 
+use crate::bias::BiasLock;
 use crate::env::{self, Env};
-use crate::lock::{Acquired, LockError, RawLock};
+use crate::lock::{Acquired, LockError};
 use crate::sync::{AtomicU32, AtomicU64, Ordering, compiler_fence, fence};
 
 /// A record whose body is the payload.
@@ -369,7 +371,7 @@ struct Config {
 #[derive(Debug)]
 #[repr(C, align(128))]
 struct Producers {
-    lock: RawLock,
+    lock: BiasLock,
     /// The last `head` a producer loaded (a lower bound of the real one).
     head_seen: AtomicU64,
     /// The next side-channel sequence number.
@@ -388,7 +390,7 @@ struct Producers {
 #[derive(Debug)]
 #[repr(C, align(128))]
 struct Consumers {
-    lock: RawLock,
+    lock: BiasLock,
     /// Out-of-line bytes taken, ever (added before the commit, for the same
     /// reason as `ool_put`).
     ool_got: AtomicU64,
@@ -573,7 +575,7 @@ impl RawQueue {
                 budget: AtomicU64::new(0),
             },
             prod: Producers {
-                lock: RawLock::new(),
+                lock: BiasLock::new(),
                 head_seen: AtomicU64::new(0),
                 side_seq: AtomicU64::new(0),
                 ool_put: AtomicU64::new(0),
@@ -582,7 +584,7 @@ impl RawQueue {
             },
             tail: Word(AtomicU64::new(0)),
             cons: Consumers {
-                lock: RawLock::new(),
+                lock: BiasLock::new(),
                 ool_got: AtomicU64::new(0),
                 credit: AtomicU32::new(0),
             },
@@ -667,7 +669,7 @@ impl RawQueue {
     #[inline]
     fn lock<E: Env + ?Sized>(
         &self,
-        lock: &RawLock,
+        lock: &BiasLock,
         env: &E,
         deadline: Option<Instant>,
     ) -> Result<bool, QueueError> {
@@ -688,7 +690,7 @@ impl RawQueue {
     }
 
     #[inline]
-    fn unlock<E: Env + ?Sized>(lock: &RawLock, env: &E) {
+    fn unlock<E: Env + ?Sized>(lock: &BiasLock, env: &E) {
         // Only fails if another process released our lock: nothing to do.
         let _ = lock.unlock(env);
     }
@@ -1557,12 +1559,14 @@ impl RawQueue {
         let r = |a: &AtomicU64| Pos::unpack(a.load(Ordering::Acquire));
         let w = |a: &AtomicU32| a.load(Ordering::Acquire);
         format!(
-            "head {:?} tail {:?} head_seen {:?} P {:?} C {:?} not_empty {}/{} not_full {}/{} closed {}",
+            "head {:?} tail {:?} head_seen {:?} P {:?} C {:?} P-bias {} C-bias {} not_empty {}/{} not_full {}/{} closed {}",
             r(&self.head.0),
             r(&self.tail.0),
             r(&self.prod.head_seen),
             self.prod.lock.owner(),
             self.cons.lock.owner(),
+            self.prod.lock.bias().is_some(),
+            self.cons.lock.bias().is_some(),
             w(&self.not_empty.seq),
             w(&self.not_empty.sleepers),
             w(&self.not_full.seq),

@@ -522,6 +522,90 @@ fn kill_at_every_failpoint_of_put_and_get() {
     }
 }
 
+/// A victim that first takes both queue locks again and again (so that both
+/// are biased to it and it enters them without the fallback lock), then
+/// stops at `point` inside a put of item 1000, or a put and a get of it.
+fn biased_stop_at(arg: (Queue<Vec<u8>>, Victim)) {
+    let (q, v) = arg;
+    for i in 0..200 {
+        q.put(item(i, false)).unwrap();
+        q.get().unwrap();
+    }
+    multiproc::failpoint::arm(&v.point, v.notify);
+    if v.put {
+        q.put(item(1000, v.big)).unwrap();
+    } else {
+        q.put(item(1000, v.big))
+            .unwrap_or_else(|_| std::process::exit(3));
+        q.get().unwrap();
+    }
+}
+
+#[test]
+fn kill_a_biased_holder_inside_put_and_get() {
+    let _w = watchdog("kill_a_biased_holder_inside_put_and_get", LIMIT);
+    // (point, stops in put (else in get), item 1000 in the queue after?)
+    let cases = [
+        ("put.half", true, false),
+        ("put.published", true, true),
+        ("put.committed", true, true),
+        ("get.copied", false, true),
+        ("get.committed", false, false),
+    ];
+    for (point, put, survives) in cases {
+        let q = Queue::<Vec<u8>>::builder()
+            .capacity(1 << 16)
+            .build()
+            .unwrap();
+        let (r, w) = multiproc_sys::fd::pipe().unwrap();
+        let victim = Victim {
+            point: point.into(),
+            notify: multiproc::Fd(w),
+            put,
+            big: false,
+        };
+        let mut p = Process::spawn(biased_stop_at, (q.clone(), victim)).unwrap();
+        let mut b = [0u8; 1];
+        assert_eq!(
+            multiproc_sys::io::read(std::os::fd::AsFd::as_fd(&r), &mut b).unwrap(),
+            1,
+            "{point}: never reached"
+        );
+        // The victim is inside a critical section it entered on its bias.
+        let state = q.debug_state();
+        assert!(
+            state.contains("P-bias true") && state.contains("C-bias true"),
+            "{point}: the locks are not biased: {state}"
+        );
+        p.kill().unwrap();
+        p.wait().unwrap();
+        // Both locks are taken over from the dead bias owner (a get waits
+        // for the consumers' lock, a put for the producers').
+        let t = Duration::from_secs(5);
+        let mut got = Vec::new();
+        while let Ok(v) = q.get_timeout(Duration::from_millis(300)) {
+            got.push(v);
+        }
+        let expected = if survives {
+            vec![item(1000, false)]
+        } else {
+            vec![]
+        };
+        assert!(got == expected, "{point}: got {} items", got.len());
+        for i in 0..8 {
+            q.put_timeout(item(i, false), t).unwrap();
+        }
+        assert_eq!(q.qsize(), 8, "{point}: count after the kill");
+        for i in 0..8 {
+            assert!(
+                q.get_timeout(t).unwrap() == item(i, false),
+                "{point}: order after the kill"
+            );
+        }
+        assert!(q.is_empty());
+    }
+}
+
 /// The `tail` offset in a queue's ring of `cap` bytes, from its diagnostics.
 fn tail_offset(q: &Queue<Vec<u8>>, cap: u32) -> u32 {
     let s = q.debug_state();
