@@ -317,7 +317,7 @@ unsafe impl Region for Ring {
         // SAFETY: in bounds (checked above); `out` is private memory that
         // does not overlap the shared ring.
         unsafe {
-            std::ptr::copy_nonoverlapping(self.base.add(at as usize), out.as_mut_ptr(), out.len());
+            copy_from_ring(self.base.add(at as usize), out.as_mut_ptr(), out.len());
         }
     }
 
@@ -331,11 +331,7 @@ unsafe impl Region for Ring {
         // more bytes in `out`, which the copy initializes before `set_len`
         // exposes them; `out` does not overlap the shared ring.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.base.add(at as usize),
-                out.as_mut_ptr().add(start),
-                len,
-            );
+            copy_from_ring(self.base.add(at as usize), out.as_mut_ptr().add(start), len);
             out.set_len(start + len);
         }
     }
@@ -377,6 +373,53 @@ impl Ring {
         // (bodies are never copied over a header a consumer may be reading
         // at the same time), and the segment outlives `self`.
         Some(unsafe { std::sync::atomic::AtomicU64::from_ptr(self.base.add(at as usize).cast()) })
+    }
+}
+
+/// Records at least this large are copied out page by page with a
+/// prefetch of the next page ([`copy_from_ring`]).
+const PREFETCH_FROM: usize = 64 << 10;
+
+/// Copy `len` bytes out of the ring. A large record is copied 4 KiB at a
+/// time, each step first prefetching the next 4 KiB of the source: its lines
+/// were just written by another core (each one a cross-core transfer), and
+/// the hardware prefetcher stops at every page boundary. Measured with
+/// `multiproc bench --filter queue-bytes,memcpy --size 1048576`: 1 MiB
+/// records stream 1.2x faster than with one `memcpy`.
+///
+/// # Safety
+///
+/// `src..src + len` is readable, `dst..dst + len` writable, and they do not
+/// overlap.
+unsafe fn copy_from_ring(src: *const u8, dst: *mut u8, len: usize) {
+    const PAGE: usize = 4096;
+    if len < PREFETCH_FROM || !cfg!(target_arch = "x86_64") {
+        // SAFETY: the caller's contract.
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
+        return;
+    }
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(PAGE);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let next = done + PAGE;
+            let mut k = next;
+            while k < len.min(next + PAGE) {
+                // SAFETY: a prefetch is only a hint: it never faults and
+                // changes no memory; `src + k` is inside the source (k < len).
+                // SSE, which `_mm_prefetch` needs, is part of x86_64.
+                unsafe {
+                    std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                        src.add(k).cast(),
+                    )
+                };
+                k += 64;
+            }
+        }
+        // SAFETY: `done + n <= len`: inside both ranges (caller's contract).
+        unsafe { std::ptr::copy_nonoverlapping(src.add(done), dst.add(done), n) };
+        done += n;
     }
 }
 
