@@ -626,7 +626,7 @@ impl RawQueue {
         ring: &R,
         deadline: Option<Instant>,
     ) -> Result<(), QueueError> {
-        if self.lock(&self.prod.lock, env, deadline)? {
+        if self.lock(&self.prod.lock, env, deadline, false)? {
             self.roll_forward(ring);
         }
         Ok(())
@@ -664,16 +664,24 @@ impl RawQueue {
         }
     }
 
-    /// Take `lock`; whether it was taken over from a dead holder (marked
-    /// consistent: the caller repairs what needs it).
+    /// Take `lock` (`aside`: an occasional taker, see
+    /// [`BiasLock::lock_aside`]); whether it was taken over from a dead
+    /// holder (marked consistent: the caller repairs what needs it).
     #[inline]
     fn lock<E: Env + ?Sized>(
         &self,
         lock: &BiasLock,
         env: &E,
         deadline: Option<Instant>,
+        aside: bool,
     ) -> Result<bool, QueueError> {
-        match lock.lock(env, lock_deadline(deadline)) {
+        let deadline = lock_deadline(deadline);
+        let taken = if aside {
+            lock.lock_aside(env, deadline)
+        } else {
+            lock.lock(env, deadline)
+        };
+        match taken {
             Ok(Acquired::OwnerDied) => {
                 // Every change commits with one store (module docs); the
                 // only repair is the producers' `tail`, which the P lock's
@@ -893,7 +901,7 @@ impl RawQueue {
             return Ok(false);
         }
         // Lock order is always P then C.
-        self.lock(&self.cons.lock, env, deadline)?;
+        self.lock(&self.cons.lock, env, deadline, true)?;
         let start = Pos::unpack(self.head.0.load(Ordering::Relaxed));
         let mut h = start;
         while let Some(before) = self.records_before_wrap(ring, h) {
@@ -1303,7 +1311,7 @@ impl RawQueue {
         sink: Sink<'_>,
     ) -> Result<usize, QueueError> {
         loop {
-            self.lock(&self.cons.lock, env, deadline)?;
+            self.lock(&self.cons.lock, env, deadline, false)?;
             env.failpoint("get.locked");
             let mut side = false;
             let r = self.take(env, ring, max.max(1), scratch, &mut side, sink);
@@ -1632,7 +1640,7 @@ impl RawQueue {
 
     /// Mark one task done (Python's `task_done`).
     pub fn task_done<E: Env + ?Sized>(&self, env: &E) -> Result<(), QueueError> {
-        self.lock(&self.cons.lock, env, None)?;
+        self.lock(&self.cons.lock, env, None, false)?;
         let unfinished = self.unfinished_locked();
         if unfinished <= 0 {
             Self::unlock(&self.cons.lock, env);
@@ -1687,7 +1695,7 @@ impl RawQueue {
     ) -> Result<(), QueueError> {
         let mut check_dead = false;
         loop {
-            self.lock(&self.cons.lock, env, deadline)?;
+            self.lock(&self.cons.lock, env, deadline, true)?;
             if check_dead {
                 self.forgive_dead(env);
             }
@@ -1709,7 +1717,7 @@ impl RawQueue {
 
     /// Tasks put and not marked done (a snapshot; takes the C lock).
     pub fn unfinished<E: Env + ?Sized>(&self, env: &E) -> Result<u32, QueueError> {
-        self.lock(&self.cons.lock, env, None)?;
+        self.lock(&self.cons.lock, env, None, true)?;
         let n = self.unfinished_locked();
         Self::unlock(&self.cons.lock, env);
         Ok(n.clamp(0, i64::from(u32::MAX)) as u32)
