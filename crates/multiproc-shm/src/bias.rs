@@ -144,8 +144,11 @@
 //!   process may release), and the lock is not re-entrant.
 //! - A revocation costs one heavy barrier (`membarrier`, several µs) and,
 //!   if the owner is inside, a wait for it. A grant needs [`BIAS_AFTER`]
-//!   fallback acquisitions in a row by one thread, so a contended lock stays
-//!   on the CAS path and pays only a few loads on the same cache line.
+//!   fallback acquisitions in a row by one thread, doubled by every
+//!   revocation so far (up to 1024 times: `BACKOFF_MAX`), so a lock that
+//!   several threads take in turn settles on the CAS path and pays only a
+//!   few loads on the same cache line. An occasional taker
+//!   ([`BiasLock::lock_aside`]) revokes without that doubling.
 
 use std::time::{Duration, Instant};
 
@@ -490,6 +493,16 @@ impl BiasLock {
             .store((s & FLAGS) | k << BACKOFF_SHIFT, Ordering::Relaxed);
     }
 
+    /// Acquisitions in a row by one thread that the next grant needs:
+    /// [`BIAS_AFTER`], doubled by every revocation so far, up to
+    /// [`BACKOFF_MAX`] times.
+    fn grant_needs(&self) -> u32 {
+        // Ordering::Relaxed: written only under the fallback lock, which the
+        // caller holds (or, in tests, nobody does).
+        let k = self.state.load(Ordering::Relaxed) >> BACKOFF_SHIFT;
+        BIAS_AFTER << k.min(BACKOFF_MAX)
+    }
+
     /// Count the caller's acquisitions in a row (fallback lock held) and
     /// grant it the bias after [`BIAS_AFTER`] (times the backoff) if
     /// `may_grant`.
@@ -501,8 +514,7 @@ impl BiasLock {
             1
         };
         let state = self.state.load(Ordering::Relaxed);
-        let needed = BIAS_AFTER << (state >> BACKOFF_SHIFT).min(BACKOFF_MAX);
-        if streak < needed || id == 0 || !may_grant || state & FLAGS != 0 {
+        if streak < self.grant_needs() || id == 0 || !may_grant || state & FLAGS != 0 {
             self.streak.store(streak, Ordering::Relaxed);
             return;
         }
@@ -777,10 +789,40 @@ mod tests {
         assert_eq!(l.bias(), None);
         l.unlock(&a).unwrap();
         assert!(!l.is_locked());
-        // Now B can be biased.
-        rounds(&l, &b, BIAS_AFTER);
+        // Now B can be biased (after twice as many: one revocation).
+        assert_eq!(l.grant_needs(), 2 * BIAS_AFTER);
+        rounds(&l, &b, l.grant_needs() - 1);
+        assert_eq!(l.bias(), None, "granted before the backoff");
+        rounds(&l, &b, 1);
         assert_eq!(l.bias(), Some(id_of(&b)));
         assert_eq!(COUNTS.with(|c| c.get()), [1, 1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn revocations_back_off_grants_but_aside_takers_do_not() {
+        let a = TestEnv::new(3);
+        let b = a.other(4);
+        let l = BiasLock::new();
+        rounds(&l, &a, BIAS_AFTER);
+        assert_eq!(l.bias(), Some(id_of(&a)));
+        // An occasional taker revokes, but neither backs off nor is biased.
+        for _ in 0..3 * BIAS_AFTER {
+            assert_eq!(l.lock_aside(&b, None), Ok(Acquired::Clean));
+            l.unlock(&b).unwrap();
+        }
+        assert_eq!(l.grant_needs(), BIAS_AFTER);
+        assert_eq!(l.bias(), Some(id_of(&a) | REVOKED));
+        // A acknowledges, and is biased again after BIAS_AFTER more.
+        rounds(&l, &a, BIAS_AFTER + 1);
+        assert_eq!(l.bias(), Some(id_of(&a)));
+        // Regular takers in turn: every revocation doubles what a grant
+        // needs, up to BIAS_AFTER << BACKOFF_MAX.
+        for k in 1..=BACKOFF_MAX + 2 {
+            rounds(&l, &b, 1);
+            assert_eq!(l.grant_needs(), BIAS_AFTER << k.min(BACKOFF_MAX));
+            rounds(&l, &a, l.grant_needs() + 1);
+            assert_eq!(l.bias(), Some(id_of(&a)), "round {k}");
+        }
     }
 
     #[test]
@@ -792,7 +834,7 @@ mod tests {
         rounds(&l, &b, 1);
         assert_eq!(l.bias(), Some(id_of(&a) | REVOKED));
         a.kill(3);
-        rounds(&l, &b, BIAS_AFTER);
+        rounds(&l, &b, l.grant_needs());
         assert_eq!(l.bias(), Some(id_of(&b)));
         assert_eq!(l.lock(&b, None), Ok(Acquired::Clean));
         assert!(!l.lock.is_locked());
@@ -866,7 +908,7 @@ mod tests {
         assert!(!l.is_inconsistent());
         l.unlock(&b).unwrap();
         assert!(!l.is_locked());
-        rounds(&l, &b, BIAS_AFTER + 3);
+        rounds(&l, &b, l.grant_needs() + 3);
         assert_eq!(l.bias(), Some(id_of(&b)));
     }
 
@@ -906,7 +948,7 @@ mod tests {
         assert!(!l.is_locked());
         assert_eq!(l.lock(&b, Some(Instant::now())), Ok(Acquired::Clean));
         l.unlock(&b).unwrap();
-        rounds(&l, &a, BIAS_AFTER);
+        rounds(&l, &a, l.grant_needs());
         assert_eq!(l.bias(), Some(id_of(&a)));
     }
 
