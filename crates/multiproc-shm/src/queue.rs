@@ -57,7 +57,7 @@
 //!   beyond `tail`, behind a cleared header, which nobody reads and the next
 //!   put overwrites; killed after it, the record is in the queue, and the
 //!   next producer, which takes the lock over from the dead one, moves
-//!   `tail` over it ([`roll_forward`](RawQueue::roll_forward));
+//!   `tail` over it (its roll-forward);
 //! - a consumer killed before its `head` store leaves the record for the next
 //!   consumer; killed after, it took the item with it (gone, as in Python).
 //!
