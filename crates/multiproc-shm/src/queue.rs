@@ -828,9 +828,13 @@ impl RawQueue {
         let pending = t.at.wrapping_sub(h.at);
         // (The move keeps the WRAP header: it needs `pending + HEADER`.)
         // The header slot at offset 0, which the WRAP's commit clears, must
-        // be consumed: hence `pending + HEADER <= off`.
+        // be consumed: hence `pending + HEADER <= off`. And at most half a
+        // lap pending: with more, a producer faster than its consumers
+        // would reach them in the next lap before they pass the WRAP, and
+        // copy what is pending at every lap (`reclaim_lap`); measured, a
+        // 64 B stream runs 1.7x faster than with up to 4 MiB pending.
         let restart = pending + HEADER <= off
-            && pending <= restart_backlog(cap)
+            && pending <= restart_backlog(cap).min(soft / 2)
             && pending + HEADER <= cap - off;
         if !restart {
             self.prod
