@@ -81,6 +81,13 @@ impl Env for ThreadEnv {
     }
 }
 
+/// Two processes (pids 1 and 2) sharing one futex.
+fn two_envs() -> (ThreadEnv, ThreadEnv) {
+    let mut es = envs(2);
+    let e2 = es.pop().unwrap();
+    (es.pop().unwrap(), e2)
+}
+
 fn envs(n: u32) -> Vec<ThreadEnv> {
     let futex = Arc::new(Futex::default());
     (1..=n)
@@ -96,9 +103,7 @@ fn lock_excludes_and_hands_over() {
     model(|| {
         let lock = Arc::new(RawLock::new());
         let inside = Arc::new(AtomicU32::new(0));
-        let mut es = envs(2);
-        let e2 = es.pop().unwrap();
-        let e1 = es.pop().unwrap();
+        let (e1, e2) = two_envs();
         let (l2, i2) = (lock.clone(), inside.clone());
         let t = thread::spawn(move || {
             assert_eq!(l2.lock(&e2, None), Ok(Acquired::Clean));
@@ -119,9 +124,7 @@ fn lock_excludes_and_hands_over() {
 fn rlock_reenters_and_refuses_strangers() {
     model(|| {
         let lock = Arc::new(RawLock::new());
-        let mut es = envs(2);
-        let e2 = es.pop().unwrap();
-        let e1 = es.pop().unwrap();
+        let (e1, e2) = two_envs();
         assert_eq!(lock.rlock(&e1, None), Ok(Acquired::Clean));
         assert_eq!(lock.rlock(&e1, None), Ok(Acquired::Reentered));
         let l2 = lock.clone();
@@ -140,9 +143,7 @@ fn rlock_reenters_and_refuses_strangers() {
 fn semaphore_wakes_a_sleeper() {
     model(|| {
         let sem = Arc::new(RawSemaphore::new(0, false));
-        let mut es = envs(2);
-        let e2 = es.pop().unwrap();
-        let e1 = es.pop().unwrap();
+        let (e1, e2) = two_envs();
         let s2 = sem.clone();
         let t = thread::spawn(move || assert!(s2.acquire(&e2, None)));
         sem.release(&e1, 1).unwrap();
@@ -168,9 +169,7 @@ fn bounded_semaphore_refuses_over_release() {
 fn event_set_wakes_the_waiter() {
     model(|| {
         let ev = Arc::new(RawEvent::new());
-        let mut es = envs(2);
-        let e2 = es.pop().unwrap();
-        let e1 = es.pop().unwrap();
+        let (e1, e2) = two_envs();
         let v2 = ev.clone();
         let t = thread::spawn(move || assert!(v2.wait(&e2, None)));
         ev.set(&e1);
@@ -185,9 +184,7 @@ fn event_set_then_clear_still_releases_a_sleeper() {
     // waits for the next set, which comes.
     model(|| {
         let ev = Arc::new(RawEvent::new());
-        let mut es = envs(2);
-        let e2 = es.pop().unwrap();
-        let e1 = es.pop().unwrap();
+        let (e1, e2) = two_envs();
         let v2 = ev.clone();
         let t = thread::spawn(move || assert!(v2.wait(&e2, None)));
         ev.set(&e1);
@@ -203,9 +200,7 @@ fn condition_notify_is_not_lost() {
         let lock = Arc::new(RawLock::new());
         let cond = Arc::new(RawCondition::new());
         let flag = Arc::new(AtomicU32::new(0));
-        let mut es = envs(2);
-        let e2 = es.pop().unwrap();
-        let e1 = es.pop().unwrap();
+        let (e1, e2) = two_envs();
         let (l2, c2, f2) = (lock.clone(), cond.clone(), flag.clone());
         let t = thread::spawn(move || {
             l2.lock(&e2, None).unwrap();
@@ -229,9 +224,7 @@ fn condition_notify_is_not_lost() {
 fn barrier_releases_both_parties_with_distinct_indices() {
     model(|| {
         let b = Arc::new((RawBarrier::new(2), [AtomicU32::new(0), AtomicU32::new(0)]));
-        let mut es = envs(2);
-        let e2 = es.pop().unwrap();
-        let e1 = es.pop().unwrap();
+        let (e1, e2) = two_envs();
         let b2 = b.clone();
         let t = thread::spawn(move || b2.0.wait(&e2, &b2.1, None).unwrap());
         let mine = b.0.wait(&e1, &b.1, None).unwrap();
@@ -245,9 +238,7 @@ fn barrier_releases_both_parties_with_distinct_indices() {
 fn barrier_abort_breaks_a_waiter() {
     model(|| {
         let b = Arc::new((RawBarrier::new(2), [AtomicU32::new(0), AtomicU32::new(0)]));
-        let mut es = envs(2);
-        let e2 = es.pop().unwrap();
-        let e1 = es.pop().unwrap();
+        let (e1, e2) = two_envs();
         let b2 = b.clone();
         let t = thread::spawn(move || b2.0.wait(&e2, &b2.1, None));
         b.0.abort(&e1);
@@ -358,9 +349,7 @@ fn queue_publishes_records_and_wakes_both_sides() {
     // every byte read must happen after it was written.
     model(|| {
         let q = small_queue(1, false);
-        let mut es = envs(2);
-        let e2 = es.pop().unwrap();
-        let e1 = es.pop().unwrap();
+        let (e1, e2) = two_envs();
         let q2 = q.clone();
         let t = thread::spawn(move || {
             put8(&q2, &e2, 1);
@@ -399,9 +388,7 @@ fn queue_laps_around_the_ring_in_order() {
     // longest model: two preemptions take seconds, three take minutes.
     model_bounded(2, || {
         let q = small_queue(0, false);
-        let mut es = envs(2);
-        let e2 = es.pop().unwrap();
-        let e1 = es.pop().unwrap();
+        let (e1, e2) = two_envs();
         let q2 = q.clone();
         let t = thread::spawn(move || {
             for v in 1..=5 {
@@ -419,9 +406,7 @@ fn queue_laps_around_the_ring_in_order() {
 fn queue_close_wakes_a_waiting_consumer() {
     model(|| {
         let q = small_queue(0, false);
-        let mut es = envs(2);
-        let e2 = es.pop().unwrap();
-        let e1 = es.pop().unwrap();
+        let (e1, e2) = two_envs();
         let q2 = q.clone();
         let t = thread::spawn(move || get8(&q2, &e2));
         q.0.close(&e1);
@@ -433,9 +418,7 @@ fn queue_close_wakes_a_waiting_consumer() {
 fn queue_join_waits_for_task_done() {
     model(|| {
         let q = small_queue(0, true);
-        let mut es = envs(2);
-        let e2 = es.pop().unwrap();
-        let e1 = es.pop().unwrap();
+        let (e1, e2) = two_envs();
         put8(&q, &e1, 7);
         let q2 = q.clone();
         let t = thread::spawn(move || {
@@ -519,9 +502,7 @@ fn bias_lock_excludes_across_grants_and_revocations() {
     // model finds two owners within two preemptions).
     model(|| {
         let s = biased();
-        let mut es = envs(2);
-        let e2 = es.pop().unwrap();
-        let e1 = es.pop().unwrap();
+        let (e1, e2) = two_envs();
         let s2 = s.clone();
         let t = thread::spawn(move || {
             biased_section(&s2, &e2);
@@ -542,9 +523,7 @@ fn bias_lock_revocation_races_the_fast_path() {
     // backs off, or the revoker waits for it to leave (and is woken).
     model(|| {
         let s = biased();
-        let mut es = envs(2);
-        let e2 = es.pop().unwrap();
-        let e1 = es.pop().unwrap();
+        let (e1, e2) = two_envs();
         biased_section(&s, &e1);
         if cfg!(multiproc_loom) {
             assert!(s.0.bias().is_some(), "not biased after BIAS_AFTER sections");
@@ -567,9 +546,7 @@ fn bias_lock_passes_the_bias_to_another_thread() {
     // own fast path, and be revoked by thread 1 in turn.
     model(|| {
         let s = biased();
-        let mut es = envs(2);
-        let e2 = es.pop().unwrap();
-        let e1 = es.pop().unwrap();
+        let (e1, e2) = two_envs();
         biased_section(&s, &e1);
         let s2 = s.clone();
         let t = thread::spawn(move || {

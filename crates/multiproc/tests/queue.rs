@@ -425,6 +425,41 @@ fn item(i: u32, big: bool) -> Vec<u8> {
         .collect()
 }
 
+/// Spawn `victim_fn` armed at `point` (put or get side) and wait until it
+/// stops there.
+fn spawn_stopped(
+    victim_fn: fn((Queue<Vec<u8>>, Victim)),
+    q: &Queue<Vec<u8>>,
+    point: &str,
+    put: bool,
+    big: bool,
+) -> Process {
+    let (r, w) = multiproc_sys::fd::pipe().unwrap();
+    let victim = Victim {
+        point: point.into(),
+        notify: multiproc::Fd(w),
+        put,
+        big,
+    };
+    let p = Process::spawn(victim_fn, (q.clone(), victim)).unwrap();
+    let mut b = [0u8; 1];
+    assert_eq!(
+        multiproc_sys::io::read(std::os::fd::AsFd::as_fd(&r), &mut b).unwrap(),
+        1,
+        "{point}: never reached"
+    );
+    p
+}
+
+/// Everything a queue holds, until it stays empty for 300 ms.
+fn drain(q: &Queue<Vec<u8>>) -> Vec<Vec<u8>> {
+    let mut got = Vec::new();
+    while let Ok(v) = q.get_timeout(Duration::from_millis(300)) {
+        got.push(v);
+    }
+    got
+}
+
 fn stop_at(arg: (Queue<Vec<u8>>, Victim)) {
     let (q, v) = arg;
     multiproc::failpoint::arm(&v.point, v.notify);
@@ -468,29 +503,13 @@ fn kill_at_every_failpoint_of_put_and_get() {
             q.put(item(1, big)).unwrap();
             q.put(item(2, big)).unwrap();
         }
-        let (r, w) = multiproc_sys::fd::pipe().unwrap();
-        let victim = Victim {
-            point: point.into(),
-            notify: multiproc::Fd(w),
-            put,
-            big,
-        };
-        let mut p = Process::spawn(stop_at, (q.clone(), victim)).unwrap();
-        let mut b = [0u8; 1];
-        assert_eq!(
-            multiproc_sys::io::read(std::os::fd::AsFd::as_fd(&r), &mut b).unwrap(),
-            1,
-            "{point}: never reached"
-        );
+        let mut p = spawn_stopped(stop_at, &q, point, put, big);
         p.kill().unwrap();
         p.wait().unwrap();
         // The queue goes on: every operation completes within its timeout
         // (a lock the victim held is taken over).
         let t = Duration::from_secs(5);
-        let mut got = Vec::new();
-        while let Ok(v) = q.get_timeout(Duration::from_millis(300)) {
-            got.push(v);
-        }
+        let got = drain(&q);
         let expected: Vec<Vec<u8>> = if put {
             if survives {
                 vec![item(100, big)]
@@ -557,20 +576,7 @@ fn kill_a_biased_holder_inside_put_and_get() {
             .capacity(1 << 16)
             .build()
             .unwrap();
-        let (r, w) = multiproc_sys::fd::pipe().unwrap();
-        let victim = Victim {
-            point: point.into(),
-            notify: multiproc::Fd(w),
-            put,
-            big: false,
-        };
-        let mut p = Process::spawn(biased_stop_at, (q.clone(), victim)).unwrap();
-        let mut b = [0u8; 1];
-        assert_eq!(
-            multiproc_sys::io::read(std::os::fd::AsFd::as_fd(&r), &mut b).unwrap(),
-            1,
-            "{point}: never reached"
-        );
+        let mut p = spawn_stopped(biased_stop_at, &q, point, put, false);
         // The victim is inside a critical section it entered on its bias.
         let state = q.debug_state();
         assert!(
@@ -582,10 +588,7 @@ fn kill_a_biased_holder_inside_put_and_get() {
         // Both locks are taken over from the dead bias owner (a get waits
         // for the consumers' lock, a put for the producers').
         let t = Duration::from_secs(5);
-        let mut got = Vec::new();
-        while let Ok(v) = q.get_timeout(Duration::from_millis(300)) {
-            got.push(v);
-        }
+        let got = drain(&q);
         let expected = if survives {
             vec![item(1000, false)]
         } else {
