@@ -882,7 +882,12 @@ mod tests {
             );
             l2.unlock(&b).unwrap();
         });
-        thread::sleep(Duration::from_millis(30));
+        // Wait for the revocation (the revoker then waits for us to leave).
+        let until = Instant::now() + Duration::from_secs(10);
+        while l.bias() != Some(id_of(&a) | REVOKED) {
+            assert!(Instant::now() < until, "never revoked");
+            thread::yield_now();
+        }
         left.store(1, O::SeqCst);
         l.unlock(&a).unwrap();
         t.join().unwrap();
