@@ -858,7 +858,12 @@ mod tests {
             assert!(l2.lock.is_locked());
             l2.unlock(&a2).unwrap();
         });
-        thread::sleep(Duration::from_millis(20));
+        // Wait until A sleeps on the fallback lock.
+        let until = Instant::now() + Duration::from_secs(10);
+        while !l.lock.has_waiters() {
+            assert!(Instant::now() < until, "A never waited");
+            thread::yield_now();
+        }
         l.unlock(&b).unwrap();
         t.join().unwrap();
         assert!(!l.is_locked());

@@ -283,6 +283,13 @@ impl RawLock {
         self.word.load(Ordering::Relaxed) & PID_MASK != 0
     }
 
+    /// Whether a process may be asleep waiting for the lock (a snapshot,
+    /// for tests that wait until a waiter blocks).
+    pub(crate) fn has_waiters(&self) -> bool {
+        // Ordering::Relaxed: a snapshot.
+        self.word.load(Ordering::Relaxed) & WAITERS != 0
+    }
+
     /// Whether the lock is permanently unusable.
     pub fn is_not_recoverable(&self) -> bool {
         self.word.load(Ordering::Relaxed) & NOT_RECOVERABLE != 0
