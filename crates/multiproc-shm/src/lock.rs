@@ -285,7 +285,7 @@ impl RawLock {
 
     /// Whether a process may be asleep waiting for the lock (a snapshot,
     /// for tests that wait until a waiter blocks).
-    #[cfg(test)]
+    #[cfg(all(test, not(multiproc_loom)))]
     pub(crate) fn has_waiters(&self) -> bool {
         // Ordering::Relaxed: a snapshot.
         self.word.load(Ordering::Relaxed) & WAITERS != 0
