@@ -77,8 +77,9 @@
 //! # Keeping the ring small
 //!
 //! The ring is large (the default budget is 128 MiB of virtual memory), but
-//! a producer past the first [`soft_limit`] bytes of a lap that finds the
-//! consumers less than [`restart_backlog`] bytes behind (and in this lap)
+//! a producer past the first [`soft_limit`] bytes of a lap (eight records
+//! of the size it puts, 1 to 8 MiB) that finds the consumers less than half
+//! of that, and at most [`restart_backlog`] bytes, behind (and in this lap)
 //! commits a `WRAP` record so that the next record starts the next lap at
 //! offset 0. So a queue whose consumers keep up cycles through its first
 //! MiBs, which stay in cache, and touches more pages only while a backlog
@@ -86,7 +87,8 @@
 //! that WRAP (they stopped) moves the few records before it to the end of
 //! its filler and the head with them (`reclaim_lap`), so the rest of that
 //! lap is never out of reach: a put still blocks only when the ring is
-//! full (all but the cleared header slot after the last record). The producer looks at the consumers' position once every
+//! full (all but the cleared header slot after the last record). The
+//! producer looks at the consumers' position once every
 //! [`LAP_PROBE_EVERY`] bytes at most.
 //!
 //! # Waiting
@@ -103,7 +105,11 @@
 //! the notifier (every put and get) needs only a compiler barrier instead of
 //! a full fence that waits for its stores to drain. The loom models check
 //! the protocol with full fences on both sides. Consumers spin briefly on
-//! `tail` before they register. Locks are never held while waiting.
+//! `tail` (a hint; the header decides) before they register. A get wakes
+//! producers asleep for bytes only once [`wake_room`] bytes are free, at a
+//! WRAP or at the last record (`room_worth_a_wake`), so a producer far
+//! ahead runs in strides; producers waiting for item slots or out-of-line
+//! budget wake at every get as before. Locks are never held while waiting.
 //!
 //! # Side channel
 //!
