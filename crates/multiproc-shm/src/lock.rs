@@ -32,7 +32,7 @@
 use std::time::Instant;
 
 use crate::env::{self, Env, Me};
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// Owner pid bits of the word.
 pub const PID_MASK: u32 = (1 << 30) - 1;
@@ -48,9 +48,10 @@ pub struct RawLock {
     word: AtomicU32,
     /// 1 while the data is inconsistent (taken over from a dead owner).
     inconsistent: AtomicU32,
-    /// Owner record, written after taking the lock: pid and start time.
-    owner_pid: AtomicU32,
-    owner_start: AtomicU32,
+    /// Owner record, written right after taking the lock and cleared
+    /// right before releasing it: `pid | start << 32` in one atomic, so a
+    /// reader never pairs one owner's pid with another's start time.
+    owner: AtomicU64,
     /// For re-entrant use: the owning thread and the recursion depth.
     owner_tid: AtomicU32,
     count: AtomicU32,
@@ -97,8 +98,7 @@ impl RawLock {
         RawLock {
             word: AtomicU32::new(0),
             inconsistent: AtomicU32::new(0),
-            owner_pid: AtomicU32::new(0),
-            owner_start: AtomicU32::new(0),
+            owner: AtomicU64::new(0),
             owner_tid: AtomicU32::new(0),
             count: AtomicU32::new(0),
             _reserved: [AtomicU32::new(0), AtomicU32::new(0)],
@@ -107,31 +107,42 @@ impl RawLock {
 
     #[inline]
     fn took(&self, me: Me, how: Acquired) -> Acquired {
-        // Ordering::Relaxed: the record is a liveness hint read by waiters,
-        // who fall back to the pid alone when it does not match the word.
-        // Skip the stores when the record is already ours (the common case
-        // of one process taking its lock again and again).
-        if self.owner_pid.load(Ordering::Relaxed) != me.pid
-            || self.owner_start.load(Ordering::Relaxed) != me.start
-        {
-            self.owner_pid.store(me.pid, Ordering::Relaxed);
-            self.owner_start.store(me.start, Ordering::Relaxed);
-        }
+        // Ordering::Relaxed: readers load the word with Acquire first (see
+        // `owner_is_dead`), which orders this store's predecessors (the
+        // previous owner's clear) before what they read; this store itself
+        // may or may not be seen, and both answers are safe.
+        self.owner.store(owner_record(me), Ordering::Relaxed);
         if how == Acquired::OwnerDied {
             self.inconsistent.store(1, Ordering::Relaxed);
         }
         how
     }
 
-    fn owner_is_dead<E: Env + ?Sized>(&self, env: &E, word: u32) -> bool {
-        let pid = word & PID_MASK;
+    /// Whether the owner named by `seen` (a value of the word) is certainly
+    /// dead.
+    ///
+    /// The owner record is only trusted when it names the same pid as the
+    /// word; otherwise the check falls back to the pid alone, which can
+    /// never call a live process dead. A record that names the word's pid
+    /// is that owner's own: every owner clears the record before its
+    /// Release of the word, and the Acquire load below reads `seen` from
+    /// the word's release sequence (the lock/`WAITERS` CASes are RMWs that
+    /// continue it), so the previous owners' records are cleared or
+    /// overwritten for us. The one record that is never cleared is a dead
+    /// owner's, and it names the dead pid truthfully.
+    fn owner_is_dead<E: Env + ?Sized>(&self, env: &E, seen: u32) -> bool {
+        let pid = seen & PID_MASK;
         if pid == 0 {
             return false;
         }
-        // Ordering::Relaxed: a stale record only makes us fall back to the
-        // pid-only check, which can never call a live process dead.
-        let start = (self.owner_pid.load(Ordering::Relaxed) == pid)
-            .then(|| self.owner_start.load(Ordering::Relaxed));
+        // SYNC POINT: read. Acquire: see above. If the word moved on, the
+        // lock changed hands and the caller looks again.
+        if self.word.load(Ordering::Acquire) != seen {
+            return false;
+        }
+        // Ordering::Relaxed: ordered after the Acquire load above.
+        let rec = self.owner.load(Ordering::Relaxed);
+        let start = (rec as u32 == pid).then_some((rec >> 32) as u32);
         env.is_dead(pid, start)
     }
 
@@ -244,6 +255,9 @@ impl RawLock {
     pub fn unlock<E: Env + ?Sized>(&self, env: &E) -> Result<(), UnlockError> {
         // Ordering::Relaxed: written by the owner itself after taking the
         // lock, so the owner reads its own write.
+        // Ordering::Relaxed: ordered before the Release swaps below; a
+        // reader that sees a later owner's word sees this clear or later.
+        self.owner.store(0, Ordering::Relaxed);
         if self.inconsistent.load(Ordering::Relaxed) != 0 {
             self.inconsistent.store(0, Ordering::Relaxed);
             // SYNC POINT: write. Release: later acquirers see everything.
@@ -385,6 +399,12 @@ impl RawLock {
         self.own(env.me());
         self.count.store(depth.max(1), Ordering::Relaxed);
     }
+}
+
+/// The owner record for `me`: pid in the low half, start time in the high.
+#[inline]
+fn owner_record(me: Me) -> u64 {
+    u64::from(me.pid) | (u64::from(me.start) << 32)
 }
 
 impl Default for RawLock {

@@ -120,6 +120,69 @@ fn lock_excludes_and_hands_over() {
     });
 }
 
+/// Processes that are all alive, each with its own start time (pid `p`
+/// started at `10 + p`): a liveness check that pairs one owner's pid with
+/// another owner's start time takes a live process for a dead one.
+struct LiveEnv(ThreadEnv);
+
+impl Env for LiveEnv {
+    fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+        self.0.wait(word, expected, deadline)
+    }
+    fn wake(&self, word: &AtomicU32, n: u32) {
+        self.0.wake(word, n)
+    }
+    fn is_dead(&self, pid: u32, start: Option<u32>) -> bool {
+        // Alive, unless the start time says a later process reused the pid.
+        start.is_some_and(|s| s != 10 + pid)
+    }
+    fn me(&self) -> Me {
+        Me {
+            start: 10 + self.0.pid,
+            ..self.0.me()
+        }
+    }
+}
+
+/// Regression model: the lock changes hands while a taker checks whether
+/// the holder is alive. Nobody dies, so nobody may take the lock over, and
+/// no two threads are ever inside at once. (The owner record used to be
+/// two atomics, pid and start time: a `try_lock` between the new owner's
+/// two stores read the new pid with the old start time and took the lock
+/// over from a live owner.)
+#[test]
+fn lock_changing_hands_is_never_taken_for_a_dead_owner() {
+    model(|| {
+        let lock = Arc::new(RawLock::new());
+        let inside = Arc::new(AtomicU32::new(0));
+        let mut es = envs(3).into_iter().map(LiveEnv);
+        let (e1, e2, e3) = (es.next().unwrap(), es.next().unwrap(), es.next().unwrap());
+        let section = |lock: &RawLock, inside: &AtomicU32, e: &LiveEnv, how: Acquired| {
+            assert_eq!(how, Acquired::Clean, "a live owner was taken for dead");
+            assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two owners");
+            inside.fetch_sub(1, Ordering::SeqCst);
+            lock.unlock(e).unwrap();
+        };
+        let ts: Vec<_> = [e1, e2]
+            .into_iter()
+            .map(|e| {
+                let (l, i) = (lock.clone(), inside.clone());
+                thread::spawn(move || {
+                    let how = l.lock(&e, None).unwrap();
+                    section(&l, &i, &e, how);
+                })
+            })
+            .collect();
+        if let Ok(how) = lock.try_lock(&e3) {
+            section(&lock, &inside, &e3, how);
+        }
+        for t in ts {
+            t.join().unwrap();
+        }
+        assert!(!lock.is_locked());
+    });
+}
+
 #[test]
 fn rlock_reenters_and_refuses_strangers() {
     model(|| {

@@ -98,7 +98,7 @@ const RAW_AT: usize = 64;
 const RING_AT: usize = 4096 - segment::PAYLOAD;
 const _: () = assert!(RAW_AT + std::mem::size_of::<RawQueue>() <= RING_AT);
 const LAYOUT: u64 = segment::layout_hash(
-    "multiproc::Queue/3",
+    "multiproc::Queue/4",
     std::mem::size_of::<RawQueue>(),
     std::mem::align_of::<RawQueue>(),
 );

@@ -48,7 +48,8 @@ pub enum SharedError {
 }
 
 fn layout<T>(kind: &str) -> u64 {
-    let desc = format!("{kind}<{}>", std::any::type_name::<T>());
+    // "/2": the lock at offset 0 records its owner in one 64-bit atomic.
+    let desc = format!("{kind}/2<{}>", std::any::type_name::<T>());
     segment::layout_hash(&desc, std::mem::size_of::<T>(), std::mem::align_of::<T>())
 }
 

@@ -239,8 +239,8 @@ macro_rules! handle_object {
     };
 }
 
-const LOCK_LAYOUT: u64 = segment::layout_hash("multiproc::Lock", 32, 4);
-const RLOCK_LAYOUT: u64 = segment::layout_hash("multiproc::RLock", 32, 4);
+const LOCK_LAYOUT: u64 = segment::layout_hash("multiproc::Lock/2", 32, 8);
+const RLOCK_LAYOUT: u64 = segment::layout_hash("multiproc::RLock/2", 32, 8);
 
 // ----- Lock --------------------------------------------------------------------
 
@@ -845,7 +845,7 @@ impl Drop for ConditionGuard<'_> {
 
 // ----- Barrier -----------------------------------------------------------------
 
-const BARRIER_LAYOUT: u64 = segment::layout_hash("multiproc::Barrier", 56, 4);
+const BARRIER_LAYOUT: u64 = segment::layout_hash("multiproc::Barrier/2", 56, 8);
 const BARRIER_SLOTS: usize = 64; // offset of the slots: RawBarrier rounded up
 
 /// A barrier for a fixed number of parties in any processes (Python's

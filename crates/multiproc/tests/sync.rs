@@ -117,6 +117,109 @@ fn lock_excludes_across_processes() {
     assert_eq!(counter.get(), 8_000);
 }
 
+/// Take `lock` in the `i`th of four ways: blocking, a `try_lock` spin, short
+/// timed attempts (each failed `try_` and each expired slice checks whether
+/// the holder is alive), or a blocking call after a failed try. Nobody
+/// dies in these tests, so `OwnerDied` means a live holder was taken for a
+/// dead one.
+macro_rules! take_mixed {
+    ($lock:expr, $i:expr) => {{
+        let name = "a live holder was taken for dead";
+        let ok = |r: Result<_, AcquireError<_>>| match r {
+            Ok(g) => Some(g),
+            Err(AcquireError::WouldBlock | AcquireError::Timeout) => None,
+            Err(e) => panic!("{name}: {e:?}"),
+        };
+        match $i % 4 {
+            0 => ok($lock.lock()).expect("blocking lock"),
+            1 => loop {
+                if let Some(g) = ok($lock.try_lock()) {
+                    break g;
+                }
+                std::thread::yield_now();
+            },
+            2 => loop {
+                if let Some(g) = ok($lock.lock_timeout(Duration::from_micros(200))) {
+                    break g;
+                }
+            },
+            _ => match ok($lock.try_lock()) {
+                Some(g) => g,
+                None => ok($lock.lock()).expect("blocking lock"),
+            },
+        }
+    }};
+}
+
+/// A read-modify-write of a plain counter and an "inside" flag under the
+/// lock, with a yield inside now and then so holders are preempted there.
+fn critical_section(counter: &RawValue<u64>, inside: &RawValue<u32>, i: u32) {
+    assert_eq!(inside.get(), 0, "two holders at once");
+    inside.set(1);
+    let c = counter.get();
+    if i % 16 == 0 {
+        std::thread::yield_now();
+    }
+    counter.set(c + 1);
+    inside.set(0);
+}
+
+fn contend_lock(arg: (Lock, RawValue<u64>, RawValue<u32>, u32, Barrier)) {
+    let (lock, counter, inside, n, start) = arg;
+    start.wait().unwrap();
+    for i in 0..n {
+        let _g = take_mixed!(lock, i);
+        critical_section(&counter, &inside, i);
+    }
+}
+
+fn contend_rlock(arg: (RLock, RawValue<u64>, RawValue<u32>, u32, Barrier)) {
+    let (lock, counter, inside, n, start) = arg;
+    start.wait().unwrap();
+    for i in 0..n {
+        let _g = take_mixed!(lock, i);
+        // Re-entered while held: the depth goes up and down, never to
+        // another holder.
+        let _again = lock.try_lock().expect("re-entry");
+        critical_section(&counter, &inside, i);
+    }
+}
+
+/// Regression test: more processes than cores take one lock in every way
+/// at once, nobody is killed. A holder's identity used to be two atomics
+/// (pid, start time), so a taker checking liveness while the lock changed
+/// hands could pair the new pid with the old start time and take the lock
+/// over from a live holder: `OwnerDied`, two holders, lost increments.
+#[test]
+fn contended_locks_never_take_a_live_holder_for_dead() {
+    let _w = watchdog("contended_locks_never_take_a_live_holder_for_dead", LIMIT);
+    // Two processes on each of three locks, six in all on two cores; each
+    // lock guards its own counter and "inside" flag.
+    const N: u32 = 200_000;
+    let start = Barrier::new(6).unwrap();
+    let cells = || (RawValue::new(0u64).unwrap(), RawValue::new(0u32).unwrap());
+    let (lock, rlock, value) = (
+        Lock::new().unwrap(),
+        RLock::new().unwrap(),
+        Value::new(0i64).unwrap(),
+    );
+    let guarded = [cells(), cells(), cells()];
+    let mut ps: Vec<Process> = Vec::new();
+    for _ in 0..2 {
+        let [(c0, i0), (c1, i1), (c2, i2)] = guarded.clone();
+        let b = || start.clone();
+        ps.push(Process::spawn(contend_lock, (lock.clone(), c0, i0, N, b())).unwrap());
+        ps.push(Process::spawn(contend_rlock, (rlock.clone(), c1, i1, N, b())).unwrap());
+        ps.push(Process::spawn(contend_lock, (value.get_lock(), c2, i2, N, b())).unwrap());
+    }
+    for p in &mut ps {
+        p.join().unwrap();
+    }
+    for (counter, _) in &guarded {
+        assert_eq!(counter.get(), u64::from(2 * N));
+    }
+}
+
 /// Take the lock, say so, and wait to be killed.
 fn hold_until_killed(arg: (Lock, Connection<u32>)) {
     let (lock, mut ready) = arg;
