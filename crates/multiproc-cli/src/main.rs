@@ -3,6 +3,7 @@
 
 mod bench;
 mod names;
+mod stress;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,11 @@ enum Command {
     /// Measure latency (ping-pong) and throughput (streaming) of every
     /// mechanism on this machine, side by side with the OS baselines.
     Bench(bench::Options),
+    /// Run many short randomized queue histories across processes (kills
+    /// included) and check each for lost, duplicated, reordered or corrupt
+    /// items and hangs. The last line: `stress: H histories, M items, K
+    /// kills, V violations`; any violation exits 1 with a seed to replay.
+    Stress(stress::Options),
     /// List the named objects multiproc created, their owner and whether it
     /// is alive.
     Ls {
@@ -97,6 +103,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bench(opts) => bench::run(&opts),
+        Command::Stress(opts) => stress::run(&opts),
         Command::Ls { json, kind } => names::ls(json, kind.as_deref()),
         Command::Clean { all, dry_run, kind } => names::clean(all, dry_run, kind.as_deref()),
         Command::Manager {

@@ -300,6 +300,7 @@ impl BiasLock {
             // held, barrier, load bias) is ordered by the barrier.
             self.held.store(1, Ordering::Relaxed);
             self.owner_barrier();
+            env.failpoint("bias.entering");
             // Ordering::Relaxed: the load of the Dekker pair. Still ours:
             // any revoker will see `held == 1` and wait (module docs, data
             // visibility: nothing more is needed to see earlier sections).

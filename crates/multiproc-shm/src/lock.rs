@@ -106,7 +106,10 @@ impl RawLock {
     }
 
     #[inline]
-    fn took(&self, me: Me, how: Acquired) -> Acquired {
+    fn took<E: Env + ?Sized>(&self, env: &E, me: Me, how: Acquired) -> Acquired {
+        // The lock has changed hands and the record still names the last
+        // owner (or nobody): the moment a liveness check must survive.
+        env.failpoint("lock.owned");
         // Ordering::Relaxed: readers load the word with Acquire first (see
         // `owner_is_dead`), which orders this store's predecessors (the
         // previous owner's clear) before what they read; this store itself
@@ -154,7 +157,7 @@ impl RawLock {
         self.word
             .compare_exchange(seen, me.pid | WAITERS, Ordering::Acquire, Ordering::Relaxed)
             .ok()
-            .map(|_| self.took(me, Acquired::OwnerDied))
+            .map(|_| self.took(env, me, Acquired::OwnerDied))
     }
 
     /// Try once, without sleeping. A lock held by a dead process is taken
@@ -166,7 +169,7 @@ impl RawLock {
             .word
             .compare_exchange(0, me.pid, Ordering::Acquire, Ordering::Relaxed)
         {
-            Ok(_) => Ok(self.took(me, Acquired::Clean)),
+            Ok(_) => Ok(self.took(env, me, Acquired::Clean)),
             Err(v) if v & NOT_RECOVERABLE != 0 => Err(LockError::NotRecoverable),
             Err(v) if self.owner_is_dead(env, v) => {
                 self.take_over(env, v).ok_or(LockError::WouldBlock)
@@ -189,7 +192,7 @@ impl RawLock {
             .compare_exchange(0, me.pid, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            return Ok(self.took(me, Acquired::Clean));
+            return Ok(self.took(env, me, Acquired::Clean));
         }
         self.lock_slow(env, me, deadline)
     }
@@ -218,7 +221,7 @@ impl RawLock {
                     .compare_exchange(v, me.pid | WAITERS, Ordering::Acquire, Ordering::Relaxed)
                     .is_ok()
                 {
-                    return Ok(self.took(me, Acquired::Clean));
+                    return Ok(self.took(env, me, Acquired::Clean));
                 }
                 continue;
             }
@@ -258,6 +261,7 @@ impl RawLock {
         // Ordering::Relaxed: ordered before the Release swaps below; a
         // reader that sees a later owner's word sees this clear or later.
         self.owner.store(0, Ordering::Relaxed);
+        env.failpoint("lock.releasing");
         if self.inconsistent.load(Ordering::Relaxed) != 0 {
             self.inconsistent.store(0, Ordering::Relaxed);
             // SYNC POINT: write. Release: later acquirers see everything.
