@@ -505,7 +505,7 @@ impl<T> Connection<T> {
     pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
         let max = self.max;
         Ok(self
-            .next_frame(Some(Instant::now() + timeout), max)?
+            .next_frame(crate::deadline::after(timeout), max)?
             .into_vec())
     }
 
@@ -568,7 +568,7 @@ impl<T> Connection<T> {
         if self.reader.as_ref().is_some_and(|r| r.has_complete_frame()) {
             return Ok(true);
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        let deadline = timeout.and_then(crate::deadline::after);
         Ok(multiproc_sys::poll::wait_readable(self.fd.as_fd(), deadline)?.readable)
     }
 }
@@ -720,7 +720,7 @@ impl<T: DeserializeOwned> Connection<T> {
 
     /// Receive a value, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvError> {
-        self.recv_deadline_inner(Some(Instant::now() + timeout))
+        self.recv_deadline_inner(crate::deadline::after(timeout))
     }
 
     /// Receive a value, waiting until `deadline`.

@@ -284,7 +284,7 @@ impl Fifo {
     /// written something or has come and gone; [`FifoError::Timeout`]
     /// otherwise.
     pub fn open_read_timeout(&self, timeout: Duration) -> Result<FifoReader, FifoError> {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::deadline::after(timeout);
         let fd = self.open_fd(false, true)?;
         // A reader that has never seen a writer gets no POLLHUP (Linux sets
         // it only once a writer has come and gone since this open), so the
@@ -313,7 +313,7 @@ impl Fifo {
     /// Open for writing, waiting at most `timeout` for a reader;
     /// [`FifoError::Timeout`] otherwise.
     pub fn open_write_timeout(&self, timeout: Duration) -> Result<FifoWriter, FifoError> {
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = crate::deadline::after(timeout);
         let mut pause = Duration::from_micros(100);
         loop {
             match self.try_open_write() {
@@ -368,7 +368,7 @@ impl FifoReader {
     /// Read into `buf`, waiting at most `timeout` for data: `Ok(0)` is end of
     /// file, [`FifoError::Timeout`] when nothing came.
     pub fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, FifoError> {
-        self.read_deadline(buf, Instant::now().checked_add(timeout))
+        self.read_deadline(buf, crate::deadline::after(timeout))
     }
 
     /// Read what is there now: `Ok(0)` is end of file,

@@ -78,6 +78,7 @@
 
 pub mod codec;
 pub mod connection;
+mod deadline;
 mod env;
 #[doc(hidden)]
 pub mod failpoint;

@@ -1004,7 +1004,7 @@ impl Listener {
     /// Accept a connection, waiting at most `timeout` for one to arrive;
     /// the handshake then has its own timeout.
     pub fn accept_timeout<T>(&self, timeout: Duration) -> Result<Connection<T>, AcceptError> {
-        self.accept_deadline(Some(Instant::now() + timeout))
+        self.accept_deadline(crate::deadline::after(timeout))
     }
 
     fn accept_deadline<T>(&self, deadline: Option<Instant>) -> Result<Connection<T>, AcceptError> {
@@ -1025,7 +1025,7 @@ impl Listener {
         }
         let mut conn = Connection::from_fd(fd, true, true)?;
         if let Some(key) = &self.opts.authkey {
-            let deadline = Instant::now() + self.opts.handshake_timeout;
+            let deadline = crate::deadline::instant_after(self.opts.handshake_timeout);
             server_handshake(&mut conn, key, self.opts.policy, deadline)?;
         }
         Ok(conn)
@@ -1131,7 +1131,7 @@ impl ClientBuilder {
                 if self.authkey.is_none() && !self.insecure_no_authkey {
                     return Err(ConnectError::TcpWithoutAuthkey);
                 }
-                let deadline = self.connect_timeout.map(|t| Instant::now() + t);
+                let deadline = self.connect_timeout.and_then(crate::deadline::after);
                 multiproc_sys::net::tcp_connect(*addr, deadline).map_err(|e| {
                     if e.kind() == io::ErrorKind::TimedOut {
                         ConnectError::Timeout
@@ -1167,7 +1167,7 @@ impl ClientBuilder {
         };
         let mut conn = Connection::from_fd(fd, true, true)?;
         if let Some(key) = &self.authkey {
-            let deadline = Instant::now() + self.handshake_timeout;
+            let deadline = crate::deadline::instant_after(self.handshake_timeout);
             client_handshake(&mut conn, key, self.policy, deadline)?;
         }
         Ok(conn)
@@ -1285,7 +1285,7 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> io::Result<
         .collect();
     let fds: Vec<BorrowedFd<'_>> = polled.iter().map(|(_, fd)| *fd).collect();
     let deadline = if ready.is_empty() {
-        timeout.map(|t| Instant::now() + t)
+        timeout.and_then(crate::deadline::after)
     } else {
         Some(Instant::now())
     };

@@ -46,7 +46,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use multiproc_sys::mq::{self as sys, Wait};
 use serde::de::DeserializeOwned;
@@ -518,9 +518,7 @@ impl fmt::Debug for MessageQueue {
 
 fn deadline(timeout: Duration) -> Wait {
     // A timeout too long to represent waits forever.
-    Instant::now()
-        .checked_add(timeout)
-        .map_or(Wait::Forever, Wait::Until)
+    crate::deadline::after(timeout).map_or(Wait::Forever, Wait::Until)
 }
 
 impl MessageQueue {

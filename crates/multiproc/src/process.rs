@@ -738,7 +738,7 @@ impl<R: DeserializeOwned> Process<R> {
     /// Wait at most `timeout` for the child to exit; `None` if it is still
     /// running.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<i32>, ProcessError> {
-        self.wait_deadline(Some(Instant::now() + timeout))
+        self.wait_deadline(crate::deadline::after(timeout))
     }
 
     fn take_result(&mut self, code: i32) -> Result<R, ProcessError> {

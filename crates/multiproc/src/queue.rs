@@ -869,7 +869,7 @@ impl ByteBatch {
 }
 
 fn deadline(t: Duration) -> Option<Instant> {
-    Some(Instant::now() + t)
+    crate::deadline::after(t)
 }
 
 fn now() -> Option<Instant> {

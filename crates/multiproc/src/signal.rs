@@ -190,7 +190,7 @@ impl Signals {
     /// The next received signal, waiting at most `timeout`; `None` when
     /// none came.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<i32>, SignalError> {
-        self.wait_deadline(Instant::now().checked_add(timeout))
+        self.wait_deadline(crate::deadline::after(timeout))
     }
 
     /// Every signal received so far, without waiting.
@@ -278,7 +278,7 @@ impl SignalFlag {
 
     /// Wait at most `timeout` for the flag; whether it is set.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, SignalError> {
-        self.wait_deadline(Instant::now().checked_add(timeout))
+        self.wait_deadline(crate::deadline::after(timeout))
     }
 }
 

@@ -120,7 +120,7 @@ pub enum ReleaseError {
 pub struct BrokenBarrierError;
 
 fn deadline(timeout: Duration) -> Option<Instant> {
-    Some(Instant::now() + timeout)
+    crate::deadline::after(timeout)
 }
 
 // ----- the shared handle under every object ----------------------------------
@@ -802,7 +802,7 @@ impl ConditionGuard<'_> {
         mut pred: impl FnMut() -> bool,
         timeout: Option<Duration>,
     ) -> Result<bool, WaitError> {
-        let d = timeout.map(|t| Instant::now() + t);
+        let d = timeout.and_then(crate::deadline::after);
         loop {
             if pred() {
                 return Ok(true);

@@ -738,7 +738,7 @@ impl ConditionProxy {
         mut pred: impl FnMut() -> bool,
         timeout: Option<Duration>,
     ) -> Result<bool> {
-        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let deadline = timeout.and_then(crate::deadline::after);
         loop {
             if pred() {
                 return Ok(true);
