@@ -844,7 +844,7 @@ fn run_history(plan: &Plan) -> Result<Outcome, Box<dyn std::error::Error>> {
         // unfinished for good: a short join then.
         let mut left = deadline.saturating_duration_since(Instant::now());
         if kill_planned {
-            left = left.min(Duration::from_secs(2));
+            left = left.min(multiproc::queue::ABANDON_AFTER + Duration::from_secs(1));
         }
         match jq.join_timeout(left) {
             Ok(()) => {
@@ -862,7 +862,7 @@ fn run_history(plan: &Plan) -> Result<Outcome, Box<dyn std::error::Error>> {
                 }
             }
             Err(JoinError::Timeout) if kill_planned => {}
-            Err(e) if kill_planned && format!("{e}").contains("abandoned") => {}
+            Err(JoinError::Abandoned { .. }) if kill_planned => {}
             Err(e) => out.violations.push(format!("join: {e}")),
         }
     }

@@ -31,5 +31,5 @@ pub use env::{Env, LIVENESS_CHECK, Me};
 pub use event::RawEvent;
 pub use header::{Header, HeaderError, InitState};
 pub use lock::{Acquired, LockError, RawLock, UnlockError};
-pub use queue::{QueueError, RawQueue, Rec, Region, Taken};
+pub use queue::{ABANDON_AFTER, JoinProgress, QueueError, RawQueue, Rec, Region, Taken};
 pub use semaphore::{OverRelease, RawSemaphore};

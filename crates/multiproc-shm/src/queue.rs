@@ -402,6 +402,9 @@ struct Consumers {
     ool_got: AtomicU64,
     /// JoinableQueue: `task_done` calls made before the matching `get`.
     credit: AtomicU32,
+    /// JoinableQueue: tasks taken by processes that found no row free in
+    /// the takers table (never counted as abandoned).
+    untracked: AtomicU32,
 }
 
 #[derive(Debug)]
@@ -455,6 +458,26 @@ pub enum QueueError {
     Corrupted,
     /// `task_done` was called more times than items were put.
     TooManyTaskDone,
+    /// `join`: this many tasks are held by processes that died (killed, or
+    /// exited without handing them on), and none was marked done for
+    /// [`ABANDON_AFTER`]. They stay unfinished: a later `task_done` still
+    /// counts, and a later `join` waits again.
+    Abandoned(u32),
+}
+
+/// How long `join` waits without progress on tasks held only by dead
+/// processes before it reports them [abandoned](QueueError::Abandoned).
+/// A process that took tasks and exited may have handed them to another
+/// (Python allows `task_done` from any process), so this is a grace
+/// period, not a proof.
+pub const ABANDON_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// What a `join` caller keeps between calls to tell progress from a stall
+/// (so that a caller joining in short slices still sees abandoned tasks).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JoinProgress {
+    /// The unfinished count last seen, and since when.
+    last: Option<(i64, Instant)>,
 }
 
 /// A record to put.
@@ -593,6 +616,7 @@ impl RawQueue {
                 lock: BiasLock::new(),
                 ool_got: AtomicU64::new(0),
                 credit: AtomicU32::new(0),
+                untracked: AtomicU32::new(0),
             },
             head: Word(AtomicU64::new(0)),
             not_empty: Signal::new(),
@@ -1474,9 +1498,10 @@ impl RawQueue {
                 // task too many, which is forgiven with the rest of its
                 // tasks when its death is noticed.
                 let s = *slot.get_or_insert_with(|| self.taker_slot(env));
-                if let Some(s) = s {
-                    self.takers[s].held.fetch_add(1, Ordering::Relaxed);
-                }
+                match s {
+                    Some(s) => self.takers[s].held.fetch_add(1, Ordering::Relaxed),
+                    None => self.cons.untracked.fetch_add(1, Ordering::Relaxed),
+                };
             }
             env.failpoint("get.copied");
             h.at = h.at.wrapping_add(size as u32);
@@ -1644,7 +1669,8 @@ impl RawQueue {
             .takers
             .iter()
             .map(|t| i64::from(t.held.load(Ordering::Relaxed)))
-            .sum();
+            .sum::<i64>()
+            + i64::from(self.cons.untracked.load(Ordering::Relaxed));
         queued + held - i64::from(self.cons.credit.load(Ordering::Relaxed))
     }
 
@@ -1657,25 +1683,31 @@ impl RawQueue {
             return Err(QueueError::TooManyTaskDone);
         }
         let id = Self::my_id(env);
-        // Ordering::Relaxed: C lock held. Prefer this process's own tasks,
-        // then any process's (Python counts tasks, not who took them), then
-        // an item not yet taken (credit, used up by the get that takes it).
-        let mine = self
-            .takers
-            .iter()
-            .find(|t| t.id.load(Ordering::Relaxed) == id && t.held.load(Ordering::Relaxed) > 0);
-        let any = || {
+        // Ordering::Relaxed: C lock held. Python counts tasks, not who took
+        // them: prefer this process's own tasks, then those of processes
+        // that died (only others can finish them, and `join` tells them
+        // apart), then any process's, then untracked ones, then an item not
+        // yet taken (credit, used up by the get that takes it).
+        let held = |t: &&Taker| t.held.load(Ordering::Relaxed) > 0;
+        let mine = || {
             self.takers
                 .iter()
-                .find(|t| t.held.load(Ordering::Relaxed) > 0)
+                .filter(held)
+                .find(|t| t.id.load(Ordering::Relaxed) == id)
         };
-        match mine.or_else(any) {
-            Some(t) => {
-                t.held.fetch_sub(1, Ordering::Relaxed);
-            }
-            None => {
-                self.cons.credit.fetch_add(1, Ordering::Relaxed);
-            }
+        let dead = || {
+            self.takers
+                .iter()
+                .filter(held)
+                .find(|t| Self::id_is_dead(env, t.id.load(Ordering::Relaxed)))
+        };
+        let any = || self.takers.iter().find(held);
+        if let Some(t) = mine().or_else(dead).or_else(any) {
+            t.held.fetch_sub(1, Ordering::Relaxed);
+        } else if self.cons.untracked.load(Ordering::Relaxed) > 0 {
+            self.cons.untracked.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.cons.credit.fetch_add(1, Ordering::Relaxed);
         }
         if unfinished == 1 {
             self.all_done.notify(env, u32::MAX);
@@ -1684,34 +1716,55 @@ impl RawQueue {
         Ok(())
     }
 
-    /// With the C lock held: forget the tasks of consumers that died.
-    fn forgive_dead<E: Env + ?Sized>(&self, env: &E) {
-        for t in &self.takers {
-            let id = t.id.load(Ordering::Relaxed);
-            if id != 0 && Self::id_is_dead(env, id) {
-                t.held.store(0, Ordering::Relaxed);
-                t.id.store(0, Ordering::Relaxed);
-            }
-        }
+    /// With the C lock held: tasks held by processes that died.
+    fn dead_held<E: Env + ?Sized>(&self, env: &E) -> i64 {
+        self.takers
+            .iter()
+            .filter(|t| t.held.load(Ordering::Relaxed) > 0)
+            .filter(|t| Self::id_is_dead(env, t.id.load(Ordering::Relaxed)))
+            .map(|t| i64::from(t.held.load(Ordering::Relaxed)))
+            .sum()
     }
 
     /// Wait until every item put has been marked done, or `deadline`.
-    /// Tasks held by a consumer that died count as done: the check runs
-    /// every [`LIVENESS_CHECK`](crate::LIVENESS_CHECK) while waiting.
+    ///
+    /// Tasks held by a process that died are not forgiven: another process
+    /// may still mark them done (the taker may have handed them on before
+    /// it exited). When every unfinished task is held by dead processes
+    /// and `progress` has seen no change for [`ABANDON_AFTER`], `join`
+    /// returns [`QueueError::Abandoned`] with their number instead of
+    /// waiting for good. Keep `progress` between calls that join in slices.
     pub fn join<E: Env + ?Sized>(
         &self,
         env: &E,
         deadline: Option<Instant>,
+        progress: &mut JoinProgress,
     ) -> Result<(), QueueError> {
         let mut check_dead = false;
         loop {
             self.lock(&self.cons.lock, env, deadline, true)?;
-            if check_dead {
-                self.forgive_dead(env);
-            }
-            if self.unfinished_locked() <= 0 {
+            let unfinished = self.unfinished_locked();
+            if unfinished <= 0 {
                 Self::unlock(&self.cons.lock, env);
+                progress.last = None;
                 return Ok(());
+            }
+            let now = Instant::now();
+            let since = match progress.last {
+                Some((n, t)) if n == unfinished => t,
+                _ => {
+                    progress.last = Some((unfinished, now));
+                    now
+                }
+            };
+            if check_dead && now.duration_since(since) >= ABANDON_AFTER {
+                let dead = self.dead_held(env);
+                if dead > 0 && unfinished <= dead {
+                    Self::unlock(&self.cons.lock, env);
+                    return Err(QueueError::Abandoned(
+                        dead.clamp(0, i64::from(u32::MAX)) as u32
+                    ));
+                }
             }
             if env::expired(deadline) {
                 Self::unlock(&self.cons.lock, env);

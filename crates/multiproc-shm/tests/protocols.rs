@@ -488,7 +488,7 @@ fn queue_join_waits_for_task_done() {
             assert_eq!(get8(&q2, &e2), Ok(7));
             q2.0.task_done(&e2).unwrap();
         });
-        q.0.join(&e1, None).unwrap();
+        q.0.join(&e1, None, &mut Default::default()).unwrap();
         assert_eq!(q.0.task_done(&e1), Err(QueueError::TooManyTaskDone));
         t.join().unwrap();
     });

@@ -102,6 +102,9 @@ const LAYOUT: u64 = segment::layout_hash(
     std::mem::size_of::<RawQueue>(),
     std::mem::align_of::<RawQueue>(),
 );
+/// How long `JoinableQueue::join` waits without progress on tasks held only
+/// by dead processes before it reports them ([`JoinError::Abandoned`]).
+pub use multiproc_shm::ABANDON_AFTER;
 /// Default ring size in bytes.
 pub const DEFAULT_CAPACITY: usize = 128 << 20;
 /// Default budget of out-of-line bytes pending.
@@ -255,6 +258,16 @@ pub enum JoinError {
     /// `join_timeout`: tasks are still unfinished.
     #[error("timed out waiting for the tasks to be done")]
     Timeout,
+    /// Every unfinished task is held by processes that died (killed, or
+    /// exited without handing their tasks on), and none was marked done
+    /// for [`ABANDON_AFTER`] (two seconds). The tasks stay
+    /// unfinished: a later `task_done` counts them, a later `join` waits
+    /// again. (Python's `join` would wait for good.)
+    #[error("{tasks} tasks are held by processes that died and were never marked done")]
+    Abandoned {
+        /// How many.
+        tasks: u32,
+    },
     /// The queue's shared state is inconsistent.
     #[error("the queue's shared state is corrupted")]
     Corrupted,
@@ -431,6 +444,9 @@ struct Inner {
     side_tx: OwnedFd,
     side_rx: OwnedFd,
     cap: u32,
+    /// JoinableQueue: what this process's joins saw last (progress or a
+    /// stall), kept across calls that join in slices.
+    join_progress: std::sync::Mutex<multiproc_shm::JoinProgress>,
 }
 
 impl Inner {
@@ -447,6 +463,7 @@ impl Inner {
             side_tx,
             side_rx,
             cap,
+            join_progress: Default::default(),
         })
     }
 
@@ -1557,18 +1574,29 @@ impl<T> JoinableQueue<T> {
     }
 
     fn join_deadline(&self, deadline: Option<Instant>) -> Result<(), JoinError> {
-        self.q
-            .inner
-            .raw()
-            .join(&ENV, deadline)
-            .map_err(|e| match e {
-                QueueError::Timeout => JoinError::Timeout,
-                _ => JoinError::Corrupted,
-            })
+        let inner = &self.q.inner;
+        // Copied out and back: a join waiting forever must not block
+        // another thread's timed join on the mutex.
+        let saved = || {
+            inner
+                .join_progress
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+        };
+        let mut progress = *saved();
+        let r = inner.raw().join(&ENV, deadline, &mut progress);
+        *saved() = progress;
+        r.map_err(|e| match e {
+            QueueError::Timeout => JoinError::Timeout,
+            QueueError::Abandoned(tasks) => JoinError::Abandoned { tasks },
+            _ => JoinError::Corrupted,
+        })
     }
 
-    /// Wait until every item put has been marked done (or its consumer
-    /// died holding it).
+    /// Wait until every item put has been marked done, by any process.
+    /// Tasks whose taker died are not forgiven; if they are all that is
+    /// left and nobody marks one done for two seconds, `join` returns
+    /// [`JoinError::Abandoned`] rather than waiting for good.
     pub fn join(&self) -> Result<(), JoinError> {
         self.join_deadline(None)
     }

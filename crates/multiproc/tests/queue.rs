@@ -282,8 +282,8 @@ fn take_and_die(arg: (JoinableQueue<u32>, Connection<u32>)) {
 }
 
 #[test]
-fn join_does_not_wait_for_a_task_whose_consumer_died() {
-    let _w = watchdog("join_does_not_wait_for_a_task_whose_consumer_died", LIMIT);
+fn join_reports_the_tasks_of_a_consumer_that_died() {
+    let _w = watchdog("join_reports_the_tasks_of_a_consumer_that_died", LIMIT);
     let q = JoinableQueue::<u32>::new().unwrap();
     q.put(1).unwrap();
     q.put(2).unwrap();
@@ -295,8 +295,68 @@ fn join_does_not_wait_for_a_task_whose_consumer_died() {
     // Item 2 is still ours to process.
     assert_eq!(q.get().unwrap(), 2);
     q.task_done().unwrap();
-    // Item 1 died with its consumer: join must not wait for it.
+    // Item 1 died with its consumer: join neither waits for it for good
+    // nor returns Ok as if it were done; it names it.
+    let t0 = Instant::now();
+    match q.join_timeout(Duration::from_secs(30)) {
+        Err(multiproc::JoinError::Abandoned { tasks: 1 }) => {}
+        r => panic!("expected one abandoned task, got {r:?}"),
+    }
+    assert!(t0.elapsed() >= multiproc::queue::ABANDON_AFTER);
+    assert_eq!(q.unfinished(), 1);
+    // Anyone may still mark it done; then join returns.
+    q.task_done().unwrap();
     q.join_timeout(Duration::from_secs(10)).unwrap();
+}
+
+/// Take `n` items and hand them to a worker over a pipe, then exit
+/// normally.
+fn take_and_hand_on(arg: (JoinableQueue<u32>, Connection<u32>, u32)) {
+    let (q, mut to_worker, n) = arg;
+    for _ in 0..n {
+        to_worker.send(&q.get().unwrap()).unwrap();
+    }
+}
+
+/// Receive items from the pipe and mark each done once `go` is set.
+fn finish_handed_tasks(arg: (JoinableQueue<u32>, Connection<u32>, multiproc::Event)) -> u32 {
+    let (q, mut from_taker, go) = arg;
+    let mut got = Vec::new();
+    while let Ok(item) = from_taker.recv() {
+        got.push(item);
+    }
+    go.wait();
+    for _ in &got {
+        q.task_done().expect("task_done of a handed-on task");
+    }
+    got.len() as u32
+}
+
+/// Regression test (6a): a process takes three items, hands them to a
+/// worker and exits normally. Its tasks were forgiven as a dead
+/// consumer's: `join` returned at once and the worker's `task_done` calls
+/// failed with TooManyCalls. Python allows `task_done` from any process.
+#[test]
+fn join_waits_for_tasks_handed_to_another_process() {
+    let _w = watchdog("join_waits_for_tasks_handed_to_another_process", LIMIT);
+    let q = JoinableQueue::<u32>::new().unwrap();
+    for i in 0..3 {
+        q.put(i).unwrap();
+    }
+    let go = multiproc::Event::new().unwrap();
+    let (rx, tx) = pipe().unwrap();
+    let mut w = Process::spawn(finish_handed_tasks, (q.clone(), rx, go.clone())).unwrap();
+    let mut taker = Process::spawn(take_and_hand_on, (q.clone(), tx, 3)).unwrap();
+    taker.join().unwrap();
+    // The taker is gone, its tasks are not done: join must wait.
+    assert!(matches!(
+        q.join_timeout(Duration::from_millis(500)),
+        Err(multiproc::JoinError::Timeout)
+    ));
+    assert_eq!(q.unfinished(), 3);
+    go.set();
+    q.join_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(w.join().unwrap(), 3);
 }
 
 // ----- kill -9 at random points -----------------------------------------------
