@@ -101,7 +101,9 @@ pub use codec::Fd;
 pub use connection::{Connection, RecvError, SendError, duplex, pipe};
 pub use fifo::{Fifo, FifoError};
 pub use manager::{Manager, ManagerError};
-pub use process::{Builder, Process, ProcessError, StartMethod, current_process_name, init};
+pub use process::{
+    Builder, ChildPanic, Process, ProcessError, StartMethod, current_process_name, init,
+};
 pub use queue::{
     ByteBatch, GetError, JoinError, JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue,
     TaskDoneError,

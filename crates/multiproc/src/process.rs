@@ -58,6 +58,71 @@ static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 static PROCESS_COUNTER: AtomicU32 = AtomicU32::new(0);
 static CURRENT_NAME: OnceLock<String> = OnceLock::new();
 
+/// A panic in a child's target, as the parent learns it from
+/// [`ProcessError::Failed`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildPanic {
+    /// The panic message (`"Box<dyn Any>"` when the payload was not text).
+    pub message: String,
+    /// `file:line:column` of the panic, when the child's panic hook saw it.
+    pub location: Option<String>,
+}
+
+impl fmt::Display for ChildPanic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(at) => write!(f, "panicked at {at}: {}", self.message),
+            None => write!(f, "panicked: {}", self.message),
+        }
+    }
+}
+
+/// The first byte of a message on the result channel.
+const RESULT_TAG: u8 = 0;
+/// The first byte of a panic report on the result channel.
+const PANIC_TAG: u8 = 1;
+
+/// The location and message of the last panic in this process, recorded by
+/// the hook [`record_panics`] installs (a child's target runs under it).
+static LAST_PANIC: std::sync::Mutex<Option<ChildPanic>> = std::sync::Mutex::new(None);
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+/// In a child: record where each panic happened (and still print it as the
+/// previous hook does).
+fn record_panics() {
+    let previous = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        let report = ChildPanic {
+            message: panic_message(info.payload()),
+            location: info.location().map(|l| l.to_string()),
+        };
+        *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+        previous(info);
+    }));
+}
+
+/// In a child whose target panicked with `payload`: tell the parent.
+fn send_panic(chan: &mut Connection<()>, payload: &(dyn std::any::Any + Send)) {
+    let message = panic_message(payload);
+    let recorded = LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let location = recorded
+        .filter(|r| r.message == message)
+        .and_then(|r| r.location);
+    let mut body = vec![PANIC_TAG];
+    if postcard::to_io(&ChildPanic { message, location }, &mut body).is_ok() {
+        let _ = chan.send_raw(&body, &[]);
+    }
+}
+
 /// How a child process is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -78,10 +143,13 @@ pub enum ProcessError {
     Timeout,
     /// The child ended without success: a non-zero exit status, or killed
     /// by a signal (`exitcode` is then minus the signal number).
-    #[error("process failed with exitcode {exitcode}")]
+    #[error("process failed with exitcode {exitcode}{}", panic.as_ref().map(|p| format!(": {p}")).unwrap_or_default())]
     Failed {
         /// Python's `exitcode`.
         exitcode: i32,
+        /// The panic that ended the child's target, if it panicked: its
+        /// message and where.
+        panic: Option<ChildPanic>,
     },
     /// The child exited with 0 but sent no result (it called
     /// `std::process::exit` itself).
@@ -172,7 +240,7 @@ fn trampoline<A: DeserializeOwned, R: Serialize>(
 }
 
 fn send_result<R: Serialize>(chan: &mut Connection<()>, result: &R) -> Result<(), String> {
-    let mut body = Vec::new();
+    let mut body = vec![RESULT_TAG];
     let fds = codec::encode(result, &mut body).map_err(|e| format!("cannot send result: {e}"))?;
     match chan.send_raw(&body, &fds) {
         Ok(()) | Err(SendError::Disconnected) => Ok(()),
@@ -299,6 +367,7 @@ fn run_spawned_child(fd: RawFd) -> ! {
     let tramp: Trampoline =
         unsafe { std::mem::transmute::<usize, Trampoline>(address_of(req.trampoline)) };
     let target = address_of(req.target);
+    record_panics();
     let code =
         match panic::catch_unwind(AssertUnwindSafe(|| tramp(target, &req.arg, fds, &mut chan))) {
             Ok(Ok(())) => 0,
@@ -306,8 +375,12 @@ fn run_spawned_child(fd: RawFd) -> ! {
                 eprintln!("multiproc: {msg}");
                 1
             }
-            // The panic hook already printed the message.
-            Err(_) => 1,
+            // The panic hook already printed the message; the parent gets
+            // it too.
+            Err(payload) => {
+                send_panic(&mut chan, &*payload);
+                1
+            }
         };
     drop(chan);
     flush_std();
@@ -421,6 +494,7 @@ impl Builder {
                 if self.daemon {
                     watch_parent(parent);
                 }
+                record_panics();
                 let code = match Connection::<()>::from_fd(theirs, true, true) {
                     Ok(mut chan) => match panic::catch_unwind(AssertUnwindSafe(f)) {
                         Ok(r) => match send_result(&mut chan, &r) {
@@ -430,7 +504,10 @@ impl Builder {
                                 1
                             }
                         },
-                        Err(_) => 1,
+                        Err(payload) => {
+                            send_panic(&mut chan, &*payload);
+                            1
+                        }
                     },
                     Err(_) => 70,
                 };
@@ -451,6 +528,7 @@ impl Builder {
                     }),
                     exitcode: None,
                     result: None,
+                    panic: None,
                     taken: false,
                     _marker: PhantomData,
                 })
@@ -556,6 +634,8 @@ pub struct Process<R = ()> {
     state: State,
     exitcode: Option<i32>,
     result: Option<Result<R, DecodeError>>,
+    /// The child's panic report, if it sent one.
+    panic: Option<ChildPanic>,
     taken: bool,
     _marker: PhantomData<fn() -> R>,
 }
@@ -632,6 +712,7 @@ impl<R: DeserializeOwned> Process<R> {
             state: State::Created(launch),
             exitcode: None,
             result: None,
+            panic: None,
             taken: false,
             _marker: PhantomData,
         }
@@ -713,9 +794,19 @@ impl<R: DeserializeOwned> Process<R> {
         let Some(chan) = &mut r.chan else {
             return;
         };
-        match chan.recv_with_public(Some(Instant::now()), codec::decode::<R>) {
-            Ok(v) => {
+        let decode = |bytes: &[u8], fds| match bytes.split_first() {
+            Some((&RESULT_TAG, rest)) => codec::decode::<R>(rest, fds).map(Ok),
+            Some((&PANIC_TAG, rest)) => Ok(Err(postcard::from_bytes::<ChildPanic>(rest)?)),
+            Some(_) => Err(DecodeError::Serde(postcard::Error::DeserializeBadEnum)),
+            None => Err(DecodeError::Empty),
+        };
+        match chan.recv_with_public(Some(Instant::now()), decode) {
+            Ok(Ok(v)) => {
                 self.result = Some(Ok(v));
+                r.chan = None;
+            }
+            Ok(Err(p)) => {
+                self.panic = Some(p);
                 r.chan = None;
             }
             Err(RecvError::Decode(e)) => {
@@ -743,7 +834,10 @@ impl<R: DeserializeOwned> Process<R> {
 
     fn take_result(&mut self, code: i32) -> Result<R, ProcessError> {
         if code != 0 {
-            return Err(ProcessError::Failed { exitcode: code });
+            return Err(ProcessError::Failed {
+                exitcode: code,
+                panic: self.panic.clone(),
+            });
         }
         if self.taken {
             return Err(ProcessError::AlreadyJoined);

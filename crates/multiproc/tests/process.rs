@@ -71,7 +71,10 @@ fn exit_status_is_the_exitcode() {
     let _w = watchdog("exit_status_is_the_exitcode", LIMIT);
     let mut p = Process::spawn(exit_with, 3).unwrap();
     match p.join() {
-        Err(ProcessError::Failed { exitcode: 3 }) => {}
+        Err(ProcessError::Failed {
+            exitcode: 3,
+            panic: None,
+        }) => {}
         r => panic!("unexpected {r:?}"),
     }
     assert_eq!(p.exitcode(), Some(3));
@@ -84,14 +87,39 @@ fn panics(msg: String) {
     panic!("{msg}");
 }
 
+/// Regression test (6g): the parent learns the panic's message and
+/// location, not only exit code 1, from spawned and forked children alike.
 #[test]
-fn panic_gives_exitcode_1() {
-    let _w = watchdog("panic_gives_exitcode_1", LIMIT);
+fn panic_gives_exitcode_1_with_the_message_and_location() {
+    let _w = watchdog(
+        "panic_gives_exitcode_1_with_the_message_and_location",
+        LIMIT,
+    );
+    let check = |r: Result<(), ProcessError>| match r {
+        Err(ProcessError::Failed {
+            exitcode: 1,
+            panic: Some(p),
+        }) => {
+            assert_eq!(p.message, "child panicked on purpose");
+            let at = p.location.expect("a location");
+            assert!(at.starts_with("crates/multiproc/tests/process.rs:"), "{at}");
+            let e = ProcessError::Failed {
+                exitcode: 1,
+                panic: Some(multiproc::ChildPanic {
+                    message: p.message.clone(),
+                    location: Some(at.clone()),
+                }),
+            };
+            assert!(
+                e.to_string()
+                    .contains("panicked at crates/multiproc/tests/process.rs:")
+            );
+        }
+        r => panic!("unexpected {r:?}"),
+    };
     let mut p = Process::spawn(panics, "child panicked on purpose".to_string()).unwrap();
-    assert!(matches!(
-        p.join(),
-        Err(ProcessError::Failed { exitcode: 1 })
-    ));
+    check(p.join());
+    // Forked children: see `fork_suite`.
 }
 
 fn sleep_forever(_: ()) {
@@ -114,7 +142,7 @@ fn terminate_and_kill_give_negative_signals() {
     assert_eq!(p.wait().unwrap(), -15);
     assert!(matches!(
         p.join(),
-        Err(ProcessError::Failed { exitcode: -15 })
+        Err(ProcessError::Failed { exitcode: -15, .. })
     ));
 
     let mut p = Process::spawn(sleep_forever, ()).unwrap();
@@ -289,6 +317,10 @@ fn fork_suite(_: ()) -> Vec<String> {
     log.push(format!("exit={}", p.wait().unwrap()));
     let mut p = Process::<()>::fork(|| panic!("fork child panics on purpose")).unwrap();
     log.push(format!("panic={}", p.wait().unwrap()));
+    match p.join() {
+        Err(ProcessError::Failed { panic: Some(p), .. }) => log.push(p.message),
+        r => log.push(format!("no panic report: {r:?}")),
+    }
     // 4. Memory is copied, not shared.
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(7);
     let mut p =
@@ -324,6 +356,7 @@ fn fork_start_method() {
             "from fork",
             "exit=5",
             "panic=1",
+            "fork child panics on purpose",
             "child=8 parent=7",
             "refused 2"
         ]
