@@ -117,3 +117,63 @@ fn bench_has_the_manager_rows() {
         }
     }
 }
+
+/// Regression test (6e): a manager server on a Unix socket in a directory
+/// it created, killed with SIGKILL. `multiproc ls` shows one object;
+/// `multiproc clean` removes the socket, its `.lock` file and the
+/// directory (it left the last two behind).
+#[test]
+fn clean_after_kill_9_removes_the_socket_its_lock_and_its_directory() {
+    let dir = Dir(std::env::temp_dir().join(format!("mp-cli-clean-{}", std::process::id())));
+    let _ = std::fs::remove_dir_all(&dir.0);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir.0)
+        .unwrap();
+    let reg = dir.0.join("registry");
+    let key = key_file(&dir, "key", 0o600, b"clean key");
+    let sock_dir = dir.0.join("server");
+    let sock = sock_dir.join("m.sock");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_multiproc"))
+        .args(["manager", "serve", "--authkey-file"])
+        .arg(&key)
+        .arg("--listen")
+        .arg(&sock)
+        .env("MULTIPROC_REGISTRY_DIR", &reg)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("manager serving on"), "{line}");
+    let lock = dir.0.join("server/m.sock.lock");
+    assert!(sock.exists() && lock.exists());
+    server.kill().unwrap();
+    server.wait().unwrap();
+
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
+            .args(args)
+            .env("MULTIPROC_REGISTRY_DIR", &reg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&cli(&["ls", "--json", "--kind", "socket"])).unwrap();
+    let objs = v["objects"].as_array().unwrap();
+    assert_eq!(objs.len(), 1, "{v}");
+    assert_eq!(objs[0]["owner_alive"], false);
+    let out = cli(&["clean", "--kind", "socket"]);
+    assert!(out.contains("1 removed"), "{out}");
+    assert!(!sock.exists(), "socket left");
+    assert!(!lock.exists(), "lock file left");
+    assert!(!sock_dir.exists(), "directory left");
+}

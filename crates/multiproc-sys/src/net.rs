@@ -287,6 +287,21 @@ pub fn open_lock_file(path: &Path) -> io::Result<OwnedFd> {
     })
 }
 
+/// Replace the contents of a lock file (opened with [`open_lock_file`]) by
+/// `note`: what a cleaner should know about the listener that holds it.
+pub fn write_lock_note(lock: &OwnedFd, note: &[u8]) -> io::Result<()> {
+    retry(|| rustix::fs::ftruncate(lock, 0))?;
+    let mut at = 0;
+    while at < note.len() {
+        let n = retry(|| rustix::io::pwrite(lock, &note[at..], at as u64))?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        at += n;
+    }
+    Ok(())
+}
+
 /// What `lstat` says about a directory that is to hold private sockets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DirInfo {

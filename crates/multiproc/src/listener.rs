@@ -869,6 +869,11 @@ impl ListenerBuilder {
         let result = self.bind_unix_locked(&path);
         match result {
             Ok((fd, lock)) => {
+                // For `multiproc clean` after a kill -9: the directory is
+                // ours to remove too.
+                if created_dir.is_some() {
+                    let _ = multiproc_sys::net::write_lock_note(&lock, registry::CREATED_DIR_NOTE);
+                }
                 let _ = registry::record(Kind::Socket, &registry_name(&path));
                 Ok(Listener {
                     fd,

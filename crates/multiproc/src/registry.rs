@@ -278,11 +278,44 @@ pub fn exists(kind: Kind, name: &str) -> bool {
     }
 }
 
+/// What a listener writes into its socket's `<path>.lock` file when it
+/// created the socket's private directory itself.
+pub const CREATED_DIR_NOTE: &[u8] = b"created-dir\n";
+
+/// A listening socket's leftovers beside the socket file: its `.lock` file,
+/// and the private directory when the listener created it (removed only if
+/// empty, never through a symlink).
+fn remove_socket_leftovers(path: &str) {
+    let lock = format!("{path}.lock");
+    let Ok(meta) = fs::symlink_metadata(&lock) else {
+        return;
+    };
+    if !meta.file_type().is_file() || meta.len() > 64 {
+        return;
+    }
+    let created_dir = fs::read(&lock).is_ok_and(|note| note == CREATED_DIR_NOTE);
+    let _ = fs::remove_file(&lock);
+    if created_dir && let Some(dir) = std::path::Path::new(path).parent() {
+        let _ = fs::remove_dir(dir);
+    }
+}
+
 /// Remove the recorded object and its record. An object that is already
-/// gone only loses its record.
+/// gone only loses its record. A socket takes its `.lock` file and the
+/// private directory its listener created with it.
 pub fn remove_object(kind: Kind, name: &str) -> io::Result<()> {
     let removed = match kind {
-        Kind::Fifo | Kind::Socket => fs::remove_file(name),
+        Kind::Socket => {
+            let r = fs::remove_file(name);
+            if r.is_ok()
+                || r.as_ref()
+                    .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+            {
+                remove_socket_leftovers(name);
+            }
+            r
+        }
+        Kind::Fifo => fs::remove_file(name),
         Kind::SysvMsg | Kind::SysvSem | Kind::SysvShm => crate::sysv::remove_by_id(kind, name),
         Kind::PosixMq => crate::posix::unlink_raw(name),
     };
