@@ -33,7 +33,7 @@ pub(crate) fn handle_error<E: serde::ser::Error>(msg: String) -> E {
     e
 }
 
-fn handle_error_de<E: serde::de::Error>(msg: String) -> E {
+pub(crate) fn handle_error_de<E: serde::de::Error>(msg: String) -> E {
     let e = E::custom(&msg);
     HANDLE_ERROR.with(|h| *h.borrow_mut() = Some(msg));
     e

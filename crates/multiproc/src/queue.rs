@@ -1446,7 +1446,8 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
         let w = Wire::<Fd>::deserialize(d)?;
-        let seg = Segment::from_fd(w.seg.0, LAYOUT).map_err(D::Error::custom)?;
+        let seg = Segment::from_fd(w.seg.0, LAYOUT)
+            .map_err(|e| crate::codec::handle_error_de(e.to_string()))?;
         let inner = Inner::new(seg, w.side_tx.0, w.side_rx.0).map_err(D::Error::custom)?;
         Ok(Queue::from_inner(Arc::new(inner)))
     }

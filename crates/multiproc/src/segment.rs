@@ -56,6 +56,11 @@ pub enum SegmentError {
         /// Our effective uid.
         expected_uid: u32,
     },
+    /// A received descriptor's size is not sealed against shrinking: its
+    /// sender (or anyone holding it) could truncate it under our mapping,
+    /// and the next access would kill this process with `SIGBUS`.
+    #[error("received shared memory whose size is not sealed (it could be truncated under us)")]
+    Unsealed,
     /// The name is not usable (empty, too long, or containing `/`).
     #[error("invalid shared memory name {0:?}")]
     InvalidName(String),
@@ -213,7 +218,14 @@ impl Segment {
     }
 
     /// Map a received descriptor and check its header.
+    ///
+    /// The descriptor came from another process: it is mapped only if its
+    /// size is sealed against shrinking ([`SegmentError::Unsealed`]
+    /// otherwise), so no one can truncate it under the mapping.
     pub(crate) fn from_fd(fd: OwnedFd, layout: u64) -> Result<Segment, SegmentError> {
+        if !multiproc_sys::shm::is_shrink_sealed(&fd).unwrap_or(false) {
+            return Err(SegmentError::Unsealed);
+        }
         Self::from_fd_wait(fd, layout, Duration::ZERO)
     }
 

@@ -225,7 +225,8 @@ fn deserialize_cells<'de, D: Deserializer<'de>, T: Pod>(
 ) -> Result<Cells<T>, D::Error> {
     let w = CellsWire::<Fd>::deserialize(d)?;
     let layout = layout::<T>(kind);
-    let seg = Segment::from_fd(w.fd.0, layout).map_err(serde::de::Error::custom)?;
+    let seg = Segment::from_fd(w.fd.0, layout)
+        .map_err(|e| crate::codec::handle_error_de(e.to_string()))?;
     Cells::from_segment(seg, layout).map_err(serde::de::Error::custom)
 }
 

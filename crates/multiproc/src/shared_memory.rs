@@ -368,13 +368,24 @@ fn foreign_allowed(info: multiproc_sys::shm::FileInfo, euid: u32) -> bool {
 
 #[derive(Serialize, Deserialize)]
 enum Wire<F> {
+    /// An anonymous segment (a sealed memfd).
     Segment { fd: F, size: u64 },
+    /// A mapped file or another library's segment.
     File { fd: F, size: u64 },
+    /// A named multiproc segment: POSIX shared memory cannot be sealed, so
+    /// it travels by name and the receiver opens it with the usual owner
+    /// and mode checks.
+    Named { name: String, size: u64 },
 }
 
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match &self.backing {
+            Backing::Segment(_) if self.name().is_some() => Wire::<FileRef<'_>>::Named {
+                name: self.name().unwrap_or_default().to_owned(),
+                size: self.len as u64,
+            }
+            .serialize(s),
             Backing::Segment(seg) => Wire::Segment {
                 fd: segment::SegRef(seg),
                 size: self.len as u64,
@@ -403,12 +414,29 @@ impl<'de> Deserialize<'de> for SharedMemory {
         use serde::de::Error as _;
         match Wire::<Fd>::deserialize(d)? {
             Wire::Segment { fd, size } => {
-                let seg = Segment::from_fd(fd.0, LAYOUT).map_err(D::Error::custom)?;
+                let seg = Segment::from_fd(fd.0, LAYOUT)
+                    .map_err(|e| crate::codec::handle_error_de(e.to_string()))?;
                 let mut m = SharedMemory::from_segment(Arc::new(seg));
                 m.len = usize::try_from(size).unwrap_or(usize::MAX).min(m.len);
                 Ok(m)
             }
+            Wire::Named { name, size } => {
+                let mut m = SharedMemory::open(&name).map_err(D::Error::custom)?;
+                m.len = usize::try_from(size).unwrap_or(usize::MAX).min(m.len);
+                Ok(m)
+            }
             Wire::File { fd, size } => {
+                // Truncating the file under our mapping would kill us with
+                // SIGBUS: only a sealed size, or a file of ours that no
+                // one else may write, is mapped.
+                let info = multiproc_sys::shm::file_info(&fd.0).map_err(D::Error::custom)?;
+                if !multiproc_sys::shm::is_shrink_sealed(&fd.0).unwrap_or(false)
+                    && !foreign_allowed(info, multiproc_sys::shm::euid())
+                {
+                    return Err(crate::codec::handle_error_de(
+                        segment::SegmentError::Unsealed.to_string(),
+                    ));
+                }
                 let file = std::fs::File::from(fd.0);
                 let actual = file.metadata().map_err(D::Error::custom)?.len();
                 let len = usize::try_from(size.min(actual)).map_err(D::Error::custom)?;

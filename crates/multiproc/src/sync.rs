@@ -210,7 +210,8 @@ impl<T> Serialize for Handle<T> {
 impl<'de, T> Deserialize<'de> for Handle<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = HandleWire::<Fd>::deserialize(d)?;
-        let seg = Segment::from_fd(w.fd.0, w.layout).map_err(serde::de::Error::custom)?;
+        let seg = Segment::from_fd(w.fd.0, w.layout)
+            .map_err(|e| crate::codec::handle_error_de(e.to_string()))?;
         let off = w.off as usize;
         Handle::<T>::check(&seg, off).map_err(serde::de::Error::custom)?;
         Ok(Handle {

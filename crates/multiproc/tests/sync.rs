@@ -920,3 +920,73 @@ fn nothing_is_left_in_dev_shm_after_sigkill() {
         .collect();
     assert!(new.is_empty(), "left behind: {new:?}");
 }
+
+// ----- hostile handles --------------------------------------------------------------
+
+/// A `Lock`'s wire form, to forge one.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct HandleWire {
+    fd: multiproc::Fd,
+    off: u32,
+    layout: u64,
+}
+
+/// Receive a `Lock` handle; if it is accepted, truncate its file (as the
+/// hostile sender could) and use the lock. `Err`: refused, with the error.
+fn receive_forged_lock(mut conn: Connection<Lock>) -> Result<(), String> {
+    let lock = conn.recv().map_err(|e| e.to_string())?;
+    // Accepted: now the sender shrinks the memory under our mapping.
+    let mut back: Connection<u8> = conn.cast();
+    back.send(&1).unwrap();
+    let _ = back.recv();
+    let _ = lock.lock();
+    Ok(())
+}
+
+/// Regression test (6d): a peer sends a `Lock` handle backed by a memfd
+/// whose size is not sealed, then truncates it; the receiver died with
+/// SIGBUS at its next access. Received handles to mapped objects are
+/// accepted only with their size sealed.
+#[test]
+fn a_received_handle_whose_size_is_not_sealed_is_refused() {
+    use std::io::{Read as _, Write as _};
+    let _w = watchdog(
+        "a_received_handle_whose_size_is_not_sealed_is_refused",
+        LIMIT,
+    );
+    // The real lock's bytes, copied into a memfd that is not sealed.
+    let lock = Lock::new().unwrap();
+    let (mut a, b) = duplex::<Lock>().unwrap();
+    a.send(&lock).unwrap();
+    let mut b: Connection<HandleWire> = b.cast();
+    let wire = b.recv().unwrap();
+    let mut bytes = Vec::new();
+    std::fs::File::from(wire.fd.0)
+        .read_to_end(&mut bytes)
+        .unwrap();
+    let forged = multiproc_sys::shm::memfd("forged", bytes.len() as u64).unwrap();
+    let mut f = std::fs::File::from(forged);
+    f.write_all(&bytes).unwrap();
+    // Send it as a Lock to a child.
+    let (mine, theirs) = duplex::<HandleWire>().unwrap();
+    let mut mine = mine;
+    let mut child = Process::spawn(receive_forged_lock, theirs.cast()).unwrap();
+    mine.send(&HandleWire {
+        fd: multiproc::Fd(f.try_clone().unwrap().into()),
+        off: wire.off,
+        layout: wire.layout,
+    })
+    .unwrap();
+    let mut mine: Connection<u8> = mine.cast();
+    // If the child accepted it, shrink the file under it.
+    if mine.recv_timeout(Duration::from_secs(10)).is_ok() {
+        f.set_len(0).unwrap();
+        mine.send(&1).unwrap();
+    }
+    match child.join() {
+        Err(e) => panic!("the receiver died: {e}"),
+        Ok(Ok(())) => panic!("an unsealed handle was accepted"),
+        Ok(Err(msg)) => assert!(msg.contains("not sealed"), "{msg}"),
+    }
+    drop((a, lock));
+}
