@@ -130,10 +130,47 @@ enum Transport {
     Tcp,
 }
 
+/// Descriptors received on a Unix socket, and where in the byte stream
+/// each batch arrived, so that every frame takes exactly the descriptors
+/// that came with it (a frame whose handles do not match is refused alone,
+/// and the next frame still gets its own).
+#[derive(Debug, Default)]
+struct Incoming {
+    fds: VecDeque<OwnedFd>,
+    /// `(offset of the read that brought them, how many)`, oldest first.
+    /// The kernel hands a message's descriptors to the read that returns
+    /// its first byte, so a batch belongs to the first frame starting at
+    /// or after that read's offset.
+    marks: VecDeque<(u64, usize)>,
+    /// Bytes read from the descriptor so far.
+    read_pos: u64,
+}
+
+impl Incoming {
+    /// Take the descriptors that came with the frame starting at `start`.
+    fn take_for_frame(&mut self, start: u64) -> Vec<OwnedFd> {
+        let mut n = 0;
+        while let Some(&(at, k)) = self.marks.front() {
+            if at > start {
+                break;
+            }
+            n += k;
+            self.marks.pop_front();
+        }
+        self.fds.drain(..n.min(self.fds.len())).collect()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.fds.is_empty()
+    }
+}
+
 /// Reads from a connection's descriptor for the frame decoder.
 struct FdSource<'a> {
     fd: BorrowedFd<'a>,
     transport: Transport,
+    marks: &'a mut VecDeque<(u64, usize)>,
+    read_pos: &'a mut u64,
 }
 
 impl FdSource<'_> {
@@ -166,10 +203,18 @@ unsafe impl Source for FdSource<'_> {
         if !self.ready(deadline)? {
             return Ok(Fill::TimedOut);
         }
-        fill_result(match self.transport {
+        let before = fds.len();
+        let n = match self.transport {
             Transport::Pipe | Transport::Tcp => multiproc_sys::io::read(self.fd, buf),
             Transport::Socket => multiproc_sys::io::recv_with_fds(self.fd, buf, fds),
-        })
+        };
+        if fds.len() > before {
+            self.marks.push_back((*self.read_pos, fds.len() - before));
+        }
+        if let Ok(n) = &n {
+            *self.read_pos += *n as u64;
+        }
+        fill_result(n)
     }
 
     fn fill_uninit(
@@ -201,11 +246,11 @@ fn read_frame<'r>(
     fd: BorrowedFd<'_>,
     transport: Transport,
     reader: &'r mut Option<Box<FrameReader>>,
-    fds: &mut VecDeque<OwnedFd>,
+    incoming: &mut Incoming,
     broken: &mut bool,
     deadline: Option<Instant>,
     max: usize,
-) -> Result<Payload<'r>, RecvError> {
+) -> Result<(Payload<'r>, Vec<OwnedFd>), RecvError> {
     if !readable {
         return Err(RecvError::NotReadable);
     }
@@ -214,9 +259,15 @@ fn read_frame<'r>(
     }
     let reader = reader.get_or_insert_with(|| Box::new(FrameReader::new(max)));
     reader.set_max_message_size(max);
-    let mut src = FdSource { fd, transport };
-    match reader.read_frame(&mut src, deadline, fds) {
-        Ok(p) => Ok(p),
+    let mut src = FdSource {
+        fd,
+        transport,
+        marks: &mut incoming.marks,
+        read_pos: &mut incoming.read_pos,
+    };
+    let start = reader.next_frame_start();
+    match reader.read_frame(&mut src, deadline, &mut incoming.fds) {
+        Ok(p) => Ok((p, incoming.take_for_frame(start))),
         Err(ReadError::Eof) => Err(RecvError::Eof),
         Err(ReadError::TimedOut) => Err(RecvError::Timeout),
         Err(ReadError::Frame(e)) => {
@@ -227,31 +278,28 @@ fn read_frame<'r>(
     }
 }
 
-/// Split a serde payload into its handle count and body, take its handles
-/// from `queue`, and decode it.
+/// Split a serde payload into its handle count and body, and decode it
+/// with `fds`, the descriptors that came with this frame. A count that does
+/// not match them refuses this frame only (its descriptors are closed): the
+/// next frame still gets its own.
 fn decode_payload<U>(
     bytes: &[u8],
-    queue: &mut VecDeque<OwnedFd>,
-    broken: &mut bool,
+    mut fds: Vec<OwnedFd>,
     decode: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<U, DecodeError>,
 ) -> Result<U, RecvError> {
     let Some((&count, body)) = bytes.split_first() else {
         return Err(DecodeError::Empty.into());
     };
     let count = usize::from(count);
-    let available = queue.len();
-    if count > available {
-        // The handles the message names never arrived: the stream and the
-        // handle queue no longer line up.
-        *broken = true;
-        queue.clear();
+    if count > fds.len() {
         return Err(DecodeError::MissingHandles {
             expected: count,
-            available,
+            available: fds.len(),
         }
         .into());
     }
-    let fds: Vec<OwnedFd> = queue.drain(..count).collect();
+    // More than it names: the extra ones are closed.
+    fds.truncate(count);
     Ok(decode(body, fds)?)
 }
 
@@ -278,7 +326,7 @@ pub struct Connection<T> {
     writable: bool,
     max: usize,
     reader: Option<Box<FrameReader>>,
-    fds: VecDeque<OwnedFd>,
+    incoming: Incoming,
     wbuf: Vec<u8>,
     broken: bool,
     _marker: PhantomData<fn(T) -> T>,
@@ -327,7 +375,7 @@ impl<T> Connection<T> {
             writable,
             max: DEFAULT_MAX_MESSAGE_SIZE,
             reader: None,
-            fds: VecDeque::new(),
+            incoming: Incoming::default(),
             wbuf: Vec::new(),
             broken: false,
             _marker: PhantomData,
@@ -381,7 +429,7 @@ impl<T> Connection<T> {
             writable: self.writable,
             max: self.max,
             reader: self.reader,
-            fds: self.fds,
+            incoming: self.incoming,
             wbuf: self.wbuf,
             broken: self.broken,
             _marker: PhantomData,
@@ -479,20 +527,23 @@ impl<T> Connection<T> {
             transport,
             readable,
             reader,
-            fds,
+            incoming,
             broken,
             ..
         } = self;
+        // A byte message's own descriptors (only a hostile sender attaches
+        // any) are closed.
         read_frame(
             *readable,
             fd.as_fd(),
             *transport,
             reader,
-            fds,
+            incoming,
             broken,
             deadline,
             max,
         )
+        .map(|(payload, _fds)| payload)
     }
 
     /// Receive one byte message (Python's `recv_bytes()`).
@@ -643,24 +694,24 @@ impl<T> Connection<T> {
             transport,
             readable,
             reader,
-            fds: queue,
+            incoming,
             broken,
             max,
             ..
         } = self;
-        let payload = read_frame(
+        let (payload, fds) = read_frame(
             *readable,
             fd.as_fd(),
             *transport,
             reader,
-            queue,
+            incoming,
             broken,
             deadline,
             *max,
         )?;
         let (result, spent) = match payload {
-            Payload::Borrowed(bytes) => (decode_payload(bytes, queue, broken, decode), None),
-            Payload::Owned(v) => (decode_payload(&v, queue, broken, decode), Some(v)),
+            Payload::Borrowed(bytes) => (decode_payload(bytes, fds, decode), None),
+            Payload::Owned(v) => (decode_payload(&v, fds, decode), Some(v)),
         };
         if let (Some(v), Some(r)) = (spent, reader.as_mut()) {
             r.recycle(v);
@@ -760,7 +811,7 @@ impl Serialize for SerFd<'_> {
 
 impl<T> Serialize for Connection<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        if self.reader.as_ref().is_some_and(|r| r.has_buffered()) || !self.fds.is_empty() {
+        if self.reader.as_ref().is_some_and(|r| r.has_buffered()) || !self.incoming.is_empty() {
             return Err(codec::handle_error(
                 "cannot send a connection that holds unread buffered data".into(),
             ));

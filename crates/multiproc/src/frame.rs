@@ -219,6 +219,8 @@ pub struct FrameReader {
     /// A large payload buffer handed back after use, for the next large frame.
     spare: Vec<u8>,
     max: usize,
+    /// Stream bytes of the frames returned so far (the next frame's start).
+    taken: u64,
 }
 
 impl FrameReader {
@@ -240,7 +242,15 @@ impl FrameReader {
             pending: None,
             spare: Vec::new(),
             max,
+            taken: 0,
         }
+    }
+
+    /// The stream offset (bytes since the first) at which the next frame
+    /// [`read_frame`](Self::read_frame) returns begins: what a reader needs
+    /// to tell which received descriptors came with that frame.
+    pub fn next_frame_start(&self) -> u64 {
+        self.taken
     }
 
     /// The maximum payload size.
@@ -282,6 +292,7 @@ impl FrameReader {
                 if let Some((h, len)) = parse_header(&self.buf[self.start..self.end], self.max)? {
                     let have = self.end - self.start;
                     if have >= h + len {
+                        self.taken += (h + len) as u64;
                         let at = self.start + h;
                         self.start += h + len;
                         if self.start == self.end {
@@ -366,6 +377,7 @@ impl FrameReader {
             }
         }
         let p = self.pending.take().expect("pending frame");
+        self.taken += (p.header + p.len) as u64;
         Ok(Payload::Owned(p.data))
     }
 }

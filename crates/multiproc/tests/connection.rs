@@ -246,10 +246,61 @@ fn decode_errors_consume_the_message_only() {
 #[test]
 fn a_message_claiming_handles_that_never_came() {
     let (mut rx, mut tx) = duplex::<u8>().unwrap();
-    // Claims 3 handles, carries none.
+    // Claims 3 handles, carries none: refused alone; the next is fine.
     tx.send_bytes(&[3, 1]).unwrap();
+    tx.send(&9).unwrap();
+    assert!(matches!(
+        rx.recv(),
+        Err(RecvError::Decode(
+            multiproc::codec::DecodeError::MissingHandles {
+                expected: 3,
+                available: 0
+            }
+        ))
+    ));
+    assert_eq!(rx.recv().unwrap(), 9);
+}
+
+/// A Python peer: sends a pickle (first byte 0x80, read as "128 handles")
+/// and an unrelated byte message, then a real message that carries a
+/// handle.
+fn python_like_sender(tx: Connection<Fd>) {
+    let mut raw = tx.cast::<()>();
+    raw.send_bytes(&[
+        0x80, 0x04, 0x95, 0x05, 0, 0, 0, 0, 0, 0, 0, 0x4b, 0x2a, 0x2e,
+    ])
+    .unwrap();
+    raw.send_bytes(b"not a message at all").unwrap();
+    let mut tx = raw.cast::<Fd>();
+    let (r, mut w) = pipe::<u32>().unwrap();
+    w.send(&77).unwrap();
+    tx.send(&Fd(r.as_fd().try_clone_to_owned().unwrap()))
+        .unwrap();
+}
+
+/// Regression test (6f): a whole frame that was read but does not decode
+/// (here a Python pickle sent to a Rust `Connection<T>`) left the
+/// connection `Broken` for good. It is refused alone: the next frame, and
+/// the handle that comes with it, arrive intact.
+#[test]
+fn a_frame_that_does_not_decode_leaves_the_connection_usable() {
+    let _w = watchdog(
+        "a_frame_that_does_not_decode_leaves_the_connection_usable",
+        LIMIT,
+    );
+    let (mut rx, tx) = duplex::<Fd>().unwrap();
+    let mut p = Process::spawn(python_like_sender, tx).unwrap();
+    assert!(matches!(
+        rx.recv(),
+        Err(RecvError::Decode(
+            multiproc::codec::DecodeError::MissingHandles { .. }
+        ))
+    ));
     assert!(matches!(rx.recv(), Err(RecvError::Decode(_))));
-    assert!(matches!(rx.recv(), Err(RecvError::Broken)));
+    let fd = rx.recv().expect("the next frame after the bad ones");
+    let mut r = Connection::<u32>::from_fd(fd.0, true, false).unwrap();
+    assert_eq!(r.recv().unwrap(), 77);
+    p.join().unwrap();
 }
 
 /// A hostile writer: sends `bytes` raw on the pipe, then exits.
