@@ -139,6 +139,15 @@ pub fn peer_uid(fd: impl AsFd) -> io::Result<u32> {
     Ok(rustix::net::sockopt::socket_peercred(fd)?.uid.as_raw())
 }
 
+/// The peer's IP address of a TCP socket (`getpeername`); `None` for other
+/// sockets.
+pub fn peer_ip(fd: impl AsFd) -> Option<std::net::IpAddr> {
+    match rustix::net::getpeername(fd).ok()? {
+        Some(a) => std::net::SocketAddr::try_from(a).ok().map(|a| a.ip()),
+        None => None,
+    }
+}
+
 /// Create a TCP socket bound to `addr` (`SO_REUSEADDR`, as Python's
 /// `Listener`) and listening.
 pub fn tcp_listen(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {

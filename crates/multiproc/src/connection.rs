@@ -14,8 +14,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use crate::listener::{
     AcceptError, Address, AddressError, AuthFailure, AuthPolicy, BindError, Client, ClientBuilder,
     ConnectError, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError, Listener, ListenerBuilder,
-    MAX_HANDSHAKE_FRAME, MAX_UNIX_PATH, Waitable, client_handshake, fuzz_handshake,
-    server_handshake, wait,
+    MAX_HANDSHAKE_FRAME, MAX_PREAUTH, MAX_PREAUTH_PER_PEER, MAX_UNIX_PATH, Waitable,
+    client_handshake, fuzz_handshake, server_handshake, wait,
 };
 
 use crate::codec::{self, DecodeError, EncodeError};

@@ -61,12 +61,14 @@
 //! top of it (give one: the uid check does not tell two programs of the same
 //! user apart).
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
@@ -811,6 +813,7 @@ impl ListenerBuilder {
                     fd,
                     address: Address::Tcp(local),
                     opts: self,
+                    gate: OnceLock::new(),
                     _unix: None,
                 })
             }
@@ -833,6 +836,7 @@ impl ListenerBuilder {
                     fd,
                     address,
                     opts: self,
+                    gate: OnceLock::new(),
                     _unix: None,
                 })
             }
@@ -879,6 +883,7 @@ impl ListenerBuilder {
                     fd,
                     address: Address::Unix(path.clone()),
                     opts: self,
+                    gate: OnceLock::new(),
                     _unix: Some(UnixFiles {
                         lock_path: lock_path(&path),
                         path,
@@ -963,8 +968,52 @@ pub struct Listener {
     fd: OwnedFd,
     address: Address,
     opts: ListenerBuilder,
+    /// Handshakes in progress and their outcomes (created on first use).
+    gate: OnceLock<Arc<Gate>>,
     /// Removes the socket and lock files on drop.
     _unix: Option<UnixFiles>,
+}
+
+/// The most unauthenticated connections one peer address (a TCP client's
+/// IP; all local peers of a Unix socket together) may hold in handshakes at
+/// once; more are closed at once.
+pub const MAX_PREAUTH_PER_PEER: usize = 16;
+/// The most unauthenticated connections in handshakes at once, in all.
+pub const MAX_PREAUTH: usize = 256;
+
+/// Handshakes run on their own threads, so that `accept` never waits behind
+/// a client that connects and says nothing: it takes new connections while
+/// others authenticate, and returns outcomes (an authenticated connection,
+/// or a client's failure) as they come.
+struct Gate {
+    state: Mutex<GateState>,
+    /// A byte is written here whenever an outcome is queued.
+    wake_rx: OwnedFd,
+    wake_tx: Arc<OwnedFd>,
+}
+
+#[derive(Default)]
+struct GateState {
+    outcomes: VecDeque<Result<Connection<()>, AcceptError>>,
+    /// Handshakes in progress per peer address (`None`: local peers).
+    pending: HashMap<Option<std::net::IpAddr>, usize>,
+    total: usize,
+}
+
+impl Gate {
+    fn new() -> io::Result<Gate> {
+        let (wake_rx, wake_tx) = multiproc_sys::fd::pipe()?;
+        multiproc_sys::fd::set_nonblocking(&wake_rx, true)?;
+        Ok(Gate {
+            state: Mutex::new(GateState::default()),
+            wake_rx,
+            wake_tx: Arc::new(wake_tx),
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl fmt::Debug for Listener {
@@ -1013,9 +1062,104 @@ impl Listener {
     }
 
     fn accept_deadline<T>(&self, deadline: Option<Instant>) -> Result<Connection<T>, AcceptError> {
-        let Some(fd) = multiproc_sys::net::accept(self.fd.as_fd(), deadline)? else {
-            return Err(AcceptError::Timeout);
+        let Some(key) = &self.opts.authkey else {
+            // Nothing to wait for after the connect.
+            let Some(fd) = multiproc_sys::net::accept(self.fd.as_fd(), deadline)? else {
+                return Err(AcceptError::Timeout);
+            };
+            return self.admit(fd).map(Connection::cast);
         };
+        let gate = match self.gate.get() {
+            Some(g) => g,
+            None => {
+                let g = Arc::new(Gate::new()?);
+                self.gate.get_or_init(|| g)
+            }
+        };
+        loop {
+            if let Some(outcome) = gate.state().outcomes.pop_front() {
+                return outcome.map(Connection::cast);
+            }
+            let ready = multiproc_sys::poll::wait_any_readable(
+                &[self.fd.as_fd(), gate.wake_rx.as_fd()],
+                deadline,
+            )?;
+            if ready[1] {
+                let mut sink = [0u8; 64];
+                while matches!(multiproc_sys::io::read(gate.wake_rx.as_fd(), &mut sink), Ok(n) if n > 0)
+                {
+                }
+            }
+            if ready[0] {
+                // Never waits: the socket said a connection is pending (or
+                // another thread took it, then nothing happens).
+                if let Some(fd) = multiproc_sys::net::accept(self.fd.as_fd(), Some(Instant::now()))?
+                {
+                    self.start_handshake(gate, fd, key);
+                }
+            }
+            if !ready.iter().any(|&r| r) {
+                return Err(AcceptError::Timeout);
+            }
+        }
+    }
+
+    /// Start authenticating `fd` on its own thread, unless its peer address
+    /// already has [`MAX_PREAUTH_PER_PEER`] handshakes going (or all peers
+    /// [`MAX_PREAUTH`]): then it is closed at once.
+    fn start_handshake(&self, gate: &Arc<Gate>, fd: OwnedFd, key: &[u8]) {
+        let peer = multiproc_sys::net::peer_ip(&fd);
+        {
+            let mut st = gate.state();
+            let n = st.pending.get(&peer).copied().unwrap_or(0);
+            if n >= MAX_PREAUTH_PER_PEER || st.total >= MAX_PREAUTH {
+                return; // dropping `fd` closes it
+            }
+            st.pending.insert(peer, n + 1);
+            st.total += 1;
+        }
+        let deadline = crate::deadline::instant_after(self.opts.handshake_timeout);
+        let (key, policy) = (key.to_vec(), self.opts.policy);
+        let admitted = self.admit(fd);
+        let gate = gate.clone();
+        let finish = move |outcome: Result<Connection<()>, AcceptError>| {
+            let mut st = gate.state();
+            if let Some(n) = st.pending.get_mut(&peer) {
+                *n -= 1;
+                if *n == 0 {
+                    st.pending.remove(&peer);
+                }
+            }
+            st.total -= 1;
+            st.outcomes.push_back(outcome);
+            drop(st);
+            let _ = multiproc_sys::io::write_all(gate.wake_tx.as_fd(), b"!");
+        };
+        let handshake = move || {
+            let outcome = admitted.and_then(|mut conn| {
+                server_handshake(&mut conn, &key, policy, deadline)?;
+                Ok(conn)
+            });
+            finish(outcome);
+        };
+        if let Err(e) = std::thread::Builder::new()
+            .name("multiproc-handshake".into())
+            .spawn(handshake)
+        {
+            // No thread: the connection is refused, as a full backlog
+            // would. (The closure, and the connection, were dropped.)
+            let mut st = self.gate.get().expect("gate").state();
+            if let Some(n) = st.pending.get_mut(&peer) {
+                *n -= 1;
+            }
+            st.total -= 1;
+            st.outcomes.push_back(Err(AcceptError::Io(e)));
+        }
+    }
+
+    /// The checks and options of a freshly accepted connection, before any
+    /// handshake.
+    fn admit(&self, fd: OwnedFd) -> Result<Connection<()>, AcceptError> {
         if self.address.is_tcp() {
             multiproc_sys::net::set_nodelay(&fd)?;
         }
@@ -1028,12 +1172,7 @@ impl Listener {
                 return Err(AcceptError::ForeignPeer { uid, expected });
             }
         }
-        let mut conn = Connection::from_fd(fd, true, true)?;
-        if let Some(key) = &self.opts.authkey {
-            let deadline = crate::deadline::instant_after(self.opts.handshake_timeout);
-            server_handshake(&mut conn, key, self.opts.policy, deadline)?;
-        }
-        Ok(conn)
+        Ok(Connection::from_fd(fd, true, true)?)
     }
 
     /// Stop listening and remove the socket file (same as dropping it).

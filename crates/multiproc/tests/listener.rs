@@ -861,3 +861,84 @@ fn abstract_listener_refuses_other_uids_and_keeps_serving() {
     assert_eq!(conn.recv().unwrap(), 42);
     t.join().unwrap();
 }
+
+fn tcp_client_says(arg: (Address, Vec<u8>)) -> bool {
+    let mut c: Connection<String> = Client::connect(arg.0, &arg.1).unwrap();
+    c.send(&"authenticated".to_string()).is_ok()
+}
+
+/// Regression test (6c): `accept` ran each handshake inline, so a client
+/// that connected and said nothing held it for the whole handshake
+/// timeout. Now an authenticated client that comes later is accepted
+/// first, and the silent ones time out on their own.
+#[test]
+fn accept_never_waits_behind_a_silent_peer() {
+    let _w = watchdog("accept_never_waits_behind_a_silent_peer", LIMIT);
+    let listener = Listener::builder()
+        .authkey(KEY)
+        .handshake_timeout(Duration::from_secs(30))
+        .bind(Address::localhost(0))
+        .unwrap();
+    let Address::Tcp(sa) = listener.address().clone() else {
+        panic!("not tcp")
+    };
+    let silent: Vec<std::net::TcpStream> = (0..8)
+        .map(|_| std::net::TcpStream::connect(sa).unwrap())
+        .collect();
+    let mut c = Process::spawn(tcp_client_says, (Address::Tcp(sa), KEY.to_vec())).unwrap();
+    // The silent peers' handshakes last 30 s; the client's outcome comes
+    // long before, whatever order the connections were accepted in.
+    let mut conn: Connection<String> = listener
+        .accept_timeout(Duration::from_secs(20))
+        .expect("the authenticated client, first");
+    assert_eq!(conn.recv().unwrap(), "authenticated");
+    assert!(c.join().unwrap());
+    drop(silent);
+}
+
+/// One peer address may hold at most `MAX_PREAUTH_PER_PEER` handshakes
+/// open; its further connections are closed at once, without a challenge.
+#[test]
+fn unauthenticated_connections_are_capped_per_peer_address() {
+    use std::io::Read as _;
+    let _w = watchdog(
+        "unauthenticated_connections_are_capped_per_peer_address",
+        LIMIT,
+    );
+    let listener = std::sync::Arc::new(
+        Listener::builder()
+            .authkey(KEY)
+            .handshake_timeout(Duration::from_secs(30))
+            .bind(Address::localhost(0))
+            .unwrap(),
+    );
+    let Address::Tcp(sa) = listener.address().clone() else {
+        panic!("not tcp")
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acceptor = {
+        let (l, stop) = (listener.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = l.accept_timeout::<String>(Duration::from_millis(50));
+            }
+        })
+    };
+    let cap = multiproc::connection::MAX_PREAUTH_PER_PEER;
+    let peers: Vec<std::net::TcpStream> = (0..cap + 10)
+        .map(|_| std::net::TcpStream::connect(sa).unwrap())
+        .collect();
+    let (mut challenged, mut closed) = (0, 0);
+    for mut p in peers {
+        p.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut b = [0u8; 1];
+        match p.read(&mut b) {
+            Ok(0) => closed += 1,
+            Ok(_) => challenged += 1,
+            Err(e) => panic!("neither challenged nor closed: {e}"),
+        }
+    }
+    assert_eq!((challenged, closed), (cap, 10));
+    stop.store(true, Ordering::Relaxed);
+    acceptor.join().unwrap();
+}

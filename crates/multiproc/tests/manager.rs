@@ -496,6 +496,30 @@ fn tcp_connect_with_right_and_wrong_authkey() {
     );
 }
 
+/// Regression test (6c): eight TCP connections that connect and never
+/// speak locked every authenticated client out ("the handshake timed out"
+/// after 5 s): the server ran each handshake in one of four accept threads.
+/// Handshakes now run on their own threads and never hold up accept.
+#[test]
+fn silent_tcp_peers_do_not_lock_out_authenticated_clients() {
+    let _w = watchdog(
+        "silent_tcp_peers_do_not_lock_out_authenticated_clients",
+        LIMIT,
+    );
+    let m = Manager::start_at::<()>(Some(Address::localhost(0)), Some(KEY)).unwrap();
+    let Address::Tcp(sa) = m.address().clone() else {
+        panic!("not tcp")
+    };
+    let silent: Vec<std::net::TcpStream> = (0..12)
+        .map(|_| std::net::TcpStream::connect(sa).unwrap())
+        .collect();
+    for _ in 0..3 {
+        let other = Manager::connect(Address::Tcp(sa), KEY).expect("locked out by silent peers");
+        other.dict::<String, i64>().unwrap();
+    }
+    drop(silent);
+}
+
 fn tcp_client(arg: (Address, Vec<u8>)) {
     let m = Manager::connect(arg.0, &arg.1).unwrap();
     let q: QueueProxy<String> = m.named("jobs").unwrap();

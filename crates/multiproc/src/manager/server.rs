@@ -1659,9 +1659,12 @@ impl fmt::Debug for Server {
     }
 }
 
-/// Threads that accept connections at once (each runs a handshake inline,
-/// so a silent client holds only one of them, for the handshake timeout).
-const ACCEPTORS: usize = 4;
+/// Threads that accept connections. One is enough: the listener runs each
+/// handshake on its own thread, so a client that connects and says nothing
+/// holds up no one (and one address can keep at most
+/// [`MAX_PREAUTH_PER_PEER`](crate::connection::MAX_PREAUTH_PER_PEER)
+/// handshakes going).
+const ACCEPTORS: usize = 1;
 
 impl Server {
     /// Serve on `listener` (which does the authentication) with the
