@@ -929,7 +929,10 @@ fn unauthenticated_connections_are_capped_per_peer_address() {
         .map(|_| std::net::TcpStream::connect(sa).unwrap())
         .collect();
     let (mut challenged, mut closed) = (0, 0);
-    for mut p in peers {
+    // Every peer stays connected until all were read: one that hung up
+    // would free its handshake slot for a later one.
+    let mut peers = peers;
+    for p in &mut peers {
         p.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         let mut b = [0u8; 1];
         match p.read(&mut b) {
