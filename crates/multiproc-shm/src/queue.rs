@@ -458,12 +458,20 @@ pub enum QueueError {
     Corrupted,
     /// `task_done` was called more times than items were put.
     TooManyTaskDone,
-    /// `join`: this many tasks are held by processes that died (killed, or
-    /// exited without handing them on), and none was marked done for
-    /// [`ABANDON_AFTER`]. They stay unfinished: a later `task_done` still
-    /// counts, and a later `join` waits again.
-    Abandoned(u32),
+    /// `join`: every unfinished task is held by processes that died
+    /// (killed, or exited without handing them on), and none was marked
+    /// done for [`ABANDON_AFTER`]; [`JoinProgress::abandoned`] says how
+    /// many. They stay unfinished: a later `task_done` still counts, and a
+    /// later `join` waits again. (No payload here: a fieldless error keeps
+    /// the hot paths' results small.)
+    Abandoned,
 }
+
+// The queue's hot paths return `Result<_, QueueError>`: an error with a
+// payload made them measurably slower (a 64-byte stream lost a quarter of
+// its rate), so it stays one byte.
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(core::mem::size_of::<QueueError>() == 1);
 
 /// How long `join` waits without progress on tasks held only by dead
 /// processes before it reports them [abandoned](QueueError::Abandoned).
@@ -478,6 +486,16 @@ pub const ABANDON_AFTER: std::time::Duration = std::time::Duration::from_secs(2)
 pub struct JoinProgress {
     /// The unfinished count last seen, and since when.
     last: Option<(i64, Instant)>,
+    /// Tasks found abandoned by the last `join` that returned
+    /// [`QueueError::Abandoned`].
+    abandoned: u32,
+}
+
+impl JoinProgress {
+    /// How many tasks the last [`QueueError::Abandoned`] was about.
+    pub fn abandoned(&self) -> u32 {
+        self.abandoned
+    }
 }
 
 /// A record to put.
@@ -1497,11 +1515,7 @@ impl RawQueue {
                 // Before the commit: a consumer dying in between holds one
                 // task too many, which is forgiven with the rest of its
                 // tasks when its death is noticed.
-                let s = *slot.get_or_insert_with(|| self.taker_slot(env));
-                match s {
-                    Some(s) => self.takers[s].held.fetch_add(1, Ordering::Relaxed),
-                    None => self.cons.untracked.fetch_add(1, Ordering::Relaxed),
-                };
+                self.count_task_taken(env, &mut slot);
             }
             env.failpoint("get.copied");
             h.at = h.at.wrapping_add(size as u32);
@@ -1627,6 +1641,18 @@ impl RawQueue {
 
     fn id_is_dead<E: Env + ?Sized>(env: &E, id: u64) -> bool {
         id != 0 && env.is_dead(id as u32, Some((id >> 32) as u32))
+    }
+
+    /// With the C lock held, in a `get` of a joinable queue: the item taken
+    /// is a task this process holds. Out of line: plain queues never pay
+    /// for it.
+    #[inline(never)]
+    fn count_task_taken<E: Env + ?Sized>(&self, env: &E, slot: &mut Option<Option<usize>>) {
+        // Ordering::Relaxed: C lock held.
+        match *slot.get_or_insert_with(|| self.taker_slot(env)) {
+            Some(s) => self.takers[s].held.fetch_add(1, Ordering::Relaxed),
+            None => self.cons.untracked.fetch_add(1, Ordering::Relaxed),
+        };
     }
 
     /// With the C lock held: this process's row in the takers table,
@@ -1761,9 +1787,8 @@ impl RawQueue {
                 let dead = self.dead_held(env);
                 if dead > 0 && unfinished <= dead {
                     Self::unlock(&self.cons.lock, env);
-                    return Err(QueueError::Abandoned(
-                        dead.clamp(0, i64::from(u32::MAX)) as u32
-                    ));
+                    progress.abandoned = dead.clamp(0, i64::from(u32::MAX)) as u32;
+                    return Err(QueueError::Abandoned);
                 }
             }
             if env::expired(deadline) {

@@ -1589,7 +1589,9 @@ impl<T> JoinableQueue<T> {
         *saved() = progress;
         r.map_err(|e| match e {
             QueueError::Timeout => JoinError::Timeout,
-            QueueError::Abandoned(tasks) => JoinError::Abandoned { tasks },
+            QueueError::Abandoned => JoinError::Abandoned {
+                tasks: progress.abandoned(),
+            },
             _ => JoinError::Corrupted,
         })
     }
