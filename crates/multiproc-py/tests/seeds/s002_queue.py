@@ -24,3 +24,6 @@ if __name__ == '__main__':
     p1.join()
     queue.put(None)  # the original never sends the sentinel
     p2.join()
+    # Not in the original: how each child ended, so that a child that died
+    # (a signal leaves no traceback) is told apart from a lost item.
+    print("exitcodes", p1.exitcode, p2.exitcode, flush=True)
