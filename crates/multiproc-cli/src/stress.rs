@@ -149,7 +149,8 @@ struct Plan {
     max_payload: usize,
     /// One in this many items is large.
     large_one_in: u64,
-    /// Processes to kill, and when (ms after the start).
+    /// Processes to kill, and when (ms after the start; most histories
+    /// take 50-300 ms).
     kills: Vec<(Role, u32, u64)>,
     /// JoinableQueue: consumers hand some tasks to a finisher process.
     finisher: bool,
@@ -207,7 +208,7 @@ impl Plan {
                 let consumer_kills = kills.iter().filter(|k| k.0 == Role::Consumer).count() as u32;
                 let taken = kills.iter().any(|k| k.0 == role && k.1 == i);
                 if !taken && (role == Role::Producer || consumer_kills + 1 < consumers) {
-                    kills.push((role, i, r.range(0, 300)));
+                    kills.push((role, i, r.range(0, 120)));
                 }
             }
         }

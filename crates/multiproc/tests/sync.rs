@@ -166,6 +166,9 @@ fn critical_section(counter: &RawValue<u64>, inside: &RawValue<u32>, i: u32) {
 
 fn contend_lock(arg: (Lock, RawValue<u64>, RawValue<u32>, u32, Barrier)) {
     let (lock, counter, inside, n, start) = arg;
+    // Now and then a yield or a short sleep at the lock's failpoints
+    // (taken, released): holders preempted at the worst moments.
+    multiproc::failpoint::chaos(1, u64::from(std::process::id()));
     start.wait().unwrap();
     for i in 0..n {
         let _g = take_mixed!(lock, i);
@@ -175,6 +178,9 @@ fn contend_lock(arg: (Lock, RawValue<u64>, RawValue<u32>, u32, Barrier)) {
 
 fn contend_rlock(arg: (RLock, RawValue<u64>, RawValue<u32>, u32, Barrier)) {
     let (lock, counter, inside, n, start) = arg;
+    // Now and then a yield or a short sleep at the lock's failpoints
+    // (taken, released): holders preempted at the worst moments.
+    multiproc::failpoint::chaos(1, u64::from(std::process::id()));
     start.wait().unwrap();
     for i in 0..n {
         let _g = take_mixed!(lock, i);
@@ -195,7 +201,7 @@ fn contended_locks_never_take_a_live_holder_for_dead() {
     let _w = watchdog("contended_locks_never_take_a_live_holder_for_dead", LIMIT);
     // Two processes on each of three locks, six in all on two cores; each
     // lock guards its own counter and "inside" flag.
-    const N: u32 = 200_000;
+    const N: u32 = 100_000;
     let start = Barrier::new(6).unwrap();
     let cells = || (RawValue::new(0u64).unwrap(), RawValue::new(0u32).unwrap());
     let (lock, rlock, value) = (
