@@ -44,3 +44,15 @@ pub fn row_keys(v: &serde_json::Value) -> Vec<(String, String, u64)> {
         })
         .collect()
 }
+
+/// The names that `multiproc clean` reports as removed (`removed NAME ...`
+/// lines), whole: a substring test would find a short name such as a System V
+/// id "1" inside another line or an owner's pid.
+pub fn removed_names(clean_output: &str) -> Vec<String> {
+    clean_output
+        .lines()
+        .filter_map(|l| l.strip_prefix("removed "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
