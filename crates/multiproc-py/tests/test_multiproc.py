@@ -179,6 +179,51 @@ def test_lock_of_a_killed_holder_is_acquired_with_a_warning(method):
     lock.release()
 
 
+def _hold_at_the_descriptor_limit(lock, held, release):
+    import resource
+
+    # The lowest free descriptor becomes the limit: every open fails with
+    # EMFILE, so this process cannot read its own /proc/self/stat when it
+    # first records itself as a lock's owner.
+    lowest = os.open("/dev/null", os.O_RDONLY)
+    os.close(lowest)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest, hard))
+    try:
+        open("/proc/self/stat").close()
+        os._exit(3)  # the limit did not take: the test would prove nothing
+    except OSError:
+        pass
+    lock.acquire()
+    held.set()
+    release.wait(30)
+    lock.release()
+
+
+def test_a_holder_that_cannot_read_its_start_time_is_not_taken_for_dead():
+    # A holder whose start time is unknown (recorded as 0) once looked like a
+    # process that had reused a dead owner's pid: a waiter's liveness check
+    # took the lock from it while it lived.
+    lock, held, release = mp.Lock(), mp.Event(), mp.Event()
+    p = multiprocessing.get_context("fork").Process(
+        target=_hold_at_the_descriptor_limit, args=(lock, held, release)
+    )
+    p.start()
+    try:
+        assert held.wait(30), f"the holder did not take the lock (exit code {p.exitcode})"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", mp.OwnerDiedWarning)
+            # Longer than the liveness slice, so the waiter checks the holder.
+            assert not lock.acquire(timeout=0.5), "a live holder was taken for dead"
+            assert not lock.acquire(block=False)
+    finally:
+        release.set()
+        p.join(30)
+    assert p.exitcode == 0
+    assert lock.acquire(timeout=10)
+    lock.release()
+
+
 def _run_script(body, tmp_path):
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(body))

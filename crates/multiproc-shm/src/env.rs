@@ -15,7 +15,7 @@ pub struct Me {
     /// Thread id.
     pub tid: u32,
     /// The low 32 bits of the process's start time, to tell it apart from a
-    /// later process with the same pid.
+    /// later process with the same pid; 0 when unknown.
     pub start: u32,
 }
 
@@ -27,7 +27,8 @@ pub trait Env {
     /// Wake up to `n` sleepers on `word`.
     fn wake(&self, word: &AtomicU32, n: u32);
     /// Whether process `pid` is certainly dead. `start` is its recorded
-    /// start time, when known. Must never report a live process dead.
+    /// start time, when known (`Some(0)` is a recorded "unknown" and must be
+    /// treated like `None`). Must never report a live process dead.
     fn is_dead(&self, pid: u32, start: Option<u32>) -> bool;
     /// The caller's identity.
     fn me(&self) -> Me;

@@ -195,7 +195,12 @@ pub enum Liveness {
 /// when `start_time` (the low 32 bits of the start time in clock ticks, as
 /// [`start_time`] returns) is given, a process with another start time is a
 /// later process that reused the pid (so the one we asked about is dead).
+///
+/// A start time of 0 means "unknown" (the recorder could not read its own
+/// `/proc` entry, for example at its file-descriptor limit): the check then
+/// falls back to the pid alone, which never calls a live process dead.
 pub fn liveness(pid: u32, start_time: Option<u32>) -> Liveness {
+    let start_time = start_time.filter(|&t| t != 0);
     let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
         return Liveness::Dead;
     };

@@ -4,13 +4,16 @@
 
 use std::cell::Cell;
 use std::sync::Once;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use multiproc_shm::{Env, Me};
 
-static PID: AtomicU32 = AtomicU32::new(0);
-static START: AtomicU32 = AtomicU32::new(0);
+/// This process's identity, cached as one word: pid in the low half, the low
+/// 32 bits of its start time in the high half (0: unknown), or 0 when not
+/// yet known. One word, so that no thread can pair this pid with another
+/// process's start time (a forked child's reset, a racing first fill).
+static IDENTITY: AtomicU64 = AtomicU64::new(0);
 static AT_FORK: Once = Once::new();
 /// The pid that registered for `membarrier` global barriers (a forked child
 /// has a new pid and registers again), or `!pid` if registering failed.
@@ -22,29 +25,47 @@ thread_local! {
 
 extern "C" fn reset_after_fork() {
     // Runs in the child, single-threaded, right after fork: only stores.
-    PID.store(0, Ordering::Relaxed);
-    START.store(0, Ordering::Relaxed);
+    IDENTITY.store(0, Ordering::Relaxed);
     TID.with(|t| t.set(0));
+}
+
+/// This process's pid and start time, cached (getpid is a real system call,
+/// the start time a read of `/proc`).
+#[inline]
+fn identity() -> (u32, u32) {
+    // Ordering::Relaxed: the word is self-contained; whichever thread filled
+    // it wrote the same value.
+    let id = IDENTITY.load(Ordering::Relaxed);
+    if id != 0 {
+        return (id as u32, (id >> 32) as u32);
+    }
+    identity_slow()
+}
+
+#[cold]
+fn identity_slow() -> (u32, u32) {
+    AT_FORK.call_once(|| {
+        let _ = multiproc_sys::process::at_fork_child(reset_after_fork);
+    });
+    let pid = multiproc_sys::process::pid();
+    // A failed read (at the descriptor limit, say) is retried; if it still
+    // fails the start time stays 0, "unknown", and liveness checks of this
+    // process fall back to its pid alone (a start time of 0 would otherwise
+    // make every other process think this live one's pid was reused).
+    let start = (0..3)
+        .find_map(|_| multiproc_sys::process::start_time(pid))
+        .map_or(0, |t| t as u32);
+    IDENTITY.store(u64::from(pid) | (u64::from(start) << 32), Ordering::Relaxed);
+    (pid, start)
 }
 
 /// The OS-backed environment (zero-sized).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ProcessEnv;
 
-/// This process's pid, cached (getpid is a real system call).
+/// This process's pid, cached.
 pub(crate) fn my_pid() -> u32 {
-    let pid = PID.load(Ordering::Relaxed);
-    if pid != 0 {
-        return pid;
-    }
-    AT_FORK.call_once(|| {
-        let _ = multiproc_sys::process::at_fork_child(reset_after_fork);
-    });
-    let pid = multiproc_sys::process::pid();
-    let start = multiproc_sys::process::start_time(pid).unwrap_or(0);
-    START.store(start as u32, Ordering::Relaxed);
-    PID.store(pid, Ordering::Relaxed);
-    pid
+    identity().0
 }
 
 fn my_tid() -> u32 {
@@ -112,11 +133,11 @@ impl Env for ProcessEnv {
 
     #[inline]
     fn me(&self) -> Me {
-        let pid = my_pid();
+        let (pid, start) = identity();
         Me {
             pid,
             tid: my_tid(),
-            start: START.load(Ordering::Relaxed),
+            start,
         }
     }
 }
