@@ -219,3 +219,73 @@ def test_child_clients(method):
                 conn.send("ack")
             p.join(30)
             assert p.exitcode == 0
+
+
+# answer_challenge / deliver_challenge: the handshake as functions, on any
+# connection, against the standard library's in another process.
+
+_SIDES = {
+    "multiproc": mp.connection,
+    "stdlib": stdlib,
+}
+
+
+def _handshake_child(side, role, conn, key):
+    f = getattr(_SIDES[side], role)
+    try:
+        f(conn, key)
+    except multiprocessing.AuthenticationError:
+        os._exit(2)
+    conn.send_bytes(b"after the handshake")
+    os._exit(0)
+
+
+@pytest.mark.parametrize(
+    "server,client",
+    [("multiproc", "multiproc"), ("multiproc", "stdlib"), ("stdlib", "multiproc")],
+)
+@pytest.mark.parametrize("right_key", [True, False])
+def test_challenge_functions_against_each_other_across_processes(server, client, right_key):
+    here, there = mp.Pipe()
+    # The child answers (client); the test delivers (server).
+    child_key = KEY if right_key else b"another key"
+    p = multiprocessing.get_context("fork").Process(
+        target=_handshake_child, args=(client, "answer_challenge", there, child_key)
+    )
+    p.start()
+    if right_key:
+        _SIDES[server].deliver_challenge(here, KEY)
+        assert here.recv_bytes() == b"after the handshake"
+    else:
+        with pytest.raises(multiprocessing.AuthenticationError):
+            _SIDES[server].deliver_challenge(here, KEY)
+    p.join(30)
+    assert p.exitcode == (0 if right_key else 2)
+
+
+def test_challenge_functions_refuse_what_is_not_the_protocol():
+    # CPython's OtherTest: a bogus answer, and a bogus verdict.
+    class Bogus:
+        def __init__(self, replies):
+            self.replies = list(replies)
+            self.sent = []
+
+        def recv_bytes(self, maxlength=None):
+            return self.replies.pop(0)
+
+        def send_bytes(self, data):
+            self.sent.append(bytes(data))
+
+    c = Bogus([b"something bogus"])
+    with pytest.raises(multiprocessing.AuthenticationError):
+        mp.connection.deliver_challenge(c, b"abc")
+    assert c.sent[0].startswith(mp.connection.CHALLENGE)
+    assert c.sent[-1] == mp.connection.FAILURE
+    c = Bogus([mp.connection.CHALLENGE + os.urandom(20), b"something bogus"])
+    with pytest.raises(multiprocessing.AuthenticationError):
+        mp.connection.answer_challenge(c, b"abc")
+    for challenge in [b"not a challenge", mp.connection.CHALLENGE, b"#CHALLENGE#{sha1}" + bytes(40)]:
+        with pytest.raises(multiprocessing.AuthenticationError):
+            mp.connection.answer_challenge(Bogus([challenge]), b"abc")
+    with pytest.raises(ValueError):
+        mp.connection.answer_challenge(Bogus([]), "not bytes")

@@ -11,15 +11,26 @@ authkey nobody is authenticated, as in ``multiprocessing``. A handshake must
 finish within 5 s.
 """
 
+import hmac
 import os
 import socket
+from multiprocessing import AuthenticationError
 
 from . import _reduction
 from ._multiproc import RawConnection, RawListener, wait_fds
 from ._multiproc import connect as _connect
 from ._multiproc import pipe as _pipe
 
-__all__ = ["Connection", "Pipe", "Listener", "Client", "wait", "families"]
+__all__ = [
+    "Connection",
+    "Pipe",
+    "Listener",
+    "Client",
+    "wait",
+    "families",
+    "answer_challenge",
+    "deliver_challenge",
+]
 
 families = ["AF_UNIX", "AF_INET"]
 
@@ -249,3 +260,102 @@ def wait(object_list, timeout=None):
         timeout = max(0.0, timeout)
     ready.update(wait_fds(fds, timeout))
     return [o for i, o in enumerate(objs) if i in ready]
+
+
+# The challenge protocol of ``multiprocessing.connection`` (the same bytes the
+# native handshake speaks), for code that authenticates its own connections.
+# Python 3.12+ frames: the server sends ``#CHALLENGE#{digest}<40 random
+# bytes>``, the client answers ``{digest}<HMAC(authkey, challenge)>``. Python
+# 3.11 and earlier send 20 bytes without a prefix and answer a bare 16-byte
+# HMAC-MD5; both sides here understand those too.
+
+MESSAGE_LENGTH = 40
+CHALLENGE = _CHALLENGE = b"#CHALLENGE#"
+WELCOME = _WELCOME = b"#WELCOME#"
+FAILURE = _FAILURE = b"#FAILURE#"
+_ALLOWED_DIGESTS = frozenset({b"md5", b"sha256", b"sha384", b"sha3_256", b"sha3_384"})
+_MAX_DIGEST_LEN = max(len(d) for d in _ALLOWED_DIGESTS)
+# The lengths of a legacy challenge (20 bytes) and a legacy answer (16 bytes,
+# a bare HMAC-MD5): no prefixed message is this short.
+_LEGACY_LENGTHS = (20, 16)
+# Longest handshake message either side reads: a length prefix cannot make
+# a peer that is not authenticated yet allocate more.
+_MAX_HANDSHAKE_MESSAGE = 256
+
+
+def _check_key(authkey):
+    if not isinstance(authkey, bytes):
+        raise ValueError(f"Authkey must be bytes, not {type(authkey)!s:.100}")
+
+
+def _split_digest(message):
+    """(digest name, payload) of a handshake message; ``""`` for legacy MD5."""
+    if len(message) in _LEGACY_LENGTHS:
+        return "", message
+    if message.startswith(b"{"):
+        end = message.find(b"}", 1, _MAX_DIGEST_LEN + 2)
+        if end > 0 and message[1:end] in _ALLOWED_DIGESTS:
+            return message[1:end].decode("ascii"), message[end + 1 :]
+    raise AuthenticationError(
+        "unsupported message length, missing digest prefix, "
+        f"or unsupported digest: message={message!r}"
+    )
+
+
+def _response(authkey, challenge):
+    name = _split_digest(challenge)[0]
+    if not name:
+        return hmac.new(authkey, challenge, "md5").digest()
+    mac = hmac.new(authkey, challenge, name).digest()
+    return b"{%s}%s" % (name.encode("ascii"), mac)
+
+
+def _verify(authkey, challenge, response):
+    name, mac = _split_digest(response)
+    name = name or "md5"
+    try:
+        expected = hmac.new(authkey, challenge, name).digest()
+    except ValueError:
+        raise AuthenticationError(f"digest {name!r} unsupported") from None
+    if len(expected) != len(mac):
+        raise AuthenticationError(f"expected {name!r} of length {len(expected)} got {len(mac)}")
+    if not hmac.compare_digest(expected, mac):
+        raise AuthenticationError("digest received was wrong")
+
+
+def deliver_challenge(connection, authkey, digest_name="sha256"):
+    """The server side of ``multiprocessing.connection``'s handshake on any
+    object with ``send_bytes``/``recv_bytes``: send a random challenge, check
+    the peer's HMAC with ``authkey``, and answer ``#WELCOME#`` or
+    ``#FAILURE#``. Raises ``multiprocessing.AuthenticationError`` when the
+    peer does not prove it knows the key."""
+    _check_key(authkey)
+    if digest_name.encode("ascii") not in _ALLOWED_DIGESTS:
+        raise ValueError(f"{digest_name=!r} unsupported")
+    challenge = b"{%s}%s" % (digest_name.encode("ascii"), os.urandom(MESSAGE_LENGTH))
+    connection.send_bytes(_CHALLENGE + challenge)
+    response = connection.recv_bytes(_MAX_HANDSHAKE_MESSAGE)
+    try:
+        _verify(authkey, challenge, response)
+    except AuthenticationError:
+        connection.send_bytes(_FAILURE)
+        raise
+    connection.send_bytes(_WELCOME)
+
+
+def answer_challenge(connection, authkey):
+    """The client side of ``multiprocessing.connection``'s handshake: answer
+    the peer's challenge with an HMAC of ``authkey`` (in the digest the
+    challenge names, MD5 for a legacy one) and wait for its verdict. Raises
+    ``multiprocessing.AuthenticationError`` when the peer rejects it or does
+    not speak the protocol."""
+    _check_key(authkey)
+    message = connection.recv_bytes(_MAX_HANDSHAKE_MESSAGE)
+    if not message.startswith(_CHALLENGE):
+        raise AuthenticationError(f"Protocol error, expected challenge: {message=}")
+    challenge = message[len(_CHALLENGE) :]
+    if len(challenge) < _LEGACY_LENGTHS[0]:
+        raise AuthenticationError(f"challenge too short: {len(challenge)} bytes")
+    connection.send_bytes(_response(authkey, challenge))
+    if connection.recv_bytes(_MAX_HANDSHAKE_MESSAGE) != _WELCOME:
+        raise AuthenticationError("digest sent was rejected")
