@@ -134,24 +134,34 @@ enum Transport {
 /// each batch arrived, so that every frame takes exactly the descriptors
 /// that came with it (a frame whose handles do not match is refused alone,
 /// and the next frame still gets its own).
+///
+/// Where a batch belongs follows from two kernel rules for stream Unix
+/// sockets: the descriptors of a `sendmsg` ride on its first byte, which
+/// is the first byte of a frame (a frame goes out in one `sendmsg`, and a
+/// partial send's remainder carries none); and a `recvmsg` that picks up
+/// descriptors stops there, within that message. So the read that brought
+/// a batch *ends* inside its frame: past the frame's first byte, at most at
+/// its last. The read may begin anywhere earlier, even several whole
+/// frames before it, which is why its start offset says nothing.
 #[derive(Debug, Default)]
 struct Incoming {
     fds: VecDeque<OwnedFd>,
-    /// `(offset of the read that brought them, how many)`, oldest first.
-    /// The kernel hands a message's descriptors to the read that returns
-    /// its first byte, so a batch belongs to the first frame starting at
-    /// or after that read's offset.
+    /// `(offset just past the read that brought them, how many)`, oldest
+    /// first.
     marks: VecDeque<(u64, usize)>,
     /// Bytes read from the descriptor so far.
     read_pos: u64,
 }
 
 impl Incoming {
-    /// Take the descriptors that came with the frame starting at `start`.
-    fn take_for_frame(&mut self, start: u64) -> Vec<OwnedFd> {
+    /// Take the descriptors that came with the frame that ends at stream
+    /// offset `end`: every batch whose read ended by then (batches of
+    /// earlier frames that were never taken are closed with them by the
+    /// caller's count check).
+    fn take_for_frame(&mut self, end: u64) -> Vec<OwnedFd> {
         let mut n = 0;
         while let Some(&(at, k)) = self.marks.front() {
-            if at > start {
+            if at > end {
                 break;
             }
             n += k;
@@ -208,11 +218,11 @@ unsafe impl Source for FdSource<'_> {
             Transport::Pipe | Transport::Tcp => multiproc_sys::io::read(self.fd, buf),
             Transport::Socket => multiproc_sys::io::recv_with_fds(self.fd, buf, fds),
         };
-        if fds.len() > before {
-            self.marks.push_back((*self.read_pos, fds.len() - before));
-        }
         if let Ok(n) = &n {
             *self.read_pos += *n as u64;
+        }
+        if fds.len() > before {
+            self.marks.push_back((*self.read_pos, fds.len() - before));
         }
         fill_result(n)
     }
@@ -265,9 +275,8 @@ fn read_frame<'r>(
         marks: &mut incoming.marks,
         read_pos: &mut incoming.read_pos,
     };
-    let start = reader.next_frame_start();
-    match reader.read_frame(&mut src, deadline, &mut incoming.fds) {
-        Ok(p) => Ok((p, incoming.take_for_frame(start))),
+    match reader.read_frame_spanned(&mut src, deadline, &mut incoming.fds) {
+        Ok((p, end)) => Ok((p, incoming.take_for_frame(end))),
         Err(ReadError::Eof) => Err(RecvError::Eof),
         Err(ReadError::TimedOut) => Err(RecvError::Timeout),
         Err(ReadError::Frame(e)) => {

@@ -287,6 +287,18 @@ impl FrameReader {
         deadline: Option<Instant>,
         fds: &mut VecDeque<OwnedFd>,
     ) -> Result<Payload<'_>, ReadError> {
+        self.read_frame_spanned(src, deadline, fds).map(|(p, _)| p)
+    }
+
+    /// Read the next frame's payload, and the stream offset just past the
+    /// frame (what [`next_frame_start`](Self::next_frame_start) says once
+    /// the payload is dropped).
+    pub fn read_frame_spanned<S: Source + ?Sized>(
+        &mut self,
+        src: &mut S,
+        deadline: Option<Instant>,
+        fds: &mut VecDeque<OwnedFd>,
+    ) -> Result<(Payload<'_>, u64), ReadError> {
         if self.pending.is_none() {
             loop {
                 if let Some((h, len)) = parse_header(&self.buf[self.start..self.end], self.max)? {
@@ -299,7 +311,7 @@ impl FrameReader {
                             self.start = 0;
                             self.end = 0;
                         }
-                        return Ok(Payload::Borrowed(&self.buf[at..at + len]));
+                        return Ok((Payload::Borrowed(&self.buf[at..at + len]), self.taken));
                     }
                     if len > INLINE_MAX {
                         // Out of line: start with what is buffered; grow
@@ -378,7 +390,7 @@ impl FrameReader {
         }
         let p = self.pending.take().expect("pending frame");
         self.taken += (p.header + p.len) as u64;
-        Ok(Payload::Owned(p.data))
+        Ok((Payload::Owned(p.data), self.taken))
     }
 }
 

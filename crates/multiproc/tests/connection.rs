@@ -282,6 +282,12 @@ fn python_like_sender(tx: Connection<Fd>) {
 /// (here a Python pickle sent to a Rust `Connection<T>`) left the
 /// connection `Broken` for good. It is refused alone: the next frame, and
 /// the handle that comes with it, arrive intact.
+///
+/// The sender finishes before the first read, so one `recvmsg` returns the
+/// two bad frames and the start of the third with its descriptor (the
+/// kernel stops a read right after a message that carries descriptors).
+/// CI once saw that interleaving by chance: the descriptor was handed to
+/// the first frame of the read instead of the frame it came with.
 #[test]
 fn a_frame_that_does_not_decode_leaves_the_connection_usable() {
     let _w = watchdog(
@@ -290,6 +296,7 @@ fn a_frame_that_does_not_decode_leaves_the_connection_usable() {
     );
     let (mut rx, tx) = duplex::<Fd>().unwrap();
     let mut p = Process::spawn(python_like_sender, tx).unwrap();
+    p.join().unwrap();
     assert!(matches!(
         rx.recv(),
         Err(RecvError::Decode(
@@ -300,7 +307,51 @@ fn a_frame_that_does_not_decode_leaves_the_connection_usable() {
     let fd = rx.recv().expect("the next frame after the bad ones");
     let mut r = Connection::<u32>::from_fd(fd.0, true, false).unwrap();
     assert_eq!(r.recv().unwrap(), 77);
+}
+
+/// Sends `n` messages: every third carries a pipe whose one message is its
+/// index, the others are raw frames that do not decode.
+fn mixed_sender(arg: (Connection<Fd>, u32)) {
+    let (tx, n) = arg;
+    let mut raw = tx.cast::<()>();
+    for i in 0..n {
+        if i % 3 == 0 {
+            let (r, mut w) = pipe::<u32>().unwrap();
+            w.send(&i).unwrap();
+            let mut tx = raw.cast::<Fd>();
+            tx.send(&Fd(r.as_fd().try_clone_to_owned().unwrap()))
+                .unwrap();
+            raw = tx.cast::<()>();
+        } else {
+            raw.send_bytes(&[0x80; 7]).unwrap();
+        }
+    }
+}
+
+/// Every descriptor reaches the frame it was sent with, however the frames
+/// were batched into reads: all of them are queued before the first read,
+/// so reads span many frames.
+#[test]
+fn descriptors_stay_with_their_frames_when_one_read_spans_many() {
+    let _w = watchdog(
+        "descriptors_stay_with_their_frames_when_one_read_spans_many",
+        LIMIT,
+    );
+    const N: u32 = 90;
+    let (mut rx, tx) = duplex::<Fd>().unwrap();
+    let mut p = Process::spawn(mixed_sender, (tx, N)).unwrap();
     p.join().unwrap();
+    for i in 0..N {
+        match rx.recv() {
+            Ok(fd) => {
+                assert_eq!(i % 3, 0, "message {i} was not sent with a handle");
+                let mut r = Connection::<u32>::from_fd(fd.0, true, false).unwrap();
+                assert_eq!(r.recv().unwrap(), i, "handle of message {i}");
+            }
+            Err(RecvError::Decode(_)) => assert_ne!(i % 3, 0, "message {i} lost its handle"),
+            Err(e) => panic!("message {i}: {e:?}"),
+        }
+    }
 }
 
 /// A hostile writer: sends `bytes` raw on the pipe, then exits.
