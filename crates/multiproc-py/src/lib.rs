@@ -54,6 +54,26 @@ pub(crate) fn sliced<R: Send>(
     }
 }
 
+/// An interrupt check for the `*_interruptible` waits of the Rust API,
+/// called with the GIL released: it takes the GIL, runs the signal handlers
+/// (Ctrl-C's raises `KeyboardInterrupt`), and keeps the error in `slot` for
+/// the caller to raise once the wait has returned.
+pub(crate) fn signal_check(slot: &mut Option<PyErr>) -> impl FnMut() -> bool + Send + '_ {
+    move || match Python::attach(|py| py.check_signals()) {
+        Ok(()) => false,
+        Err(e) => {
+            *slot = Some(e);
+            true
+        }
+    }
+}
+
+/// The error kept by [`signal_check`] (a wait reported an interrupt only
+/// after the check stored one).
+pub(crate) fn interrupted(slot: Option<PyErr>) -> PyErr {
+    slot.unwrap_or_else(|| pyo3::exceptions::PyKeyboardInterrupt::new_err(()))
+}
+
 /// The native module `multiproc._multiproc`.
 #[pymodule(gil_used = false)]
 fn _multiproc(m: &Bound<'_, PyModule>) -> PyResult<()> {

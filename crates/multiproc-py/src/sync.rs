@@ -5,7 +5,7 @@
 //! (a `RuntimeWarning`) is emitted. Only a lock left `NotRecoverable`
 //! raises (`RuntimeError`).
 
-use crate::{deadline, errors, handle, sliced};
+use crate::{deadline, errors, handle, interrupted, signal_check, sliced};
 use multiproc::{AcquireError, Barrier, Condition, Event, Lock, RLock, Semaphore};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -412,18 +412,23 @@ impl RawCondition {
     }
 
     /// Wait for a notification, the lock held by the caller (released while
-    /// waiting); `False` on timeout. One wait with the GIL released (a
-    /// sliced wait could lose a notification between slices).
+    /// waiting); `False` on timeout. The GIL is released; signal handlers run
+    /// every [`SLICE`](crate::SLICE), and an exception they raise (Ctrl-C's
+    /// `KeyboardInterrupt`) ends the wait with the lock held again and no
+    /// notification consumed.
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<bool> {
         let c = &self.c;
         let t = timeout.map(|t| Duration::from_secs_f64(t.clamp(0.0, 1e9)));
-        match py.detach(|| c.wait_held(t)) {
+        let mut signal = None;
+        let r = py.detach(|| c.wait_held_interruptible(t, crate::SLICE, signal_check(&mut signal)));
+        match r {
             Ok(b) => Ok(b),
             Err(multiproc::WaitError::OwnerDied) => {
                 errors::warn_owner_died(py)?;
                 Ok(true)
             }
+            Err(multiproc::WaitError::Interrupted) => Err(interrupted(signal)),
             Err(e) => Err(pyo3::exceptions::PyRuntimeError::new_err(e.to_string())),
         }
     }
@@ -475,14 +480,15 @@ impl RawBarrier {
     #[pyo3(signature = (timeout = None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<u32> {
         let b = &self.b;
-        let r = match timeout {
-            None => py.detach(|| b.wait()),
-            Some(t) => {
-                let t = Duration::from_secs_f64(t.clamp(0.0, 1e9));
-                py.detach(|| b.wait_timeout(t))
-            }
-        };
-        r.map_err(|e| errors::broken_barrier(py, e))
+        let t = timeout.map(|t| Duration::from_secs_f64(t.clamp(0.0, 1e9)));
+        let mut signal = None;
+        let r = py.detach(|| b.wait_interruptible(t, crate::SLICE, signal_check(&mut signal)));
+        match r {
+            Ok(i) => Ok(i),
+            // Ctrl-C: this party left; the barrier is not broken.
+            Err(multiproc::BarrierWaitError::Interrupted) => Err(interrupted(signal)),
+            Err(_) => Err(errors::broken_barrier(py, multiproc::BrokenBarrierError)),
+        }
     }
 
     /// Break the barrier.

@@ -16,9 +16,9 @@
 //! process died; such a party is removed (it can no longer arrive, so the
 //! others would wait forever) and the barrier breaks.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::condition::RawCondition;
+use crate::condition::{Parked, RawCondition};
 use crate::env::{self, Env};
 use crate::lock::{Acquired, RawLock};
 use crate::sync::{AtomicU32, Ordering};
@@ -28,7 +28,7 @@ const DRAINING: u32 = 1;
 const RESETTING: u32 = -1i32 as u32;
 const BROKEN: u32 = -2i32 as u32;
 
-/// A barrier's shared state (56 bytes), followed in memory by one `u32` slot
+/// A barrier's shared state (64 bytes), followed in memory by one `u32` slot
 /// per party.
 #[derive(Debug)]
 #[repr(C)]
@@ -45,6 +45,23 @@ pub struct RawBarrier {
 /// party died inside it); Python's `BrokenBarrierError`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Broken;
+
+/// Why [`RawBarrier::wait_interruptible`] returned without passing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BarrierError {
+    /// The barrier is broken ([`Broken`]).
+    Broken,
+    /// The interrupt check said stop; this party left the barrier.
+    Interrupted,
+}
+
+/// How [`RawBarrier::wait_until`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waited {
+    Met,
+    TimedOut,
+    Interrupted,
+}
 
 impl RawBarrier {
     /// A barrier for `parties` (heap use; in a segment, call
@@ -122,27 +139,40 @@ impl RawBarrier {
         }
     }
 
-    /// With the lock held: wait until `pred(state)` or `deadline`.
+    /// With the lock held: wait until `pred(state)` or `deadline`, calling
+    /// `interrupted` between sleeps of at most `every`.
     fn wait_until<E: Env + ?Sized>(
         &self,
         env: &E,
         slots: &[AtomicU32],
         pred: impl Fn(u32) -> bool,
         deadline: Option<Instant>,
-    ) -> bool {
+        every: Duration,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> Waited {
         loop {
             if pred(self.state()) {
-                return true;
+                return Waited::Met;
             }
             if env::expired(deadline) {
-                return false;
+                return Waited::TimedOut;
             }
             let t = self.cond.prepare();
             self.leave_lock(env);
-            let notified = self.cond.park(env, t, env::slice(deadline));
+            let parked = self.cond.park_interruptible(
+                env,
+                t,
+                env::slice(deadline),
+                every,
+                &mut *interrupted,
+            );
             self.enter_lock(env);
-            if !notified {
-                self.reap_dead(env, slots);
+            match parked {
+                Parked::Notified => {}
+                Parked::TimedOut => self.reap_dead(env, slots),
+                // A change that raced the interrupt still counts.
+                Parked::Interrupted if pred(self.state()) => return Waited::Met,
+                Parked::Interrupted => return Waited::Interrupted,
             }
         }
     }
@@ -165,13 +195,37 @@ impl RawBarrier {
         slots: &[AtomicU32],
         deadline: Option<Instant>,
     ) -> Result<u32, Broken> {
+        self.wait_interruptible(env, slots, deadline, Duration::MAX, || false)
+            .map_err(|_| Broken)
+    }
+
+    /// [`wait`](Self::wait), calling `interrupted` between sleeps of at most
+    /// `every` (a binding checks for signals this way, so that Ctrl-C
+    /// works); when it returns `true` the wait stops. An
+    /// interrupted party leaves as if it had never arrived (Python's
+    /// `threading.Barrier` on `KeyboardInterrupt`): the barrier is not
+    /// broken and waits for another party in its place.
+    pub fn wait_interruptible<E: Env + ?Sized>(
+        &self,
+        env: &E,
+        slots: &[AtomicU32],
+        deadline: Option<Instant>,
+        every: Duration,
+        mut interrupted: impl FnMut() -> bool,
+    ) -> Result<u32, BarrierError> {
         let me = env.me().pid;
         self.enter_lock(env);
         // Wait while a previous cycle drains or resets.
-        self.wait_until(env, slots, |s| s != RESETTING && s != DRAINING, None);
+        let draining = |s| s != RESETTING && s != DRAINING;
+        if self.wait_until(env, slots, draining, None, every, &mut interrupted)
+            == Waited::Interrupted
+        {
+            self.leave_lock(env);
+            return Err(BarrierError::Interrupted);
+        }
         if self.state() == BROKEN {
             self.leave_lock(env);
-            return Err(Broken);
+            return Err(BarrierError::Broken);
         }
         let index = self.count.fetch_add(1, Ordering::Relaxed);
         let my_slot = slots.iter().position(|s| s.load(Ordering::Relaxed) == 0);
@@ -181,13 +235,25 @@ impl RawBarrier {
         let result = if index + 1 == self.parties() {
             self.set_state(env, DRAINING);
             Ok(index)
-        } else if !self.wait_until(env, slots, |s| s != FILLING, deadline) {
-            self.set_state(env, BROKEN);
-            Err(Broken)
-        } else if self.state() == BROKEN || self.state() == RESETTING {
-            Err(Broken)
         } else {
-            Ok(index)
+            match self.wait_until(
+                env,
+                slots,
+                |s| s != FILLING,
+                deadline,
+                every,
+                &mut interrupted,
+            ) {
+                Waited::TimedOut => {
+                    self.set_state(env, BROKEN);
+                    Err(BarrierError::Broken)
+                }
+                Waited::Interrupted => Err(BarrierError::Interrupted),
+                Waited::Met if self.state() == BROKEN || self.state() == RESETTING => {
+                    Err(BarrierError::Broken)
+                }
+                Waited::Met => Ok(index),
+            }
         };
         // Leave: unless the death scan already removed us.
         if let Some(i) = my_slot {

@@ -1,26 +1,37 @@
 //! A condition variable for a [`RawLock`](crate::RawLock).
 //!
-//! The futex `seq` counts notifications. A waiter reads it while holding the
-//! lock ([`prepare`](RawCondition::prepare)), releases the lock, and sleeps
-//! while `seq` is unchanged ([`park`](RawCondition::park)). A notifier, which
-//! must hold the lock, bumps `seq` and wakes. Since the waiter read `seq`
-//! under the lock, any notification after that read changes `seq`, and the
-//! kernel's check in the futex wait sees it: no wake-up is lost. A waiter may
-//! wake spuriously (for example `notify(1)` racing a waiter on its way to
-//! sleep wakes that one and a sleeping one), as with POSIX condition
-//! variables; `wait_for` loops on its predicate.
+//! The futex `seq` counts notifications; `tokens` counts the wake-ups that
+//! notifications granted and no waiter has claimed yet. A waiter reads `seq`
+//! while holding the lock ([`prepare`](RawCondition::prepare)), releases the
+//! lock, and sleeps ([`park`](RawCondition::park)) until `seq` differs from
+//! what it read *and* it claims a token. A notifier, which must hold the
+//! lock, bumps `seq`, grants up to `n` tokens (never more than there are
+//! waiters), and wakes. Since the waiter read `seq` under the lock, any
+//! notification after that read changes `seq`, and the kernel's check in the
+//! futex wait sees it: no wake-up is lost.
+//!
+//! The tokens make `notify(n)` wake at most `n` waiters even when waiters
+//! wake on their own: a waiter that sleeps in slices (to check for signals,
+//! or for dead processes) and finds `seq` changed goes back to sleep unless
+//! it claims a token, and a waiter that gives up (a timeout, an interrupt)
+//! claims none. A waiter that prepared after a notification cannot claim
+//! that notification's token (its `seq` has not changed yet). A token
+//! granted for a waiter that gave up at the same moment can wake a later
+//! waiter spuriously, as POSIX condition variables may; `wait_for` loops on
+//! its predicate.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::env::Env;
 use crate::sync::{AtomicU32, Ordering, fence};
 
-/// A condition's shared state (8 bytes, zero when fresh).
+/// A condition's shared state (12 bytes, zero when fresh).
 #[derive(Debug)]
 #[repr(C)]
 pub struct RawCondition {
     seq: AtomicU32,
     sleepers: AtomicU32,
+    tokens: AtomicU32,
 }
 
 impl Default for RawCondition {
@@ -33,12 +44,24 @@ impl Default for RawCondition {
 #[derive(Debug, Clone, Copy)]
 pub struct Ticket(u32);
 
+/// How a [`park_interruptible`](RawCondition::park_interruptible) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parked {
+    /// A notification woke this waiter (it claimed a token).
+    Notified,
+    /// The deadline passed first.
+    TimedOut,
+    /// The interrupt check said stop; no notification was consumed.
+    Interrupted,
+}
+
 impl RawCondition {
     /// A fresh condition.
     pub fn new() -> Self {
         RawCondition {
             seq: AtomicU32::new(0),
             sleepers: AtomicU32::new(0),
+            tokens: AtomicU32::new(0),
         }
     }
 
@@ -53,26 +76,84 @@ impl RawCondition {
     /// Call after releasing the lock: sleep until notified or `deadline`.
     /// Returns whether a notification arrived.
     pub fn park<E: Env + ?Sized>(&self, env: &E, t: Ticket, deadline: Option<Instant>) -> bool {
-        let notified = loop {
+        self.park_interruptible(env, t, deadline, Duration::MAX, || false) == Parked::Notified
+    }
+
+    /// [`park`](Self::park), sleeping at most `every` at a time and calling
+    /// `interrupted` after each such slice that brought no notification;
+    /// when it returns `true` the wait ends with [`Parked::Interrupted`]
+    /// and claims nothing, so no notification is lost to it.
+    pub fn park_interruptible<E: Env + ?Sized>(
+        &self,
+        env: &E,
+        t: Ticket,
+        deadline: Option<Instant>,
+        every: Duration,
+        mut interrupted: impl FnMut() -> bool,
+    ) -> Parked {
+        let outcome = loop {
             // SYNC POINT: read. Acquire pairs with the notifier's Release.
-            if self.seq.load(Ordering::Acquire) != t.0 {
-                break true;
+            let seen = self.seq.load(Ordering::Acquire);
+            if seen != t.0 && self.claim_token() {
+                break Parked::Notified;
             }
-            if !env.wait(&self.seq, t.0, deadline) || crate::env::expired(deadline) {
-                break self.seq.load(Ordering::Acquire) != t.0;
+            if crate::env::expired(deadline) {
+                break Parked::TimedOut;
+            }
+            let slice = crate::env::after(every);
+            let until = match (deadline, slice) {
+                (Some(d), Some(s)) => Some(d.min(s)),
+                (d, s) => d.or(s),
+            };
+            // Sleep while `seq` is what we just saw: a notification that
+            // came since is caught by the kernel's compare.
+            let woken = env.wait(&self.seq, seen, until);
+            if !woken && slice.is_some_and(|s| until == Some(s)) && interrupted() {
+                // One more look: a notification that raced the interrupt
+                // is taken rather than left for nobody.
+                // SYNC POINT: read, as above.
+                if self.seq.load(Ordering::Acquire) != t.0 && self.claim_token() {
+                    break Parked::Notified;
+                }
+                break Parked::Interrupted;
             }
         };
         self.sleepers.fetch_sub(1, Ordering::Relaxed);
-        notified
+        outcome
+    }
+
+    /// Claim one granted wake-up, if any is left.
+    fn claim_token(&self) -> bool {
+        // Ordering::Relaxed: the data the notification is about is ordered
+        // by the lock the waiter re-acquires; `seq`'s Acquire orders the rest.
+        self.tokens
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
     }
 
     /// Wake up to `n` waiters. Call with the lock held.
     pub fn notify<E: Env + ?Sized>(&self, env: &E, n: u32) {
-        // SYNC POINT: write. Release pairs with the Acquire load in `park`.
+        // Every waiter counted here prepared before this call (both run
+        // with the lock held), so each may claim one of the tokens granted
+        // now; more tokens than waiters would only wake later ones
+        // spuriously. The tokens come before the bump of `seq`: a waiter
+        // that sees the new `seq` and finds no token goes to sleep on the
+        // new value, and the wake below may already have passed it by.
+        // Ordering::Relaxed: the lock orders `sleepers`; see `claim_token`.
+        let sleepers = self.sleepers.load(Ordering::Relaxed);
+        if sleepers > 0 {
+            let _ = self
+                .tokens
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tok| {
+                    Some(tok.saturating_add(n).min(sleepers))
+                });
+        }
+        // SYNC POINT: write. Release pairs with the Acquire load in `park`
+        // (which then claims a token granted above).
         self.seq.fetch_add(1, Ordering::Release);
         // Dekker with `prepare`: store `seq`, fence, load `sleepers`.
         fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::Relaxed) > 0 {
+        if sleepers > 0 || self.sleepers.load(Ordering::Relaxed) > 0 {
             env.wake(&self.seq, n);
         }
     }

@@ -79,6 +79,12 @@ pub(crate) fn slice(deadline: Option<Instant>) -> Option<Instant> {
     Some(deadline.map_or(check, |d| d.min(check)))
 }
 
+/// The instant `d` from now; `None` when that overflows (`Duration::MAX`
+/// means "never").
+pub(crate) fn after(d: std::time::Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
+}
+
 /// Whether `deadline` has passed.
 pub(crate) fn expired(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|d| Instant::now() >= d)

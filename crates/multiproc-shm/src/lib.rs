@@ -24,9 +24,9 @@ pub mod queue;
 pub mod semaphore;
 pub mod sync;
 
-pub use barrier::{Broken, RawBarrier};
+pub use barrier::{BarrierError, Broken, RawBarrier};
 pub use bias::BiasLock;
-pub use condition::{RawCondition, Ticket};
+pub use condition::{Parked, RawCondition, Ticket};
 pub use env::{Env, LIVENESS_CHECK, Me};
 pub use event::RawEvent;
 pub use header::{Header, HeaderError, InitState};

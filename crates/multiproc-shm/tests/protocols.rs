@@ -6,10 +6,12 @@
 //! wake-up shows as a deadlock; without loom the same models run many times
 //! on real threads.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use multiproc_shm::sync::{AtomicU32, AtomicU64, Ordering};
-use multiproc_shm::{Acquired, Env, Me, RawBarrier, RawCondition, RawEvent, RawLock, RawSemaphore};
+use multiproc_shm::{
+    Acquired, Env, Me, Parked, RawBarrier, RawCondition, RawEvent, RawLock, RawSemaphore, Ticket,
+};
 
 #[cfg(multiproc_loom)]
 use loom::sync::{Arc, Condvar, Mutex};
@@ -280,6 +282,103 @@ fn condition_notify_is_not_lost() {
         cond.notify(&e1, 1);
         lock.unlock(&e1).unwrap();
         t.join().unwrap();
+    });
+}
+
+/// Two waiters' tickets, prepared with the lock held before either parks
+/// (so both are owed every notification that follows, with no spinning).
+fn two_tickets(lock: &RawLock, cond: &RawCondition, e: &impl Env) -> (Ticket, Ticket) {
+    lock.lock(e, None).unwrap();
+    let t = (cond.prepare(), cond.prepare());
+    lock.unlock(e).unwrap();
+    t
+}
+
+/// `notify(n)` with the lock held.
+fn notify_locked(lock: &RawLock, cond: &RawCondition, e: &impl Env, n: u32) {
+    lock.lock(e, None).unwrap();
+    cond.notify(e, n);
+    lock.unlock(e).unwrap();
+}
+
+/// `notify(1)` wakes one waiter of two, although the model's futex wakes
+/// every sleeper on any wake (waiters that wake without a notification of
+/// their own, as sliced waits do, go back to sleep); the second
+/// `notify(1)` wakes the other, and nothing is lost.
+#[test]
+fn condition_notify_one_wakes_exactly_one() {
+    model(|| {
+        let shared = Arc::new((RawLock::new(), RawCondition::new(), AtomicU32::new(0)));
+        let (e1, e2) = two_envs();
+        let (lock, cond, woken) = &*shared;
+        let (t1, t2) = two_tickets(lock, cond, &e1);
+        let e2 = Arc::new(e2);
+        let waiters: Vec<_> = [t1, t2]
+            .into_iter()
+            .map(|t| {
+                let (sh, e) = (shared.clone(), e2.clone());
+                thread::spawn(move || {
+                    assert!(sh.1.park(&*e, t, None));
+                    sh.2.fetch_add(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        notify_locked(lock, cond, &e1, 1);
+        assert!(woken.load(Ordering::SeqCst) <= 1, "notify(1) woke both");
+        notify_locked(lock, cond, &e1, 1);
+        for w in waiters {
+            w.join().unwrap();
+        }
+        assert_eq!(woken.load(Ordering::SeqCst), 2);
+    });
+}
+
+/// A futex whose timed waits time out at once (a slice that ends before
+/// anything happens), so the interrupt check runs in every interleaving.
+struct SlicedEnv(ThreadEnv);
+
+impl Env for SlicedEnv {
+    fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+        if deadline.is_some() {
+            thread::yield_now();
+            return false;
+        }
+        self.0.wait(word, expected, deadline)
+    }
+    fn wake(&self, word: &AtomicU32, n: u32) {
+        self.0.wake(word, n)
+    }
+    fn is_dead(&self, pid: u32, start: Option<u32>) -> bool {
+        self.0.is_dead(pid, start)
+    }
+    fn me(&self) -> Me {
+        self.0.me()
+    }
+}
+
+/// A waiter interrupted (Ctrl-C) while a `notify(1)` arrives either takes
+/// the notification or leaves it to the other waiter: it is never lost.
+#[test]
+fn condition_interrupted_waiter_loses_no_notification() {
+    model(|| {
+        let shared = Arc::new((RawLock::new(), RawCondition::new()));
+        let mut es = envs(3);
+        let (e3, e2, e1) = (es.pop().unwrap(), es.pop().unwrap(), es.pop().unwrap());
+        let (lock, cond) = &*shared;
+        let (t1, t2) = two_tickets(lock, cond, &e1);
+        let sh = shared.clone();
+        let sliced = SlicedEnv(e2);
+        let interrupted = thread::spawn(move || {
+            sh.1.park_interruptible(&sliced, t1, None, Duration::from_millis(50), || true)
+        });
+        let sh = shared.clone();
+        let plain = thread::spawn(move || sh.1.park(&e3, t2, None));
+        notify_locked(lock, cond, &e1, 1);
+        if interrupted.join().unwrap() == Parked::Notified {
+            // It took the notification: the other waiter needs its own.
+            notify_locked(lock, cond, &e1, 1);
+        }
+        assert!(plain.join().unwrap(), "the plain waiter was not notified");
     });
 }
 

@@ -112,6 +112,6 @@ pub use segment::SegmentError;
 pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedError, Value, ValueGuard};
 pub use shared_memory::SharedMemory;
 pub use sync::{
-    AcquireError, Barrier, BoundedSemaphore, BrokenBarrierError, Condition, ConditionGuard, Event,
-    Lock, LockGuard, RLock, RLockGuard, ReleaseError, Semaphore, WaitError,
+    AcquireError, Barrier, BarrierWaitError, BoundedSemaphore, BrokenBarrierError, Condition,
+    ConditionGuard, Event, Lock, LockGuard, RLock, RLockGuard, ReleaseError, Semaphore, WaitError,
 };

@@ -30,7 +30,8 @@ use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
 use multiproc_shm::{
-    Acquired, Env, LockError, RawBarrier, RawCondition, RawEvent, RawLock, RawSemaphore,
+    Acquired, BarrierError, Env, LockError, Parked, RawBarrier, RawCondition, RawEvent, RawLock,
+    RawSemaphore,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -112,6 +113,18 @@ pub enum ReleaseError {
     /// A `BoundedSemaphore` released more times than acquired.
     #[error("semaphore released too many times")]
     OverRelease,
+}
+
+/// Why [`Barrier::wait_interruptible`] returned without passing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BarrierWaitError {
+    /// The barrier is broken.
+    #[error("the barrier is broken")]
+    Broken,
+    /// The interrupt check stopped the wait; this party left the barrier.
+    #[error("the wait was interrupted")]
+    Interrupted,
 }
 
 /// A barrier is broken (Python's `threading.BrokenBarrierError`).
@@ -626,7 +639,11 @@ impl Event {
 
 // ----- Condition ---------------------------------------------------------------
 
-const COND_LAYOUT: u64 = segment::layout_hash("multiproc::Condition", 8, 4);
+const COND_LAYOUT: u64 = segment::layout_hash(
+    "multiproc::Condition/2",
+    std::mem::size_of::<RawCondition>(),
+    std::mem::align_of::<RawCondition>(),
+);
 
 /// The lock under a [`Condition`].
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -669,6 +686,11 @@ pub enum WaitError {
     /// The lock is not recoverable; the guard no longer holds it.
     #[error("the lock is not recoverable")]
     NotRecoverable,
+    /// The interrupt check of an interruptible wait stopped it before a
+    /// notification came; the lock is held again and no notification was
+    /// consumed.
+    #[error("the wait was interrupted")]
+    Interrupted,
 }
 
 impl Condition {
@@ -745,6 +767,23 @@ impl Condition {
         r
     }
 
+    /// [`wait_held`](Self::wait_held), calling `interrupted` between sleeps
+    /// of at most `every` (a binding checks for signals this way, so that
+    /// Ctrl-C works); when it returns `true` the wait ends with
+    /// [`WaitError::Interrupted`], the lock held again.
+    pub fn wait_held_interruptible(
+        &self,
+        timeout: Option<Duration>,
+        every: Duration,
+        interrupted: impl FnMut() -> bool,
+    ) -> Result<bool, WaitError> {
+        let mut g = self.guard();
+        let r = g.wait_until(timeout.and_then(deadline), every, interrupted);
+        // As in `wait_held`: the caller keeps the lock.
+        std::mem::forget(g);
+        r
+    }
+
     /// Wake up to `n` waiters; the caller holds the lock.
     pub fn notify_held(&self, n: u32) {
         self.cond.get().notify(&ENV, n);
@@ -764,10 +803,20 @@ impl ConditionGuard<'_> {
     }
 
     fn wait_deadline(&mut self, d: Option<Instant>) -> Result<bool, WaitError> {
+        self.wait_until(d, Duration::MAX, || false)
+    }
+
+    fn wait_until(
+        &mut self,
+        d: Option<Instant>,
+        every: Duration,
+        interrupted: impl FnMut() -> bool,
+    ) -> Result<bool, WaitError> {
         let raw_cond = self.cond.cond.get();
         let ticket = raw_cond.prepare();
         let depth = self.release_for_wait();
-        let notified = raw_cond.park(&ENV, ticket, d);
+        let parked = raw_cond.park_interruptible(&ENV, ticket, d, every, interrupted);
+        let notified = parked == Parked::Notified;
         let raw = self.cond.raw_lock();
         match raw.lock(&ENV, None) {
             Ok(how) => {
@@ -776,6 +825,9 @@ impl ConditionGuard<'_> {
                 }
                 if how == Acquired::OwnerDied {
                     return Err(WaitError::OwnerDied);
+                }
+                if parked == Parked::Interrupted {
+                    return Err(WaitError::Interrupted);
                 }
                 Ok(notified)
             }
@@ -846,8 +898,13 @@ impl Drop for ConditionGuard<'_> {
 
 // ----- Barrier -----------------------------------------------------------------
 
-const BARRIER_LAYOUT: u64 = segment::layout_hash("multiproc::Barrier/2", 56, 8);
+const BARRIER_LAYOUT: u64 = segment::layout_hash(
+    "multiproc::Barrier/3",
+    std::mem::size_of::<RawBarrier>(),
+    std::mem::align_of::<RawBarrier>(),
+);
 const BARRIER_SLOTS: usize = 64; // offset of the slots: RawBarrier rounded up
+const _: () = assert!(std::mem::size_of::<RawBarrier>() <= BARRIER_SLOTS);
 
 /// A barrier for a fixed number of parties in any processes (Python's
 /// `multiprocessing.Barrier`).
@@ -927,6 +984,32 @@ impl Barrier {
             .get()
             .wait(&ENV, self.slots(), deadline(timeout))
             .map_err(|_| BrokenBarrierError)
+    }
+
+    /// [`wait`](Self::wait) (at most `timeout` if given), calling
+    /// `interrupted` between sleeps of at most `every` (a binding checks for
+    /// signals this way, so that Ctrl-C works). An interrupted party leaves
+    /// as if it had never arrived, as with Python's `threading.Barrier`: the
+    /// barrier is not broken and waits for another party in its place.
+    pub fn wait_interruptible(
+        &self,
+        timeout: Option<Duration>,
+        every: Duration,
+        interrupted: impl FnMut() -> bool,
+    ) -> Result<u32, BarrierWaitError> {
+        self.h
+            .get()
+            .wait_interruptible(
+                &ENV,
+                self.slots(),
+                timeout.and_then(deadline),
+                every,
+                interrupted,
+            )
+            .map_err(|e| match e {
+                BarrierError::Broken => BarrierWaitError::Broken,
+                BarrierError::Interrupted => BarrierWaitError::Interrupted,
+            })
     }
 
     /// Break the barrier.
