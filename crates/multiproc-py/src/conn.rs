@@ -1,8 +1,8 @@
 //! `RawConnection`: the native side of `Pipe()` and `Connection`, on the
 //! Rust core's byte frames (the same framing as `multiprocessing`'s).
 
-use crate::{deadline, errors, handle, sliced};
-use multiproc::connection::{Connection, RecvError};
+use crate::{deadline, errors, handle, interrupted, signal_check, sliced};
+use multiproc::connection::{Connection, RecvError, SendError};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -28,7 +28,11 @@ fn handle_closed() -> PyErr {
 }
 
 impl RawConnection {
-    pub(crate) fn wrap(c: Connection<()>) -> PyResult<Self> {
+    /// Wrap a connection for Python: no cap on message sizes, as in
+    /// `multiprocessing` (frames grow only as their bytes arrive; a length
+    /// prefix alone allocates nothing), until `max_message_size` sets one.
+    pub(crate) fn wrap(mut c: Connection<()>) -> PyResult<Self> {
+        c.set_max_message_size(usize::MAX);
         let tx = c.try_clone()?;
         Ok(RawConnection {
             readable: c.readable(),
@@ -36,15 +40,6 @@ impl RawConnection {
             rx: Mutex::new(Some(c)),
             tx: Mutex::new(Some(tx)),
         })
-    }
-
-    fn with_tx<R>(&self, f: impl FnOnce(&mut Connection<()>) -> PyResult<R>) -> PyResult<R> {
-        let mut g = self.tx.lock().map_err(|_| handle_closed())?;
-        let c = g.as_mut().ok_or_else(handle_closed)?;
-        if !self.writable {
-            return Err(PyOSError::new_err("connection is read-only"));
-        }
-        f(c)
     }
 
     /// Wait (GIL released, in slices) until a message or EOF can be read.
@@ -111,6 +106,36 @@ pub fn pipe(duplex: bool) -> PyResult<(RawConnection, RawConnection)> {
 
 #[pymethods]
 impl RawConnection {
+    /// The largest message this end sends or accepts, in bytes (`None`:
+    /// no limit, the default). A longer incoming message breaks the
+    /// connection (`OSError`); a longer outgoing one raises `ValueError`
+    /// and sends nothing.
+    #[getter]
+    fn get_max_message_size(&self, py: Python<'_>) -> PyResult<Option<usize>> {
+        let max = py.detach(|| {
+            self.tx
+                .lock()
+                .ok()
+                .and_then(|g| g.as_ref().map(|c| c.max_message_size()))
+        });
+        let max = max.ok_or_else(handle_closed)?;
+        Ok((max != usize::MAX).then_some(max))
+    }
+
+    /// Set (or with `None` remove) the limit on message sizes.
+    #[setter]
+    fn set_max_message_size(&self, py: Python<'_>, max: Option<usize>) -> PyResult<()> {
+        let max = max.unwrap_or(usize::MAX);
+        py.detach(|| {
+            for m in [&self.rx, &self.tx] {
+                let mut g = m.lock().map_err(|_| ())?;
+                g.as_mut().ok_or(())?.set_max_message_size(max);
+            }
+            Ok(())
+        })
+        .map_err(|()| handle_closed())
+    }
+
     /// Send `size` bytes of `buf` from `offset` (in bytes) as one message.
     #[pyo3(signature = (buf, offset = 0, size = None))]
     fn _send_bytes(
@@ -133,7 +158,24 @@ impl RawConnection {
             return Err(PyValueError::new_err("offset is out of bounds"));
         }
         let msg = &s[offset..end];
-        self.with_tx(|c| py.detach(|| c.send_bytes(msg)).map_err(errors::send))
+        if !self.writable {
+            return Err(PyOSError::new_err("connection is read-only"));
+        }
+        // The lock is taken with the GIL released: a sender blocked on a
+        // full pipe takes the GIL to check for signals, so a second sender
+        // must not wait for the lock while holding it.
+        let mut slot = None;
+        let r = py.detach(|| {
+            let mut g = self.tx.lock().ok()?;
+            let c = g.as_mut()?;
+            Some(c.send_bytes_interruptible(msg, signal_check(&mut slot)))
+        });
+        match r {
+            None => Err(handle_closed()),
+            Some(Ok(())) => Ok(()),
+            Some(Err(SendError::Interrupted)) => Err(interrupted(slot)),
+            Some(Err(e)) => Err(errors::send(e)),
+        }
     }
 
     /// Receive one message as bytes (at most `maxlength`: `OSError` for a

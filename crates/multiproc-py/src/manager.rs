@@ -10,9 +10,11 @@
 
 use crate::errors;
 use crate::listener::{PyAddress, address_to_py};
-use crate::{deadline, handle};
+use crate::{deadline, handle, interrupted, signal_check};
 use multiproc::connection::{Address, Listener};
-use multiproc::manager::{DataValue, Handle, Manager, ObjectKind, Server, TypeRegistry};
+use multiproc::manager::{
+    DataValue, Handle, Manager, ManagerError, ObjectKind, Server, TypeRegistry,
+};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
@@ -258,9 +260,26 @@ impl RawHandle {
         let args = args.iter().map(to_value).collect::<PyResult<Vec<_>>>()?;
         let t = deadline(timeout).map(|d| d.saturating_duration_since(Instant::now()));
         let h = &self.h;
-        let v = py
-            .detach(|| h.call(method, args, t))
-            .map_err(|e| errors::manager(py, e))?;
+        let mut slot = None;
+        let r = py.detach(|| h.call_interruptible(method, args, t, signal_check(&mut slot)));
+        let v = match r {
+            Err(ManagerError::Interrupted) => return Err(interrupted(slot)),
+            r => r.map_err(|e| errors::manager(py, e))?,
+        };
+        if let Some(e) = slot {
+            // Interrupted, but the call completed before the server saw the
+            // cancel: its result (a queue's item) is returned, not lost, and
+            // a KeyboardInterrupt is raised again at the caller's next
+            // bytecode. Any other exception a signal handler raised wins,
+            // as it would for a plain Python call.
+            if !e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+                return Err(e);
+            }
+            // SAFETY: `PyErr_SetInterrupt` only trips CPython's SIGINT flag
+            // (it is documented as callable from any thread, even from a
+            // signal handler); the GIL is held here besides.
+            unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+        }
         from_value(py, v)
     }
 

@@ -60,6 +60,26 @@ pub fn write_all_vectored(
     bufs: &[&[u8]],
     fds: &[BorrowedFd<'_>],
 ) -> io::Result<()> {
+    write_all_vectored_until(fd, is_socket, bufs, fds, &mut || false).map(|_| ())
+}
+
+/// [`write_all_vectored`] that a signal can stop: when a blocking write
+/// returns early because a signal arrived (`EINTR`, or a short count),
+/// `interrupted` is asked whether to give up. Returns how many bytes were
+/// written: all of them, or fewer if it gave up (then `fds` went out with
+/// the first byte if any byte did, and not at all otherwise).
+///
+/// This relies on the signal's handler being installed without
+/// `SA_RESTART` (as Python's are) and on the signal reaching this thread;
+/// a write that blocks with no signal keeps blocking, as any blocking
+/// write does.
+pub fn write_all_vectored_until(
+    fd: BorrowedFd<'_>,
+    is_socket: bool,
+    bufs: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+    interrupted: &mut dyn FnMut() -> bool,
+) -> io::Result<usize> {
     if fds.len() > MAX_FDS_PER_MESSAGE {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -69,52 +89,59 @@ pub fn write_all_vectored(
             ),
         ));
     }
-    if fds.is_empty() {
-        if let [buf] = bufs {
-            // The common case: one buffer, no handles, no iovec list.
-            return if is_socket {
-                send_all(fd, buf)
-            } else {
-                write_all(fd, buf)
-            };
-        }
-    }
     let total: usize = bufs.iter().map(|b| b.len()).sum();
     let mut done = 0usize;
     let mut fds_pending = !fds.is_empty();
     let mut space =
         [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+    let mut iov: Vec<IoSlice<'_>> = Vec::new();
     while done < total || fds_pending {
-        // Build the iovec list for what is left.
-        let mut skip = done;
-        let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(bufs.len());
-        for b in bufs {
-            if skip >= b.len() {
-                skip -= b.len();
-                continue;
+        let r = match (bufs, fds_pending) {
+            // The common case: one buffer, no handles, no iovec list.
+            ([buf], false) if is_socket => rustix::net::send(fd, &buf[done..], SendFlags::NOSIGNAL),
+            ([buf], false) => rustix::io::write(fd, &buf[done..]),
+            _ => {
+                // Build the iovec list for what is left.
+                let mut skip = done;
+                iov.clear();
+                for b in bufs {
+                    if skip >= b.len() {
+                        skip -= b.len();
+                        continue;
+                    }
+                    iov.push(IoSlice::new(&b[skip..]));
+                    skip = 0;
+                }
+                if is_socket {
+                    let mut control = SendAncillaryBuffer::new(&mut space);
+                    if fds_pending {
+                        let fit = control.push(SendAncillaryMessage::ScmRights(fds));
+                        debug_assert!(fit, "cmsg space is sized for MAX_FDS_PER_MESSAGE");
+                    }
+                    rustix::net::sendmsg(fd, &iov, &mut control, SendFlags::NOSIGNAL)
+                } else {
+                    rustix::io::writev(fd, &iov)
+                }
             }
-            iov.push(IoSlice::new(&b[skip..]));
-            skip = 0;
-        }
-        let n = if is_socket {
-            let mut control = SendAncillaryBuffer::new(&mut space);
-            if fds_pending {
-                let fit = control.push(SendAncillaryMessage::ScmRights(fds));
-                debug_assert!(fit, "cmsg space is sized for MAX_FDS_PER_MESSAGE");
-            }
-            retry(|| rustix::net::sendmsg(fd, &iov, &mut control, SendFlags::NOSIGNAL))?
-        } else {
-            writev(fd, &iov)?
         };
-        if fds_pending {
-            fds_pending = false;
-        }
+        let n = match r {
+            Ok(n) => n,
+            Err(Errno::INTR) if interrupted() => return Ok(done),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        fds_pending = false;
         if n == 0 && done < total {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "write returned 0"));
         }
         done += n;
+        // A blocking write stops short only for a signal (or a socket's
+        // send timeout): the caller decides whether that ends it.
+        if done < total && interrupted() {
+            return Ok(done);
+        }
     }
-    Ok(())
+    Ok(done)
 }
 
 /// Move the descriptors a `recvmsg` received into `fds` (so they are owned

@@ -61,6 +61,13 @@ pub enum SendError {
     /// This end was opened read-only.
     #[error("connection is read-only")]
     NotWritable,
+    /// The `interrupted` check of a `*_interruptible` send said to stop
+    /// while the write was blocked (a full pipe or socket). If none of the
+    /// message had gone out, it is not sent. If part had, the rest is kept
+    /// and goes out first on the next send on this handle, so the peer
+    /// never sees a torn message unless this handle is closed before then.
+    #[error("interrupted while sending")]
+    Interrupted,
     /// The OS reported an error.
     #[error(transparent)]
     Io(io::Error),
@@ -337,6 +344,9 @@ pub struct Connection<T> {
     reader: Option<Box<FrameReader>>,
     incoming: Incoming,
     wbuf: Vec<u8>,
+    /// The unsent rest of a message whose send was interrupted part-way;
+    /// it goes out before anything else.
+    unsent: Vec<u8>,
     broken: bool,
     _marker: PhantomData<fn(T) -> T>,
 }
@@ -386,6 +396,7 @@ impl<T> Connection<T> {
             reader: None,
             incoming: Incoming::default(),
             wbuf: Vec::new(),
+            unsent: Vec::new(),
             broken: false,
             _marker: PhantomData,
         }
@@ -415,7 +426,8 @@ impl<T> Connection<T> {
         self.writable
     }
 
-    /// The largest message this end sends or accepts (default 64 MiB).
+    /// The largest message this end sends or accepts (default 1 GiB,
+    /// [`DEFAULT_MAX_MESSAGE_SIZE`]).
     pub fn max_message_size(&self) -> usize {
         self.max
     }
@@ -440,6 +452,7 @@ impl<T> Connection<T> {
             reader: self.reader,
             incoming: self.incoming,
             wbuf: self.wbuf,
+            unsent: self.unsent,
             broken: self.broken,
             _marker: PhantomData,
         }
@@ -473,6 +486,20 @@ impl<T> Connection<T> {
 
     /// Send `buf` as one message (Python's `send_bytes(buf)`).
     pub fn send_bytes(&mut self, buf: &[u8]) -> Result<(), SendError> {
+        self.send_bytes_interruptible(buf, || false)
+    }
+
+    /// [`send_bytes`](Self::send_bytes) that stops with
+    /// [`SendError::Interrupted`] when a signal breaks into a blocked write
+    /// and `interrupted()` says so (how Python's bindings answer Ctrl-C on
+    /// a full pipe). See [`write_all_vectored_until`] for what that needs.
+    ///
+    /// [`write_all_vectored_until`]: multiproc_sys::io::write_all_vectored_until
+    pub fn send_bytes_interruptible(
+        &mut self,
+        buf: &[u8],
+        mut interrupted: impl FnMut() -> bool,
+    ) -> Result<(), SendError> {
         self.check_writable()?;
         if buf.len() > self.max {
             return Err(SendError::TooLarge {
@@ -484,24 +511,60 @@ impl<T> Connection<T> {
         let header = frame::encode_header(buf.len(), &mut header);
         if buf.len() <= 4096 {
             // One contiguous write: cheaper than a two-element writev.
-            self.wbuf.clear();
-            self.wbuf.extend_from_slice(header);
-            self.wbuf.extend_from_slice(buf);
-            multiproc_sys::io::write_all_vectored(
-                self.fd.as_fd(),
-                self.transport != Transport::Pipe,
-                &[&self.wbuf],
-                &[],
-            )?;
+            let mut wbuf = std::mem::take(&mut self.wbuf);
+            wbuf.clear();
+            wbuf.extend_from_slice(header);
+            wbuf.extend_from_slice(buf);
+            let r = self.write_frame(&[&wbuf], &[], &mut interrupted);
+            self.wbuf = wbuf;
+            r
         } else {
-            multiproc_sys::io::write_all_vectored(
-                self.fd.as_fd(),
-                self.transport != Transport::Pipe,
-                &[header, buf],
-                &[],
-            )?;
+            self.write_frame(&[header, buf], &[], &mut interrupted)
         }
-        Ok(())
+    }
+
+    /// Write one whole frame (after the rest of an interrupted one), or
+    /// keep what an interruption left unsent.
+    fn write_frame(
+        &mut self,
+        bufs: &[&[u8]],
+        fds: &[BorrowedFd<'_>],
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> Result<(), SendError> {
+        let socket = self.transport != Transport::Pipe;
+        if !self.unsent.is_empty() {
+            let n = multiproc_sys::io::write_all_vectored_until(
+                self.fd.as_fd(),
+                socket,
+                &[&self.unsent],
+                &[],
+                interrupted,
+            )?;
+            self.unsent.drain(..n);
+            if !self.unsent.is_empty() {
+                return Err(SendError::Interrupted);
+            }
+        }
+        let n = multiproc_sys::io::write_all_vectored_until(
+            self.fd.as_fd(),
+            socket,
+            bufs,
+            fds,
+            interrupted,
+        )?;
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if n == total {
+            return Ok(());
+        }
+        if n > 0 {
+            let mut skip = n;
+            for b in bufs {
+                let from = skip.min(b.len());
+                skip -= from;
+                self.unsent.extend_from_slice(&b[from..]);
+            }
+        }
+        Err(SendError::Interrupted)
     }
 
     /// Send `buf[offset..offset + size]` as one message (Python's
@@ -638,6 +701,7 @@ impl<T> Connection<T> {
         &mut self,
         wbuf: &mut [u8],
         fds: Result<Vec<RawFd>, EncodeError>,
+        interrupted: &mut dyn FnMut() -> bool,
     ) -> Result<(), SendError> {
         let fds = fds?;
         if !fds.is_empty() && self.transport != Transport::Socket {
@@ -661,13 +725,7 @@ impl<T> Connection<T> {
             // `send`, which is borrowed for the whole call.
             .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
             .collect();
-        multiproc_sys::io::write_all_vectored(
-            self.fd.as_fd(),
-            self.transport != Transport::Pipe,
-            &[&wbuf[start..]],
-            &borrowed,
-        )?;
-        Ok(())
+        self.write_frame(&[&wbuf[start..]], &borrowed, interrupted)
     }
 }
 
@@ -677,6 +735,17 @@ impl<T: Serialize> Connection<T> {
     /// Handles inside the value travel with it over a [`duplex`]
     /// connection; the sender keeps its own copies.
     pub fn send(&mut self, value: &T) -> Result<(), SendError> {
+        self.send_interruptible(value, || false)
+    }
+
+    /// [`send`](Self::send) that stops with [`SendError::Interrupted`]
+    /// when a signal breaks into a blocked write and `interrupted()` says
+    /// so, as [`send_bytes_interruptible`](Self::send_bytes_interruptible).
+    pub fn send_interruptible(
+        &mut self,
+        value: &T,
+        mut interrupted: impl FnMut() -> bool,
+    ) -> Result<(), SendError> {
         self.check_writable()?;
         // Layout in wbuf: 12 bytes reserved for the header, 1 byte handle
         // count, then postcard; the header is written right-aligned into the
@@ -685,7 +754,7 @@ impl<T: Serialize> Connection<T> {
         wbuf.clear();
         wbuf.resize(MAX_HEADER_LEN + 1, 0);
         let fds = codec::encode(value, &mut wbuf);
-        let result = self.send_encoded(&mut wbuf, fds);
+        let result = self.send_encoded(&mut wbuf, fds, &mut interrupted);
         self.wbuf = wbuf;
         result
     }
@@ -753,7 +822,7 @@ impl<T> Connection<T> {
         wbuf.clear();
         wbuf.resize(MAX_HEADER_LEN + 1, 0);
         wbuf.extend_from_slice(body);
-        let result = self.send_encoded(&mut wbuf, Ok(fds.to_vec()));
+        let result = self.send_encoded(&mut wbuf, Ok(fds.to_vec()), &mut || false);
         self.wbuf = wbuf;
         result
     }

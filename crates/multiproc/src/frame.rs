@@ -17,8 +17,12 @@ use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::time::Instant;
 
-/// The default maximum size of one message: 64 MiB.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
+/// The default maximum size of one message in Rust: 1 GiB (Python's
+/// bindings set no limit, as `multiprocessing` has none). A frame's memory
+/// grows with the bytes that arrive, so a hostile length prefix alone
+/// allocates nothing; the limit bounds what one peer can make this side
+/// hold.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 30;
 
 /// The largest header (`-1` marker + 8-byte length).
 pub const MAX_HEADER_LEN: usize = 12;

@@ -544,3 +544,47 @@ fn every_descriptor_is_close_on_exec() {
     let owned: OwnedFd = multiproc_sys::fd::dup(a.as_fd()).unwrap();
     assert!(multiproc_sys::fd::is_cloexec(&owned).unwrap());
 }
+
+/// Blocks in an interruptible send of 1 MiB on a pipe nobody reads yet,
+/// reports how it ended, then sends one more message.
+fn interrupted_sender(arg: (Connection<()>, Connection<String>)) {
+    let (mut tx, mut report) = arg;
+    let flag = multiproc::signal::flag(multiproc::signal::SIGUSR1).unwrap();
+    report.send(&"ready".to_string()).unwrap();
+    let big = vec![7u8; 1 << 20];
+    let r = tx.send_bytes_interruptible(&big, || flag.is_set());
+    report.send(&format!("{r:?}")).unwrap();
+    // The rest of the interrupted message goes out first.
+    tx.send_bytes(b"after").unwrap();
+}
+
+/// A send blocked on a full pipe or socket stops when a signal arrives and
+/// the check says so; the part already written is completed before the
+/// next message, so the reader sees both messages whole, in order.
+#[test]
+fn an_interrupted_send_stops_and_the_next_send_completes_its_message() {
+    let _w = watchdog(
+        "an_interrupted_send_stops_and_the_next_send_completes_its_message",
+        LIMIT,
+    );
+    for socket in [false, true] {
+        let (mut rx, tx) = if socket {
+            duplex::<()>().unwrap()
+        } else {
+            pipe::<()>().unwrap()
+        };
+        let (mut report_rx, report_tx) = pipe::<String>().unwrap();
+        let mut p = Process::spawn(interrupted_sender, (tx, report_tx)).unwrap();
+        assert_eq!(report_rx.recv().unwrap(), "ready");
+        std::thread::sleep(Duration::from_millis(300));
+        multiproc::signal::send(p.pid().unwrap(), multiproc::signal::SIGUSR1).unwrap();
+        assert_eq!(
+            report_rx.recv().unwrap(),
+            "Err(Interrupted)",
+            "socket: {socket}"
+        );
+        assert_eq!(rx.recv_bytes().unwrap(), vec![7u8; 1 << 20]);
+        assert_eq!(rx.recv_bytes().unwrap(), b"after");
+        p.join().unwrap();
+    }
+}

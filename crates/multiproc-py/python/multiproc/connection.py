@@ -62,6 +62,19 @@ class Connection:
         return self._raw.closed
 
     @property
+    def max_message_size(self):
+        """The largest message, in bytes, this end sends or accepts; ``None``
+        (the default) for no limit, as in ``multiprocessing``. Memory grows
+        with the bytes that arrive, never with a length prefix alone."""
+        return self._raw.max_message_size
+
+    @max_message_size.setter
+    def max_message_size(self, value):
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise ValueError("max_message_size must be None or a non-negative int")
+        self._raw.max_message_size = value
+
+    @property
     def readable(self):
         """Whether it can receive."""
         return self._raw.readable

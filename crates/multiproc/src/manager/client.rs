@@ -55,6 +55,11 @@ pub enum ManagerError {
     /// The server answered something that does not fit the request.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// The `interrupted` check of [`Handle::call_interruptible`] said to
+    /// stop, and the server confirmed that the call did nothing (a call
+    /// that completed meanwhile returns its result instead).
+    #[error("interrupted while waiting for the manager")]
+    Interrupted,
     /// The OS reported an error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -104,6 +109,9 @@ impl From<ConnectError> for ManagerError {
 /// How long a client looks for an answer before sleeping on the socket.
 const SPIN: Duration = Duration::from_micros(50);
 
+/// How often an interruptible call asks whether to stop.
+const CHECK_SLICE: Duration = Duration::from_millis(50);
+
 struct Conn {
     tx: Connection<Request>,
     rx: Connection<Response>,
@@ -113,10 +121,18 @@ impl Conn {
     /// Send `req` and wait for its answer. Silence for [`HEARTBEAT_TIMEOUT`]
     /// means the server is gone, unless `probe` (for calls that may run
     /// long without heartbeats: user methods) finds it still answering.
+    ///
+    /// Every [`CHECK_SLICE`] of waiting, `interrupted` is asked whether to
+    /// stop. If it says so, the server is sent [`Request::Cancel`] and the
+    /// wait goes on for its one answer: [`RemoteError::Cancelled`] (the call
+    /// did nothing; [`ManagerError::Interrupted`]) or the call's result, if
+    /// it completed first. Either way the connection stays in step, and
+    /// nothing the call took (a queue's item) is dropped on the floor.
     fn request(
         &mut self,
         req: &Request,
         probe: Option<&dyn Fn() -> bool>,
+        interrupted: &mut dyn FnMut() -> bool,
     ) -> Result<Response, ManagerError> {
         self.tx.send(req).map_err(|e| match e {
             crate::SendError::TooLarge { len, max } => ManagerError::TooLarge { len, max },
@@ -135,11 +151,32 @@ impl Conn {
                 Err(_) => return Err(ManagerError::ServerGone),
             }
         }
+        let mut heard = Instant::now();
+        let mut cancelled = false;
         loop {
-            match self.rx.recv_deadline(Instant::now() + HEARTBEAT_TIMEOUT) {
-                Ok(Response::Pending) => continue,
+            let silence_ends = heard + HEARTBEAT_TIMEOUT;
+            let until = if cancelled {
+                silence_ends
+            } else {
+                silence_ends.min(Instant::now() + CHECK_SLICE)
+            };
+            match self.rx.recv_deadline(until) {
+                Ok(Response::Pending) => heard = Instant::now(),
+                Ok(Response::Error(RemoteError::Cancelled)) if cancelled => {
+                    return Err(ManagerError::Interrupted);
+                }
                 Ok(r) => return Ok(r),
-                Err(RecvError::Timeout) if probe.is_some_and(|alive| alive()) => continue,
+                Err(RecvError::Timeout) if Instant::now() < silence_ends => {
+                    if !cancelled && interrupted() {
+                        self.tx
+                            .send(&Request::Cancel)
+                            .map_err(|_| ManagerError::ServerGone)?;
+                        cancelled = true;
+                    }
+                }
+                Err(RecvError::Timeout) if probe.is_some_and(|alive| alive()) => {
+                    heard = Instant::now();
+                }
                 Err(RecvError::Decode(e)) => return Err(ManagerError::Protocol(e.to_string())),
                 Err(_) => return Err(ManagerError::ServerGone),
             }
@@ -219,6 +256,7 @@ impl ClientInner {
                 primary,
             },
             None,
+            &mut || false,
         )? {
             Response::Value(_) => Ok(conn),
             Response::Error(e) => Err(ManagerError::Remote(e)),
@@ -294,7 +332,7 @@ impl ClientInner {
         let Some(conn) = p.as_mut() else {
             return Err(ManagerError::ServerGone);
         };
-        match conn.request(req, None) {
+        match conn.request(req, None, &mut || false) {
             Ok(r) => Ok(r),
             Err(e) => {
                 if e.is_server_gone() {
@@ -307,13 +345,18 @@ impl ClientInner {
 
     /// A request on a pooled connection.
     pub(crate) fn request(&self, req: &Request) -> Result<Response, ManagerError> {
-        self.request_with(req, false)
+        self.request_with(req, false, &mut || false)
     }
 
     /// A request on a pooled connection; `patient`: the answer may take
     /// longer than the heartbeat timeout without heartbeats (user methods),
     /// so silence is checked with a fresh connection before giving up.
-    fn request_with(&self, req: &Request, patient: bool) -> Result<Response, ManagerError> {
+    fn request_with(
+        &self,
+        req: &Request,
+        patient: bool,
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> Result<Response, ManagerError> {
         if !self.ours() {
             return Err(ManagerError::Forked);
         }
@@ -330,10 +373,15 @@ impl ClientInner {
         };
         let probe = || ClientInner::open(&self.address, &self.authkey, self.session, false).is_ok();
         let probe: Option<&dyn Fn() -> bool> = if patient { Some(&probe) } else { None };
-        match conn.request(req, probe) {
+        match conn.request(req, probe, interrupted) {
             Ok(r) => {
                 lock(&self.pool).push(conn);
                 Ok(r)
+            }
+            Err(ManagerError::Interrupted) => {
+                // Answered, so still in step: reusable.
+                lock(&self.pool).push(conn);
+                Err(ManagerError::Interrupted)
             }
             Err(e) => self.fail(e),
         }
@@ -415,6 +463,23 @@ impl Handle {
         args: Vec<DataValue>,
         timeout: Option<Duration>,
     ) -> Result<DataValue, ManagerError> {
+        self.call_interruptible(method, args, timeout, || false)
+    }
+
+    /// [`call`](Self::call) that asks `interrupted` every 50 ms of waiting
+    /// whether to give up (how Python's proxies answer Ctrl-C). On `true`
+    /// the server is told to cancel: the result is
+    /// [`ManagerError::Interrupted`] if the call did nothing, or the call's
+    /// own result if it completed first (a queue's item is then returned,
+    /// never lost). Built-in blocking methods stop within the server's
+    /// 20 ms wait slice; a user type's method runs to its end.
+    pub fn call_interruptible(
+        &self,
+        method: &str,
+        args: Vec<DataValue>,
+        timeout: Option<Duration>,
+        mut interrupted: impl FnMut() -> bool,
+    ) -> Result<DataValue, ManagerError> {
         let req = Request::Call {
             id: self.id,
             method: method.to_owned(),
@@ -422,7 +487,10 @@ impl Handle {
             timeout_ms: timeout.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
             owner: self.client.owner(),
         };
-        expect_value(self.client.request_with(&req, self.patient)?)
+        expect_value(
+            self.client
+                .request_with(&req, self.patient, &mut interrupted)?,
+        )
     }
 
     /// The same object, for this process, from a handle this process

@@ -67,7 +67,7 @@
 //! method is refused with [`RemoteError::UnknownType`] /
 //! [`RemoteError::UnknownMethod`] and nothing runs.
 //!
-//! # Wire protocol (version 1)
+//! # Wire protocol (version 2)
 //!
 //! After the handshake each connection carries postcard-encoded
 //! [`Request`]s and [`Response`]s (see [`protocol`]); frames are at most

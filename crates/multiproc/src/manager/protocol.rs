@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::value::DataValue;
 
 /// The protocol version a client announces in [`Request::Hello`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// How often the server tells a waiting client it is still alive.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -26,8 +26,10 @@ pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// How long a client waits for any frame before declaring the server gone.
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The largest request or response frame (16 MiB).
-pub const MAX_FRAME: usize = 16 << 20;
+/// The largest request or response frame after the handshake (256 MiB;
+/// the handshake's own frames are capped far lower). A frame's memory grows
+/// with the bytes that arrive, never with its length prefix alone.
+pub const MAX_FRAME: usize = 256 << 20;
 
 /// The built-in object kinds (Python's `SyncManager` type ids).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -145,6 +147,10 @@ pub enum Request {
     },
     /// Server statistics (objects, references, connections).
     Stats,
+    /// Sent while a [`Request::Call`] on the same connection is waiting:
+    /// stop waiting and answer [`RemoteError::Cancelled`]. Not answered
+    /// when nothing is waiting (the call's answer already went out).
+    Cancel,
     /// Stop the server.
     Shutdown,
 }
@@ -239,6 +245,10 @@ pub enum RemoteError {
     /// The server is shutting down.
     #[error("server is shutting down")]
     ShuttingDown,
+    /// The client cancelled the call ([`Request::Cancel`]) before it did
+    /// anything.
+    #[error("the call was cancelled")]
+    Cancelled,
 }
 
 /// The server's answer.

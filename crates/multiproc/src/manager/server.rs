@@ -521,7 +521,10 @@ fn new_state(kind: ObjectKind, init: DataValue) -> Result<State, RemoteError> {
 /// Checks, between waits, that the client is still there and tells it the
 /// server is.
 trait Tick {
-    fn tick(&mut self) -> bool;
+    /// `Err` ends the wait: [`RemoteError::Cancelled`] when the client
+    /// asked to stop, [`RemoteError::ShuttingDown`] when the server stops or
+    /// the client is gone.
+    fn tick(&mut self) -> Result<(), RemoteError>;
 }
 
 /// A call being served: the object, the caller, its deadline.
@@ -532,7 +535,9 @@ struct Call<'a> {
     tick: &'a mut dyn Tick,
 }
 
-const SLICE: Duration = Duration::from_millis(100);
+/// How often a waiting call looks at its client (a cancel takes effect
+/// within this).
+const SLICE: Duration = Duration::from_millis(20);
 
 impl Call<'_> {
     /// Run `attempt` under the object's lock until it gives a result,
@@ -561,9 +566,7 @@ impl Call<'_> {
                 .wait_timeout(st, slice)
                 .unwrap_or_else(|e| e.into_inner());
             drop(st);
-            if !self.tick.tick() {
-                return Err(RemoteError::ShuttingDown);
-            }
+            self.tick.tick()?;
         }
     }
 }
@@ -1198,17 +1201,30 @@ fn call_condition(
                 };
                 Ok(cs.notified.remove(&ticket).then_some(true))
             });
+            // Cancelled: the caller takes the lock back before it hears
+            // so (as Python's `wait` does on KeyboardInterrupt), unless a
+            // notification reached it first: then the wait completed.
+            let mut cancelled = false;
             let notified = match notified {
                 Ok(b) => b,
-                Err(RemoteError::Timeout) => {
+                Err(e) => {
                     let mut st = c.obj.lock();
                     let State::Condition(cs) = &mut *st else {
                         return Err(RemoteError::Protocol("corrupt object".into()));
                     };
+                    // A waiter that is gone must not swallow a notification.
                     cs.waiters.retain(|t| *t != ticket);
-                    cs.notified.remove(&ticket)
+                    let notified = cs.notified.remove(&ticket);
+                    match e {
+                        RemoteError::Timeout => notified,
+                        RemoteError::Cancelled if !notified => {
+                            cancelled = true;
+                            false
+                        }
+                        RemoteError::Cancelled => true,
+                        e => return Err(e),
+                    }
                 }
-                Err(e) => return Err(e),
             };
             // Take the lock back, however long that takes.
             c.wait_for(None, |st| {
@@ -1221,6 +1237,13 @@ fn call_condition(
                     Ok(Some(DataValue::Bool(notified)))
                 } else {
                     Ok(None)
+                }
+            })
+            .and_then(|v| {
+                if cancelled {
+                    Err(RemoteError::Cancelled)
+                } else {
+                    Ok(v)
                 }
             })
         }
@@ -1252,7 +1275,7 @@ fn call_barrier(c: &mut Call<'_>, kind: &str, method: &str) -> Result<DataValue,
                 (index, b.generation)
             };
             let deadline = c.deadline;
-            let r = c.wait_for(deadline, |st| {
+            let mut passed = |st: &mut State| {
                 let State::Barrier(b) = st else {
                     return Err(corrupt());
                 };
@@ -1267,7 +1290,22 @@ fn call_barrier(c: &mut Call<'_>, kind: &str, method: &str) -> Result<DataValue,
                 } else {
                     Ok(None)
                 }
-            });
+            };
+            let r = c.wait_for(deadline, &mut passed);
+            if matches!(r, Err(RemoteError::Cancelled)) {
+                // The party leaves and the barrier holds (as multiproc's own
+                // `Barrier` does on Ctrl-C), unless it passed or broke first.
+                let mut st = c.obj.lock();
+                return match passed(&mut st)? {
+                    Some(v) => Ok(v),
+                    None => {
+                        if let State::Barrier(b) = &mut *st {
+                            b.count = b.count.saturating_sub(1);
+                        }
+                        Err(RemoteError::Cancelled)
+                    }
+                };
+            }
             if matches!(r, Err(RemoteError::Timeout | RemoteError::ShuttingDown)) {
                 // A party that gives up (or dies) breaks the barrier, as in Python.
                 if let State::Barrier(b) = &mut *c.obj.lock() {
@@ -1329,20 +1367,24 @@ struct ConnTick<'a> {
 }
 
 impl Tick for ConnTick<'_> {
-    fn tick(&mut self) -> bool {
+    fn tick(&mut self) -> Result<(), RemoteError> {
         if self.shared.shutdown.load(Ordering::Relaxed) {
-            return false;
+            return Err(RemoteError::ShuttingDown);
         }
-        // A client sends nothing while it waits for an answer: anything
-        // readable (end of file, mostly) means it is gone.
-        if !matches!(self.rx.poll(Some(Duration::ZERO)), Ok(false)) {
-            return false;
+        // A client sends nothing while it waits for an answer but a
+        // `Cancel`: anything else (end of file, mostly) means it is gone.
+        match self.rx.try_recv() {
+            Err(RecvError::Empty) => {}
+            Ok(Request::Cancel) => return Err(RemoteError::Cancelled),
+            _ => return Err(RemoteError::ShuttingDown),
         }
         if self.last_beat.elapsed() >= HEARTBEAT {
             self.last_beat = Instant::now();
-            return self.tx.send(&Response::Pending).is_ok();
+            if self.tx.send(&Response::Pending).is_err() {
+                return Err(RemoteError::ShuttingDown);
+            }
         }
-        true
+        Ok(())
     }
 }
 
@@ -1443,6 +1485,10 @@ fn connection_loop(
             }
             Err(_) => return,
         };
+        if matches!(req, Request::Cancel) {
+            // The call it was meant for has answered already.
+            continue;
+        }
         let shutdown = matches!(req, Request::Shutdown);
         let resp = handle(shared, session, req, rx, tx);
         match tx.send(&resp) {
@@ -1625,6 +1671,10 @@ fn handle(
             dispatch(&mut call, &method, args).map(Response::Value)
         }),
         Request::Stats => Ok(Response::Stats(shared.stats())),
+        // Taken care of by `connection_loop` (and `ConnTick`).
+        Request::Cancel => Err(RemoteError::Protocol(
+            "Cancel with nothing to cancel".into(),
+        )),
         Request::Shutdown => {
             shared.shutdown.store(true, Ordering::Relaxed);
             Ok(Response::Value(DataValue::Null))
