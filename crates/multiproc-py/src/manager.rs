@@ -4,25 +4,27 @@
 //!
 //! Python values travel as `DataValue`s: `None`, `bool`, `int` (64-bit),
 //! `float`, `str`, `bytes`, `list` and `dict` as themselves (so Rust clients
-//! read them and the server's `incr` works on them); anything else
-//! (tuples, sets, big ints, instances, ...) as a pickle in a one-entry map
-//! tagged [`PICKLE_TAG`], which only clients unpickle.
+//! read them and the server's `incr` works on them); tuples as a map tagged
+//! [`TUPLE_TAG`] holding their items; anything else (sets, big ints,
+//! instances, NumPy scalars, subclasses of the above, ...) as a pickle in a
+//! map tagged [`PICKLE_TAG`], which only clients unpickle, with the
+//! object's *equality form* when it has one (`_eq_form` in
+//! `multiproc/managers.py`: a plain value equal to it with the same hash),
+//! so that the server compares it as Python would.
 
 use crate::errors;
 use crate::listener::{PyAddress, address_to_py};
 use crate::{deadline, handle, interrupted, signal_check};
 use multiproc::connection::{Address, Listener};
 use multiproc::manager::{
-    DataValue, Handle, Manager, ManagerError, ObjectKind, Server, TypeRegistry,
+    DataValue, EQ_TAG, Handle, Manager, ManagerError, ObjectKind, PICKLE_TAG, Server, TUPLE_TAG,
+    TypeRegistry,
 };
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use std::sync::Mutex;
 use std::time::Instant;
-
-/// The key of the one-entry map that holds a pickled Python object.
-pub const PICKLE_TAG: &str = "\u{0}multiproc.pickle";
 
 /// A Python value as a `DataValue` (see the module docs).
 pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<DataValue> {
@@ -54,16 +56,37 @@ pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<DataValue> {
             .map(|(k, v)| Ok((to_value(&k)?, to_value(&v)?)))
             .collect::<PyResult<_>>()
             .map(DataValue::Map);
+    } else if let Ok(t) = obj.cast_exact::<PyTuple>() {
+        let items = t.iter().map(|x| to_value(&x)).collect::<PyResult<_>>()?;
+        return Ok(DataValue::Map(vec![(
+            DataValue::Str(TUPLE_TAG.into()),
+            DataValue::List(items),
+        )]));
     }
     let py = obj.py();
-    let data = py
-        .import("multiproc.managers")?
-        .getattr("_dumps")?
-        .call1((obj,))?;
-    Ok(DataValue::Map(vec![(
+    let managers = py.import("multiproc.managers")?;
+    let data = managers.getattr("_dumps")?.call1((obj,))?;
+    let mut map = vec![(
         DataValue::Str(PICKLE_TAG.into()),
         DataValue::Bytes(data.extract()?),
-    )]))
+    )];
+    // Only for objects of other types than the plain ones above (a big
+    // int's form would be itself), and only a form the server can compare.
+    if !obj.is_exact_instance_of::<PyInt>() {
+        let eq = managers.getattr("_eq_form")?.call1((obj,))?;
+        if !eq.is_none() {
+            let v = to_value(&eq)?;
+            if !is_pickle(&v) {
+                map.push((DataValue::Str(EQ_TAG.into()), v));
+            }
+        }
+    }
+    Ok(DataValue::Map(map))
+}
+
+/// Whether `v` is a pickle (which the server compares by its bytes).
+fn is_pickle(v: &DataValue) -> bool {
+    matches!(v, DataValue::Map(m) if matches!(m.first(), Some((DataValue::Str(k), _)) if k == PICKLE_TAG))
 }
 
 /// A `DataValue` as a Python value.
@@ -83,15 +106,29 @@ pub fn from_value(py: Python<'_>, v: DataValue) -> PyResult<Py<PyAny>> {
                 .collect::<PyResult<Vec<_>>>()?;
             PyList::new(py, items)?.into_any().unbind()
         }
-        DataValue::Map(m) => {
-            if let [(DataValue::Str(k), DataValue::Bytes(b))] = m.as_slice() {
-                if k == PICKLE_TAG {
+        DataValue::Map(mut m) => {
+            match m.as_slice() {
+                [(DataValue::Str(k), DataValue::Bytes(b))]
+                | [
+                    (DataValue::Str(k), DataValue::Bytes(b)),
+                    (DataValue::Str(_), _),
+                ] if k == PICKLE_TAG => {
                     return Ok(py
                         .import("multiproc.managers")?
                         .getattr("_loads")?
                         .call1((PyBytes::new(py, b),))?
                         .unbind());
                 }
+                [(DataValue::Str(k), DataValue::List(_))] if k == TUPLE_TAG => {
+                    if let Some((_, DataValue::List(items))) = m.pop() {
+                        let items = items
+                            .into_iter()
+                            .map(|x| from_value(py, x))
+                            .collect::<PyResult<Vec<_>>>()?;
+                        return Ok(PyTuple::new(py, items)?.into_any().unbind());
+                    }
+                }
+                _ => {}
             }
             let d = PyDict::new(py);
             for (k, v) in m {

@@ -54,6 +54,8 @@ fn python_package_tests() {
         "--disable-pip-version-check",
         "maturin>=1.5,<2.0",
         "pytest",
+        // NumPy scalars as Manager keys, arrays out of band through queues.
+        "numpy",
     ]));
     // The one install command (without build isolation, so maturin builds
     // in this workspace's target directory and reuses cargo's cache).

@@ -2,6 +2,9 @@
 data vs pickled values, remote connect, server death, the pickle carrying
 the authkey (never argv)."""
 
+import collections
+import enum
+import fractions
 import multiprocessing
 import os
 import queue
@@ -73,6 +76,57 @@ def test_values_keep_their_types(manager):
     assert d.get("missing", 5) == 5
     with pytest.raises(KeyError):
         d["missing"]
+
+
+Pair = collections.namedtuple("Pair", "a b")
+
+
+class Color(enum.IntEnum):
+    RED = 1
+
+
+class Name(str):
+    pass
+
+
+def test_keys_and_items_compare_as_in_python(manager):
+    d = manager.dict()
+    d[1] = "one"
+    # Equal in Python, so one key (the first one stored is kept).
+    for k in (1.0, True, Color.RED, fractions.Fraction(1)):
+        assert k in d and d[k] == "one", k
+    d[1.0] = "uno"
+    assert d.keys() == [1] and type(d.keys()[0]) is int and d[1] == "uno"
+    d[Name("k")] = "str subclass"
+    assert d["k"] == "str subclass" and type(d.keys()[1]) is Name
+    d[(1, 2)] = "tuple"
+    assert d[(1.0, 2)] == d[Pair(1, 2)] == d[(True, 2.0)] == "tuple"
+    assert (1, 2) in d and [1, 2] not in d.keys()
+    d[0.5] = "half"
+    assert d[fractions.Fraction(1, 2)] == "half"
+    assert "1" not in d and b"k" not in d and 2 not in d
+    # Lists: in, index, count and remove use the same equality.
+    l = manager.list([1, 2.0, "x", (3, 4)])
+    assert 1.0 in l and True in l and 2 in l and (3.0, 4) in l
+    assert l.index(2) == 1 and l.index(Pair(3, 4)) == 3 and l.count(1.0) == 1
+    l.remove(True)
+    assert l[:] == [2.0, "x", (3, 4)] and type(l[2]) is tuple
+
+
+def test_numpy_scalars_are_equal_keys(manager):
+    np = pytest.importorskip("numpy")
+    d = manager.dict()
+    d[1] = "int"
+    d["k"] = "str"
+    d[2.5] = "float"
+    assert d[np.int64(1)] == "int" and d[np.int32(1)] == "int" and d[np.True_] == "int"
+    assert d[np.str_("k")] == "str" and d[np.float64(2.5)] == d[np.float32(2.5)] == "float"
+    assert np.int64(1) in d and np.float64(1.5) not in d
+    d[np.int64(7)] = "numpy key"
+    assert d[7] == "numpy key" and type(d.keys()[-1]) is np.int64
+    l = manager.list([np.int64(5), 6])
+    assert l.index(5) == 0 and l.index(np.float64(6.0)) == 1 and l.count(np.int16(5)) == 1
+    assert type(l[0]) is np.int64
 
 
 def test_dict_and_list_methods(manager):

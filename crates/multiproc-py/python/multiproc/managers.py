@@ -11,12 +11,16 @@ the process's ``authkey``. ``dict()``, ``list()``, ``Namespace()``,
 proxy methods.
 
 Values: ``None``, ``bool``, ``int`` (64-bit), ``float``, ``str``, ``bytes``,
-``list`` and ``dict`` are stored as themselves (Rust clients read them, and
-comparisons such as ``list.index`` compare them on the server); anything
-else (tuples, sets, big ints, instances) is stored as a pickle that only
-clients unpickle; the server never unpickles anything. Two equal values of
-different types (``1`` and ``1.0``, ``1`` and ``True``) are different keys
-and items on the server.
+``list``, ``dict`` and ``tuple`` are stored as themselves (Rust clients
+read them, and comparisons such as ``list.index`` run on the server);
+anything else (sets, big ints, instances, NumPy scalars) is stored as a
+pickle that only clients unpickle, together with its plain equal form when
+it has one (``numpy.int64(1)``: ``1``); the server never unpickles
+anything. Keys and items compare as in Python: ``1``, ``1.0``, ``True`` and
+``numpy.int64(1)`` are one key (the first one stored is kept, as in a
+``dict``), ``(1, 2)`` finds ``(1.0, 2)``, and ``in``, ``index``, ``count``
+and ``remove`` use that equality. A pickled value without a plain form (a
+set, an instance) equals only an identical pickle.
 
 Proxies pickle into children of any start method: the pickle carries the
 server's address, the authkey and the object id (never argv or the
@@ -35,6 +39,7 @@ Python code), ``Pool()``, ``get_server()``. For those use
 ``multiprocessing.managers`` (still available).
 """
 
+import operator
 import os
 import pickle
 import signal
@@ -72,6 +77,56 @@ def _dumps(obj):
 
 def _loads(data):
     return pickle.loads(data)
+
+
+def _eq_conversions(obj):
+    # The plain types an object of another type may equal, most specific
+    # first; each guess is checked by _eq_form, so a wrong one costs nothing.
+    t = type(obj)
+    convs = []
+    if isinstance(obj, tuple):
+        convs.append(_plain_tuple)
+    if isinstance(obj, str):
+        convs.append(str)
+    if isinstance(obj, bytes):
+        convs.append(bytes)
+    if hasattr(t, "__index__"):
+        convs.append(operator.index)
+    if hasattr(t, "__float__"):
+        convs.append(float)
+    if hasattr(t, "__bool__") and not hasattr(t, "__len__"):
+        convs.append(bool)
+    return convs
+
+
+_PLAIN = (type(None), bool, int, float, str, bytes)
+
+
+def _plain_tuple(obj):
+    items = []
+    for x in obj:
+        if type(x) not in _PLAIN:
+            x = _eq_form(x)
+            if x is None:
+                raise TypeError("no plain form")
+        items.append(x)
+    return tuple(items)
+
+
+def _eq_form(obj):
+    """A plain value (``None``, ``bool``, ``int``, ``float``, ``str``,
+    ``bytes``, or a tuple of such) that is equal to ``obj`` and hashes the
+    same, or None: what the server compares a pickled ``obj`` as, so that
+    ``numpy.int64(1)`` finds the key ``1``, ``numpy.str_("k")`` the key
+    ``"k"`` and a namedtuple its plain tuple, as in a ``dict``."""
+    for conv in _eq_conversions(obj):
+        try:
+            cand = conv(obj)
+            if bool(cand == obj) and hash(cand) == hash(obj):
+                return cand
+        except Exception:  # noqa: BLE001  (unhashable, odd __eq__: no form)
+            continue
+    return None
 
 
 def _native_address(address):

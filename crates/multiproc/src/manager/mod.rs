@@ -114,7 +114,9 @@ pub use proxies::{
     UserProxy, ValueProxy,
 };
 pub use server::{CallError, Factory, ManagedObject, Server, TypeRegistry};
-pub use value::{ConvertError, DataValue, MAX_DEPTH, from_value, to_value};
+pub use value::{
+    ConvertError, DataValue, EQ_TAG, MAX_DEPTH, PICKLE_TAG, TUPLE_TAG, from_value, to_value,
+};
 
 use crate::Connection;
 use crate::connection::{Address, Listener};

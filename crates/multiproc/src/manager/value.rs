@@ -17,12 +17,36 @@ use serde::{Deserialize, Deserializer, Serialize};
 /// The deepest nesting of lists and maps accepted from the wire.
 pub const MAX_DEPTH: usize = 64;
 
+/// The key of a map that holds a value only Python clients read: the
+/// pickle's bytes, optionally followed by an [`EQ_TAG`] entry.
+pub const PICKLE_TAG: &str = "\u{0}multiproc.pickle";
+
+/// The key of a pickled value's second entry, its *equality form*: a plain
+/// value equal to it in Python, with the same hash (`numpy.int64(1)` has
+/// `1`, a `namedtuple` its plain tuple). The value compares, orders and
+/// hashes as that form.
+pub const EQ_TAG: &str = "\u{0}multiproc.eq";
+
+/// The key of a map that stands for a Python tuple: `{TUPLE_TAG: [items]}`
+/// (so `(1, 2)` is not the list `[1, 2]`, as in Python).
+pub const TUPLE_TAG: &str = "\u{0}multiproc.tuple";
+
 /// A self-describing value: what a manager's objects hold.
 ///
 /// Integers are `Int` when they fit an `i64`, `UInt` above that. Maps keep
-/// their entries in order as pairs. Floats compare and hash by their bits
-/// (so `NaN` is a usable key and `0.0 != -0.0`), but `serde_json`, the
-/// bridge from Rust types, turns non-finite floats into `Null`.
+/// their entries in order as pairs.
+///
+/// Equality, order and hashing follow Python's, so that dict keys and
+/// `list.index` behave as in Python whichever client stored them:
+/// - numbers compare by value across `Bool`, `Int`, `UInt` and `Float`
+///   (`true == 1 == 1.0`, `0.0 == -0.0`); `NaN`s compare by their bits (so
+///   `NaN` is a usable key) and after every other number;
+/// - a pickled value with an equality form ([`EQ_TAG`]) is that form;
+/// - otherwise values of different kinds differ (`"1" != 1`), and maps and
+///   lists compare element by element.
+///
+/// `serde_json`, the bridge from Rust types, turns non-finite floats into
+/// `Null`.
 #[derive(Debug, Clone, Serialize)]
 pub enum DataValue {
     /// Python's `None`, Rust's `()` and `None`.
@@ -107,14 +131,81 @@ impl<'de> Deserialize<'de> for DataValue {
     }
 }
 
+/// A number as it compares: integral values (of any variant) as integers,
+/// the rest as floats.
+#[derive(Clone, Copy)]
+enum Num {
+    Int(i128),
+    Float(f64),
+}
+
+/// 2^127: floats at least this large (in magnitude) stay floats.
+const I128_LIMIT: f64 = 170_141_183_460_469_231_731_687_303_715_884_105_728.0;
+
+impl Num {
+    fn cmp(self, other: Num) -> Ordering {
+        match (self, other) {
+            (Num::Int(a), Num::Int(b)) => a.cmp(&b),
+            (Num::Float(a), Num::Float(b)) => match (a.is_nan(), b.is_nan()) {
+                (false, false) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+                (true, true) => a.to_bits().cmp(&b.to_bits()),
+                (false, true) => Ordering::Less,
+                (true, false) => Ordering::Greater,
+            },
+            (Num::Int(i), Num::Float(f)) => Num::int_vs_float(i, f),
+            (Num::Float(f), Num::Int(i)) => Num::int_vs_float(i, f).reverse(),
+        }
+    }
+
+    /// `i` against a float that is not integral (or is NaN, infinite, or
+    /// beyond `i128`).
+    fn int_vs_float(i: i128, f: f64) -> Ordering {
+        if f.is_nan() || f >= I128_LIMIT {
+            Ordering::Less
+        } else if f < -I128_LIMIT {
+            Ordering::Greater
+        } else if i <= f.floor() as i128 {
+            // `f` is not integral, so it lies above its floor.
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        }
+    }
+}
+
 impl DataValue {
+    /// What this value compares, orders and hashes as: a pickled value
+    /// with an equality form is that form.
+    fn eq_view(&self) -> &DataValue {
+        if let DataValue::Map(m) = self {
+            if let [
+                (DataValue::Str(p), DataValue::Bytes(_)),
+                (DataValue::Str(e), v),
+            ] = m.as_slice()
+            {
+                if p == PICKLE_TAG && e == EQ_TAG {
+                    return v.eq_view();
+                }
+            }
+        }
+        self
+    }
+
+    fn num(&self) -> Option<Num> {
+        Some(match *self {
+            DataValue::Bool(b) => Num::Int(i128::from(b)),
+            DataValue::Int(i) => Num::Int(i128::from(i)),
+            DataValue::UInt(u) => Num::Int(i128::from(u)),
+            DataValue::Float(f) if f.fract() == 0.0 && f.abs() < I128_LIMIT => Num::Int(f as i128),
+            DataValue::Float(f) => Num::Float(f),
+            _ => return None,
+        })
+    }
+
     fn rank(&self) -> u8 {
         match self {
             DataValue::Null => 0,
-            DataValue::Bool(_) => 1,
-            DataValue::Int(_) => 2,
-            DataValue::UInt(_) => 3,
-            DataValue::Float(_) => 4,
+            DataValue::Bool(_) | DataValue::Int(_) | DataValue::UInt(_) | DataValue::Float(_) => 1,
             DataValue::Str(_) => 5,
             DataValue::Bytes(_) => 6,
             DataValue::List(_) => 7,
@@ -179,12 +270,12 @@ impl PartialOrd for DataValue {
 impl Ord for DataValue {
     fn cmp(&self, other: &Self) -> Ordering {
         use DataValue::*;
-        match (self, other) {
+        let (a, b) = (self.eq_view(), other.eq_view());
+        if let (Some(x), Some(y)) = (a.num(), b.num()) {
+            return x.cmp(y);
+        }
+        match (a, b) {
             (Null, Null) => Ordering::Equal,
-            (Bool(a), Bool(b)) => a.cmp(b),
-            (Int(a), Int(b)) => a.cmp(b),
-            (UInt(a), UInt(b)) => a.cmp(b),
-            (Float(a), Float(b)) => a.total_cmp(b),
             (Str(a), Str(b)) => a.cmp(b),
             (Bytes(a), Bytes(b)) => a.cmp(b),
             (List(a), List(b)) => a.cmp(b),
@@ -196,13 +287,19 @@ impl Ord for DataValue {
 
 impl Hash for DataValue {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.rank().hash(state);
-        match self {
-            DataValue::Null => {}
-            DataValue::Bool(b) => b.hash(state),
-            DataValue::Int(i) => i.hash(state),
-            DataValue::UInt(u) => u.hash(state),
-            DataValue::Float(f) => f.to_bits().hash(state),
+        let v = self.eq_view();
+        v.rank().hash(state);
+        match v.num() {
+            Some(Num::Int(i)) => return (0u8, i).hash(state),
+            Some(Num::Float(f)) => return (1u8, f.to_bits()).hash(state),
+            None => {}
+        }
+        match v {
+            DataValue::Null
+            | DataValue::Bool(_)
+            | DataValue::Int(_)
+            | DataValue::UInt(_)
+            | DataValue::Float(_) => {}
             DataValue::Str(s) => s.hash(state),
             DataValue::Bytes(b) => b.hash(state),
             DataValue::List(l) => l.hash(state),
@@ -327,5 +424,83 @@ mod tests {
         }
         let bytes = postcard::to_stdvec(&ok).unwrap();
         assert_eq!(postcard::from_bytes::<DataValue>(&bytes).unwrap(), ok);
+    }
+
+    fn hash_of(v: &DataValue) -> u64 {
+        use std::collections::hash_map::DefaultHasher;
+        let mut h = DefaultHasher::new();
+        v.hash(&mut h);
+        h.finish()
+    }
+
+    fn pickled(eq: DataValue) -> DataValue {
+        DataValue::Map(vec![
+            (
+                DataValue::Str(PICKLE_TAG.into()),
+                DataValue::Bytes(vec![1, 2]),
+            ),
+            (DataValue::Str(EQ_TAG.into()), eq),
+        ])
+    }
+
+    /// Python's rules: what is equal hashes the same, and the order is a
+    /// total order consistent with it.
+    #[test]
+    fn equality_order_and_hash_follow_python() {
+        use DataValue::*;
+        let equal_groups = [
+            vec![Bool(true), Int(1), UInt(1), Float(1.0), pickled(Int(1))],
+            vec![Bool(false), Int(0), Float(0.0), Float(-0.0)],
+            vec![UInt(1 << 63), Float(9_223_372_036_854_775_808.0)],
+            vec![Float(2.5), pickled(Float(2.5))],
+            vec![Str("k".into()), pickled(Str("k".into()))],
+            vec![Float(f64::NAN), pickled(Float(f64::NAN))],
+        ];
+        for g in &equal_groups {
+            for a in g {
+                for b in g {
+                    assert_eq!(a, b, "{a:?} == {b:?}");
+                    assert_eq!(hash_of(a), hash_of(b), "hash {a:?} == hash {b:?}");
+                }
+            }
+        }
+        let ascending = [
+            Null,
+            Float(f64::NEG_INFINITY),
+            Int(i64::MIN),
+            Float(-1.5),
+            Bool(false),
+            Float(0.5),
+            Int(1),
+            Float(1.5),
+            UInt(u64::MAX),
+            Float(1e30),
+            Float(f64::INFINITY),
+            Float(f64::NAN),
+            Str("a".into()),
+            Bytes(vec![0]),
+            List(vec![Int(1)]),
+            List(vec![Float(1.5)]),
+        ];
+        for (i, a) in ascending.iter().enumerate() {
+            for (j, b) in ascending.iter().enumerate() {
+                assert_eq!(a.cmp(b), i.cmp(&j), "{a:?} vs {b:?}");
+            }
+        }
+        // 2^64 - 1 is not a float (it rounds to 2^64), as in Python.
+        assert_ne!(UInt(u64::MAX), Float(18_446_744_073_709_551_616.0));
+        // Different kinds stay different; containers compare elementwise.
+        assert_ne!(Str("1".into()), Int(1));
+        assert_ne!(Bytes(b"a".to_vec()), Str("a".into()));
+        assert_eq!(List(vec![Int(1), Int(2)]), List(vec![Float(1.0), UInt(2)]));
+        let tuple = |v| Map(vec![(Str(TUPLE_TAG.into()), List(v))]);
+        assert_eq!(tuple(vec![Int(1), Int(2)]), tuple(vec![Float(1.0), Int(2)]));
+        assert_ne!(tuple(vec![Int(1), Int(2)]), List(vec![Int(1), Int(2)]));
+        assert_eq!(pickled(tuple(vec![Int(1)])), tuple(vec![Bool(true)]));
+        // A map keeps the first key of equal ones, as Python's dict does.
+        let mut m = std::collections::HashMap::new();
+        m.insert(Bool(true), 1);
+        assert_eq!(m.get(&Float(1.0)), Some(&1));
+        assert_eq!(m.get(&pickled(Int(1))), Some(&1));
     }
 }
