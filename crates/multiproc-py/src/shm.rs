@@ -21,22 +21,38 @@ pub struct RawSharedMemory {
 
 #[pymethods]
 impl RawSharedMemory {
-    /// Anonymous (`name=None`) or named shared memory of `size` bytes;
-    /// `create=False` opens an existing name: multiproc's segment of that
-    /// name, else (none exists) a POSIX object another library made under
-    /// it, such as `multiprocessing.shared_memory` (see `foreign`).
+    /// Anonymous (`name=None`) or named shared memory of `size` bytes.
+    /// `create=True` with `plain=True` makes a POSIX object where the
+    /// standard library looks (`/dev/shm/NAME`, bytes at offset 0), else a
+    /// multiproc segment. `create=False` opens an existing name: such a
+    /// plain object (whoever made it), else multiproc's segment of that
+    /// name (see `foreign`).
     #[new]
-    #[pyo3(signature = (size, name = None, create = true))]
-    fn new(size: usize, name: Option<&str>, create: bool) -> PyResult<Self> {
+    #[pyo3(signature = (size, name = None, create = true, plain = false))]
+    fn new(size: usize, name: Option<&str>, create: bool, plain: bool) -> PyResult<Self> {
         let m = match (name, create) {
             (None, _) => SharedMemory::new(size)?,
+            (Some(n), true) if plain => {
+                SharedMemory::create_foreign(n, size).map_err(errors::segment)?
+            }
             (Some(n), true) => SharedMemory::create(n, size).map_err(errors::segment)?,
-            (Some(n), false) => match SharedMemory::open(n) {
-                Err(SegmentError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                    SharedMemory::open_foreign(n).map_err(errors::segment)?
+            (Some(n), false) => {
+                let bare = n.trim_start_matches('/');
+                match SharedMemory::open_foreign(n) {
+                    Err(SegmentError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                        match SharedMemory::open(bare) {
+                            // Not a segment name either: the plain name was
+                            // simply not found.
+                            Err(SegmentError::InvalidName(_)) => return Err(e.into()),
+                            r => r.map_err(errors::segment)?,
+                        }
+                    }
+                    Err(SegmentError::InvalidName(_)) if !n.contains('\0') => {
+                        SharedMemory::open(bare).map_err(errors::segment)?
+                    }
+                    r => r.map_err(errors::segment)?,
                 }
-                r => r.map_err(errors::segment)?,
-            },
+            }
         };
         Ok(RawSharedMemory {
             m,

@@ -71,18 +71,6 @@ LATER = {}
 MANAGER_EXCLUDED = {}
 
 
-def _attach_existing_shmem_then_write(shmem_name_or_obj, binary_data):
-    """_TestSharedMemory's child target, on multiproc.shared_memory (the
-    original is a staticmethod a spawned child finds in CPython's module,
-    where `shared_memory` is CPython's)."""
-    if isinstance(shmem_name_or_obj, str):
-        local_sms = multiproc.shared_memory.SharedMemory(shmem_name_or_obj)
-    else:
-        local_sms = shmem_name_or_obj
-    local_sms.buf[: len(binary_data)] = binary_data
-    local_sms.close()
-
-
 class _Unknown:
     def get_value(self):
         raise NotImplementedError  # as on platforms without sem_getvalue
@@ -153,10 +141,6 @@ def _install():
         for method in START_METHODS:
             newname = "TestMultiproc" + name[5:] + "_" + method
             attrs = {"START_METHOD": method, "__module__": __name__, "__qualname__": newname}
-            if name == "_TestSharedMemory":
-                attrs["_attach_existing_shmem_then_write"] = staticmethod(
-                    _attach_existing_shmem_then_write
-                )
             for test, why in {**EXCLUDED, **LATER}.items():
                 if hasattr(base, test):
                     attrs[test] = unittest.skip("excluded: " + why)(getattr(base, test))

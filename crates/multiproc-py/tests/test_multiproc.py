@@ -525,7 +525,6 @@ def _read_foreign_in_child(name, q):
 
 
 def test_stdlib_shared_memory_opened_by_name():
-    from multiprocessing import resource_tracker
     from multiprocessing import shared_memory as std
 
     from multiproc import shared_memory
@@ -561,10 +560,11 @@ def test_stdlib_shared_memory_opened_by_name():
             sl.shm.close()
             sl.shm.unlink()
         # multiproc's unlink removes the stdlib's name.
+        # (and, as the standard library's would, unregisters it from the
+        # resource tracker).
         m = shared_memory.SharedMemory(name=s.name)
         m.unlink()
         m.close()
-        resource_tracker.unregister(s._name, "shared_memory")
         with pytest.raises(FileNotFoundError):
             std.SharedMemory(name=s.name)
         with pytest.raises(FileNotFoundError):
@@ -575,6 +575,104 @@ def test_stdlib_shared_memory_opened_by_name():
             s.unlink()
         except FileNotFoundError:
             pass
+
+
+def _std_attach_and_write(name, q):
+    # The standard library's module, in a spawned child.
+    from multiprocessing import shared_memory as std
+
+    m = std.SharedMemory(name)
+    q.put((bytes(m.buf[:5]), m.size))
+    m.buf[5:10] = b"child"
+    m.close()
+
+
+def test_the_standard_library_opens_multiproc_shared_memory_by_name():
+    from multiprocessing import shared_memory as std
+
+    from multiproc import shared_memory
+
+    m = shared_memory.SharedMemory(create=True, size=4096)
+    try:
+        assert m.name.startswith("psm_") and os.path.exists("/dev/shm/" + m.name)
+        m.buf[:5] = b"hello"
+        # The bytes lie at offset 0 of the object the standard library opens.
+        s = std.SharedMemory(m.name)
+        assert bytes(s.buf[:5]) == b"hello" and s.size == 4096
+        s.close()
+        ctx = multiprocessing.get_context("spawn")
+        q = ctx.Queue()
+        p = ctx.Process(target=_std_attach_and_write, args=(m.name, q))
+        p.start()
+        assert q.get(timeout=60) == (b"hello", 4096)
+        p.join(60)
+        assert p.exitcode == 0
+        assert bytes(m.buf[5:10]) == b"child"
+        # A ShareableList made by multiproc, read by the standard library's.
+        sl = shared_memory.ShareableList([1, "two", 3.0])
+        try:
+            other = std.ShareableList(name=sl.shm.name)
+            assert list(other) == [1, "two", 3.0]
+            other.shm.close()
+        finally:
+            sl.shm.close()
+            sl.shm.unlink()
+    finally:
+        m.close()
+        m.unlink()
+    assert not os.path.exists("/dev/shm/" + m.name)
+
+
+def test_shared_memory_names_and_errors_as_the_standard_library():
+    from multiprocessing import shared_memory as std
+
+    from multiproc import shared_memory
+
+    for given in ("mp_test_x%d" % os.getpid(), "/mp_test_y%d" % os.getpid()):
+        m = shared_memory.SharedMemory(given, create=True, size=10)
+        s = std.SharedMemory(given, create=False)
+        try:
+            assert m.name == s.name == given
+            with pytest.raises(FileExistsError):
+                shared_memory.SharedMemory(given, create=True, size=10)
+        finally:
+            s.close()
+            m.close()
+            m.unlink()
+    with pytest.raises(ValueError):
+        shared_memory.SharedMemory("a\0b")
+    with pytest.raises(ValueError):
+        shared_memory.SharedMemory("a\0b", create=True, size=1)
+    with pytest.raises(FileNotFoundError):
+        shared_memory.SharedMemory("mp_test_missing%d" % os.getpid())
+
+
+@pytest.mark.parametrize("track", [True, False])
+def test_track_as_in_python_3_13(track, tmp_path):
+    # A segment left without unlink(): with track=True the resource tracker
+    # removes it when the program ends, as the standard library's does;
+    # with track=False it stays until someone unlinks it.
+    name = "mp_track_%d_%d" % (os.getpid(), track)
+    body = f"""
+        from multiproc import shared_memory
+        m = shared_memory.SharedMemory({name!r}, create=True, size=16, track={track})
+        m.buf[0] = 7
+        m.close()
+        print("made", flush=True)
+    """
+    p = _run_script(body, tmp_path)
+    out, err = p.communicate(timeout=60)
+    assert out == "made\n", err
+    path = "/dev/shm/" + name
+    try:
+        if track:
+            assert not os.path.exists(path), "the tracker left it"
+            assert "leaked shared_memory" in err
+        else:
+            assert os.path.exists(path)
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
 
 
 def test_stdlib_shared_memory_others_may_write_is_refused():

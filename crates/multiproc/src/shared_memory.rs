@@ -23,9 +23,12 @@
 //!   `multiprocessing.shared_memory`), mapped whole, with no header. It is
 //!   opened `O_NOFOLLOW` and checked with `fstat` before mapping: a regular
 //!   file owned by the effective uid that neither group nor others may write
-//!   ([`SegmentError::PermissionMismatch`] otherwise). multiproc never
-//!   creates such objects; [`unlink`](SharedMemory::unlink) removes the name
-//!   (`shm_unlink(NAME)`).
+//!   ([`SegmentError::PermissionMismatch`] otherwise);
+//!   [`unlink`](SharedMemory::unlink) removes the name (`shm_unlink(NAME)`).
+//! - [`SharedMemory::create_foreign`]: such an object made by multiproc, at
+//!   the name the standard library expects and with the bytes at offset 0,
+//!   for Python's `SharedMemory(create=True)`; no owner record (Python's
+//!   resource tracker unlinks it, as the standard library's).
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -41,6 +44,23 @@ use crate::codec::Fd;
 use crate::segment::{self, Segment, SegmentError};
 
 const LAYOUT: u64 = segment::layout_hash("multiproc::SharedMemory", 0, 1);
+
+/// A foreign object's name without its leading `/`s (glibc's `shm_open`
+/// skips them too, so `"//x"` is `x`), or why it is not one: empty, too
+/// long, with `/` or NUL inside, `.`/`..`, or multiproc's own prefix.
+fn foreign_name(name: &str) -> Result<&str, SegmentError> {
+    let bare = name.trim_start_matches('/');
+    if bare.is_empty()
+        || bare.len() > 255
+        || bare.contains(['/', '\0'])
+        || bare == "."
+        || bare == ".."
+        || bare.starts_with(segment::NAME_PREFIX)
+    {
+        return Err(SegmentError::InvalidName(name.to_owned()));
+    }
+    Ok(bare)
+}
 
 enum Backing {
     Segment(Arc<Segment>),
@@ -213,16 +233,7 @@ impl SharedMemory {
     /// with `/` inside or that is multiproc's own (`multiproc.…`, use
     /// [`open`](Self::open)), is [`SegmentError::InvalidName`].
     pub fn open_foreign(name: &str) -> Result<Self, SegmentError> {
-        let bare = name.strip_prefix('/').unwrap_or(name);
-        if bare.is_empty()
-            || bare.len() > 255
-            || bare.contains(['/', '\0'])
-            || bare == "."
-            || bare == ".."
-            || bare.starts_with(segment::NAME_PREFIX)
-        {
-            return Err(SegmentError::InvalidName(name.to_owned()));
-        }
+        let bare = foreign_name(name)?;
         let os_name = format!("/{bare}");
         let fd = multiproc_sys::shm::shm_open_nofollow(&os_name)?;
         let info = multiproc_sys::shm::file_info(&fd)?;
@@ -239,6 +250,31 @@ impl SharedMemory {
         if len == 0 {
             return Err(SegmentError::InvalidName(format!("{name} (empty object)")));
         }
+        Self::map_foreign(fd, len, bare)
+    }
+
+    /// Create a POSIX shared memory object as the standard library does
+    /// (`/dev/shm/NAME`, leading `/`s optional; `O_CREAT | O_EXCL`, mode
+    /// 0600, `size` zero bytes at offset 0, no header), so that any other
+    /// library can open it by name; it is then used as an
+    /// [`open_foreign`](Self::open_foreign) object. A taken name is
+    /// [`SegmentError::Io`] with `AlreadyExists`, never an attach; names
+    /// as for `open_foreign`. Nothing records its owner: it lives until
+    /// [`unlink`](Self::unlink) (Python registers it with its resource
+    /// tracker, as the standard library does).
+    pub fn create_foreign(name: &str, size: usize) -> Result<Self, SegmentError> {
+        let bare = foreign_name(name)?;
+        if size == 0 {
+            return Err(SegmentError::InvalidName(format!("{name} (size 0)")));
+        }
+        let os_name = format!("/{bare}");
+        let fd = multiproc_sys::shm::shm_create(&os_name, 0o600, size as u64)?;
+        Self::map_foreign(fd, size, bare).inspect_err(|_| {
+            let _ = multiproc_sys::shm::shm_unlink(&os_name);
+        })
+    }
+
+    fn map_foreign(fd: std::os::fd::OwnedFd, len: usize, bare: &str) -> Result<Self, SegmentError> {
         let file = std::fs::File::from(fd);
         let map = Mapping::new(file.as_fd(), len, true)?;
         Ok(SharedMemory {
@@ -255,10 +291,7 @@ impl SharedMemory {
     /// Remove a foreign object's name (`shm_unlink(NAME)`, a leading `/`
     /// optional) without opening it.
     pub fn unlink_foreign_name(name: &str) -> Result<(), SegmentError> {
-        let bare = name.strip_prefix('/').unwrap_or(name);
-        if bare.is_empty() || bare.contains(['/', '\0']) || bare.starts_with(segment::NAME_PREFIX) {
-            return Err(SegmentError::InvalidName(name.to_owned()));
-        }
+        let bare = foreign_name(name)?;
         multiproc_sys::shm::shm_unlink(&format!("/{bare}"))?;
         Ok(())
     }

@@ -774,6 +774,43 @@ fn foreign_shared_memory_is_opened_raw_and_unlinked() {
     assert_eq!(other.read_vec(0, 4).unwrap(), b"from");
 }
 
+fn open_foreign_and_write(arg: (String, Vec<u8>)) {
+    let m = SharedMemory::open_foreign(&arg.0).unwrap();
+    m.write(0, &arg.1).unwrap();
+}
+
+/// `create_foreign` makes what the standard library makes: the object at
+/// `/dev/shm/NAME`, mode 0600, its bytes at offset 0, no header; a taken
+/// name is refused, never attached; others open it by name.
+#[test]
+fn create_foreign_makes_a_plain_posix_object() {
+    use std::os::unix::fs::PermissionsExt;
+    let _w = watchdog("create_foreign_makes_a_plain_posix_object", LIMIT);
+    let name = unique("plain");
+    let m = SharedMemory::create_foreign(&format!("//{name}"), 100).unwrap();
+    let path = format!("/dev/shm/{name}");
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        (meta.len(), meta.permissions().mode() & 0o777),
+        (100, 0o600)
+    );
+    assert!(m.is_foreign() && m.size() == 100);
+    m.write(0, b"offset zero").unwrap();
+    assert_eq!(&std::fs::read(&path).unwrap()[..11], b"offset zero");
+    let e = SharedMemory::create_foreign(&name, 10).unwrap_err();
+    assert!(
+        matches!(&e, multiproc::SegmentError::Io(io) if io.kind() == std::io::ErrorKind::AlreadyExists),
+        "{e}"
+    );
+    let mut p = Process::spawn(open_foreign_and_write, (name.clone(), b"child".to_vec())).unwrap();
+    p.join().unwrap();
+    assert_eq!(m.read_vec(0, 5).unwrap(), b"child");
+    assert!(SharedMemory::create_foreign("a/b", 10).is_err());
+    assert!(SharedMemory::create_foreign(&unique("zero"), 0).is_err());
+    m.unlink().unwrap();
+    assert!(std::fs::metadata(&path).is_err());
+}
+
 #[test]
 fn foreign_shared_memory_others_may_write_is_refused() {
     let name = unique("foreign-gw");

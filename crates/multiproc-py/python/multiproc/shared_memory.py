@@ -1,22 +1,30 @@
 """``SharedMemory`` and ``ShareableList`` (``multiprocessing.shared_memory``'s
-API) on multiproc's named segments (``/dev/shm/multiproc.NAME``, created
-``O_EXCL`` with mode 0600, owner and header checked on open).
+API) on POSIX shared memory the standard library can open.
 
-``SharedMemory(name)`` without ``create`` opens multiproc's segment of that
-name or, when there is none, a segment the standard library made
-(``multiprocessing.shared_memory``, ``SharedMemoryManager``: ``/dev/shm/NAME``,
-no header): opened without following symlinks, and only if it is a regular
-file of this user that no one else may write (``PermissionError``
-otherwise); ``unlink()`` then removes that name. multiproc never creates
-such segments (``create=True`` makes its own).
+``SharedMemory(create=True)`` makes the object exactly where and as the
+standard library does (``/dev/shm/NAME``, ``O_CREAT | O_EXCL``, mode 0600,
+the bytes at offset 0, no header), so any process using
+``multiprocessing.shared_memory`` (or a library built on it) attaches by
+name, and the other way round. ``name`` reports the name as the standard
+library does (``'psm_…'`` for generated names, a given name as given).
 
-A named segment lives until ``unlink()``, as POSIX shared memory does;
-``multiproc clean`` removes those whose creator died. For memory that
-nothing can leak, pass the ``SharedMemory`` object itself (not its name) to
-children, or use ``Value``/``Array`` (anonymous memfds).
+``SharedMemory(name)`` opens such an object without following symlinks, and
+only if it is a regular file of this user that no one else may write
+(``PermissionError`` otherwise); failing that, a multiproc segment of that
+name made from Rust (``/dev/shm/multiproc.NAME``).
+
+With ``track=True`` (the default, and the only behaviour before Python
+3.13) the object is registered with ``multiprocessing``'s resource tracker
+when created or attached, and unregistered by ``unlink()``: the tracker
+unlinks what is left when the program ends, with the standard library's
+warning. ``track=False`` leaves the object alone until someone calls
+``unlink()``. For memory that nothing can leak, pass the ``SharedMemory``
+object itself (not its name) to children, or use ``Value``/``Array``
+(anonymous memfds).
 """
 
 import types
+from multiprocessing import resource_tracker as _resource_tracker
 from multiprocessing import shared_memory as _mp_shared_memory
 
 from ._multiproc import RawSharedMemory
@@ -25,11 +33,14 @@ __all__ = ["SharedMemory", "ShareableList"]
 
 
 class SharedMemory:
-    """``multiprocessing.shared_memory.SharedMemory(name=None, create=False, size=0)``."""
+    """``multiprocessing.shared_memory.SharedMemory(name=None, create=False,
+    size=0, *, track=True)``."""
 
-    def __init__(self, name=None, create=False, size=0):
+    def __init__(self, name=None, create=False, size=0, *, track=True):
         if not size >= 0:
             raise ValueError("'size' must be a positive integer")
+        if name is not None and "\0" in name:
+            raise ValueError("embedded null character")
         if create:
             if size == 0:
                 raise ValueError("'size' must be a positive number different from zero")
@@ -39,21 +50,32 @@ class SharedMemory:
                     # call time so code that patches it sees the effect.
                     name = _mp_shared_memory._make_filename()
                     try:
-                        raw = RawSharedMemory(size, _bare(name), True)
+                        raw = RawSharedMemory(size, name, True, True)
                         break
                     except FileExistsError:
                         continue
             else:
-                raw = RawSharedMemory(size, _bare(name), True)
+                name = "/" + name
+                raw = RawSharedMemory(size, name, True, True)
         else:
             if name is None:
                 raise ValueError("'name' can only be None if create=True")
-            raw = RawSharedMemory(0, _bare(name), False)
+            name = "/" + name
+            raw = RawSharedMemory(0, name, False)
+        # As the standard library keeps it: what shm_open was given (glibc
+        # skips extra leading slashes); `name` drops the first one.
         self._raw = raw
         self._foreign = raw.foreign
         self._name = name
         self._size = raw.size
         self._buf = memoryview(raw)
+        self._track = track and self._foreign
+        if self._track:
+            _resource_tracker.register(self._os_name(), "shared_memory")
+
+    def _os_name(self):
+        # What the standard library registers and passes to shm_unlink.
+        return self._name
 
     def __reduce__(self):
         return (self.__class__, (self.name, False, self.size))
@@ -75,7 +97,7 @@ class SharedMemory:
     @property
     def name(self):
         """The name (pass it to ``SharedMemory(name)`` in another process)."""
-        return _bare(self._name)
+        return self._name[1:]
 
     @property
     def size(self):
@@ -92,6 +114,8 @@ class SharedMemory:
     def unlink(self):
         """Remove the name; call once, from one process."""
         RawSharedMemory.unlink_name(_bare(self._name), self._foreign)
+        if self._track:
+            _resource_tracker.unregister(self._os_name(), "shared_memory")
 
 
 _SHM_NAME_PREFIX = _mp_shared_memory._SHM_NAME_PREFIX
@@ -99,8 +123,8 @@ _USE_POSIX = True
 
 
 def _bare(name):
-    """A name without CPython's leading slash."""
-    return name[1:] if name.startswith("/") else name
+    """A name without its leading slashes."""
+    return name.lstrip("/")
 
 
 def _copy(f, g):
