@@ -3,62 +3,15 @@
 //!
 //! Two sources: named shared-memory segments in `/dev/shm` (their owner
 //! record is inside the segment) and the registry of the other named kernel
-//! objects (FIFOs, message queues, System V objects, socket files;
-//! [`multiproc::registry`]).
+//! objects (FIFOs, message queues, System V objects, socket files), both
+//! read by [`multiproc::registry::named_objects`].
 
 use std::error::Error;
 
-use multiproc::registry::{self, Kind};
+use multiproc::registry::{NamedObject, named_objects};
 
-/// One named object, whatever its kind.
-struct Row {
-    /// `shm` or a registry kind.
-    kind: &'static str,
-    name: String,
-    /// Size in bytes, where the kind has one.
-    size: Option<u64>,
-    owner_pid: u32,
-    owner_alive: bool,
-    /// The object exists and is what the record says.
-    valid: bool,
-    /// For registry rows, the kind to remove it by.
-    registry_kind: Option<Kind>,
-}
-
-fn rows(kind: Option<&str>) -> Result<Vec<Row>, Box<dyn Error>> {
-    if let Some(k) = kind
-        && k != "shm"
-        && Kind::parse(k).is_none()
-    {
-        return Err(format!(
-            "unknown kind {k:?}: one of shm, {}",
-            Kind::ALL.map(Kind::as_str).join(", ")
-        )
-        .into());
-    }
-    let mut out: Vec<Row> = multiproc::segment::list_named()?
-        .into_iter()
-        .map(|o| Row {
-            kind: "shm",
-            name: o.name,
-            size: Some(o.size),
-            owner_pid: o.owner_pid,
-            owner_alive: o.owner_alive,
-            valid: o.valid,
-            registry_kind: None,
-        })
-        .collect();
-    out.extend(registry::list()?.into_iter().map(|r| Row {
-        kind: r.kind.as_str(),
-        valid: registry::exists(r.kind, &r.name),
-        name: r.name,
-        size: None,
-        owner_pid: r.owner_pid,
-        owner_alive: r.owner_alive,
-        registry_kind: Some(r.kind),
-    }));
-    out.retain(|r| kind.is_none_or(|k| k == r.kind));
-    Ok(out)
+fn rows(kind: Option<&str>) -> Result<Vec<NamedObject>, Box<dyn Error>> {
+    Ok(named_objects(kind)?)
 }
 
 /// List named objects.
@@ -125,11 +78,7 @@ pub(crate) fn clean(all: bool, dry_run: bool, kind: Option<&str>) -> Result<(), 
             );
             continue;
         }
-        let result = match o.registry_kind {
-            None => multiproc::segment::unlink_named(&o.name).map_err(Box::<dyn Error>::from),
-            Some(kind) => registry::remove_object(kind, &o.name).map_err(Box::<dyn Error>::from),
-        };
-        match result {
+        match o.remove() {
             Ok(()) => {
                 println!("removed {} (owner {} dead)", o.name, o.owner_pid);
                 removed += 1;

@@ -13,6 +13,7 @@ pub mod errors;
 mod handle;
 mod listener;
 mod manager;
+mod names;
 mod queue;
 mod shm;
 mod sync;
@@ -93,5 +94,7 @@ fn _multiproc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<manager::RawServer>()?;
     m.add_class::<manager::RawManager>()?;
     m.add_class::<manager::RawHandle>()?;
+    m.add_function(wrap_pyfunction!(names::named_objects_list, m)?)?;
+    m.add_function(wrap_pyfunction!(names::remove_named_object, m)?)?;
     Ok(())
 }

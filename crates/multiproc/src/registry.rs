@@ -325,6 +325,81 @@ pub fn remove_object(kind: Kind, name: &str) -> io::Result<()> {
     }
 }
 
+/// One named object multiproc created, whatever its kind: a named
+/// shared-memory segment (kind `"shm"`, owner record in its header) or a
+/// recorded object of this registry. What `multiproc ls` lists and
+/// `multiproc clean` removes (the CLI and the Python package's command).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedObject {
+    /// `"shm"`, or a [`Kind`]'s name.
+    pub kind: &'static str,
+    /// The object's name (a segment's name without its prefix, a path, an
+    /// id).
+    pub name: String,
+    /// Size in bytes, where the kind has one.
+    pub size: Option<u64>,
+    /// Pid of the creating process (0 when unknown).
+    pub owner_pid: u32,
+    /// Whether the owner is still alive.
+    pub owner_alive: bool,
+    /// The object exists and is what the record says.
+    pub valid: bool,
+    registry_kind: Option<Kind>,
+}
+
+impl NamedObject {
+    /// Remove the object (and its record).
+    pub fn remove(&self) -> io::Result<()> {
+        match self.registry_kind {
+            None => crate::segment::unlink_named(&self.name).map_err(|e| match e {
+                crate::segment::SegmentError::Io(e) => e,
+                other => io::Error::other(other.to_string()),
+            }),
+            Some(kind) => remove_object(kind, &self.name),
+        }
+    }
+}
+
+/// Every named object multiproc created, or those of one `kind` (`"shm"` or
+/// a [`Kind`]'s name; an unknown kind is `InvalidInput`).
+pub fn named_objects(kind: Option<&str>) -> io::Result<Vec<NamedObject>> {
+    if let Some(k) = kind
+        && k != "shm"
+        && Kind::parse(k).is_none()
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "unknown kind {k:?}: one of shm, {}",
+                Kind::ALL.map(Kind::as_str).join(", ")
+            ),
+        ));
+    }
+    let mut out: Vec<NamedObject> = crate::segment::list_named()?
+        .into_iter()
+        .map(|o| NamedObject {
+            kind: "shm",
+            name: o.name,
+            size: Some(o.size),
+            owner_pid: o.owner_pid,
+            owner_alive: o.owner_alive,
+            valid: o.valid,
+            registry_kind: None,
+        })
+        .collect();
+    out.extend(list()?.into_iter().map(|r| NamedObject {
+        kind: r.kind.as_str(),
+        valid: exists(r.kind, &r.name),
+        name: r.name,
+        size: None,
+        owner_pid: r.owner_pid,
+        owner_alive: r.owner_alive,
+        registry_kind: Some(r.kind),
+    }));
+    out.retain(|r| kind.is_none_or(|k| k == r.kind));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
