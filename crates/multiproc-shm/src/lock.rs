@@ -340,12 +340,22 @@ impl RawLock {
     ) -> Result<Acquired, LockError> {
         let me = env.me();
         if self.is_owned_by(me) {
-            self.count.fetch_add(1, Ordering::Relaxed);
+            self.reenter();
             return Ok(Acquired::Reentered);
         }
         let how = self.lock(env, deadline)?;
         self.own(me);
         Ok(how)
+    }
+
+    /// One more level for the owning thread. Only that thread writes the
+    /// count while it owns the lock, so a plain load and store do (no
+    /// locked read-modify-write on the re-entrant fast path).
+    fn reenter(&self) {
+        // Ordering::Relaxed: written and read back by the owning thread
+        // only (`own` set it after the Acquire that made this thread owner).
+        let c = self.count.load(Ordering::Relaxed);
+        self.count.store(c.wrapping_add(1), Ordering::Relaxed);
     }
 
     /// Record the owning thread after a re-entrant acquire.
@@ -359,7 +369,7 @@ impl RawLock {
     pub fn try_rlock<E: Env + ?Sized>(&self, env: &E) -> Result<Acquired, LockError> {
         let me = env.me();
         if self.is_owned_by(me) {
-            self.count.fetch_add(1, Ordering::Relaxed);
+            self.reenter();
             return Ok(Acquired::Reentered);
         }
         let how = self.try_lock(env)?;
@@ -372,8 +382,11 @@ impl RawLock {
         if !self.is_owned_by(env.me()) {
             return Err(UnlockError::NotOwner);
         }
-        // Ordering::Relaxed: only the owning thread touches the count.
-        if self.count.fetch_sub(1, Ordering::Relaxed) > 1 {
+        // Ordering::Relaxed: only the owning thread touches the count (a
+        // load and a store, as in `reenter`).
+        let c = self.count.load(Ordering::Relaxed);
+        if c > 1 {
+            self.count.store(c - 1, Ordering::Relaxed);
             return Ok(());
         }
         self.owner_tid.store(0, Ordering::Relaxed);
