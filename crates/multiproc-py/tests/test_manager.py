@@ -8,6 +8,8 @@ import fractions
 import multiprocessing
 import os
 import queue
+import subprocess
+import sys
 import signal
 import threading
 
@@ -273,3 +275,39 @@ def test_nested_proxies_read_many_times(manager, method):
     p.join(60)
     assert p.exitcode == 0
     assert outer[0]["k"] == "from child"
+
+
+def _deep(tmp_path, length):
+    p = str(tmp_path)
+    while len(p) + 11 <= length:
+        p = os.path.join(p, "d123456789")
+    pad = length - len(p) - 1
+    if pad > 0:
+        p = os.path.join(p, "x" * pad)
+    os.makedirs(p, mode=0o700, exist_ok=True)
+    assert len(p) == length
+    return p
+
+
+@pytest.mark.parametrize("depth", ["where the standard library fits", "too deep for any path"])
+def test_manager_works_under_a_deep_tmpdir(tmp_path, depth):
+    # The standard library's Manager socket is TMPDIR + 32 bytes; ours is
+    # TMPDIR + 16, or an abstract socket when no path would fit.
+    length = 107 - 32 if depth.startswith("where") else 100
+    tmp = _deep(tmp_path, length)
+    env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+    env["TMPDIR"] = tmp
+    code = (
+        "import multiproc as mp\n"
+        "with mp.Manager() as m:\n"
+        "    d = m.dict(a=1); print(d['a'], type(m.address).__name__, flush=True)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("1 "), r.stdout
+    if depth.startswith("where"):
+        std = subprocess.run(
+            [sys.executable, "-c", code.replace("import multiproc as mp", "import multiprocessing as mp")],
+            env=env, capture_output=True, text=True, timeout=120,
+        )
+        assert std.returncode == 0, std.stderr

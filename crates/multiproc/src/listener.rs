@@ -780,17 +780,34 @@ impl ListenerBuilder {
 
     /// Listen on a Unix socket in a new private directory (under
     /// `$XDG_RUNTIME_DIR`, else the temp dir), like Python's
-    /// `Listener()` without an address.
+    /// `Listener()` without an address; see
+    /// [`bind_private_in`](Self::bind_private_in).
     pub fn bind_private(self) -> Result<Listener, BindError> {
         let base = std::env::var_os("XDG_RUNTIME_DIR")
             .map(PathBuf::from)
             .filter(|p| p.is_dir())
             .unwrap_or_else(std::env::temp_dir);
-        let mut nonce = [0u8; 6];
+        self.bind_private_in(base)
+    }
+
+    /// Listen on a Unix socket in a new private directory under `base`:
+    /// `base/mp-<random>/s`, 16 bytes longer than `base` (Python's own
+    /// `Listener()` adds 32), so it fits wherever the standard library's
+    /// does. When even that is longer than a socket path may be, it listens
+    /// on an abstract socket instead (no file; clients of other users are
+    /// refused by their peer credentials).
+    pub fn bind_private_in(self, base: impl AsRef<Path>) -> Result<Listener, BindError> {
+        let mut nonce = [0u8; 5];
         random_bytes(&mut nonce)?;
         let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-        let dir = base.join(format!("multiproc-{}-{hex}", multiproc_sys::process::pid()));
-        self.bind(Address::Unix(dir.join("listener.sock")))
+        let path = base.as_ref().join(format!("mp-{hex}")).join("s");
+        if path_len(&path) > MAX_UNIX_PATH {
+            let pid = multiproc_sys::process::pid();
+            return self.bind(Address::Abstract(
+                format!("multiproc-{pid}-{hex}").into_bytes(),
+            ));
+        }
+        self.bind(Address::Unix(path))
     }
 
     /// Bind and listen on `address`.

@@ -945,3 +945,59 @@ fn unauthenticated_connections_are_capped_per_peer_address() {
     stop.store(true, Ordering::Relaxed);
     acceptor.join().unwrap();
 }
+
+/// A directory `len` bytes long (nested under the temp dir), created.
+fn deep_dir(t: &TempDir, len: usize) -> PathBuf {
+    let mut p = t.0.clone();
+    while p.as_os_str().len() + 11 <= len {
+        p = p.join("d123456789");
+    }
+    let pad = len - p.as_os_str().len() - 1;
+    if pad > 0 {
+        p = p.join("x".repeat(pad));
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&p)
+        .unwrap();
+    assert_eq!(p.as_os_str().len(), len);
+    p
+}
+
+/// A private listener's path is 16 bytes longer than its base: where
+/// Python's standard library fits its own (32 more), so does ours; past
+/// what a socket path may be it listens on an abstract socket, and clients
+/// in other processes still reach it.
+#[test]
+fn private_listeners_fit_where_python_s_do_and_fall_back_to_abstract() {
+    let _w = watchdog("private_listeners_fit", LIMIT);
+    let t = TempDir::new("deep");
+    // The deepest base where the standard library's path still fits.
+    let base = deep_dir(&t, MAX_UNIX_PATH - 32);
+    let l = Listener::builder()
+        .authkey(KEY)
+        .bind_private_in(&base)
+        .unwrap();
+    match l.address() {
+        Address::Unix(p) => assert_eq!(p.as_os_str().len(), base.as_os_str().len() + 16),
+        other => panic!("{other:?}"),
+    }
+    let mut child = Process::spawn(echo_client, (l.address().clone(), msgs())).unwrap();
+    serve_echo(&l);
+    assert_eq!(child.join().unwrap(), 3);
+    // Too deep for any socket path: an abstract socket.
+    let base = deep_dir(&t, MAX_UNIX_PATH - 10);
+    let l = Listener::builder()
+        .authkey(KEY)
+        .bind_private_in(&base)
+        .unwrap();
+    assert!(
+        matches!(l.address(), Address::Abstract(_)),
+        "{:?}",
+        l.address()
+    );
+    let mut child = Process::spawn(echo_client, (l.address().clone(), msgs())).unwrap();
+    serve_echo(&l);
+    assert_eq!(child.join().unwrap(), 3);
+}
