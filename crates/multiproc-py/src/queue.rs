@@ -23,6 +23,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyList};
 use std::cell::RefCell;
 use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 thread_local! {
     /// Scratch for records: grown once, reused (no page faults per message).
@@ -155,6 +156,10 @@ fn decode<'py>(py: Python<'py>, rec: &[u8]) -> PyResult<Bound<'py, PyAny>> {
 pub struct RawQueue {
     q: Queue<()>,
     joinable: Option<JoinableQueue<()>>,
+    /// Whether `put` was called on this handle: Python 3.13's `empty()`
+    /// raises after `close()` only on a queue that was used (whose feeder
+    /// thread, in `multiprocessing`, closed the reader).
+    used: AtomicBool,
 }
 
 #[pymethods]
@@ -173,11 +178,13 @@ impl RawQueue {
             Ok(RawQueue {
                 q: (*j).clone(),
                 joinable: Some(j),
+                used: AtomicBool::new(false),
             })
         } else {
             Ok(RawQueue {
                 q: b.build()?,
                 joinable: None,
+                used: AtomicBool::new(false),
             })
         }
     }
@@ -191,6 +198,8 @@ impl RawQueue {
         block: bool,
         timeout: Option<f64>,
     ) -> PyResult<()> {
+        // Ordering::Relaxed: a flag this handle's own `_used` reads.
+        self.used.store(true, Ordering::Relaxed);
         let mut rec = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
         let result = encode(py, obj, &mut rec).and_then(|()| {
             let first = self.q.try_put_bytes(&rec);
@@ -287,6 +296,13 @@ impl RawQueue {
         Ok((self.joinable.is_some(), s, fds))
     }
 
+    /// Whether `put` was called on this handle.
+    #[getter]
+    fn _used(&self) -> bool {
+        // Ordering::Relaxed: set by this handle's own `put`.
+        self.used.load(Ordering::Relaxed)
+    }
+
     /// Rebuild from [`_state`](Self::_state), taking ownership of `fds`.
     #[staticmethod]
     fn _rebuild(joinable: bool, state: &[u8], fds: Vec<RawFd>) -> PyResult<Self> {
@@ -295,11 +311,13 @@ impl RawQueue {
             Ok(RawQueue {
                 q: (*j).clone(),
                 joinable: Some(j),
+                used: AtomicBool::new(false),
             })
         } else {
             Ok(RawQueue {
                 q: handle::rebuild(state, fds)?,
                 joinable: None,
+                used: AtomicBool::new(false),
             })
         }
     }

@@ -200,6 +200,46 @@ def _hold_at_the_descriptor_limit(lock, held, release):
     lock.release()
 
 
+def _closed_behaviour(mod):
+    out = []
+    for make in (mod.Queue, mod.JoinableQueue):
+        q = make()
+        q.close()
+        q.join_thread()
+        out.append(("unused empty", q.empty()))
+        q = make()
+        q.put("foo")
+        q.close()
+        q.join_thread()
+        try:
+            q.empty()
+            out.append(("used empty", "no error"))
+        except OSError as e:
+            out.append(("used empty", "OSError", "is closed" in str(e)))
+        try:
+            q.put(1)
+        except ValueError:
+            out.append(("put", "ValueError"))
+    sq = mp.SimpleQueue() if mod is mp else multiprocessing.SimpleQueue()
+    sq.put(1)
+    sq.close()
+    for call in (sq.empty, sq.get, lambda: sq.put(2)):
+        try:
+            call()
+            out.append(("simple", "no error"))
+        except OSError as e:
+            out.append(("simple", "OSError", "is closed" in str(e)))
+    return out
+
+
+def test_closed_queues_behave_as_the_standard_library_s():
+    # Python 3.13's test_closed_queue_empty_exceptions, and the same calls
+    # on SimpleQueue, answered as this Python's multiprocessing answers them.
+    std = _closed_behaviour(multiprocessing)
+    assert _closed_behaviour(mp) == std
+    assert ("used empty", "OSError", True) in std
+
+
 def test_a_holder_that_cannot_read_its_start_time_is_not_taken_for_dead():
     # A holder whose start time is unknown (recorded as 0) once looked like a
     # process that had reused a dead owner's pid: a waiter's liveness check
@@ -309,6 +349,25 @@ _INTERRUPTIBLE = {
         "a, z = mp.Pipe()",
         "a.recv()",
         "z.send(3); assert a.recv() == 3",
+    ),
+    "queue.put (full)": (
+        "q = mp.Queue(1); q.put(0)",
+        "q.put(1)",
+        # The interrupted put left nothing behind.
+        "assert q.get() == 0; q.put(2); assert q.get() == 2 and q.empty()",
+    ),
+    "simple_queue.get": ("q = mp.SimpleQueue()", "q.get()", "q.put(3); assert q.get() == 3"),
+    "connection.poll(None)": ("a, z = mp.Pipe()", "a.poll(None)", "z.send(1); assert a.poll(5)"),
+    "connection.wait": (
+        "from multiproc.connection import wait; a, z = mp.Pipe()",
+        "wait([a])",
+        "z.send(1); assert wait([a], 5) == [a]",
+    ),
+    "listener.accept": (
+        "from multiproc.connection import Client, Listener; l = Listener()",
+        "l.accept()",
+        "t = threading.Thread(target=lambda: Client(l.address).close()); t.start(); "
+        "l.accept().close(); t.join()",
     ),
     # Manager proxies: the server is told to cancel the wait; the proxy's
     # connection stays in step, and nothing is taken on the caller's behalf.

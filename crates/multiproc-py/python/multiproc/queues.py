@@ -67,7 +67,11 @@ class Queue:
         return self._raw.qsize()
 
     def empty(self):
-        """Whether the queue is empty."""
+        """Whether the queue is empty. After ``close()`` of a queue this
+        handle put to, ``OSError``, as in ``multiprocessing`` (whose feeder
+        thread closes the reader)."""
+        if self._closed and self._raw._used:
+            raise OSError("handle is closed")
         return self._raw.empty()
 
     def full(self):
@@ -125,8 +129,9 @@ class SimpleQueue:
         )
 
     def _check_closed(self):
+        # multiprocessing's SimpleQueue.close() closes its pipe's ends.
         if self._closed:
-            raise ValueError(f"Queue {self!r} is closed")
+            raise OSError("handle is closed")
 
     def put(self, obj):
         """Put ``obj``."""
@@ -139,7 +144,8 @@ class SimpleQueue:
         return self._raw.get()
 
     def empty(self):
-        """Whether the queue is empty."""
+        """Whether the queue is empty (``OSError`` after ``close()``)."""
+        self._check_closed()
         return self._raw.empty()
 
     def close(self):
