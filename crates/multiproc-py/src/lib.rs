@@ -78,6 +78,9 @@ pub(crate) fn interrupted(slot: Option<PyErr>) -> PyErr {
 /// The native module `multiproc._multiproc`.
 #[pymodule(gil_used = false)]
 fn _multiproc(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Manager requests and answers have no size limit in Python, as in
+    // `multiprocessing` (the server process imports this module too).
+    multiproc::manager::set_max_frame(usize::MAX);
     m.add_class::<queue::RawQueue>()?;
     m.add_class::<sync::RawLock>()?;
     m.add_class::<sync::RawRLock>()?;

@@ -70,6 +70,14 @@ def test_a_20_mb_manager_value():
         assert lst[0] == v
 
 
+def test_a_manager_value_past_the_rust_default_limit():
+    # Rust's managers stop at 256 MiB by default; Python's have no limit.
+    with mp.Manager() as m:
+        d = m.dict()
+        d["k"] = bytes(257 << 20)
+        assert len(d["k"]) == 257 << 20
+
+
 def test_max_message_size_sets_a_limit_when_wanted():
     a, b = mp.Pipe()
     assert a.max_message_size is None and b.max_message_size is None

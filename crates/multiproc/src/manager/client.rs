@@ -12,8 +12,8 @@ use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::protocol::{
-    HEARTBEAT_TIMEOUT, MAX_FRAME, Owner, PROTOCOL_VERSION, RemoteError, Request, Response,
-    ServerStats,
+    HEARTBEAT_TIMEOUT, Owner, PROTOCOL_VERSION, RemoteError, Request, Response, ServerStats,
+    max_frame,
 };
 use super::value::{ConvertError, DataValue};
 use crate::connection::{Address, Client, ConnectError};
@@ -245,9 +245,9 @@ impl ClientInner {
             .authkey(authkey)
             .connect_timeout(HEARTBEAT_TIMEOUT)
             .connect(address.clone())?;
-        tx.set_max_message_size(MAX_FRAME);
+        tx.set_max_message_size(max_frame());
         let mut rx: Connection<Response> = tx.try_clone()?.cast();
-        rx.set_max_message_size(MAX_FRAME);
+        rx.set_max_message_size(max_frame());
         let mut conn = Conn { tx, rx };
         match conn.request(
             &Request::Hello {

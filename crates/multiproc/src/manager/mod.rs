@@ -71,7 +71,7 @@
 //!
 //! After the handshake each connection carries postcard-encoded
 //! [`Request`]s and [`Response`]s (see [`protocol`]); frames are at most
-//! [`MAX_FRAME`] bytes and values at most [`MAX_DEPTH`] levels deep. A
+//! [`max_frame`] bytes (default [`MAX_FRAME`]) and values at most [`MAX_DEPTH`] levels deep. A
 //! `Call` names an object id, a method and positional arguments. The
 //! methods of the built-in kinds (`opt` is a list of zero or one element):
 //!
@@ -106,7 +106,7 @@ use serde::{Deserialize, Serialize};
 pub use client::{Handle, ManagerError};
 pub use protocol::{
     HEARTBEAT, HEARTBEAT_TIMEOUT, MAX_FRAME, ObjectKind, PROTOCOL_VERSION, RemoteError, Request,
-    Response, ServerStats,
+    Response, ServerStats, max_frame, set_max_frame,
 };
 pub use proxies::{
     ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy,

@@ -13,6 +13,8 @@
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use serde::{Deserialize, Serialize};
 
 use super::value::DataValue;
@@ -26,10 +28,33 @@ pub const HEARTBEAT: Duration = Duration::from_millis(500);
 /// How long a client waits for any frame before declaring the server gone.
 pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The largest request or response frame after the handshake (256 MiB;
-/// the handshake's own frames are capped far lower). A frame's memory grows
-/// with the bytes that arrive, never with its length prefix alone.
+/// The default largest request or response frame after the handshake
+/// (256 MiB; the handshake's own frames are capped far lower). A frame's
+/// memory grows with the bytes that arrive, never with its length prefix
+/// alone. [`set_max_frame`] changes it for this process.
 pub const MAX_FRAME: usize = 256 << 20;
+
+static FRAME_LIMIT: AtomicUsize = AtomicUsize::new(MAX_FRAME);
+
+/// Set the largest request or response frame this process's manager
+/// clients and servers send or accept, for connections opened from now on
+/// (`usize::MAX`: no limit, which Python's bindings choose, as
+/// `multiprocessing`'s managers have none). Peers check their own limit:
+/// a server's answer larger than its limit is [`RemoteError::TooLarge`], a
+/// request larger than the client's is [`ManagerError::TooLarge`]
+/// before anything is sent.
+///
+/// [`ManagerError::TooLarge`]: super::ManagerError::TooLarge
+pub fn set_max_frame(max: usize) {
+    // Ordering::Relaxed: a setting read when a connection opens.
+    FRAME_LIMIT.store(max, Ordering::Relaxed);
+}
+
+/// The current limit ([`set_max_frame`]; default [`MAX_FRAME`]).
+pub fn max_frame() -> usize {
+    // Ordering::Relaxed: see `set_max_frame`.
+    FRAME_LIMIT.load(Ordering::Relaxed)
+}
 
 /// The built-in object kinds (Python's `SyncManager` type ids).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -234,7 +259,7 @@ pub enum RemoteError {
     /// A user type's method failed.
     #[error("{0}")]
     User(String),
-    /// The answer would exceed the maximum frame size ([`MAX_FRAME`]).
+    /// The answer would exceed the maximum frame size ([`max_frame`]).
     #[error("the answer of {len} bytes exceeds the maximum of {max} bytes")]
     TooLarge {
         /// The answer's length.

@@ -9,8 +9,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::protocol::{
-    HEARTBEAT, MAX_FRAME, ObjectKind, Owner, PROTOCOL_VERSION, RemoteError, Request, Response,
-    ServerStats,
+    HEARTBEAT, ObjectKind, Owner, PROTOCOL_VERSION, RemoteError, Request, Response, ServerStats,
+    max_frame,
 };
 use super::value::DataValue;
 use crate::connection::{Address, Listener};
@@ -1409,11 +1409,11 @@ fn serve_connection(shared: &Shared, mut rx: Connection<Request>, tcp: bool) {
             KEEPALIVE_PROBES,
         );
     }
-    rx.set_max_message_size(MAX_FRAME);
+    rx.set_max_message_size(max_frame());
     let Ok(mut tx) = rx.try_clone().map(|c| c.cast::<Response>()) else {
         return;
     };
-    tx.set_max_message_size(MAX_FRAME);
+    tx.set_max_message_size(max_frame());
     // Hello first.
     let (session, primary) = match rx.recv_timeout(super::protocol::HEARTBEAT_TIMEOUT) {
         Ok(Request::Hello {
