@@ -10,6 +10,7 @@
 
 mod conn;
 pub mod errors;
+mod fastlock;
 mod handle;
 mod listener;
 mod manager;
@@ -84,6 +85,7 @@ fn _multiproc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<queue::RawQueue>()?;
     m.add_class::<sync::RawLock>()?;
     m.add_class::<sync::RawRLock>()?;
+    fastlock::install_all(m.py())?;
     m.add_class::<sync::RawSemaphore>()?;
     m.add_class::<sync::RawEvent>()?;
     m.add_class::<sync::RawCondition>()?;

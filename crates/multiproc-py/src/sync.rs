@@ -131,8 +131,9 @@ impl RawLock {
         self.release()
     }
 
-    /// Python's `acquire(block=True, timeout=None)`.
-    #[pyo3(signature = (block = true, timeout = None))]
+    /// Python's `acquire(block=True, timeout=None)` (`acquire` itself is
+    /// the fast path in `fastlock`, which falls back to this).
+    #[pyo3(name = "_acquire", signature = (block = true, timeout = None))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
         let l = &self.l;
         acquire_guard(
@@ -146,6 +147,7 @@ impl RawLock {
     }
 
     /// Release; `ValueError` if it is not locked.
+    #[pyo3(name = "_release")]
     fn release(&self) -> PyResult<()> {
         self.l.release().map_err(errors::release)
     }
@@ -153,6 +155,24 @@ impl RawLock {
     /// Whether some process holds it.
     fn _is_locked(&self) -> bool {
         self.l.is_locked()
+    }
+}
+
+impl RawLock {
+    /// One try, for the fast path: `None` when the lock is taken.
+    pub(crate) fn try_once(&self, py: Python<'_>) -> Option<PyResult<bool>> {
+        let g = got(self.l.try_lock(), |g, died| {
+            if died {
+                g.mark_consistent();
+            }
+            std::mem::forget(g);
+        });
+        (!matches!(g, Got::No)).then(|| finish(py, g))
+    }
+
+    /// Release, for the fast path.
+    pub(crate) fn release_once(&self) -> PyResult<()> {
+        self.l.release().map_err(errors::release)
     }
 }
 
@@ -208,8 +228,9 @@ impl RawRLock {
         self.release()
     }
 
-    /// Python's `acquire(block=True, timeout=None)`.
-    #[pyo3(signature = (block = true, timeout = None))]
+    /// Python's `acquire(block=True, timeout=None)` (`acquire` itself is
+    /// the fast path in `fastlock`, which falls back to this).
+    #[pyo3(name = "_acquire", signature = (block = true, timeout = None))]
     fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
         let l = &self.l;
         acquire_guard(
@@ -223,6 +244,7 @@ impl RawRLock {
     }
 
     /// Release one level; `AssertionError` if this thread does not own it.
+    #[pyo3(name = "_release")]
     fn release(&self) -> PyResult<()> {
         self.l.release().map_err(errors::release)
     }
@@ -235,6 +257,24 @@ impl RawRLock {
     /// Whether some process holds it.
     fn _is_locked(&self) -> bool {
         self.l.is_locked()
+    }
+}
+
+impl RawRLock {
+    /// One try, for the fast path: `None` when the lock is taken.
+    pub(crate) fn try_once(&self, py: Python<'_>) -> Option<PyResult<bool>> {
+        let g = got(self.l.try_lock(), |g, died| {
+            if died {
+                g.mark_consistent();
+            }
+            std::mem::forget(g);
+        });
+        (!matches!(g, Got::No)).then(|| finish(py, g))
+    }
+
+    /// Release one level, for the fast path.
+    pub(crate) fn release_once(&self) -> PyResult<()> {
+        self.l.release().map_err(errors::release)
     }
 }
 

@@ -232,6 +232,47 @@ def _closed_behaviour(mod):
     return out
 
 
+@pytest.mark.parametrize("cls", ["Lock", "RLock"])
+def test_lock_fast_paths_keep_the_full_methods_semantics(cls):
+    # acquire/release/__enter__/__exit__ are C fast paths; what they do not
+    # settle themselves (taken lock, odd arguments) goes to the full methods.
+    l = getattr(mp, cls)()
+    for bad in (lambda: l.acquire(1, 2, 3), lambda: l.acquire(bogus=1),
+                lambda: l.acquire(True, block=True), lambda: l.release(1)):
+        with pytest.raises(TypeError):
+            bad()
+    assert not l._is_locked(), "a refused call took the lock"
+    assert l.acquire() is True
+    assert l.acquire(False) is (cls == "RLock")
+    assert l.acquire(timeout=0.05) is (cls == "RLock")
+    if cls == "RLock":
+        assert l.acquire(block=True, timeout=None) is True
+    while l._is_locked():
+        l.release()
+    with l:
+        assert l._is_locked()
+    assert not l._is_locked()
+    with pytest.raises(ValueError if cls == "Lock" else AssertionError):
+        l.release()
+    # Another process holds it: the fast path falls back and waits.
+    ctx = multiprocessing.get_context("fork")
+    held, go = ctx.Event(), ctx.Event()
+
+    def hold():
+        with l:
+            held.set()
+            go.wait(30)
+
+    p = ctx.Process(target=hold)
+    p.start()
+    assert held.wait(30)
+    assert l.acquire(timeout=0.1) is False
+    go.set()
+    assert l.acquire(timeout=30) is True
+    l.release()
+    p.join(30)
+
+
 def test_closed_queues_behave_as_the_standard_library_s():
     # Python 3.13's test_closed_queue_empty_exceptions, and the same calls
     # on SimpleQueue, answered as this Python's multiprocessing answers them.
