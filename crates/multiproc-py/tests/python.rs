@@ -6,6 +6,9 @@
 //! CPython's own multiprocessing tests bound to multiproc).
 //!
 //! Set `MULTIPROC_PYTHON` to choose the interpreter (default `python3`).
+//! Every other supported interpreter found on `PATH` (`python3.12`,
+//! `python3.13`) runs the whole suite too, in a virtual environment of its
+//! own; the test prints which ran and which are not installed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -31,10 +34,37 @@ fn workspace_target() -> PathBuf {
         .to_path_buf()
 }
 
+/// `python --version`, if that interpreter runs here.
+fn version(python: &str) -> Option<String> {
+    let out = Command::new(python).arg("--version").output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
 #[test]
 fn python_package_tests() {
+    let primary = std::env::var("MULTIPROC_PYTHON").unwrap_or_else(|_| "python3".into());
+    let primary_version = version(&primary).unwrap_or_else(|| panic!("{primary} does not run"));
+    println!("{primary}: {primary_version}");
+    suite(&primary, "py-venv");
+    for other in ["python3.12", "python3.13"] {
+        match version(other) {
+            Some(v) if v == primary_version => println!("{other}: {v}, tested above"),
+            Some(v) => {
+                println!("{other}: {v}");
+                suite(other, &format!("py-venv-{}", &other["python".len()..]));
+            }
+            None => println!("{other}: not installed here, not tested"),
+        }
+    }
+}
+
+/// Install the package into `target/<venv_name>` (made with `python`) and
+/// run the pytest suite there.
+fn suite(python: &str, venv_name: &str) {
     let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = workspace_target().join("py-venv");
+    let venv = workspace_target().join(venv_name);
     let bin = venv.join("bin");
     let py = bin.join("python");
     // The build backend runs the venv's `maturin`.
@@ -43,7 +73,6 @@ fn python_package_tests() {
     )))
     .expect("PATH");
     if !py.exists() {
-        let python = std::env::var("MULTIPROC_PYTHON").unwrap_or_else(|_| "python3".into());
         run(Command::new(python).arg("-m").arg("venv").arg(&venv));
     }
     run(Command::new(&py).args([
@@ -85,10 +114,10 @@ fn python_package_tests() {
         .output()
         .expect("cannot run pytest");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("{stdout}");
+    println!("{python}: {stdout}");
     assert!(
         out.status.success(),
-        "pytest failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        "pytest on {python} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
