@@ -79,6 +79,42 @@ fn acquire_guard<G>(
     finish(py, g)
 }
 
+/// One try of a fast path: `None` when the lock is taken; the guard (if
+/// any) is forgotten, marked consistent first when its owner had died.
+fn try_once<G>(
+    py: Python<'_>,
+    r: Result<G, AcquireError<G>>,
+    mark: impl FnOnce(&G),
+) -> Option<PyResult<bool>> {
+    let g = got(r, |g, died| {
+        if died {
+            mark(&g);
+        }
+        std::mem::forget(g);
+    });
+    (!matches!(g, Got::No)).then(|| finish(py, g))
+}
+
+/// The fast paths' access to the locks (see `fastlock`).
+macro_rules! fast_lock {
+    ($t:ty, $guard:path) => {
+        impl $t {
+            /// One try, for the fast path: `None` when the lock is taken.
+            pub(crate) fn try_once(&self, py: Python<'_>) -> Option<PyResult<bool>> {
+                try_once(py, self.l.try_lock(), $guard)
+            }
+
+            /// Release (one level), for the fast path.
+            pub(crate) fn release_once(&self) -> PyResult<()> {
+                self.l.release().map_err(errors::release)
+            }
+        }
+    };
+}
+
+fast_lock!(RawLock, multiproc::LockGuard::mark_consistent);
+fast_lock!(RawRLock, multiproc::RLockGuard::mark_consistent);
+
 /// The native `Lock`.
 #[derive(Debug)]
 #[pyclass(module = "multiproc._multiproc", subclass, frozen)]
@@ -155,24 +191,6 @@ impl RawLock {
     /// Whether some process holds it.
     fn _is_locked(&self) -> bool {
         self.l.is_locked()
-    }
-}
-
-impl RawLock {
-    /// One try, for the fast path: `None` when the lock is taken.
-    pub(crate) fn try_once(&self, py: Python<'_>) -> Option<PyResult<bool>> {
-        let g = got(self.l.try_lock(), |g, died| {
-            if died {
-                g.mark_consistent();
-            }
-            std::mem::forget(g);
-        });
-        (!matches!(g, Got::No)).then(|| finish(py, g))
-    }
-
-    /// Release, for the fast path.
-    pub(crate) fn release_once(&self) -> PyResult<()> {
-        self.l.release().map_err(errors::release)
     }
 }
 
@@ -257,24 +275,6 @@ impl RawRLock {
     /// Whether some process holds it.
     fn _is_locked(&self) -> bool {
         self.l.is_locked()
-    }
-}
-
-impl RawRLock {
-    /// One try, for the fast path: `None` when the lock is taken.
-    pub(crate) fn try_once(&self, py: Python<'_>) -> Option<PyResult<bool>> {
-        let g = got(self.l.try_lock(), |g, died| {
-            if died {
-                g.mark_consistent();
-            }
-            std::mem::forget(g);
-        });
-        (!matches!(g, Got::No)).then(|| finish(py, g))
-    }
-
-    /// Release one level, for the fast path.
-    pub(crate) fn release_once(&self) -> PyResult<()> {
-        self.l.release().map_err(errors::release)
     }
 }
 
