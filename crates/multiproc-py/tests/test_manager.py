@@ -279,11 +279,11 @@ def test_nested_proxies_read_many_times(manager, method):
 
 def _deep(tmp_path, length):
     p = str(tmp_path)
-    while len(p) + 11 <= length:
+    assert len(p) + 2 <= length, "the temp dir is too deep already"
+    # Whole segments while at least 2 characters ("/x") stay for the last.
+    while len(p) + 11 + 2 <= length:
         p = os.path.join(p, "d123456789")
-    pad = length - len(p) - 1
-    if pad > 0:
-        p = os.path.join(p, "x" * pad)
+    p = os.path.join(p, "x" * (length - len(p) - 1))
     os.makedirs(p, mode=0o700, exist_ok=True)
     assert len(p) == length
     return p

@@ -949,13 +949,15 @@ fn unauthenticated_connections_are_capped_per_peer_address() {
 /// A directory `len` bytes long (nested under the temp dir), created.
 fn deep_dir(t: &TempDir, len: usize) -> PathBuf {
     let mut p = t.0.clone();
-    while p.as_os_str().len() + 11 <= len {
+    assert!(
+        p.as_os_str().len() + 2 <= len,
+        "the temp dir is too deep already"
+    );
+    // Whole segments while at least 2 bytes ("/x") stay for the last one.
+    while p.as_os_str().len() + 11 + 2 <= len {
         p = p.join("d123456789");
     }
-    let pad = len - p.as_os_str().len() - 1;
-    if pad > 0 {
-        p = p.join("x".repeat(pad));
-    }
+    p = p.join("x".repeat(len - p.as_os_str().len() - 1));
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
