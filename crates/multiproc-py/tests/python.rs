@@ -42,20 +42,27 @@ fn version(python: &str) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// A line shown even when the test passes (the test harness captures
+/// `println!`, not writes to the stderr handle).
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "python tests: {line}");
+}
+
 #[test]
 fn python_package_tests() {
     let primary = std::env::var("MULTIPROC_PYTHON").unwrap_or_else(|_| "python3".into());
     let primary_version = version(&primary).unwrap_or_else(|| panic!("{primary} does not run"));
-    println!("{primary}: {primary_version}");
+    say(&format!("{primary}: {primary_version}"));
     suite(&primary, "py-venv");
     for other in ["python3.12", "python3.13"] {
         match version(other) {
-            Some(v) if v == primary_version => println!("{other}: {v}, tested above"),
+            Some(v) if v == primary_version => say(&format!("{other}: {v}, tested above")),
             Some(v) => {
-                println!("{other}: {v}");
+                say(&format!("{other}: {v}"));
                 suite(other, &format!("py-venv-{}", &other["python".len()..]));
             }
-            None => println!("{other}: not installed here, not tested"),
+            None => say(&format!("{other}: not installed here, not tested")),
         }
     }
 }
