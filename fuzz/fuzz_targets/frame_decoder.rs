@@ -9,5 +9,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    multiproc::frame::fuzz_one(data);
+    multiproc::connection::frame::fuzz_one(data);
 });

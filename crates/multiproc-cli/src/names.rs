@@ -4,11 +4,11 @@
 //! Two sources: named shared-memory segments in `/dev/shm` (their owner
 //! record is inside the segment) and the registry of the other named kernel
 //! objects (FIFOs, message queues, System V objects, socket files), both
-//! read by [`multiproc::registry::named_objects`].
+//! read by [`multiproc::names::registry::named_objects`].
 
 use std::error::Error;
 
-use multiproc::registry::{NamedObject, named_objects};
+use multiproc::names::registry::{NamedObject, named_objects};
 
 fn rows(kind: Option<&str>) -> Result<Vec<NamedObject>, Box<dyn Error>> {
     Ok(named_objects(kind)?)

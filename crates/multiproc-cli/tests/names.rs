@@ -62,9 +62,9 @@ fn ls_and_clean_named_segments() {
 }
 
 fn record_fifo_and_exit((reg, path): (String, String)) {
-    multiproc::registry::Registry::open(reg)
+    multiproc::names::registry::Registry::open(reg)
         .unwrap()
-        .record(multiproc::registry::Kind::Fifo, &path)
+        .record(multiproc::names::registry::Kind::Fifo, &path)
         .unwrap();
 }
 

@@ -3,8 +3,8 @@
 //! kept.
 
 use multiproc::Process;
-use multiproc::posix::{MessageQueue, OpenError};
-use multiproc::registry::Registry;
+use multiproc::os::posix::{MessageQueue, OpenError};
+use multiproc::names::registry::Registry;
 
 mod common;
 

@@ -2,8 +2,8 @@
 //! died is listed with a dead owner and removed; a live creator's is kept.
 
 use multiproc::Process;
-use multiproc::registry::Registry;
-use multiproc::sysv::{Key, MessageQueue};
+use multiproc::names::registry::Registry;
+use multiproc::os::sysv::{Key, MessageQueue};
 
 mod common;
 

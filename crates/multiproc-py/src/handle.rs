@@ -15,7 +15,7 @@ pub(crate) fn state<'py, T: Serialize>(
     obj: &T,
 ) -> PyResult<(Bound<'py, PyBytes>, Vec<RawFd>)> {
     let mut out = Vec::new();
-    let fds = multiproc::codec::encode(obj, &mut out).map_err(errors::handle)?;
+    let fds = multiproc::connection::codec::encode(obj, &mut out).map_err(errors::handle)?;
     Ok((PyBytes::new(py, &out), fds))
 }
 
@@ -33,5 +33,5 @@ pub(crate) fn rebuild<T: DeserializeOwned>(state: &[u8], fds: Vec<RawFd>) -> PyR
             Ok(unsafe { OwnedFd::from_raw_fd(fd) })
         })
         .collect::<PyResult<Vec<_>>>()?;
-    multiproc::codec::decode(state, owned).map_err(errors::handle)
+    multiproc::connection::codec::decode(state, owned).map_err(errors::handle)
 }

@@ -1,8 +1,8 @@
 //! `multiproc ls` and `multiproc clean` for the Python package's command:
 //! the named objects multiproc created, read by
-//! [`multiproc::registry::named_objects`] (the same as the Rust CLI's).
+//! [`multiproc::names::registry::named_objects`] (the same as the Rust CLI's).
 
-use multiproc::registry::named_objects;
+use multiproc::names::registry::named_objects;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 

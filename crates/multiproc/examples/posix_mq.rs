@@ -11,7 +11,7 @@
 //! Run: `cargo run --example posix_mq`
 
 use multiproc::Process;
-use multiproc::posix::MessageQueue;
+use multiproc::os::posix::MessageQueue;
 
 const JOBS: [(u32, &str); 6] = [
     (1, "sweep the floor"),

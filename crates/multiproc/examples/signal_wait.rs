@@ -1,5 +1,5 @@
 //! Signals as event notification (seed 004, "信号"): a child process waits
-//! for `SIGUSR1` through `multiproc::signal`, the parent sends it, the child
+//! for `SIGUSR1` through `multiproc::os::signal`, the parent sends it, the child
 //! reports it; then the parent asks the child to stop with `terminate()`
 //! (`SIGTERM`), which the child turns into a clean exit.
 //!
@@ -8,7 +8,7 @@
 //!
 //! Run: `cargo run --example signal_wait`
 
-use multiproc::signal::{self, SIGTERM, SIGUSR1, Signals};
+use multiproc::os::signal::{self, SIGTERM, SIGUSR1, Signals};
 use multiproc::{Connection, Process, duplex};
 
 /// The child: watch the signals, tell the parent, report what arrives.

@@ -11,7 +11,7 @@
 //! Run: `cargo run --example sysv_message_types`
 
 use multiproc::Process;
-use multiproc::sysv::{MessageQueue, ReceiveError};
+use multiproc::os::sysv::{MessageQueue, ReceiveError};
 
 /// The sender: `(type, text)` pairs in queue order.
 const MESSAGES: [(i64, &str); 8] = [

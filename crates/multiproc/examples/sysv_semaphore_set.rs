@@ -12,13 +12,13 @@
 use std::time::Duration;
 
 use multiproc::Process;
-use multiproc::sysv::{SemOp, SemaphoreSet, SharedMemory};
+use multiproc::os::sysv::{SemOp, SemaphoreSet, SharedMemory};
 
 const UNITS: u16 = 5;
 const TAKE: u16 = 2;
 const WORKERS: u32 = 6;
 
-fn counters(mem: &multiproc::sysv::Attachment) -> (u32, u32) {
+fn counters(mem: &multiproc::os::sysv::Attachment) -> (u32, u32) {
     let mut b = [0u8; 8];
     mem.read(0, &mut b).expect("read");
     let now = u32::from_ne_bytes(b[..4].try_into().expect("4 bytes"));
@@ -26,7 +26,7 @@ fn counters(mem: &multiproc::sysv::Attachment) -> (u32, u32) {
     (now, max)
 }
 
-fn set_counters(mem: &multiproc::sysv::Attachment, now: u32, max: u32) {
+fn set_counters(mem: &multiproc::os::sysv::Attachment, now: u32, max: u32) {
     mem.write(0, &now.to_ne_bytes()).expect("write");
     mem.write(4, &max.to_ne_bytes()).expect("write");
 }

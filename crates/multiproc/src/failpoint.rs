@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::codec::Fd;
+use crate::connection::codec::Fd;
 
 /// Some point is armed, or chaos is on: `hit` must look.
 static ARMED: AtomicBool = AtomicBool::new(false);

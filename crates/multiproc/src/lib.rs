@@ -49,13 +49,14 @@
 //!   ([`AcquireError::OwnerDied`]); barriers break when a party dies.
 //! - Queues: [`Queue`], [`SimpleQueue`], [`JoinableQueue`], multi-producer
 //!   multi-consumer in a shared-memory ring.
-//! - The operating system's IPC objects: [`Fifo`] (named pipes),
-//!   [`posix::MessageQueue`], [`sysv::MessageQueue`],
-//!   [`sysv::SemaphoreSet`], [`sysv::SharedMemory`], and [`signal`]s.
+//! - The operating system's IPC objects, in [`os`]: [`Fifo`] (named pipes),
+//!   [`os::posix::MessageQueue`], [`os::sysv::MessageQueue`],
+//!   [`os::sysv::SemaphoreSet`], [`os::sysv::SharedMemory`], and
+//!   [`os::signal`]s.
 //! - [`connection::Listener`] and [`connection::Client`]: connections over
 //!   Unix sockets and TCP, authenticated with Python's challenge (HMAC-SHA256,
 //!   or MD5 for Python 3.11 peers when allowed); [`connection::wait`].
-//! - [`registry`]: owner records of named kernel objects, for `multiproc ls`
+//! - [`names`]: owner records of named kernel objects, for `multiproc ls`
 //!   and `multiproc clean`.
 //!
 //! # Handles
@@ -76,31 +77,23 @@
     reason = "the examples show `multiproc::init()` as the first line of `main`"
 )]
 
-pub mod codec;
 pub mod connection;
 mod deadline;
 mod env;
 #[doc(hidden)]
 pub mod failpoint;
-pub mod fifo;
-pub mod frame;
-mod listener;
 pub mod manager;
-pub mod posix;
+pub mod names;
+pub mod os;
 pub mod process;
 pub mod queue;
-pub mod registry;
-pub mod segment;
 pub mod shared;
-pub mod shared_memory;
-pub mod signal;
 pub mod sync;
-pub mod sysv;
 
-pub use codec::Fd;
+pub use connection::codec::Fd;
 pub use connection::{Connection, RecvError, SendError, duplex, pipe};
-pub use fifo::{Fifo, FifoError};
 pub use manager::{Manager, ManagerError};
+pub use os::fifo::{Fifo, FifoError};
 pub use process::{
     Builder, ChildPanic, Process, ProcessError, StartMethod, current_process_name, init,
 };
@@ -108,9 +101,9 @@ pub use queue::{
     ByteBatch, GetError, JoinError, JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue,
     TaskDoneError,
 };
-pub use segment::SegmentError;
+pub use shared::segment::SegmentError;
+pub use shared::shared_memory::SharedMemory;
 pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedError, Value, ValueGuard};
-pub use shared_memory::SharedMemory;
 pub use sync::{
     AcquireError, Barrier, BarrierWaitError, BoundedSemaphore, BrokenBarrierError, Condition,
     ConditionGuard, Event, Lock, LockGuard, RLock, RLockGuard, ReleaseError, Semaphore, WaitError,

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use common::watchdog;
-use multiproc::frame::FrameError;
+use multiproc::connection::frame::FrameError;
 use multiproc::{Connection, Fd, Process, RecvError, SendError, duplex, pipe};
 
 multiproc::enable_test_support!();
@@ -252,7 +252,7 @@ fn a_message_claiming_handles_that_never_came() {
     assert!(matches!(
         rx.recv(),
         Err(RecvError::Decode(
-            multiproc::codec::DecodeError::MissingHandles {
+            multiproc::connection::codec::DecodeError::MissingHandles {
                 expected: 3,
                 available: 0
             }
@@ -300,7 +300,7 @@ fn a_frame_that_does_not_decode_leaves_the_connection_usable() {
     assert!(matches!(
         rx.recv(),
         Err(RecvError::Decode(
-            multiproc::codec::DecodeError::MissingHandles { .. }
+            multiproc::connection::codec::DecodeError::MissingHandles { .. }
         ))
     ));
     assert!(matches!(rx.recv(), Err(RecvError::Decode(_))));
@@ -549,7 +549,7 @@ fn every_descriptor_is_close_on_exec() {
 /// reports how it ended, then sends one more message.
 fn interrupted_sender(arg: (Connection<()>, Connection<String>)) {
     let (mut tx, mut report) = arg;
-    let flag = multiproc::signal::flag(multiproc::signal::SIGUSR1).unwrap();
+    let flag = multiproc::os::signal::flag(multiproc::os::signal::SIGUSR1).unwrap();
     report.send(&"ready".to_string()).unwrap();
     let big = vec![7u8; 1 << 20];
     let r = tx.send_bytes_interruptible(&big, || flag.is_set());
@@ -577,7 +577,7 @@ fn an_interrupted_send_stops_and_the_next_send_completes_its_message() {
         let mut p = Process::spawn(interrupted_sender, (tx, report_tx)).unwrap();
         assert_eq!(report_rx.recv().unwrap(), "ready");
         std::thread::sleep(Duration::from_millis(300));
-        multiproc::signal::send(p.pid().unwrap(), multiproc::signal::SIGUSR1).unwrap();
+        multiproc::os::signal::send(p.pid().unwrap(), multiproc::os::signal::SIGUSR1).unwrap();
         assert_eq!(
             report_rx.recv().unwrap(),
             "Err(Interrupted)",

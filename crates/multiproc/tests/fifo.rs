@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::watchdog;
-use multiproc::fifo::FifoError;
-use multiproc::registry::{Kind, Registry};
+use multiproc::os::fifo::FifoError;
+use multiproc::names::registry::{Kind, Registry};
 use multiproc::{Connection, Fifo, Process, duplex};
 use serde::{Deserialize, Serialize};
 
@@ -396,7 +396,7 @@ fn the_registry_records_and_forgets() {
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_eq!(recs[0].name, name);
     assert!(!recs[0].owner_alive);
-    assert!(multiproc::registry::exists(Kind::Fifo, &name));
+    assert!(multiproc::names::registry::exists(Kind::Fifo, &name));
     Fifo::builder()
         .registry(reg.clone())
         .open(&name)

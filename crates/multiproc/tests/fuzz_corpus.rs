@@ -11,7 +11,7 @@ fn frame_decoder_corpus_replays_cleanly() {
         let path = entry.unwrap().path();
         let data = std::fs::read(&path).unwrap();
         eprintln!("replaying {}", path.display());
-        multiproc::frame::fuzz_one(&data);
+        multiproc::connection::frame::fuzz_one(&data);
         n += 1;
     }
     assert!(n >= 10, "corpus has only {n} inputs");

@@ -20,7 +20,7 @@ use multiproc::connection::{
     AcceptError, Address, AuthFailure, AuthPolicy, BindError, Client, ConnectError, HandshakeError,
     Listener, MAX_UNIX_PATH, server_handshake, wait,
 };
-use multiproc::frame::FrameError;
+use multiproc::connection::frame::FrameError;
 use multiproc::{Connection, Fd, Process, SendError, pipe};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -539,7 +539,7 @@ fn socket_file_is_0600_in_a_0700_directory_and_removed_on_drop() {
     assert_eq!(smeta.uid(), euid());
     let lock = PathBuf::from(format!("{}.lock", path.display()));
     assert!(lock.exists());
-    let recorded = multiproc::registry::list()
+    let recorded = multiproc::names::registry::list()
         .unwrap()
         .into_iter()
         .any(|r| r.name == path.to_string_lossy());

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{wait_until, watchdog};
-use multiproc::posix::{
+use multiproc::os::posix::{
     MessageQueue, OpenError, RecvError, SendError, TypedMessageQueue, validate_name,
 };
-use multiproc::registry::{Kind, Registry};
+use multiproc::names::registry::{Kind, Registry};
 use multiproc::{Fd, Process};
 
 multiproc::enable_test_support!();
@@ -221,7 +221,7 @@ fn oversized_messages_and_short_buffers_are_too_large() {
         other => panic!("expected TooLarge, got {other:?}"),
     }
     assert!(matches!(
-        q.send(b"p", multiproc::posix::PRIORITY_MAX),
+        q.send(b"p", multiproc::os::posix::PRIORITY_MAX),
         Err(SendError::InvalidPriority { .. })
     ));
     q.unlink().unwrap();
@@ -253,10 +253,10 @@ fn capacity_defaults_and_limits() {
         .create()
         .unwrap();
     let a = q.attributes().unwrap();
-    assert_eq!(a.maxmsg, msg_max.min(multiproc::posix::DEFAULT_MAXMSG));
+    assert_eq!(a.maxmsg, msg_max.min(multiproc::os::posix::DEFAULT_MAXMSG));
     assert_eq!(
         a.msgsize,
-        msgsize_max.min(multiproc::posix::DEFAULT_MSGSIZE)
+        msgsize_max.min(multiproc::os::posix::DEFAULT_MSGSIZE)
     );
     assert_eq!(a.curmsgs, 0);
     assert!(!a.nonblocking);
@@ -388,7 +388,7 @@ fn the_queue_survives_its_creator_until_unlinked() {
         .unwrap_or_else(|| panic!("no record of {n}: {records:?}"));
     assert_eq!(r.owner_pid, child_pid);
     assert!(!r.owner_alive);
-    assert!(multiproc::registry::exists(Kind::PosixMq, &n));
+    assert!(multiproc::names::registry::exists(Kind::PosixMq, &n));
 
     let q = MessageQueue::builder(&n)
         .registry(reg.open())
@@ -398,7 +398,7 @@ fn the_queue_survives_its_creator_until_unlinked() {
     assert_eq!(q.receive().unwrap(), (b"urgent".to_vec(), 9));
     assert_eq!(q.receive().unwrap(), (b"left behind".to_vec(), 2));
     q.unlink().unwrap();
-    assert!(!multiproc::registry::exists(Kind::PosixMq, &n));
+    assert!(!multiproc::names::registry::exists(Kind::PosixMq, &n));
     assert!(reg.open().list().unwrap().is_empty());
 }
 
@@ -526,10 +526,10 @@ fn registry_record_appears_on_create_and_goes_on_unlink() {
     assert_eq!(records[0].name, n);
     assert_eq!(records[0].owner_pid, std::process::id());
     assert!(records[0].owner_alive);
-    assert!(multiproc::registry::exists(Kind::PosixMq, &n));
+    assert!(multiproc::names::registry::exists(Kind::PosixMq, &n));
     q.unlink().unwrap();
     assert!(reg.open().list().unwrap().is_empty());
-    assert!(!multiproc::registry::exists(Kind::PosixMq, &n));
+    assert!(!multiproc::names::registry::exists(Kind::PosixMq, &n));
 }
 
 // ----- EINTR ------------------------------------------------------------------

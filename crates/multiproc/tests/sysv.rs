@@ -11,8 +11,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{wait_until, watchdog};
-use multiproc::registry::{Kind, Registry};
-use multiproc::sysv::{
+use multiproc::names::registry::{Kind, Registry};
+use multiproc::os::sysv::{
     Key, MessageQueue, OpenError, ReceiveError, SemError, SemOp, SemaphoreSet, SendError,
     SharedMemory, ShmError,
 };
@@ -110,7 +110,7 @@ fn send_all(arg: (MessageQueue, Vec<(i64, String)>)) {
     }
 }
 
-fn text(m: multiproc::sysv::Message) -> (i64, String) {
+fn text(m: multiproc::os::sysv::Message) -> (i64, String) {
     (m.mtype, String::from_utf8(m.data).unwrap())
 }
 
@@ -138,7 +138,7 @@ fn selectors_follow_the_msgrcv_rules_across_processes() {
     assert_eq!(text(q.receive(0).unwrap()), (3, "m0-t3".into()));
     // MSG_EXCEPT: the first message not of that type.
     assert_eq!(
-        text(q.receive(multiproc::sysv::Selector::Except(5)).unwrap()),
+        text(q.receive(multiproc::os::sysv::Selector::Except(5)).unwrap()),
         (4, "m5-t4".into())
     );
     // Nothing of type <= 4 is left; type 5 is.
@@ -239,7 +239,7 @@ fn size_limits_and_truncation() {
     assert!(matches!(q.send(0, b"x"), Err(SendError::InvalidType(0))));
     assert!(matches!(q.send(-3, b"x"), Err(SendError::InvalidType(-3))));
     assert!(matches!(
-        q.try_receive(multiproc::sysv::Selector::Type(0)),
+        q.try_receive(multiproc::os::sysv::Selector::Type(0)),
         Err(ReceiveError::InvalidSelector(0))
     ));
 
@@ -645,7 +645,7 @@ fn created_objects_are_recorded_and_forgotten_on_remove() {
         (Kind::SysvSem, s.id()),
         (Kind::SysvShm, m.id()),
     ] {
-        assert!(multiproc::registry::exists(kind, &id.to_string()));
+        assert!(multiproc::names::registry::exists(kind, &id.to_string()));
     }
     q.remove().unwrap();
     s.remove().unwrap();
@@ -656,7 +656,7 @@ fn created_objects_are_recorded_and_forgotten_on_remove() {
         (Kind::SysvSem, s.id()),
         (Kind::SysvShm, m.id()),
     ] {
-        assert!(!multiproc::registry::exists(kind, &id.to_string()));
+        assert!(!multiproc::names::registry::exists(kind, &id.to_string()));
     }
 }
 

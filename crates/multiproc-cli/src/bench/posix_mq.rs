@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use multiproc::posix::MessageQueue;
+use multiproc::os::posix::MessageQueue;
 use serde::{Deserialize, Serialize};
 
 use super::{BenchResult, Case, Endpoint, pingpong, stream};

@@ -3,7 +3,7 @@
 //! Sizes 64 B and 4 KiB only (a message is at most `msgmax`, 8 KiB by
 //! default). The queue is removed when the parent's end drops.
 
-use multiproc::sysv::MessageQueue;
+use multiproc::os::sysv::MessageQueue;
 use serde::{Deserialize, Serialize};
 
 use super::{BenchResult, Case, Endpoint, pingpong, stream};

@@ -3,7 +3,7 @@
 //! files.
 //!
 //! Named shared-memory segments carry their owner record inside the segment
-//! (see [`crate::segment`]); the objects here cannot, so each one gets a small
+//! (see [`crate::shared::segment`]); the objects here cannot, so each one gets a small
 //! file in a private per-user directory instead:
 //!
 //! - `$MULTIPROC_REGISTRY_DIR` when set (tests use it to stay apart);
@@ -273,8 +273,8 @@ impl Registry {
 pub fn exists(kind: Kind, name: &str) -> bool {
     match kind {
         Kind::Fifo | Kind::Socket => fs::symlink_metadata(name).is_ok(),
-        Kind::SysvMsg | Kind::SysvSem | Kind::SysvShm => crate::sysv::exists(kind, name),
-        Kind::PosixMq => crate::posix::exists(name),
+        Kind::SysvMsg | Kind::SysvSem | Kind::SysvShm => crate::os::sysv::exists(kind, name),
+        Kind::PosixMq => crate::os::posix::exists(name),
     }
 }
 
@@ -316,8 +316,8 @@ pub fn remove_object(kind: Kind, name: &str) -> io::Result<()> {
             r
         }
         Kind::Fifo => fs::remove_file(name),
-        Kind::SysvMsg | Kind::SysvSem | Kind::SysvShm => crate::sysv::remove_by_id(kind, name),
-        Kind::PosixMq => crate::posix::unlink_raw(name),
+        Kind::SysvMsg | Kind::SysvSem | Kind::SysvShm => crate::os::sysv::remove_by_id(kind, name),
+        Kind::PosixMq => crate::os::posix::unlink_raw(name),
     };
     match removed {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
@@ -351,8 +351,8 @@ impl NamedObject {
     /// Remove the object (and its record).
     pub fn remove(&self) -> io::Result<()> {
         match self.registry_kind {
-            None => crate::segment::unlink_named(&self.name).map_err(|e| match e {
-                crate::segment::SegmentError::Io(e) => e,
+            None => crate::shared::segment::unlink_named(&self.name).map_err(|e| match e {
+                crate::shared::segment::SegmentError::Io(e) => e,
                 other => io::Error::other(other.to_string()),
             }),
             Some(kind) => remove_object(kind, &self.name),
@@ -375,7 +375,7 @@ pub fn named_objects(kind: Option<&str>) -> io::Result<Vec<NamedObject>> {
             ),
         ));
     }
-    let mut out: Vec<NamedObject> = crate::segment::list_named()?
+    let mut out: Vec<NamedObject> = crate::shared::segment::list_named()?
         .into_iter()
         .map(|o| NamedObject {
             kind: "shm",

@@ -51,7 +51,7 @@
 //! # Registry
 //!
 //! Each FIFO the library creates is recorded (best effort) in the owner
-//! registry under its canonical absolute path ([`crate::registry`]), so
+//! registry under its canonical absolute path ([`crate::names::registry`]), so
 //! `multiproc ls` lists it and `multiproc clean` removes it once its creator
 //! is dead; [`Fifo::unlink`] removes the record with the FIFO.
 
@@ -64,7 +64,7 @@ use multiproc_sys::fifo::PathKind;
 use multiproc_sys::rustix::io::Errno;
 
 use crate::connection::Connection;
-use crate::registry::{Kind, Registry};
+use crate::names::registry::{Kind, Registry};
 
 /// Why a FIFO operation failed.
 #[derive(Debug, thiserror::Error)]

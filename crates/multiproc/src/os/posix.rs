@@ -29,7 +29,7 @@
 //!   carries bytes, not descriptors.
 //!
 //! ```no_run
-//! use multiproc::posix::MessageQueue;
+//! use multiproc::os::posix::MessageQueue;
 //!
 //! multiproc::init();
 //! let q = MessageQueue::builder("/example").maxmsg(8).msgsize(64).create()?;
@@ -52,8 +52,8 @@ use multiproc_sys::mq::{self as sys, Wait};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec::{self, DecodeError, EncodeError, Fd};
-use crate::registry::{self, Kind, Registry};
+use crate::connection::codec::{self, DecodeError, EncodeError, Fd};
+use crate::names::registry::{self, Kind, Registry};
 
 /// The longest name after its leading `/` (`NAME_MAX`).
 pub const NAME_MAX: usize = 255;

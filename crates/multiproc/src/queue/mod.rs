@@ -86,9 +86,9 @@ use multiproc_shm::{QueueError, RawQueue, Rec, Region, Taken};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec::{self, DecodeError, EncodeError, Fd};
+use crate::connection::codec::{self, DecodeError, EncodeError, Fd};
 use crate::env::ProcessEnv;
-use crate::segment::{self, Segment};
+use crate::shared::segment::{self, Segment};
 
 const ENV: ProcessEnv = ProcessEnv;
 /// Where the queue state starts in the payload: 128 bytes into the mapping,
@@ -1447,7 +1447,7 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
         use serde::de::Error as _;
         let w = Wire::<Fd>::deserialize(d)?;
         let seg = Segment::from_fd(w.seg.0, LAYOUT)
-            .map_err(|e| crate::codec::handle_error_de(e.to_string()))?;
+            .map_err(|e| crate::connection::codec::handle_error_de(e.to_string()))?;
         let inner = Inner::new(seg, w.side_tx.0, w.side_rx.0).map_err(D::Error::custom)?;
         Ok(Queue::from_inner(Arc::new(inner)))
     }

@@ -25,7 +25,7 @@ use multiproc_shm::{Header, HeaderError};
 use multiproc_sys::shm::Mapping;
 use serde::{Serialize, Serializer};
 
-use crate::codec;
+use crate::connection::codec;
 
 /// Where the payload starts.
 pub const PAYLOAD: usize = 64;

@@ -9,7 +9,7 @@
 //! dropping it does nothing. The object lives, like the kernel's, until
 //! someone removes it ([`MessageQueue::remove`], …) — it survives its
 //! creator. Every object this library creates is recorded in the
-//! [owner registry](crate::registry), so `multiproc ls` lists it with its
+//! [owner registry](crate::names::registry), so `multiproc ls` lists it with its
 //! creator's liveness and `multiproc clean` removes those whose creator is
 //! dead.
 //!
@@ -38,9 +38,9 @@ use multiproc_sys::sysv::{self as sys, errno};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, DecodeError, EncodeError};
-use crate::registry::{self, Kind, Registry};
-use crate::shared_memory::{OutOfRange, copy_in, copy_out};
+use crate::connection::codec::{self, DecodeError, EncodeError};
+use crate::names::registry::{self, Kind, Registry};
+use crate::shared::shared_memory::{OutOfRange, copy_in, copy_out};
 
 // ----- keys, builders --------------------------------------------------------
 

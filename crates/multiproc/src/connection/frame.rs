@@ -505,7 +505,7 @@ pub fn fuzz_one(data: &[u8]) {
     for f in frames {
         if let Some((_count, body)) = f.split_first() {
             type Sample = (u32, String, Vec<u8>, Option<i64>, Vec<(bool, f64)>);
-            let _ = crate::codec::decode::<Sample>(body, Vec::new());
+            let _ = crate::connection::codec::decode::<Sample>(body, Vec::new());
         }
     }
 }

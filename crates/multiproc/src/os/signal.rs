@@ -14,7 +14,7 @@
 //!   `wait_timeout`, `clear`.
 //!
 //! ```no_run
-//! use multiproc::signal::{self, Signals, SIGTERM, SIGUSR1};
+//! use multiproc::os::signal::{self, Signals, SIGTERM, SIGUSR1};
 //!
 //! let mut signals = Signals::new(&[SIGTERM, SIGUSR1]).unwrap();
 //! for sig in signals.forever() {

@@ -35,9 +35,9 @@ use multiproc_shm::{
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec::Fd;
+use crate::connection::codec::Fd;
 use crate::env::ProcessEnv;
-use crate::segment::{self, Segment, SegmentError};
+use crate::shared::segment::{self, Segment, SegmentError};
 
 const ENV: ProcessEnv = ProcessEnv;
 
@@ -224,7 +224,7 @@ impl<'de, T> Deserialize<'de> for Handle<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = HandleWire::<Fd>::deserialize(d)?;
         let seg = Segment::from_fd(w.fd.0, w.layout)
-            .map_err(|e| crate::codec::handle_error_de(e.to_string()))?;
+            .map_err(|e| crate::connection::codec::handle_error_de(e.to_string()))?;
         let off = w.off as usize;
         Handle::<T>::check(&seg, off).map_err(serde::de::Error::custom)?;
         Ok(Handle {

@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{self, DecodeError};
+use crate::connection::codec::{self, DecodeError};
 use crate::connection::{Connection, RecvError, SendError};
 
 /// The argument that marks a spawned child's command line.
@@ -182,9 +182,9 @@ pub enum ProcessError {
     /// The child's result could not be decoded.
     #[error("cannot decode the child's result: {0}")]
     Decode(#[from] DecodeError),
-    /// A signal could not be sent (see [`crate::signal`]).
+    /// A signal could not be sent (see [`crate::os::signal`]).
     #[error(transparent)]
-    Signal(#[from] crate::signal::SignalError),
+    Signal(#[from] crate::os::signal::SignalError),
     /// The OS reported an error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -892,28 +892,28 @@ impl<R: DeserializeOwned> Process<R> {
             return Ok(());
         }
         let r = self.running()?;
-        crate::signal::send_pidfd(r.pidfd.as_fd(), signal)?;
+        crate::os::signal::send_pidfd(r.pidfd.as_fd(), signal)?;
         Ok(())
     }
 
     /// Send `SIGTERM` (Python's `terminate()`). A child that watches
-    /// `SIGTERM` with [`crate::signal::Signals`] or [`crate::signal::flag`]
+    /// `SIGTERM` with [`crate::os::signal::Signals`] or [`crate::os::signal::flag`]
     /// can clean up and exit 0; one that does not is killed
     /// (`exitcode == -15`).
     pub fn terminate(&mut self) -> Result<(), ProcessError> {
-        self.signal(crate::signal::SIGTERM)
+        self.signal(crate::os::signal::SIGTERM)
     }
 
     /// Send `SIGKILL` (Python's `kill()`).
     pub fn kill(&mut self) -> Result<(), ProcessError> {
-        self.signal(crate::signal::SIGKILL)
+        self.signal(crate::os::signal::SIGKILL)
     }
 
     /// Send any signal to the child (through its pidfd: never to a process
     /// that reused its pid). Signals sent after the child was reaped are
-    /// ignored; an unknown number is [`crate::signal::SignalError::Invalid`]
-    /// (inside [`ProcessError::Signal`]). Sent by [`crate::signal`], as
-    /// [`crate::signal::send`], which signals by pid.
+    /// ignored; an unknown number is [`crate::os::signal::SignalError::Invalid`]
+    /// (inside [`ProcessError::Signal`]). Sent by [`crate::os::signal`], as
+    /// [`crate::os::signal::send`], which signals by pid.
     pub fn send_signal(&mut self, signal: i32) -> Result<(), ProcessError> {
         self.signal(signal)
     }
@@ -928,7 +928,7 @@ impl<R> Drop for Process<R> {
             return;
         }
         if self.daemon {
-            let _ = crate::signal::send_pidfd(r.pidfd.as_fd(), crate::signal::SIGKILL);
+            let _ = crate::os::signal::send_pidfd(r.pidfd.as_fd(), crate::os::signal::SIGKILL);
         }
         // Wait for the child, draining its result channel so a child that is
         // writing a large result cannot block forever.

@@ -11,17 +11,30 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use crate::listener::{
-    AcceptError, Address, AddressError, AuthFailure, AuthPolicy, BindError, Client, ClientBuilder,
-    ConnectError, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError, Listener, ListenerBuilder,
-    MAX_HANDSHAKE_FRAME, MAX_PREAUTH, MAX_PREAUTH_PER_PEER, MAX_UNIX_PATH, Waitable,
-    client_handshake, fuzz_handshake, server_handshake, wait,
-};
+pub mod codec;
+pub mod frame;
 
-use crate::codec::{self, DecodeError, EncodeError};
-use crate::frame::{
-    self, DEFAULT_MAX_MESSAGE_SIZE, Fill, FrameError, FrameReader, MAX_HEADER_LEN, Payload,
-    ReadError, Source,
+mod address;
+mod auth;
+mod client;
+mod listener;
+mod wait;
+
+pub use address::{Address, AddressError, MAX_UNIX_PATH};
+pub use auth::{
+    AuthFailure, AuthPolicy, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError, MAX_HANDSHAKE_FRAME,
+    client_handshake, fuzz_handshake, server_handshake,
+};
+pub use client::{Client, ClientBuilder, ConnectError};
+pub use listener::{
+    AcceptError, BindError, Listener, ListenerBuilder, MAX_PREAUTH, MAX_PREAUTH_PER_PEER,
+};
+pub use wait::{Waitable, wait};
+
+use codec::{DecodeError, EncodeError};
+use frame::{
+    DEFAULT_MAX_MESSAGE_SIZE, Fill, FrameError, FrameReader, MAX_HEADER_LEN, Payload, ReadError,
+    Source,
 };
 
 /// Why a message could not be sent.

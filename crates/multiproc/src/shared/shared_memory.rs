@@ -40,8 +40,8 @@ use std::sync::Arc;
 use multiproc_sys::shm::Mapping;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::codec::Fd;
-use crate::segment::{self, Segment, SegmentError};
+use crate::connection::codec::Fd;
+use crate::shared::segment::{self, Segment, SegmentError};
 
 const LAYOUT: u64 = segment::layout_hash("multiproc::SharedMemory", 0, 1);
 
@@ -438,7 +438,7 @@ struct FileRef<'a>(&'a std::fs::File);
 
 impl Serialize for FileRef<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        crate::codec::serialize_fd(self.0.as_fd(), s)
+        crate::connection::codec::serialize_fd(self.0.as_fd(), s)
     }
 }
 
@@ -448,7 +448,7 @@ impl<'de> Deserialize<'de> for SharedMemory {
         match Wire::<Fd>::deserialize(d)? {
             Wire::Segment { fd, size } => {
                 let seg = Segment::from_fd(fd.0, LAYOUT)
-                    .map_err(|e| crate::codec::handle_error_de(e.to_string()))?;
+                    .map_err(|e| crate::connection::codec::handle_error_de(e.to_string()))?;
                 let mut m = SharedMemory::from_segment(Arc::new(seg));
                 m.len = usize::try_from(size).unwrap_or(usize::MAX).min(m.len);
                 Ok(m)
@@ -466,7 +466,7 @@ impl<'de> Deserialize<'de> for SharedMemory {
                 if !multiproc_sys::shm::is_shrink_sealed(&fd.0).unwrap_or(false)
                     && !foreign_allowed(info, multiproc_sys::shm::euid())
                 {
-                    return Err(crate::codec::handle_error_de(
+                    return Err(crate::connection::codec::handle_error_de(
                         segment::SegmentError::Unsealed.to_string(),
                     ));
                 }

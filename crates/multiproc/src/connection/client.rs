@@ -1,0 +1,212 @@
+//! The client side of a connection: [`Client::connect`] and its options.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::address::{Address, MAX_UNIX_PATH};
+use super::auth::{AuthPolicy, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError, client_handshake};
+use super::listener::{check_private_dir, parent_dir, path_len};
+use crate::connection::Connection;
+
+/// Why [`Client::connect`] failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The connection was made but the handshake failed.
+    #[error(transparent)]
+    Handshake(#[from] HandshakeError),
+    /// No connection within the connect timeout.
+    #[error("timed out connecting")]
+    Timeout,
+    /// The Unix socket path is longer than [`MAX_UNIX_PATH`] bytes (or empty).
+    #[error("Unix socket path of {len} bytes is longer than {max} bytes (or empty)")]
+    PathTooLong {
+        /// The path's length in bytes.
+        len: usize,
+        /// The longest allowed.
+        max: usize,
+    },
+    /// The socket's directory is not private (see the module docs).
+    #[error("directory {path} is not private: {reason}")]
+    InsecureDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A TCP client needs an authkey, or the explicit
+    /// [`insecure_no_authkey`](ClientBuilder::insecure_no_authkey).
+    #[error("a TCP client needs an authkey")]
+    TcpWithoutAuthkey,
+    /// The OS reported an error (`ConnectionRefused`: nobody listens).
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+impl ConnectError {
+    /// Whether this is an authentication failure.
+    pub fn is_authentication(&self) -> bool {
+        matches!(self, ConnectError::Handshake(h) if h.is_authentication())
+    }
+}
+
+// ----- the client -------------------------------------------------------------
+
+/// Options for a client connection; from [`Client::builder`].
+#[derive(Clone)]
+pub struct ClientBuilder {
+    authkey: Option<Vec<u8>>,
+    policy: AuthPolicy,
+    handshake_timeout: Duration,
+    connect_timeout: Option<Duration>,
+    insecure_no_authkey: bool,
+    insecure_shared_directory: bool,
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
+            .field("policy", &self.policy)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            authkey: None,
+            policy: AuthPolicy::default(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            connect_timeout: None,
+            insecure_no_authkey: false,
+            insecure_shared_directory: false,
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Authenticate with `key` (and require the server to).
+    pub fn authkey(mut self, key: &[u8]) -> Self {
+        self.authkey = Some(key.to_vec());
+        self
+    }
+
+    /// Which digests the handshake accepts (default SHA-256 only).
+    pub fn policy(mut self, policy: AuthPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// How long the handshake may take (default 5 s).
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a TCP connect may take (default: the kernel's limit). A
+    /// Unix-socket connect does not wait for the server (it fails at once
+    /// when nobody listens), except while the listener's backlog is full.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// Allow a TCP connection without an authkey.
+    pub fn insecure_no_authkey(mut self) -> Self {
+        self.insecure_no_authkey = true;
+        self
+    }
+
+    /// Skip the private-directory check before connecting to a Unix socket.
+    pub fn insecure_shared_directory(mut self) -> Self {
+        self.insecure_shared_directory = true;
+        self
+    }
+
+    /// Connect to `address` and run the handshake.
+    pub fn connect<T>(&self, address: impl Into<Address>) -> Result<Connection<T>, ConnectError> {
+        let address = address.into();
+        let fd = match &address {
+            Address::Tcp(addr) => {
+                if self.authkey.is_none() && !self.insecure_no_authkey {
+                    return Err(ConnectError::TcpWithoutAuthkey);
+                }
+                let deadline = self.connect_timeout.and_then(crate::deadline::after);
+                multiproc_sys::net::tcp_connect(*addr, deadline).map_err(|e| {
+                    if e.kind() == io::ErrorKind::TimedOut {
+                        ConnectError::Timeout
+                    } else {
+                        ConnectError::Io(e)
+                    }
+                })?
+            }
+            Address::Abstract(name) => {
+                if name.is_empty() || name.len() > MAX_UNIX_PATH {
+                    return Err(ConnectError::PathTooLong {
+                        len: name.len(),
+                        max: MAX_UNIX_PATH,
+                    });
+                }
+                multiproc_sys::net::abstract_connect(name)?
+            }
+            Address::Unix(path) => {
+                let len = path_len(path);
+                if len == 0 || len > MAX_UNIX_PATH {
+                    return Err(ConnectError::PathTooLong {
+                        len,
+                        max: MAX_UNIX_PATH,
+                    });
+                }
+                if !self.insecure_shared_directory {
+                    check_private_dir(&parent_dir(path)).map_err(|(path, reason)| {
+                        ConnectError::InsecureDirectory { path, reason }
+                    })?;
+                }
+                multiproc_sys::net::unix_connect(path)?
+            }
+        };
+        let mut conn = Connection::from_fd(fd, true, true)?;
+        if let Some(key) = &self.authkey {
+            let deadline = crate::deadline::instant_after(self.handshake_timeout);
+            client_handshake(&mut conn, key, self.policy, deadline)?;
+        }
+        Ok(conn)
+    }
+}
+
+/// Connects to a [`Listener`] (Python's `multiprocessing.connection.Client`).
+#[derive(Debug, Clone, Copy)]
+pub struct Client;
+
+impl Client {
+    /// Options: authkey, digest policy, timeouts.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Connect to `address` and authenticate with `authkey`.
+    pub fn connect<T>(
+        address: impl Into<Address>,
+        authkey: &[u8],
+    ) -> Result<Connection<T>, ConnectError> {
+        Client::builder().authkey(authkey).connect(address)
+    }
+
+    /// Connect, waiting at most `timeout` for the TCP connection (the
+    /// handshake has its own timeout).
+    pub fn connect_timeout<T>(
+        address: impl Into<Address>,
+        authkey: &[u8],
+        timeout: Duration,
+    ) -> Result<Connection<T>, ConnectError> {
+        Client::builder()
+            .authkey(authkey)
+            .connect_timeout(timeout)
+            .connect(address)
+    }
+}
