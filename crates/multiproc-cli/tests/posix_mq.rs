@@ -3,8 +3,8 @@
 //! kept.
 
 use multiproc::Process;
-use multiproc::os::posix::{MessageQueue, OpenError};
 use multiproc::names::registry::Registry;
+use multiproc::os::posix::{MessageQueue, OpenError};
 
 mod common;
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::watchdog;
-use multiproc::os::fifo::FifoError;
 use multiproc::names::registry::{Kind, Registry};
+use multiproc::os::fifo::FifoError;
 use multiproc::{Connection, Fifo, Process, duplex};
 use serde::{Deserialize, Serialize};
 

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use common::watchdog;
 use hmac::{Hmac, Mac};
+use multiproc::connection::frame::FrameError;
 use multiproc::connection::{
     AcceptError, Address, AuthFailure, AuthPolicy, BindError, Client, ConnectError, HandshakeError,
     Listener, MAX_UNIX_PATH, server_handshake, wait,
 };
-use multiproc::connection::frame::FrameError;
 use multiproc::{Connection, Fd, Process, SendError, pipe};
 use serde::{Deserialize, Deserializer, Serialize};
 

@@ -9,10 +9,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{wait_until, watchdog};
+use multiproc::names::registry::{Kind, Registry};
 use multiproc::os::posix::{
     MessageQueue, OpenError, RecvError, SendError, TypedMessageQueue, validate_name,
 };
-use multiproc::names::registry::{Kind, Registry};
 use multiproc::{Fd, Process};
 
 multiproc::enable_test_support!();

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::watchdog;
-use multiproc::os::signal::{self, SIGKILL, SIGSTOP, SIGTERM, SIGUSR1, SIGUSR2, SignalError, Signals};
+use multiproc::os::signal::{
+    self, SIGKILL, SIGSTOP, SIGTERM, SIGUSR1, SIGUSR2, SignalError, Signals,
+};
 use multiproc::{Connection, Process, Queue, RecvError, pipe};
 
 multiproc::enable_test_support!();

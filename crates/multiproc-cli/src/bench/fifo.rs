@@ -4,8 +4,8 @@
 //! costs over an anonymous pipe once open (the kernel path is the same).
 
 use multiproc::Fd;
-use multiproc::os::fifo::Fifo;
 use multiproc::names::registry::Registry;
+use multiproc::os::fifo::Fifo;
 
 use super::{BenchResult, Case, RawEnd, pingpong, stream};
 

@@ -5,8 +5,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-
-
 /// The longest Unix socket path, in bytes.
 pub const MAX_UNIX_PATH: usize = multiproc_sys::net::UNIX_PATH_MAX;
 

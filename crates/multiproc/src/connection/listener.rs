@@ -69,8 +69,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-
-
 use crate::connection::Connection;
 use crate::names::registry::{self, Kind};
 

@@ -1,0 +1,274 @@
+//! [`Condition`]: wait for a change under a lock.
+
+use std::io;
+use std::marker::PhantomData;
+use std::time::{Duration, Instant};
+
+use multiproc_shm::{Acquired, LockError, Parked, RawCondition, RawLock};
+use serde::{Deserialize, Serialize};
+
+use crate::shared::segment::{self};
+
+use super::handle::Handle;
+use super::lock::acquired;
+use super::{AcquireError, ENV, deadline};
+use super::{Lock, RLock};
+
+// ----- Condition ---------------------------------------------------------------
+
+const COND_LAYOUT: u64 = segment::layout_hash(
+    "multiproc::Condition/2",
+    std::mem::size_of::<RawCondition>(),
+    std::mem::align_of::<RawCondition>(),
+);
+
+/// The lock under a [`Condition`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum CondLock {
+    Lock(Lock),
+    RLock(RLock),
+}
+
+/// A condition variable shared by processes (Python's
+/// `multiprocessing.Condition`), over a [`Lock`] or an [`RLock`] (the
+/// default, as in Python).
+///
+/// Waiting and notifying happen through the guard, so the lock is always
+/// held, as Python requires. A waiter may return spuriously (like any
+/// condition variable); [`ConditionGuard::wait_for`] loops on a predicate.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Condition {
+    cond: Handle<RawCondition>,
+    lock: CondLock,
+}
+
+/// Holds a [`Condition`]'s lock.
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct ConditionGuard<'a> {
+    cond: &'a Condition,
+    held: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+/// Why a condition wait failed; the guard still holds the lock unless it
+/// says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// While re-acquiring after the wait, the lock was found held by a dead
+    /// process. The guard holds it now; repair, then `mark_consistent()`.
+    #[error("the lock's previous owner died; the lock is held and inconsistent")]
+    OwnerDied,
+    /// The lock is not recoverable; the guard no longer holds it.
+    #[error("the lock is not recoverable")]
+    NotRecoverable,
+    /// The interrupt check of an interruptible wait stopped it before a
+    /// notification came; the lock is held again and no notification was
+    /// consumed.
+    #[error("the wait was interrupted")]
+    Interrupted,
+}
+
+impl Condition {
+    /// A condition over a new [`RLock`].
+    pub fn new() -> io::Result<Condition> {
+        Self::with(CondLock::RLock(RLock::new()?))
+    }
+
+    /// A condition over `lock`.
+    pub fn with_lock(lock: Lock) -> io::Result<Condition> {
+        Self::with(CondLock::Lock(lock))
+    }
+
+    /// A condition over `lock`.
+    pub fn with_rlock(lock: RLock) -> io::Result<Condition> {
+        Self::with(CondLock::RLock(lock))
+    }
+
+    fn with(lock: CondLock) -> io::Result<Condition> {
+        Ok(Condition {
+            cond: Handle::create("condition", COND_LAYOUT, 0, |_: &RawCondition| {})?,
+            lock,
+        })
+    }
+
+    fn raw_lock(&self) -> &RawLock {
+        match &self.lock {
+            CondLock::Lock(l) => l.raw(),
+            CondLock::RLock(l) => l.raw(),
+        }
+    }
+
+    fn guard(&self) -> ConditionGuard<'_> {
+        ConditionGuard {
+            cond: self,
+            held: true,
+            _not_send: PhantomData,
+        }
+    }
+
+    fn take(&self, d: Option<Instant>) -> Result<Acquired, LockError> {
+        match &self.lock {
+            CondLock::Lock(l) => l.raw().lock(&ENV, d),
+            CondLock::RLock(l) => l.raw().rlock(&ENV, d),
+        }
+    }
+
+    /// Acquire the lock, blocking.
+    pub fn lock(&self) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
+        acquired(self.take(None), || self.guard(), false)
+    }
+
+    /// Acquire the lock, waiting at most `timeout`.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
+        acquired(self.take(deadline(timeout)), || self.guard(), true)
+    }
+}
+
+impl Condition {
+    /// Wait for a notification with the lock already held by the caller (who
+    /// took it through its own `Lock`/`RLock` handle and keeps holding it
+    /// after): for bindings whose callers pair acquire and release
+    /// themselves, as Python's `with cond: cond.wait()` does. `Ok(false)`
+    /// when `timeout` passed without a notification.
+    pub fn wait_held(&self, timeout: Option<Duration>) -> Result<bool, WaitError> {
+        let mut g = self.guard();
+        let r = g.wait_deadline(timeout.and_then(deadline));
+        // The caller still holds the lock (or lost it for good with
+        // `NotRecoverable`): the guard must not release it.
+        std::mem::forget(g);
+        r
+    }
+
+    /// [`wait_held`](Self::wait_held), calling `interrupted` between sleeps
+    /// of at most `every` (a binding checks for signals this way, so that
+    /// Ctrl-C works); when it returns `true` the wait ends with
+    /// [`WaitError::Interrupted`], the lock held again.
+    pub fn wait_held_interruptible(
+        &self,
+        timeout: Option<Duration>,
+        every: Duration,
+        interrupted: impl FnMut() -> bool,
+    ) -> Result<bool, WaitError> {
+        let mut g = self.guard();
+        let r = g.wait_until(timeout.and_then(deadline), every, interrupted);
+        // As in `wait_held`: the caller keeps the lock.
+        std::mem::forget(g);
+        r
+    }
+
+    /// Wake up to `n` waiters; the caller holds the lock.
+    pub fn notify_held(&self, n: u32) {
+        self.cond.get().notify(&ENV, n);
+    }
+}
+
+impl ConditionGuard<'_> {
+    fn release_for_wait(&self) -> u32 {
+        let raw = self.cond.raw_lock();
+        match &self.cond.lock {
+            CondLock::Lock(_) => {
+                let _ = raw.unlock(&ENV);
+                1
+            }
+            CondLock::RLock(_) => raw.runlock_all(&ENV).unwrap_or(1),
+        }
+    }
+
+    fn wait_deadline(&mut self, d: Option<Instant>) -> Result<bool, WaitError> {
+        self.wait_until(d, Duration::MAX, || false)
+    }
+
+    fn wait_until(
+        &mut self,
+        d: Option<Instant>,
+        every: Duration,
+        interrupted: impl FnMut() -> bool,
+    ) -> Result<bool, WaitError> {
+        let raw_cond = self.cond.cond.get();
+        let ticket = raw_cond.prepare();
+        let depth = self.release_for_wait();
+        let parked = raw_cond.park_interruptible(&ENV, ticket, d, every, interrupted);
+        let notified = parked == Parked::Notified;
+        let raw = self.cond.raw_lock();
+        match raw.lock(&ENV, None) {
+            Ok(how) => {
+                if matches!(self.cond.lock, CondLock::RLock(_)) {
+                    raw.restore(&ENV, depth);
+                }
+                if how == Acquired::OwnerDied {
+                    return Err(WaitError::OwnerDied);
+                }
+                if parked == Parked::Interrupted {
+                    return Err(WaitError::Interrupted);
+                }
+                Ok(notified)
+            }
+            Err(_) => {
+                self.held = false;
+                Err(WaitError::NotRecoverable)
+            }
+        }
+    }
+
+    /// Release the lock, sleep until notified, re-acquire.
+    pub fn wait(&mut self) -> Result<(), WaitError> {
+        self.wait_deadline(None).map(|_| ())
+    }
+
+    /// [`wait`](Self::wait) at most `timeout`; `false` if it timed out.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, WaitError> {
+        self.wait_deadline(deadline(timeout))
+    }
+
+    /// Wait until `pred()` holds (checked with the lock held), at most
+    /// `timeout` if given; returns the last value of `pred()`.
+    pub fn wait_for(
+        &mut self,
+        mut pred: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<bool, WaitError> {
+        let d = timeout.and_then(crate::deadline::after);
+        loop {
+            if pred() {
+                return Ok(true);
+            }
+            if d.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+            self.wait_deadline(d)?;
+        }
+    }
+
+    /// Wake up to `n` waiters.
+    pub fn notify(&self, n: u32) {
+        self.cond.cond.get().notify(&ENV, n);
+    }
+
+    /// Wake every waiter.
+    pub fn notify_all(&self) {
+        self.cond.cond.get().notify(&ENV, u32::MAX);
+    }
+
+    /// After an owner died: the data is repaired.
+    pub fn mark_consistent(&self) {
+        self.cond.raw_lock().mark_consistent();
+    }
+}
+
+impl Drop for ConditionGuard<'_> {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        let raw = self.cond.raw_lock();
+        let _ = match &self.cond.lock {
+            CondLock::Lock(_) => raw.unlock(&ENV),
+            CondLock::RLock(_) => raw.runlock(&ENV),
+        };
+    }
+}

@@ -1,0 +1,265 @@
+//! [`Lock`] and [`RLock`]: robust locks whose owner's death is detected.
+
+use std::io;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use multiproc_shm::{Acquired, Env, LockError, RawLock};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::shared::segment::{self, Segment};
+
+use super::handle::Handle;
+use super::{AcquireError, ENV, ReleaseError, deadline};
+
+const LOCK_LAYOUT: u64 = segment::layout_hash("multiproc::Lock/2", 32, 8);
+const RLOCK_LAYOUT: u64 = segment::layout_hash("multiproc::RLock/2", 32, 8);
+
+// ----- Lock --------------------------------------------------------------------
+
+/// A lock shared by processes (Python's `multiprocessing.Lock`).
+///
+/// Not re-entrant: the owner acquiring again waits (or, with `try_lock`,
+/// fails). As in Python, any process may [`release`](Lock::release) it.
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let lock = multiproc::Lock::new()?;
+/// {
+///     let _guard = lock.lock().map_err(|e| e.to_string())?; // released at scope end
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Lock {
+    h: Handle<RawLock>,
+}
+handle_object!(Lock);
+
+/// Holds a [`Lock`]; releases it when dropped.
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockGuard<'a> {
+    lock: &'a Lock,
+}
+
+impl LockGuard<'_> {
+    /// After [`AcquireError::OwnerDied`]: the data is repaired.
+    pub fn mark_consistent(&self) {
+        self.lock.raw().mark_consistent();
+    }
+}
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        // Python allows another process to release first; nothing to do then.
+        let _ = self.lock.raw().unlock(&ENV);
+    }
+}
+
+pub(super) fn acquired<G>(
+    r: Result<Acquired, LockError>,
+    guard: impl FnOnce() -> G,
+    timeout: bool,
+) -> Result<G, AcquireError<G>> {
+    match r {
+        Ok(Acquired::OwnerDied) => Err(AcquireError::OwnerDied(guard())),
+        Ok(_) => Ok(guard()),
+        Err(LockError::NotRecoverable) => Err(AcquireError::NotRecoverable),
+        Err(LockError::WouldBlock) if timeout => Err(AcquireError::Timeout),
+        Err(LockError::WouldBlock) => Err(AcquireError::WouldBlock),
+    }
+}
+
+impl Lock {
+    /// A new, unlocked lock.
+    pub fn new() -> io::Result<Lock> {
+        Ok(Lock {
+            h: Handle::create("lock", LOCK_LAYOUT, 0, |_: &RawLock| {})?,
+        })
+    }
+
+    /// A lock at `off` in another object's segment (`Value::get_lock`).
+    fn within(seg: Arc<Segment>, off: usize, layout: u64) -> Lock {
+        Lock {
+            h: Handle::at(seg, off, layout),
+        }
+    }
+
+    pub(super) fn raw(&self) -> &RawLock {
+        self.h.get()
+    }
+
+    /// Acquire, blocking.
+    pub fn lock(&self) -> Result<LockGuard<'_>, AcquireError<LockGuard<'_>>> {
+        acquired(
+            self.raw().lock(&ENV, None),
+            || LockGuard { lock: self },
+            false,
+        )
+    }
+
+    /// Acquire if free now (a lock held by a dead process is taken over).
+    pub fn try_lock(&self) -> Result<LockGuard<'_>, AcquireError<LockGuard<'_>>> {
+        acquired(
+            self.raw().try_lock(&ENV),
+            || LockGuard { lock: self },
+            false,
+        )
+    }
+
+    /// Acquire, waiting at most `timeout`.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<LockGuard<'_>, AcquireError<LockGuard<'_>>> {
+        acquired(
+            self.raw().lock(&ENV, deadline(timeout)),
+            || LockGuard { lock: self },
+            true,
+        )
+    }
+
+    /// Python's `acquire()` without a guard: pair it with
+    /// [`release`](Lock::release), possibly in another process.
+    pub fn acquire(&self) -> Result<(), AcquireError<()>> {
+        self.lock()
+            .map(std::mem::forget)
+            .map_err(|e| e.map(std::mem::forget))
+    }
+
+    /// Python's `acquire(timeout=...)` without a guard.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), AcquireError<()>> {
+        self.lock_timeout(timeout)
+            .map(std::mem::forget)
+            .map_err(|e| e.map(std::mem::forget))
+    }
+
+    /// Python's `release()`: any process may release; an unlocked lock is
+    /// an error.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        self.raw().unlock(&ENV).map_err(|_| ReleaseError::NotLocked)
+    }
+
+    /// After acquiring with [`acquire`](Lock::acquire) from a dead owner:
+    /// the data is repaired.
+    pub fn mark_consistent(&self) {
+        self.raw().mark_consistent();
+    }
+
+    /// Whether some process holds the lock (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        self.raw().is_locked()
+    }
+
+    /// The pid of the process holding the lock (a snapshot).
+    pub fn owner(&self) -> Option<u32> {
+        self.raw().owner()
+    }
+}
+
+// ----- RLock -------------------------------------------------------------------
+
+/// A re-entrant lock shared by processes (Python's `multiprocessing.RLock`):
+/// the owning thread may acquire it again, and must release it as many
+/// times; only the owner may release.
+#[derive(Clone, Debug)]
+pub struct RLock {
+    h: Handle<RawLock>,
+}
+handle_object!(RLock);
+
+/// Holds one level of an [`RLock`].
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct RLockGuard<'a> {
+    lock: &'a RLock,
+    // The owner is a thread: the guard must stay on it.
+    _not_send: PhantomData<*const ()>,
+}
+
+impl RLockGuard<'_> {
+    /// After [`AcquireError::OwnerDied`]: the data is repaired.
+    pub fn mark_consistent(&self) {
+        self.lock.raw().mark_consistent();
+    }
+}
+
+impl Drop for RLockGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.lock.raw().runlock(&ENV);
+    }
+}
+
+impl RLock {
+    /// A new, unlocked re-entrant lock.
+    pub fn new() -> io::Result<RLock> {
+        Ok(RLock {
+            h: Handle::create("rlock", RLOCK_LAYOUT, 0, |_: &RawLock| {})?,
+        })
+    }
+
+    pub(super) fn raw(&self) -> &RawLock {
+        self.h.get()
+    }
+
+    fn guard(&self) -> RLockGuard<'_> {
+        RLockGuard {
+            lock: self,
+            _not_send: PhantomData,
+        }
+    }
+
+    /// Acquire (again, if this thread owns it), blocking.
+    pub fn lock(&self) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
+        acquired(self.raw().rlock(&ENV, None), || self.guard(), false)
+    }
+
+    /// Acquire if free or owned by this thread.
+    pub fn try_lock(&self) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
+        acquired(self.raw().try_rlock(&ENV), || self.guard(), false)
+    }
+
+    /// Acquire, waiting at most `timeout`.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
+        acquired(
+            self.raw().rlock(&ENV, deadline(timeout)),
+            || self.guard(),
+            true,
+        )
+    }
+
+    /// Python's `acquire()` without a guard.
+    pub fn acquire(&self) -> Result<(), AcquireError<()>> {
+        self.lock()
+            .map(std::mem::forget)
+            .map_err(|e| e.map(std::mem::forget))
+    }
+
+    /// Python's `release()`: only the owning thread may release.
+    pub fn release(&self) -> Result<(), ReleaseError> {
+        self.raw().runlock(&ENV).map_err(|e| match e {
+            multiproc_shm::UnlockError::NotOwner => ReleaseError::NotOwner,
+            multiproc_shm::UnlockError::NotLocked => ReleaseError::NotLocked,
+        })
+    }
+
+    /// Whether this thread owns the lock.
+    pub fn is_owned(&self) -> bool {
+        self.raw().is_owned_by(ENV.me())
+    }
+
+    /// Whether some process holds the lock.
+    pub fn is_locked(&self) -> bool {
+        self.raw().is_locked()
+    }
+}
+
+/// Make a [`Lock`] view of a lock embedded in another object's segment.
+pub(crate) fn embedded_lock(seg: Arc<Segment>, off: usize, layout: u64) -> Lock {
+    Lock::within(seg, off, layout)
+}
