@@ -1,0 +1,544 @@
+//! [`Queue`] and its builder.
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::os::fd::{BorrowedFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use multiproc_shm::queue::{MAX_CAPACITY, MIN_CAPACITY};
+use multiproc_shm::RawQueue;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::connection::codec::{self};
+use crate::shared::segment::Segment;
+
+use super::error::{Fail, GetError, PutError, invalid};
+use super::inner::Inner;
+use super::side::{Batch, ByteBatch};
+use super::{
+    DEFAULT_BUDGET, DEFAULT_CAPACITY, ENV, LAYOUT, RAW_AT, RING_AT, deadline, now, with_scratch,
+};
+use super::{JoinableQueue, SimpleQueue};
+
+// ----- Queue -----------------------------------------------------------------------
+
+/// A multi-producer multi-consumer queue of `T` across processes (Python's
+/// `multiprocessing.Queue`).
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let q = multiproc::Queue::<i32>::bounded(2)?;
+/// q.put(1)?;
+/// q.put(2)?;
+/// assert_eq!(q.qsize(), 2);
+/// assert!(q.try_put(3).unwrap_err().is_full()); // Python's queue.Full
+/// assert_eq!(q.get()?, 1);
+/// assert_eq!(q.get()?, 2);
+/// # Ok(()) }
+/// ```
+pub struct Queue<T> {
+    pub(super) inner: Arc<Inner>,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            inner: self.inner.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let raw = self.inner.raw();
+        f.debug_struct("Queue")
+            .field("qsize", &raw.len())
+            .field("maxsize", &raw.item_limit())
+            .field("capacity", &self.inner.cap)
+            .field("closed", &raw.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Queue`], [`SimpleQueue`] or [`JoinableQueue`] with an item
+/// limit, a ring size and an out-of-line budget.
+#[derive(Debug, Clone)]
+pub struct QueueBuilder {
+    maxsize: u32,
+    capacity: usize,
+    budget: u64,
+}
+
+impl Default for QueueBuilder {
+    fn default() -> Self {
+        QueueBuilder {
+            maxsize: 0,
+            capacity: DEFAULT_CAPACITY,
+            budget: DEFAULT_BUDGET,
+        }
+    }
+}
+
+impl QueueBuilder {
+    /// Limit the queue to `maxsize` items (0: unbounded, as in Python).
+    pub fn maxsize(mut self, maxsize: usize) -> Self {
+        self.maxsize = u32::try_from(maxsize).unwrap_or(u32::MAX);
+        self
+    }
+
+    /// Bytes of the ring (default 128 MiB; rounded up to a power of two
+    /// between 4 KiB and 2 GiB). Items larger than a quarter of it travel
+    /// out of line.
+    pub fn capacity(mut self, bytes: usize) -> Self {
+        self.capacity = bytes;
+        self
+    }
+
+    /// Bytes of out-of-line items that may be pending (default 128 MiB;
+    /// an empty queue takes one item of any size).
+    pub fn budget(mut self, bytes: u64) -> Self {
+        self.budget = bytes;
+        self
+    }
+
+    fn build_inner(&self, joinable: bool) -> io::Result<Arc<Inner>> {
+        let cap = self
+            .capacity
+            .clamp(MIN_CAPACITY as usize, MAX_CAPACITY as usize)
+            .next_power_of_two();
+        let (maxsize, budget) = (self.maxsize, self.budget);
+        let seg = Segment::anonymous("queue", LAYOUT, RING_AT + cap, |p| {
+            // SAFETY: the payload is zeroed, not yet shared, and has room
+            // for the state at RAW_AT (an address aligned to 128, see
+            // `Inner::raw`).
+            let q = unsafe { &*p.add(RAW_AT).cast::<RawQueue>() };
+            q.init(maxsize, budget, joinable);
+        })?;
+        let seg = Arc::into_inner(seg).ok_or_else(|| invalid("segment is shared already"))?;
+        let (side_tx, side_rx) = multiproc_sys::fd::socketpair_seqpacket()?;
+        Ok(Arc::new(Inner::new(seg, side_tx, side_rx)?))
+    }
+
+    /// A [`Queue`] of `T`.
+    pub fn build<T>(&self) -> io::Result<Queue<T>> {
+        Ok(Queue::from_inner(self.build_inner(false)?))
+    }
+
+    /// A [`SimpleQueue`] of `T`.
+    pub fn build_simple<T>(&self) -> io::Result<SimpleQueue<T>> {
+        Ok(SimpleQueue { q: self.build()? })
+    }
+
+    /// A [`JoinableQueue`] of `T`.
+    pub fn build_joinable<T>(&self) -> io::Result<JoinableQueue<T>> {
+        Ok(JoinableQueue {
+            q: Queue::from_inner(self.build_inner(true)?),
+        })
+    }
+}
+
+impl<T> Queue<T> {
+    pub(super) fn from_inner(inner: Arc<Inner>) -> Self {
+        Queue {
+            inner,
+            _t: PhantomData,
+        }
+    }
+
+    /// An unbounded queue (within the memory budget: see the module docs).
+    pub fn new() -> io::Result<Self> {
+        QueueBuilder::default().build()
+    }
+
+    /// A queue of at most `maxsize` items (Python's `Queue(maxsize)`).
+    pub fn bounded(maxsize: usize) -> io::Result<Self> {
+        QueueBuilder::default().maxsize(maxsize).build()
+    }
+
+    /// A builder for the item limit, ring size and budget.
+    pub fn builder() -> QueueBuilder {
+        QueueBuilder::default()
+    }
+
+    /// Items in the queue now (Python's `qsize()`; other processes may change
+    /// it at any moment).
+    pub fn qsize(&self) -> usize {
+        self.inner.raw().len() as usize
+    }
+
+    /// Whether the queue holds no item now (Python's `empty()`).
+    pub fn is_empty(&self) -> bool {
+        self.inner.raw().is_empty()
+    }
+
+    /// Whether the queue holds `maxsize` items now (Python's `full()`).
+    pub fn is_full(&self) -> bool {
+        self.inner.raw().is_full()
+    }
+
+    /// The item limit (0: unbounded).
+    pub fn maxsize(&self) -> usize {
+        self.inner.raw().item_limit() as usize
+    }
+
+    /// The ring's size in bytes.
+    pub fn capacity(&self) -> usize {
+        self.inner.cap as usize
+    }
+
+    #[doc(hidden)]
+    /// The shared state, for diagnostics.
+    pub fn debug_state(&self) -> String {
+        self.inner.raw().debug_state()
+    }
+
+    #[doc(hidden)]
+    /// Processes blocked now: (in a get, in a put). For tests.
+    pub fn sleepers(&self) -> (u32, u32) {
+        self.inner.raw().sleepers()
+    }
+
+    /// Close the queue for every process: later puts fail with `Closed`,
+    /// gets drain what is left and then fail with [`GetError::Closed`].
+    /// Wakes every waiter.
+    pub fn close(&self) {
+        self.inner.raw().close(&ENV);
+    }
+
+    /// Whether the queue was closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.raw().is_closed()
+    }
+
+    // ----- bytes ---------------------------------------------------------------
+
+    fn put_bytes_deadline(
+        &self,
+        bytes: &[u8],
+        deadline: Option<Instant>,
+        try_form: bool,
+    ) -> Result<(), PutError<()>> {
+        self.inner
+            .put(bytes, &[], deadline)
+            .map_err(|f| f.with((), try_form))
+    }
+
+    /// Put one message of raw bytes, blocking while the queue is full.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<(), PutError<()>> {
+        self.put_bytes_deadline(bytes, None, false)
+    }
+
+    /// [`put_bytes`](Self::put_bytes) if there is room now
+    /// ([`PutError::Full`] otherwise).
+    pub fn try_put_bytes(&self, bytes: &[u8]) -> Result<(), PutError<()>> {
+        self.put_bytes_deadline(bytes, now(), true)
+    }
+
+    /// [`put_bytes`](Self::put_bytes), waiting at most `timeout` for room.
+    pub fn put_bytes_timeout(&self, bytes: &[u8], timeout: Duration) -> Result<(), PutError<()>> {
+        self.put_bytes_deadline(bytes, deadline(timeout), false)
+    }
+
+    /// Put several byte messages, each its own item, taking the producers'
+    /// lock once per run that fits and committing each run with one store;
+    /// blocks for room as needed. Returns how many went in (all, unless an
+    /// error stopped it: then the count so far and the error).
+    pub fn put_many_bytes<'a, I>(&self, messages: I) -> Result<usize, (usize, PutError<()>)>
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        self.inner
+            .put_many(messages.into_iter(), None)
+            .map_err(|(n, f)| (n, f.with((), false)))
+    }
+
+    fn get_bytes_deadline(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Option<Instant>,
+        try_form: bool,
+    ) -> Result<(), GetError> {
+        // Handles the item carried are closed here.
+        self.inner.get_one(buf, deadline, try_form).map(drop)
+    }
+
+    /// Get one message into `buf` (replacing its contents), blocking while
+    /// the queue is empty: no allocation once `buf` has grown to size.
+    pub fn get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<(), GetError> {
+        self.get_bytes_deadline(buf, None, false)
+    }
+
+    /// [`get_bytes_into`](Self::get_bytes_into) if there is an item now
+    /// ([`GetError::Empty`] otherwise).
+    pub fn try_get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<(), GetError> {
+        self.get_bytes_deadline(buf, now(), true)
+    }
+
+    /// [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout`
+    /// ([`GetError::Timeout`] then).
+    pub fn get_bytes_into_timeout(
+        &self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<(), GetError> {
+        self.get_bytes_deadline(buf, deadline(timeout), false)
+    }
+
+    /// Get one message as raw bytes, blocking while the queue is empty. Any
+    /// handles the item carried are closed.
+    pub fn get_bytes(&self) -> Result<Vec<u8>, GetError> {
+        let mut v = Vec::new();
+        self.get_bytes_deadline(&mut v, None, false).map(|()| v)
+    }
+
+    /// [`get_bytes`](Self::get_bytes) if there is an item now
+    /// ([`GetError::Empty`] otherwise).
+    pub fn try_get_bytes(&self) -> Result<Vec<u8>, GetError> {
+        let mut v = Vec::new();
+        self.get_bytes_deadline(&mut v, now(), true).map(|()| v)
+    }
+
+    /// [`get_bytes`](Self::get_bytes), waiting at most `timeout`.
+    pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetError> {
+        let mut v = Vec::new();
+        self.get_bytes_deadline(&mut v, deadline(timeout), false)
+            .map(|()| v)
+    }
+
+    /// Get up to `max` messages at once into `batch` (replacing what it
+    /// held): waits (at most `timeout`, if given) for the first, then takes
+    /// what is there under the same lock hold. No allocation once the
+    /// batch has grown to size. A message that could not be received (a
+    /// hostile sender) is left out; if that was every message, its error is
+    /// returned.
+    pub fn get_many_bytes(
+        &self,
+        batch: &mut ByteBatch,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<usize, GetError> {
+        let b = &mut batch.batch;
+        self.inner.get(b, max, timeout.and_then(deadline), false)?;
+        match b.drop_failed() {
+            Some(e) if b.len() == 0 => Err(e),
+            _ => Ok(b.len()),
+        }
+    }
+}
+
+impl<T: Serialize> Queue<T> {
+    /// Encode `item` (in this thread's scratch buffer) and put it.
+    fn put_item(
+        &self,
+        item: T,
+        deadline: Option<Instant>,
+        try_form: bool,
+    ) -> Result<(), PutError<T>> {
+        let r = with_scratch(|buf| {
+            buf.clear();
+            let raw_fds = codec::encode(&item, buf).map_err(Fail::Encode)?;
+            let fds = borrow_fds(&raw_fds);
+            self.inner.put(buf, &fds, deadline)
+        });
+        r.map_err(|f| f.with(item, try_form))
+    }
+
+    /// Put an item, blocking while the queue is full.
+    pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+        self.put_item(item, None, false)
+    }
+
+    /// Put an item if there is room now ([`PutError::Full`] otherwise;
+    /// Python's `put_nowait`).
+    pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
+        self.put_item(item, now(), true)
+    }
+
+    /// Put an item, waiting at most `timeout` for room
+    /// ([`PutError::Timeout`] then).
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_item(item, deadline(timeout), false)
+    }
+
+    /// Put several items, taking the producers' lock once per run that fits
+    /// and committing each run with one store; blocks for room as needed.
+    /// Returns how many went in, or the count so far and the error (with the
+    /// item that failed).
+    pub fn put_many<I: IntoIterator<Item = T>>(
+        &self,
+        items: I,
+    ) -> Result<usize, (usize, PutError<T>)> {
+        let mut n = 0;
+        let mut buf = Vec::new();
+        let mut ends = Vec::new();
+        let mut held: Vec<T> = Vec::new();
+        let mut items = items.into_iter().peekable();
+        while items.peek().is_some() {
+            // Encode a run of plain items (no handles) into one buffer.
+            buf.clear();
+            ends.clear();
+            held.clear();
+            let mut special = None;
+            for item in items.by_ref() {
+                match codec::encode(&item, &mut buf) {
+                    Ok(fds) if fds.is_empty() => {
+                        ends.push(buf.len());
+                        held.push(item);
+                        if held.len() == 256 {
+                            break;
+                        }
+                    }
+                    Ok(_) => {
+                        // Holds handles: it goes on its own, after the run.
+                        let start = ends.last().copied().unwrap_or(0);
+                        buf.truncate(start);
+                        special = Some(item);
+                        break;
+                    }
+                    Err(e) => {
+                        // Put what came before it, then report it.
+                        let start = ends.last().copied().unwrap_or(0);
+                        buf.truncate(start);
+                        n += self
+                            .put_run(&buf, &ends, &mut held)
+                            .map_err(|(k, e)| (n + k, e))?;
+                        return Err((n, PutError::Encode(e, item)));
+                    }
+                }
+            }
+            n += self
+                .put_run(&buf, &ends, &mut held)
+                .map_err(|(k, e)| (n + k, e))?;
+            if let Some(item) = special {
+                self.put(item).map_err(|e| (n, e))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Put the encoded run `buf` (items ending at `ends`; `held` are the
+    /// items themselves, to hand back on error).
+    fn put_run(
+        &self,
+        buf: &[u8],
+        ends: &[usize],
+        held: &mut Vec<T>,
+    ) -> Result<usize, (usize, PutError<T>)> {
+        let mut start = 0;
+        let mut slices = ends.iter().map(|&end| {
+            let s = &buf[start..end];
+            start = end;
+            s
+        });
+        match self.inner.put_many(&mut slices, None) {
+            Ok(k) => Ok(k),
+            Err((k, f)) => {
+                let item = held
+                    .drain(k..)
+                    .next()
+                    .expect("the failed item is in the run");
+                Err((k, f.with(item, false)))
+            }
+        }
+    }
+}
+
+/// The raw descriptors from [`codec::encode`] as borrowed descriptors.
+pub(super) fn borrow_fds(raw: &[RawFd]) -> Vec<BorrowedFd<'_>> {
+    raw.iter()
+        // SAFETY: the descriptors belong to the item being put, which lives
+        // (borrowed by the caller) until the put returns.
+        .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
+        .collect()
+}
+
+impl<T: DeserializeOwned> Queue<T> {
+    fn get_item(&self, deadline: Option<Instant>, try_form: bool) -> Result<T, GetError> {
+        with_scratch(|buf| {
+            let fds = self.inner.get_one(buf, deadline, try_form)?;
+            Ok(codec::decode(buf, fds)?)
+        })
+    }
+
+    /// Get an item, blocking while the queue is empty.
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_item(None, false)
+    }
+
+    /// Get an item if there is one now ([`GetError::Empty`] otherwise;
+    /// Python's `get_nowait`).
+    pub fn try_get(&self) -> Result<T, GetError> {
+        self.get_item(now(), true)
+    }
+
+    /// Get an item, waiting at most `timeout` ([`GetError::Timeout`] then).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.get_item(deadline(timeout), false)
+    }
+
+    /// Get up to `max` items at once: waits (at most `timeout`, if given)
+    /// for the first, then takes what is there under the same lock hold.
+    /// An item that is not a valid `T` (or could not be received) is consumed
+    /// and left out; if that was every item, its error is returned.
+    pub fn get_many(&self, max: usize, timeout: Option<Duration>) -> Result<Vec<T>, GetError> {
+        let mut batch = Batch::default();
+        self.inner
+            .get(&mut batch, max, timeout.and_then(deadline), false)?;
+        let mut first_err = batch.drop_failed();
+        let mut out = Vec::with_capacity(batch.len());
+        for i in 0..batch.len() {
+            let fds = batch.take_fds(i);
+            match codec::decode(batch.bytes(i), fds) {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    first_err.get_or_insert(e.into());
+                }
+            }
+        }
+        match first_err {
+            Some(e) if out.is_empty() => Err(e),
+            _ => Ok(out),
+        }
+    }
+
+    /// Iterate over items until the queue is closed and drained (items that
+    /// do not decode are skipped).
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { q: self }
+    }
+}
+
+/// Blocking iterator over a queue's items; ends when the queue is closed and
+/// drained (or its state is corrupted). Items that do not decode as `T` are
+/// skipped.
+#[derive(Debug)]
+pub struct Iter<'a, T> {
+    q: &'a Queue<T>,
+}
+
+impl<T: DeserializeOwned> Iterator for Iter<'_, T> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        loop {
+            match self.q.get() {
+                Ok(v) => return Some(v),
+                Err(GetError::Decode(_) | GetError::Io(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl<'a, T: DeserializeOwned> IntoIterator for &'a Queue<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
+    }
+}
