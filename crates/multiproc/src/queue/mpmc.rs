@@ -7,8 +7,8 @@ use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use multiproc_shm::queue::{MAX_CAPACITY, MIN_CAPACITY};
 use multiproc_shm::RawQueue;
+use multiproc_shm::queue::{MAX_CAPACITY, MIN_CAPACITY};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 

@@ -1,0 +1,290 @@
+//! The child's side of a spawn: the bootstrap message, running the target,
+//! reporting its result or panic, and [`init`].
+
+use std::fmt;
+use std::io::{self, Write as _};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::connection::codec::{self};
+use crate::connection::{Connection, SendError};
+
+/// The argument that marks a spawned child's command line.
+pub(super) const SPAWN_FLAG: &str = "--multiproc-spawn";
+/// Version of the bootstrap message.
+pub(super) const BOOTSTRAP_VERSION: u32 = 1;
+
+pub(super) static INIT_CALLED: AtomicBool = AtomicBool::new(false);
+pub(super) static PROCESS_COUNTER: AtomicU32 = AtomicU32::new(0);
+pub(super) static CURRENT_NAME: OnceLock<String> = OnceLock::new();
+
+/// A panic in a child's target, as the parent learns it from
+/// [`ProcessError::Failed`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildPanic {
+    /// The panic message (`"Box<dyn Any>"` when the payload was not text).
+    pub message: String,
+    /// `file:line:column` of the panic, when the child's panic hook saw it.
+    pub location: Option<String>,
+}
+
+impl fmt::Display for ChildPanic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.location {
+            Some(at) => write!(f, "panicked at {at}: {}", self.message),
+            None => write!(f, "panicked: {}", self.message),
+        }
+    }
+}
+
+/// The first byte of a message on the result channel.
+pub(super) const RESULT_TAG: u8 = 0;
+/// The first byte of a panic report on the result channel.
+pub(super) const PANIC_TAG: u8 = 1;
+
+/// The location and message of the last panic in this process, recorded by
+/// the hook [`record_panics`] installs (a child's target runs under it).
+pub(super) static LAST_PANIC: std::sync::Mutex<Option<ChildPanic>> = std::sync::Mutex::new(None);
+
+pub(super) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+/// In a child: record where each panic happened (and still print it as the
+/// previous hook does).
+pub(super) fn record_panics() {
+    let previous = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        let report = ChildPanic {
+            message: panic_message(info.payload()),
+            location: info.location().map(|l| l.to_string()),
+        };
+        *LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()) = Some(report);
+        previous(info);
+    }));
+}
+
+/// In a child whose target panicked with `payload`: tell the parent.
+pub(super) fn send_panic(chan: &mut Connection<()>, payload: &(dyn std::any::Any + Send)) {
+    let message = panic_message(payload);
+    let recorded = LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let location = recorded
+        .filter(|r| r.message == message)
+        .and_then(|r| r.location);
+    let mut body = vec![PANIC_TAG];
+    if postcard::to_io(&ChildPanic { message, location }, &mut body).is_ok() {
+        let _ = chan.send_raw(&body, &[]);
+    }
+}
+
+/// What the parent sends a spawned child.
+#[derive(Serialize, Deserialize)]
+pub(super) struct SpawnRequest {
+    pub(super) version: u32,
+    /// Offset of `check_anchor` from `anchor`: equal in parent and child
+    /// exactly when they are the same binary.
+    pub(super) check: u64,
+    pub(super) trampoline: u64,
+    pub(super) target: u64,
+    pub(super) name: String,
+    pub(super) daemon: bool,
+    pub(super) parent: u32,
+    #[serde(with = "serde_bytes")]
+    pub(super) arg: Vec<u8>,
+}
+
+pub(super) type Trampoline =
+    fn(usize, &[u8], Vec<OwnedFd>, &mut Connection<()>) -> Result<(), String>;
+
+#[inline(never)]
+pub(super) fn anchor() {}
+
+#[inline(never)]
+pub(super) fn check_anchor() {}
+
+pub(super) fn offset_of(addr: usize) -> u64 {
+    addr.wrapping_sub(anchor as fn() as usize) as u64
+}
+
+pub(super) fn address_of(offset: u64) -> usize {
+    (anchor as fn() as usize).wrapping_add(offset as usize)
+}
+
+/// Decode the argument, call the target, send the result back.
+pub(super) fn trampoline<A: DeserializeOwned, R: Serialize>(
+    target: usize,
+    arg: &[u8],
+    fds: Vec<OwnedFd>,
+    chan: &mut Connection<()>,
+) -> Result<(), String> {
+    // SAFETY: `target` is the address of a `fn(A) -> R` in this binary: the
+    // parent computed its offset from the same `fn(A) -> R` value that chose
+    // this monomorphized trampoline, and `check` proved parent and child are
+    // the same binary. Function pointers and `usize` have the same size.
+    let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
+    let arg: A = codec::decode(arg, fds).map_err(|e| format!("cannot decode argument: {e}"))?;
+    let result = f(arg);
+    send_result(chan, &result)
+}
+
+pub(super) fn send_result<R: Serialize>(
+    chan: &mut Connection<()>,
+    result: &R,
+) -> Result<(), String> {
+    let mut body = vec![RESULT_TAG];
+    let fds = codec::encode(result, &mut body).map_err(|e| format!("cannot send result: {e}"))?;
+    match chan.send_raw(&body, &fds) {
+        Ok(()) | Err(SendError::Disconnected) => Ok(()),
+        Err(e) => Err(format!("cannot send result: {e}")),
+    }
+}
+
+/// Make a spawned child run its target and exit. Call it first in `main`:
+///
+/// ```no_run
+/// fn main() {
+///     multiproc::init();
+///     // ... the parent's program ...
+/// }
+/// ```
+///
+/// In the parent it returns at once. In a child started by
+/// [`StartMethod::Spawn`] it never returns: it runs the target, sends its
+/// result, and exits.
+pub fn init() {
+    INIT_CALLED.store(true, Ordering::Relaxed);
+    let mut args = std::env::args_os().skip(1);
+    if args.next().as_deref() != Some(std::ffi::OsStr::new(SPAWN_FLAG)) {
+        return;
+    }
+    let fd: Option<RawFd> = args.next().and_then(|s| s.to_str()?.parse().ok());
+    let Some(fd) = fd else {
+        eprintln!("multiproc: malformed spawn command line");
+        multiproc_sys::process::exit_now(70);
+    };
+    run_spawned_child(fd)
+}
+
+/// Install [`init`] as a constructor that runs before `main`, for test
+/// binaries (whose `main` belongs to the test harness). Put it once at the top
+/// level of each integration test file that spawns processes.
+#[macro_export]
+macro_rules! enable_test_support {
+    () => {
+        #[used]
+        #[unsafe(link_section = ".init_array")]
+        static __MULTIPROC_INIT: extern "C" fn() = {
+            extern "C" fn __multiproc_init() {
+                // A panic must not unwind out of a constructor.
+                if ::std::panic::catch_unwind($crate::init).is_err() {
+                    ::std::process::abort();
+                }
+            }
+            __multiproc_init
+        };
+    };
+}
+
+/// The name of the current process: `"MainProcess"`, or the name given to
+/// this child by its parent (Python's `current_process().name`).
+pub fn current_process_name() -> &'static str {
+    CURRENT_NAME.get().map_or("MainProcess", String::as_str)
+}
+
+pub(super) fn flush_std() {
+    let _ = io::stdout().flush();
+    let _ = io::stderr().flush();
+}
+
+/// Kill this process when `parent` exits (daemon children).
+pub(super) fn watch_parent(parent: u32) {
+    let Ok(pidfd) = multiproc_sys::process::pidfd_open(parent) else {
+        multiproc_sys::process::kill_self();
+    };
+    // The parent may have died before pidfd_open: then we were reparented
+    // and the pidfd names an unrelated process (or none).
+    if multiproc_sys::process::parent_pid() != parent {
+        multiproc_sys::process::kill_self();
+    }
+    let spawned = std::thread::Builder::new()
+        .name("multiproc-daemon-watch".into())
+        .spawn(move || {
+            let _ = multiproc_sys::poll::wait_readable(pidfd.as_fd(), None);
+            multiproc_sys::process::kill_self();
+        });
+    if spawned.is_err() {
+        multiproc_sys::process::kill_self();
+    }
+}
+
+pub(super) fn run_spawned_child(fd: RawFd) -> ! {
+    multiproc_sys::process::ignore_sigpipe();
+    // SAFETY: the parent put a descriptor at this number for us and nothing
+    // else in this freshly exec'd process knows or owns it; `fstat` below
+    // confirms it is open before it is used.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut chan = match Connection::<()>::from_fd(owned, true, true) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("multiproc: bad bootstrap descriptor: {e}");
+            multiproc_sys::process::exit_now(70);
+        }
+    };
+    let _ = multiproc_sys::fd::set_cloexec(&chan, true);
+    let (bytes, fds) = match chan.recv_raw(None) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("multiproc: cannot read bootstrap message: {e}");
+            multiproc_sys::process::exit_now(70);
+        }
+    };
+    let req: SpawnRequest = match postcard::from_bytes(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("multiproc: malformed bootstrap message: {e}");
+            multiproc_sys::process::exit_now(70);
+        }
+    };
+    if req.version != BOOTSTRAP_VERSION || req.check != offset_of(check_anchor as fn() as usize) {
+        eprintln!("multiproc: parent and child are different builds; refusing to run");
+        multiproc_sys::process::exit_now(70);
+    }
+    let _ = CURRENT_NAME.set(req.name);
+    if req.daemon {
+        watch_parent(req.parent);
+    }
+    // SAFETY: `trampoline` is the offset of a `trampoline::<A, R>` instance
+    // in this binary (same build, checked above); `Trampoline` is its type.
+    let tramp: Trampoline =
+        unsafe { std::mem::transmute::<usize, Trampoline>(address_of(req.trampoline)) };
+    let target = address_of(req.target);
+    record_panics();
+    let code =
+        match panic::catch_unwind(AssertUnwindSafe(|| tramp(target, &req.arg, fds, &mut chan))) {
+            Ok(Ok(())) => 0,
+            Ok(Err(msg)) => {
+                eprintln!("multiproc: {msg}");
+                1
+            }
+            // The panic hook already printed the message; the parent gets
+            // it too.
+            Err(payload) => {
+                send_panic(&mut chan, &*payload);
+                1
+            }
+        };
+    drop(chan);
+    flush_std();
+    std::process::exit(code)
+}
