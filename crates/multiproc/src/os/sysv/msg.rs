@@ -1,0 +1,463 @@
+//! System V message queues: `msgget`, `msgsnd`, `msgrcv`, with typed selection.
+
+use std::io;
+use std::time::Duration;
+
+use multiproc_sys::sysv::{self as sys, errno};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::connection::codec::{self, DecodeError, EncodeError};
+use crate::names::registry::{Kind, Registry};
+
+use super::{Backoff, Builder, How, Key, OpenError, Wait, forget, is_gone};
+
+// ----- message queues --------------------------------------------------------
+
+/// Which message [`MessageQueue::receive`] takes (`msgrcv`'s type
+/// argument, as in the seeds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Selector {
+    /// Type 0: the first message in the queue.
+    Any,
+    /// Type > 0: the first message of exactly this type.
+    Type(i64),
+    /// Type < 0 (given here as the positive bound): the first message of the
+    /// lowest type that is ≤ the bound — a priority queue with low types
+    /// first.
+    AtMost(i64),
+    /// `MSG_EXCEPT`: the first message whose type is not this one.
+    Except(i64),
+}
+
+impl Selector {
+    /// The seeds' rule on a raw type: 0 → [`Any`](Self::Any), > 0 →
+    /// [`Type`](Self::Type), < 0 → [`AtMost`](Self::AtMost) of its absolute
+    /// value.
+    pub fn from_raw(msgtyp: i64) -> Selector {
+        match msgtyp {
+            0 => Selector::Any,
+            t if t > 0 => Selector::Type(t),
+            t => Selector::AtMost(t.checked_neg().unwrap_or(i64::MAX)),
+        }
+    }
+
+    fn raw(self) -> Result<(i64, i32), ReceiveError> {
+        let bad = |t| Err(ReceiveError::InvalidSelector(t));
+        match self {
+            Selector::Any => Ok((0, 0)),
+            Selector::Type(t) if t > 0 => Ok((t, 0)),
+            Selector::AtMost(t) if t > 0 => Ok((-t, 0)),
+            Selector::Except(t) if t > 0 => Ok((t, sys::MSG_EXCEPT)),
+            Selector::Type(t) | Selector::AtMost(t) | Selector::Except(t) => bad(t),
+        }
+    }
+}
+
+impl From<i64> for Selector {
+    fn from(msgtyp: i64) -> Self {
+        Selector::from_raw(msgtyp)
+    }
+}
+
+/// A message could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// Message types must be > 0.
+    #[error("message type {0} is invalid: it must be > 0")]
+    InvalidType(i64),
+    /// The message is longer than the system's limit (`msgmax`).
+    #[error("a message of {len} bytes is over the limit of {max} bytes")]
+    TooLarge {
+        /// The message's length.
+        len: usize,
+        /// The limit (`/proc/sys/kernel/msgmax`).
+        max: usize,
+    },
+    /// No-wait send (`IPC_NOWAIT`) and the queue is full.
+    #[error("the message queue is full")]
+    Full,
+    /// The queue stayed full until the timeout.
+    #[error("timed out: the message queue stayed full")]
+    Timeout,
+    /// The queue was removed (before or during the call).
+    #[error("the message queue was removed")]
+    Removed,
+    /// The value could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The value holds handles (file descriptors), which a System V message
+    /// cannot carry.
+    #[error("a System V message cannot carry handles ({0} in this value)")]
+    Handles(usize),
+    /// Any other OS error.
+    #[error(transparent)]
+    Io(io::Error),
+}
+
+/// A message could not be received.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReceiveError {
+    /// A selector with a type ≤ 0 where one > 0 is meant.
+    #[error("selector type {0} is invalid: it must be > 0")]
+    InvalidSelector(i64),
+    /// No-wait receive (`IPC_NOWAIT`) and no message matches.
+    #[error("no matching message in the queue")]
+    Empty,
+    /// No message matched until the timeout.
+    #[error("timed out waiting for a message")]
+    Timeout,
+    /// The first matching message is longer than the buffer, and truncation
+    /// was not asked for (`E2BIG`). The message stays in the queue.
+    #[error("the message is longer than the {max}-byte buffer")]
+    TooLarge {
+        /// The buffer's size.
+        max: usize,
+    },
+    /// The queue was removed (before or during the call: `EIDRM`).
+    #[error("the message queue was removed")]
+    Removed,
+    /// The message is not a valid encoding of the expected type.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// Any other OS error.
+    #[error(transparent)]
+    Io(io::Error),
+}
+
+/// A received message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Its type (> 0).
+    pub mtype: i64,
+    /// Its bytes.
+    pub data: Vec<u8>,
+}
+
+/// What `msgctl(IPC_STAT)` says about a queue.
+pub type QueueStats = sys::MsgStat;
+
+/// A System V message queue.
+///
+/// Messages are byte strings with a type > 0; receivers select by type
+/// ([`Selector`]). The handle is the queue's id: it serializes as the id
+/// (pass it to children), and dropping it leaves the queue in place until
+/// [`remove`](Self::remove).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MessageQueue {
+    id: i32,
+    #[serde(skip)]
+    registry: Option<Registry>,
+}
+
+impl Builder<MessageQueue> {
+    fn get(self, how: How) -> Result<MessageQueue, OpenError> {
+        let key = self.key.0;
+        let id = self.obtain(how, Kind::SysvMsg, |flags| sys::msgget(key, flags))?;
+        Ok(MessageQueue {
+            id,
+            registry: self.registry,
+        })
+    }
+
+    /// Create a new queue (`IPC_CREAT | IPC_EXCL`); a taken key is
+    /// [`OpenError::AlreadyExists`].
+    pub fn create(self) -> Result<MessageQueue, OpenError> {
+        self.get(How::Create)
+    }
+
+    /// Open an existing queue; none is [`OpenError::NotFound`].
+    pub fn open(self) -> Result<MessageQueue, OpenError> {
+        self.get(How::Open)
+    }
+
+    /// Open the queue with this key, creating it if there is none.
+    pub fn create_or_open(self) -> Result<MessageQueue, OpenError> {
+        self.get(How::CreateOrOpen)
+    }
+}
+
+impl MessageQueue {
+    /// Options for the queue named by `key`.
+    pub fn builder(key: Key) -> Builder<MessageQueue> {
+        Builder::new(key)
+    }
+
+    /// Create a new queue, mode 0600 (`IPC_CREAT | IPC_EXCL`).
+    pub fn create(key: Key) -> Result<Self, OpenError> {
+        Self::builder(key).create()
+    }
+
+    /// A new private queue (`IPC_PRIVATE`).
+    pub fn private() -> Result<Self, OpenError> {
+        Self::create(Key::PRIVATE)
+    }
+
+    /// Open the existing queue named by `key`.
+    pub fn open(key: Key) -> Result<Self, OpenError> {
+        Self::builder(key).open()
+    }
+
+    /// Open the queue named by `key`, creating it (mode 0600) if missing.
+    pub fn create_or_open(key: Key) -> Result<Self, OpenError> {
+        Self::builder(key).create_or_open()
+    }
+
+    /// The handle of the queue with this id (for ids learned elsewhere, as
+    /// `multiproc ls` prints them). Nothing is checked until it is used.
+    pub fn from_id(id: i32) -> Self {
+        MessageQueue { id, registry: None }
+    }
+
+    /// The kernel's id of the queue.
+    pub fn id(&self) -> i32 {
+        self.id
+    }
+
+    /// The largest message this system accepts (`msgmax`).
+    pub fn max_message_size() -> usize {
+        sys::msgmax()
+    }
+
+    fn send_raw(&self, mtype: i64, data: &[u8], wait: Wait) -> Result<(), SendError> {
+        if mtype <= 0 {
+            return Err(SendError::InvalidType(mtype));
+        }
+        let flags = match wait {
+            Wait::Block => 0,
+            Wait::Never | Wait::Until(_) => sys::IPC_NOWAIT,
+        };
+        let mut backoff = Backoff::new();
+        loop {
+            let e = match sys::msgsnd(self.id, mtype, data, flags) {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            match e.raw_os_error() {
+                Some(errno::EINTR) => continue,
+                Some(errno::EAGAIN) => match wait {
+                    Wait::Until(deadline) if backoff.sleep(deadline) => continue,
+                    Wait::Until(_) => return Err(SendError::Timeout),
+                    _ => return Err(SendError::Full),
+                },
+                Some(errno::EIDRM) => return Err(SendError::Removed),
+                Some(errno::EINVAL) => {
+                    // A removed id, or a message over msgmax.
+                    return Err(match sys::msg_stat(self.id) {
+                        Err(e) if is_gone(&e) => SendError::Removed,
+                        _ => SendError::TooLarge {
+                            len: data.len(),
+                            max: sys::msgmax(),
+                        },
+                    });
+                }
+                _ => return Err(SendError::Io(e)),
+            }
+        }
+    }
+
+    /// Send `data` as a message of type `mtype` (> 0), waiting while the
+    /// queue is full.
+    pub fn send(&self, mtype: i64, data: &[u8]) -> Result<(), SendError> {
+        self.send_raw(mtype, data, Wait::Block)
+    }
+
+    /// Send without waiting (`IPC_NOWAIT`): [`SendError::Full`] if the queue
+    /// is full.
+    pub fn try_send(&self, mtype: i64, data: &[u8]) -> Result<(), SendError> {
+        self.send_raw(mtype, data, Wait::Never)
+    }
+
+    /// Send, waiting at most `timeout` while the queue is full (polling: see
+    /// the module docs); [`SendError::Timeout`] then.
+    pub fn send_timeout(
+        &self,
+        mtype: i64,
+        data: &[u8],
+        timeout: Duration,
+    ) -> Result<(), SendError> {
+        self.send_raw(mtype, data, Wait::timeout(timeout))
+    }
+
+    fn receive_raw(
+        &self,
+        selector: Selector,
+        buf: &mut [u8],
+        truncate: bool,
+        wait: Wait,
+    ) -> Result<(i64, usize), ReceiveError> {
+        let (msgtyp, mut flags) = selector.raw()?;
+        if truncate {
+            flags |= sys::MSG_NOERROR;
+        }
+        if !matches!(wait, Wait::Block) {
+            flags |= sys::IPC_NOWAIT;
+        }
+        let mut backoff = Backoff::new();
+        loop {
+            let e = match sys::msgrcv(self.id, buf, msgtyp, flags) {
+                Ok(got) => return Ok(got),
+                Err(e) => e,
+            };
+            match e.raw_os_error() {
+                Some(errno::EINTR) => continue,
+                Some(errno::ENOMSG) | Some(errno::EAGAIN) => match wait {
+                    Wait::Until(deadline) if backoff.sleep(deadline) => continue,
+                    Wait::Until(_) => return Err(ReceiveError::Timeout),
+                    _ => return Err(ReceiveError::Empty),
+                },
+                Some(errno::E2BIG) => return Err(ReceiveError::TooLarge { max: buf.len() }),
+                Some(errno::EIDRM) | Some(errno::EINVAL) => return Err(ReceiveError::Removed),
+                _ => return Err(ReceiveError::Io(e)),
+            }
+        }
+    }
+
+    fn receive_vec(&self, selector: Selector, wait: Wait) -> Result<Message, ReceiveError> {
+        let mut data = vec![0; sys::msgmax()];
+        let (mtype, n) = self.receive_raw(selector, &mut data, false, wait)?;
+        data.truncate(n);
+        Ok(Message { mtype, data })
+    }
+
+    /// Receive the first message `selector` picks, waiting until there is
+    /// one.
+    pub fn receive(&self, selector: impl Into<Selector>) -> Result<Message, ReceiveError> {
+        self.receive_vec(selector.into(), Wait::Block)
+    }
+
+    /// Receive without waiting (`IPC_NOWAIT`): [`ReceiveError::Empty`] when
+    /// no message matches.
+    pub fn try_receive(&self, selector: impl Into<Selector>) -> Result<Message, ReceiveError> {
+        self.receive_vec(selector.into(), Wait::Never)
+    }
+
+    /// Receive, waiting at most `timeout` (polling: see the module docs).
+    pub fn receive_timeout(
+        &self,
+        selector: impl Into<Selector>,
+        timeout: Duration,
+    ) -> Result<Message, ReceiveError> {
+        self.receive_vec(selector.into(), Wait::timeout(timeout))
+    }
+
+    /// Receive into `buf`, waiting: the message's type and length. A longer
+    /// message is [`ReceiveError::TooLarge`] (and stays queued) unless
+    /// `truncate` (`MSG_NOERROR`): then its first `buf.len()` bytes are kept
+    /// and the rest is lost.
+    pub fn receive_into(
+        &self,
+        selector: impl Into<Selector>,
+        buf: &mut [u8],
+        truncate: bool,
+    ) -> Result<(i64, usize), ReceiveError> {
+        self.receive_raw(selector.into(), buf, truncate, Wait::Block)
+    }
+
+    /// [`receive_into`](Self::receive_into) without waiting.
+    pub fn try_receive_into(
+        &self,
+        selector: impl Into<Selector>,
+        buf: &mut [u8],
+        truncate: bool,
+    ) -> Result<(i64, usize), ReceiveError> {
+        self.receive_raw(selector.into(), buf, truncate, Wait::Never)
+    }
+
+    /// [`receive_into`](Self::receive_into), waiting at most `timeout`.
+    pub fn receive_into_timeout(
+        &self,
+        selector: impl Into<Selector>,
+        buf: &mut [u8],
+        truncate: bool,
+        timeout: Duration,
+    ) -> Result<(i64, usize), ReceiveError> {
+        self.receive_raw(selector.into(), buf, truncate, Wait::timeout(timeout))
+    }
+
+    fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, SendError> {
+        let mut bytes = Vec::new();
+        let fds = codec::encode(value, &mut bytes)?;
+        if !fds.is_empty() {
+            return Err(SendError::Handles(fds.len()));
+        }
+        Ok(bytes)
+    }
+
+    /// Send a serde value (postcard, as [`Connection`](crate::Connection)
+    /// does). Values holding handles are refused ([`SendError::Handles`]).
+    pub fn send_value<T: Serialize + ?Sized>(
+        &self,
+        mtype: i64,
+        value: &T,
+    ) -> Result<(), SendError> {
+        self.send(mtype, &Self::encode(value)?)
+    }
+
+    /// [`send_value`](Self::send_value) without waiting.
+    pub fn try_send_value<T: Serialize + ?Sized>(
+        &self,
+        mtype: i64,
+        value: &T,
+    ) -> Result<(), SendError> {
+        self.try_send(mtype, &Self::encode(value)?)
+    }
+
+    /// [`send_value`](Self::send_value), waiting at most `timeout`.
+    pub fn send_value_timeout<T: Serialize + ?Sized>(
+        &self,
+        mtype: i64,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<(), SendError> {
+        self.send_timeout(mtype, &Self::encode(value)?, timeout)
+    }
+
+    fn decode<T: DeserializeOwned>(m: Message) -> Result<(i64, T), ReceiveError> {
+        Ok((m.mtype, codec::decode(&m.data, Vec::new())?))
+    }
+
+    /// Receive a serde value sent by [`send_value`](Self::send_value): its
+    /// type and the value.
+    pub fn receive_value<T: DeserializeOwned>(
+        &self,
+        selector: impl Into<Selector>,
+    ) -> Result<(i64, T), ReceiveError> {
+        Self::decode(self.receive(selector)?)
+    }
+
+    /// [`receive_value`](Self::receive_value) without waiting.
+    pub fn try_receive_value<T: DeserializeOwned>(
+        &self,
+        selector: impl Into<Selector>,
+    ) -> Result<(i64, T), ReceiveError> {
+        Self::decode(self.try_receive(selector)?)
+    }
+
+    /// [`receive_value`](Self::receive_value), waiting at most `timeout`.
+    pub fn receive_value_timeout<T: DeserializeOwned>(
+        &self,
+        selector: impl Into<Selector>,
+        timeout: Duration,
+    ) -> Result<(i64, T), ReceiveError> {
+        Self::decode(self.receive_timeout(selector, timeout)?)
+    }
+
+    /// `msgctl(IPC_STAT)`: messages and bytes queued, the byte limit, the
+    /// last sender's and receiver's pids, owner and mode. A removed queue is
+    /// an error (`EINVAL`/`EIDRM`).
+    pub fn stats(&self) -> io::Result<QueueStats> {
+        sys::msg_stat(self.id)
+    }
+
+    /// Remove the queue (`IPC_RMID`): its messages are lost, and every
+    /// process blocked on it gets [`ReceiveError::Removed`] /
+    /// [`SendError::Removed`]. Its registry record is forgotten.
+    pub fn remove(&self) -> io::Result<()> {
+        sys::msg_remove(self.id)?;
+        forget(&self.registry, Kind::SysvMsg, self.id);
+        Ok(())
+    }
+}

@@ -1,0 +1,256 @@
+//! System V shared memory: `shmget`, `shmat`, `shmdt`, with bounds-checked access.
+
+use std::fmt;
+use std::io;
+
+use multiproc_sys::sysv::{self as sys};
+use serde::{Deserialize, Serialize};
+
+use crate::names::registry::{Kind, Registry};
+use crate::shared::shared_memory::{OutOfRange, copy_in, copy_out};
+
+use super::{Builder, How, Key, OpenError, forget, is_gone};
+
+// ----- shared memory ---------------------------------------------------------
+
+/// A shared-memory operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShmError {
+    /// A write through a read-only attachment.
+    #[error("the attachment is read-only")]
+    ReadOnly,
+    /// An access outside the segment.
+    #[error(transparent)]
+    OutOfRange(#[from] OutOfRange),
+    /// The segment was removed and has no attachments left (its id is
+    /// gone).
+    #[error("the shared-memory segment was removed")]
+    Removed,
+    /// Any other OS error.
+    #[error(transparent)]
+    Io(io::Error),
+}
+
+impl From<io::Error> for ShmError {
+    fn from(e: io::Error) -> Self {
+        if is_gone(&e) {
+            ShmError::Removed
+        } else {
+            ShmError::Io(e)
+        }
+    }
+}
+
+/// What `shmctl(IPC_STAT)` says about a segment.
+pub type SegmentStats = sys::ShmStat;
+
+/// A System V shared-memory segment (`shmget`).
+///
+/// Its bytes are reached through an [`Attachment`] ([`attach`](Self::attach)
+/// / [`attach_read_only`](Self::attach_read_only)). The handle is the
+/// segment's id: it serializes as the id, and dropping it leaves the
+/// segment in place until [`remove`](Self::remove) — after which it lives
+/// until its last attachment, in any process, is detached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SharedMemory {
+    id: i32,
+    #[serde(skip)]
+    registry: Option<Registry>,
+}
+
+impl Builder<SharedMemory> {
+    fn get(self, how: How, size: usize) -> Result<SharedMemory, OpenError> {
+        let key = self.key.0;
+        let id = self.obtain(how, Kind::SysvShm, |flags| sys::shmget(key, size, flags))?;
+        Ok(SharedMemory {
+            id,
+            registry: self.registry,
+        })
+    }
+
+    /// Create a new zero-filled segment of `size` bytes (`IPC_CREAT |
+    /// IPC_EXCL`).
+    pub fn create(self, size: usize) -> Result<SharedMemory, OpenError> {
+        self.get(How::Create, size)
+    }
+
+    /// Open an existing segment.
+    pub fn open(self) -> Result<SharedMemory, OpenError> {
+        self.get(How::Open, 0)
+    }
+
+    /// Open the segment with this key, creating one of `size` bytes if there
+    /// is none (an existing one smaller than `size` is
+    /// [`OpenError::InvalidArgument`]).
+    pub fn create_or_open(self, size: usize) -> Result<SharedMemory, OpenError> {
+        self.get(How::CreateOrOpen, size)
+    }
+}
+
+impl SharedMemory {
+    /// Options for the segment named by `key`.
+    pub fn builder(key: Key) -> Builder<SharedMemory> {
+        Builder::new(key)
+    }
+
+    /// Create a new zero-filled segment of `size` bytes, mode 0600.
+    pub fn create(key: Key, size: usize) -> Result<Self, OpenError> {
+        Self::builder(key).create(size)
+    }
+
+    /// A new private segment (`IPC_PRIVATE`).
+    pub fn private(size: usize) -> Result<Self, OpenError> {
+        Self::create(Key::PRIVATE, size)
+    }
+
+    /// Open the existing segment named by `key`.
+    pub fn open(key: Key) -> Result<Self, OpenError> {
+        Self::builder(key).open()
+    }
+
+    /// Open the segment named by `key`, creating one of `size` if missing.
+    pub fn create_or_open(key: Key, size: usize) -> Result<Self, OpenError> {
+        Self::builder(key).create_or_open(size)
+    }
+
+    /// The kernel's id of the segment.
+    pub fn id(&self) -> i32 {
+        self.id
+    }
+
+    /// `shmctl(IPC_STAT)`: size, attachments, creator, whether removed.
+    pub fn stats(&self) -> Result<SegmentStats, ShmError> {
+        Ok(sys::shm_stat(self.id)?)
+    }
+
+    /// The segment's size in bytes.
+    pub fn size(&self) -> Result<u64, ShmError> {
+        Ok(self.stats()?.size)
+    }
+
+    /// Attachments in every process (`shm_nattch`).
+    pub fn attach_count(&self) -> Result<u64, ShmError> {
+        Ok(self.stats()?.attached)
+    }
+
+    fn attach_raw(&self, read_only: bool) -> Result<Attachment, ShmError> {
+        let size = self.size()?;
+        let len = usize::try_from(size)
+            .map_err(|_| ShmError::Io(io::Error::other("segment larger than the address space")))?;
+        let ptr = sys::shmat(self.id, read_only)?;
+        Ok(Attachment {
+            ptr,
+            len,
+            read_only,
+            id: self.id,
+        })
+    }
+
+    /// Attach the segment readable and writable (`shmat`).
+    pub fn attach(&self) -> Result<Attachment, ShmError> {
+        self.attach_raw(false)
+    }
+
+    /// Attach the segment read-only (`SHM_RDONLY`): writes through it are
+    /// refused with [`ShmError::ReadOnly`].
+    pub fn attach_read_only(&self) -> Result<Attachment, ShmError> {
+        self.attach_raw(true)
+    }
+
+    /// Remove the segment (`IPC_RMID`): no new attachments, and the memory
+    /// is freed when the last attachment is detached. Its registry record
+    /// is forgotten.
+    pub fn remove(&self) -> Result<(), ShmError> {
+        sys::shm_remove(self.id)?;
+        forget(&self.registry, Kind::SysvShm, self.id);
+        Ok(())
+    }
+}
+
+/// A segment attached to this process (`shmat`), detached (`shmdt`) on
+/// drop.
+///
+/// Other processes may write the bytes at any time, so access is by copy
+/// ([`read`](Self::read), [`write`](Self::write)) or through the raw
+/// pointer ([`as_ptr`](Self::as_ptr)); no `&[u8]` over them is handed out.
+pub struct Attachment {
+    ptr: *mut u8,
+    len: usize,
+    read_only: bool,
+    id: i32,
+}
+
+// SAFETY: the pointer is an attachment that lives until drop; every access
+// through it is a copy or an `unsafe` raw-pointer use whose caller
+// synchronizes, from any thread.
+unsafe impl Send for Attachment {}
+// SAFETY: as above: `&Attachment` only copies through the pointer.
+unsafe impl Sync for Attachment {}
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attachment")
+            .field("id", &self.id)
+            .field("len", &self.len)
+            .field("read_only", &self.read_only)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Attachment {
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the segment is empty (never: the kernel refuses size 0).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether writes are refused.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Copy `out.len()` bytes from `offset` into `out`.
+    pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), ShmError> {
+        // SAFETY: `ptr..ptr + len` is the attachment, which lives until
+        // `self` drops; no Rust reference covers it.
+        Ok(unsafe { copy_out(self.ptr, self.len, offset, out) }?)
+    }
+
+    /// `len` bytes from `offset`, copied out.
+    pub fn read_vec(&self, offset: usize, len: usize) -> Result<Vec<u8>, ShmError> {
+        OutOfRange::check(offset, len, self.len)?;
+        let mut v = vec![0; len];
+        self.read(offset, &mut v)?;
+        Ok(v)
+    }
+
+    /// Copy `src` into the segment at `offset`; [`ShmError::ReadOnly`] on a
+    /// read-only attachment.
+    pub fn write(&self, offset: usize, src: &[u8]) -> Result<(), ShmError> {
+        if self.read_only {
+            return Err(ShmError::ReadOnly);
+        }
+        // SAFETY: as in `read`; the attachment is writable (not SHM_RDONLY).
+        Ok(unsafe { copy_in(self.ptr, self.len, offset, src) }?)
+    }
+
+    /// The first byte, for code that synchronizes on its own.
+    /// Dereferencing it is `unsafe`: other processes may write these bytes
+    /// at any time, and writing through a read-only attachment faults.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        // SAFETY: `ptr` came from `shmat` and is detached only here; the
+        // borrow rules end every use of it through `self` before drop.
+        let _ = unsafe { sys::shmdt(self.ptr) };
+    }
+}
