@@ -2,17 +2,8 @@
 
 use std::fmt;
 use std::io;
-use std::marker::PhantomData;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
-use std::time::Duration;
 
-use multiproc_sys::mq::{self as sys, Wait};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-use crate::connection::codec::{self, DecodeError, EncodeError, Fd};
-use crate::names::registry::{self, Kind, Registry};
+use crate::connection::codec::{DecodeError, EncodeError};
 
 use super::{InvalidName, PRIORITY_MAX};
 
@@ -173,7 +164,7 @@ impl<T> SendError<T> {
         matches!(self, SendError::Timeout(_))
     }
 
-    fn with<U>(self, msg: U) -> SendError<U> {
+    pub(super) fn with<U>(self, msg: U) -> SendError<U> {
         match self {
             SendError::Full(_) => SendError::Full(msg),
             SendError::Timeout(_) => SendError::Timeout(msg),

@@ -52,7 +52,7 @@ use multiproc_sys::mq::{self as sys, Wait};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::connection::codec::{self, DecodeError, EncodeError, Fd};
+use crate::connection::codec::{self, Fd};
 use crate::names::registry::{self, Kind, Registry};
 
 mod error;
