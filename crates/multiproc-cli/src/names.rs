@@ -4,14 +4,15 @@
 //! Two sources: named shared-memory segments in `/dev/shm` (their owner
 //! record is inside the segment) and the registry of the other named kernel
 //! objects (FIFOs, message queues, System V objects, socket files), both
-//! read by [`multiproc::names::registry::named_objects`].
+//! read by [`multiproc::names::list`].
 
 use std::error::Error;
 
-use multiproc::names::registry::{NamedObject, named_objects};
+use multiproc::names::{self, Kind, NamedObject};
 
 fn rows(kind: Option<&str>) -> Result<Vec<NamedObject>, Box<dyn Error>> {
-    Ok(named_objects(kind)?)
+    let kind = kind.map(Kind::parse).transpose()?;
+    Ok(names::list(kind)?)
 }
 
 /// List named objects.
@@ -22,7 +23,7 @@ pub(crate) fn ls(json: bool, kind: Option<&str>) -> Result<(), Box<dyn Error>> {
             .iter()
             .map(|o| {
                 serde_json::json!({
-                    "kind": o.kind,
+                    "kind": o.kind.as_str(),
                     "name": o.name,
                     "size": o.size,
                     "owner_pid": o.owner_pid,
@@ -78,7 +79,7 @@ pub(crate) fn clean(all: bool, dry_run: bool, kind: Option<&str>) -> Result<(), 
             );
             continue;
         }
-        match o.remove() {
+        match names::remove(o.kind, &o.name) {
             Ok(()) => {
                 println!("removed {} (owner {} dead)", o.name, o.owner_pid);
                 removed += 1;

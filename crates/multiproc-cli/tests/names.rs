@@ -64,7 +64,7 @@ fn ls_and_clean_named_segments() {
 fn record_fifo_and_exit((reg, path): (String, String)) {
     multiproc::names::registry::Registry::open(reg)
         .unwrap()
-        .record(multiproc::names::registry::Kind::Fifo, &path)
+        .record(multiproc::names::Kind::Fifo, &path)
         .unwrap();
 }
 

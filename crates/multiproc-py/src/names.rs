@@ -1,8 +1,8 @@
 //! `multiproc ls` and `multiproc clean` for the Python package's command:
 //! the named objects multiproc created, read by
-//! [`multiproc::names::registry::named_objects`] (the same as the Rust CLI's).
+//! [`multiproc::names::list`] (the same as the Rust CLI's).
 
-use multiproc::names::registry::named_objects;
+use multiproc::names::{self, Kind};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
@@ -14,18 +14,12 @@ pub fn named_objects_list<'py>(
     py: Python<'py>,
     kind: Option<&str>,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
-    let objs = py
-        .detach(|| named_objects(kind))
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidInput => {
-                pyo3::exceptions::PyValueError::new_err(e.to_string())
-            }
-            _ => PyErr::from(e),
-        })?;
+    let kind = parse_kind(kind)?;
+    let objs = py.detach(|| names::list(kind))?;
     objs.into_iter()
         .map(|o| {
             let d = PyDict::new(py);
-            d.set_item("kind", o.kind)?;
+            d.set_item("kind", o.kind.as_str())?;
             d.set_item("name", o.name)?;
             d.set_item("size", o.size)?;
             d.set_item("owner_pid", o.owner_pid)?;
@@ -40,14 +34,20 @@ pub fn named_objects_list<'py>(
 /// is no longer there.
 #[pyfunction]
 pub fn remove_named_object(py: Python<'_>, kind: &str, name: &str) -> PyResult<bool> {
+    let kind = Kind::parse(kind).map_err(value_error)?;
     py.detach(|| {
-        let Some(o) = named_objects(Some(kind))?
-            .into_iter()
-            .find(|o| o.name == name)
-        else {
+        if !names::list(Some(kind))?.iter().any(|o| o.name == name) {
             return Ok(false);
-        };
-        o.remove().map(|()| true)
+        }
+        names::remove(kind, name).map(|()| true)
     })
     .map_err(PyErr::from)
+}
+
+fn value_error(e: names::UnknownKind) -> PyErr {
+    pyo3::exceptions::PyValueError::new_err(e.to_string())
+}
+
+fn parse_kind(kind: Option<&str>) -> PyResult<Option<Kind>> {
+    kind.map(Kind::parse).transpose().map_err(value_error)
 }

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::watchdog;
-use multiproc::names::registry::{Kind, Registry};
+use multiproc::names::Kind;
+use multiproc::names::registry::Registry;
 use multiproc::os::fifo::FifoError;
 use multiproc::{Connection, Fifo, Process, duplex};
 use serde::{Deserialize, Serialize};
@@ -396,7 +397,7 @@ fn the_registry_records_and_forgets() {
     assert_eq!(recs.len(), 1, "{recs:?}");
     assert_eq!(recs[0].name, name);
     assert!(!recs[0].owner_alive);
-    assert!(multiproc::names::registry::exists(Kind::Fifo, &name));
+    assert!(multiproc::names::exists(Kind::Fifo, &name));
     Fifo::builder()
         .registry(reg.clone())
         .open(&name)

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use common::{wait_until, watchdog};
-use multiproc::names::registry::{Kind, Registry};
+use multiproc::names::Kind;
+use multiproc::names::registry::Registry;
 use multiproc::os::posix::{
     MessageQueue, OpenError, RecvError, SendError, TypedMessageQueue, validate_name,
 };
@@ -388,7 +389,7 @@ fn the_queue_survives_its_creator_until_unlinked() {
         .unwrap_or_else(|| panic!("no record of {n}: {records:?}"));
     assert_eq!(r.owner_pid, child_pid);
     assert!(!r.owner_alive);
-    assert!(multiproc::names::registry::exists(Kind::PosixMq, &n));
+    assert!(multiproc::names::exists(Kind::PosixMq, &n));
 
     let q = MessageQueue::builder(&n)
         .registry(reg.open())
@@ -398,7 +399,7 @@ fn the_queue_survives_its_creator_until_unlinked() {
     assert_eq!(q.receive().unwrap(), (b"urgent".to_vec(), 9));
     assert_eq!(q.receive().unwrap(), (b"left behind".to_vec(), 2));
     q.unlink().unwrap();
-    assert!(!multiproc::names::registry::exists(Kind::PosixMq, &n));
+    assert!(!multiproc::names::exists(Kind::PosixMq, &n));
     assert!(reg.open().list().unwrap().is_empty());
 }
 
@@ -526,10 +527,10 @@ fn registry_record_appears_on_create_and_goes_on_unlink() {
     assert_eq!(records[0].name, n);
     assert_eq!(records[0].owner_pid, std::process::id());
     assert!(records[0].owner_alive);
-    assert!(multiproc::names::registry::exists(Kind::PosixMq, &n));
+    assert!(multiproc::names::exists(Kind::PosixMq, &n));
     q.unlink().unwrap();
     assert!(reg.open().list().unwrap().is_empty());
-    assert!(!multiproc::names::registry::exists(Kind::PosixMq, &n));
+    assert!(!multiproc::names::exists(Kind::PosixMq, &n));
 }
 
 // ----- EINTR ------------------------------------------------------------------

@@ -11,7 +11,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{wait_until, watchdog};
-use multiproc::names::registry::{Kind, Registry};
+use multiproc::names::Kind;
+use multiproc::names::registry::Registry;
 use multiproc::os::sysv::{
     Key, MessageQueue, OpenError, ReceiveError, SemError, SemOp, SemaphoreSet, SendError,
     SharedMemory, ShmError,
@@ -645,7 +646,7 @@ fn created_objects_are_recorded_and_forgotten_on_remove() {
         (Kind::SysvSem, s.id()),
         (Kind::SysvShm, m.id()),
     ] {
-        assert!(multiproc::names::registry::exists(kind, &id.to_string()));
+        assert!(multiproc::names::exists(kind, &id.to_string()));
     }
     q.remove().unwrap();
     s.remove().unwrap();
@@ -656,7 +657,7 @@ fn created_objects_are_recorded_and_forgotten_on_remove() {
         (Kind::SysvSem, s.id()),
         (Kind::SysvShm, m.id()),
     ] {
-        assert!(!multiproc::names::registry::exists(kind, &id.to_string()));
+        assert!(!multiproc::names::exists(kind, &id.to_string()));
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::RecvError;
+use super::error::RecvError;
 
 use super::codec::DecodeError;
 use super::frame::{Fill, FrameReader, Payload, ReadError, Source};

@@ -70,7 +70,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
-use crate::names::registry::{self, Kind};
+use crate::names::kind::Kind;
+use crate::names::object::NamedKind;
+use crate::names::registry;
 
 use super::address::{Address, MAX_UNIX_PATH};
 use super::auth::{
@@ -408,7 +410,7 @@ impl ListenerBuilder {
                 // For `multiproc clean` after a kill -9: the directory is
                 // ours to remove too.
                 if created_dir.is_some() {
-                    let _ = multiproc_sys::net::write_lock_note(&lock, registry::CREATED_DIR_NOTE);
+                    let _ = multiproc_sys::net::write_lock_note(&lock, CREATED_DIR_NOTE);
                 }
                 let _ = registry::record(Kind::Socket, &registry_name(&path));
                 Ok(Listener {
@@ -729,6 +731,55 @@ impl AsRawFd for Listener {
 /// other means and needs no socket).
 fn peer_allowed(uid: u32, expected: u32) -> bool {
     uid == expected
+}
+
+/// What a listener writes into its socket's `<path>.lock` file when it
+/// created the socket's private directory itself.
+pub(crate) const CREATED_DIR_NOTE: &[u8] = b"created-dir\n";
+
+/// A listening socket's leftovers beside the socket file: its `.lock` file,
+/// and the private directory when the listener created it (removed only if
+/// empty, never through a symlink).
+fn remove_socket_leftovers(path: &str) {
+    let lock = format!("{path}.lock");
+    let Ok(meta) = std::fs::symlink_metadata(&lock) else {
+        return;
+    };
+    if !meta.file_type().is_file() || meta.len() > 64 {
+        return;
+    }
+    let created_dir = std::fs::read(&lock).is_ok_and(|note| note == CREATED_DIR_NOTE);
+    let _ = std::fs::remove_file(&lock);
+    if created_dir && let Some(dir) = std::path::Path::new(path).parent() {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// Listening Unix socket files, for [`crate::names`].
+pub(crate) struct SocketFiles;
+
+/// The table entry of socket files.
+pub(crate) static SOCKET_FILES: SocketFiles = SocketFiles;
+
+impl NamedKind for SocketFiles {
+    fn kind(&self) -> Kind {
+        Kind::Socket
+    }
+    fn exists(&self, name: &str) -> bool {
+        std::fs::symlink_metadata(name).is_ok()
+    }
+    /// The socket file, its `.lock` file and the private directory its
+    /// listener created with it.
+    fn remove(&self, name: &str) -> io::Result<()> {
+        let r = std::fs::remove_file(name);
+        if r.as_ref().is_ok()
+            || r.as_ref()
+                .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+        {
+            remove_socket_leftovers(name);
+        }
+        r
+    }
 }
 
 #[cfg(test)]

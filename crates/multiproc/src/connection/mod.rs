@@ -16,6 +16,7 @@ pub mod frame;
 mod address;
 mod auth;
 mod client;
+mod error;
 mod incoming;
 mod listener;
 mod wait;
@@ -26,116 +27,17 @@ pub use auth::{
     client_handshake, fuzz_handshake, server_handshake,
 };
 pub use client::{Client, ClientBuilder, ConnectError};
+pub use error::{RecvError, SendError};
 pub use listener::{
     AcceptError, BindError, Listener, ListenerBuilder, MAX_PREAUTH, MAX_PREAUTH_PER_PEER,
 };
 pub use wait::{Waitable, wait};
 
+pub(crate) use listener::SOCKET_FILES;
+
 use codec::{DecodeError, EncodeError};
-use frame::{DEFAULT_MAX_MESSAGE_SIZE, FrameError, FrameReader, MAX_HEADER_LEN, Payload};
+use frame::{DEFAULT_MAX_MESSAGE_SIZE, FrameReader, MAX_HEADER_LEN, Payload};
 use incoming::{Incoming, Transport, decode_payload, read_frame};
-
-/// Why a message could not be sent.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SendError {
-    /// Every handle of the receiving end is closed (Python's `BrokenPipeError`).
-    #[error("the receiving end is closed")]
-    Disconnected,
-    /// The message is larger than the maximum message size.
-    #[error("message of {len} bytes exceeds the maximum message size of {max} bytes")]
-    TooLarge {
-        /// The payload's length.
-        len: usize,
-        /// The connection's maximum.
-        max: usize,
-    },
-    /// The value could not be encoded.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
-    /// The value contains handles, which only a Unix-socket connection
-    /// ([`duplex`], a Unix-path [`Listener`])
-    /// can carry: not a pipe, not TCP.
-    #[error("handles can only be sent over a Unix socket connection, not a pipe or TCP")]
-    HandlesNeedSocket,
-    /// `offset`/`size` do not lie inside the buffer given to
-    /// [`Connection::send_bytes_range`] (Python's `ValueError`).
-    #[error("range {offset}+{size} is outside the buffer of {len} bytes")]
-    OutOfRange {
-        /// Start of the range.
-        offset: usize,
-        /// Length of the range.
-        size: usize,
-        /// Length of the buffer.
-        len: usize,
-    },
-    /// This end was opened read-only.
-    #[error("connection is read-only")]
-    NotWritable,
-    /// The `interrupted` check of a `*_interruptible` send said to stop
-    /// while the write was blocked (a full pipe or socket). If none of the
-    /// message had gone out, it is not sent. If part had, the rest is kept
-    /// and goes out first on the next send on this handle, so the peer
-    /// never sees a torn message unless this handle is closed before then.
-    #[error("interrupted while sending")]
-    Interrupted,
-    /// The OS reported an error.
-    #[error(transparent)]
-    Io(io::Error),
-}
-
-impl From<io::Error> for SendError {
-    fn from(e: io::Error) -> Self {
-        match e.kind() {
-            io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => SendError::Disconnected,
-            _ => SendError::Io(e),
-        }
-    }
-}
-
-/// Why no message was received.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RecvError {
-    /// Every handle of the sending end is closed and nothing is left to read
-    /// (Python's `EOFError`).
-    #[error("end of file: the sending end is closed")]
-    Eof,
-    /// [`Connection::try_recv`] found no complete message.
-    #[error("no message is available")]
-    Empty,
-    /// The timeout passed before a whole message arrived. A partly received
-    /// message is kept for the next call.
-    #[error("timed out waiting for a message")]
-    Timeout,
-    /// The byte stream is malformed; the connection is now unusable.
-    #[error(transparent)]
-    Frame(#[from] FrameError),
-    /// The payload is not a valid encoding of the expected type. The message
-    /// is consumed; the connection stays usable.
-    #[error(transparent)]
-    Decode(#[from] DecodeError),
-    /// The buffer given to [`Connection::recv_bytes_into`] is too short. The
-    /// message is consumed and handed back whole (Python's `BufferTooShort`).
-    #[error("buffer too short for a message of {} bytes", .0.len())]
-    BufferTooShort(Vec<u8>),
-    /// A previous frame error made the connection unusable.
-    #[error("connection is broken by an earlier malformed frame")]
-    Broken,
-    /// This end was opened write-only.
-    #[error("connection is write-only")]
-    NotReadable,
-    /// The OS reported an error.
-    #[error(transparent)]
-    Io(#[from] io::Error),
-}
-
-impl RecvError {
-    /// Whether this is end of file (the peer closed every handle).
-    pub fn is_eof(&self) -> bool {
-        matches!(self, RecvError::Eof)
-    }
-}
 
 /// One end of a pipe or a duplex connection, carrying serde values of type
 /// `T` and raw byte messages.

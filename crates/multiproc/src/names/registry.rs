@@ -16,12 +16,13 @@
 //! holds `"<owner pid> <owner start time>\n"`; it is written to a temporary
 //! name and renamed into place, so a reader never sees half a record.
 //!
+//! This is only the record store: what each kind of object is, whether one
+//! exists and how it is removed belong to the kinds ([`crate::names`]).
 //! `multiproc ls` lists these records with the owner's liveness, and
 //! `multiproc clean` removes the objects (and their records) whose owner is
 //! dead. Recording is best effort for the creator: a registry that cannot be
 //! written never stops an object from being created.
 
-use std::fmt;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
@@ -29,58 +30,7 @@ use std::path::{Path, PathBuf};
 
 use multiproc_sys::process::{Liveness, liveness, pid, start_time};
 
-/// The kinds of named objects recorded here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum Kind {
-    /// A named pipe; the name is its path.
-    Fifo,
-    /// A POSIX message queue; the name is its `/name`.
-    PosixMq,
-    /// A System V message queue; the name is its id (decimal).
-    SysvMsg,
-    /// A System V semaphore set; the name is its id (decimal).
-    SysvSem,
-    /// A System V shared-memory segment; the name is its id (decimal).
-    SysvShm,
-    /// A listening Unix socket file; the name is its path.
-    Socket,
-}
-
-impl Kind {
-    /// Every kind, in listing order.
-    pub const ALL: [Kind; 6] = [
-        Kind::Fifo,
-        Kind::PosixMq,
-        Kind::SysvMsg,
-        Kind::SysvSem,
-        Kind::SysvShm,
-        Kind::Socket,
-    ];
-
-    /// The short name used in record file names and by `multiproc ls`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Fifo => "fifo",
-            Kind::PosixMq => "posix-mq",
-            Kind::SysvMsg => "sysv-msg",
-            Kind::SysvSem => "sysv-sem",
-            Kind::SysvShm => "sysv-shm",
-            Kind::Socket => "socket",
-        }
-    }
-
-    /// The kind named by [`Kind::as_str`].
-    pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use super::kind::Kind;
 
 /// One recorded object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,137 +217,6 @@ impl Registry {
         out.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
         Ok(out)
     }
-}
-
-/// Whether the recorded object still exists.
-pub fn exists(kind: Kind, name: &str) -> bool {
-    match kind {
-        Kind::Fifo | Kind::Socket => fs::symlink_metadata(name).is_ok(),
-        Kind::SysvMsg | Kind::SysvSem | Kind::SysvShm => crate::os::sysv::exists(kind, name),
-        Kind::PosixMq => crate::os::posix::exists(name),
-    }
-}
-
-/// What a listener writes into its socket's `<path>.lock` file when it
-/// created the socket's private directory itself.
-pub const CREATED_DIR_NOTE: &[u8] = b"created-dir\n";
-
-/// A listening socket's leftovers beside the socket file: its `.lock` file,
-/// and the private directory when the listener created it (removed only if
-/// empty, never through a symlink).
-fn remove_socket_leftovers(path: &str) {
-    let lock = format!("{path}.lock");
-    let Ok(meta) = fs::symlink_metadata(&lock) else {
-        return;
-    };
-    if !meta.file_type().is_file() || meta.len() > 64 {
-        return;
-    }
-    let created_dir = fs::read(&lock).is_ok_and(|note| note == CREATED_DIR_NOTE);
-    let _ = fs::remove_file(&lock);
-    if created_dir && let Some(dir) = std::path::Path::new(path).parent() {
-        let _ = fs::remove_dir(dir);
-    }
-}
-
-/// Remove the recorded object and its record. An object that is already
-/// gone only loses its record. A socket takes its `.lock` file and the
-/// private directory its listener created with it.
-pub fn remove_object(kind: Kind, name: &str) -> io::Result<()> {
-    let removed = match kind {
-        Kind::Socket => {
-            let r = fs::remove_file(name);
-            if r.is_ok()
-                || r.as_ref()
-                    .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
-            {
-                remove_socket_leftovers(name);
-            }
-            r
-        }
-        Kind::Fifo => fs::remove_file(name),
-        Kind::SysvMsg | Kind::SysvSem | Kind::SysvShm => crate::os::sysv::remove_by_id(kind, name),
-        Kind::PosixMq => crate::os::posix::unlink_raw(name),
-    };
-    match removed {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => forget(kind, name),
-    }
-}
-
-/// One named object multiproc created, whatever its kind: a named
-/// shared-memory segment (kind `"shm"`, owner record in its header) or a
-/// recorded object of this registry. What `multiproc ls` lists and
-/// `multiproc clean` removes (the CLI and the Python package's command).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamedObject {
-    /// `"shm"`, or a [`Kind`]'s name.
-    pub kind: &'static str,
-    /// The object's name (a segment's name without its prefix, a path, an
-    /// id).
-    pub name: String,
-    /// Size in bytes, where the kind has one.
-    pub size: Option<u64>,
-    /// Pid of the creating process (0 when unknown).
-    pub owner_pid: u32,
-    /// Whether the owner is still alive.
-    pub owner_alive: bool,
-    /// The object exists and is what the record says.
-    pub valid: bool,
-    registry_kind: Option<Kind>,
-}
-
-impl NamedObject {
-    /// Remove the object (and its record).
-    pub fn remove(&self) -> io::Result<()> {
-        match self.registry_kind {
-            None => crate::shared::segment::unlink_named(&self.name).map_err(|e| match e {
-                crate::shared::segment::SegmentError::Io(e) => e,
-                other => io::Error::other(other.to_string()),
-            }),
-            Some(kind) => remove_object(kind, &self.name),
-        }
-    }
-}
-
-/// Every named object multiproc created, or those of one `kind` (`"shm"` or
-/// a [`Kind`]'s name; an unknown kind is `InvalidInput`).
-pub fn named_objects(kind: Option<&str>) -> io::Result<Vec<NamedObject>> {
-    if let Some(k) = kind
-        && k != "shm"
-        && Kind::parse(k).is_none()
-    {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "unknown kind {k:?}: one of shm, {}",
-                Kind::ALL.map(Kind::as_str).join(", ")
-            ),
-        ));
-    }
-    let mut out: Vec<NamedObject> = crate::shared::segment::list_named()?
-        .into_iter()
-        .map(|o| NamedObject {
-            kind: "shm",
-            name: o.name,
-            size: Some(o.size),
-            owner_pid: o.owner_pid,
-            owner_alive: o.owner_alive,
-            valid: o.valid,
-            registry_kind: None,
-        })
-        .collect();
-    out.extend(list()?.into_iter().map(|r| NamedObject {
-        kind: r.kind.as_str(),
-        valid: exists(r.kind, &r.name),
-        name: r.name,
-        size: None,
-        owner_pid: r.owner_pid,
-        owner_alive: r.owner_alive,
-        registry_kind: Some(r.kind),
-    }));
-    out.retain(|r| kind.is_none_or(|k| k == r.kind));
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -64,7 +64,9 @@ use multiproc_sys::fifo::PathKind;
 use multiproc_sys::rustix::io::Errno;
 
 use crate::connection::Connection;
-use crate::names::registry::{Kind, Registry};
+use crate::names::kind::Kind;
+use crate::names::object::NamedKind;
+use crate::names::registry::Registry;
 
 /// Why a FIFO operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -449,5 +451,22 @@ impl io::Write for FifoWriter {
 impl AsFd for FifoWriter {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+/// Named pipes, for [`crate::names`].
+pub(crate) struct Fifos;
+
+/// The table entry of FIFOs.
+pub(crate) static FIFOS: Fifos = Fifos;
+
+impl NamedKind for Fifos {
+    fn kind(&self) -> Kind {
+        Kind::Fifo
+    }
+    fn exists(&self, name: &str) -> bool {
+        std::fs::symlink_metadata(name).is_ok()
+    }
+    fn remove(&self, name: &str) -> io::Result<()> {
+        std::fs::remove_file(name)
     }
 }

@@ -26,6 +26,8 @@ use multiproc_sys::shm::Mapping;
 use serde::{Serialize, Serializer};
 
 use crate::connection::codec;
+use crate::names::kind::Kind;
+use crate::names::object::{NamedKind, NamedObject};
 
 /// Where the payload starts.
 pub const PAYLOAD: usize = 64;
@@ -308,45 +310,52 @@ impl Serialize for SegRef<'_> {
     }
 }
 
-/// The owner record and header of a named segment, for `multiproc ls`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamedInfo {
-    /// The name given to `create` (without the prefix).
-    pub name: String,
-    /// Size in bytes (the whole object).
-    pub size: u64,
-    /// Pid of the creating process (0 when unknown).
-    pub owner_pid: u32,
-    /// Whether the owner is still alive.
-    pub owner_alive: bool,
-    /// Whether the header is a published multiproc header.
-    pub valid: bool,
-}
+/// Named segments in `/dev/shm`, for [`crate::names`]. Their owner record
+/// is in the segment's own header, so they are listed from `/dev/shm`, not
+/// from the registry.
+pub(crate) struct NamedSegments;
 
-/// The named multiproc segments in `/dev/shm`.
-pub fn list_named() -> io::Result<Vec<NamedInfo>> {
-    let mut out = Vec::new();
-    let dir = match std::fs::read_dir("/dev/shm") {
-        Ok(d) => d,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for entry in dir {
-        let entry = entry?;
-        let file = entry.file_name();
-        let Some(name) = file.to_str().and_then(|f| f.strip_prefix(NAME_PREFIX)) else {
-            continue;
-        };
-        out.push(inspect_named(name));
+/// The table entry of named segments.
+pub(crate) static NAMED_SEGMENTS: NamedSegments = NamedSegments;
+
+impl NamedKind for NamedSegments {
+    fn kind(&self) -> Kind {
+        Kind::Shm
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    fn exists(&self, name: &str) -> bool {
+        Segment::os_name(name).is_ok_and(|os| multiproc_sys::shm::shm_open(&os, false).is_ok())
+    }
+    /// `shm_unlink`: processes that have it open keep their mapping.
+    fn remove(&self, name: &str) -> io::Result<()> {
+        unlink_named(name).map_err(|e| match e {
+            SegmentError::Io(e) => e,
+            other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
+        })
+    }
+    fn list(&self) -> io::Result<Vec<NamedObject>> {
+        let mut out = Vec::new();
+        let dir = match std::fs::read_dir("/dev/shm") {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for entry in dir {
+            let entry = entry?;
+            let file = entry.file_name();
+            let Some(name) = file.to_str().and_then(|f| f.strip_prefix(NAME_PREFIX)) else {
+                continue;
+            };
+            out.push(inspect_named(name));
+        }
+        Ok(out)
+    }
 }
 
-fn inspect_named(name: &str) -> NamedInfo {
-    let mut info = NamedInfo {
+fn inspect_named(name: &str) -> NamedObject {
+    let mut info = NamedObject {
+        kind: Kind::Shm,
         name: name.to_owned(),
-        size: 0,
+        size: Some(0),
         owner_pid: 0,
         owner_alive: false,
         valid: false,
@@ -357,7 +366,7 @@ fn inspect_named(name: &str) -> NamedInfo {
     let Ok(st) = multiproc_sys::shm::file_info(&fd) else {
         return info;
     };
-    info.size = st.size;
+    info.size = Some(st.size);
     if st.size < PAYLOAD as u64 {
         return info;
     }
@@ -384,7 +393,7 @@ fn inspect_named(name: &str) -> NamedInfo {
 
 /// Remove a named segment (`shm_unlink`). Processes that have it open keep
 /// their mapping.
-pub fn unlink_named(name: &str) -> Result<(), SegmentError> {
+pub(crate) fn unlink_named(name: &str) -> Result<(), SegmentError> {
     let os = Segment::os_name(name)?;
     multiproc_sys::shm::shm_unlink(&os)?;
     Ok(())

@@ -53,7 +53,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::connection::codec::{self, Fd};
-use crate::names::registry::{self, Kind, Registry};
+use crate::names::kind::Kind;
+use crate::names::object::NamedKind;
+use crate::names::registry::{self, Registry};
 
 mod error;
 
@@ -732,15 +734,22 @@ impl<'de, T> Deserialize<'de> for TypedMessageQueue<T> {
     }
 }
 
-/// Whether the queue `name` exists (an open that fails with `ENOENT` means
-/// it is gone; any other answer, such as `EACCES`, means it is there).
-pub(crate) fn exists(name: &str) -> bool {
-    !matches!(sys::open(name, false), Err(e) if e.kind() == io::ErrorKind::NotFound)
-}
+/// POSIX message queues, for [`crate::names`].
+pub(crate) struct PosixQueues;
 
-/// `mq_unlink(name)`, the OS error kept.
-pub(crate) fn unlink_raw(name: &str) -> io::Result<()> {
-    sys::unlink(name)
+/// The table entry of POSIX message queues.
+pub(crate) static POSIX_QUEUES: PosixQueues = PosixQueues;
+
+impl NamedKind for PosixQueues {
+    fn kind(&self) -> Kind {
+        Kind::PosixMq
+    }
+    fn exists(&self, name: &str) -> bool {
+        !matches!(sys::open(name, false), Err(e) if e.kind() == io::ErrorKind::NotFound)
+    }
+    fn remove(&self, name: &str) -> io::Result<()> {
+        sys::unlink(name)
+    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,9 @@ use std::time::{Duration, Instant};
 use multiproc_sys::sysv::{self as sys, errno};
 use serde::{Deserialize, Serialize};
 
-use crate::names::registry::{self, Kind, Registry};
+use crate::names::kind::Kind;
+use crate::names::object::NamedKind;
+use crate::names::registry::{self, Registry};
 
 mod msg;
 mod sem;
@@ -257,42 +259,48 @@ impl Backoff {
 
 // ----- registry support ------------------------------------------------------
 
-/// Whether the object `kind` with id `name` exists (`IPC_STAT` by id).
-pub(crate) fn exists(kind: Kind, name: &str) -> bool {
-    let Ok(id) = name.parse::<i32>() else {
-        return false;
-    };
-    let r = match kind {
-        Kind::SysvMsg => sys::msg_stat(id).map(drop),
-        Kind::SysvSem => sys::sem_stat(id).map(drop),
-        Kind::SysvShm => sys::shm_stat(id).map(drop),
-        _ => return false,
-    };
-    match r {
-        Ok(()) => true,
-        Err(e) => !is_gone(&e),
-    }
-}
+/// One kind of System V object, for [`crate::names`]: named by its id
+/// (decimal).
+pub(crate) struct SysvObjects(Kind);
 
-/// Remove the object `kind` with id `name` (`IPC_RMID` by id); one that is
-/// gone is `NotFound`.
-pub(crate) fn remove_by_id(kind: Kind, name: &str) -> io::Result<()> {
-    let id = name
-        .parse::<i32>()
-        .map_err(|_| io::Error::new(io::ErrorKind::NotFound, "not a System V id"))?;
-    let r = match kind {
-        Kind::SysvMsg => sys::msg_remove(id),
-        Kind::SysvSem => sys::sem_remove(id),
-        Kind::SysvShm => sys::shm_remove(id),
-        _ => {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a System V kind",
-            ));
+/// The table entry of System V message queues.
+pub(crate) static SYSV_MESSAGE_QUEUES: SysvObjects = SysvObjects(Kind::SysvMsg);
+/// The table entry of System V semaphore sets.
+pub(crate) static SYSV_SEMAPHORE_SETS: SysvObjects = SysvObjects(Kind::SysvSem);
+/// The table entry of System V shared-memory segments.
+pub(crate) static SYSV_SHARED_MEMORY: SysvObjects = SysvObjects(Kind::SysvShm);
+
+impl NamedKind for SysvObjects {
+    fn kind(&self) -> Kind {
+        self.0
+    }
+    fn exists(&self, name: &str) -> bool {
+        let Ok(id) = name.parse::<i32>() else {
+            return false;
+        };
+        let r = match self.0 {
+            Kind::SysvMsg => sys::msg_stat(id).map(drop),
+            Kind::SysvSem => sys::sem_stat(id).map(drop),
+            _ => sys::shm_stat(id).map(drop),
+        };
+        match r {
+            Ok(()) => true,
+            Err(e) => !is_gone(&e),
         }
-    };
-    match r {
-        Err(e) if is_gone(&e) => Err(io::Error::new(io::ErrorKind::NotFound, e)),
-        r => r,
+    }
+    /// `IPC_RMID` by id; one that is gone is `NotFound`.
+    fn remove(&self, name: &str) -> io::Result<()> {
+        let id = name
+            .parse::<i32>()
+            .map_err(|_| io::Error::new(io::ErrorKind::NotFound, "not a System V id"))?;
+        let r = match self.0 {
+            Kind::SysvMsg => sys::msg_remove(id),
+            Kind::SysvSem => sys::sem_remove(id),
+            _ => sys::shm_remove(id),
+        };
+        match r {
+            Err(e) if is_gone(&e) => Err(io::Error::new(io::ErrorKind::NotFound, e)),
+            r => r,
+        }
     }
 }

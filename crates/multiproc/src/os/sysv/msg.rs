@@ -8,7 +8,8 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::codec::{self, DecodeError, EncodeError};
-use crate::names::registry::{Kind, Registry};
+use crate::names::kind::Kind;
+use crate::names::registry::Registry;
 
 use super::{Backoff, Builder, How, Key, OpenError, Wait, forget, is_gone};
 

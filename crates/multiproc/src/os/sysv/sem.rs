@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use multiproc_sys::sysv::{self as sys, errno};
 use serde::{Deserialize, Serialize};
 
-use crate::names::registry::{Kind, Registry};
+use crate::names::kind::Kind;
+use crate::names::registry::Registry;
 
 use super::{Builder, How, Key, OpenError, forget};
 

@@ -6,7 +6,8 @@ use std::io;
 use multiproc_sys::sysv::{self as sys};
 use serde::{Deserialize, Serialize};
 
-use crate::names::registry::{Kind, Registry};
+use crate::names::kind::Kind;
+use crate::names::registry::Registry;
 use crate::shared::shared_memory::{OutOfRange, copy_in, copy_out};
 
 use super::{Builder, How, Key, OpenError, forget, is_gone};
