@@ -6,17 +6,21 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
-/// The encoded state of `obj` and the descriptors it refers to (borrowed:
-/// valid while `obj` lives).
+/// The encoded state of `obj` and duplicates of the descriptors it refers
+/// to, owned by the caller: the Python layer hands each to
+/// `_reduction.dup_fds`, which closes it once pickling no longer needs it.
 pub(crate) fn state<'py, T: Serialize>(
     py: Python<'py>,
     obj: &T,
 ) -> PyResult<(Bound<'py, PyBytes>, Vec<RawFd>)> {
     let mut out = Vec::new();
     let fds = multiproc::connection::codec::encode(obj, &mut out).map_err(errors::handle)?;
-    Ok((PyBytes::new(py, &out), fds))
+    Ok((
+        PyBytes::new(py, &out),
+        fds.into_iter().map(IntoRawFd::into_raw_fd).collect(),
+    ))
 }
 
 /// Rebuild an object from its state, taking ownership of `fds`.

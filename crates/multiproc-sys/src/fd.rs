@@ -1,7 +1,7 @@
 //! File-descriptor flags and creation of pipes and socketpairs.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use rustix::io::FdFlags;
 
@@ -95,4 +95,28 @@ pub fn socketpair_seqpacket() -> io::Result<(OwnedFd, OwnedFd)> {
         SocketFlags::CLOEXEC,
         None,
     )?)
+}
+
+/// Take ownership of descriptor number `fd`, inherited from the parent
+/// across `exec` for this process to own (the spawn bootstrap's socket).
+/// The number is checked first: a negative number or one that is not open
+/// is `EBADF`, never an `OwnedFd`.
+///
+/// # Safety
+///
+/// Nothing else in this process may own or use `fd`: the caller received
+/// the number as a hand-over (a command-line argument naming a descriptor
+/// the parent left open for it).
+pub unsafe fn claim_inherited(fd: RawFd) -> io::Result<OwnedFd> {
+    if fd < 0 {
+        return Err(io::Error::from_raw_os_error(rustix::io::Errno::BADF.raw_os_error()));
+    }
+    // SAFETY: the borrow lives only for this `fcntl(F_GETFD)`, which reads
+    // the descriptor-table entry and changes nothing; on a number that is
+    // not open it fails with EBADF.
+    rustix::io::fcntl_getfd(unsafe { BorrowedFd::borrow_raw(fd) })?;
+    // SAFETY: `fd` is open (checked just above, and nothing in this process
+    // closes it meanwhile: the caller's contract says no one else owns it),
+    // and the caller hands its ownership to this `OwnedFd`.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }

@@ -3,10 +3,29 @@
 //! Values are encoded with postcard. A multiproc handle (a [`Connection`],
 //! an [`Fd`], …) inside a value serializes as an index into the list of file
 //! descriptors that travel with the message (`SCM_RIGHTS`); on the receiving
-//! side the index is turned back into an owned descriptor. The handle list
-//! lives in a thread-local that is set only for the duration of one
-//! [`encode`] or [`decode`], so serializing a handle with any other serde
-//! format is an error rather than a silent copy of a number.
+//! side the index is turned back into an owned descriptor.
+//!
+//! # Who owns the descriptors
+//!
+//! [`encode`] hands back its own duplicate of every descriptor in the value
+//! ([`OwnedFd`]s, in index order), not numbers or borrows: serde gives a
+//! handle's `Serialize` only `&self`, and a value with interior mutability
+//! could close the original while the message is still on its way, so a
+//! borrow could not be proven to outlive the send. The duplicates cost one
+//! `fcntl` per handle and are closed when the caller drops them; messages
+//! without handles cost nothing extra. [`decode`] takes the received
+//! descriptors by value and gives each to the handle that names its index;
+//! the ones no handle takes are closed.
+//!
+//! # The scope of one encode or decode
+//!
+//! serde offers no channel between a format and the `Serialize` or
+//! `Deserialize` impl of one field, so the descriptors of the message being
+//! encoded or decoded sit in a per-thread slot that [`encode`] and [`decode`]
+//! set on entry and restore on exit (re-entrant). Outside those calls the
+//! slot is empty, so serializing a handle with any other serde format is an
+//! error ([`HandleError::OutsideMultiproc`]) rather than a silent copy of a
+//! number.
 //!
 //! A serde payload on the wire is one byte with the number of descriptors
 //! that belong to it, then the postcard bytes.
@@ -14,46 +33,97 @@
 //! [`Connection`]: crate::Connection
 
 use std::cell::RefCell;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use serde::de::DeserializeOwned;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// The descriptors of the message being encoded or decoded on this thread,
+/// and why a handle failed (postcard keeps no custom error message).
+#[derive(Default)]
+struct Scope {
+    outgoing: Option<Vec<OwnedFd>>,
+    incoming: Option<Vec<Option<OwnedFd>>>,
+    error: Option<HandleError>,
+}
+
 thread_local! {
-    static OUTGOING: RefCell<Option<Vec<RawFd>>> = const { RefCell::new(None) };
-    static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
-    /// Postcard drops custom error messages; the handle code leaves its reason here.
-    static HANDLE_ERROR: RefCell<Option<String>> = const { RefCell::new(None) };
+    static SCOPE: RefCell<Scope> = RefCell::new(Scope::default());
 }
 
-pub(crate) fn handle_error<E: serde::ser::Error>(msg: String) -> E {
-    let e = E::custom(&msg);
-    HANDLE_ERROR.with(|h| *h.borrow_mut() = Some(msg));
-    e
+/// Why a handle inside a value could not travel.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandleError {
+    /// A handle was serialized or deserialized by something other than
+    /// multiproc's [`encode`] and [`decode`] (another serde format).
+    #[error("multiproc handles can only be serialized by multiproc (send, spawn, put)")]
+    OutsideMultiproc,
+    /// The descriptor could not be duplicated for the message.
+    #[error("cannot duplicate the descriptor: {0}")]
+    Duplicate(#[source] io::Error),
+    /// A connection that holds unread buffered data cannot be sent (its
+    /// buffered messages would stay behind).
+    #[error("cannot send a connection that holds unread buffered data")]
+    BufferedData,
+    /// The message names a descriptor index beyond those that arrived.
+    #[error("handle {index} out of range: {available} arrived")]
+    OutOfRange {
+        /// The index in the message.
+        index: usize,
+        /// Descriptors that arrived.
+        available: usize,
+    },
+    /// The message names one descriptor twice.
+    #[error("handle {index} is used twice in one message")]
+    UsedTwice {
+        /// The index in the message.
+        index: usize,
+    },
+    /// The descriptor arrived but is not the object the type expects (a
+    /// segment of another layout, an unsealed file, …).
+    #[error("handle is not the expected object: {0}")]
+    WrongObject(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
-pub(crate) fn handle_error_de<E: serde::de::Error>(msg: String) -> E {
-    let e = E::custom(&msg);
-    HANDLE_ERROR.with(|h| *h.borrow_mut() = Some(msg));
-    e
+impl HandleError {
+    /// A descriptor that is not the object the type expects, for the
+    /// `Deserialize` impls of handle types.
+    pub(crate) fn wrong_object(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        HandleError::WrongObject(Box::new(e))
+    }
 }
 
-fn take_handle_error() -> Option<String> {
-    HANDLE_ERROR.with(|h| h.borrow_mut().take())
+/// Fail a handle's `Serialize` with `e`, which [`encode`] reports.
+pub(crate) fn handle_error<E: serde::ser::Error>(e: HandleError) -> E {
+    let err = E::custom(&e);
+    SCOPE.with(|s| s.borrow_mut().error = Some(e));
+    err
+}
+
+/// Fail a handle's `Deserialize` with `e`, which [`decode`] reports.
+pub(crate) fn handle_error_de<E: serde::de::Error>(e: HandleError) -> E {
+    let err = E::custom(&e);
+    SCOPE.with(|s| s.borrow_mut().error = Some(e));
+    err
+}
+
+fn take_handle_error() -> Option<HandleError> {
+    SCOPE.with(|s| s.borrow_mut().error.take())
 }
 
 /// A value could not be encoded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EncodeError {
-    /// The serializer failed (a type that postcard cannot represent, or a
-    /// handle refused to be sent).
+    /// The serializer failed (a type that postcard cannot represent).
     #[error("cannot encode message: {0}")]
     Serde(#[from] postcard::Error),
     /// A handle in the value could not be sent.
     #[error("cannot send handle: {0}")]
-    Handle(String),
+    Handle(#[source] HandleError),
     /// More handles than one message can carry.
     #[error("a message can carry at most {max} handles, this one has {count}")]
     TooManyHandles {
@@ -71,9 +141,10 @@ pub enum DecodeError {
     /// The bytes are not a valid encoding of the expected type.
     #[error("cannot decode message: {0}")]
     Serde(#[from] postcard::Error),
-    /// A handle index in the message is invalid (out of range or used twice).
+    /// A handle in the message could not be taken (bad index, or not the
+    /// object its type expects).
     #[error("bad handle in message: {0}")]
-    Handle(String),
+    Handle(#[source] HandleError),
     /// The message is empty: not even its handle count is there.
     #[error("empty message")]
     Empty,
@@ -90,23 +161,26 @@ pub enum DecodeError {
 /// The most handles one message may carry (the kernel's `SCM_MAX_FD`).
 pub const MAX_HANDLES: usize = multiproc_sys::io::MAX_FDS_PER_MESSAGE;
 
-/// Encode `value` into `out` (appending), returning the descriptors of the
-/// handles inside it in index order. The descriptors are borrowed from
-/// `value`: they stay valid while it lives.
+/// Encode `value` into `out` (appending), returning a duplicate of the
+/// descriptor of every handle inside it, in index order (see the module
+/// docs on why duplicates). On error `out` is as it was.
 pub fn encode<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
-) -> Result<Vec<RawFd>, EncodeError> {
-    let saved = OUTGOING.with(|o| o.replace(Some(Vec::new())));
+) -> Result<Vec<OwnedFd>, EncodeError> {
+    let saved = SCOPE.with(|s| s.borrow_mut().outgoing.replace(Vec::new()));
     take_handle_error();
     let start = out.len();
     let result = postcard::serialize_with_flavor(value, AppendTo(out));
-    let fds = OUTGOING.with(|o| o.replace(saved)).unwrap_or_default();
+    let fds = SCOPE
+        .with(|s| std::mem::replace(&mut s.borrow_mut().outgoing, saved))
+        .unwrap_or_default();
     if let Err(e) = result {
         out.truncate(start);
         return Err(take_handle_error().map_or(EncodeError::Serde(e), EncodeError::Handle));
     }
     if fds.len() > MAX_HANDLES {
+        out.truncate(start);
         return Err(EncodeError::TooManyHandles {
             count: fds.len(),
             max: MAX_HANDLES,
@@ -140,26 +214,26 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
 /// Decode a `T` from `bytes`, giving it the received `fds` by index.
 /// Descriptors the value does not take are closed.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, DecodeError> {
-    let saved = INCOMING.with(|i| i.replace(Some(fds.into_iter().map(Some).collect())));
+    let incoming = fds.into_iter().map(Some).collect();
+    let saved = SCOPE.with(|s| s.borrow_mut().incoming.replace(incoming));
     take_handle_error();
     let result = postcard::from_bytes(bytes);
-    INCOMING.with(|i| i.replace(saved));
+    SCOPE.with(|s| s.borrow_mut().incoming = saved);
     result.map_err(|e| take_handle_error().map_or(DecodeError::Serde(e), DecodeError::Handle))
 }
 
-/// Serialize a descriptor as a handle index. Only valid inside [`encode`].
+/// Serialize a descriptor as a handle index: the message gets its own
+/// duplicate. Only valid inside [`encode`].
 pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, s: S) -> Result<S::Ok, S::Error> {
-    let index = OUTGOING.with(|o| {
-        o.borrow_mut().as_mut().map(|v| {
-            v.push(fd.as_raw_fd());
-            v.len() - 1
-        })
+    let index = SCOPE.with(|scope| {
+        let mut scope = scope.borrow_mut();
+        let out = scope.outgoing.as_mut().ok_or(HandleError::OutsideMultiproc)?;
+        out.push(multiproc_sys::fd::dup(fd).map_err(HandleError::Duplicate)?);
+        Ok(out.len() - 1)
     });
     match index {
-        Some(i) => s.serialize_u32(u32::try_from(i).map_err(S::Error::custom)?),
-        None => Err(handle_error(
-            "multiproc handles can only be serialized by multiproc (send, spawn)".into(),
-        )),
+        Ok(i) => s.serialize_u32(u32::try_from(i).map_err(S::Error::custom)?),
+        Err(e) => Err(handle_error(e)),
     }
 }
 
@@ -167,23 +241,16 @@ pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, s: S) -> Result<S:
 /// message. Only valid inside [`decode`].
 pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Error> {
     let index = u32::deserialize(d)? as usize;
-    INCOMING.with(|i| {
-        let mut slot = i.borrow_mut();
-        let Some(fds) = slot.as_mut() else {
-            return Err(handle_error_de(
-                "multiproc handles can only be deserialized by multiproc (recv, spawn)".into(),
-            ));
-        };
+    let taken = SCOPE.with(|scope| {
+        let mut scope = scope.borrow_mut();
+        let fds = scope.incoming.as_mut().ok_or(HandleError::OutsideMultiproc)?;
+        let available = fds.len();
         match fds.get_mut(index) {
-            Some(fd) => fd.take().ok_or_else(|| {
-                handle_error_de(format!("handle {index} is used twice in one message"))
-            }),
-            None => Err(handle_error_de(format!(
-                "handle {index} out of range: {} arrived",
-                fds.len()
-            ))),
+            Some(fd) => fd.take().ok_or(HandleError::UsedTwice { index }),
+            None => Err(HandleError::OutOfRange { index, available }),
         }
-    })
+    });
+    taken.map_err(handle_error_de)
 }
 
 /// Any file descriptor, sendable inside a message (Python's
@@ -219,6 +286,8 @@ impl<'de> Deserialize<'de> for Fd {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsRawFd;
+
     use super::*;
 
     #[test]
@@ -234,16 +303,18 @@ mod tests {
         let value = (7u8, Fd(r), "x".to_string(), Fd(w));
         let mut bytes = Vec::new();
         let fds = encode(&value, &mut bytes).unwrap();
-        assert_eq!(
-            fds,
-            vec![value.1.as_fd().as_raw_fd(), value.3.as_fd().as_raw_fd()]
-        );
-        let dups: Vec<OwnedFd> = fds
-            .iter()
-            // SAFETY: the fds are owned by `value`, which is alive here.
-            .map(|&fd| multiproc_sys::fd::dup(unsafe { BorrowedFd::borrow_raw(fd) }).unwrap())
-            .collect();
-        let back: (u8, Fd, String, Fd) = decode(&bytes, dups).unwrap();
+        // Duplicates of the value's descriptors, in index order: the same
+        // open files, other numbers.
+        assert_eq!(fds.len(), 2);
+        let id = |fd: &OwnedFd| {
+            use std::os::unix::fs::MetadataExt as _;
+            let m = std::fs::File::from(fd.try_clone().unwrap()).metadata().unwrap();
+            (m.dev(), m.ino())
+        };
+        let same = |a: &OwnedFd, b: &Fd| id(a) == id(&b.0);
+        assert!(same(&fds[0], &value.1) && same(&fds[1], &value.3));
+        assert!(fds[0].as_raw_fd() != value.1.0.as_raw_fd());
+        let back: (u8, Fd, String, Fd) = decode(&bytes, fds).unwrap();
         assert_eq!(back.0, 7);
         assert_eq!(back.2, "x");
     }

@@ -35,7 +35,7 @@ pub use wait::{Waitable, wait};
 
 pub(crate) use listener::SOCKET_FILES;
 
-use codec::{DecodeError, EncodeError};
+use codec::{DecodeError, HandleError};
 use frame::{DEFAULT_MAX_MESSAGE_SIZE, FrameReader, MAX_HEADER_LEN, Payload};
 use incoming::{Incoming, Transport, decode_payload, read_frame};
 
@@ -416,14 +416,18 @@ impl<T> Connection<T> {
     }
 }
 
+/// Borrows of the descriptors `encode` handed back, for one send.
+pub(crate) fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
+    fds.iter().map(AsFd::as_fd).collect()
+}
+
 impl<T> Connection<T> {
     fn send_encoded(
         &mut self,
         wbuf: &mut [u8],
-        fds: Result<Vec<RawFd>, EncodeError>,
+        fds: &[BorrowedFd<'_>],
         interrupted: &mut dyn FnMut() -> bool,
     ) -> Result<(), SendError> {
-        let fds = fds?;
         if !fds.is_empty() && self.transport != Transport::Socket {
             return Err(SendError::HandlesNeedSocket);
         }
@@ -439,13 +443,7 @@ impl<T> Connection<T> {
         let header = frame::encode_header(body, &mut header);
         let start = MAX_HEADER_LEN - header.len();
         wbuf[start..MAX_HEADER_LEN].copy_from_slice(header);
-        let borrowed: Vec<BorrowedFd<'_>> = fds
-            .iter()
-            // SAFETY: each fd belongs to a handle inside the value passed to
-            // `send`, which is borrowed for the whole call.
-            .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
-            .collect();
-        self.write_frame(&[&wbuf[start..]], &borrowed, interrupted)
+        self.write_frame(&[&wbuf[start..]], fds, interrupted)
     }
 }
 
@@ -473,8 +471,9 @@ impl<T: Serialize> Connection<T> {
         let mut wbuf = std::mem::take(&mut self.wbuf);
         wbuf.clear();
         wbuf.resize(MAX_HEADER_LEN + 1, 0);
-        let fds = codec::encode(value, &mut wbuf);
-        let result = self.send_encoded(&mut wbuf, fds, &mut interrupted);
+        let result = codec::encode(value, &mut wbuf)
+            .map_err(SendError::from)
+            .and_then(|fds| self.send_encoded(&mut wbuf, &borrow_all(&fds), &mut interrupted));
         self.wbuf = wbuf;
         result
     }
@@ -534,15 +533,14 @@ impl<T> Connection<T> {
         self.recv_with(deadline, |b, fds| Ok((b.to_vec(), fds)))
     }
 
-    /// Send an already encoded serde payload whose handles are `fds`
-    /// (descriptors that stay open for the duration of the call).
-    pub(crate) fn send_raw(&mut self, body: &[u8], fds: &[RawFd]) -> Result<(), SendError> {
+    /// Send an already encoded serde payload whose handles are `fds`.
+    pub(crate) fn send_raw(&mut self, body: &[u8], fds: &[OwnedFd]) -> Result<(), SendError> {
         self.check_writable()?;
         let mut wbuf = std::mem::take(&mut self.wbuf);
         wbuf.clear();
         wbuf.resize(MAX_HEADER_LEN + 1, 0);
         wbuf.extend_from_slice(body);
-        let result = self.send_encoded(&mut wbuf, Ok(fds.to_vec()), &mut || false);
+        let result = self.send_encoded(&mut wbuf, &borrow_all(fds), &mut || false);
         self.wbuf = wbuf;
         result
     }
@@ -610,9 +608,7 @@ impl Serialize for SerFd<'_> {
 impl<T> Serialize for Connection<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if self.reader.as_ref().is_some_and(|r| r.has_buffered()) || !self.incoming.is_empty() {
-            return Err(codec::handle_error(
-                "cannot send a connection that holds unread buffered data".into(),
-            ));
+            return Err(codec::handle_error(HandleError::BufferedData));
         }
         Wire {
             fd: SerFd(self.fd.as_fd()),

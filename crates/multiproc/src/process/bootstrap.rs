@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::io::{self, Write as _};
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -230,10 +230,16 @@ pub(super) fn watch_parent(parent: u32) {
 
 pub(super) fn run_spawned_child(fd: RawFd) -> ! {
     multiproc_sys::process::ignore_sigpipe();
-    // SAFETY: the parent put a descriptor at this number for us and nothing
-    // else in this freshly exec'd process knows or owns it; `fstat` below
-    // confirms it is open before it is used.
-    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: the parent put a descriptor at this number for us (the spawn
+    // flag's argument) and nothing else in this freshly exec'd process knows
+    // or owns it; `claim_inherited` checks that it is open before owning it.
+    let owned = match unsafe { multiproc_sys::fd::claim_inherited(fd) } {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("multiproc: bad bootstrap descriptor {fd}: {e}");
+            multiproc_sys::process::exit_now(70);
+        }
+    };
     let mut chan = match Connection::<()>::from_fd(owned, true, true) {
         Ok(c) => c,
         Err(e) => {

@@ -3,7 +3,6 @@
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,6 +11,7 @@ use multiproc_shm::queue::{MAX_CAPACITY, MIN_CAPACITY};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::connection::borrow_all;
 use crate::connection::codec::{self};
 use crate::shared::segment::Segment;
 
@@ -341,9 +341,8 @@ impl<T: Serialize> Queue<T> {
     ) -> Result<(), PutError<T>> {
         let r = with_scratch(|buf| {
             buf.clear();
-            let raw_fds = codec::encode(&item, buf).map_err(Fail::Encode)?;
-            let fds = borrow_fds(&raw_fds);
-            self.inner.put(buf, &fds, deadline)
+            let fds = codec::encode(&item, buf).map_err(Fail::Encode)?;
+            self.inner.put(buf, &borrow_all(&fds), deadline)
         });
         r.map_err(|f| f.with(item, try_form))
     }
@@ -449,14 +448,6 @@ impl<T: Serialize> Queue<T> {
     }
 }
 
-/// The raw descriptors from [`codec::encode`] as borrowed descriptors.
-pub(super) fn borrow_fds(raw: &[RawFd]) -> Vec<BorrowedFd<'_>> {
-    raw.iter()
-        // SAFETY: the descriptors belong to the item being put, which lives
-        // (borrowed by the caller) until the put returns.
-        .map(|&fd| unsafe { BorrowedFd::borrow_raw(fd) })
-        .collect()
-}
 
 impl<T: DeserializeOwned> Queue<T> {
     fn get_item(&self, deadline: Option<Instant>, try_form: bool) -> Result<T, GetError> {

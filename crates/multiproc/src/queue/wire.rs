@@ -46,7 +46,7 @@ impl<'de, T> Deserialize<'de> for Queue<T> {
         use serde::de::Error as _;
         let w = Wire::<Fd>::deserialize(d)?;
         let seg = Segment::from_fd(w.seg.0, LAYOUT)
-            .map_err(|e| crate::connection::codec::handle_error_de(e.to_string()))?;
+            .map_err(|e| codec::handle_error_de(codec::HandleError::wrong_object(e)))?;
         let inner = Inner::new(seg, w.side_tx.0, w.side_rx.0).map_err(D::Error::custom)?;
         Ok(Queue::from_inner(Arc::new(inner)))
     }

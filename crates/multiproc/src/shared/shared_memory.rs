@@ -40,7 +40,7 @@ use std::sync::Arc;
 use multiproc_sys::shm::Mapping;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::connection::codec::Fd;
+use crate::connection::codec::{self, Fd};
 use crate::shared::segment::{self, Segment, SegmentError};
 
 const LAYOUT: u64 = segment::layout_hash("multiproc::SharedMemory", 0, 1);
@@ -448,7 +448,7 @@ impl<'de> Deserialize<'de> for SharedMemory {
         match Wire::<Fd>::deserialize(d)? {
             Wire::Segment { fd, size } => {
                 let seg = Segment::from_fd(fd.0, LAYOUT)
-                    .map_err(|e| crate::connection::codec::handle_error_de(e.to_string()))?;
+                    .map_err(|e| codec::handle_error_de(codec::HandleError::wrong_object(e)))?;
                 let mut m = SharedMemory::from_segment(Arc::new(seg));
                 m.len = usize::try_from(size).unwrap_or(usize::MAX).min(m.len);
                 Ok(m)
@@ -466,9 +466,9 @@ impl<'de> Deserialize<'de> for SharedMemory {
                 if !multiproc_sys::shm::is_shrink_sealed(&fd.0).unwrap_or(false)
                     && !foreign_allowed(info, multiproc_sys::shm::euid())
                 {
-                    return Err(crate::connection::codec::handle_error_de(
-                        segment::SegmentError::Unsealed.to_string(),
-                    ));
+                    return Err(codec::handle_error_de(codec::HandleError::wrong_object(
+                        segment::SegmentError::Unsealed,
+                    )));
                 }
                 let file = std::fs::File::from(fd.0);
                 let actual = file.metadata().map_err(D::Error::custom)?.len();

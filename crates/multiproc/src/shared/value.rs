@@ -20,7 +20,7 @@ use bytemuck::Pod;
 use multiproc_shm::{Acquired, LockError, RawLock};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::connection::codec::Fd;
+use crate::connection::codec::{self, Fd};
 use crate::env::ProcessEnv;
 use crate::shared::segment::{self, Segment};
 use crate::sync::{AcquireError, Lock, embedded_lock};
@@ -226,7 +226,7 @@ fn deserialize_cells<'de, D: Deserializer<'de>, T: Pod>(
     let w = CellsWire::<Fd>::deserialize(d)?;
     let layout = layout::<T>(kind);
     let seg = Segment::from_fd(w.fd.0, layout)
-        .map_err(|e| crate::connection::codec::handle_error_de(e.to_string()))?;
+        .map_err(|e| codec::handle_error_de(codec::HandleError::wrong_object(e)))?;
     Cells::from_segment(seg, layout).map_err(serde::de::Error::custom)
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::connection::codec::Fd;
+use crate::connection::codec::{self, Fd};
 use crate::shared::segment::{self, Segment, SegmentError};
 
 // ----- the shared handle under every object ----------------------------------
@@ -115,7 +115,7 @@ impl<'de, T> Deserialize<'de> for Handle<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = HandleWire::<Fd>::deserialize(d)?;
         let seg = Segment::from_fd(w.fd.0, w.layout)
-            .map_err(|e| crate::connection::codec::handle_error_de(e.to_string()))?;
+            .map_err(|e| codec::handle_error_de(codec::HandleError::wrong_object(e)))?;
         let off = w.off as usize;
         Handle::<T>::check(&seg, off).map_err(serde::de::Error::custom)?;
         Ok(Handle {
