@@ -106,12 +106,12 @@ fn cpu_pair() -> Option<(usize, usize)> {
 /// The CPUs this process was allowed to run on when the benchmark started.
 fn all_cpus() -> &'static [usize] {
     static CPUS: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
-    CPUS.get_or_init(|| multiproc_sys::process::allowed_cpus().unwrap_or_default())
+    CPUS.get_or_init(|| multiproc::process::allowed_cpus().unwrap_or_default())
 }
 
 fn pin_child(job: &Job) {
     if let Some(cpu) = job.cpu {
-        let _ = multiproc_sys::process::pin_to_cpu(cpu);
+        let _ = multiproc::process::pin_to_cpu(cpu);
     }
 }
 
@@ -132,13 +132,13 @@ struct RawEnd {
 impl Endpoint for RawEnd {
     fn send(&mut self, msg: &[u8]) {
         let tx = self.tx.as_ref().expect("write end");
-        multiproc_sys::io::write_all(tx, msg).expect("write");
+        multiproc::baseline::write_all(tx, msg).expect("write");
     }
     fn recv(&mut self, buf: &mut Vec<u8>) {
         let rx = self.rx.as_ref().expect("read end").as_fd();
         let mut got = 0;
         while got < buf.len() {
-            let n = multiproc_sys::io::read(rx, &mut buf[got..]).expect("read");
+            let n = multiproc::baseline::read(rx, &mut buf[got..]).expect("read");
             assert!(n > 0, "unexpected end of file");
             got += n;
         }
@@ -277,8 +277,8 @@ fn stream<E: Endpoint>(
 // ----- the mechanisms -------------------------------------------------------
 
 fn raw_pipes() -> BenchResult<(RawEnd, RawEnd)> {
-    let (r1, w1) = multiproc_sys::fd::pipe()?;
-    let (r2, w2) = multiproc_sys::fd::pipe()?;
+    let (r1, w1) = multiproc::baseline::pipe()?;
+    let (r2, w2) = multiproc::baseline::pipe()?;
     Ok((
         RawEnd {
             rx: Some(Fd(r1)),
@@ -292,9 +292,9 @@ fn raw_pipes() -> BenchResult<(RawEnd, RawEnd)> {
 }
 
 fn raw_socketpair() -> BenchResult<(RawEnd, RawEnd)> {
-    let (a, b) = multiproc_sys::fd::socketpair()?;
-    let a2 = multiproc_sys::fd::dup(&a)?;
-    let b2 = multiproc_sys::fd::dup(&b)?;
+    let (a, b) = multiproc::baseline::socketpair()?;
+    let a2 = multiproc::baseline::dup(&a)?;
+    let b2 = multiproc::baseline::dup(&b)?;
     Ok((
         RawEnd {
             rx: Some(Fd(a)),
@@ -427,7 +427,7 @@ fn bench_lock(batches: usize) -> BenchResult<Sample> {
 
 fn bench_posix_sem(batches: usize) -> BenchResult<Sample> {
     let name = format!("/multiproc-bench-{}", std::process::id());
-    let sem = multiproc_sys::baseline::PosixSemaphore::create(&name, 1)?;
+    let sem = multiproc::baseline::PosixSemaphore::create(&name, 1)?;
     uncontended(batches, || {
         sem.wait().expect("sem_wait");
         sem.post().expect("sem_post");
@@ -435,11 +435,11 @@ fn bench_posix_sem(batches: usize) -> BenchResult<Sample> {
 }
 
 fn bench_pthread_robust(batches: usize) -> BenchResult<Sample> {
-    let mem = multiproc::SharedMemory::new(multiproc_sys::baseline::RobustMutex::SIZE)?;
+    let mem = multiproc::SharedMemory::new(multiproc::baseline::RobustMutex::SIZE)?;
     // SAFETY: the block is at least SIZE bytes, page-aligned (the segment
     // payload starts 64 bytes into a page-aligned mapping), private to this
     // benchmark, and outlives `m`.
-    let m = unsafe { multiproc_sys::baseline::RobustMutex::init(mem.as_ptr())? };
+    let m = unsafe { multiproc::baseline::RobustMutex::init(mem.as_ptr())? };
     uncontended(batches, || {
         m.lock().expect("lock");
         m.unlock().expect("unlock");
@@ -507,10 +507,10 @@ fn futex_echo(arg: (multiproc::SharedMemory, Job)) {
     let w = futex_word(&mem);
     for _ in 0..job.count {
         while w.load(Ordering::Acquire) != 1 {
-            multiproc_sys::futex::wait(w, 0, None);
+            multiproc::baseline::futex_wait(w, 0, None);
         }
         w.store(0, Ordering::Release);
-        multiproc_sys::futex::wake(w, 1);
+        multiproc::baseline::futex_wake(w, 1);
     }
 }
 
@@ -527,9 +527,9 @@ fn bench_futex(iters: usize) -> BenchResult<Sample> {
     let w = futex_word(&mem);
     let sample = round_trips(warmup, iters, || {
         w.store(1, Ordering::Release);
-        multiproc_sys::futex::wake(w, 1);
+        multiproc::baseline::futex_wake(w, 1);
         while w.load(Ordering::Acquire) != 0 {
-            multiproc_sys::futex::wait(w, 1, None);
+            multiproc::baseline::futex_wait(w, 1, None);
         }
     });
     child.join()?;
@@ -674,7 +674,7 @@ const PARTIES: usize = 4;
 /// an empty one (a consumer's signal to stop).
 fn many_producer(arg: (Queue<ByteBuf>, multiproc::Event, Job, Vec<usize>)) {
     let (q, start, job, cpus) = arg;
-    let _ = multiproc_sys::process::set_cpus(&cpus);
+    let _ = multiproc::process::set_cpus(&cpus);
     let msg = vec![0x5Au8; job.size];
     start.wait();
     for _ in 0..job.count {
@@ -686,7 +686,7 @@ fn many_producer(arg: (Queue<ByteBuf>, multiproc::Event, Job, Vec<usize>)) {
 /// A `queue-4x4` consumer: count messages until an empty one.
 fn many_consumer(arg: (Queue<ByteBuf>, Vec<usize>)) -> usize {
     let (q, cpus) = arg;
-    let _ = multiproc_sys::process::set_cpus(&cpus);
+    let _ = multiproc::process::set_cpus(&cpus);
     let mut buf = Vec::new();
     let mut n = 0;
     loop {
@@ -1169,7 +1169,7 @@ pub(crate) fn run(opts: &Options) -> BenchResult<()> {
     // Read the CPU set before pinning (see `cpu_pair`).
     all_cpus();
     if let Some((parent, _)) = cpu_pair() {
-        multiproc_sys::process::pin_to_cpu(parent)?;
+        multiproc::process::pin_to_cpu(parent)?;
     }
     let rounds = if opts.smoke { 1 } else { rounds(opts.quick) };
     let mut progress = Progress::new(groups.len() * rounds);

@@ -18,12 +18,13 @@
 //! - System V message queues, semaphore sets and shared memory;
 //! - Unix and TCP sockets (bind, listen, accept, connect, `flock`);
 //! - signals: sending, and handlers that write to a self-pipe;
-//! - the OS baselines the benchmark compares with (POSIX semaphores, robust
-//!   pthread mutexes).
+//! - with the `baseline` feature, the OS baselines the benchmark compares
+//!   with (POSIX semaphores, robust pthread mutexes).
 //!
 //! What it does not do: framing, serialization, any decision about what a
 //! failure means for the caller.
 
+#[cfg(feature = "baseline")]
 pub mod baseline;
 pub mod fd;
 pub mod fifo;

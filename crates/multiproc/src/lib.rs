@@ -77,6 +77,8 @@
     reason = "the examples show `multiproc::init()` as the first line of `main`"
 )]
 
+#[cfg(feature = "baseline")]
+pub mod baseline;
 pub mod connection;
 mod deadline;
 mod env;

@@ -28,7 +28,7 @@ fn fifo_pair(dir: &std::path::Path, name: &str, reg: &Registry) -> BenchResult<(
         .create(dir.join(name))?;
     // The reader first, without waiting, so the writer's open finds it.
     let rx = fifo.try_open_read()?.into_fd();
-    multiproc_sys::fd::set_nonblocking(&rx, false)?;
+    multiproc::baseline::set_nonblocking(&rx, false)?;
     let tx = fifo.try_open_write()?.into_fd();
     fifo.unlink()?;
     Ok((Fd(rx), Fd(tx)))

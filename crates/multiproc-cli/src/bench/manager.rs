@@ -33,9 +33,9 @@ fn start_manager() -> BenchResult<Manager> {
     let Some((mine, other)) = cpu_pair() else {
         return Ok(Manager::start()?);
     };
-    multiproc_sys::process::pin_to_cpu(other)?;
+    multiproc::process::pin_to_cpu(other)?;
     let m = Manager::start();
-    multiproc_sys::process::pin_to_cpu(mine)?;
+    multiproc::process::pin_to_cpu(mine)?;
     Ok(m?)
 }
 

@@ -56,6 +56,10 @@ use bootstrap::{
     send_panic, send_result, trampoline, watch_parent,
 };
 pub use bootstrap::{ChildPanic, current_process_name, init};
+/// CPU affinity of the calling thread (`sched_getaffinity`,
+/// `sched_setaffinity`), as Python's `os.sched_getaffinity` and
+/// `os.sched_setaffinity(0, …)`.
+pub use multiproc_sys::process::{allowed_cpus, pin_to_cpu, set_cpus};
 
 /// How a child process is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
