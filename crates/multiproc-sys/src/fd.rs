@@ -109,7 +109,9 @@ pub fn socketpair_seqpacket() -> io::Result<(OwnedFd, OwnedFd)> {
 /// the parent left open for it).
 pub unsafe fn claim_inherited(fd: RawFd) -> io::Result<OwnedFd> {
     if fd < 0 {
-        return Err(io::Error::from_raw_os_error(rustix::io::Errno::BADF.raw_os_error()));
+        return Err(io::Error::from_raw_os_error(
+            rustix::io::Errno::BADF.raw_os_error(),
+        ));
     }
     // SAFETY: the borrow lives only for this `fcntl(F_GETFD)`, which reads
     // the descriptor-table entry and changes nothing; on a number that is

@@ -227,7 +227,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T,
 pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, s: S) -> Result<S::Ok, S::Error> {
     let index = SCOPE.with(|scope| {
         let mut scope = scope.borrow_mut();
-        let out = scope.outgoing.as_mut().ok_or(HandleError::OutsideMultiproc)?;
+        let out = scope
+            .outgoing
+            .as_mut()
+            .ok_or(HandleError::OutsideMultiproc)?;
         out.push(multiproc_sys::fd::dup(fd).map_err(HandleError::Duplicate)?);
         Ok(out.len() - 1)
     });
@@ -243,7 +246,10 @@ pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd,
     let index = u32::deserialize(d)? as usize;
     let taken = SCOPE.with(|scope| {
         let mut scope = scope.borrow_mut();
-        let fds = scope.incoming.as_mut().ok_or(HandleError::OutsideMultiproc)?;
+        let fds = scope
+            .incoming
+            .as_mut()
+            .ok_or(HandleError::OutsideMultiproc)?;
         let available = fds.len();
         match fds.get_mut(index) {
             Some(fd) => fd.take().ok_or(HandleError::UsedTwice { index }),
@@ -308,7 +314,9 @@ mod tests {
         assert_eq!(fds.len(), 2);
         let id = |fd: &OwnedFd| {
             use std::os::unix::fs::MetadataExt as _;
-            let m = std::fs::File::from(fd.try_clone().unwrap()).metadata().unwrap();
+            let m = std::fs::File::from(fd.try_clone().unwrap())
+                .metadata()
+                .unwrap();
             (m.dev(), m.ino())
         };
         let same = |a: &OwnedFd, b: &Fd| id(a) == id(&b.0);

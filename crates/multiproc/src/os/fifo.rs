@@ -64,6 +64,7 @@ use multiproc_sys::fifo::PathKind;
 use multiproc_sys::rustix::io::Errno;
 
 use crate::connection::Connection;
+use crate::deadline::Backoff;
 use crate::names::kind::Kind;
 use crate::names::object::NamedKind;
 use crate::names::registry::Registry;
@@ -316,20 +317,15 @@ impl Fifo {
     /// [`FifoError::Timeout`] otherwise.
     pub fn open_write_timeout(&self, timeout: Duration) -> Result<FifoWriter, FifoError> {
         let deadline = crate::deadline::after(timeout);
-        let mut pause = Duration::from_micros(100);
+        let mut backoff = Backoff::new(Duration::from_micros(100), Duration::from_millis(20));
         loop {
             match self.try_open_write() {
                 Err(FifoError::NoReader) => {}
                 r => return r,
             }
-            let now = Instant::now();
-            let left = match deadline {
-                Some(d) if now >= d => return Err(FifoError::Timeout),
-                Some(d) => d - now,
-                None => pause,
-            };
-            std::thread::sleep(pause.min(left));
-            pause = (pause * 2).min(Duration::from_millis(20));
+            if !backoff.sleep(deadline) {
+                return Err(FifoError::Timeout);
+            }
         }
     }
 }

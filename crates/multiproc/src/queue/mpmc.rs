@@ -448,7 +448,6 @@ impl<T: Serialize> Queue<T> {
     }
 }
 
-
 impl<T: DeserializeOwned> Queue<T> {
     fn get_item(&self, deadline: Option<Instant>, try_form: bool) -> Result<T, GetError> {
         with_scratch(|buf| {

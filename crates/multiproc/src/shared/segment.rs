@@ -19,13 +19,14 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use multiproc_shm::{Header, HeaderError};
 use multiproc_sys::shm::Mapping;
 use serde::{Serialize, Serializer};
 
 use crate::connection::codec;
+use crate::deadline::Backoff;
 use crate::names::kind::Kind;
 use crate::names::object::{NamedKind, NamedObject};
 
@@ -246,13 +247,12 @@ impl Segment {
             map,
             name: None,
         };
-        let deadline = Instant::now() + wait;
+        let deadline = crate::deadline::after(wait);
+        let mut backoff = Backoff::new(Duration::from_micros(50), Duration::from_millis(1));
         loop {
             match seg.header().check(layout, len as u64) {
                 Ok(()) => return Ok(seg),
-                Err(HeaderError::NotReady) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(1));
-                }
+                Err(HeaderError::NotReady) if backoff.sleep(deadline) => {}
                 Err(HeaderError::NotReady) => return Err(SegmentError::NotReady),
                 Err(e) => return Err(SegmentError::Incompatible(e)),
             }

@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use multiproc_sys::sysv::{self as sys, errno};
 use serde::{Deserialize, Serialize};
 
+use crate::deadline::Backoff;
 use crate::names::kind::Kind;
 use crate::names::object::NamedKind;
 use crate::names::registry::{self, Registry};
@@ -234,27 +235,9 @@ impl Wait {
     }
 }
 
-/// Backoff of the polling `_timeout` forms of message queues.
-pub(super) struct Backoff(Duration);
-
-impl Backoff {
-    const FIRST: Duration = Duration::from_micros(20);
-    const MAX: Duration = Duration::from_millis(5);
-
-    fn new() -> Self {
-        Backoff(Self::FIRST)
-    }
-
-    /// Sleep for the next step, never past `deadline`; false once it passed.
-    fn sleep(&mut self, deadline: Instant) -> bool {
-        let now = Instant::now();
-        if now >= deadline {
-            return false;
-        }
-        std::thread::sleep(self.0.min(deadline - now));
-        self.0 = (self.0 * 2).min(Self::MAX);
-        true
-    }
+/// The backoff of the polling `_timeout` forms of message queues.
+pub(super) fn backoff() -> Backoff {
+    Backoff::new(Duration::from_micros(20), Duration::from_millis(5))
 }
 
 // ----- registry support ------------------------------------------------------

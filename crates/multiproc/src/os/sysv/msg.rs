@@ -11,7 +11,7 @@ use crate::connection::codec::{self, DecodeError, EncodeError};
 use crate::names::kind::Kind;
 use crate::names::registry::Registry;
 
-use super::{Backoff, Builder, How, Key, OpenError, Wait, forget, is_gone};
+use super::{Builder, How, Key, OpenError, Wait, backoff, forget, is_gone};
 
 // ----- message queues --------------------------------------------------------
 
@@ -230,7 +230,7 @@ impl MessageQueue {
             Wait::Block => 0,
             Wait::Never | Wait::Until(_) => sys::IPC_NOWAIT,
         };
-        let mut backoff = Backoff::new();
+        let mut backoff = backoff();
         loop {
             let e = match sys::msgsnd(self.id, mtype, data, flags) {
                 Ok(()) => return Ok(()),
@@ -239,7 +239,7 @@ impl MessageQueue {
             match e.raw_os_error() {
                 Some(errno::EINTR) => continue,
                 Some(errno::EAGAIN) => match wait {
-                    Wait::Until(deadline) if backoff.sleep(deadline) => continue,
+                    Wait::Until(deadline) if backoff.sleep(Some(deadline)) => continue,
                     Wait::Until(_) => return Err(SendError::Timeout),
                     _ => return Err(SendError::Full),
                 },
@@ -296,7 +296,7 @@ impl MessageQueue {
         if !matches!(wait, Wait::Block) {
             flags |= sys::IPC_NOWAIT;
         }
-        let mut backoff = Backoff::new();
+        let mut backoff = backoff();
         loop {
             let e = match sys::msgrcv(self.id, buf, msgtyp, flags) {
                 Ok(got) => return Ok(got),
@@ -305,7 +305,7 @@ impl MessageQueue {
             match e.raw_os_error() {
                 Some(errno::EINTR) => continue,
                 Some(errno::ENOMSG) | Some(errno::EAGAIN) => match wait {
-                    Wait::Until(deadline) if backoff.sleep(deadline) => continue,
+                    Wait::Until(deadline) if backoff.sleep(Some(deadline)) => continue,
                     Wait::Until(_) => return Err(ReceiveError::Timeout),
                     _ => return Err(ReceiveError::Empty),
                 },
