@@ -2,6 +2,7 @@
 //! The handshake runs before anything else on a connection and reads at most
 //! [`MAX_HANDSHAKE_FRAME`] bytes per frame.
 
+use std::fmt;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -109,6 +110,90 @@ impl From<SendError> for HandshakeError {
 }
 
 // ----- the handshake ----------------------------------------------------------
+
+/// The security options a [`ListenerBuilder`](super::ListenerBuilder) and
+/// a [`ClientBuilder`](super::ClientBuilder) share: the authkey, the digest
+/// policy, the handshake's time limit and the two explicit opt-outs. Both
+/// builders take it whole ([`auth`](super::ListenerBuilder::auth)) or one
+/// option at a time through setters of the same names.
+#[derive(Clone)]
+pub struct AuthOptions {
+    pub(super) authkey: Option<Vec<u8>>,
+    pub(super) policy: AuthPolicy,
+    pub(super) handshake_timeout: Duration,
+    pub(super) insecure_no_authkey: bool,
+    pub(super) insecure_shared_directory: bool,
+}
+
+impl Default for AuthOptions {
+    fn default() -> Self {
+        AuthOptions {
+            authkey: None,
+            policy: AuthPolicy::default(),
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            insecure_no_authkey: false,
+            insecure_shared_directory: false,
+        }
+    }
+}
+
+impl fmt::Debug for AuthOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthOptions")
+            .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
+            .field("policy", &self.policy)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("insecure_no_authkey", &self.insecure_no_authkey)
+            .field("insecure_shared_directory", &self.insecure_shared_directory)
+            .finish()
+    }
+}
+
+/// The setters of [`AuthOptions`], on a builder that holds one in its
+/// `auth` field (so the two builders cannot drift apart).
+macro_rules! auth_setters {
+    () => {
+        /// Use these security options (authkey, policy, handshake timeout,
+        /// opt-outs) in place of the current ones.
+        pub fn auth(mut self, auth: AuthOptions) -> Self {
+            self.auth = auth;
+            self
+        }
+
+        /// Authenticate with `key`: the peer must prove it knows the key,
+        /// and this side proves it too.
+        pub fn authkey(mut self, key: &[u8]) -> Self {
+            self.auth.authkey = Some(key.to_vec());
+            self
+        }
+
+        /// Which digests the handshake accepts (default SHA-256 only).
+        pub fn policy(mut self, policy: AuthPolicy) -> Self {
+            self.auth.policy = policy;
+            self
+        }
+
+        /// How long one handshake may take (default 5 s).
+        pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+            self.auth.handshake_timeout = timeout;
+            self
+        }
+
+        /// Allow TCP without an authkey: anyone who can reach the port can
+        /// connect (or be connected to).
+        pub fn insecure_no_authkey(mut self) -> Self {
+            self.auth.insecure_no_authkey = true;
+            self
+        }
+
+        /// Skip the private-directory check of a Unix socket's directory
+        /// (a listener's socket file still gets mode 0600).
+        pub fn insecure_shared_directory(mut self) -> Self {
+            self.auth.insecure_shared_directory = true;
+            self
+        }
+    };
+}
 
 /// Which digests a handshake accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

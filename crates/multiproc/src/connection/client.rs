@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::address::{Address, MAX_UNIX_PATH};
-use super::auth::{AuthPolicy, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError, client_handshake};
+use super::auth::{AuthOptions, AuthPolicy, HandshakeError, client_handshake};
 use super::listener::{check_private_dir, parent_dir, path_len};
 use crate::connection::Connection;
 
@@ -55,58 +55,23 @@ impl ConnectError {
 // ----- the client -------------------------------------------------------------
 
 /// Options for a client connection; from [`Client::builder`].
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct ClientBuilder {
-    authkey: Option<Vec<u8>>,
-    policy: AuthPolicy,
-    handshake_timeout: Duration,
+    auth: AuthOptions,
     connect_timeout: Option<Duration>,
-    insecure_no_authkey: bool,
-    insecure_shared_directory: bool,
 }
 
 impl fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientBuilder")
-            .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
-            .field("policy", &self.policy)
-            .field("handshake_timeout", &self.handshake_timeout)
+            .field("auth", &self.auth)
             .field("connect_timeout", &self.connect_timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for ClientBuilder {
-    fn default() -> Self {
-        ClientBuilder {
-            authkey: None,
-            policy: AuthPolicy::default(),
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            connect_timeout: None,
-            insecure_no_authkey: false,
-            insecure_shared_directory: false,
-        }
+            .finish()
     }
 }
 
 impl ClientBuilder {
-    /// Authenticate with `key` (and require the server to).
-    pub fn authkey(mut self, key: &[u8]) -> Self {
-        self.authkey = Some(key.to_vec());
-        self
-    }
-
-    /// Which digests the handshake accepts (default SHA-256 only).
-    pub fn policy(mut self, policy: AuthPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// How long the handshake may take (default 5 s).
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = timeout;
-        self
-    }
+    auth_setters!();
 
     /// How long a TCP connect may take (default: the kernel's limit). A
     /// Unix-socket connect does not wait for the server (it fails at once
@@ -116,24 +81,12 @@ impl ClientBuilder {
         self
     }
 
-    /// Allow a TCP connection without an authkey.
-    pub fn insecure_no_authkey(mut self) -> Self {
-        self.insecure_no_authkey = true;
-        self
-    }
-
-    /// Skip the private-directory check before connecting to a Unix socket.
-    pub fn insecure_shared_directory(mut self) -> Self {
-        self.insecure_shared_directory = true;
-        self
-    }
-
     /// Connect to `address` and run the handshake.
     pub fn connect<T>(&self, address: impl Into<Address>) -> Result<Connection<T>, ConnectError> {
         let address = address.into();
         let fd = match &address {
             Address::Tcp(addr) => {
-                if self.authkey.is_none() && !self.insecure_no_authkey {
+                if self.auth.authkey.is_none() && !self.auth.insecure_no_authkey {
                     return Err(ConnectError::TcpWithoutAuthkey);
                 }
                 let deadline = self.connect_timeout.and_then(crate::deadline::after);
@@ -162,7 +115,7 @@ impl ClientBuilder {
                         max: MAX_UNIX_PATH,
                     });
                 }
-                if !self.insecure_shared_directory {
+                if !self.auth.insecure_shared_directory {
                     check_private_dir(&parent_dir(path)).map_err(|(path, reason)| {
                         ConnectError::InsecureDirectory { path, reason }
                     })?;
@@ -171,9 +124,9 @@ impl ClientBuilder {
             }
         };
         let mut conn = Connection::from_fd(fd, true, true)?;
-        if let Some(key) = &self.authkey {
-            let deadline = crate::deadline::instant_after(self.handshake_timeout);
-            client_handshake(&mut conn, key, self.policy, deadline)?;
+        if let Some(key) = &self.auth.authkey {
+            let deadline = crate::deadline::instant_after(self.auth.handshake_timeout);
+            client_handshake(&mut conn, key, self.auth.policy, deadline)?;
         }
         Ok(conn)
     }

@@ -75,9 +75,7 @@ use crate::names::object::NamedKind;
 use crate::names::registry;
 
 use super::address::{Address, MAX_UNIX_PATH};
-use super::auth::{
-    AuthPolicy, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError, random_bytes, server_handshake,
-};
+use super::auth::{AuthOptions, AuthPolicy, HandshakeError, random_bytes, server_handshake};
 #[cfg(doc)]
 use crate::connection::duplex;
 
@@ -222,23 +220,15 @@ impl Drop for UnixFiles {
 /// Options for a [`Listener`]; from [`Listener::builder`].
 #[derive(Clone)]
 pub struct ListenerBuilder {
-    authkey: Option<Vec<u8>>,
-    policy: AuthPolicy,
-    handshake_timeout: Duration,
+    auth: AuthOptions,
     backlog: i32,
-    insecure_no_authkey: bool,
-    insecure_shared_directory: bool,
 }
 
 impl fmt::Debug for ListenerBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ListenerBuilder")
-            .field("authkey", &self.authkey.as_ref().map(|_| "<hidden>"))
-            .field("policy", &self.policy)
-            .field("handshake_timeout", &self.handshake_timeout)
+            .field("auth", &self.auth)
             .field("backlog", &self.backlog)
-            .field("insecure_no_authkey", &self.insecure_no_authkey)
-            .field("insecure_shared_directory", &self.insecure_shared_directory)
             .finish()
     }
 }
@@ -246,52 +236,18 @@ impl fmt::Debug for ListenerBuilder {
 impl Default for ListenerBuilder {
     fn default() -> Self {
         ListenerBuilder {
-            authkey: None,
-            policy: AuthPolicy::default(),
-            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            auth: AuthOptions::default(),
             backlog: 128,
-            insecure_no_authkey: false,
-            insecure_shared_directory: false,
         }
     }
 }
 
 impl ListenerBuilder {
-    /// Clients must prove they know `key` (and the listener proves it too).
-    pub fn authkey(mut self, key: &[u8]) -> Self {
-        self.authkey = Some(key.to_vec());
-        self
-    }
-
-    /// Which digests the handshake accepts (default SHA-256 only).
-    pub fn policy(mut self, policy: AuthPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// How long one handshake may take (default 5 s).
-    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
-        self.handshake_timeout = timeout;
-        self
-    }
+    auth_setters!();
 
     /// The `listen` backlog (default 128).
     pub fn backlog(mut self, backlog: i32) -> Self {
         self.backlog = backlog;
-        self
-    }
-
-    /// Allow a TCP listener without an authkey: anyone who can reach the
-    /// port can connect.
-    pub fn insecure_no_authkey(mut self) -> Self {
-        self.insecure_no_authkey = true;
-        self
-    }
-
-    /// Skip the private-directory check of a Unix socket's directory (the
-    /// socket file still gets mode 0600).
-    pub fn insecure_shared_directory(mut self) -> Self {
-        self.insecure_shared_directory = true;
         self
     }
 
@@ -332,7 +288,7 @@ impl ListenerBuilder {
         let address = address.into();
         match address {
             Address::Tcp(addr) => {
-                if self.authkey.is_none() && !self.insecure_no_authkey {
+                if self.auth.authkey.is_none() && !self.auth.insecure_no_authkey {
                     return Err(BindError::TcpWithoutAuthkey);
                 }
                 let fd = multiproc_sys::net::tcp_listen(addr, self.backlog).map_err(|e| {
@@ -398,7 +354,7 @@ impl ListenerBuilder {
                 let _ = std::fs::remove_dir(d);
             }
         };
-        if !self.insecure_shared_directory {
+        if !self.auth.insecure_shared_directory {
             if let Err((path, reason)) = check_private_dir(&dir) {
                 cleanup_dir(&created_dir);
                 return Err(BindError::InsecureDirectory { path, reason });
@@ -555,7 +511,7 @@ impl fmt::Debug for Listener {
         f.debug_struct("Listener")
             .field("fd", &self.fd.as_raw_fd())
             .field("address", &self.address)
-            .field("authenticated", &self.opts.authkey.is_some())
+            .field("authenticated", &self.opts.auth.authkey.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -596,7 +552,7 @@ impl Listener {
     }
 
     fn accept_deadline<T>(&self, deadline: Option<Instant>) -> Result<Connection<T>, AcceptError> {
-        let Some(key) = &self.opts.authkey else {
+        let Some(key) = &self.opts.auth.authkey else {
             // Nothing to wait for after the connect.
             let Some(fd) = multiproc_sys::net::accept(self.fd.as_fd(), deadline)? else {
                 return Err(AcceptError::Timeout);
@@ -652,8 +608,8 @@ impl Listener {
             st.pending.insert(peer, n + 1);
             st.total += 1;
         }
-        let deadline = crate::deadline::instant_after(self.opts.handshake_timeout);
-        let (key, policy) = (key.to_vec(), self.opts.policy);
+        let deadline = crate::deadline::instant_after(self.opts.auth.handshake_timeout);
+        let (key, policy) = (key.to_vec(), self.opts.auth.policy);
         let admitted = self.admit(fd);
         let gate = gate.clone();
         let finish = move |outcome: Result<Connection<()>, AcceptError>| {

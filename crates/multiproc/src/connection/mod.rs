@@ -14,6 +14,7 @@ pub mod codec;
 pub mod frame;
 
 mod address;
+#[macro_use]
 mod auth;
 mod client;
 mod error;
@@ -23,8 +24,8 @@ mod wait;
 
 pub use address::{Address, AddressError, MAX_UNIX_PATH};
 pub use auth::{
-    AuthFailure, AuthPolicy, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError, MAX_HANDSHAKE_FRAME,
-    client_handshake, fuzz_handshake, server_handshake,
+    AuthFailure, AuthOptions, AuthPolicy, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError,
+    MAX_HANDSHAKE_FRAME, client_handshake, fuzz_handshake, server_handshake,
 };
 pub use client::{Client, ClientBuilder, ConnectError};
 pub use error::{RecvError, SendError};
