@@ -622,12 +622,14 @@ fn created_objects_are_recorded_and_forgotten_on_remove() {
     let _gq = guard_mq(&q);
     let s = SemaphoreSet::builder(Key::PRIVATE)
         .registry(reg.clone())
-        .create(2)
+        .len(2)
+        .create()
         .unwrap();
     let _gs = guard_sem(&s);
     let m = SharedMemory::builder(Key::PRIVATE)
         .registry(reg.clone())
-        .create(128)
+        .size(128)
+        .create()
         .unwrap();
     let _gm = guard_shm(&m);
     let names = |kind| -> Vec<String> {

@@ -116,38 +116,101 @@ pub(super) enum How {
     CreateOrOpen,
 }
 
+/// One kind of System V object, for the one [`Builder`] of all three.
+pub trait SysvObject: Sized + sealed::Sealed {
+    /// How big a new object is: nothing for a queue, the number of
+    /// semaphores of a set, the bytes of a segment.
+    type Size: Copy + Default + fmt::Debug;
+    /// Its kind in the owner registry.
+    #[doc(hidden)]
+    const KIND: Kind;
+    /// `msgget`/`semget`/`shmget` with these flags.
+    #[doc(hidden)]
+    fn get(key: i32, size: Self::Size, flags: i32) -> io::Result<i32>;
+    /// The handle of object `id`.
+    #[doc(hidden)]
+    fn from_parts(id: i32, registry: Option<Registry>) -> io::Result<Self>;
+}
+
+mod sealed {
+    /// Only the three System V kinds are [`SysvObject`](super::SysvObject)s.
+    pub trait Sealed {}
+}
+
 /// Options for creating or opening a System V object: the key, the
-/// permission bits of a new object, and the registry it is recorded in.
-///
-/// `Builder::<MessageQueue>::new(key)` or [`MessageQueue::builder`]; the
-/// same for [`SemaphoreSet`] and [`SharedMemory`].
-pub struct Builder<T> {
+/// permission bits and size of a new object, and the registry it is
+/// recorded in. One builder for the three kinds:
+/// [`MessageQueue::builder`], [`SemaphoreSet::builder`] (with
+/// [`len`](Builder::len)), [`SharedMemory::builder`] (with
+/// [`size`](Builder::size)).
+pub struct Builder<T: SysvObject> {
     key: Key,
     mode: u32,
+    size: T::Size,
     registry: Option<Registry>,
     _kind: PhantomData<fn() -> T>,
 }
 
-impl<T> fmt::Debug for Builder<T> {
+impl<T: SysvObject> fmt::Debug for Builder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Builder")
             .field("key", &self.key)
             .field("mode", &format_args!("{:o}", self.mode))
+            .field("size", &self.size)
             .field("registry", &self.registry)
             .finish()
     }
 }
 
-impl<T> Builder<T> {
+impl<T: SysvObject> Builder<T> {
     /// Options for the object named by `key`: mode 0600, the default
     /// registry.
     pub fn new(key: Key) -> Self {
         Builder {
             key,
             mode: 0o600,
+            size: T::Size::default(),
             registry: None,
             _kind: PhantomData,
         }
+    }
+
+    /// Create a new object (`IPC_CREAT | IPC_EXCL`); a taken key is
+    /// [`OpenError::AlreadyExists`].
+    pub fn create(self) -> Result<T, OpenError> {
+        self.get(How::Create)
+    }
+
+    /// Open an existing object; none is [`OpenError::NotFound`].
+    pub fn open(self) -> Result<T, OpenError> {
+        self.get(How::Open)
+    }
+
+    /// Open the object with this key, creating it if there is none (an
+    /// existing set or segment smaller than the size asked for is
+    /// [`OpenError::InvalidArgument`]).
+    pub fn create_or_open(self) -> Result<T, OpenError> {
+        self.get(How::CreateOrOpen)
+    }
+
+    fn get(self, how: How) -> Result<T, OpenError> {
+        let (key, size) = (
+            self.key.0,
+            if how == How::Open {
+                T::Size::default()
+            } else {
+                self.size
+            },
+        );
+        let id = self.obtain(how, T::KIND, |flags| T::get(key, size, flags))?;
+        Ok(T::from_parts(id, self.registry)?)
+    }
+
+    /// How big a created object is (see [`Builder::len`],
+    /// [`Builder::size`]).
+    fn with_size(mut self, size: T::Size) -> Self {
+        self.size = size;
+        self
     }
 
     /// Permission bits of a created object (`& 0o777`; default 0600).

@@ -11,7 +11,7 @@ use crate::connection::codec::{self, DecodeError, EncodeError};
 use crate::names::kind::Kind;
 use crate::names::registry::Registry;
 
-use super::{Builder, How, Key, OpenError, Wait, backoff, forget, is_gone};
+use super::{Builder, Key, OpenError, SysvObject, Wait, backoff, forget, is_gone, sealed};
 
 // ----- message queues --------------------------------------------------------
 
@@ -153,30 +153,17 @@ pub struct MessageQueue {
     registry: Option<Registry>,
 }
 
-impl Builder<MessageQueue> {
-    fn get(self, how: How) -> Result<MessageQueue, OpenError> {
-        let key = self.key.0;
-        let id = self.obtain(how, Kind::SysvMsg, |flags| sys::msgget(key, flags))?;
-        Ok(MessageQueue {
-            id,
-            registry: self.registry,
-        })
-    }
+impl sealed::Sealed for MessageQueue {}
 
-    /// Create a new queue (`IPC_CREAT | IPC_EXCL`); a taken key is
-    /// [`OpenError::AlreadyExists`].
-    pub fn create(self) -> Result<MessageQueue, OpenError> {
-        self.get(How::Create)
+impl SysvObject for MessageQueue {
+    type Size = ();
+    const KIND: Kind = Kind::SysvMsg;
+    fn get(key: i32, size: (), flags: i32) -> io::Result<i32> {
+        let () = size;
+        sys::msgget(key, flags)
     }
-
-    /// Open an existing queue; none is [`OpenError::NotFound`].
-    pub fn open(self) -> Result<MessageQueue, OpenError> {
-        self.get(How::Open)
-    }
-
-    /// Open the queue with this key, creating it if there is none.
-    pub fn create_or_open(self) -> Result<MessageQueue, OpenError> {
-        self.get(How::CreateOrOpen)
+    fn from_parts(id: i32, registry: Option<Registry>) -> io::Result<Self> {
+        Ok(MessageQueue { id, registry })
     }
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::names::kind::Kind;
 use crate::names::registry::Registry;
 
-use super::{Builder, How, Key, OpenError, forget};
+use super::{Builder, Key, OpenError, SysvObject, forget, sealed};
 
 // ----- semaphore sets --------------------------------------------------------
 
@@ -128,36 +128,30 @@ pub struct SemaphoreSet {
     registry: Option<Registry>,
 }
 
-impl Builder<SemaphoreSet> {
-    fn get(self, how: How, len: u16) -> Result<SemaphoreSet, OpenError> {
-        let key = self.key.0;
-        let id = self.obtain(how, Kind::SysvSem, |flags| {
-            sys::semget(key, i32::from(len), flags)
-        })?;
+impl sealed::Sealed for SemaphoreSet {}
+
+impl SysvObject for SemaphoreSet {
+    type Size = u16;
+    const KIND: Kind = Kind::SysvSem;
+    fn get(key: i32, size: u16, flags: i32) -> io::Result<i32> {
+        sys::semget(key, i32::from(size), flags)
+    }
+    fn from_parts(id: i32, registry: Option<Registry>) -> io::Result<Self> {
         let len = sys::sem_stat(id)?.nsems;
         Ok(SemaphoreSet {
             id,
             len: u32::try_from(len).unwrap_or(u32::MAX),
-            registry: self.registry,
+            registry,
         })
     }
+}
 
-    /// Create a new set of `len` semaphores, all 0 (`IPC_CREAT |
-    /// IPC_EXCL`).
-    pub fn create(self, len: u16) -> Result<SemaphoreSet, OpenError> {
-        self.get(How::Create, len)
-    }
-
-    /// Open an existing set.
-    pub fn open(self) -> Result<SemaphoreSet, OpenError> {
-        self.get(How::Open, 0)
-    }
-
-    /// Open the set with this key, creating one of `len` semaphores if
-    /// there is none (an existing set smaller than `len` is
-    /// [`OpenError::InvalidArgument`]).
-    pub fn create_or_open(self, len: u16) -> Result<SemaphoreSet, OpenError> {
-        self.get(How::CreateOrOpen, len)
+impl Builder<SemaphoreSet> {
+    /// How many semaphores a created set has (all 0). Needed to create;
+    /// [`create_or_open`](Builder::create_or_open) also checks an existing
+    /// set has at least this many.
+    pub fn len(self, len: u16) -> Self {
+        self.with_size(len)
     }
 }
 
@@ -169,7 +163,7 @@ impl SemaphoreSet {
 
     /// Create a new set of `len` semaphores (all 0), mode 0600.
     pub fn create(key: Key, len: u16) -> Result<Self, OpenError> {
-        Self::builder(key).create(len)
+        Self::builder(key).len(len).create()
     }
 
     /// A new private set of `len` semaphores (`IPC_PRIVATE`).
@@ -184,7 +178,7 @@ impl SemaphoreSet {
 
     /// Open the set named by `key`, creating one of `len` if missing.
     pub fn create_or_open(key: Key, len: u16) -> Result<Self, OpenError> {
-        Self::builder(key).create_or_open(len)
+        Self::builder(key).len(len).create_or_open()
     }
 
     /// The kernel's id of the set.

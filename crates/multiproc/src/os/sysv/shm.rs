@@ -10,7 +10,7 @@ use crate::names::kind::Kind;
 use crate::names::registry::Registry;
 use crate::shared::shared_memory::{OutOfRange, copy_in, copy_out};
 
-use super::{Builder, How, Key, OpenError, forget, is_gone};
+use super::{Builder, Key, OpenError, SysvObject, forget, is_gone, sealed};
 
 // ----- shared memory ---------------------------------------------------------
 
@@ -60,32 +60,25 @@ pub struct SharedMemory {
     registry: Option<Registry>,
 }
 
+impl sealed::Sealed for SharedMemory {}
+
+impl SysvObject for SharedMemory {
+    type Size = usize;
+    const KIND: Kind = Kind::SysvShm;
+    fn get(key: i32, size: usize, flags: i32) -> io::Result<i32> {
+        sys::shmget(key, size, flags)
+    }
+    fn from_parts(id: i32, registry: Option<Registry>) -> io::Result<Self> {
+        Ok(SharedMemory { id, registry })
+    }
+}
+
 impl Builder<SharedMemory> {
-    fn get(self, how: How, size: usize) -> Result<SharedMemory, OpenError> {
-        let key = self.key.0;
-        let id = self.obtain(how, Kind::SysvShm, |flags| sys::shmget(key, size, flags))?;
-        Ok(SharedMemory {
-            id,
-            registry: self.registry,
-        })
-    }
-
-    /// Create a new zero-filled segment of `size` bytes (`IPC_CREAT |
-    /// IPC_EXCL`).
-    pub fn create(self, size: usize) -> Result<SharedMemory, OpenError> {
-        self.get(How::Create, size)
-    }
-
-    /// Open an existing segment.
-    pub fn open(self) -> Result<SharedMemory, OpenError> {
-        self.get(How::Open, 0)
-    }
-
-    /// Open the segment with this key, creating one of `size` bytes if there
-    /// is none (an existing one smaller than `size` is
-    /// [`OpenError::InvalidArgument`]).
-    pub fn create_or_open(self, size: usize) -> Result<SharedMemory, OpenError> {
-        self.get(How::CreateOrOpen, size)
+    /// How many bytes a created segment has (zero-filled). Needed to
+    /// create; [`create_or_open`](Builder::create_or_open) also checks an
+    /// existing segment has at least this many.
+    pub fn size(self, size: usize) -> Self {
+        self.with_size(size)
     }
 }
 
@@ -97,7 +90,7 @@ impl SharedMemory {
 
     /// Create a new zero-filled segment of `size` bytes, mode 0600.
     pub fn create(key: Key, size: usize) -> Result<Self, OpenError> {
-        Self::builder(key).create(size)
+        Self::builder(key).size(size).create()
     }
 
     /// A new private segment (`IPC_PRIVATE`).
@@ -112,7 +105,7 @@ impl SharedMemory {
 
     /// Open the segment named by `key`, creating one of `size` if missing.
     pub fn create_or_open(key: Key, size: usize) -> Result<Self, OpenError> {
-        Self::builder(key).create_or_open(size)
+        Self::builder(key).size(size).create_or_open()
     }
 
     /// The kernel's id of the segment.
