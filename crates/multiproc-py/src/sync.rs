@@ -95,11 +95,25 @@ fn try_once<G>(
     (!matches!(g, Got::No)).then(|| finish(py, g))
 }
 
-/// The fast paths' access to the locks (see `fastlock`).
-macro_rules! fast_lock {
-    ($t:ty, $guard:path) => {
-        impl $t {
-            /// One try, for the fast path: `None` when the lock is taken.
+/// The native `Lock` and `RLock` classes: one body for both, so the two
+/// cannot drift apart. `$extra` holds the methods only one of them has.
+macro_rules! raw_lock_class {
+    (
+        $(#[$doc:meta])*
+        $name:ident($lock:ty, $guard:path),
+        release_doc = $release_doc:literal,
+        { $($extra:tt)* }
+    ) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        #[pyclass(module = "multiproc._multiproc", subclass, frozen)]
+        pub struct $name {
+            pub(crate) l: $lock,
+        }
+
+        impl $name {
+            /// One try, for the fast path (see `fastlock`): `None` when the
+            /// lock is taken.
             pub(crate) fn try_once(&self, py: Python<'_>) -> Option<PyResult<bool>> {
                 try_once(py, self.l.try_lock(), $guard)
             }
@@ -109,174 +123,95 @@ macro_rules! fast_lock {
                 self.l.release().map_err(errors::release)
             }
         }
+
+        #[pymethods]
+        impl $name {
+            /// `(state, fds)`: what the Python layer pickles.
+            fn _state<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, Vec<RawFd>)> {
+                handle::state(py, &self.l)
+            }
+
+            /// Rebuild from `_state`, taking ownership of `fds`.
+            #[staticmethod]
+            fn _rebuild(state: &[u8], fds: Vec<RawFd>) -> PyResult<Self> {
+                Ok($name {
+                    l: handle::rebuild::<$lock>(state, fds)?,
+                })
+            }
+
+            /// A new lock, or (with `_state`/`_fds`, as unpickling passes
+            /// them) the lock they describe. `ctx` is accepted for
+            /// `multiprocessing`'s signature and ignored.
+            #[new]
+            #[pyo3(signature = (*, ctx = None, _state = None, _fds = None))]
+            fn new(
+                ctx: Option<&Bound<'_, PyAny>>,
+                _state: Option<&[u8]>,
+                _fds: Option<Vec<RawFd>>,
+            ) -> PyResult<Self> {
+                let _ = ctx;
+                match _state {
+                    Some(st) => Ok($name {
+                        l: handle::rebuild::<$lock>(st, _fds.unwrap_or_default())?,
+                    }),
+                    None => Ok($name { l: <$lock>::new()? }),
+                }
+            }
+
+            /// `with lock:` acquires (blocking).
+            fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
+                self.acquire(py, true, None)
+            }
+
+            /// Leaving `with lock:` releases.
+            #[pyo3(signature = (*_args))]
+            fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+                self.release()
+            }
+
+            /// Python's `acquire(block=True, timeout=None)` (`acquire`
+            /// itself is the fast path in `fastlock`, which falls back to
+            /// this).
+            #[pyo3(name = "_acquire", signature = (block = true, timeout = None))]
+            fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
+                let l = &self.l;
+                acquire_guard(py, block, timeout, || l.try_lock(), |t| l.lock_timeout(t), $guard)
+            }
+
+            #[doc = $release_doc]
+            #[pyo3(name = "_release")]
+            fn release(&self) -> PyResult<()> {
+                self.l.release().map_err(errors::release)
+            }
+
+            /// Whether some process holds it.
+            fn _is_locked(&self) -> bool {
+                self.l.is_locked()
+            }
+
+            $($extra)*
+        }
     };
 }
 
-fast_lock!(RawLock, multiproc::LockGuard::mark_consistent);
-fast_lock!(RawRLock, multiproc::RLockGuard::mark_consistent);
+raw_lock_class!(
+    /// The native `Lock`.
+    RawLock(Lock, multiproc::LockGuard::mark_consistent),
+    release_doc = "Release; `ValueError` if it is not locked.",
+    {}
+);
 
-/// The native `Lock`.
-#[derive(Debug)]
-#[pyclass(module = "multiproc._multiproc", subclass, frozen)]
-pub struct RawLock {
-    pub(crate) l: Lock,
-}
-
-#[pymethods]
-impl RawLock {
-    /// `(state, fds)`: what the Python layer pickles.
-    fn _state<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, Vec<RawFd>)> {
-        handle::state(py, &self.l)
-    }
-
-    /// Rebuild from `_state`, taking ownership of `fds`.
-    #[staticmethod]
-    fn _rebuild(state: &[u8], fds: Vec<RawFd>) -> PyResult<Self> {
-        Ok(RawLock {
-            l: handle::rebuild::<Lock>(state, fds)?,
-        })
-    }
-
-    /// A new lock, or (with `_state`/`_fds`, as unpickling passes them)
-    /// the lock they describe. `ctx` is accepted for `multiprocessing`'s
-    /// signature and ignored.
-    #[new]
-    #[pyo3(signature = (*, ctx = None, _state = None, _fds = None))]
-    fn new(
-        ctx: Option<&Bound<'_, PyAny>>,
-        _state: Option<&[u8]>,
-        _fds: Option<Vec<RawFd>>,
-    ) -> PyResult<Self> {
-        let _ = ctx;
-        match _state {
-            Some(st) => Ok(RawLock {
-                l: handle::rebuild::<Lock>(st, _fds.unwrap_or_default())?,
-            }),
-            None => Ok(RawLock { l: Lock::new()? }),
+raw_lock_class!(
+    /// The native `RLock`.
+    RawRLock(RLock, multiproc::RLockGuard::mark_consistent),
+    release_doc = "Release one level; `AssertionError` if this thread does not own it.",
+    {
+        /// Whether this thread owns it.
+        fn _is_owned(&self) -> bool {
+            self.l.is_owned()
         }
     }
-
-    /// `with lock:` acquires (blocking).
-    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.acquire(py, true, None)
-    }
-
-    /// Leaving `with lock:` releases.
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
-        self.release()
-    }
-
-    /// Python's `acquire(block=True, timeout=None)` (`acquire` itself is
-    /// the fast path in `fastlock`, which falls back to this).
-    #[pyo3(name = "_acquire", signature = (block = true, timeout = None))]
-    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        let l = &self.l;
-        acquire_guard(
-            py,
-            block,
-            timeout,
-            || l.try_lock(),
-            |t| l.lock_timeout(t),
-            multiproc::LockGuard::mark_consistent,
-        )
-    }
-
-    /// Release; `ValueError` if it is not locked.
-    #[pyo3(name = "_release")]
-    fn release(&self) -> PyResult<()> {
-        self.l.release().map_err(errors::release)
-    }
-
-    /// Whether some process holds it.
-    fn _is_locked(&self) -> bool {
-        self.l.is_locked()
-    }
-}
-
-/// The native `RLock`.
-#[derive(Debug)]
-#[pyclass(module = "multiproc._multiproc", subclass, frozen)]
-pub struct RawRLock {
-    pub(crate) l: RLock,
-}
-
-#[pymethods]
-impl RawRLock {
-    /// `(state, fds)`: what the Python layer pickles.
-    fn _state<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, Vec<RawFd>)> {
-        handle::state(py, &self.l)
-    }
-
-    /// Rebuild from `_state`, taking ownership of `fds`.
-    #[staticmethod]
-    fn _rebuild(state: &[u8], fds: Vec<RawFd>) -> PyResult<Self> {
-        Ok(RawRLock {
-            l: handle::rebuild::<RLock>(state, fds)?,
-        })
-    }
-
-    /// A new lock, or (with `_state`/`_fds`, as unpickling passes them)
-    /// the lock they describe. `ctx` is accepted for `multiprocessing`'s
-    /// signature and ignored.
-    #[new]
-    #[pyo3(signature = (*, ctx = None, _state = None, _fds = None))]
-    fn new(
-        ctx: Option<&Bound<'_, PyAny>>,
-        _state: Option<&[u8]>,
-        _fds: Option<Vec<RawFd>>,
-    ) -> PyResult<Self> {
-        let _ = ctx;
-        match _state {
-            Some(st) => Ok(RawRLock {
-                l: handle::rebuild::<RLock>(st, _fds.unwrap_or_default())?,
-            }),
-            None => Ok(RawRLock { l: RLock::new()? }),
-        }
-    }
-
-    /// `with lock:` acquires (blocking).
-    fn __enter__(&self, py: Python<'_>) -> PyResult<bool> {
-        self.acquire(py, true, None)
-    }
-
-    /// Leaving `with lock:` releases.
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
-        self.release()
-    }
-
-    /// Python's `acquire(block=True, timeout=None)` (`acquire` itself is
-    /// the fast path in `fastlock`, which falls back to this).
-    #[pyo3(name = "_acquire", signature = (block = true, timeout = None))]
-    fn acquire(&self, py: Python<'_>, block: bool, timeout: Option<f64>) -> PyResult<bool> {
-        let l = &self.l;
-        acquire_guard(
-            py,
-            block,
-            timeout,
-            || l.try_lock(),
-            |t| l.lock_timeout(t),
-            multiproc::RLockGuard::mark_consistent,
-        )
-    }
-
-    /// Release one level; `AssertionError` if this thread does not own it.
-    #[pyo3(name = "_release")]
-    fn release(&self) -> PyResult<()> {
-        self.l.release().map_err(errors::release)
-    }
-
-    /// Whether this thread owns it.
-    fn _is_owned(&self) -> bool {
-        self.l.is_owned()
-    }
-
-    /// Whether some process holds it.
-    fn _is_locked(&self) -> bool {
-        self.l.is_locked()
-    }
-}
+);
 
 /// The native `Semaphore` and `BoundedSemaphore` (`bounded`).
 #[derive(Debug)]

@@ -97,7 +97,7 @@ pub use connection::{Connection, RecvError, SendError, duplex, pipe};
 pub use manager::{Manager, ManagerError};
 pub use os::fifo::{Fifo, FifoError};
 pub use process::{
-    Builder, ChildPanic, Process, ProcessError, StartMethod, current_process_name, init,
+    Builder, ChildPanic, OnDrop, Process, ProcessError, StartMethod, current_process_name, init,
 };
 pub use queue::{
     ByteBatch, GetError, JoinError, JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue,

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::watchdog;
-use multiproc::{Builder, Connection, Process, ProcessError, RecvError, duplex, pipe};
+use multiproc::{Builder, Connection, OnDrop, Process, ProcessError, RecvError, duplex, pipe};
 
 multiproc::enable_test_support!();
 
@@ -280,6 +280,46 @@ fn dropping_a_daemon_handle_kills_it() {
     let pid = d.pid().unwrap();
     drop(d);
     assert!(!pid_alive(pid));
+}
+
+#[test]
+fn a_non_daemon_with_kill_on_drop_is_killed_and_reaped_by_the_drop() {
+    let _w = watchdog(
+        "a_non_daemon_with_kill_on_drop_is_killed_and_reaped_by_the_drop",
+        LIMIT,
+    );
+    let p = Builder::new()
+        .on_drop(OnDrop::Kill)
+        .spawn(sleep_forever, ())
+        .unwrap();
+    assert!(!p.daemon());
+    let pid = p.pid().unwrap();
+    drop(p); // with the default (Join) this would never return
+    assert!(!pid_alive(pid));
+    // Reaped, not a zombie: the pid's /proc entry is gone.
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
+
+#[test]
+fn a_daemon_with_join_on_drop_is_waited_for() {
+    let _w = watchdog("a_daemon_with_join_on_drop_is_waited_for", LIMIT);
+    let (mut rx, tx) = pipe::<u8>().unwrap();
+    let p = Builder::new()
+        .daemon(true)
+        .on_drop(OnDrop::Join)
+        .spawn(finish_after_a_while, tx)
+        .unwrap();
+    let pid = p.pid().unwrap();
+    drop(p);
+    // The child ran to its end (a killed one would leave only end of file).
+    assert_eq!(rx.recv().unwrap(), 1);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+}
+
+fn finish_after_a_while(done: Connection<u8>) {
+    let mut done = done;
+    std::thread::sleep(Duration::from_millis(200));
+    done.send(&1).unwrap();
 }
 
 fn big_result(n: usize) -> Vec<u8> {

@@ -755,3 +755,22 @@ fn a_producer_killed_while_it_reclaims_a_lap_loses_nothing() {
         );
     }
 }
+
+#[test]
+fn out_of_range_sizes_are_refused_not_clamped() {
+    use std::io::ErrorKind::InvalidInput;
+    for bytes in [0, 4095, (2usize << 31) + 1] {
+        let e = Queue::<u8>::builder()
+            .capacity(bytes)
+            .build::<u8>()
+            .unwrap_err();
+        assert_eq!(e.kind(), InvalidInput, "capacity {bytes}: {e}");
+    }
+    let e = Queue::<u8>::bounded(usize::MAX).unwrap_err();
+    assert_eq!(e.kind(), InvalidInput, "{e}");
+    // The bounds themselves are fine, and a size between powers of two is
+    // rounded up.
+    Queue::<u8>::builder().capacity(4096).build::<u8>().unwrap();
+    Queue::<u8>::builder().capacity(5000).build::<u8>().unwrap();
+    Queue::<u8>::bounded(u32::MAX as usize).unwrap();
+}

@@ -28,10 +28,21 @@
 //! # Daemons
 //!
 //! A daemon child ([`Builder::daemon`]) watches its parent through a pidfd
-//! and dies with it, however the parent ends (even `kill -9`). Dropping the
-//! handle of a running daemon kills it. Dropping the handle of a running
-//! non-daemon child waits for it, as Python waits for non-daemonic children
-//! at exit.
+//! and dies with it, however the parent ends (even `kill -9`).
+//!
+//! # Dropping a running `Process`
+//!
+//! What dropping the handle of a child that is still running does is a
+//! choice on the builder, [`Builder::on_drop`]:
+//!
+//! - [`OnDrop::Join`] (the default for a non-daemon): the drop **blocks**
+//!   until the child exits, as Python waits for non-daemonic children at
+//!   exit. A child that never ends makes the drop never return; join it,
+//!   kill it, or choose `Kill` when that can happen.
+//! - [`OnDrop::Kill`] (the default for a daemon): the drop sends `SIGKILL`
+//!   and reaps the child, so it returns at once.
+//!
+//! Either way the child is reaped: no zombie is left behind.
 
 use std::fmt;
 use std::io;
@@ -148,6 +159,7 @@ pub enum ProcessError {
 pub struct Process<R = ()> {
     name: String,
     daemon: bool,
+    on_drop: OnDrop,
     state: State,
     exitcode: Option<i32>,
     result: Option<Result<R, DecodeError>>,
@@ -163,6 +175,7 @@ impl<R> fmt::Debug for Process<R> {
             .field("name", &self.name)
             .field("pid", &self.pid())
             .field("daemon", &self.daemon)
+            .field("on_drop", &self.on_drop)
             .field("exitcode", &self.exitcode)
             .finish_non_exhaustive()
     }
@@ -222,10 +235,11 @@ impl<R> Process<R> {
 }
 
 impl<R: DeserializeOwned> Process<R> {
-    fn new_unstarted(name: String, daemon: bool, launch: Launch) -> Self {
+    fn new_unstarted(name: String, daemon: bool, on_drop: OnDrop, launch: Launch) -> Self {
         Process {
             name,
             daemon,
+            on_drop,
             state: State::Created(launch),
             exitcode: None,
             result: None,
@@ -444,7 +458,7 @@ impl<R> Drop for Process<R> {
         if self.exitcode.is_some() {
             return;
         }
-        if self.daemon {
+        if self.on_drop == OnDrop::Kill {
             let _ = crate::os::signal::send_pidfd(r.pidfd.as_fd(), crate::os::signal::SIGKILL);
         }
         // Wait for the child, draining its result channel so a child that is
@@ -475,11 +489,24 @@ impl<R> Drop for Process<R> {
 
 // ----- the builder -------------------------------------------------------------
 
-/// Builds a [`Process`] with a name, daemon flag and start method.
+/// What dropping the handle of a running child does (see
+/// [`Builder::on_drop`] and the [module docs](self#dropping-a-running-process)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnDrop {
+    /// Wait for the child to exit (blocks for as long as the child runs).
+    Join,
+    /// Kill the child (`SIGKILL`) and reap it; returns at once.
+    Kill,
+}
+
+/// Builds a [`Process`] with a name, daemon flag, start method and drop
+/// policy.
 #[derive(Debug, Clone, Default)]
 pub struct Builder {
     name: Option<String>,
     daemon: bool,
+    on_drop: Option<OnDrop>,
 }
 
 impl Builder {
@@ -500,6 +527,22 @@ impl Builder {
         self
     }
 
+    /// What dropping the handle of the running child does: wait for it
+    /// ([`OnDrop::Join`], the default for a non-daemon, which blocks) or
+    /// kill it ([`OnDrop::Kill`], the default for a daemon).
+    pub fn on_drop(mut self, on_drop: OnDrop) -> Self {
+        self.on_drop = Some(on_drop);
+        self
+    }
+
+    fn drop_policy(&self) -> OnDrop {
+        self.on_drop.unwrap_or(if self.daemon {
+            OnDrop::Kill
+        } else {
+            OnDrop::Join
+        })
+    }
+
     fn take_name(&mut self) -> String {
         self.name.take().unwrap_or_else(|| {
             format!(
@@ -517,6 +560,7 @@ impl Builder {
     {
         let name = self.take_name();
         let daemon = self.daemon;
+        let on_drop = self.drop_policy();
         let launch: Launch = Box::new(move |name: &str| {
             spawn_child(
                 target as usize,
@@ -526,7 +570,7 @@ impl Builder {
                 daemon,
             )
         });
-        Process::new_unstarted(name, daemon, launch)
+        Process::new_unstarted(name, daemon, on_drop, launch)
     }
 
     /// Spawn a child that runs `target(arg)` (start method Spawn).
@@ -609,6 +653,7 @@ impl Builder {
                 Ok(Process {
                     name,
                     daemon: self.daemon,
+                    on_drop: self.drop_policy(),
                     state: State::Running(Running {
                         pid,
                         pidfd,

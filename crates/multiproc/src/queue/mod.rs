@@ -93,6 +93,7 @@ mod wire;
 pub use error::{GetError, JoinError, PutError, TaskDoneError};
 pub use joinable::JoinableQueue;
 pub use mpmc::{Iter, Queue, QueueBuilder};
+pub use multiproc_shm::queue::{MAX_CAPACITY, MIN_CAPACITY};
 pub use side::ByteBatch;
 pub use simple::SimpleQueue;
 

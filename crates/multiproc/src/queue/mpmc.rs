@@ -69,7 +69,7 @@ impl<T> fmt::Debug for Queue<T> {
 /// limit, a ring size and an out-of-line budget.
 #[derive(Debug, Clone)]
 pub struct QueueBuilder {
-    maxsize: u32,
+    maxsize: usize,
     capacity: usize,
     budget: u64,
 }
@@ -86,14 +86,18 @@ impl Default for QueueBuilder {
 
 impl QueueBuilder {
     /// Limit the queue to `maxsize` items (0: unbounded, as in Python).
+    /// At most `u32::MAX`: a larger limit is refused when the queue is
+    /// built (`InvalidInput`), not silently lowered.
     pub fn maxsize(mut self, maxsize: usize) -> Self {
-        self.maxsize = u32::try_from(maxsize).unwrap_or(u32::MAX);
+        self.maxsize = maxsize;
         self
     }
 
-    /// Bytes of the ring (default 128 MiB; rounded up to a power of two
-    /// between 4 KiB and 2 GiB). Items larger than a quarter of it travel
-    /// out of line.
+    /// Bytes of the ring (default 128 MiB), from 4 KiB to 2 GiB
+    /// ([`MIN_CAPACITY`], [`MAX_CAPACITY`]), rounded up to a power of two; a
+    /// size outside those bounds is refused when the queue is built
+    /// (`InvalidInput`), not clamped. Items larger than a quarter of it
+    /// travel out of line.
     pub fn capacity(mut self, bytes: usize) -> Self {
         self.capacity = bytes;
         self
@@ -107,11 +111,27 @@ impl QueueBuilder {
     }
 
     fn build_inner(&self, joinable: bool) -> io::Result<Arc<Inner>> {
-        let cap = self
-            .capacity
-            .clamp(MIN_CAPACITY as usize, MAX_CAPACITY as usize)
-            .next_power_of_two();
-        let (maxsize, budget) = (self.maxsize, self.budget);
+        if !(MIN_CAPACITY as usize..=MAX_CAPACITY as usize).contains(&self.capacity) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "queue capacity {} bytes is outside {MIN_CAPACITY}..={MAX_CAPACITY}",
+                    self.capacity
+                ),
+            ));
+        }
+        let cap = self.capacity.next_power_of_two();
+        let maxsize = u32::try_from(self.maxsize).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "queue maxsize {} is over {} (use 0 for no limit)",
+                    self.maxsize,
+                    u32::MAX
+                ),
+            )
+        })?;
+        let budget = self.budget;
         let seg = Segment::anonymous("queue", LAYOUT, RING_AT + cap, |p| {
             // SAFETY: the payload is zeroed, not yet shared, and has room
             // for the state at RAW_AT (an address aligned to 128, see

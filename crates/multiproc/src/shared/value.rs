@@ -299,6 +299,8 @@ cells_type!(
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct ValueGuard<'a, T: Pod> {
     v: &'a Value<T>,
+    /// Took the lock over from a dead owner (handed out in `OwnerDied`).
+    heir: bool,
 }
 
 impl<T: Pod> fmt::Debug for ValueGuard<'_, T> {
@@ -333,14 +335,20 @@ impl<T: Pod> ValueGuard<'_, T> {
 
 impl<T: Pod> Drop for ValueGuard<'_, T> {
     fn drop(&mut self) {
+        if self.heir {
+            crate::sync::warn_if_abandoned(self.v.cells.lock(), "a Value's lock");
+        }
         let _ = self.v.cells.lock().unlock(&ENV);
     }
 }
 
-fn guarded<G>(r: Result<Acquired, LockError>, g: impl FnOnce() -> G) -> Result<G, AcquireError<G>> {
+fn guarded<G>(
+    r: Result<Acquired, LockError>,
+    g: impl FnOnce(bool) -> G,
+) -> Result<G, AcquireError<G>> {
     match r {
-        Ok(Acquired::OwnerDied) => Err(AcquireError::OwnerDied(g())),
-        Ok(_) => Ok(g()),
+        Ok(Acquired::OwnerDied) => Err(AcquireError::OwnerDied(g(true))),
+        Ok(_) => Ok(g(false)),
         Err(LockError::NotRecoverable) => Err(AcquireError::NotRecoverable),
         Err(LockError::WouldBlock) => Err(AcquireError::WouldBlock),
     }
@@ -355,6 +363,15 @@ impl<T: Pod> Value<T> {
     }
 
     /// Read the value under the lock.
+    ///
+    /// A holder that died is not reported here: `get` and `set` repair the
+    /// lock and go on. Each is one copy of a plain-old-data `T` (every bit
+    /// pattern is a valid `T`), so there is no invariant across calls for the
+    /// lock to vouch for; a holder killed in the middle of a `set` can at
+    /// worst leave a `T` whose bytes mix the old and the new value, which a
+    /// racing `RawValue` can show anyway. Code that keeps an invariant over
+    /// several operations holds the lock with [`lock`](Value::lock), which
+    /// does report the death ([`AcquireError::OwnerDied`]).
     pub fn get(&self) -> Result<T, SharedError> {
         self.cells.locked(|| self.cells.load(0))?
     }
@@ -366,8 +383,9 @@ impl<T: Pod> Value<T> {
 
     /// Hold the lock across several operations.
     pub fn lock(&self) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
-        guarded(self.cells.lock().lock(&ENV, None), || ValueGuard {
+        guarded(self.cells.lock().lock(&ENV, None), |heir| ValueGuard {
             v: self,
+            heir,
         })
     }
 
@@ -401,6 +419,8 @@ impl<T: Pod> RawValue<T> {
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct ArrayGuard<'a, T: Pod> {
     a: &'a Array<T>,
+    /// Took the lock over from a dead owner (handed out in `OwnerDied`).
+    heir: bool,
 }
 
 impl<T: Pod> fmt::Debug for ArrayGuard<'_, T> {
@@ -411,6 +431,9 @@ impl<T: Pod> fmt::Debug for ArrayGuard<'_, T> {
 
 impl<T: Pod> Drop for ArrayGuard<'_, T> {
     fn drop(&mut self) {
+        if self.heir {
+            crate::sync::warn_if_abandoned(self.a.cells.lock(), "an Array's lock");
+        }
         let _ = self.a.cells.lock().unlock(&ENV);
     }
 }
@@ -499,8 +522,9 @@ impl<T: Pod> Array<T> {
 
     /// Hold the lock across several operations.
     pub fn lock(&self) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
-        guarded(self.cells.lock().lock(&ENV, None), || ArrayGuard {
+        guarded(self.cells.lock().lock(&ENV, None), |heir| ArrayGuard {
             a: self,
+            heir,
         })
     }
 

@@ -11,7 +11,7 @@ use crate::shared::segment::{self};
 
 use super::handle::Handle;
 use super::lock::acquired;
-use super::{AcquireError, ENV, deadline};
+use super::{AcquireError, ENV, deadline, warn_if_abandoned};
 use super::{Lock, RLock};
 
 // ----- Condition ---------------------------------------------------------------
@@ -48,6 +48,8 @@ pub struct Condition {
 pub struct ConditionGuard<'a> {
     cond: &'a Condition,
     held: bool,
+    /// Took the lock over from a dead owner (handed out in `OwnerDied`).
+    heir: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -100,10 +102,11 @@ impl Condition {
         }
     }
 
-    fn guard(&self) -> ConditionGuard<'_> {
+    fn guard(&self, heir: bool) -> ConditionGuard<'_> {
         ConditionGuard {
             cond: self,
             held: true,
+            heir,
             _not_send: PhantomData,
         }
     }
@@ -117,7 +120,7 @@ impl Condition {
 
     /// Acquire the lock, blocking.
     pub fn lock(&self) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
-        acquired(self.take(None), || self.guard(), false)
+        acquired(self.take(None), |heir| self.guard(heir), false)
     }
 
     /// Acquire the lock, waiting at most `timeout`.
@@ -125,7 +128,7 @@ impl Condition {
         &self,
         timeout: Duration,
     ) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
-        acquired(self.take(deadline(timeout)), || self.guard(), true)
+        acquired(self.take(deadline(timeout)), |heir| self.guard(heir), true)
     }
 }
 
@@ -136,7 +139,7 @@ impl Condition {
     /// themselves, as Python's `with cond: cond.wait()` does. `Ok(false)`
     /// when `timeout` passed without a notification.
     pub fn wait_held(&self, timeout: Option<Duration>) -> Result<bool, WaitError> {
-        let mut g = self.guard();
+        let mut g = self.guard(false);
         let r = g.wait_deadline(timeout.and_then(deadline));
         // The caller still holds the lock (or lost it for good with
         // `NotRecoverable`): the guard must not release it.
@@ -154,7 +157,7 @@ impl Condition {
         every: Duration,
         interrupted: impl FnMut() -> bool,
     ) -> Result<bool, WaitError> {
-        let mut g = self.guard();
+        let mut g = self.guard(false);
         let r = g.wait_until(timeout.and_then(deadline), every, interrupted);
         // As in `wait_held`: the caller keeps the lock.
         std::mem::forget(g);
@@ -266,6 +269,9 @@ impl Drop for ConditionGuard<'_> {
             return;
         }
         let raw = self.cond.raw_lock();
+        if self.heir {
+            warn_if_abandoned(raw, "a Condition's lock");
+        }
         let _ = match &self.cond.lock {
             CondLock::Lock(_) => raw.unlock(&ENV),
             CondLock::RLock(_) => raw.runlock(&ENV),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::shared::segment::{self, Segment};
 
 use super::handle::Handle;
-use super::{AcquireError, ENV, ReleaseError, deadline};
+use super::{AcquireError, ENV, ReleaseError, deadline, warn_if_abandoned};
 
 const LOCK_LAYOUT: u64 = segment::layout_hash("multiproc::Lock/2", 32, 8);
 const RLOCK_LAYOUT: u64 = segment::layout_hash("multiproc::RLock/2", 32, 8);
@@ -42,6 +42,8 @@ handle_object!(Lock);
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    /// Taken over from a dead owner (handed out in `OwnerDied`).
+    heir: bool,
 }
 
 impl LockGuard<'_> {
@@ -53,6 +55,9 @@ impl LockGuard<'_> {
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
+        if self.heir {
+            warn_if_abandoned(self.lock.raw(), "a Lock");
+        }
         // Python allows another process to release first; nothing to do then.
         let _ = self.lock.raw().unlock(&ENV);
     }
@@ -60,12 +65,12 @@ impl Drop for LockGuard<'_> {
 
 pub(super) fn acquired<G>(
     r: Result<Acquired, LockError>,
-    guard: impl FnOnce() -> G,
+    guard: impl FnOnce(bool) -> G,
     timeout: bool,
 ) -> Result<G, AcquireError<G>> {
     match r {
-        Ok(Acquired::OwnerDied) => Err(AcquireError::OwnerDied(guard())),
-        Ok(_) => Ok(guard()),
+        Ok(Acquired::OwnerDied) => Err(AcquireError::OwnerDied(guard(true))),
+        Ok(_) => Ok(guard(false)),
         Err(LockError::NotRecoverable) => Err(AcquireError::NotRecoverable),
         Err(LockError::WouldBlock) if timeout => Err(AcquireError::Timeout),
         Err(LockError::WouldBlock) => Err(AcquireError::WouldBlock),
@@ -95,7 +100,7 @@ impl Lock {
     pub fn lock(&self) -> Result<LockGuard<'_>, AcquireError<LockGuard<'_>>> {
         acquired(
             self.raw().lock(&ENV, None),
-            || LockGuard { lock: self },
+            |heir| LockGuard { lock: self, heir },
             false,
         )
     }
@@ -104,7 +109,7 @@ impl Lock {
     pub fn try_lock(&self) -> Result<LockGuard<'_>, AcquireError<LockGuard<'_>>> {
         acquired(
             self.raw().try_lock(&ENV),
-            || LockGuard { lock: self },
+            |heir| LockGuard { lock: self, heir },
             false,
         )
     }
@@ -116,7 +121,7 @@ impl Lock {
     ) -> Result<LockGuard<'_>, AcquireError<LockGuard<'_>>> {
         acquired(
             self.raw().lock(&ENV, deadline(timeout)),
-            || LockGuard { lock: self },
+            |heir| LockGuard { lock: self, heir },
             true,
         )
     }
@@ -175,6 +180,9 @@ handle_object!(RLock);
 #[must_use = "the lock is released when the guard is dropped"]
 pub struct RLockGuard<'a> {
     lock: &'a RLock,
+    /// Taken over from a dead owner (the outermost level, handed out in
+    /// `OwnerDied`).
+    heir: bool,
     // The owner is a thread: the guard must stay on it.
     _not_send: PhantomData<*const ()>,
 }
@@ -188,6 +196,9 @@ impl RLockGuard<'_> {
 
 impl Drop for RLockGuard<'_> {
     fn drop(&mut self) {
+        if self.heir {
+            warn_if_abandoned(self.lock.raw(), "an RLock");
+        }
         let _ = self.lock.raw().runlock(&ENV);
     }
 }
@@ -204,21 +215,22 @@ impl RLock {
         self.h.get()
     }
 
-    fn guard(&self) -> RLockGuard<'_> {
+    fn guard(&self, heir: bool) -> RLockGuard<'_> {
         RLockGuard {
             lock: self,
+            heir,
             _not_send: PhantomData,
         }
     }
 
     /// Acquire (again, if this thread owns it), blocking.
     pub fn lock(&self) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
-        acquired(self.raw().rlock(&ENV, None), || self.guard(), false)
+        acquired(self.raw().rlock(&ENV, None), |heir| self.guard(heir), false)
     }
 
     /// Acquire if free or owned by this thread.
     pub fn try_lock(&self) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
-        acquired(self.raw().try_rlock(&ENV), || self.guard(), false)
+        acquired(self.raw().try_rlock(&ENV), |heir| self.guard(heir), false)
     }
 
     /// Acquire, waiting at most `timeout`.
@@ -228,7 +240,7 @@ impl RLock {
     ) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
         acquired(
             self.raw().rlock(&ENV, deadline(timeout)),
-            || self.guard(),
+            |heir| self.guard(heir),
             true,
         )
     }

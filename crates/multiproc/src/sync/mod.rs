@@ -16,7 +16,13 @@
 //! [`AcquireError::OwnerDied`] carrying the guard: it now holds the lock, may
 //! repair the data, and calls `mark_consistent()`. Dropping that guard
 //! without doing so makes the lock [`AcquireError::NotRecoverable`] for
-//! everyone, as with POSIX robust mutexes. A [`Barrier`] party that dies
+//! everyone, as with POSIX robust mutexes: the data may be half-updated,
+//! and nobody vouched for it. Because that is easy to do by accident (an
+//! `if let Ok(guard) = lock.lock()` drops the `OwnerDied` guard unseen), the
+//! release that does it prints one line on stderr naming the lock kind, and
+//! [`AcquireError`] is `#[must_use]`. Python's binding repairs instead
+//! (with an `OwnerDiedWarning`), as Python code has no guard to call
+//! `mark_consistent()` on. A [`Barrier`] party that dies
 //! while waiting breaks the barrier for the others. Semaphore permits are
 //! not owned (any process may release what another acquired, as in Python),
 //! so a permit held by a dead process is not given back: see
@@ -49,6 +55,7 @@ const ENV: ProcessEnv = ProcessEnv;
 /// Why an acquire did not simply succeed. `G` is the guard handed over when
 /// the lock was taken from a dead owner.
 #[non_exhaustive]
+#[must_use = "an OwnerDied error holds the lock: dropping it unhandled makes the lock NotRecoverable"]
 pub enum AcquireError<G> {
     /// `try_` form: the object is held (or has no permit) right now.
     WouldBlock,
@@ -104,6 +111,21 @@ impl<G> fmt::Display for AcquireError<G> {
 }
 
 impl<G> std::error::Error for AcquireError<G> {}
+
+/// The heir of a dead owner releases the lock. If it did not call
+/// `mark_consistent()`, the lock is now [`AcquireError::NotRecoverable`] for
+/// every process (the POSIX robust-mutex rule): say so on stderr, once, so
+/// that a program learns it from the release that caused it rather than
+/// from the next acquirer's error.
+pub(crate) fn warn_if_abandoned(raw: &multiproc_shm::RawLock, what: &str) {
+    if raw.is_inconsistent() {
+        eprintln!(
+            "multiproc: {what} taken over from a dead owner was released without \
+             mark_consistent(): it is now NotRecoverable for every process \
+             (see multiproc::AcquireError::OwnerDied)"
+        );
+    }
+}
 
 /// Why a release was refused (Python raises `ValueError` or `RuntimeError`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
