@@ -1,4 +1,4 @@
-//! Seed 002: buying train tickets. Ten buyers read the stock from a JSON file
+//! Seed 001 §57.1: buying train tickets. Ten buyers read the stock from a JSON file
 //! at once, but buy under a Lock, so exactly the stock is sold.
 //!
 //! Run: `cargo run --example ticket_buying -- [stock] [data file]`
