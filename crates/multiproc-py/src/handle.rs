@@ -6,20 +6,26 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-/// The encoded state of `obj` and duplicates of the descriptors it refers
-/// to, owned by the caller: the Python layer hands each to
-/// `_reduction.dup_fds`, which closes it once pickling no longer needs it.
+/// The encoded state of `obj` and the numbers of the descriptors it refers
+/// to (its own, valid while `obj` lives): the Python layer wraps them in
+/// `DupFd` at once, and a spawned child must get the object's own
+/// descriptor, not a copy that would keep a pipe's end open in the parent.
 pub(crate) fn state<'py, T: Serialize>(
     py: Python<'py>,
     obj: &T,
 ) -> PyResult<(Bound<'py, PyBytes>, Vec<RawFd>)> {
     let mut out = Vec::new();
-    let fds = multiproc::connection::codec::encode(obj, &mut out).map_err(errors::handle)?;
+    // SAFETY: `T` is one of multiproc's own handle types (a lock, queue,
+    // connection, shared memory or manager handle, borrowed here from its
+    // Python object), which own their descriptors and never close or
+    // replace them while borrowed.
+    let fds = unsafe { multiproc::connection::codec::encode_borrowed(obj, &mut out) }
+        .map_err(errors::handle)?;
     Ok((
         PyBytes::new(py, &out),
-        fds.into_iter().map(IntoRawFd::into_raw_fd).collect(),
+        fds.iter().map(AsRawFd::as_raw_fd).collect(),
     ))
 }
 

@@ -7,7 +7,7 @@ use multiproc::Fd;
 use multiproc::names::registry::Registry;
 use multiproc::os::fifo::Fifo;
 
-use super::{BenchResult, Case, RawEnd, pingpong, stream};
+use super::harness::{BenchResult, Case, RawEnd, pingpong, stream};
 
 /// Sizes measured (1 MiB is left to the anonymous pipes).
 const SIZES: [usize; 2] = [64, 4096];

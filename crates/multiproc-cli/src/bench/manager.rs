@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use multiproc::Process;
 use multiproc::manager::{DictProxy, Manager};
 
-use super::{BenchResult, Case, Sample, cpu_pair, round_trips};
+use super::harness::{BenchResult, Case, Sample, cpu_pair, round_trips};
 
 /// The script that measures Python's Manager (shipped in the repository).
 const PYTHON_SCRIPT: &str = include_str!("python_manager_dict.py");

@@ -6,7 +6,7 @@
 use multiproc::connection::{Address, Client, Listener};
 use serde_bytes::ByteBuf;
 
-use super::{BenchResult, BytesEnd, Case, pingpong, stream};
+use super::harness::{BenchResult, BytesEnd, Case, pingpong, stream};
 
 const KEY: &[u8] = b"multiproc bench";
 

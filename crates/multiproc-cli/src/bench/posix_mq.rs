@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use multiproc::os::posix::MessageQueue;
 use serde::{Deserialize, Serialize};
 
-use super::{BenchResult, Case, Endpoint, pingpong, stream};
+use super::harness::{BenchResult, Case, Endpoint, pingpong, stream};
 
 /// One side: receives on `rx`, sends on `tx` (priority 0: FIFO).
 #[derive(Serialize, Deserialize)]

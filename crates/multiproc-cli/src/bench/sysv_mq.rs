@@ -6,7 +6,7 @@
 use multiproc::os::sysv::MessageQueue;
 use serde::{Deserialize, Serialize};
 
-use super::{BenchResult, Case, Endpoint, pingpong, stream};
+use super::harness::{BenchResult, Case, Endpoint, pingpong, stream};
 
 const TO_CHILD: i64 = 1;
 const TO_PARENT: i64 = 2;

@@ -32,27 +32,22 @@ class _Pickler5(pickle.Pickler):
 
 
 def dup_fds(fds):
-    """Wrap descriptors for pickling (see the module docstring).
-
-    ``fds`` are the object's own duplicates (from ``_state()``), owned here:
-    each is closed once ``DupFd`` no longer needs its number."""
+    """Wrap descriptors for pickling (see the module docstring)."""
     popen = _context.get_spawning_popen()
-    out = []
-    try:
+    if popen is not None and getattr(popen, "method", None) == "spawn":
+        # spawn passes the descriptors themselves to the child and needs
+        # each number once; one object's descriptor may be pickled twice
+        # (a Lock and a Condition over it): pass a duplicate, closed when
+        # the Popen goes.
+        passed = popen._fds
+        out = []
         for fd in fds:
-            out.append(_reduction.DupFd(fd))
-            if popen is not None:
-                # spawn and forkserver pass the number itself to the child
-                # when it starts: keep it open as long as the Popen.
+            if fd in passed:
+                fd = os.dup(fd)
                 weakref.finalize(popen, os.close, fd)
-            else:
-                # resource_sharer has taken its own duplicate.
-                os.close(fd)
-    except BaseException:
-        for fd in fds[len(out):]:
-            os.close(fd)
-        raise
-    return out
+            out.append(_reduction.DupFd(fd))
+        return out
+    return [_reduction.DupFd(fd) for fd in fds]
 
 
 def detach_fds(dfs):

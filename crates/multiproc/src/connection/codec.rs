@@ -11,7 +11,9 @@
 //! ([`OwnedFd`]s, in index order), not numbers or borrows: serde gives a
 //! handle's `Serialize` only `&self`, and a value with interior mutability
 //! could close the original while the message is still on its way, so a
-//! borrow could not be proven to outlive the send. The duplicates cost one
+//! borrow could not be proven to outlive the send. ([`encode_borrowed`] is
+//! the `unsafe` form for the one caller that needs the originals, with that
+//! proof obligation written on it.) The duplicates cost one
 //! `fcntl` per handle and are closed when the caller drops them; messages
 //! without handles cost nothing extra. [`decode`] takes the received
 //! descriptors by value and gives each to the handle that names its index;
@@ -34,7 +36,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use serde::de::DeserializeOwned;
 use serde::ser::Error as _;
@@ -44,9 +46,25 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// and why a handle failed (postcard keeps no custom error message).
 #[derive(Default)]
 struct Scope {
-    outgoing: Option<Vec<OwnedFd>>,
+    outgoing: Option<Outgoing>,
     incoming: Option<Vec<Option<OwnedFd>>>,
     error: Option<HandleError>,
+}
+
+/// The descriptors of the value being encoded: duplicates ([`encode`]) or
+/// the value's own numbers ([`encode_borrowed`]).
+enum Outgoing {
+    Duplicates(Vec<OwnedFd>),
+    Borrowed(Vec<RawFd>),
+}
+
+impl Outgoing {
+    fn len(&self) -> usize {
+        match self {
+            Outgoing::Duplicates(v) => v.len(),
+            Outgoing::Borrowed(v) => v.len(),
+        }
+    }
 }
 
 thread_local! {
@@ -168,13 +186,56 @@ pub fn encode<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<Vec<OwnedFd>, EncodeError> {
-    let saved = SCOPE.with(|s| s.borrow_mut().outgoing.replace(Vec::new()));
+    match encode_with(value, out, Outgoing::Duplicates(Vec::new()))? {
+        Outgoing::Duplicates(fds) => Ok(fds),
+        Outgoing::Borrowed(_) => unreachable!("encode_with hands back the list it was given"),
+    }
+}
+
+/// [`encode`] without the duplicates: the descriptors of the handles in
+/// `value`, borrowed from it. For bindings that must hand the value's own
+/// descriptor numbers to another layer (Python's pickling passes them to
+/// `multiprocessing.reduction.DupFd`, and a spawned child must receive the
+/// number of the object itself, not of a copy that would keep a pipe's end
+/// open in the parent).
+///
+/// # Safety
+///
+/// Every descriptor a handle inside `value` serializes must stay open for
+/// `'v`. multiproc's own handle types guarantee it (each owns its
+/// descriptors and never closes or replaces them while borrowed); a value
+/// with interior mutability around a handle (a `Mutex<Option<Fd>>` that
+/// another thread may empty) does not, and must go through [`encode`].
+pub unsafe fn encode_borrowed<'v, T: Serialize + ?Sized>(
+    value: &'v T,
+    out: &mut Vec<u8>,
+) -> Result<Vec<BorrowedFd<'v>>, EncodeError> {
+    match encode_with(value, out, Outgoing::Borrowed(Vec::new()))? {
+        Outgoing::Borrowed(fds) => Ok(fds
+            .into_iter()
+            // SAFETY: each number was serialized by a handle inside
+            // `value`, which is borrowed for 'v; the caller guarantees those
+            // descriptors stay open for 'v.
+            .map(|fd| unsafe { BorrowedFd::borrow_raw(fd) })
+            .collect()),
+        Outgoing::Duplicates(_) => unreachable!("encode_with hands back the list it was given"),
+    }
+}
+
+/// Encode `value` into `out`, collecting the handles' descriptors into
+/// `fds` (which comes back filled).
+fn encode_with<T: Serialize + ?Sized>(
+    value: &T,
+    out: &mut Vec<u8>,
+    fds: Outgoing,
+) -> Result<Outgoing, EncodeError> {
+    let saved = SCOPE.with(|s| s.borrow_mut().outgoing.replace(fds));
     take_handle_error();
     let start = out.len();
     let result = postcard::serialize_with_flavor(value, AppendTo(out));
     let fds = SCOPE
         .with(|s| std::mem::replace(&mut s.borrow_mut().outgoing, saved))
-        .unwrap_or_default();
+        .expect("the scope holds the list this call installed");
     if let Err(e) = result {
         out.truncate(start);
         return Err(take_handle_error().map_or(EncodeError::Serde(e), EncodeError::Handle));
@@ -223,16 +284,25 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T,
 }
 
 /// Serialize a descriptor as a handle index: the message gets its own
-/// duplicate. Only valid inside [`encode`].
+/// duplicate (or, inside [`encode_borrowed`], the number itself). Only
+/// valid inside [`encode`].
 pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, s: S) -> Result<S::Ok, S::Error> {
     let index = SCOPE.with(|scope| {
         let mut scope = scope.borrow_mut();
-        let out = scope
+        match scope
             .outgoing
             .as_mut()
-            .ok_or(HandleError::OutsideMultiproc)?;
-        out.push(multiproc_sys::fd::dup(fd).map_err(HandleError::Duplicate)?);
-        Ok(out.len() - 1)
+            .ok_or(HandleError::OutsideMultiproc)?
+        {
+            Outgoing::Duplicates(out) => {
+                out.push(multiproc_sys::fd::dup(fd).map_err(HandleError::Duplicate)?);
+                Ok(out.len() - 1)
+            }
+            Outgoing::Borrowed(out) => {
+                out.push(fd.as_raw_fd());
+                Ok(out.len() - 1)
+            }
+        }
     });
     match index {
         Ok(i) => s.serialize_u32(u32::try_from(i).map_err(S::Error::custom)?),
