@@ -59,6 +59,31 @@
 //! - [`names`]: owner records of named kernel objects, for `multiproc ls`
 //!   and `multiproc clean`.
 //!
+//! # Naming convention
+//!
+//! Every blocking operation `x` comes in four forms, all over one private
+//! core that takes an `Option<Instant>`:
+//!
+//! | form | waits | gives up with |
+//! |---|---|---|
+//! | `x()` | as long as it takes | — |
+//! | `try_x()` | never | `WouldBlock`, `Empty`, `Full` (or `false`/`None`) |
+//! | `x_timeout(Duration)` | at most that long | `Timeout` (or `false`/`None`) |
+//! | `x_deadline(Instant)` | until that instant | `Timeout` (or `false`/`None`) |
+//!
+//! `Duration::MAX` (or any timeout past what the clock can represent)
+//! means "no timeout". Where Python returns a flag, so does the form:
+//! [`Event::wait_timeout`] and [`Semaphore::acquire_timeout`] return
+//! `bool`. A condition wait and a barrier wait have no `try` form (a wait
+//! for a notification still to come, a party that does not wait), and
+//! [`SimpleQueue`] keeps Python's two blocking calls. The `forms` test
+//! compiles the table of every operation's forms.
+//!
+//! Values are typed by default and raw with `_bytes`: [`Queue::put`] and
+//! [`Queue::put_bytes`], [`Connection::recv`] and
+//! [`Connection::recv_bytes`]. A failed send or put hands its item back
+//! (`into_inner`).
+//!
 //! # Handles
 //!
 //! A handle is a file descriptor. Moving a handle into a spawned process's

@@ -5,6 +5,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
+#[cfg(doc)]
+use super::Listener;
 use super::address::{Address, MAX_UNIX_PATH};
 use super::auth::{AuthOptions, AuthPolicy, HandshakeError, client_handshake};
 use super::listener::{check_private_dir, parent_dir, path_len};

@@ -4,6 +4,8 @@ use std::io;
 
 use super::codec::{DecodeError, EncodeError};
 use super::frame::FrameError;
+#[cfg(doc)]
+use super::{Connection, Listener, duplex};
 
 /// Why a message could not be sent.
 #[derive(Debug, thiserror::Error)]

@@ -535,23 +535,29 @@ impl Listener {
     /// Accept the next connection and run the handshake (bounded by the
     /// handshake timeout). Blocks until a client connects.
     pub fn accept<T>(&self) -> Result<Connection<T>, AcceptError> {
-        self.accept_deadline(None)
+        self.accept_until(None)
     }
 
     /// Accept a connection that is already pending; never waits for one
     /// ([`AcceptError::Timeout`] when none is), though the handshake may
     /// take up to the handshake timeout.
     pub fn try_accept<T>(&self) -> Result<Connection<T>, AcceptError> {
-        self.accept_deadline(Some(Instant::now()))
+        self.accept_until(Some(Instant::now()))
     }
 
     /// Accept a connection, waiting at most `timeout` for one to arrive;
     /// the handshake then has its own timeout.
     pub fn accept_timeout<T>(&self, timeout: Duration) -> Result<Connection<T>, AcceptError> {
-        self.accept_deadline(crate::deadline::after(timeout))
+        self.accept_until(crate::deadline::after(timeout))
     }
 
-    fn accept_deadline<T>(&self, deadline: Option<Instant>) -> Result<Connection<T>, AcceptError> {
+    /// Accept a connection, waiting until `deadline` for one to arrive; the
+    /// handshake then has its own timeout.
+    pub fn accept_deadline<T>(&self, deadline: Instant) -> Result<Connection<T>, AcceptError> {
+        self.accept_until(Some(deadline))
+    }
+
+    fn accept_until<T>(&self, deadline: Option<Instant>) -> Result<Connection<T>, AcceptError> {
         let Some(key) = &self.opts.auth.authkey else {
             // Nothing to wait for after the connect.
             let Some(fd) = multiproc_sys::net::accept(self.fd.as_fd(), deadline)? else {

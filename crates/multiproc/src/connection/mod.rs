@@ -37,6 +37,8 @@ pub use wait::{Waitable, wait};
 pub(crate) use listener::SOCKET_FILES;
 
 use codec::{DecodeError, HandleError};
+#[cfg(doc)]
+use frame::FrameError;
 use frame::{DEFAULT_MAX_MESSAGE_SIZE, FrameReader, MAX_HEADER_LEN, Payload};
 use incoming::{Incoming, Transport, decode_payload, read_frame};
 
@@ -347,10 +349,26 @@ impl<T> Connection<T> {
 
     /// Receive one byte message, waiting at most `timeout`.
     pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
+        self.recv_bytes_until(crate::deadline::after(timeout))
+    }
+
+    /// Receive one byte message, waiting until `deadline`.
+    pub fn recv_bytes_deadline(&mut self, deadline: Instant) -> Result<Vec<u8>, RecvError> {
+        self.recv_bytes_until(Some(deadline))
+    }
+
+    /// Receive one byte message if a whole one has arrived; never blocks
+    /// ([`RecvError::Empty`] otherwise).
+    pub fn try_recv_bytes(&mut self) -> Result<Vec<u8>, RecvError> {
+        match self.recv_bytes_until(Some(Instant::now())) {
+            Err(RecvError::Timeout) => Err(RecvError::Empty),
+            r => r,
+        }
+    }
+
+    fn recv_bytes_until(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, RecvError> {
         let max = self.max;
-        Ok(self
-            .next_frame(crate::deadline::after(timeout), max)?
-            .into_vec())
+        Ok(self.next_frame(deadline, max)?.into_vec())
     }
 
     /// Receive one byte message of at most `maxlength` bytes (Python's
@@ -548,19 +566,19 @@ impl<T> Connection<T> {
 }
 
 impl<T: DeserializeOwned> Connection<T> {
-    fn recv_deadline_inner(&mut self, deadline: Option<Instant>) -> Result<T, RecvError> {
+    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<T, RecvError> {
         self.recv_with(deadline, codec::decode)
     }
 
     /// Receive a value, blocking until one arrives (Python's `recv()`).
     pub fn recv(&mut self) -> Result<T, RecvError> {
-        self.recv_deadline_inner(None)
+        self.recv_until(None)
     }
 
     /// Receive a value if a whole one has arrived; never blocks
     /// ([`RecvError::Empty`] otherwise).
     pub fn try_recv(&mut self) -> Result<T, RecvError> {
-        match self.recv_deadline_inner(Some(Instant::now())) {
+        match self.recv_until(Some(Instant::now())) {
             Err(RecvError::Timeout) => Err(RecvError::Empty),
             r => r,
         }
@@ -568,12 +586,12 @@ impl<T: DeserializeOwned> Connection<T> {
 
     /// Receive a value, waiting at most `timeout`.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvError> {
-        self.recv_deadline_inner(crate::deadline::after(timeout))
+        self.recv_until(crate::deadline::after(timeout))
     }
 
     /// Receive a value, waiting until `deadline`.
     pub fn recv_deadline(&mut self, deadline: Instant) -> Result<T, RecvError> {
-        self.recv_deadline_inner(Some(deadline))
+        self.recv_until(Some(deadline))
     }
 }
 

@@ -47,7 +47,7 @@ pub trait NamedKind: Sync {
     fn remove(&self, name: &str) -> io::Result<()>;
 
     /// The objects of this kind multiproc created. By default the records
-    /// of this kind in the default [registry](registry), each checked with
+    /// of this kind in the default [`registry`], each checked with
     /// [`exists`](Self::exists).
     fn list(&self) -> io::Result<Vec<NamedObject>> {
         Ok(registry::list()?

@@ -287,7 +287,15 @@ impl Fifo {
     /// written something or has come and gone; [`FifoError::Timeout`]
     /// otherwise.
     pub fn open_read_timeout(&self, timeout: Duration) -> Result<FifoReader, FifoError> {
-        let deadline = crate::deadline::after(timeout);
+        self.open_read_until(crate::deadline::after(timeout))
+    }
+
+    /// [`open_read_timeout`](Self::open_read_timeout), until `deadline`.
+    pub fn open_read_deadline(&self, deadline: Instant) -> Result<FifoReader, FifoError> {
+        self.open_read_until(Some(deadline))
+    }
+
+    fn open_read_until(&self, deadline: Option<Instant>) -> Result<FifoReader, FifoError> {
         let fd = self.open_fd(false, true)?;
         // A reader that has never seen a writer gets no POLLHUP (Linux sets
         // it only once a writer has come and gone since this open), so the
@@ -316,7 +324,16 @@ impl Fifo {
     /// Open for writing, waiting at most `timeout` for a reader;
     /// [`FifoError::Timeout`] otherwise.
     pub fn open_write_timeout(&self, timeout: Duration) -> Result<FifoWriter, FifoError> {
-        let deadline = crate::deadline::after(timeout);
+        self.open_write_until(crate::deadline::after(timeout))
+    }
+
+    /// Open for writing, waiting until `deadline` for a reader;
+    /// [`FifoError::Timeout`] otherwise.
+    pub fn open_write_deadline(&self, deadline: Instant) -> Result<FifoWriter, FifoError> {
+        self.open_write_until(Some(deadline))
+    }
+
+    fn open_write_until(&self, deadline: Option<Instant>) -> Result<FifoWriter, FifoError> {
         let mut backoff = Backoff::new(Duration::from_micros(100), Duration::from_millis(20));
         loop {
             match self.try_open_write() {
@@ -342,7 +359,7 @@ pub struct FifoReader {
 impl FifoReader {
     /// Read what is there, waiting until `deadline` (`None`: forever) for
     /// data or end of file.
-    fn read_deadline(
+    fn read_until(
         &mut self,
         buf: &mut [u8],
         deadline: Option<Instant>,
@@ -366,7 +383,13 @@ impl FifoReader {
     /// Read into `buf`, waiting at most `timeout` for data: `Ok(0)` is end of
     /// file, [`FifoError::Timeout`] when nothing came.
     pub fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, FifoError> {
-        self.read_deadline(buf, crate::deadline::after(timeout))
+        self.read_until(buf, crate::deadline::after(timeout))
+    }
+
+    /// Read into `buf`, waiting until `deadline` for data: `Ok(0)` is end of
+    /// file, [`FifoError::Timeout`] when nothing came.
+    pub fn read_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, FifoError> {
+        self.read_until(buf, Some(deadline))
     }
 
     /// Read what is there now: `Ok(0)` is end of file,
@@ -399,7 +422,7 @@ impl io::Read for FifoReader {
         if buf.is_empty() {
             return Ok(0);
         }
-        match self.read_deadline(buf, None) {
+        match self.read_until(buf, None) {
             Ok(n) => Ok(n),
             Err(FifoError::Io(e)) => Err(e),
             Err(e) => Err(io::Error::other(e)),

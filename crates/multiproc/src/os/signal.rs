@@ -154,7 +154,7 @@ impl Signals {
         })
     }
 
-    fn wait_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<i32>, SignalError> {
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Result<Option<i32>, SignalError> {
         loop {
             if let Some(s) = self.pending.pop_front() {
                 return Ok(Some(s));
@@ -176,7 +176,7 @@ impl Signals {
     /// The next received signal, waiting as long as it takes.
     pub fn wait(&mut self) -> Result<i32, SignalError> {
         loop {
-            if let Some(s) = self.wait_deadline(None)? {
+            if let Some(s) = self.wait_until(None)? {
                 return Ok(s);
             }
         }
@@ -184,13 +184,19 @@ impl Signals {
 
     /// The next received signal if one is waiting.
     pub fn try_wait(&mut self) -> Result<Option<i32>, SignalError> {
-        self.wait_deadline(Some(Instant::now()))
+        self.wait_until(Some(Instant::now()))
     }
 
     /// The next received signal, waiting at most `timeout`; `None` when
     /// none came.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<i32>, SignalError> {
-        self.wait_deadline(crate::deadline::after(timeout))
+        self.wait_until(crate::deadline::after(timeout))
+    }
+
+    /// The next received signal, waiting until `deadline`; `None` when none
+    /// came.
+    pub fn wait_deadline(&mut self, deadline: Instant) -> Result<Option<i32>, SignalError> {
+        self.wait_until(Some(deadline))
     }
 
     /// Every signal received so far, without waiting.
@@ -252,7 +258,7 @@ impl SignalFlag {
         self.flag.clone()
     }
 
-    fn wait_deadline(&self, deadline: Option<Instant>) -> Result<bool, SignalError> {
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<bool, SignalError> {
         loop {
             if self.is_set() {
                 return Ok(true);
@@ -272,13 +278,24 @@ impl SignalFlag {
 
     /// Wait until the flag is set.
     pub fn wait(&self) -> Result<(), SignalError> {
-        while !self.wait_deadline(None)? {}
+        while !self.wait_until(None)? {}
         Ok(())
     }
 
     /// Wait at most `timeout` for the flag; whether it is set.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, SignalError> {
-        self.wait_deadline(crate::deadline::after(timeout))
+        self.wait_until(crate::deadline::after(timeout))
+    }
+
+    /// Wait until `deadline` for the flag; whether it is set.
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<bool, SignalError> {
+        self.wait_until(Some(deadline))
+    }
+
+    /// Whether the flag is set, without waiting (the `try` form of
+    /// [`wait`](Self::wait)).
+    pub fn try_wait(&self) -> bool {
+        self.is_set()
     }
 }
 

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+#[cfg(doc)]
+use super::{ProcessError, StartMethod};
 use crate::connection::codec::{self};
 use crate::connection::{Connection, SendError};
 

@@ -286,7 +286,7 @@ impl<R: DeserializeOwned> Process<R> {
 
     /// Read the result if it has arrived; `block_until` bounds the wait for
     /// the child's exit. Returns the exit code once the child is reaped.
-    fn wait_deadline(&mut self, deadline: Option<Instant>) -> Result<Option<i32>, ProcessError> {
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Result<Option<i32>, ProcessError> {
         if let Some(code) = self.exitcode {
             return Ok(Some(code));
         }
@@ -354,13 +354,25 @@ impl<R: DeserializeOwned> Process<R> {
     /// Wait for the child to exit and return its exit code (Python's
     /// `join()` followed by `exitcode`). Can be called any number of times.
     pub fn wait(&mut self) -> Result<i32, ProcessError> {
-        Ok(self.wait_deadline(None)?.expect("no deadline"))
+        Ok(self.wait_until(None)?.expect("no deadline"))
     }
 
     /// Wait at most `timeout` for the child to exit; `None` if it is still
     /// running.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<i32>, ProcessError> {
-        self.wait_deadline(crate::deadline::after(timeout))
+        self.wait_until(crate::deadline::after(timeout))
+    }
+
+    /// Wait until `deadline` for the child to exit; `None` if it is still
+    /// running.
+    pub fn wait_deadline(&mut self, deadline: Instant) -> Result<Option<i32>, ProcessError> {
+        self.wait_until(Some(deadline))
+    }
+
+    /// The child's exit code if it has exited, without waiting (`None`
+    /// while it runs).
+    pub fn try_wait(&mut self) -> Result<Option<i32>, ProcessError> {
+        self.wait_until(Some(Instant::now()))
     }
 
     fn take_result(&mut self, code: i32) -> Result<R, ProcessError> {
@@ -397,7 +409,23 @@ impl<R: DeserializeOwned> Process<R> {
     /// [`join`](Self::join), waiting at most `timeout`
     /// ([`ProcessError::Timeout`] if the child is still running).
     pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, ProcessError> {
-        match self.wait_timeout(timeout)? {
+        self.join_until(crate::deadline::after(timeout))
+    }
+
+    /// [`join`](Self::join), waiting until `deadline`
+    /// ([`ProcessError::Timeout`] if the child is still running).
+    pub fn join_deadline(&mut self, deadline: Instant) -> Result<R, ProcessError> {
+        self.join_until(Some(deadline))
+    }
+
+    /// [`join`](Self::join) if the child has exited, without waiting
+    /// ([`ProcessError::Timeout`] while it runs).
+    pub fn try_join(&mut self) -> Result<R, ProcessError> {
+        self.join_until(Some(Instant::now()))
+    }
+
+    fn join_until(&mut self, deadline: Option<Instant>) -> Result<R, ProcessError> {
+        match self.wait_until(deadline)? {
             Some(code) => self.take_result(code),
             None => Err(ProcessError::Timeout),
         }
@@ -406,14 +434,14 @@ impl<R: DeserializeOwned> Process<R> {
     /// Whether the child has been started and has not exited.
     pub fn is_alive(&mut self) -> bool {
         matches!(self.state, State::Running(_))
-            && matches!(self.wait_deadline(Some(Instant::now())), Ok(None))
+            && matches!(self.wait_until(Some(Instant::now())), Ok(None))
     }
 
     /// The exit code if the child has exited: its status, or minus the
     /// signal that killed it (Python's `exitcode`). Does not block.
     pub fn exitcode(&mut self) -> Option<i32> {
         if self.exitcode.is_none() && matches!(self.state, State::Running(_)) {
-            let _ = self.wait_deadline(Some(Instant::now()));
+            let _ = self.wait_until(Some(Instant::now()));
         }
         self.exitcode
     }

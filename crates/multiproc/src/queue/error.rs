@@ -6,6 +6,8 @@ use std::io;
 use multiproc_shm::QueueError;
 
 use crate::connection::codec::{DecodeError, EncodeError};
+#[cfg(doc)]
+use multiproc_shm::ABANDON_AFTER;
 
 // ----- errors -------------------------------------------------------------------
 

@@ -62,7 +62,7 @@ impl<T> JoinableQueue<T> {
         })
     }
 
-    fn join_deadline(&self, deadline: Option<Instant>) -> Result<(), JoinError> {
+    fn join_until(&self, deadline: Option<Instant>) -> Result<(), JoinError> {
         let inner = &self.q.inner;
         // Copied out and back: a join waiting forever must not block
         // another thread's timed join on the mutex.
@@ -89,13 +89,25 @@ impl<T> JoinableQueue<T> {
     /// left and nobody marks one done for two seconds, `join` returns
     /// [`JoinError::Abandoned`] rather than waiting for good.
     pub fn join(&self) -> Result<(), JoinError> {
-        self.join_deadline(None)
+        self.join_until(None)
     }
 
     /// [`join`](Self::join), waiting at most `timeout` ([`JoinError::Timeout`]
     /// then).
     pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
-        self.join_deadline(deadline(timeout))
+        self.join_until(deadline(timeout))
+    }
+
+    /// [`join`](Self::join), waiting until `deadline` ([`JoinError::Timeout`]
+    /// then).
+    pub fn join_deadline(&self, deadline: Instant) -> Result<(), JoinError> {
+        self.join_until(Some(deadline))
+    }
+
+    /// [`join`](Self::join) without waiting: `Ok` when every item put has
+    /// been marked done now, [`JoinError::Timeout`] otherwise.
+    pub fn try_join(&self) -> Result<(), JoinError> {
+        self.join_until(Some(Instant::now()))
     }
 
     /// Tasks put and not yet marked done.

@@ -237,7 +237,7 @@ impl<T> Queue<T> {
 
     // ----- bytes ---------------------------------------------------------------
 
-    fn put_bytes_deadline(
+    fn put_bytes_until(
         &self,
         bytes: &[u8],
         deadline: Option<Instant>,
@@ -250,18 +250,23 @@ impl<T> Queue<T> {
 
     /// Put one message of raw bytes, blocking while the queue is full.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<(), PutError<()>> {
-        self.put_bytes_deadline(bytes, None, false)
+        self.put_bytes_until(bytes, None, false)
     }
 
     /// [`put_bytes`](Self::put_bytes) if there is room now
     /// ([`PutError::Full`] otherwise).
     pub fn try_put_bytes(&self, bytes: &[u8]) -> Result<(), PutError<()>> {
-        self.put_bytes_deadline(bytes, now(), true)
+        self.put_bytes_until(bytes, now(), true)
     }
 
     /// [`put_bytes`](Self::put_bytes), waiting at most `timeout` for room.
     pub fn put_bytes_timeout(&self, bytes: &[u8], timeout: Duration) -> Result<(), PutError<()>> {
-        self.put_bytes_deadline(bytes, deadline(timeout), false)
+        self.put_bytes_until(bytes, deadline(timeout), false)
+    }
+
+    /// [`put_bytes`](Self::put_bytes), waiting for room until `deadline`.
+    pub fn put_bytes_deadline(&self, bytes: &[u8], deadline: Instant) -> Result<(), PutError<()>> {
+        self.put_bytes_until(bytes, Some(deadline), false)
     }
 
     /// Put several byte messages, each its own item, taking the producers'
@@ -277,7 +282,7 @@ impl<T> Queue<T> {
             .map_err(|(n, f)| (n, f.with((), false)))
     }
 
-    fn get_bytes_deadline(
+    fn get_bytes_until(
         &self,
         buf: &mut Vec<u8>,
         deadline: Option<Instant>,
@@ -290,13 +295,13 @@ impl<T> Queue<T> {
     /// Get one message into `buf` (replacing its contents), blocking while
     /// the queue is empty: no allocation once `buf` has grown to size.
     pub fn get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<(), GetError> {
-        self.get_bytes_deadline(buf, None, false)
+        self.get_bytes_until(buf, None, false)
     }
 
     /// [`get_bytes_into`](Self::get_bytes_into) if there is an item now
     /// ([`GetError::Empty`] otherwise).
     pub fn try_get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<(), GetError> {
-        self.get_bytes_deadline(buf, now(), true)
+        self.get_bytes_until(buf, now(), true)
     }
 
     /// [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout`
@@ -306,27 +311,43 @@ impl<T> Queue<T> {
         buf: &mut Vec<u8>,
         timeout: Duration,
     ) -> Result<(), GetError> {
-        self.get_bytes_deadline(buf, deadline(timeout), false)
+        self.get_bytes_until(buf, deadline(timeout), false)
+    }
+
+    /// [`get_bytes_into`](Self::get_bytes_into), waiting until `deadline`.
+    pub fn get_bytes_into_deadline(
+        &self,
+        buf: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> Result<(), GetError> {
+        self.get_bytes_until(buf, Some(deadline), false)
     }
 
     /// Get one message as raw bytes, blocking while the queue is empty. Any
     /// handles the item carried are closed.
     pub fn get_bytes(&self) -> Result<Vec<u8>, GetError> {
         let mut v = Vec::new();
-        self.get_bytes_deadline(&mut v, None, false).map(|()| v)
+        self.get_bytes_until(&mut v, None, false).map(|()| v)
     }
 
     /// [`get_bytes`](Self::get_bytes) if there is an item now
     /// ([`GetError::Empty`] otherwise).
     pub fn try_get_bytes(&self) -> Result<Vec<u8>, GetError> {
         let mut v = Vec::new();
-        self.get_bytes_deadline(&mut v, now(), true).map(|()| v)
+        self.get_bytes_until(&mut v, now(), true).map(|()| v)
     }
 
     /// [`get_bytes`](Self::get_bytes), waiting at most `timeout`.
     pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetError> {
         let mut v = Vec::new();
-        self.get_bytes_deadline(&mut v, deadline(timeout), false)
+        self.get_bytes_until(&mut v, deadline(timeout), false)
+            .map(|()| v)
+    }
+
+    /// [`get_bytes`](Self::get_bytes), waiting until `deadline`.
+    pub fn get_bytes_deadline(&self, deadline: Instant) -> Result<Vec<u8>, GetError> {
+        let mut v = Vec::new();
+        self.get_bytes_until(&mut v, Some(deadline), false)
             .map(|()| v)
     }
 
@@ -382,6 +403,12 @@ impl<T: Serialize> Queue<T> {
     /// ([`PutError::Timeout`] then).
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
         self.put_item(item, deadline(timeout), false)
+    }
+
+    /// Put an item, waiting for room until `deadline`
+    /// ([`PutError::Timeout`] then).
+    pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutError<T>> {
+        self.put_item(item, Some(deadline), false)
     }
 
     /// Put several items, taking the producers' lock once per run that fits
@@ -490,6 +517,11 @@ impl<T: DeserializeOwned> Queue<T> {
     /// Get an item, waiting at most `timeout` ([`GetError::Timeout`] then).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
         self.get_item(deadline(timeout), false)
+    }
+
+    /// Get an item, waiting until `deadline` ([`GetError::Timeout`] then).
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetError> {
+        self.get_item(Some(deadline), false)
     }
 
     /// Get up to `max` items at once: waits (at most `timeout`, if given)

@@ -5,6 +5,8 @@ use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
+#[cfg(doc)]
+use super::Queue;
 use super::error::{GetError, invalid};
 
 /// Read an out-of-line payload of `len` bytes from its memfd. `pread`, not

@@ -15,6 +15,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 use multiproc_shm::{Acquired, LockError, RawLock};
@@ -389,6 +390,44 @@ impl<T: Pod> Value<T> {
         })
     }
 
+    /// [`lock`](Self::lock) if the lock is free now.
+    pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
+        guarded(self.cells.lock().try_lock(&ENV), |heir| ValueGuard {
+            v: self,
+            heir,
+        })
+    }
+
+    /// [`lock`](Self::lock), waiting at most `timeout`.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
+        self.lock_until(crate::deadline::after(timeout))
+    }
+
+    /// [`lock`](Self::lock), waiting until `deadline`.
+    pub fn lock_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
+        self.lock_until(Some(deadline))
+    }
+
+    fn lock_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
+        guarded(self.cells.lock().lock(&ENV, deadline), |heir| ValueGuard {
+            v: self,
+            heir,
+        })
+        .map_err(|e| match e {
+            AcquireError::WouldBlock if deadline.is_some() => AcquireError::Timeout,
+            e => e,
+        })
+    }
+
     /// The lock inside the value, as a [`Lock`] (Python's `get_lock()`),
     /// for use on its own or to send to other processes.
     pub fn get_lock(&self) -> Lock {
@@ -525,6 +564,44 @@ impl<T: Pod> Array<T> {
         guarded(self.cells.lock().lock(&ENV, None), |heir| ArrayGuard {
             a: self,
             heir,
+        })
+    }
+
+    /// [`lock`](Self::lock) if the lock is free now.
+    pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
+        guarded(self.cells.lock().try_lock(&ENV), |heir| ArrayGuard {
+            a: self,
+            heir,
+        })
+    }
+
+    /// [`lock`](Self::lock), waiting at most `timeout`.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
+        self.lock_until(crate::deadline::after(timeout))
+    }
+
+    /// [`lock`](Self::lock), waiting until `deadline`.
+    pub fn lock_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
+        self.lock_until(Some(deadline))
+    }
+
+    fn lock_until(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
+        guarded(self.cells.lock().lock(&ENV, deadline), |heir| ArrayGuard {
+            a: self,
+            heir,
+        })
+        .map_err(|e| match e {
+            AcquireError::WouldBlock if deadline.is_some() => AcquireError::Timeout,
+            e => e,
         })
     }
 

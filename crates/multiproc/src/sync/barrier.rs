@@ -2,7 +2,7 @@
 
 use std::io;
 use std::sync::atomic::AtomicU32;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use multiproc_shm::{BarrierError, RawBarrier};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -99,6 +99,15 @@ impl Barrier {
         self.h
             .get()
             .wait(&ENV, self.slots(), deadline(timeout))
+            .map_err(|_| BrokenBarrierError)
+    }
+
+    /// [`wait`](Self::wait), until `deadline` (the barrier breaks then, as
+    /// with [`wait_timeout`](Self::wait_timeout)).
+    pub fn wait_deadline(&self, deadline: Instant) -> Result<u32, BrokenBarrierError> {
+        self.h
+            .get()
+            .wait(&ENV, self.slots(), Some(deadline))
             .map_err(|_| BrokenBarrierError)
     }
 

@@ -130,6 +130,23 @@ impl Condition {
     ) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
         acquired(self.take(deadline(timeout)), |heir| self.guard(heir), true)
     }
+
+    /// Acquire the lock, waiting until `deadline`.
+    pub fn lock_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
+        acquired(self.take(Some(deadline)), |heir| self.guard(heir), true)
+    }
+
+    /// Acquire the lock if it is free now.
+    pub fn try_lock(&self) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
+        let now = Some(Instant::now());
+        acquired(self.take(now), |heir| self.guard(heir), false).map_err(|e| match e {
+            AcquireError::Timeout => AcquireError::WouldBlock,
+            e => e,
+        })
+    }
 }
 
 impl Condition {
@@ -140,7 +157,7 @@ impl Condition {
     /// when `timeout` passed without a notification.
     pub fn wait_held(&self, timeout: Option<Duration>) -> Result<bool, WaitError> {
         let mut g = self.guard(false);
-        let r = g.wait_deadline(timeout.and_then(deadline));
+        let r = g.wait_by(timeout.and_then(deadline));
         // The caller still holds the lock (or lost it for good with
         // `NotRecoverable`): the guard must not release it.
         std::mem::forget(g);
@@ -182,7 +199,7 @@ impl ConditionGuard<'_> {
         }
     }
 
-    fn wait_deadline(&mut self, d: Option<Instant>) -> Result<bool, WaitError> {
+    fn wait_by(&mut self, d: Option<Instant>) -> Result<bool, WaitError> {
         self.wait_until(d, Duration::MAX, || false)
     }
 
@@ -220,12 +237,18 @@ impl ConditionGuard<'_> {
 
     /// Release the lock, sleep until notified, re-acquire.
     pub fn wait(&mut self) -> Result<(), WaitError> {
-        self.wait_deadline(None).map(|_| ())
+        self.wait_by(None).map(|_| ())
     }
 
     /// [`wait`](Self::wait) at most `timeout`; `false` if it timed out.
     pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, WaitError> {
-        self.wait_deadline(deadline(timeout))
+        self.wait_by(deadline(timeout))
+    }
+
+    /// [`wait`](Self::wait) until notified or `deadline`; `Ok(false)` when
+    /// the deadline passed first.
+    pub fn wait_deadline(&mut self, deadline: Instant) -> Result<bool, WaitError> {
+        self.wait_by(Some(deadline))
     }
 
     /// Wait until `pred()` holds (checked with the lock held), at most
@@ -243,7 +266,7 @@ impl ConditionGuard<'_> {
             if d.is_some_and(|d| Instant::now() >= d) {
                 return Ok(false);
             }
-            self.wait_deadline(d)?;
+            self.wait_by(d)?;
         }
     }
 

@@ -1,7 +1,7 @@
 //! [`Event`]: a flag processes wait on.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use multiproc_shm::RawEvent;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -60,5 +60,16 @@ impl Event {
     /// Wait at most `timeout`; whether the flag was set.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.raw().wait(&ENV, deadline(timeout))
+    }
+
+    /// Wait until the flag is set or `deadline` passes; whether it is set.
+    pub fn wait_deadline(&self, deadline: Instant) -> bool {
+        self.raw().wait(&ENV, Some(deadline))
+    }
+
+    /// Whether the flag is set, without waiting (the `try` form of
+    /// [`wait`](Self::wait); the same as [`is_set`](Self::is_set)).
+    pub fn try_wait(&self) -> bool {
+        self.is_set()
     }
 }

@@ -3,7 +3,7 @@
 use std::io;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use multiproc_shm::{Acquired, Env, LockError, RawLock};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -126,6 +126,18 @@ impl Lock {
         )
     }
 
+    /// Acquire, waiting until `deadline`.
+    pub fn lock_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<LockGuard<'_>, AcquireError<LockGuard<'_>>> {
+        acquired(
+            self.raw().lock(&ENV, Some(deadline)),
+            |heir| LockGuard { lock: self, heir },
+            true,
+        )
+    }
+
     /// Python's `acquire()` without a guard: pair it with
     /// [`release`](Lock::release), possibly in another process.
     pub fn acquire(&self) -> Result<(), AcquireError<()>> {
@@ -137,6 +149,20 @@ impl Lock {
     /// Python's `acquire(timeout=...)` without a guard.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), AcquireError<()>> {
         self.lock_timeout(timeout)
+            .map(std::mem::forget)
+            .map_err(|e| e.map(std::mem::forget))
+    }
+
+    /// Python's `acquire(block=False)` without a guard.
+    pub fn try_acquire(&self) -> Result<(), AcquireError<()>> {
+        self.try_lock()
+            .map(std::mem::forget)
+            .map_err(|e| e.map(std::mem::forget))
+    }
+
+    /// [`acquire`](Lock::acquire) until `deadline`, without a guard.
+    pub fn acquire_deadline(&self, deadline: Instant) -> Result<(), AcquireError<()>> {
+        self.lock_deadline(deadline)
             .map(std::mem::forget)
             .map_err(|e| e.map(std::mem::forget))
     }
@@ -240,6 +266,18 @@ impl RLock {
     ) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
         acquired(
             self.raw().rlock(&ENV, deadline(timeout)),
+            |heir| self.guard(heir),
+            true,
+        )
+    }
+
+    /// Acquire, waiting until `deadline`.
+    pub fn lock_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
+        acquired(
+            self.raw().rlock(&ENV, Some(deadline)),
             |heir| self.guard(heir),
             true,
         )

@@ -1,13 +1,15 @@
 //! [`Semaphore`] and [`BoundedSemaphore`].
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use multiproc_shm::RawSemaphore;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::shared::segment::{self};
 
+#[cfg(doc)]
+use super::Lock;
 use super::handle::Handle;
 use super::{ENV, ReleaseError, deadline};
 
@@ -67,6 +69,11 @@ macro_rules! semaphore_methods {
             /// Take a permit, waiting at most `timeout`; `false` on timeout.
             pub fn acquire_timeout(&self, timeout: Duration) -> bool {
                 self.raw().acquire(&ENV, deadline(timeout))
+            }
+
+            /// Take a permit, waiting until `deadline`; `false` if none came.
+            pub fn acquire_deadline(&self, deadline: Instant) -> bool {
+                self.raw().acquire(&ENV, Some(deadline))
             }
 
             /// Give back one permit.

@@ -5,6 +5,8 @@ use std::io;
 
 use crate::connection::codec::{DecodeError, EncodeError};
 
+#[cfg(doc)]
+use super::MessageQueue;
 use super::{InvalidName, PRIORITY_MAX};
 
 /// A queue could not be created or opened.

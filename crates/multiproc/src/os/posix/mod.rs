@@ -46,7 +46,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use multiproc_sys::mq::{self as sys, Wait};
 use serde::de::DeserializeOwned;
@@ -459,6 +459,16 @@ impl MessageQueue {
         self.send_wait(msg, priority, deadline(timeout))
     }
 
+    /// [`send`](Self::send), waiting for room until `deadline`.
+    pub fn send_deadline(
+        &self,
+        msg: &[u8],
+        priority: u32,
+        deadline: Instant,
+    ) -> Result<(), SendError> {
+        self.send_wait(msg, priority, Wait::Until(deadline))
+    }
+
     fn receive_wait(&self, buf: &mut [u8], wait: Wait) -> Result<(usize, u32), RecvError> {
         sys::receive(&self.fd, buf, wait).map_err(|e| match e.kind() {
             io::ErrorKind::WouldBlock => RecvError::Empty,
@@ -495,6 +505,11 @@ impl MessageQueue {
         self.receive_vec(deadline(timeout))
     }
 
+    /// [`receive`](Self::receive), waiting until `deadline`.
+    pub fn receive_deadline(&self, deadline: Instant) -> Result<(Vec<u8>, u32), RecvError> {
+        self.receive_vec(Wait::Until(deadline))
+    }
+
     /// Receive into `buf`, waiting for a message; its length and priority.
     /// `buf` must be at least [`msgsize`](Self::msgsize) bytes long, else
     /// [`RecvError::TooLarge`] (the kernel's rule, even for a short message).
@@ -514,6 +529,15 @@ impl MessageQueue {
         timeout: Duration,
     ) -> Result<(usize, u32), RecvError> {
         self.receive_wait(buf, deadline(timeout))
+    }
+
+    /// [`receive_into`](Self::receive_into), waiting until `deadline`.
+    pub fn receive_into_deadline(
+        &self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> Result<(usize, u32), RecvError> {
+        self.receive_wait(buf, Wait::Until(deadline))
     }
 
     fn send_value_wait<T: Serialize>(
@@ -568,6 +592,16 @@ impl MessageQueue {
         self.send_value_wait(value, priority, deadline(timeout))
     }
 
+    /// [`send_value`](Self::send_value), waiting for room until `deadline`.
+    pub fn send_value_deadline<T: Serialize>(
+        &self,
+        value: T,
+        priority: u32,
+        deadline: Instant,
+    ) -> Result<(), SendError<T>> {
+        self.send_value_wait(value, priority, Wait::Until(deadline))
+    }
+
     /// Receive a serde value and its priority, waiting for one.
     pub fn receive_value<T: DeserializeOwned>(&self) -> Result<(T, u32), RecvError> {
         self.receive_value_wait(Wait::Forever)
@@ -584,6 +618,14 @@ impl MessageQueue {
         timeout: Duration,
     ) -> Result<(T, u32), RecvError> {
         self.receive_value_wait(deadline(timeout))
+    }
+
+    /// [`receive_value`](Self::receive_value), waiting until `deadline`.
+    pub fn receive_value_deadline<T: DeserializeOwned>(
+        &self,
+        deadline: Instant,
+    ) -> Result<(T, u32), RecvError> {
+        self.receive_value_wait(Wait::Until(deadline))
     }
 }
 
@@ -700,6 +742,16 @@ impl<T: Serialize + DeserializeOwned> TypedMessageQueue<T> {
         self.queue.send_value_timeout(value, priority, timeout)
     }
 
+    /// Send a value, waiting for room until `deadline`.
+    pub fn send_deadline(
+        &self,
+        value: T,
+        priority: u32,
+        deadline: Instant,
+    ) -> Result<(), SendError<T>> {
+        self.queue.send_value_deadline(value, priority, deadline)
+    }
+
     /// Receive a value and its priority, waiting for one.
     pub fn receive(&self) -> Result<(T, u32), RecvError> {
         self.queue.receive_value()
@@ -713,6 +765,11 @@ impl<T: Serialize + DeserializeOwned> TypedMessageQueue<T> {
     /// Receive, waiting at most `timeout`.
     pub fn receive_timeout(&self, timeout: Duration) -> Result<(T, u32), RecvError> {
         self.queue.receive_value_timeout(timeout)
+    }
+
+    /// Receive a value, waiting until `deadline`.
+    pub fn receive_deadline(&self, deadline: Instant) -> Result<(T, u32), RecvError> {
+        self.queue.receive_value_deadline(deadline)
     }
 }
 

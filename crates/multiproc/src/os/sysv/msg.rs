@@ -1,7 +1,7 @@
 //! System V message queues: `msgget`, `msgsnd`, `msgrcv`, with typed selection.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use multiproc_sys::sysv::{self as sys, errno};
 use serde::de::DeserializeOwned;
@@ -269,6 +269,16 @@ impl MessageQueue {
         self.send_raw(mtype, data, Wait::timeout(timeout))
     }
 
+    /// [`send`](Self::send), waiting for room until `deadline`.
+    pub fn send_deadline(
+        &self,
+        mtype: i64,
+        data: &[u8],
+        deadline: Instant,
+    ) -> Result<(), SendError> {
+        self.send_raw(mtype, data, Wait::Until(deadline))
+    }
+
     fn receive_raw(
         &self,
         selector: Selector,
@@ -331,6 +341,15 @@ impl MessageQueue {
         self.receive_vec(selector.into(), Wait::timeout(timeout))
     }
 
+    /// [`receive`](Self::receive), waiting until `deadline`.
+    pub fn receive_deadline(
+        &self,
+        selector: impl Into<Selector>,
+        deadline: Instant,
+    ) -> Result<Message, ReceiveError> {
+        self.receive_vec(selector.into(), Wait::Until(deadline))
+    }
+
     /// Receive into `buf`, waiting: the message's type and length. A longer
     /// message is [`ReceiveError::TooLarge`] (and stays queued) unless
     /// `truncate` (`MSG_NOERROR`): then its first `buf.len()` bytes are kept
@@ -363,6 +382,17 @@ impl MessageQueue {
         timeout: Duration,
     ) -> Result<(i64, usize), ReceiveError> {
         self.receive_raw(selector.into(), buf, truncate, Wait::timeout(timeout))
+    }
+
+    /// [`receive_into`](Self::receive_into), waiting until `deadline`.
+    pub fn receive_into_deadline(
+        &self,
+        selector: impl Into<Selector>,
+        buf: &mut [u8],
+        truncate: bool,
+        deadline: Instant,
+    ) -> Result<(i64, usize), ReceiveError> {
+        self.receive_raw(selector.into(), buf, truncate, Wait::Until(deadline))
     }
 
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, SendError> {
@@ -403,6 +433,16 @@ impl MessageQueue {
         self.send_timeout(mtype, &Self::encode(value)?, timeout)
     }
 
+    /// [`send_value`](Self::send_value), waiting for room until `deadline`.
+    pub fn send_value_deadline<T: Serialize + ?Sized>(
+        &self,
+        mtype: i64,
+        value: &T,
+        deadline: Instant,
+    ) -> Result<(), SendError> {
+        self.send_deadline(mtype, &Self::encode(value)?, deadline)
+    }
+
     fn decode<T: DeserializeOwned>(m: Message) -> Result<(i64, T), ReceiveError> {
         Ok((m.mtype, codec::decode(&m.data, Vec::new())?))
     }
@@ -431,6 +471,15 @@ impl MessageQueue {
         timeout: Duration,
     ) -> Result<(i64, T), ReceiveError> {
         Self::decode(self.receive_timeout(selector, timeout)?)
+    }
+
+    /// [`receive_value`](Self::receive_value), waiting until `deadline`.
+    pub fn receive_value_deadline<T: DeserializeOwned>(
+        &self,
+        selector: impl Into<Selector>,
+        deadline: Instant,
+    ) -> Result<(i64, T), ReceiveError> {
+        Self::decode(self.receive_deadline(selector, deadline)?)
     }
 
     /// `msgctl(IPC_STAT)`: messages and bytes queued, the byte limit, the

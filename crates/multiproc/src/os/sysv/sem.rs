@@ -267,6 +267,11 @@ impl SemaphoreSet {
         }
     }
 
+    /// [`op`](Self::op), waiting until `deadline`.
+    pub fn op_deadline(&self, ops: &[SemOp], deadline: Instant) -> Result<(), SemError> {
+        self.op_raw(ops, 0, Some(deadline))
+    }
+
     fn amount(n: u16) -> Result<i16, SemError> {
         i16::try_from(n).map_err(|_| SemError::OutOfRange(format!("amount {n} is over 32767")))
     }
@@ -284,6 +289,11 @@ impl SemaphoreSet {
     /// P, waiting at most `timeout`.
     pub fn p_timeout(&self, index: u16, n: u16, timeout: Duration) -> Result<(), SemError> {
         self.op_timeout(&[SemOp::new(index, -Self::amount(n)?)], timeout)
+    }
+
+    /// [`p`](Self::p), waiting until `deadline`.
+    pub fn p_deadline(&self, index: u16, n: u16, deadline: Instant) -> Result<(), SemError> {
+        self.op_deadline(&[SemOp::new(index, -Self::amount(n)?)], deadline)
     }
 
     /// V: add `n` to semaphore `index` (never waits).
