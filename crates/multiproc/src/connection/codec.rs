@@ -34,7 +34,7 @@
 //!
 //! [`Connection`]: crate::Connection
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
@@ -42,33 +42,101 @@ use serde::de::DeserializeOwned;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// The descriptors of the message being encoded or decoded on this thread,
-/// and why a handle failed (postcard keeps no custom error message).
+/// What this thread is doing: the handles' `Serialize`/`Deserialize` impls
+/// read it to know where their descriptor goes or comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Not inside [`encode`] or [`decode`]: handles refuse.
+    Outside,
+    /// Inside [`encode`]: each handle adds a duplicate.
+    EncodeDuplicates,
+    /// Inside [`encode_borrowed`]: each handle adds its own number.
+    EncodeBorrowed,
+    /// Inside [`decode`]: each handle takes a received descriptor.
+    Decode,
+}
+
+/// The lists of the scope: touched only when a value holds a handle or a
+/// handle fails, so a value without handles costs two `Cell` writes.
 #[derive(Default)]
-struct Scope {
-    outgoing: Option<Outgoing>,
-    incoming: Option<Vec<Option<OwnedFd>>>,
+struct Slots {
+    duplicates: Vec<OwnedFd>,
+    borrowed: Vec<RawFd>,
+    incoming: Vec<Option<OwnedFd>>,
     error: Option<HandleError>,
 }
 
-/// The descriptors of the value being encoded: duplicates ([`encode`]) or
-/// the value's own numbers ([`encode_borrowed`]).
-enum Outgoing {
-    Duplicates(Vec<OwnedFd>),
-    Borrowed(Vec<RawFd>),
+thread_local! {
+    static MODE: Cell<Mode> = const { Cell::new(Mode::Outside) };
+    /// Whether this scope has put anything into `SLOTS`.
+    static TOUCHED: Cell<bool> = const { Cell::new(false) };
+    static SLOTS: RefCell<Slots> = const {
+        RefCell::new(Slots {
+            duplicates: Vec::new(),
+            borrowed: Vec::new(),
+            incoming: Vec::new(),
+            error: None,
+        })
+    };
 }
 
-impl Outgoing {
-    fn len(&self) -> usize {
-        match self {
-            Outgoing::Duplicates(v) => v.len(),
-            Outgoing::Borrowed(v) => v.len(),
+/// One encode or decode: sets the mode (and the received descriptors) on
+/// entry, hands back what the scope collected on exit, and restores the
+/// enclosing scope (scopes nest when a value's `Serialize` encodes another).
+/// Small on purpose: a value without handles moves no lists around.
+struct ScopeGuard {
+    mode: Mode,
+    touched: bool,
+    outer: Option<Box<Slots>>,
+}
+
+impl ScopeGuard {
+    #[inline]
+    fn enter(mode: Mode, incoming: Vec<OwnedFd>) -> ScopeGuard {
+        let outer_mode = MODE.replace(mode);
+        let outer_touched = TOUCHED.replace(!incoming.is_empty());
+        let mut outer = None;
+        if outer_touched || !incoming.is_empty() {
+            SLOTS.with(|s| {
+                let mut s = s.borrow_mut();
+                if outer_touched {
+                    outer = Some(Box::new(std::mem::take(&mut *s)));
+                }
+                s.incoming = incoming.into_iter().map(Some).collect();
+            });
         }
+        ScopeGuard {
+            mode: outer_mode,
+            touched: outer_touched,
+            outer,
+        }
+    }
+
+    /// What this scope collected: `None` unless a handle was seen.
+    #[inline]
+    fn collected(&self) -> Option<Box<Slots>> {
+        TOUCHED
+            .get()
+            .then(|| Box::new(SLOTS.with(|s| std::mem::take(&mut *s.borrow_mut()))))
     }
 }
 
-thread_local! {
-    static SCOPE: RefCell<Scope> = RefCell::new(Scope::default());
+impl Drop for ScopeGuard {
+    #[inline]
+    fn drop(&mut self) {
+        if TOUCHED.get() || self.outer.is_some() {
+            let outer = self.outer.take().map(|b| *b).unwrap_or_default();
+            SLOTS.with(|s| *s.borrow_mut() = outer);
+        }
+        MODE.set(self.mode);
+        TOUCHED.set(self.touched);
+    }
+}
+
+/// Put something into this scope's slots.
+fn with_slots<R>(f: impl FnOnce(&mut Slots) -> R) -> R {
+    TOUCHED.set(true);
+    SLOTS.with(|s| f(&mut s.borrow_mut()))
 }
 
 /// Why a handle inside a value could not travel.
@@ -117,19 +185,23 @@ impl HandleError {
 /// Fail a handle's `Serialize` with `e`, which [`encode`] reports.
 pub(crate) fn handle_error<E: serde::ser::Error>(e: HandleError) -> E {
     let err = E::custom(&e);
-    SCOPE.with(|s| s.borrow_mut().error = Some(e));
+    record_error(e);
     err
 }
 
 /// Fail a handle's `Deserialize` with `e`, which [`decode`] reports.
 pub(crate) fn handle_error_de<E: serde::de::Error>(e: HandleError) -> E {
     let err = E::custom(&e);
-    SCOPE.with(|s| s.borrow_mut().error = Some(e));
+    record_error(e);
     err
 }
 
-fn take_handle_error() -> Option<HandleError> {
-    SCOPE.with(|s| s.borrow_mut().error.take())
+/// Keep a handle's failure for the scope's caller (postcard keeps no
+/// custom message). Outside a scope there is nobody to report to.
+fn record_error(e: HandleError) {
+    if MODE.get() != Mode::Outside {
+        with_slots(|s| s.error = Some(e));
+    }
 }
 
 /// A value could not be encoded.
@@ -186,10 +258,9 @@ pub fn encode<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
 ) -> Result<Vec<OwnedFd>, EncodeError> {
-    match encode_with(value, out, Outgoing::Duplicates(Vec::new()))? {
-        Outgoing::Duplicates(fds) => Ok(fds),
-        Outgoing::Borrowed(_) => unreachable!("encode_with hands back the list it was given"),
-    }
+    Ok(encode_with(value, out, Mode::EncodeDuplicates)?
+        .map(|s| s.duplicates)
+        .unwrap_or_default())
 }
 
 /// [`encode`] without the duplicates: the descriptors of the handles in
@@ -210,44 +281,56 @@ pub unsafe fn encode_borrowed<'v, T: Serialize + ?Sized>(
     value: &'v T,
     out: &mut Vec<u8>,
 ) -> Result<Vec<BorrowedFd<'v>>, EncodeError> {
-    match encode_with(value, out, Outgoing::Borrowed(Vec::new()))? {
-        Outgoing::Borrowed(fds) => Ok(fds
-            .into_iter()
-            // SAFETY: each number was serialized by a handle inside
-            // `value`, which is borrowed for 'v; the caller guarantees those
-            // descriptors stay open for 'v.
-            .map(|fd| unsafe { BorrowedFd::borrow_raw(fd) })
-            .collect()),
-        Outgoing::Duplicates(_) => unreachable!("encode_with hands back the list it was given"),
-    }
+    let fds = encode_with(value, out, Mode::EncodeBorrowed)?
+        .map(|s| s.borrowed)
+        .unwrap_or_default();
+    Ok(fds
+        .into_iter()
+        // SAFETY: each number was serialized by a handle inside `value`,
+        // which is borrowed for 'v; the caller guarantees those descriptors
+        // stay open for 'v.
+        .map(|fd| unsafe { BorrowedFd::borrow_raw(fd) })
+        .collect())
 }
 
-/// Encode `value` into `out`, collecting the handles' descriptors into
-/// `fds` (which comes back filled).
+/// Encode `value` into `out` in `mode`; the handles' descriptors come back
+/// in the slots.
 fn encode_with<T: Serialize + ?Sized>(
     value: &T,
     out: &mut Vec<u8>,
-    fds: Outgoing,
-) -> Result<Outgoing, EncodeError> {
-    let saved = SCOPE.with(|s| s.borrow_mut().outgoing.replace(fds));
-    take_handle_error();
+    mode: Mode,
+) -> Result<Option<Box<Slots>>, EncodeError> {
+    let scope = ScopeGuard::enter(mode, Vec::new());
     let start = out.len();
     let result = postcard::serialize_with_flavor(value, AppendTo(out));
-    let fds = SCOPE
-        .with(|s| std::mem::replace(&mut s.borrow_mut().outgoing, saved))
-        .expect("the scope holds the list this call installed");
+    let got = scope.collected();
+    drop(scope);
+    let Some(mut got) = got else {
+        // No handle: the common case.
+        return match result {
+            Ok(()) => Ok(None),
+            Err(e) => {
+                out.truncate(start);
+                Err(EncodeError::Serde(e))
+            }
+        };
+    };
     if let Err(e) = result {
         out.truncate(start);
-        return Err(take_handle_error().map_or(EncodeError::Serde(e), EncodeError::Handle));
+        return Err(got
+            .error
+            .take()
+            .map_or(EncodeError::Serde(e), EncodeError::Handle));
     }
-    if fds.len() > MAX_HANDLES {
+    let count = got.duplicates.len().max(got.borrowed.len());
+    if count > MAX_HANDLES {
         out.truncate(start);
         return Err(EncodeError::TooManyHandles {
-            count: fds.len(),
+            count,
             max: MAX_HANDLES,
         });
     }
-    Ok(fds)
+    Ok(Some(got))
 }
 
 /// A postcard output that appends to a borrowed vector with
@@ -275,35 +358,35 @@ impl postcard::ser_flavors::Flavor for AppendTo<'_> {
 /// Decode a `T` from `bytes`, giving it the received `fds` by index.
 /// Descriptors the value does not take are closed.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, DecodeError> {
-    let incoming = fds.into_iter().map(Some).collect();
-    let saved = SCOPE.with(|s| s.borrow_mut().incoming.replace(incoming));
-    take_handle_error();
+    let scope = ScopeGuard::enter(Mode::Decode, fds);
     let result = postcard::from_bytes(bytes);
-    SCOPE.with(|s| s.borrow_mut().incoming = saved);
-    result.map_err(|e| take_handle_error().map_or(DecodeError::Serde(e), DecodeError::Handle))
+    // Descriptors no handle took are closed here, with what was collected.
+    let got = scope.collected();
+    drop(scope);
+    result.map_err(|e| {
+        got.and_then(|mut g| g.error.take())
+            .map_or(DecodeError::Serde(e), DecodeError::Handle)
+    })
 }
 
 /// Serialize a descriptor as a handle index: the message gets its own
 /// duplicate (or, inside [`encode_borrowed`], the number itself). Only
 /// valid inside [`encode`].
 pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, s: S) -> Result<S::Ok, S::Error> {
-    let index = SCOPE.with(|scope| {
-        let mut scope = scope.borrow_mut();
-        match scope
-            .outgoing
-            .as_mut()
-            .ok_or(HandleError::OutsideMultiproc)?
-        {
-            Outgoing::Duplicates(out) => {
-                out.push(multiproc_sys::fd::dup(fd).map_err(HandleError::Duplicate)?);
-                Ok(out.len() - 1)
-            }
-            Outgoing::Borrowed(out) => {
-                out.push(fd.as_raw_fd());
-                Ok(out.len() - 1)
-            }
-        }
-    });
+    let index = match MODE.get() {
+        Mode::EncodeDuplicates => match multiproc_sys::fd::dup(fd) {
+            Ok(dup) => Ok(with_slots(|slots| {
+                slots.duplicates.push(dup);
+                slots.duplicates.len() - 1
+            })),
+            Err(e) => Err(HandleError::Duplicate(e)),
+        },
+        Mode::EncodeBorrowed => Ok(with_slots(|slots| {
+            slots.borrowed.push(fd.as_raw_fd());
+            slots.borrowed.len() - 1
+        })),
+        Mode::Outside | Mode::Decode => Err(HandleError::OutsideMultiproc),
+    };
     match index {
         Ok(i) => s.serialize_u32(u32::try_from(i).map_err(S::Error::custom)?),
         Err(e) => Err(handle_error(e)),
@@ -314,14 +397,12 @@ pub(crate) fn serialize_fd<S: Serializer>(fd: BorrowedFd<'_>, s: S) -> Result<S:
 /// message. Only valid inside [`decode`].
 pub(crate) fn deserialize_fd<'de, D: Deserializer<'de>>(d: D) -> Result<OwnedFd, D::Error> {
     let index = u32::deserialize(d)? as usize;
-    let taken = SCOPE.with(|scope| {
-        let mut scope = scope.borrow_mut();
-        let fds = scope
-            .incoming
-            .as_mut()
-            .ok_or(HandleError::OutsideMultiproc)?;
-        let available = fds.len();
-        match fds.get_mut(index) {
+    if MODE.get() != Mode::Decode {
+        return Err(handle_error_de(HandleError::OutsideMultiproc));
+    }
+    let taken = with_slots(|slots| {
+        let available = slots.incoming.len();
+        match slots.incoming.get_mut(index) {
             Some(fd) => fd.take().ok_or(HandleError::UsedTwice { index }),
             None => Err(HandleError::OutOfRange { index, available }),
         }

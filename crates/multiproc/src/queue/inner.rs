@@ -47,6 +47,7 @@ impl Inner {
         })
     }
 
+    #[inline]
     pub(super) fn raw(&self) -> &RawQueue {
         // SAFETY: the state lies at RAW_AT, inside the payload (checked at
         // compile time against RING_AT, and the ring size was checked), at
@@ -56,6 +57,7 @@ impl Inner {
         unsafe { &*self.seg.payload().add(RAW_AT).cast::<RawQueue>() }
     }
 
+    #[inline]
     fn ring(&self) -> Ring {
         Ring {
             // SAFETY: RING_AT + cap is the payload's length (checked in
@@ -65,6 +67,7 @@ impl Inner {
         }
     }
 
+    #[inline]
     fn max_inline(&self) -> usize {
         (self.cap / 4) as usize
     }

@@ -15,10 +15,12 @@ pub(super) struct Ring {
 // inside the segment, which the `Inner` that makes the `Ring` keeps mapped.
 // The ranges are checked again below, so no call can leave the ring.
 unsafe impl Region for Ring {
+    #[inline]
     fn capacity(&self) -> u32 {
         self.cap
     }
 
+    #[inline]
     fn read(&self, at: u32, out: &mut [u8]) {
         if at as usize + out.len() > self.cap as usize {
             return; // never asked by the algorithm; no access outside the ring
@@ -30,6 +32,7 @@ unsafe impl Region for Ring {
         }
     }
 
+    #[inline]
     fn append(&self, at: u32, len: usize, out: &mut Vec<u8>) {
         if at as usize + len > self.cap as usize {
             return; // never asked by the algorithm; no access outside the ring
@@ -45,6 +48,7 @@ unsafe impl Region for Ring {
         }
     }
 
+    #[inline]
     fn write(&self, at: u32, src: &[u8]) {
         if at as usize + src.len() > self.cap as usize {
             return; // never asked by the algorithm; no access outside the ring
@@ -56,11 +60,13 @@ unsafe impl Region for Ring {
         }
     }
 
+    #[inline]
     fn load_header(&self, at: u32) -> u64 {
         self.header_word(at)
             .map_or(0, |w| w.load(std::sync::atomic::Ordering::Acquire))
     }
 
+    #[inline]
     fn store_header(&self, at: u32, header: u64) {
         if let Some(w) = self.header_word(at) {
             w.store(header, std::sync::atomic::Ordering::Release);

@@ -64,10 +64,12 @@ impl Batch {
         self.extras.clear();
     }
 
+    #[inline]
     pub(super) fn len(&self) -> usize {
         self.ends.len()
     }
 
+    #[inline]
     fn extra(&self, i: usize) -> Option<&Extra> {
         if self.extras.is_empty() {
             return None;
@@ -78,6 +80,7 @@ impl Batch {
             .map(|k| &self.extras[k])
     }
 
+    #[inline]
     pub(super) fn bytes(&self, i: usize) -> &[u8] {
         if let Some(Extra {
             payload: Some(Payload::Read(v)),
