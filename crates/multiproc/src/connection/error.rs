@@ -4,8 +4,6 @@ use std::io;
 
 use super::codec::{DecodeError, EncodeError};
 use super::frame::FrameError;
-#[cfg(doc)]
-use super::{Connection, Listener, duplex};
 
 /// Why a message could not be sent.
 #[derive(Debug, thiserror::Error)]
@@ -26,12 +24,12 @@ pub enum SendError {
     #[error(transparent)]
     Encode(#[from] EncodeError),
     /// The value contains handles, which only a Unix-socket connection
-    /// ([`duplex`], a Unix-path [`Listener`])
+    /// ([`duplex`](crate::duplex), a Unix-path [`Listener`](crate::connection::Listener))
     /// can carry: not a pipe, not TCP.
     #[error("handles can only be sent over a Unix socket connection, not a pipe or TCP")]
     HandlesNeedSocket,
     /// `offset`/`size` do not lie inside the buffer given to
-    /// [`Connection::send_bytes_range`] (Python's `ValueError`).
+    /// [`Connection::send_bytes_range`](crate::Connection::send_bytes_range) (Python's `ValueError`).
     #[error("range {offset}+{size} is outside the buffer of {len} bytes")]
     OutOfRange {
         /// Start of the range.
@@ -73,7 +71,7 @@ pub enum RecvError {
     /// (Python's `EOFError`).
     #[error("end of file: the sending end is closed")]
     Eof,
-    /// [`Connection::try_recv`] found no complete message.
+    /// [`Connection::try_recv`](crate::Connection::try_recv) found no complete message.
     #[error("no message is available")]
     Empty,
     /// The timeout passed before a whole message arrived. A partly received
@@ -87,7 +85,7 @@ pub enum RecvError {
     /// is consumed; the connection stays usable.
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    /// The buffer given to [`Connection::recv_bytes_into`] is too short. The
+    /// The buffer given to [`Connection::recv_bytes_into`](crate::Connection::recv_bytes_into) is too short. The
     /// message is consumed and handed back whole (Python's `BufferTooShort`).
     #[error("buffer too short for a message of {} bytes", .0.len())]
     BufferTooShort(Vec<u8>),

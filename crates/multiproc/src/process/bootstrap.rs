@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-#[cfg(doc)]
-use super::{ProcessError, StartMethod};
 use crate::connection::codec::{self};
 use crate::connection::{Connection, SendError};
 
@@ -26,7 +24,7 @@ pub(super) static PROCESS_COUNTER: AtomicU32 = AtomicU32::new(0);
 pub(super) static CURRENT_NAME: OnceLock<String> = OnceLock::new();
 
 /// A panic in a child's target, as the parent learns it from
-/// [`ProcessError::Failed`].
+/// [`ProcessError::Failed`](crate::ProcessError::Failed).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChildPanic {
     /// The panic message (`"Box<dyn Any>"` when the payload was not text).
@@ -162,7 +160,7 @@ pub(super) fn send_result<R: Serialize>(
 /// ```
 ///
 /// In the parent it returns at once. In a child started by
-/// [`StartMethod::Spawn`] it never returns: it runs the target, sends its
+/// [`StartMethod::Spawn`](crate::StartMethod::Spawn) it never returns: it runs the target, sends its
 /// result, and exits.
 pub fn init() {
     INIT_CALLED.store(true, Ordering::Relaxed);
