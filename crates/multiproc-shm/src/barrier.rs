@@ -154,7 +154,7 @@ impl RawBarrier {
             if pred(self.state()) {
                 return Waited::Met;
             }
-            if env::expired(deadline) {
+            if env::expired(env, deadline) {
                 return Waited::TimedOut;
             }
             let t = self.cond.prepare();
@@ -162,7 +162,7 @@ impl RawBarrier {
             let parked = self.cond.park_interruptible(
                 env,
                 t,
-                env::slice(deadline),
+                env::slice(env, deadline),
                 every,
                 &mut *interrupted,
             );

@@ -97,10 +97,10 @@ impl RawCondition {
             if seen != t.0 && self.claim_token() {
                 break Parked::Notified;
             }
-            if crate::env::expired(deadline) {
+            if crate::env::expired(env, deadline) {
                 break Parked::TimedOut;
             }
-            let slice = crate::env::after(every);
+            let slice = crate::env::after(env, every);
             let until = match (deadline, slice) {
                 (Some(d), Some(s)) => Some(d.min(s)),
                 (d, s) => d.or(s),

@@ -32,6 +32,14 @@ pub trait Env {
     fn is_dead(&self, pid: u32, start: Option<u32>) -> bool;
     /// The caller's identity.
     fn me(&self) -> Me;
+    /// The current instant, on the clock deadlines are measured with. The
+    /// algorithms never read a clock themselves, so a model can supply a
+    /// clock of its own and check what a deadline does.
+    fn now(&self) -> Instant;
+    /// Sleep for `d` (short settles only; waiting is [`wait`](Self::wait)).
+    fn sleep(&self, d: std::time::Duration);
+    /// Give the CPU to another thread (the back-off of a short spin).
+    fn yield_now(&self);
     /// A named point inside an operation where fault-injection tests stop
     /// or kill the process (`put.half`, `get.committed`, …). Does nothing
     /// by default.
@@ -72,22 +80,20 @@ pub const LIVENESS_CHECK: std::time::Duration = std::time::Duration::from_millis
 
 /// The end of the next sleep: the deadline, or the next liveness check if
 /// sooner.
-pub(crate) fn slice(deadline: Option<Instant>) -> Option<Instant> {
-    // Loom cannot model time; its waits ignore deadlines, and so the models
-    // never take the liveness-check path.
-    let check = Instant::now() + LIVENESS_CHECK;
+pub(crate) fn slice<E: Env + ?Sized>(env: &E, deadline: Option<Instant>) -> Option<Instant> {
+    let check = env.now() + LIVENESS_CHECK;
     Some(deadline.map_or(check, |d| d.min(check)))
 }
 
 /// The instant `d` from now; `None` when that overflows (`Duration::MAX`
 /// means "never").
-pub(crate) fn after(d: std::time::Duration) -> Option<Instant> {
-    Instant::now().checked_add(d)
+pub(crate) fn after<E: Env + ?Sized>(env: &E, d: std::time::Duration) -> Option<Instant> {
+    env.now().checked_add(d)
 }
 
 /// Whether `deadline` has passed.
-pub(crate) fn expired(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
+pub(crate) fn expired<E: Env + ?Sized>(env: &E, deadline: Option<Instant>) -> bool {
+    deadline.is_some_and(|d| env.now() >= d)
 }
 
 /// Spin a little before parking: a hand-off between cores takes well under
@@ -100,7 +106,7 @@ const SPIN_LIMIT: u32 = 96;
 /// halting: waking a halted vCPU costs several µs.
 const PAUSES: u32 = 32;
 
-pub(crate) fn spin_until(mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn spin_until<E: Env + ?Sized>(env: &E, mut done: impl FnMut() -> bool) -> bool {
     // Under loom a spin only multiplies the schedules to explore.
     if cfg!(multiproc_loom) {
         return done();
@@ -112,7 +118,7 @@ pub(crate) fn spin_until(mut done: impl FnMut() -> bool) -> bool {
         if i < PAUSES {
             core::hint::spin_loop();
         } else {
-            crate::sync::yield_now();
+            env.yield_now();
         }
     }
     done()

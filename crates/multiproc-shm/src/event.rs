@@ -88,7 +88,7 @@ impl RawEvent {
         if seen & FLAG != 0 {
             return true;
         }
-        if env::spin_until(|| self.word.load(Ordering::Acquire) != seen) {
+        if env::spin_until(env, || self.word.load(Ordering::Acquire) != seen) {
             return true;
         }
         // Dekker with `set`: store `sleepers`, fence, load `word`.
@@ -98,7 +98,7 @@ impl RawEvent {
             if self.word.load(Ordering::Acquire) != seen {
                 break true;
             }
-            if !env.wait(&self.word, seen, deadline) || env::expired(deadline) {
+            if !env.wait(&self.word, seen, deadline) || env::expired(env, deadline) {
                 break self.word.load(Ordering::Acquire) != seen;
             }
         };

@@ -206,7 +206,7 @@ impl RawLock {
         deadline: Option<Instant>,
     ) -> Result<Acquired, LockError> {
         // Ordering::Relaxed: only a hint; the CAS below decides.
-        env::spin_until(|| self.word.load(Ordering::Relaxed) == 0);
+        env::spin_until(env, || self.word.load(Ordering::Relaxed) == 0);
         loop {
             let v = self.word.load(Ordering::Relaxed);
             if v & NOT_RECOVERABLE != 0 {
@@ -234,7 +234,7 @@ impl RawLock {
                 continue;
             }
             let seen = v | WAITERS;
-            let woken = env.wait(&self.word, seen, env::slice(deadline));
+            let woken = env.wait(&self.word, seen, env::slice(env, deadline));
             // Check the owner before reporting a timeout: a caller whose
             // deadlines are shorter than the liveness slice must still be
             // able to take a dead owner's lock over.
@@ -244,7 +244,7 @@ impl RawLock {
                     return Ok(a);
                 }
             }
-            if env::expired(deadline) {
+            if env::expired(env, deadline) {
                 return Err(LockError::WouldBlock);
             }
         }

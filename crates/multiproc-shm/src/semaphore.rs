@@ -77,7 +77,7 @@ impl RawSemaphore {
 
     /// Take a permit, sleeping until `deadline`. `false` on timeout.
     pub fn acquire<E: Env + ?Sized>(&self, env: &E, deadline: Option<Instant>) -> bool {
-        if self.try_acquire() || env::spin_until(|| self.try_acquire()) {
+        if self.try_acquire() || env::spin_until(env, || self.try_acquire()) {
             return true;
         }
         // Dekker: announce, fence, then look (see module docs).
@@ -87,7 +87,7 @@ impl RawSemaphore {
             if self.value.load(Ordering::Relaxed) > 0 && self.try_acquire() {
                 break true;
             }
-            if !env.wait(&self.value, 0, deadline) || env::expired(deadline) {
+            if !env.wait(&self.value, 0, deadline) || env::expired(env, deadline) {
                 break self.try_acquire();
             }
         };

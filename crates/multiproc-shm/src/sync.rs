@@ -3,13 +3,9 @@
 
 #[cfg(multiproc_loom)]
 pub use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
-#[cfg(multiproc_loom)]
-pub use loom::thread::yield_now;
 
 #[cfg(not(multiproc_loom))]
 pub use core::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
-#[cfg(not(multiproc_loom))]
-pub use std::thread::yield_now;
 
 /// Only a compiler barrier: loom has no model of it, and the models never
 /// take the light-barrier path that uses it (see `Env::light_barriers`).

@@ -53,19 +53,56 @@ struct Futex {
     cv: Condvar,
 }
 
+/// A process of the model: the shared futex, a pid, and the model's clock
+/// (nanoseconds since `base`, moved only by sleeps and timed-out waits, so
+/// deadlines are part of what the model explores).
 struct ThreadEnv {
     futex: Arc<Futex>,
     pid: u32,
+    base: Instant,
+    clock: Arc<AtomicU64>,
+    /// Waits whose deadline is at or before this instant time out (at
+    /// once, when the word still holds the expected value) instead of
+    /// sleeping: the operation's own deadline. Later deadlines (liveness
+    /// slices) sleep as usual. `None`: no wait times out.
+    timeouts_by: Option<Instant>,
+}
+
+impl ThreadEnv {
+    /// This env, whose waits with a deadline at or before `by` time out.
+    fn timing_out_by(mut self, by: Instant) -> Self {
+        self.timeouts_by = Some(by);
+        self
+    }
 }
 
 impl Env for ThreadEnv {
-    fn wait(&self, word: &AtomicU32, expected: u32, _deadline: Option<Instant>) -> bool {
+    fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
         let g = self.futex.m.lock().unwrap();
         if word.load(Ordering::SeqCst) != expected {
             return true;
         }
+        if let (Some(d), Some(by)) = (deadline, self.timeouts_by)
+            && d <= by
+        {
+            // Time passes to the deadline, and the wait times out.
+            let ns = u64::try_from(d.saturating_duration_since(self.base).as_nanos()).unwrap();
+            self.clock.fetch_max(ns, Ordering::SeqCst);
+            return false;
+        }
         drop(self.futex.cv.wait(g).unwrap());
         true
+    }
+    fn now(&self) -> Instant {
+        self.base + Duration::from_nanos(self.clock.load(Ordering::SeqCst))
+    }
+    fn sleep(&self, d: Duration) {
+        self.clock
+            .fetch_add(u64::try_from(d.as_nanos()).unwrap(), Ordering::SeqCst);
+        thread::yield_now();
+    }
+    fn yield_now(&self) {
+        thread::yield_now();
     }
     fn wake(&self, _word: &AtomicU32, _n: u32) {
         let _g = self.futex.m.lock().unwrap();
@@ -92,10 +129,15 @@ fn two_envs() -> (ThreadEnv, ThreadEnv) {
 
 fn envs(n: u32) -> Vec<ThreadEnv> {
     let futex = Arc::new(Futex::default());
+    let base = Instant::now();
+    let clock = Arc::new(AtomicU64::new(0));
     (1..=n)
         .map(|pid| ThreadEnv {
             futex: futex.clone(),
             pid,
+            base,
+            clock: clock.clone(),
+            timeouts_by: None,
         })
         .collect()
 }
@@ -122,6 +164,65 @@ fn lock_excludes_and_hands_over() {
     });
 }
 
+/// A timed acquire while another process holds the lock: it either gets
+/// the lock after the holder lets go, or times out, and then only once the
+/// model's clock has reached its deadline; never two owners.
+#[test]
+fn a_timed_lock_acquire_takes_the_lock_or_times_out_at_its_deadline() {
+    model(|| {
+        let lock = Arc::new(RawLock::new());
+        let inside = Arc::new(AtomicU32::new(0));
+        let (e1, e2) = two_envs();
+        let deadline = e1.now() + Duration::from_millis(5);
+        let e1 = e1.timing_out_by(deadline);
+        let (l2, i2) = (lock.clone(), inside.clone());
+        let t = thread::spawn(move || {
+            assert_eq!(l2.lock(&e2, None), Ok(Acquired::Clean));
+            assert_eq!(i2.fetch_add(1, Ordering::SeqCst), 0, "two owners");
+            i2.fetch_sub(1, Ordering::SeqCst);
+            l2.unlock(&e2).unwrap();
+        });
+        match lock.lock(&e1, Some(deadline)) {
+            Ok(acquired) => {
+                assert_eq!(acquired, Acquired::Clean);
+                assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two owners");
+                inside.fetch_sub(1, Ordering::SeqCst);
+                lock.unlock(&e1).unwrap();
+            }
+            Err(e) => {
+                assert_eq!(e, multiproc_shm::LockError::WouldBlock);
+                assert!(e1.now() >= deadline, "timed out before its deadline");
+            }
+        }
+        t.join().unwrap();
+        assert!(!lock.is_locked());
+    });
+}
+
+/// A timed semaphore acquire racing a release: it takes the permit or
+/// times out at its deadline, and no permit is lost or made up.
+#[test]
+fn a_timed_semaphore_acquire_takes_the_permit_or_times_out_and_keeps_count() {
+    model(|| {
+        let sem = Arc::new(RawSemaphore::new(0, false));
+        let (e1, e2) = two_envs();
+        let deadline = e1.now() + Duration::from_millis(5);
+        let e1 = e1.timing_out_by(deadline);
+        let s2 = sem.clone();
+        let t = thread::spawn(move || s2.release(&e2, 1).unwrap());
+        let got = sem.acquire(&e1, Some(deadline));
+        if !got {
+            assert!(e1.now() >= deadline, "timed out before its deadline");
+        }
+        t.join().unwrap();
+        assert_eq!(
+            sem.value(),
+            if got { 0 } else { 1 },
+            "a permit lost or made up"
+        );
+    });
+}
+
 /// Processes that are all alive, each with its own start time (pid `p`
 /// started at `10 + p`): a liveness check that pairs one owner's pid with
 /// another owner's start time takes a live process for a dead one.
@@ -137,6 +238,15 @@ impl Env for LiveEnv {
     fn is_dead(&self, pid: u32, start: Option<u32>) -> bool {
         // Alive, unless the start time says a later process reused the pid.
         start.is_some_and(|s| s != 10 + pid)
+    }
+    fn now(&self) -> Instant {
+        self.0.now()
+    }
+    fn sleep(&self, d: Duration) {
+        self.0.sleep(d)
+    }
+    fn yield_now(&self) {
+        self.0.yield_now()
     }
     fn me(&self) -> Me {
         Me {
@@ -350,6 +460,15 @@ impl Env for SlicedEnv {
     }
     fn is_dead(&self, pid: u32, start: Option<u32>) -> bool {
         self.0.is_dead(pid, start)
+    }
+    fn now(&self) -> Instant {
+        self.0.now()
+    }
+    fn sleep(&self, d: Duration) {
+        self.0.sleep(d)
+    }
+    fn yield_now(&self) {
+        self.0.yield_now()
     }
     fn me(&self) -> Me {
         self.0.me()

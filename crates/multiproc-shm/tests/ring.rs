@@ -27,6 +27,15 @@ impl Env for Solo {
     fn is_dead(&self, _pid: u32, _start: Option<u32>) -> bool {
         false
     }
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn sleep(&self, d: std::time::Duration) {
+        std::thread::sleep(d);
+    }
+    fn yield_now(&self) {
+        std::thread::yield_now();
+    }
     fn me(&self) -> Me {
         Me {
             pid: 1,

@@ -81,6 +81,15 @@ fn my_tid() -> u32 {
 }
 
 impl Env for ProcessEnv {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn sleep(&self, d: std::time::Duration) {
+        std::thread::sleep(d);
+    }
+    fn yield_now(&self) {
+        std::thread::yield_now();
+    }
     fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
         multiproc_sys::futex::wait(word, expected, deadline) == multiproc_sys::futex::Wake::Woken
     }

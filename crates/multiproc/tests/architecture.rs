@@ -276,6 +276,36 @@ fn the_cli_goes_through_the_library() {
     }
 }
 
+#[test]
+fn multiproc_shm_makes_no_system_call_of_its_own() {
+    let mut files = Vec::new();
+    rust_files(&workspace().join("crates/multiproc-shm/src"), &mut files);
+    let manifest = fs::read_to_string(workspace().join("crates/multiproc-shm/Cargo.toml")).unwrap();
+    for dep in ["libc", "rustix", "multiproc-sys", "nix"] {
+        assert!(!manifest.contains(dep), "multiproc-shm depends on {dep}");
+    }
+    // Time, sleep and yield come through `Env`; nothing else of the OS is
+    // reachable from `std` without these paths.
+    let forbidden = [
+        "Instant::now",
+        "SystemTime",
+        "std::thread",
+        "thread::sleep",
+        "std::fs",
+        "std::net",
+        "std::process",
+        "std::os",
+        "std::env",
+        "std::io",
+    ];
+    for f in files.iter().filter(|f| !f.ends_with("tests.rs")) {
+        let text = code(f);
+        for word in forbidden {
+            assert!(!text.contains(word), "{} uses {word}", f.display());
+        }
+    }
+}
+
 /// The API crate's `unsafe` blocks, a ratchet on the way to the target of
 /// 10 (the rest moving below the API into bounds-checked views): the count
 /// may go down, never up.

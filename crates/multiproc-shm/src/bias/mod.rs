@@ -388,7 +388,7 @@ impl BiasLock {
                     // Not covered: the owner runs compiler barriers only.
                     // Give its store buffer time to drain (module docs).
                     uncovered = true;
-                    std::thread::sleep(UNCOVERED_SETTLE);
+                    env.sleep(UNCOVERED_SETTLE);
                     fence(Ordering::SeqCst);
                 }
             }
@@ -444,16 +444,16 @@ impl BiasLock {
         if self.held.load(Ordering::Relaxed) != 0 {
             count(WAITED);
         }
-        env::spin_until(|| self.held.load(Ordering::Relaxed) == 0);
+        env::spin_until(env, || self.held.load(Ordering::Relaxed) == 0);
         loop {
             // SYNC POINT: read. Acquire pairs with the owner's Release
             // stores of 0 (fast unlock, back-off): we see its sections.
             if self.held.load(Ordering::Acquire) == 0 {
                 return Ok(false);
             }
-            let mut until = env::slice(deadline);
+            let mut until = env::slice(env, deadline);
             if uncovered {
-                let recheck = Instant::now() + env::UNCOVERED_RECHECK;
+                let recheck = env.now() + env::UNCOVERED_RECHECK;
                 until = until.map(|u| u.min(recheck));
             }
             let woken = env.wait(&self.held, 1, until);
@@ -462,7 +462,7 @@ impl BiasLock {
             if !woken && self.held.load(Ordering::Relaxed) != 0 && self.bias_owner_dead(env, b) {
                 return Ok(true);
             }
-            if env::expired(deadline) {
+            if env::expired(env, deadline) {
                 // SYNC POINT: read, as above.
                 if self.held.load(Ordering::Acquire) == 0 {
                     return Ok(false);

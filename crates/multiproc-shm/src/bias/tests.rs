@@ -75,6 +75,15 @@ impl Env for TestEnv {
     fn is_dead(&self, pid: u32, _start: Option<u32>) -> bool {
         pid < 64 && self.dead.load(O::SeqCst) & (1 << pid) != 0
     }
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn sleep(&self, d: Duration) {
+        thread::sleep(d);
+    }
+    fn yield_now(&self) {
+        thread::yield_now();
+    }
     fn me(&self) -> Me {
         Me {
             pid: self.pid,
@@ -386,6 +395,15 @@ fn threads_without_a_usable_id_are_never_biased() {
         }
         fn is_dead(&self, pid: u32, start: Option<u32>) -> bool {
             self.0.is_dead(pid, start)
+        }
+        fn now(&self) -> Instant {
+            self.0.now()
+        }
+        fn sleep(&self, d: Duration) {
+            self.0.sleep(d)
+        }
+        fn yield_now(&self) {
+            self.0.yield_now()
         }
         fn me(&self) -> Me {
             Me {

@@ -37,13 +37,15 @@ impl RawQueue {
                 }
                 Err(e) => return Err(e),
             }
-            if env::expired(deadline) {
+            if env::expired(env, deadline) {
                 return Err(QueueError::Timeout);
             }
             // Spin briefly on `tail`, then sleep on `not_empty`.
             // Ordering::Relaxed: only a hint; `take` decides.
             let seen = self.tail.0.load(Ordering::Relaxed);
-            if env::spin_until(|| self.tail.0.load(Ordering::Relaxed) != seen || self.is_closed()) {
+            if env::spin_until(env, || {
+                self.tail.0.load(Ordering::Relaxed) != seen || self.is_closed()
+            }) {
                 continue;
             }
             let ticket = self.not_empty.prepare(env);

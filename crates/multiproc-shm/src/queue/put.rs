@@ -128,7 +128,7 @@ impl RawQueue {
         deadline: Option<Instant>,
         aside: bool,
     ) -> Result<bool, QueueError> {
-        let deadline = lock_deadline(deadline);
+        let deadline = lock_deadline(env, deadline);
         let taken = if aside {
             lock.lock_aside(env, deadline)
         } else {
@@ -643,7 +643,7 @@ impl RawQueue {
         deadline: Option<Instant>,
         ready: impl Fn() -> bool,
     ) -> Result<(), QueueError> {
-        if env::expired(deadline) {
+        if env::expired(env, deadline) {
             return Err(QueueError::Timeout);
         }
         let seen = self.not_full.prepare(env);

@@ -58,7 +58,7 @@ impl Signal {
         let deadline = if ticket.covered {
             deadline
         } else {
-            let recheck = Instant::now() + env::UNCOVERED_RECHECK;
+            let recheck = env.now() + env::UNCOVERED_RECHECK;
             Some(deadline.map_or(recheck, |d| d.min(recheck)))
         };
         let seen = ticket.seen;
@@ -66,7 +66,7 @@ impl Signal {
             if self.seq.load(Ordering::Acquire) != seen {
                 break true;
             }
-            if !env.wait(&self.seq, seen, deadline) || env::expired(deadline) {
+            if !env.wait(&self.seq, seen, deadline) || env::expired(env, deadline) {
                 break self.seq.load(Ordering::Acquire) != seen;
             }
         };

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use crate::bias::BiasLock;
+use crate::env::Env;
 use crate::sync::{AtomicU32, AtomicU64};
 
 use super::signal::Signal;
@@ -222,8 +223,11 @@ pub type SendSide<'a> = &'a mut dyn FnMut(u64) -> Result<bool, QueueError>;
 pub(crate) const LOCK_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
 
 #[inline]
-pub(crate) fn lock_deadline(deadline: Option<Instant>) -> Option<Instant> {
-    deadline.map(|d| d.max(Instant::now() + LOCK_GRACE))
+pub(crate) fn lock_deadline<E: Env + ?Sized>(
+    env: &E,
+    deadline: Option<Instant>,
+) -> Option<Instant> {
+    deadline.map(|d| d.max(env.now() + LOCK_GRACE))
 }
 
 #[inline]

@@ -245,7 +245,7 @@ impl RawQueue {
                 progress.last = None;
                 return Ok(());
             }
-            let now = Instant::now();
+            let now = env.now();
             let since = match progress.last {
                 Some((n, t)) if n == unfinished => t,
                 _ => {
@@ -261,7 +261,7 @@ impl RawQueue {
                     return Err(QueueError::Abandoned);
                 }
             }
-            if env::expired(deadline) {
+            if env::expired(env, deadline) {
                 Self::unlock(&self.cons.lock, env);
                 return Err(QueueError::Timeout);
             }
@@ -269,7 +269,7 @@ impl RawQueue {
             // enough.
             let ticket = self.all_done.prepare(env);
             Self::unlock(&self.cons.lock, env);
-            check_dead = !self.all_done.park(env, ticket, env::slice(deadline));
+            check_dead = !self.all_done.park(env, ticket, env::slice(env, deadline));
         }
     }
 
