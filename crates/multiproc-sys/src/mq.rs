@@ -280,7 +280,7 @@ pub fn send(fd: impl AsFd, msg: &[u8], priority: u32, wait: Wait) -> io::Result<
 /// priority. Errors: `WouldBlock` (empty, not waiting or a non-blocking
 /// description), `TimedOut`, `EMSGSIZE` (`buf` is shorter than the queue's
 /// `msgsize`; the message stays queued), `EBADF` (not open for reading).
-pub fn receive(fd: impl AsFd, buf: &mut [u8], wait: Wait) -> io::Result<(usize, u32)> {
+pub fn recv(fd: impl AsFd, buf: &mut [u8], wait: Wait) -> io::Result<(usize, u32)> {
     let fd = fd.as_fd();
     let raw = fd.as_raw_fd();
     let mut priority: libc::c_uint = 0;

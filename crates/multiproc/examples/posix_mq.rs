@@ -39,7 +39,7 @@ fn consumer(name: String) -> usize {
     let q = MessageQueue::open(&name).expect("open");
     let mut n = 0;
     loop {
-        let (bytes, priority) = q.receive().expect("receive");
+        let (bytes, priority) = q.recv().expect("receive");
         let job = String::from_utf8_lossy(&bytes);
         if job == "done" {
             println!("consumer done after {n} jobs");

@@ -11,7 +11,7 @@
 //! Run: `cargo run --example sysv_message_types`
 
 use multiproc::Process;
-use multiproc::os::sysv::{MessageQueue, ReceiveError};
+use multiproc::os::sysv::{MessageQueue, RecvError};
 
 /// The sender: `(type, text)` pairs in queue order.
 const MESSAGES: [(i64, &str); 8] = [
@@ -33,7 +33,7 @@ fn sender(q: MessageQueue) {
 }
 
 fn show(rule: &str, q: &MessageQueue, selector: i64) {
-    let m = q.receive(selector).expect("msgrcv");
+    let m = q.recv(selector).expect("msgrcv");
     println!(
         "{rule} (msgrcv type {selector}): got type {}: {}",
         m.mtype,
@@ -57,8 +57,8 @@ fn main() {
     show("type 0", &q, 0);
     show("type 0", &q, 0);
     show("type 0", &q, 0);
-    match q.try_receive(0) {
-        Err(ReceiveError::Empty) => println!("queue empty"),
+    match q.try_recv(0) {
+        Err(RecvError::Empty) => println!("queue empty"),
         other => panic!("expected an empty queue, got {other:?}"),
     }
     q.remove().expect("IPC_RMID");

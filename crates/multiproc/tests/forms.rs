@@ -233,11 +233,11 @@ fn every_blocking_operation_has_its_four_forms() {
     );
     row!(
         rows,
-        "posix::MessageQueue::receive",
-        posix::MessageQueue::receive,
-        posix::MessageQueue::try_receive,
-        posix::MessageQueue::receive_timeout,
-        posix::MessageQueue::receive_deadline
+        "posix::MessageQueue::recv",
+        posix::MessageQueue::recv,
+        posix::MessageQueue::try_recv,
+        posix::MessageQueue::recv_timeout,
+        posix::MessageQueue::recv_deadline
     );
     row!(
         rows,
@@ -247,15 +247,15 @@ fn every_blocking_operation_has_its_four_forms() {
         sysv::MessageQueue::send_timeout,
         sysv::MessageQueue::send_deadline
     );
-    // `receive` takes `impl Into<Selector>`, which a function item cannot
+    // `recv` takes `impl Into<Selector>`, which a function item cannot
     // name: closures call the four forms instead.
     row!(
         rows,
-        "sysv::MessageQueue::receive",
-        |q: &sysv::MessageQueue| q.receive(0),
-        |q: &sysv::MessageQueue| q.try_receive(0),
-        |q: &sysv::MessageQueue, t: Duration| q.receive_timeout(0, t),
-        |q: &sysv::MessageQueue, d: Instant| q.receive_deadline(0, d)
+        "sysv::MessageQueue::recv",
+        |q: &sysv::MessageQueue| q.recv(0),
+        |q: &sysv::MessageQueue| q.try_recv(0),
+        |q: &sysv::MessageQueue, t: Duration| q.recv_timeout(0, t),
+        |q: &sysv::MessageQueue, d: Instant| q.recv_deadline(0, d)
     );
     row!(
         rows,

@@ -93,7 +93,7 @@ fn priority_order_and_fifo_within_a_priority_across_processes() {
     assert_eq!(q.attributes().unwrap().curmsgs, 10);
     let got: Vec<(u32, String)> = (0..msgs.len())
         .map(|_| {
-            let (bytes, p) = q.receive().unwrap();
+            let (bytes, p) = q.recv().unwrap();
             (p, String::from_utf8(bytes).unwrap())
         })
         .collect();
@@ -101,7 +101,7 @@ fn priority_order_and_fifo_within_a_priority_across_processes() {
     let mut want = msgs;
     want.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
     assert_eq!(got, want);
-    assert!(q.try_receive().unwrap_err().is_empty());
+    assert!(q.try_recv().unwrap_err().is_empty());
     q.unlink().unwrap();
 }
 
@@ -117,7 +117,7 @@ fn try_send_on_a_full_queue_is_full_and_try_receive_on_an_empty_one_is_empty() {
         .registry(reg.open())
         .create()
         .unwrap();
-    assert!(matches!(q.try_receive(), Err(RecvError::Empty)));
+    assert!(matches!(q.try_recv(), Err(RecvError::Empty)));
     q.try_send(b"a", 0).unwrap();
     q.try_send(b"b", 0).unwrap();
     assert!(matches!(q.try_send(b"c", 0), Err(SendError::Full(()))));
@@ -128,10 +128,10 @@ fn try_send_on_a_full_queue_is_full_and_try_receive_on_an_empty_one_is_empty() {
         other => panic!("expected Full, got {other:?}"),
     }
     assert_eq!(q.attributes().unwrap().curmsgs, 2);
-    assert_eq!(q.try_receive().unwrap(), (b"a".to_vec(), 0));
-    assert_eq!(q.try_receive().unwrap(), (b"b".to_vec(), 0));
-    assert!(q.try_receive().unwrap_err().is_empty());
-    assert!(matches!(typed.try_receive(), Err(RecvError::Empty)));
+    assert_eq!(q.try_recv().unwrap(), (b"a".to_vec(), 0));
+    assert_eq!(q.try_recv().unwrap(), (b"b".to_vec(), 0));
+    assert!(q.try_recv().unwrap_err().is_empty());
+    assert!(matches!(typed.try_recv(), Err(RecvError::Empty)));
     q.unlink().unwrap();
 }
 
@@ -149,7 +149,7 @@ fn timeouts_end_in_bounded_time() {
         .unwrap();
     let wait = Duration::from_millis(100);
     let start = Instant::now();
-    assert!(matches!(q.receive_timeout(wait), Err(RecvError::Timeout)));
+    assert!(matches!(q.recv_timeout(wait), Err(RecvError::Timeout)));
     let took = start.elapsed();
     assert!(took >= wait, "returned early: {took:?}");
     assert!(took < Duration::from_secs(20), "{took:?}");
@@ -163,25 +163,19 @@ fn timeouts_end_in_bounded_time() {
     assert!(took >= wait, "returned early: {took:?}");
     assert!(took < Duration::from_secs(20), "{took:?}");
     // A zero timeout still tries once.
-    assert_eq!(
-        q.receive_timeout(Duration::ZERO).unwrap(),
-        (b"x".to_vec(), 1)
-    );
-    assert!(q.receive_timeout(Duration::ZERO).unwrap_err().is_timeout());
+    assert_eq!(q.recv_timeout(Duration::ZERO).unwrap(), (b"x".to_vec(), 1));
+    assert!(q.recv_timeout(Duration::ZERO).unwrap_err().is_timeout());
     // A timeout too long to represent waits like the blocking form.
     q.send(b"z", 0).unwrap();
-    assert_eq!(
-        q.receive_timeout(Duration::MAX).unwrap(),
-        (b"z".to_vec(), 0)
-    );
+    assert_eq!(q.recv_timeout(Duration::MAX).unwrap(), (b"z".to_vec(), 0));
     // The non-blocking flag: try and timeout forms behave the same, and the
     // blocking form waits by polling.
     q.set_nonblocking(true).unwrap();
     assert!(q.attributes().unwrap().nonblocking);
-    assert!(q.try_receive().unwrap_err().is_empty());
-    assert!(q.receive_timeout(wait).unwrap_err().is_timeout());
+    assert!(q.try_recv().unwrap_err().is_empty());
+    assert!(q.recv_timeout(wait).unwrap_err().is_timeout());
     q.send(b"w", 0).unwrap();
-    assert_eq!(q.receive().unwrap(), (b"w".to_vec(), 0));
+    assert_eq!(q.recv().unwrap(), (b"w".to_vec(), 0));
     q.set_nonblocking(false).unwrap();
     assert!(!q.attributes().unwrap().nonblocking);
     q.unlink().unwrap();
@@ -208,12 +202,12 @@ fn oversized_messages_and_short_buffers_are_too_large() {
     // The kernel wants a buffer of msgsize, even for a short message; the
     // message stays queued.
     let mut short = [0u8; 8];
-    match q.try_receive_into(&mut short) {
+    match q.try_recv_into(&mut short) {
         Err(RecvError::TooLarge { buffer, msgsize }) => assert_eq!((buffer, msgsize), (8, 16)),
         other => panic!("expected TooLarge, got {other:?}"),
     }
     let mut buf = [0u8; 16];
-    assert_eq!(q.receive_into(&mut buf).unwrap(), (16, 0));
+    assert_eq!(q.recv_into(&mut buf).unwrap(), (16, 0));
     assert_eq!(buf, [2; 16]);
     // A typed value that encodes larger than msgsize hands the value back.
     let big = "a string longer than sixteen bytes".to_string();
@@ -341,7 +335,7 @@ fn names_exclusive_create_and_missing_open() {
         .unwrap();
     assert_eq!(again.attributes().unwrap().maxmsg, 3);
     q.send(b"hi", 0).unwrap();
-    assert_eq!(again.receive().unwrap(), (b"hi".to_vec(), 0));
+    assert_eq!(again.recv().unwrap(), (b"hi".to_vec(), 0));
     // Mode 0600 and close-on-exec.
     let info = multiproc_sys::shm::file_info(q.fd()).unwrap();
     assert_eq!(info.mode, 0o600);
@@ -353,7 +347,7 @@ fn names_exclusive_create_and_missing_open() {
     ));
     // Handles stay usable after the unlink.
     q.send(b"still", 0).unwrap();
-    assert_eq!(again.receive().unwrap(), (b"still".to_vec(), 0));
+    assert_eq!(again.recv().unwrap(), (b"still".to_vec(), 0));
     assert!(matches!(
         MessageQueue::unlink_name(&n),
         Err(OpenError::NotFound(_))
@@ -396,8 +390,8 @@ fn the_queue_survives_its_creator_until_unlinked() {
         .open()
         .unwrap();
     assert_eq!(q.attributes().unwrap().curmsgs, 2);
-    assert_eq!(q.receive().unwrap(), (b"urgent".to_vec(), 9));
-    assert_eq!(q.receive().unwrap(), (b"left behind".to_vec(), 2));
+    assert_eq!(q.recv().unwrap(), (b"urgent".to_vec(), 9));
+    assert_eq!(q.recv().unwrap(), (b"left behind".to_vec(), 2));
     q.unlink().unwrap();
     assert!(!multiproc::names::exists(Kind::PosixMq, &n));
     assert!(reg.open().list().unwrap().is_empty());
@@ -413,7 +407,7 @@ enum Job {
 fn worker((jobs, results): (TypedMessageQueue<Job>, TypedMessageQueue<u64>)) -> usize {
     let mut n = 0;
     loop {
-        match jobs.receive().unwrap().0 {
+        match jobs.recv().unwrap().0 {
             Job::Work { id, payload } => {
                 results
                     .send(u64::from(id) * 2 + payload.len() as u64, 0)
@@ -460,7 +454,7 @@ fn typed_messages_and_handles_passed_to_a_child() {
             1,
         )
         .unwrap();
-        sum += results.receive().unwrap().0;
+        sum += results.recv().unwrap().0;
     }
     jobs.send(Job::Stop, 0).unwrap();
     assert_eq!(child.join().unwrap(), 10);
@@ -474,7 +468,7 @@ fn typed_messages_and_handles_passed_to_a_child() {
     }
     // Bytes that are not a `Job`: a decode error, not a panic.
     jobs.inner().send(&[0xff, 0xff, 0xff], 0).unwrap();
-    assert!(matches!(jobs.try_receive(), Err(RecvError::Decode(_))));
+    assert!(matches!(jobs.try_recv(), Err(RecvError::Decode(_))));
     jobs.inner().unlink().unwrap();
     results.inner().unlink().unwrap();
 }
@@ -505,7 +499,7 @@ fn a_handle_travels_in_a_message_and_the_fd_can_be_polled() {
     mine.send(&q.try_clone().unwrap()).unwrap();
     let ready = multiproc_sys::poll::wait_readable(q.as_fd(), None).unwrap();
     assert!(ready.readable);
-    assert_eq!(q.try_receive().unwrap(), (b"from the child".to_vec(), 4));
+    assert_eq!(q.try_recv().unwrap(), (b"from the child".to_vec(), 4));
     child.join().unwrap();
     q.unlink().unwrap();
 }
@@ -542,8 +536,8 @@ extern "C" fn on_usr1(_: libc::c_int) {
 }
 
 /// Child: install a SIGUSR1 handler without `SA_RESTART` (so a blocked
-/// `mq_receive` fails with `EINTR`), say so, then block in `receive` and
-/// `receive_timeout`; return what arrived and how many signals it handled.
+/// `mq_receive` fails with `EINTR`), say so, then block in `recv` and
+/// `recv_timeout`; return what arrived and how many signals it handled.
 fn receive_through_signals(
     (q, mut ready): (MessageQueue, multiproc::Connection<()>),
 ) -> (Vec<u8>, Vec<u8>, usize) {
@@ -557,9 +551,9 @@ fn receive_through_signals(
         assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
     }
     ready.send(&()).unwrap();
-    let (a, _) = q.receive().unwrap();
+    let (a, _) = q.recv().unwrap();
     ready.send(&()).unwrap();
-    let (b, _) = q.receive_timeout(Duration::from_secs(50)).unwrap();
+    let (b, _) = q.recv_timeout(Duration::from_secs(50)).unwrap();
     (a, b, HANDLED.load(std::sync::atomic::Ordering::Relaxed))
 }
 
@@ -612,7 +606,7 @@ fn a_signal_during_a_blocked_receive_neither_ends_it_nor_loses_a_message() {
         (&b"first"[..], &b"second"[..])
     );
     assert!(handled >= 1, "no signal was handled");
-    assert!(q.try_receive().unwrap_err().is_empty());
+    assert!(q.try_recv().unwrap_err().is_empty());
     q.unlink().unwrap();
 }
 
@@ -674,7 +668,7 @@ fn default_registry_records_a_created_queue_and_unlink_forgets_it() {
         .registry(reg.open())
         .open()
         .unwrap();
-    assert_eq!(q.receive().unwrap(), (b"kept".to_vec(), 0));
+    assert_eq!(q.recv().unwrap(), (b"kept".to_vec(), 0));
     q.unlink().unwrap();
     assert!(reg.open().list().unwrap().is_empty());
 }

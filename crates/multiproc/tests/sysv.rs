@@ -14,7 +14,7 @@ use common::{wait_until, watchdog};
 use multiproc::names::Kind;
 use multiproc::names::registry::Registry;
 use multiproc::os::sysv::{
-    Key, MessageQueue, OpenError, ReceiveError, SemError, SemOp, SemaphoreSet, SendError,
+    Key, MessageQueue, OpenError, RecvError, SemError, SemOp, SemaphoreSet, SendError,
     SharedMemory, ShmError,
 };
 use multiproc::{Connection, Fd, Process, pipe};
@@ -131,22 +131,22 @@ fn selectors_follow_the_msgrcv_rules_across_processes() {
     assert_eq!(q.stats().unwrap().last_send_pid, p.pid().unwrap());
 
     // type > 0: the first message of that type.
-    assert_eq!(text(q.receive(2).unwrap()), (2, "m2-t2".into()));
+    assert_eq!(text(q.recv(2).unwrap()), (2, "m2-t2".into()));
     // type < 0: the first message of the lowest type <= |type|.
-    assert_eq!(text(q.receive(-5).unwrap()), (1, "m1-t1".into()));
-    assert_eq!(text(q.receive(-5).unwrap()), (1, "m4-t1".into()));
+    assert_eq!(text(q.recv(-5).unwrap()), (1, "m1-t1".into()));
+    assert_eq!(text(q.recv(-5).unwrap()), (1, "m4-t1".into()));
     // type 0: the first message, whatever its type.
-    assert_eq!(text(q.receive(0).unwrap()), (3, "m0-t3".into()));
+    assert_eq!(text(q.recv(0).unwrap()), (3, "m0-t3".into()));
     // MSG_EXCEPT: the first message not of that type.
     assert_eq!(
-        text(q.receive(multiproc::os::sysv::Selector::Except(5)).unwrap()),
+        text(q.recv(multiproc::os::sysv::Selector::Except(5)).unwrap()),
         (4, "m5-t4".into())
     );
     // Nothing of type <= 4 is left; type 5 is.
-    assert!(matches!(q.try_receive(-4), Err(ReceiveError::Empty)));
-    assert!(matches!(q.try_receive(1), Err(ReceiveError::Empty)));
-    assert_eq!(text(q.try_receive(0).unwrap()), (5, "m3-t5".into()));
-    assert!(matches!(q.try_receive(0), Err(ReceiveError::Empty)));
+    assert!(matches!(q.try_recv(-4), Err(RecvError::Empty)));
+    assert!(matches!(q.try_recv(1), Err(RecvError::Empty)));
+    assert_eq!(text(q.try_recv(0).unwrap()), (5, "m3-t5".into()));
+    assert!(matches!(q.try_recv(0), Err(RecvError::Empty)));
     let st = q.stats().unwrap();
     assert_eq!((st.messages, st.bytes), (0, 0));
     assert_eq!(st.last_receive_pid, std::process::id());
@@ -158,35 +158,33 @@ fn empty_queue_no_wait_and_timeout() {
     let _w = watchdog("empty_queue_no_wait_and_timeout", LIMIT);
     let q = MessageQueue::private().unwrap();
     let _g = guard_mq(&q);
-    assert!(matches!(q.try_receive(0), Err(ReceiveError::Empty)));
+    assert!(matches!(q.try_recv(0), Err(RecvError::Empty)));
     let mut buf = [0u8; 8];
     assert!(matches!(
-        q.try_receive_into(1, &mut buf, false),
-        Err(ReceiveError::Empty)
+        q.try_recv_into(1, &mut buf, false),
+        Err(RecvError::Empty)
     ));
     let t = Instant::now();
     assert!(matches!(
-        q.receive_timeout(0, Duration::from_millis(60)),
-        Err(ReceiveError::Timeout)
+        q.recv_timeout(0, Duration::from_millis(60)),
+        Err(RecvError::Timeout)
     ));
     assert!(t.elapsed() >= Duration::from_millis(60));
     // A message of another type does not satisfy a typed receive.
     q.send(7, b"x").unwrap();
     assert!(matches!(
-        q.receive_timeout(3, Duration::from_millis(10)),
-        Err(ReceiveError::Timeout)
+        q.recv_timeout(3, Duration::from_millis(10)),
+        Err(RecvError::Timeout)
     ));
     assert_eq!(
-        q.receive_timeout(7, Duration::from_millis(10))
-            .unwrap()
-            .data,
+        q.recv_timeout(7, Duration::from_millis(10)).unwrap().data,
         b"x"
     );
 }
 
 /// Takes one message, then reports.
 fn take_one(q: MessageQueue) -> usize {
-    q.receive(0).unwrap().data.len()
+    q.recv(0).unwrap().data.len()
 }
 
 #[test]
@@ -235,25 +233,25 @@ fn size_limits_and_truncation() {
     }
     // Exactly msgmax goes through.
     q.send(1, &vec![1; max]).unwrap();
-    assert_eq!(q.receive(0).unwrap().data.len(), max);
+    assert_eq!(q.recv(0).unwrap().data.len(), max);
     // Invalid types and selectors.
     assert!(matches!(q.send(0, b"x"), Err(SendError::InvalidType(0))));
     assert!(matches!(q.send(-3, b"x"), Err(SendError::InvalidType(-3))));
     assert!(matches!(
-        q.try_receive(multiproc::os::sysv::Selector::Type(0)),
-        Err(ReceiveError::InvalidSelector(0))
+        q.try_recv(multiproc::os::sysv::Selector::Type(0)),
+        Err(RecvError::InvalidSelector(0))
     ));
 
     q.send(9, b"0123456789").unwrap();
     let mut small = [0u8; 4];
     // Without MSG_NOERROR: E2BIG, and the message stays queued.
     assert!(matches!(
-        q.try_receive_into(0, &mut small, false),
-        Err(ReceiveError::TooLarge { max: 4 })
+        q.try_recv_into(0, &mut small, false),
+        Err(RecvError::TooLarge { max: 4 })
     ));
     assert_eq!(q.stats().unwrap().messages, 1);
     // With it: truncated to the buffer, the rest is lost.
-    assert_eq!(q.try_receive_into(9, &mut small, true).unwrap(), (9, 4));
+    assert_eq!(q.try_recv_into(9, &mut small, true).unwrap(), (9, 4));
     assert_eq!(&small, b"0123");
     assert_eq!(q.stats().unwrap().messages, 0);
 }
@@ -284,7 +282,7 @@ fn queue_survives_its_creator_until_removed() {
     ));
     assert_eq!(MessageQueue::create_or_open(key).unwrap().id(), id);
     assert_eq!(q.stats().unwrap().last_send_pid, creator);
-    assert_eq!(text(q.receive(0).unwrap()), (4, "left behind".into()));
+    assert_eq!(text(q.recv(0).unwrap()), (4, "left behind".into()));
     q.remove().unwrap();
     assert!(matches!(
         MessageQueue::open(key),
@@ -292,14 +290,14 @@ fn queue_survives_its_creator_until_removed() {
     ));
     assert!(q.stats().is_err());
     assert!(matches!(q.try_send(1, b"x"), Err(SendError::Removed)));
-    assert!(matches!(q.try_receive(0), Err(ReceiveError::Removed)));
+    assert!(matches!(q.try_recv(0), Err(RecvError::Removed)));
 }
 
 /// Announces itself on type 2, then blocks on type 1 until the queue goes.
 fn blocked_receiver(q: MessageQueue) -> String {
     q.send(2, b"ready").unwrap();
-    match q.receive(1) {
-        Err(ReceiveError::Removed) => "removed".into(),
+    match q.recv(1) {
+        Err(RecvError::Removed) => "removed".into(),
         other => format!("{other:?}"),
     }
 }
@@ -310,7 +308,7 @@ fn a_blocked_receiver_gets_removed() {
     let q = MessageQueue::private().unwrap();
     let _g = guard_mq(&q);
     let mut p = Process::spawn(blocked_receiver, q.clone()).unwrap();
-    assert_eq!(q.receive(2).unwrap().data, b"ready");
+    assert_eq!(q.recv(2).unwrap().data, b"ready");
     // Give the child the chance to block in msgrcv; if it has not yet, it
     // sees the removed id (EINVAL) and reports Removed as well.
     wait_until(Duration::from_secs(5), || {
@@ -352,11 +350,11 @@ fn typed_values_cross_processes_and_handles_are_refused() {
     let _g = guard_mq(&q);
     let mut p = Process::spawn(send_orders, q.clone()).unwrap();
     p.join().unwrap();
-    let (t, o): (i64, Order) = q.receive_value(12).unwrap();
+    let (t, o): (i64, Order) = q.recv_value(12).unwrap();
     assert_eq!((t, o.id, o.item.as_str(), o.qty), (12, 2, "item2", 4));
-    let (t, o): (i64, Order) = q.try_receive_value(-11).unwrap();
+    let (t, o): (i64, Order) = q.try_recv_value(-11).unwrap();
     assert_eq!((t, o.id), (10, 0));
-    let (t, o): (i64, Order) = q.receive_value_timeout(0, SHORT).unwrap();
+    let (t, o): (i64, Order) = q.recv_value_timeout(0, SHORT).unwrap();
     assert_eq!((t, o.id), (11, 1));
 
     let (r, _w) = multiproc_sys::fd::pipe().unwrap();
@@ -367,8 +365,8 @@ fn typed_values_cross_processes_and_handles_are_refused() {
     // Bytes that are not an Order.
     q.send(1, &[0xff; 3]).unwrap();
     assert!(matches!(
-        q.try_receive_value::<Order>(1),
-        Err(ReceiveError::Decode(_))
+        q.try_recv_value::<Order>(1),
+        Err(RecvError::Decode(_))
     ));
 }
 

@@ -21,7 +21,7 @@ impl Endpoint for MqEnd {
     }
     fn recv(&mut self, buf: &mut Vec<u8>) {
         // `buf` is the message size, which is the queue's msgsize.
-        let (n, _) = self.rx.receive_into(buf).expect("mq receive");
+        let (n, _) = self.rx.recv_into(buf).expect("mq receive");
         buf.truncate(n);
     }
 }

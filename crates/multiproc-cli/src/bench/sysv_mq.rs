@@ -30,7 +30,7 @@ impl Endpoint for SysvMqEnd {
     fn recv(&mut self, buf: &mut Vec<u8>) {
         let (_, n) = self
             .queue
-            .receive_into(self.recv_type, buf, false)
+            .recv_into(self.recv_type, buf, false)
             .expect("msgrcv");
         buf.truncate(n);
     }

@@ -185,14 +185,14 @@ impl<T> SendError<T> {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecvError {
-    /// The queue is empty (`try_receive`, or a non-blocking queue).
+    /// The queue is empty (`try_recv`, or a non-blocking queue).
     #[error("the message queue is empty")]
     Empty,
     /// The queue stayed empty until the timeout.
     #[error("timed out waiting for a message")]
     Timeout,
     /// The buffer is shorter than the queue's `msgsize` (`EMSGSIZE`; only
-    /// [`MessageQueue::receive_into`], the other forms size their buffer
+    /// [`MessageQueue::recv_into`], the other forms size their buffer
     /// from the queue). The message stays queued.
     #[error("a buffer of {buffer} bytes is shorter than the queue's msgsize of {msgsize} bytes")]
     TooLarge {

@@ -7,7 +7,7 @@
 //!   this user and is private to it, [`MessageQueue::builder`] sets the
 //!   capacity (`maxmsg`, `msgsize`) and offers
 //!   [`create_or_open`](MessageQueueBuilder::create_or_open).
-//! - [`receive`](MessageQueue::receive) takes the oldest message of the
+//! - [`recv`](MessageQueue::recv) takes the oldest message of the
 //!   highest priority: priorities first, FIFO within one priority.
 //! - Every blocking call has `x()`, `try_x()` and `x_timeout(Duration)` forms.
 //!   Timeouts are measured on the monotonic clock (the kernel's absolute
@@ -23,7 +23,7 @@
 //!   ([`AsFd`]: readable when a message is there, writable when there is
 //!   room).
 //! - [`send_value`](MessageQueue::send_value) /
-//!   [`receive_value`](MessageQueue::receive_value) and
+//!   [`recv_value`](MessageQueue::recv_value) and
 //!   [`TypedMessageQueue`] carry serde values in the crate's codec; a value
 //!   with a handle inside is refused ([`SendError::Handles`]): a queue
 //!   carries bytes, not descriptors.
@@ -35,8 +35,8 @@
 //! let q = MessageQueue::builder("/example").maxmsg(8).msgsize(64).create()?;
 //! q.send(b"low", 1)?;
 //! q.send(b"high", 9)?;
-//! assert_eq!(q.receive()?, (b"high".to_vec(), 9));
-//! assert_eq!(q.receive()?, (b"low".to_vec(), 1));
+//! assert_eq!(q.recv()?, (b"high".to_vec(), 9));
+//! assert_eq!(q.recv()?, (b"low".to_vec(), 1));
 //! q.unlink()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -408,7 +408,7 @@ impl MessageQueue {
 
     /// Make this handle's open description non-blocking or blocking
     /// (`mq_setattr`). It is shared by every copy of the handle (clones,
-    /// copies in other processes). Non-blocking, `send`/`receive` wait by
+    /// copies in other processes). Non-blocking, `send`/`recv` wait by
     /// polling instead of in the kernel; the try and timeout forms behave
     /// the same either way.
     pub fn set_nonblocking(&self, nonblocking: bool) -> io::Result<()> {
@@ -469,8 +469,8 @@ impl MessageQueue {
         self.send_wait(msg, priority, Wait::Until(deadline))
     }
 
-    fn receive_wait(&self, buf: &mut [u8], wait: Wait) -> Result<(usize, u32), RecvError> {
-        sys::receive(&self.fd, buf, wait).map_err(|e| match e.kind() {
+    fn recv_wait(&self, buf: &mut [u8], wait: Wait) -> Result<(usize, u32), RecvError> {
+        sys::recv(&self.fd, buf, wait).map_err(|e| match e.kind() {
             io::ErrorKind::WouldBlock => RecvError::Empty,
             io::ErrorKind::TimedOut => RecvError::Timeout,
             _ if e.raw_os_error() == Some(sys::errno::EMSGSIZE) => RecvError::TooLarge {
@@ -481,63 +481,63 @@ impl MessageQueue {
         })
     }
 
-    fn receive_vec(&self, wait: Wait) -> Result<(Vec<u8>, u32), RecvError> {
+    fn recv_vec(&self, wait: Wait) -> Result<(Vec<u8>, u32), RecvError> {
         // A buffer of the queue's msgsize: EMSGSIZE cannot happen.
         let mut buf = vec![0u8; self.msgsize];
-        let (len, priority) = self.receive_wait(&mut buf, wait)?;
+        let (len, priority) = self.recv_wait(&mut buf, wait)?;
         buf.truncate(len);
         Ok((buf, priority))
     }
 
     /// Take the oldest message of the highest priority, waiting for one;
     /// its bytes and priority.
-    pub fn receive(&self) -> Result<(Vec<u8>, u32), RecvError> {
-        self.receive_vec(Wait::Forever)
+    pub fn recv(&self) -> Result<(Vec<u8>, u32), RecvError> {
+        self.recv_vec(Wait::Forever)
     }
 
     /// Receive without waiting: [`RecvError::Empty`] if there is none.
-    pub fn try_receive(&self) -> Result<(Vec<u8>, u32), RecvError> {
-        self.receive_vec(Wait::Never)
+    pub fn try_recv(&self) -> Result<(Vec<u8>, u32), RecvError> {
+        self.recv_vec(Wait::Never)
     }
 
     /// Receive, waiting at most `timeout` ([`RecvError::Timeout`]).
-    pub fn receive_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, u32), RecvError> {
-        self.receive_vec(deadline(timeout))
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, u32), RecvError> {
+        self.recv_vec(deadline(timeout))
     }
 
-    /// [`receive`](Self::receive), waiting until `deadline`.
-    pub fn receive_deadline(&self, deadline: Instant) -> Result<(Vec<u8>, u32), RecvError> {
-        self.receive_vec(Wait::Until(deadline))
+    /// [`recv`](Self::recv), waiting until `deadline`.
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<(Vec<u8>, u32), RecvError> {
+        self.recv_vec(Wait::Until(deadline))
     }
 
     /// Receive into `buf`, waiting for a message; its length and priority.
     /// `buf` must be at least [`msgsize`](Self::msgsize) bytes long, else
     /// [`RecvError::TooLarge`] (the kernel's rule, even for a short message).
-    pub fn receive_into(&self, buf: &mut [u8]) -> Result<(usize, u32), RecvError> {
-        self.receive_wait(buf, Wait::Forever)
+    pub fn recv_into(&self, buf: &mut [u8]) -> Result<(usize, u32), RecvError> {
+        self.recv_wait(buf, Wait::Forever)
     }
 
-    /// [`receive_into`](Self::receive_into) without waiting.
-    pub fn try_receive_into(&self, buf: &mut [u8]) -> Result<(usize, u32), RecvError> {
-        self.receive_wait(buf, Wait::Never)
+    /// [`recv_into`](Self::recv_into) without waiting.
+    pub fn try_recv_into(&self, buf: &mut [u8]) -> Result<(usize, u32), RecvError> {
+        self.recv_wait(buf, Wait::Never)
     }
 
-    /// [`receive_into`](Self::receive_into) waiting at most `timeout`.
-    pub fn receive_into_timeout(
+    /// [`recv_into`](Self::recv_into) waiting at most `timeout`.
+    pub fn recv_into_timeout(
         &self,
         buf: &mut [u8],
         timeout: Duration,
     ) -> Result<(usize, u32), RecvError> {
-        self.receive_wait(buf, deadline(timeout))
+        self.recv_wait(buf, deadline(timeout))
     }
 
-    /// [`receive_into`](Self::receive_into), waiting until `deadline`.
-    pub fn receive_into_deadline(
+    /// [`recv_into`](Self::recv_into), waiting until `deadline`.
+    pub fn recv_into_deadline(
         &self,
         buf: &mut [u8],
         deadline: Instant,
     ) -> Result<(usize, u32), RecvError> {
-        self.receive_wait(buf, Wait::Until(deadline))
+        self.recv_wait(buf, Wait::Until(deadline))
     }
 
     fn send_value_wait<T: Serialize>(
@@ -561,8 +561,8 @@ impl MessageQueue {
             .map_err(|e| e.with(value))
     }
 
-    fn receive_value_wait<T: DeserializeOwned>(&self, wait: Wait) -> Result<(T, u32), RecvError> {
-        let (bytes, priority) = self.receive_vec(wait)?;
+    fn recv_value_wait<T: DeserializeOwned>(&self, wait: Wait) -> Result<(T, u32), RecvError> {
+        let (bytes, priority) = self.recv_vec(wait)?;
         Ok((codec::decode(&bytes, Vec::new())?, priority))
     }
 
@@ -603,29 +603,29 @@ impl MessageQueue {
     }
 
     /// Receive a serde value and its priority, waiting for one.
-    pub fn receive_value<T: DeserializeOwned>(&self) -> Result<(T, u32), RecvError> {
-        self.receive_value_wait(Wait::Forever)
+    pub fn recv_value<T: DeserializeOwned>(&self) -> Result<(T, u32), RecvError> {
+        self.recv_value_wait(Wait::Forever)
     }
 
-    /// [`receive_value`](Self::receive_value) without waiting.
-    pub fn try_receive_value<T: DeserializeOwned>(&self) -> Result<(T, u32), RecvError> {
-        self.receive_value_wait(Wait::Never)
+    /// [`recv_value`](Self::recv_value) without waiting.
+    pub fn try_recv_value<T: DeserializeOwned>(&self) -> Result<(T, u32), RecvError> {
+        self.recv_value_wait(Wait::Never)
     }
 
-    /// [`receive_value`](Self::receive_value) waiting at most `timeout`.
-    pub fn receive_value_timeout<T: DeserializeOwned>(
+    /// [`recv_value`](Self::recv_value) waiting at most `timeout`.
+    pub fn recv_value_timeout<T: DeserializeOwned>(
         &self,
         timeout: Duration,
     ) -> Result<(T, u32), RecvError> {
-        self.receive_value_wait(deadline(timeout))
+        self.recv_value_wait(deadline(timeout))
     }
 
-    /// [`receive_value`](Self::receive_value), waiting until `deadline`.
-    pub fn receive_value_deadline<T: DeserializeOwned>(
+    /// [`recv_value`](Self::recv_value), waiting until `deadline`.
+    pub fn recv_value_deadline<T: DeserializeOwned>(
         &self,
         deadline: Instant,
     ) -> Result<(T, u32), RecvError> {
-        self.receive_value_wait(Wait::Until(deadline))
+        self.recv_value_wait(Wait::Until(deadline))
     }
 }
 
@@ -682,7 +682,7 @@ impl<'de> Deserialize<'de> for MessageQueue {
     }
 }
 
-/// A [`MessageQueue`] of serde values of one type: `send`/`receive` of `T`,
+/// A [`MessageQueue`] of serde values of one type: `send`/`recv` of `T`,
 /// the value handed back when a send fails.
 pub struct TypedMessageQueue<T> {
     queue: MessageQueue,
@@ -753,23 +753,23 @@ impl<T: Serialize + DeserializeOwned> TypedMessageQueue<T> {
     }
 
     /// Receive a value and its priority, waiting for one.
-    pub fn receive(&self) -> Result<(T, u32), RecvError> {
-        self.queue.receive_value()
+    pub fn recv(&self) -> Result<(T, u32), RecvError> {
+        self.queue.recv_value()
     }
 
     /// Receive without waiting.
-    pub fn try_receive(&self) -> Result<(T, u32), RecvError> {
-        self.queue.try_receive_value()
+    pub fn try_recv(&self) -> Result<(T, u32), RecvError> {
+        self.queue.try_recv_value()
     }
 
     /// Receive, waiting at most `timeout`.
-    pub fn receive_timeout(&self, timeout: Duration) -> Result<(T, u32), RecvError> {
-        self.queue.receive_value_timeout(timeout)
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<(T, u32), RecvError> {
+        self.queue.recv_value_timeout(timeout)
     }
 
     /// Receive a value, waiting until `deadline`.
-    pub fn receive_deadline(&self, deadline: Instant) -> Result<(T, u32), RecvError> {
-        self.queue.receive_value_deadline(deadline)
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<(T, u32), RecvError> {
+        self.queue.recv_value_deadline(deadline)
     }
 }
 

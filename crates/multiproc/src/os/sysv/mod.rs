@@ -46,7 +46,7 @@ mod msg;
 mod sem;
 mod shm;
 
-pub use msg::{Message, MessageQueue, QueueStats, ReceiveError, Selector, SendError};
+pub use msg::{Message, MessageQueue, QueueStats, RecvError, Selector, SendError};
 pub use sem::{SemError, SemFlags, SemOp, SemaphoreSet};
 pub use shm::{Attachment, SegmentStats, SharedMemory, ShmError};
 

@@ -15,7 +15,7 @@ use super::{Builder, Key, OpenError, SysvObject, Wait, backoff, forget, is_gone,
 
 // ----- message queues --------------------------------------------------------
 
-/// Which message [`MessageQueue::receive`] takes (`msgrcv`'s type
+/// Which message [`MessageQueue::recv`] takes (`msgrcv`'s type
 /// argument, as in the seeds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Selector {
@@ -43,8 +43,8 @@ impl Selector {
         }
     }
 
-    fn raw(self) -> Result<(i64, i32), ReceiveError> {
-        let bad = |t| Err(ReceiveError::InvalidSelector(t));
+    fn raw(self) -> Result<(i64, i32), RecvError> {
+        let bad = |t| Err(RecvError::InvalidSelector(t));
         match self {
             Selector::Any => Ok((0, 0)),
             Selector::Type(t) if t > 0 => Ok((t, 0)),
@@ -100,7 +100,7 @@ pub enum SendError {
 /// A message could not be received.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ReceiveError {
+pub enum RecvError {
     /// A selector with a type ≤ 0 where one > 0 is meant.
     #[error("selector type {0} is invalid: it must be > 0")]
     InvalidSelector(i64),
@@ -279,13 +279,13 @@ impl MessageQueue {
         self.send_raw(mtype, data, Wait::Until(deadline))
     }
 
-    fn receive_raw(
+    fn recv_raw(
         &self,
         selector: Selector,
         buf: &mut [u8],
         truncate: bool,
         wait: Wait,
-    ) -> Result<(i64, usize), ReceiveError> {
+    ) -> Result<(i64, usize), RecvError> {
         let (msgtyp, mut flags) = selector.raw()?;
         if truncate {
             flags |= sys::MSG_NOERROR;
@@ -303,96 +303,96 @@ impl MessageQueue {
                 Some(errno::EINTR) => continue,
                 Some(errno::ENOMSG) | Some(errno::EAGAIN) => match wait {
                     Wait::Until(deadline) if backoff.sleep(Some(deadline)) => continue,
-                    Wait::Until(_) => return Err(ReceiveError::Timeout),
-                    _ => return Err(ReceiveError::Empty),
+                    Wait::Until(_) => return Err(RecvError::Timeout),
+                    _ => return Err(RecvError::Empty),
                 },
-                Some(errno::E2BIG) => return Err(ReceiveError::TooLarge { max: buf.len() }),
-                Some(errno::EIDRM) | Some(errno::EINVAL) => return Err(ReceiveError::Removed),
-                _ => return Err(ReceiveError::Io(e)),
+                Some(errno::E2BIG) => return Err(RecvError::TooLarge { max: buf.len() }),
+                Some(errno::EIDRM) | Some(errno::EINVAL) => return Err(RecvError::Removed),
+                _ => return Err(RecvError::Io(e)),
             }
         }
     }
 
-    fn receive_vec(&self, selector: Selector, wait: Wait) -> Result<Message, ReceiveError> {
+    fn recv_vec(&self, selector: Selector, wait: Wait) -> Result<Message, RecvError> {
         let mut data = vec![0; sys::msgmax()];
-        let (mtype, n) = self.receive_raw(selector, &mut data, false, wait)?;
+        let (mtype, n) = self.recv_raw(selector, &mut data, false, wait)?;
         data.truncate(n);
         Ok(Message { mtype, data })
     }
 
     /// Receive the first message `selector` picks, waiting until there is
     /// one.
-    pub fn receive(&self, selector: impl Into<Selector>) -> Result<Message, ReceiveError> {
-        self.receive_vec(selector.into(), Wait::Block)
+    pub fn recv(&self, selector: impl Into<Selector>) -> Result<Message, RecvError> {
+        self.recv_vec(selector.into(), Wait::Block)
     }
 
-    /// Receive without waiting (`IPC_NOWAIT`): [`ReceiveError::Empty`] when
+    /// Receive without waiting (`IPC_NOWAIT`): [`RecvError::Empty`] when
     /// no message matches.
-    pub fn try_receive(&self, selector: impl Into<Selector>) -> Result<Message, ReceiveError> {
-        self.receive_vec(selector.into(), Wait::Never)
+    pub fn try_recv(&self, selector: impl Into<Selector>) -> Result<Message, RecvError> {
+        self.recv_vec(selector.into(), Wait::Never)
     }
 
     /// Receive, waiting at most `timeout` (polling: see the module docs).
-    pub fn receive_timeout(
+    pub fn recv_timeout(
         &self,
         selector: impl Into<Selector>,
         timeout: Duration,
-    ) -> Result<Message, ReceiveError> {
-        self.receive_vec(selector.into(), Wait::timeout(timeout))
+    ) -> Result<Message, RecvError> {
+        self.recv_vec(selector.into(), Wait::timeout(timeout))
     }
 
-    /// [`receive`](Self::receive), waiting until `deadline`.
-    pub fn receive_deadline(
+    /// [`recv`](Self::recv), waiting until `deadline`.
+    pub fn recv_deadline(
         &self,
         selector: impl Into<Selector>,
         deadline: Instant,
-    ) -> Result<Message, ReceiveError> {
-        self.receive_vec(selector.into(), Wait::Until(deadline))
+    ) -> Result<Message, RecvError> {
+        self.recv_vec(selector.into(), Wait::Until(deadline))
     }
 
     /// Receive into `buf`, waiting: the message's type and length. A longer
-    /// message is [`ReceiveError::TooLarge`] (and stays queued) unless
+    /// message is [`RecvError::TooLarge`] (and stays queued) unless
     /// `truncate` (`MSG_NOERROR`): then its first `buf.len()` bytes are kept
     /// and the rest is lost.
-    pub fn receive_into(
+    pub fn recv_into(
         &self,
         selector: impl Into<Selector>,
         buf: &mut [u8],
         truncate: bool,
-    ) -> Result<(i64, usize), ReceiveError> {
-        self.receive_raw(selector.into(), buf, truncate, Wait::Block)
+    ) -> Result<(i64, usize), RecvError> {
+        self.recv_raw(selector.into(), buf, truncate, Wait::Block)
     }
 
-    /// [`receive_into`](Self::receive_into) without waiting.
-    pub fn try_receive_into(
+    /// [`recv_into`](Self::recv_into) without waiting.
+    pub fn try_recv_into(
         &self,
         selector: impl Into<Selector>,
         buf: &mut [u8],
         truncate: bool,
-    ) -> Result<(i64, usize), ReceiveError> {
-        self.receive_raw(selector.into(), buf, truncate, Wait::Never)
+    ) -> Result<(i64, usize), RecvError> {
+        self.recv_raw(selector.into(), buf, truncate, Wait::Never)
     }
 
-    /// [`receive_into`](Self::receive_into), waiting at most `timeout`.
-    pub fn receive_into_timeout(
+    /// [`recv_into`](Self::recv_into), waiting at most `timeout`.
+    pub fn recv_into_timeout(
         &self,
         selector: impl Into<Selector>,
         buf: &mut [u8],
         truncate: bool,
         timeout: Duration,
-    ) -> Result<(i64, usize), ReceiveError> {
-        self.receive_raw(selector.into(), buf, truncate, Wait::timeout(timeout))
+    ) -> Result<(i64, usize), RecvError> {
+        self.recv_raw(selector.into(), buf, truncate, Wait::timeout(timeout))
     }
 
-    /// [`receive_into`](Self::receive_into), waiting until `deadline`.
-    pub fn receive_into_deadline(
+    /// [`recv_into`](Self::recv_into), waiting until `deadline`.
+    pub fn recv_into_deadline(
         &self,
         selector: impl Into<Selector>,
         buf: &mut [u8],
         truncate: bool,
         deadline: Instant,
-    ) -> Result<(i64, usize), ReceiveError> {
-        self.receive_raw(selector.into(), buf, truncate, Wait::Until(deadline))
+    ) -> Result<(i64, usize), RecvError> {
+        self.recv_raw(selector.into(), buf, truncate, Wait::Until(deadline))
     }
 
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, SendError> {
@@ -443,43 +443,43 @@ impl MessageQueue {
         self.send_deadline(mtype, &Self::encode(value)?, deadline)
     }
 
-    fn decode<T: DeserializeOwned>(m: Message) -> Result<(i64, T), ReceiveError> {
+    fn decode<T: DeserializeOwned>(m: Message) -> Result<(i64, T), RecvError> {
         Ok((m.mtype, codec::decode(&m.data, Vec::new())?))
     }
 
     /// Receive a serde value sent by [`send_value`](Self::send_value): its
     /// type and the value.
-    pub fn receive_value<T: DeserializeOwned>(
+    pub fn recv_value<T: DeserializeOwned>(
         &self,
         selector: impl Into<Selector>,
-    ) -> Result<(i64, T), ReceiveError> {
-        Self::decode(self.receive(selector)?)
+    ) -> Result<(i64, T), RecvError> {
+        Self::decode(self.recv(selector)?)
     }
 
-    /// [`receive_value`](Self::receive_value) without waiting.
-    pub fn try_receive_value<T: DeserializeOwned>(
+    /// [`recv_value`](Self::recv_value) without waiting.
+    pub fn try_recv_value<T: DeserializeOwned>(
         &self,
         selector: impl Into<Selector>,
-    ) -> Result<(i64, T), ReceiveError> {
-        Self::decode(self.try_receive(selector)?)
+    ) -> Result<(i64, T), RecvError> {
+        Self::decode(self.try_recv(selector)?)
     }
 
-    /// [`receive_value`](Self::receive_value), waiting at most `timeout`.
-    pub fn receive_value_timeout<T: DeserializeOwned>(
+    /// [`recv_value`](Self::recv_value), waiting at most `timeout`.
+    pub fn recv_value_timeout<T: DeserializeOwned>(
         &self,
         selector: impl Into<Selector>,
         timeout: Duration,
-    ) -> Result<(i64, T), ReceiveError> {
-        Self::decode(self.receive_timeout(selector, timeout)?)
+    ) -> Result<(i64, T), RecvError> {
+        Self::decode(self.recv_timeout(selector, timeout)?)
     }
 
-    /// [`receive_value`](Self::receive_value), waiting until `deadline`.
-    pub fn receive_value_deadline<T: DeserializeOwned>(
+    /// [`recv_value`](Self::recv_value), waiting until `deadline`.
+    pub fn recv_value_deadline<T: DeserializeOwned>(
         &self,
         selector: impl Into<Selector>,
         deadline: Instant,
-    ) -> Result<(i64, T), ReceiveError> {
-        Self::decode(self.receive_deadline(selector, deadline)?)
+    ) -> Result<(i64, T), RecvError> {
+        Self::decode(self.recv_deadline(selector, deadline)?)
     }
 
     /// `msgctl(IPC_STAT)`: messages and bytes queued, the byte limit, the
@@ -490,7 +490,7 @@ impl MessageQueue {
     }
 
     /// Remove the queue (`IPC_RMID`): its messages are lost, and every
-    /// process blocked on it gets [`ReceiveError::Removed`] /
+    /// process blocked on it gets [`RecvError::Removed`] /
     /// [`SendError::Removed`]. Its registry record is forgotten.
     pub fn remove(&self) -> io::Result<()> {
         sys::msg_remove(self.id)?;
