@@ -12,6 +12,7 @@
 //!   also re-entrant.
 //! - [`RawSemaphore`], [`RawEvent`], [`RawCondition`], [`RawBarrier`].
 //! - [`RawQueue`]: the MPMC record ring behind the queues.
+//! - [`SharedState`]: the types that may live in shared memory at all.
 
 pub mod barrier;
 pub mod bias;
@@ -22,6 +23,7 @@ pub mod header;
 pub mod lock;
 pub mod queue;
 pub mod semaphore;
+pub mod shared;
 pub mod sync;
 
 pub use barrier::{BarrierError, Broken, RawBarrier};
@@ -33,3 +35,4 @@ pub use header::{Header, HeaderError, InitState};
 pub use lock::{Acquired, LockError, RawLock, UnlockError};
 pub use queue::{ABANDON_AFTER, JoinProgress, QueueError, RawQueue, Rec, Region, Taken};
 pub use semaphore::{OverRelease, RawSemaphore};
+pub use shared::SharedState;

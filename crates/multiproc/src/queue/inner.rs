@@ -49,12 +49,12 @@ impl Inner {
 
     #[inline]
     pub(super) fn raw(&self) -> &RawQueue {
-        // SAFETY: the state lies at RAW_AT, inside the payload (checked at
-        // compile time against RING_AT, and the ring size was checked), at
-        // an address aligned to 128 (the mapping is page-aligned and
-        // PAYLOAD + RAW_AT = 128); it is made only of atomics, valid for any
-        // bit pattern and for concurrent access, and lives as long as `self`.
-        unsafe { &*self.seg.payload().add(RAW_AT).cast::<RawQueue>() }
+        // RAW_AT + size_of::<RawQueue>() <= RING_AT (checked at compile
+        // time), 128-aligned (PAYLOAD + RAW_AT = 128 in a page-aligned
+        // mapping): the view cannot fail for a segment `new` accepted.
+        self.seg
+            .view(RAW_AT)
+            .expect("the queue state lies before the ring")
     }
 
     #[inline]

@@ -132,12 +132,10 @@ impl QueueBuilder {
             )
         })?;
         let budget = self.budget;
-        let seg = Segment::anonymous("queue", LAYOUT, RING_AT + cap, |p| {
-            // SAFETY: the payload is zeroed, not yet shared, and has room
-            // for the state at RAW_AT (an address aligned to 128, see
-            // `Inner::raw`).
-            let q = unsafe { &*p.add(RAW_AT).cast::<RawQueue>() };
-            q.init(maxsize, budget, joinable);
+        let seg = Segment::anonymous("queue", LAYOUT, RING_AT + cap, |seg| {
+            seg.view::<RawQueue>(RAW_AT)
+                .expect("the state fits before the ring, 128-aligned")
+                .init(maxsize, budget, joinable);
         })?;
         let seg = Arc::into_inner(seg).ok_or_else(|| invalid("segment is shared already"))?;
         let (side_tx, side_rx) = multiproc_sys::fd::socketpair_seqpacket()?;

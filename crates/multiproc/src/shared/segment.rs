@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use multiproc_shm::{Header, HeaderError};
+use multiproc_shm::{Header, HeaderError, SharedState};
 use multiproc_sys::shm::Mapping;
 use serde::{Serialize, Serializer};
 
@@ -119,22 +119,47 @@ pub(crate) const fn layout_hash(desc: &str, size: usize, align: usize) -> u64 {
 
 impl Segment {
     fn header(&self) -> &Header {
-        // SAFETY: every segment is at least PAYLOAD bytes, page-aligned, and
-        // the header is made of atomics, valid for any bit pattern and for
-        // concurrent access.
-        unsafe { &*self.map.as_ptr().cast::<Header>() }
+        self.view_at(0).expect("every segment holds its header")
     }
 
     fn owner_words(&self) -> (&AtomicU32, &AtomicU32) {
-        // SAFETY: offsets 32 and 36 are inside the segment prefix, 4-byte
-        // aligned; atomics are valid for any bit pattern.
-        unsafe {
-            let base = self.map.as_ptr();
-            (
-                &*base.add(32).cast::<AtomicU32>(),
-                &*base.add(36).cast::<AtomicU32>(),
-            )
+        let word = |at| self.view_at(at).expect("the owner record is in the prefix");
+        (word(32), word(36))
+    }
+
+    /// The `n` values of `T` from byte `at` of the mapping, if they lie
+    /// inside it at `T`'s alignment. The one place a reference into shared
+    /// memory is made.
+    fn view_slice_at<T: SharedState>(&self, at: usize, n: usize) -> Option<&[T]> {
+        let size = std::mem::size_of::<T>().checked_mul(n)?;
+        let end = at.checked_add(size)?;
+        let addr = (self.map.as_ptr() as usize).checked_add(at)?;
+        if end > self.map.len() || addr % std::mem::align_of::<T>() != 0 {
+            return None;
         }
+        // SAFETY: the `n` values lie inside the mapping (checked), at `T`'s
+        // alignment (checked); the mapping lives as long as `self`, which
+        // the returned borrow cannot outlive; `T: SharedState` is made of
+        // atomics only and valid for every bit pattern, so other processes'
+        // concurrent writes are atomic accesses to a valid value.
+        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(at).cast::<T>(), n) })
+    }
+
+    /// The `T` at byte `at` of the mapping (see [`view_slice_at`](Self::view_slice_at)).
+    fn view_at<T: SharedState>(&self, at: usize) -> Option<&T> {
+        self.view_slice_at(at, 1).map(|s| &s[0])
+    }
+
+    /// The `T` at `offset` in the payload, if it lies inside the payload at
+    /// `T`'s alignment.
+    pub(crate) fn view<T: SharedState>(&self, offset: usize) -> Option<&T> {
+        self.view_at(PAYLOAD.checked_add(offset)?)
+    }
+
+    /// The `n` values of `T` from `offset` in the payload, if they lie
+    /// inside it at `T`'s alignment.
+    pub(crate) fn view_slice<T: SharedState>(&self, offset: usize, n: usize) -> Option<&[T]> {
+        self.view_slice_at(PAYLOAD.checked_add(offset)?, n)
     }
 
     /// A new anonymous segment with `payload` bytes after the prefix;
@@ -143,7 +168,7 @@ impl Segment {
         kind: &str,
         layout: u64,
         payload: usize,
-        init: impl FnOnce(*mut u8),
+        init: impl FnOnce(&Segment),
     ) -> io::Result<Arc<Segment>> {
         let len = PAYLOAD + payload;
         let fd = multiproc_sys::shm::memfd(&format!("multiproc-{kind}"), len as u64)?;
@@ -155,7 +180,7 @@ impl Segment {
             name: None,
         };
         seg.header().begin_init();
-        init(seg.payload());
+        init(&seg);
         seg.header().publish(layout, len as u64);
         Ok(Arc::new(seg))
     }
@@ -173,7 +198,7 @@ impl Segment {
         name: &str,
         layout: u64,
         payload: usize,
-        init: impl FnOnce(*mut u8),
+        init: impl FnOnce(&Segment),
     ) -> Result<Arc<Segment>, SegmentError> {
         let os_name = Self::os_name(name)?;
         let len = PAYLOAD + payload;
@@ -196,7 +221,7 @@ impl Segment {
         // Ordering::Relaxed: published by the header's Release below.
         pid.store(me.pid, Ordering::Relaxed);
         start.store(me.start, Ordering::Relaxed);
-        init(seg.payload());
+        init(&seg);
         seg.header().publish(layout, len as u64);
         Ok(Arc::new(seg))
     }
@@ -273,20 +298,6 @@ impl Segment {
     /// The OS name, for named segments.
     pub(crate) fn name(&self) -> Option<&str> {
         self.name.as_deref()
-    }
-
-    /// A `&T` at `offset` into the payload.
-    ///
-    /// # Safety
-    ///
-    /// `T` is made only of atomics (valid for any bit pattern and concurrent
-    /// access), `offset` is a multiple of its alignment, and
-    /// `offset + size_of::<T>()` is within the payload.
-    pub(crate) unsafe fn at<T>(&self, offset: usize) -> &T {
-        debug_assert!(offset + std::mem::size_of::<T>() <= self.payload_len());
-        debug_assert!(offset % std::mem::align_of::<T>() == 0);
-        // SAFETY: the caller's contract; the mapping lives as long as `self`.
-        unsafe { &*self.payload().add(offset).cast::<T>() }
     }
 
     /// Serialize the segment as its descriptor.

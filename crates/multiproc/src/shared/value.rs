@@ -84,7 +84,8 @@ impl<T: Pod> Cells<T> {
             .and_then(|b| b.checked_add(DATA))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "array too large"))?;
         let layout = layout::<T>(kind);
-        let seg = Segment::anonymous(kind, layout, bytes.max(DATA + 1), |payload| {
+        let seg = Segment::anonymous(kind, layout, bytes.max(DATA + 1), |seg| {
+            let payload = seg.payload();
             // SAFETY: the payload is at least DATA + len * size_of::<T>()
             // bytes, zeroed and not yet visible to anyone else; DATA is a
             // multiple of T's alignment (checked above) and the mapping is
@@ -186,9 +187,9 @@ impl<T: Pod> Cells<T> {
     }
 
     fn lock(&self) -> &RawLock {
-        // SAFETY: the lock is the first 32 bytes of the payload, made of
-        // atomics only.
-        unsafe { self.seg.at::<RawLock>(0) }
+        self.seg
+            .view(0)
+            .expect("the lock is the first 32 bytes of the payload")
     }
 
     /// Run `f` under the lock; a dead previous holder's torn write is

@@ -74,15 +74,15 @@ impl Barrier {
 
     fn slots(&self) -> &[AtomicU32] {
         let n = self.h.get().parties() as usize;
-        // SAFETY: the slots start at BARRIER_SLOTS (4-byte aligned) and
-        // `parties` of them fit in the payload (checked at creation and on
-        // receipt); AtomicU32 is valid for any bit pattern.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.h.seg.payload().add(BARRIER_SLOTS).cast::<AtomicU32>(),
-                n,
-            )
-        }
+        // `parties` slots fit in the payload (checked at creation and on
+        // receipt), but another process may have written any `parties`
+        // since: never more slots than the segment holds.
+        let fits = self.h.seg.payload_len().saturating_sub(BARRIER_SLOTS)
+            / std::mem::size_of::<AtomicU32>();
+        self.h
+            .seg
+            .view_slice(BARRIER_SLOTS, n.min(fits))
+            .unwrap_or(&[])
     }
 
     /// Wait for every party; returns this party's arrival index

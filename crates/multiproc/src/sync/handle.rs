@@ -9,6 +9,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::connection::codec::{self, Fd};
+use multiproc_shm::SharedState;
+
 use crate::shared::segment::{self, Segment, SegmentError};
 
 // ----- the shared handle under every object ----------------------------------
@@ -41,7 +43,7 @@ impl<T> fmt::Debug for Handle<T> {
     }
 }
 
-impl<T> Handle<T> {
+impl<T: SharedState> Handle<T> {
     /// The object at `off` in `seg`'s payload, which holds a `T` of this
     /// `layout` (already checked by the caller).
     pub(super) fn at(seg: Arc<Segment>, off: usize, layout: u64) -> Self {
@@ -70,19 +72,15 @@ impl<T> Handle<T> {
         Ok(h)
     }
 
+    #[inline]
     pub(super) fn get(&self) -> &T {
-        // SAFETY: every `T` used with `Handle` is a `multiproc_shm` state
-        // struct made only of `AtomicU32`s (valid for any bit pattern and
-        // for concurrent access); `off` is checked against the payload and
-        // alignment when the handle is made or received.
-        unsafe { self.seg.at::<T>(self.off) }
+        self.seg
+            .view(self.off)
+            .expect("checked when the handle was made or received")
     }
 
     pub(super) fn check(seg: &Segment, off: usize) -> Result<(), SegmentError> {
-        let fits = off
-            .checked_add(std::mem::size_of::<T>())
-            .is_some_and(|end| end <= seg.payload_len());
-        if fits && off % std::mem::align_of::<T>() == 0 {
+        if seg.view::<T>(off).is_some() {
             Ok(())
         } else {
             Err(SegmentError::Io(io::Error::new(
@@ -111,7 +109,7 @@ impl<T> Serialize for Handle<T> {
     }
 }
 
-impl<'de, T> Deserialize<'de> for Handle<T> {
+impl<'de, T: SharedState> Deserialize<'de> for Handle<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = HandleWire::<Fd>::deserialize(d)?;
         let seg = Segment::from_fd(w.fd.0, w.layout)
