@@ -344,6 +344,55 @@ impl<T: Pod> Drop for ValueGuard<'_, T> {
     }
 }
 
+/// The four lock forms of a locked cell type (`Value`, `Array`) and its
+/// guard, over one core that takes an optional deadline.
+macro_rules! lock_forms {
+    ($guard:ident, $field:ident) => {
+        /// Hold the lock across several operations.
+        pub fn lock(&self) -> Result<$guard<'_, T>, AcquireError<$guard<'_, T>>> {
+            self.lock_until(None)
+        }
+
+        /// [`lock`](Self::lock) if the lock is free now.
+        pub fn try_lock(&self) -> Result<$guard<'_, T>, AcquireError<$guard<'_, T>>> {
+            guarded(self.cells.lock().try_lock(&ENV), |heir| $guard {
+                $field: self,
+                heir,
+            })
+        }
+
+        /// [`lock`](Self::lock), waiting at most `timeout`.
+        pub fn lock_timeout(
+            &self,
+            timeout: Duration,
+        ) -> Result<$guard<'_, T>, AcquireError<$guard<'_, T>>> {
+            self.lock_until(crate::deadline::after(timeout))
+        }
+
+        /// [`lock`](Self::lock), waiting until `deadline`.
+        pub fn lock_deadline(
+            &self,
+            deadline: Instant,
+        ) -> Result<$guard<'_, T>, AcquireError<$guard<'_, T>>> {
+            self.lock_until(Some(deadline))
+        }
+
+        fn lock_until(
+            &self,
+            deadline: Option<Instant>,
+        ) -> Result<$guard<'_, T>, AcquireError<$guard<'_, T>>> {
+            guarded(self.cells.lock().lock(&ENV, deadline), |heir| $guard {
+                $field: self,
+                heir,
+            })
+            .map_err(|e| match e {
+                AcquireError::WouldBlock if deadline.is_some() => AcquireError::Timeout,
+                e => e,
+            })
+        }
+    };
+}
+
 fn guarded<G>(
     r: Result<Acquired, LockError>,
     g: impl FnOnce(bool) -> G,
@@ -383,51 +432,7 @@ impl<T: Pod> Value<T> {
         self.cells.locked(|| self.cells.store(0, v))?
     }
 
-    /// Hold the lock across several operations.
-    pub fn lock(&self) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
-        guarded(self.cells.lock().lock(&ENV, None), |heir| ValueGuard {
-            v: self,
-            heir,
-        })
-    }
-
-    /// [`lock`](Self::lock) if the lock is free now.
-    pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
-        guarded(self.cells.lock().try_lock(&ENV), |heir| ValueGuard {
-            v: self,
-            heir,
-        })
-    }
-
-    /// [`lock`](Self::lock), waiting at most `timeout`.
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
-        self.lock_until(crate::deadline::after(timeout))
-    }
-
-    /// [`lock`](Self::lock), waiting until `deadline`.
-    pub fn lock_deadline(
-        &self,
-        deadline: Instant,
-    ) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
-        self.lock_until(Some(deadline))
-    }
-
-    fn lock_until(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
-        guarded(self.cells.lock().lock(&ENV, deadline), |heir| ValueGuard {
-            v: self,
-            heir,
-        })
-        .map_err(|e| match e {
-            AcquireError::WouldBlock if deadline.is_some() => AcquireError::Timeout,
-            e => e,
-        })
-    }
+    lock_forms!(ValueGuard, v);
 
     /// The lock inside the value, as a [`Lock`] (Python's `get_lock()`),
     /// for use on its own or to send to other processes.
@@ -560,51 +565,7 @@ impl<T: Pod> Array<T> {
         self.cells.locked(|| self.cells.write_from(start, src))?
     }
 
-    /// Hold the lock across several operations.
-    pub fn lock(&self) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
-        guarded(self.cells.lock().lock(&ENV, None), |heir| ArrayGuard {
-            a: self,
-            heir,
-        })
-    }
-
-    /// [`lock`](Self::lock) if the lock is free now.
-    pub fn try_lock(&self) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
-        guarded(self.cells.lock().try_lock(&ENV), |heir| ArrayGuard {
-            a: self,
-            heir,
-        })
-    }
-
-    /// [`lock`](Self::lock), waiting at most `timeout`.
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
-        self.lock_until(crate::deadline::after(timeout))
-    }
-
-    /// [`lock`](Self::lock), waiting until `deadline`.
-    pub fn lock_deadline(
-        &self,
-        deadline: Instant,
-    ) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
-        self.lock_until(Some(deadline))
-    }
-
-    fn lock_until(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
-        guarded(self.cells.lock().lock(&ENV, deadline), |heir| ArrayGuard {
-            a: self,
-            heir,
-        })
-        .map_err(|e| match e {
-            AcquireError::WouldBlock if deadline.is_some() => AcquireError::Timeout,
-            e => e,
-        })
-    }
+    lock_forms!(ArrayGuard, a);
 
     /// The lock inside the array (Python's `get_lock()`).
     pub fn get_lock(&self) -> Lock {
