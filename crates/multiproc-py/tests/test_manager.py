@@ -215,13 +215,18 @@ def test_authkey_not_in_argv(manager):
 def test_killed_server_raises_not_hangs():
     m = mp.Manager()
     d, q = m.dict(a=1), m.Queue()
+    address = m.address
     os.kill(m._process.pid, signal.SIGKILL)
     m._process.join(30)
     with pytest.raises(EOFError):
         d["a"]
     with pytest.raises(EOFError):
         q.get(timeout=1)
+    assert os.path.exists(address)  # a killed server cannot remove it
     m.shutdown()  # does not raise
+    # ... and removes what the killed server left: its socket and directory.
+    assert not os.path.exists(address)
+    assert not os.path.exists(os.path.dirname(address))
 
 
 def _blocked_get(q, out):

@@ -49,7 +49,7 @@ from multiprocessing import context as _context
 from multiprocessing import process as _process
 from multiprocessing import reduction as _reduction
 
-from ._multiproc import RawHandle, RawManager, RawServer
+from ._multiproc import RawHandle, RawManager, RawServer, remove_named_object
 
 __all__ = ["BaseManager", "SyncManager", "BaseProxy", "RemoteError", "Namespace"]
 
@@ -224,6 +224,10 @@ class BaseManager:
     @staticmethod
     def _finalize(raw, process, timeout):
         try:
+            address = raw.address
+        except Exception:  # noqa: BLE001
+            address = None
+        try:
             raw.shutdown()
         except Exception:  # noqa: BLE001  (the server may be gone already)
             pass
@@ -235,6 +239,18 @@ class BaseManager:
                 if process.is_alive():
                     process.kill()
                     process.join()
+            if (
+                process.exitcode is not None
+                and process.exitcode < 0
+                and isinstance(address, str)
+                and not address.startswith("\0")
+            ):
+                # A server ended by a signal could not remove its socket
+                # file: do what `multiproc clean` does for it.
+                try:
+                    remove_named_object("socket", os.path.abspath(address))
+                except OSError:
+                    pass
 
     def shutdown(self):
         """Stop the server (a started one) and wait for its process."""
