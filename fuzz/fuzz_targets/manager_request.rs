@@ -6,5 +6,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    multiproc::manager::protocol::fuzz_one(data);
+    multiproc::manager::fuzz::fuzz_one(data);
 });

@@ -7,7 +7,7 @@
 use multiproc::connection::{
     AcceptError, BindError, ConnectError, HandshakeError, RecvError, SendError,
 };
-use multiproc::manager::{ManagerError, RemoteError};
+use multiproc::manager::{self, ManagerError, RemoteError};
 use multiproc::queue::{GetError, JoinError, PutError, TaskDoneError};
 use multiproc::sync::ReleaseError;
 use multiproc::{AcquireError, BrokenBarrierError, SegmentError};
@@ -254,16 +254,18 @@ pub fn manager(py: Python<'_>, e: ManagerError) -> PyErr {
         ManagerError::Remote(r) => match r {
             RemoteError::Key => PyKeyError::new_err(()),
             RemoteError::Index => PyIndexError::new_err("index out of range"),
-            RemoteError::Type(m) => PyTypeError::new_err(m),
-            RemoteError::Value(m) => PyValueError::new_err(m),
+            RemoteError::Type(e) => PyTypeError::new_err(e.to_string()),
+            RemoteError::Value(e) => PyValueError::new_err(e.to_string()),
             RemoteError::Overflow => PyOverflowError::new_err("integer overflow"),
             RemoteError::Timeout => PyTimeoutError::new_err(()),
             RemoteError::Empty => empty(py),
             RemoteError::Full => full(py),
             // threading's classes: a bounded semaphore released too often
             // is a ValueError, a lock not held a RuntimeError.
-            RemoteError::Release(m) if m.contains("semaphore") => PyValueError::new_err(m),
-            RemoteError::Release(m) => PyRuntimeError::new_err(m),
+            RemoteError::Release(e @ manager::ReleaseError::SemaphoreBound) => {
+                PyValueError::new_err(e.to_string())
+            }
+            RemoteError::Release(e) => PyRuntimeError::new_err(e.to_string()),
             RemoteError::BrokenBarrier => {
                 import_exc(py, "threading", "BrokenBarrierError", String::new())
             }

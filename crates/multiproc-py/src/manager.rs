@@ -140,23 +140,8 @@ pub fn from_value(py: Python<'_>, v: DataValue) -> PyResult<Py<PyAny>> {
 }
 
 fn kind(name: &str) -> PyResult<ObjectKind> {
-    Ok(match name {
-        "dict" => ObjectKind::Dict,
-        "list" => ObjectKind::List,
-        "Namespace" => ObjectKind::Namespace,
-        "Value" => ObjectKind::Value,
-        "Array" => ObjectKind::Array,
-        "Queue" => ObjectKind::Queue,
-        "JoinableQueue" => ObjectKind::JoinableQueue,
-        "Lock" => ObjectKind::Lock,
-        "RLock" => ObjectKind::RLock,
-        "Semaphore" => ObjectKind::Semaphore,
-        "BoundedSemaphore" => ObjectKind::BoundedSemaphore,
-        "Condition" => ObjectKind::Condition,
-        "Event" => ObjectKind::Event,
-        "Barrier" => ObjectKind::Barrier,
-        other => return Err(PyValueError::new_err(format!("unknown type {other:?}"))),
-    })
+    name.parse()
+        .map_err(|e: multiproc::manager::UnknownKind| PyValueError::new_err(e.to_string()))
 }
 
 /// A manager server bound to its address, not yet serving.

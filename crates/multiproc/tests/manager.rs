@@ -953,7 +953,7 @@ fn request_decoder_survives_mutated_input() {
         x
     };
     for s in &seeds {
-        multiproc::manager::protocol::fuzz_one(s);
+        multiproc::manager::fuzz::fuzz_one(s);
     }
     for i in 0..30_000u32 {
         let mut d = seeds[i as usize % seeds.len()].clone();
@@ -966,14 +966,14 @@ fn request_decoder_survives_mutated_input() {
             2 => d.extend((0..next() % 64).map(|_| next() as u8)),
             _ => d = (0..next() % 128).map(|_| next() as u8).collect(),
         }
-        multiproc::manager::protocol::fuzz_one(&d);
+        multiproc::manager::fuzz::fuzz_one(&d);
     }
     // A long run of "list of" tags: rejected by depth, not by the stack.
     // Request::Create (variant 1), ObjectKind::Dict (variant 0), then
     // DataValue::List (variant 7) of length 1, 100 000 times over.
     let mut nested = vec![1u8, 0u8];
     nested.extend(std::iter::repeat_n([7u8, 1u8], 100_000).flatten());
-    multiproc::manager::protocol::fuzz_one(&nested);
+    multiproc::manager::fuzz::fuzz_one(&nested);
     assert!(postcard::from_bytes::<Request>(&nested).is_err());
 }
 
@@ -1214,7 +1214,7 @@ fn manager_request_corpus_replays_cleanly() {
     let mut n = 0;
     for entry in std::fs::read_dir(corpus_dir()).expect("corpus directory") {
         let data = std::fs::read(entry.unwrap().path()).unwrap();
-        multiproc::manager::protocol::fuzz_one(&data);
+        multiproc::manager::fuzz::fuzz_one(&data);
         n += 1;
     }
     assert!(n >= corpus_seeds().len(), "corpus has only {n} inputs");

@@ -11,6 +11,7 @@ use serde::de::Error as _;
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::objects::{Encode, WireCall};
 use super::protocol::{
     HEARTBEAT_TIMEOUT, Owner, PROTOCOL_VERSION, RemoteError, Request, Response, ServerStats,
     max_frame,
@@ -463,6 +464,18 @@ impl Handle {
         args: Vec<DataValue>,
         timeout: Option<Duration>,
     ) -> Result<DataValue, ManagerError> {
+        self.call_interruptible(method, args, timeout, || false)
+    }
+
+    /// Run the typed operation `op` (how the Rust proxies call: the
+    /// operation travels as its method name and arguments, which the server
+    /// parses back into it).
+    pub(crate) fn invoke(&self, op: impl Encode) -> Result<DataValue, ManagerError> {
+        let WireCall {
+            method,
+            args,
+            timeout,
+        } = op.encode();
         self.call_interruptible(method, args, timeout, || false)
     }
 

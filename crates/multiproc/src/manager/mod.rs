@@ -67,12 +67,20 @@
 //! method is refused with [`RemoteError::UnknownType`] /
 //! [`RemoteError::UnknownMethod`] and nothing runs.
 //!
-//! # Wire protocol (version 2)
+//! # Wire protocol (version 3)
 //!
 //! After the handshake each connection carries postcard-encoded
 //! [`Request`]s and [`Response`]s (see [`protocol`]); frames are at most
 //! [`max_frame`] bytes (default [`MAX_FRAME`]) and values at most [`MAX_DEPTH`] levels deep. A
 //! `Call` names an object id, a method and positional arguments. The
+//! server reads the name and arguments once, when the call arrives, into a
+//! typed operation of the object's kind (a name the kind lacks is
+//! [`RemoteError::UnknownMethod`], arguments that do not fit are a
+//! [`RemoteError::Type`] with a typed [`TypeError`]); the Rust proxies
+//! build those operations and send them as their name and arguments, which
+//! is what every other client (Python's proxies, [`Handle::call`]) sends
+//! too. Errors carry typed details ([`TypeError`], [`ValueError`],
+//! [`ReleaseError`], [`ProtocolError`]; version 2 sent strings). The
 //! methods of the built-in kinds (`opt` is a list of zero or one element):
 //!
 //! | kind | methods |
@@ -93,6 +101,11 @@
 //! `get`, `put`, `wait` or `join` answers `Timeout`, `Empty` or `Full`).
 
 mod client;
+mod error;
+#[doc(hidden)]
+pub mod fuzz;
+mod kind;
+mod objects;
 pub mod protocol;
 mod proxies;
 mod server;
@@ -104,18 +117,21 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use client::{Handle, ManagerError};
+pub use error::{Count, ProtocolError, ReleaseError, RemoteError, TypeError, ValueError};
+pub use objects::{CallError, Factory, ManagedObject, TypeRegistry};
 pub use protocol::{
-    HEARTBEAT, HEARTBEAT_TIMEOUT, MAX_FRAME, ObjectKind, PROTOCOL_VERSION, RemoteError, Request,
-    Response, ServerStats, max_frame, set_max_frame,
+    HEARTBEAT, HEARTBEAT_TIMEOUT, MAX_FRAME, ObjectKind, PROTOCOL_VERSION, Request, Response,
+    ServerStats, UnknownKind, max_frame, set_max_frame,
 };
 pub use proxies::{
     ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, JoinableQueueProxy, ListProxy,
     LockProxy, NamespaceProxy, Proxy, ProxyGuard, QueueProxy, RLockProxy, SemaphoreProxy,
     UserProxy, ValueProxy,
 };
-pub use server::{CallError, Factory, ManagedObject, Server, TypeRegistry};
+pub use server::Server;
 pub use value::{
-    ConvertError, DataValue, EQ_TAG, MAX_DEPTH, PICKLE_TAG, TUPLE_TAG, from_value, to_value,
+    ConvertError, DataValue, EQ_TAG, MAX_DEPTH, PICKLE_TAG, TUPLE_TAG, ValueType, from_value,
+    to_value,
 };
 
 use crate::Connection;

@@ -19,8 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use super::value::DataValue;
 
-/// The protocol version a client announces in [`Request::Hello`].
-pub const PROTOCOL_VERSION: u32 = 2;
+pub use super::error::RemoteError;
+
+/// The protocol version a client announces in [`Request::Hello`] (3: errors
+/// carry typed details).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// How often the server tells a waiting client it is still alive.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -56,39 +59,7 @@ pub fn max_frame() -> usize {
     FRAME_LIMIT.load(Ordering::Relaxed)
 }
 
-/// The built-in object kinds (Python's `SyncManager` type ids).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum ObjectKind {
-    /// `dict`: init is a map (or null).
-    Dict,
-    /// `list`: init is a list (or null).
-    List,
-    /// `Namespace`: init is a map of string keys (or null).
-    Namespace,
-    /// `Value`: init is the value.
-    Value,
-    /// `Array`: init is a list.
-    Array,
-    /// `Queue`: init is the maximum size (0 or null: unbounded).
-    Queue,
-    /// `JoinableQueue`: init is the maximum size.
-    JoinableQueue,
-    /// `Lock`.
-    Lock,
-    /// `RLock`.
-    RLock,
-    /// `Semaphore`: init is the initial value.
-    Semaphore,
-    /// `BoundedSemaphore`: init is the initial (and maximum) value.
-    BoundedSemaphore,
-    /// `Condition` (with its own `RLock`).
-    Condition,
-    /// `Event`.
-    Event,
-    /// `Barrier`: init is the number of parties.
-    Barrier,
-}
+pub use super::kind::{ObjectKind, UnknownKind};
 
 /// Who holds a lock: a client session and a thread token in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -193,89 +164,6 @@ pub struct ServerStats {
     pub sessions: u64,
 }
 
-/// A server-side error, sent back to the client.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
-#[non_exhaustive]
-pub enum RemoteError {
-    /// The client speaks another protocol version.
-    #[error("protocol version {client} not supported (server speaks {server})")]
-    Version {
-        /// The server's version.
-        server: u32,
-        /// The client's version.
-        client: u32,
-    },
-    /// The request came before `Hello`, or is not valid here.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// No object with this id (freed, or never existed).
-    #[error("no object {0}")]
-    UnknownObject(u64),
-    /// No user type registered under this name.
-    #[error("no registered type {0:?}")]
-    UnknownType(String),
-    /// The object has no such method (or it is not allow-listed).
-    #[error("{kind} has no method {method:?}")]
-    UnknownMethod {
-        /// The object's type.
-        kind: String,
-        /// The method asked for.
-        method: String,
-    },
-    /// Wrong number or types of arguments (Python's `TypeError`).
-    #[error("type error: {0}")]
-    Type(String),
-    /// Missing key (Python's `KeyError`).
-    #[error("key not found")]
-    Key,
-    /// Index out of range (Python's `IndexError`).
-    #[error("index out of range")]
-    Index,
-    /// A value is not acceptable (Python's `ValueError`).
-    #[error("value error: {0}")]
-    Value(String),
-    /// An integer update overflowed.
-    #[error("integer overflow")]
-    Overflow,
-    /// The wait timed out (or `try_` found it not ready).
-    #[error("timed out")]
-    Timeout,
-    /// The queue is empty.
-    #[error("queue is empty")]
-    Empty,
-    /// The queue is full.
-    #[error("queue is full")]
-    Full,
-    /// Releasing a lock this thread does not hold, or a semaphore above its
-    /// bound.
-    #[error("release error: {0}")]
-    Release(String),
-    /// The barrier is broken.
-    #[error("barrier is broken")]
-    BrokenBarrier,
-    /// `task_done` called more often than `put`.
-    #[error("task_done() called too many times")]
-    TaskDone,
-    /// A user type's method failed.
-    #[error("{0}")]
-    User(String),
-    /// The answer would exceed the maximum frame size ([`max_frame`]).
-    #[error("the answer of {len} bytes exceeds the maximum of {max} bytes")]
-    TooLarge {
-        /// The answer's length.
-        len: usize,
-        /// The maximum.
-        max: usize,
-    },
-    /// The server is shutting down.
-    #[error("server is shutting down")]
-    ShuttingDown,
-    /// The client cancelled the call ([`Request::Cancel`]) before it did
-    /// anything.
-    #[error("the call was cancelled")]
-    Cancelled,
-}
-
 /// The server's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -290,17 +178,4 @@ pub enum Response {
     Stats(ServerStats),
     /// The request failed.
     Error(RemoteError),
-}
-
-/// Decode `data` as a request and as a response, as the server and a client
-/// do, and re-encode what decodes: for the fuzzer and its corpus replay.
-/// Never panics (that is what is tested).
-#[doc(hidden)]
-pub fn fuzz_one(data: &[u8]) {
-    if let Ok(req) = postcard::from_bytes::<Request>(data) {
-        let _ = postcard::to_stdvec(&req);
-    }
-    if let Ok(Response::Value(v)) = postcard::from_bytes::<Response>(data) {
-        let _ = super::value::from_value::<serde_json::Value>(v);
-    }
 }

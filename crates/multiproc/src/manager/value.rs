@@ -240,16 +240,67 @@ impl DataValue {
 
     /// A short name of the variant, for error messages.
     pub fn type_name(&self) -> &'static str {
+        self.value_type().name()
+    }
+
+    /// The variant, for typed error messages.
+    pub fn value_type(&self) -> ValueType {
         match self {
-            DataValue::Null => "null",
-            DataValue::Bool(_) => "bool",
-            DataValue::Int(_) | DataValue::UInt(_) => "int",
-            DataValue::Float(_) => "float",
-            DataValue::Str(_) => "str",
-            DataValue::Bytes(_) => "bytes",
-            DataValue::List(_) => "list",
-            DataValue::Map(_) => "map",
+            DataValue::Null => ValueType::Null,
+            DataValue::Bool(_) => ValueType::Bool,
+            DataValue::Int(_) | DataValue::UInt(_) => ValueType::Int,
+            DataValue::Float(_) => ValueType::Float,
+            DataValue::Str(_) => ValueType::Str,
+            DataValue::Bytes(_) => ValueType::Bytes,
+            DataValue::List(_) => ValueType::List,
+            DataValue::Map(_) => ValueType::Map,
         }
+    }
+}
+
+/// The type of a [`DataValue`] (`Int` and `UInt` are one: `int`), as error
+/// messages name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ValueType {
+    /// `null`.
+    Null,
+    /// `bool`.
+    Bool,
+    /// `int`.
+    Int,
+    /// `float`.
+    Float,
+    /// `str`.
+    Str,
+    /// `bytes`.
+    Bytes,
+    /// `list`.
+    List,
+    /// `map`.
+    Map,
+}
+
+impl ValueType {
+    /// The short name: `null`, `bool`, `int`, `float`, `str`, `bytes`,
+    /// `list` or `map`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ValueType::Null => "null",
+            ValueType::Bool => "bool",
+            ValueType::Int => "int",
+            ValueType::Float => "float",
+            ValueType::Str => "str",
+            ValueType::Bytes => "bytes",
+            ValueType::List => "list",
+            ValueType::Map => "map",
+        }
+    }
+}
+
+impl std::fmt::Display for ValueType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

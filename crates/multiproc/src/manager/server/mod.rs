@@ -1,38 +1,80 @@
-//! The manager server: an object table, one thread per connection, and the
-//! built-in objects' server-side implementations.
+//! The manager server: the object table with its references, loans and
+//! names ([`table`]), one thread per connection running that connection's
+//! session ([`session`]), and the thread that accepts connections
+//! ([`accept`]).
 //!
-//! - [`table`]: every object's state, reference counts and loans.
-//! - [`session`] and [`accept`]: one client connection's loop, and
-//!   accepting them.
-//! - [`dispatch`]: a method name to a kind's implementation;
-//!   [`collections`], [`sync`] and [`queue`] implement the built-in kinds
-//!   over the helpers of [`call`].
-//! - [`user`]: user types ([`ManagedObject`]) and their registry.
-//!
-//! What may not live here: the wire format (`protocol`), values
-//! (`value`), and anything a client runs (`client`, `proxies`).
+//! What lives here: who holds what, and the wire. What may not: the
+//! objects' own semantics, and method names. A call reaches its object
+//! through [`AnyObject::call`], which parses the name into the object's
+//! typed operation (see [`objects`](super::objects)); nothing here reads
+//! one.
+
+mod accept;
+mod session;
+mod table;
 
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
+use super::error::RemoteError;
+use super::objects::{AnyObject, TypeRegistry};
+use super::protocol::ServerStats;
 use crate::connection::{Address, Listener};
-mod accept;
-mod call;
-mod collections;
-mod dispatch;
-mod queue;
-mod session;
-mod sync;
-mod table;
-mod user;
+use table::Table;
 
-use accept::accept_loop;
-use table::{Shared, Table};
-pub use user::{CallError, Factory, ManagedObject, TypeRegistry};
+/// What every connection's thread shares.
+struct Shared {
+    types: TypeRegistry,
+    table: Mutex<Table>,
+    shutdown: AtomicBool,
+    connections: AtomicU64,
+}
 
-// ----- the server --------------------------------------------------------------
+impl Shared {
+    fn new(types: TypeRegistry) -> Shared {
+        Shared {
+            types,
+            table: Mutex::new(Table::default()),
+            shutdown: AtomicBool::new(false),
+            connections: AtomicU64::new(0),
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn object(&self, id: u64) -> Result<Arc<dyn AnyObject>, RemoteError> {
+        self.table().object(id)
+    }
+
+    /// A session's primary connection closed: release its locks, loans and
+    /// references.
+    fn end_session(&self, session: u64) {
+        // The objects' locks are taken with the table's released.
+        let objects = self.table().objects();
+        for obj in objects {
+            obj.end_session(session);
+        }
+        self.table().end_session(session, Instant::now());
+    }
+
+    fn stats(&self) -> ServerStats {
+        let mut t = self.table();
+        t.sweep_loans(Instant::now());
+        let (objects, refs, sessions) = t.counts();
+        ServerStats {
+            objects,
+            refs,
+            // Ordering::Relaxed: a count for monitoring.
+            connections: self.connections.load(Ordering::Relaxed),
+            sessions,
+        }
+    }
+}
 
 /// A manager server: serves the built-in objects and registered user types
 /// to authenticated clients, one thread per connection.
@@ -49,25 +91,13 @@ impl fmt::Debug for Server {
     }
 }
 
-/// Threads that accept connections. One is enough: the listener runs each
-/// handshake on its own thread, so a client that connects and says nothing
-/// holds up no one (and one address can keep at most
-/// [`MAX_PREAUTH_PER_PEER`](crate::connection::MAX_PREAUTH_PER_PEER)
-/// handshakes going).
-const ACCEPTORS: usize = 1;
-
 impl Server {
     /// Serve on `listener` (which does the authentication) with the
     /// built-in types and `types`.
     pub fn new(listener: Listener, types: TypeRegistry) -> Server {
         Server {
             listener: Arc::new(listener),
-            shared: Arc::new(Shared {
-                types,
-                table: Mutex::new(Table::default()),
-                shutdown: AtomicBool::new(false),
-                connections: AtomicU64::new(0),
-            }),
+            shared: Arc::new(Shared::new(types)),
         }
     }
 
@@ -79,19 +109,6 @@ impl Server {
     /// Serve until a client asks for shutdown. Connections still open then
     /// are served until the process exits or they close.
     pub fn serve(self) -> io::Result<()> {
-        let mut acceptors = Vec::new();
-        for i in 0..ACCEPTORS {
-            let listener = self.listener.clone();
-            let shared = self.shared.clone();
-            acceptors.push(
-                std::thread::Builder::new()
-                    .name(format!("manager-accept-{i}"))
-                    .spawn(move || accept_loop(&listener, &shared, i == 0))?,
-            );
-        }
-        for a in acceptors {
-            let _ = a.join();
-        }
-        Ok(())
+        accept::run(&self.listener, &self.shared)
     }
 }

@@ -1,24 +1,31 @@
-//! One client connection: reading requests, running them, answering, and
-//! noticing when the client is gone.
+//! One connection's session: the `Hello`, then each request answered in
+//! turn (with heartbeats while a call waits), until the client goes away.
+//! A primary connection's end ends its session.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::Shared;
+use crate::manager::error::{ProtocolError, RemoteError};
+use crate::manager::objects::{self, Ctx, Tick};
 use crate::manager::protocol::{
-    HEARTBEAT, ObjectKind, PROTOCOL_VERSION, RemoteError, Request, Response, max_frame,
+    HEARTBEAT, HEARTBEAT_TIMEOUT, PROTOCOL_VERSION, Request, Response, max_frame,
 };
 use crate::manager::value::DataValue;
 use crate::{Connection, RecvError};
 
-use super::call::{Call, Tick};
-use super::dispatch::dispatch;
-use super::table::{Loan, Object, Shared, State, kind_name, new_state, type_err};
+/// TCP keepalive of server connections: a vanished client is dropped
+/// after about idle + interval × probes (25 s).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_PROBES: u32 = 3;
 
-// ----- connections -------------------------------------------------------------
+/// How long a connection's thread looks for the next request before
+/// sleeping on the socket (clients often call again at once).
+const SPIN: Duration = Duration::from_micros(50);
 
-pub(super) struct ConnTick<'a> {
+/// A waiting call's check on its client, over the call's connection.
+struct ConnTick<'a> {
     rx: &'a mut Connection<Request>,
     tx: &'a mut Connection<Response>,
     last_beat: Instant,
@@ -27,6 +34,7 @@ pub(super) struct ConnTick<'a> {
 
 impl Tick for ConnTick<'_> {
     fn tick(&mut self) -> Result<(), RemoteError> {
+        // Ordering::Relaxed: a flag polled between waits.
         if self.shared.shutdown.load(Ordering::Relaxed) {
             return Err(RemoteError::ShuttingDown);
         }
@@ -47,15 +55,19 @@ impl Tick for ConnTick<'_> {
     }
 }
 
-pub(super) struct ConnCount<'a>(&'a AtomicU64);
+/// Counts a connection while it is open.
+struct ConnCount<'a>(&'a AtomicU64);
 
 impl Drop for ConnCount<'_> {
     fn drop(&mut self) {
+        // Ordering::Relaxed: a count for monitoring.
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
+/// Serve the connection `rx` until it closes.
 pub(super) fn serve_connection(shared: &Shared, mut rx: Connection<Request>, tcp: bool) {
+    // Ordering::Relaxed: a count for monitoring.
     shared.connections.fetch_add(1, Ordering::Relaxed);
     let _count = ConnCount(&shared.connections);
     if tcp {
@@ -74,7 +86,7 @@ pub(super) fn serve_connection(shared: &Shared, mut rx: Connection<Request>, tcp
     };
     tx.set_max_message_size(max_frame());
     // Hello first.
-    let (session, primary) = match rx.recv_timeout(crate::manager::protocol::HEARTBEAT_TIMEOUT) {
+    let (session, primary) = match rx.recv_timeout(HEARTBEAT_TIMEOUT) {
         Ok(Request::Hello {
             version,
             session,
@@ -90,23 +102,17 @@ pub(super) fn serve_connection(shared: &Shared, mut rx: Connection<Request>, tcp
             (session, primary)
         }
         Ok(_) => {
-            let _ = tx.send(&Response::Error(RemoteError::Protocol(
-                "expected Hello".into(),
-            )));
+            let _ = tx.send(&Response::Error(ProtocolError::ExpectedHello.into()));
             return;
         }
         Err(_) => return,
     };
     if primary {
-        let mut t = shared.table();
-        if t.sessions.contains_key(&session) {
-            drop(t);
-            let _ = tx.send(&Response::Error(RemoteError::Protocol(
-                "session already has a primary connection".into(),
-            )));
+        let opened = shared.table().open_session(session);
+        if let Err(e) = opened {
+            let _ = tx.send(&Response::Error(e.into()));
             return;
         }
-        t.sessions.insert(session, HashMap::new());
     }
     if tx
         .send(&Response::Value(DataValue::Int(i64::from(
@@ -114,14 +120,15 @@ pub(super) fn serve_connection(shared: &Shared, mut rx: Connection<Request>, tcp
         ))))
         .is_ok()
     {
-        connection_loop(shared, session, &mut rx, &mut tx);
+        session_loop(shared, session, &mut rx, &mut tx);
     }
     if primary {
         shared.end_session(session);
     }
 }
 
-pub(super) fn connection_loop(
+/// Answer requests until the client goes away or asks for shutdown.
+fn session_loop(
     shared: &Shared,
     session: u64,
     rx: &mut Connection<Request>,
@@ -132,12 +139,8 @@ pub(super) fn connection_loop(
             Ok(r) => r,
             Err(RecvError::Decode(e)) => {
                 // The frame was whole but is not a request: refuse it, keep going.
-                if tx
-                    .send(&Response::Error(RemoteError::Protocol(format!(
-                        "bad request: {e}"
-                    ))))
-                    .is_err()
-                {
+                let e = ProtocolError::BadRequest(e.to_string());
+                if tx.send(&Response::Error(e.into())).is_err() {
                     return;
                 }
                 continue;
@@ -167,17 +170,7 @@ pub(super) fn connection_loop(
     }
 }
 
-/// TCP keepalive of server connections: a vanished client is dropped
-/// after about idle + interval × probes (25 s).
-pub(super) const KEEPALIVE_IDLE: Duration = Duration::from_secs(10);
-pub(super) const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
-pub(super) const KEEPALIVE_PROBES: u32 = 3;
-
-/// How long a connection's thread looks for the next request before
-/// sleeping on the socket (clients often call again at once).
-pub(super) const SPIN: Duration = Duration::from_micros(50);
-
-pub(super) fn recv_request(rx: &mut Connection<Request>) -> Result<Request, RecvError> {
+fn recv_request(rx: &mut Connection<Request>) -> Result<Request, RecvError> {
     let spin_until = Instant::now() + SPIN;
     loop {
         match rx.try_recv() {
@@ -188,123 +181,41 @@ pub(super) fn recv_request(rx: &mut Connection<Request>) -> Result<Request, Recv
     }
 }
 
-pub(super) fn handle(
+/// The answer to `req` from `session`.
+fn handle(
     shared: &Shared,
     session: u64,
     req: Request,
     rx: &mut Connection<Request>,
     tx: &mut Connection<Response>,
 ) -> Response {
+    let done = |()| Response::Value(DataValue::Null);
     let result = match req {
-        Request::Hello { .. } => Err(RemoteError::Protocol("Hello twice".into())),
-        Request::Create { kind, init } => new_state(kind, init).and_then(|st| {
-            shared
-                .table()
-                .insert(session, builtin_object(kind, st))
-                .map(Response::Created)
-        }),
-        Request::CreateUser { type_name, args } => match shared.types.types.get(&type_name) {
+        Request::Hello { .. } => Err(ProtocolError::HelloTwice.into()),
+        Request::Create { kind, init } => objects::new_builtin(kind, init)
+            .and_then(|obj| shared.table().insert(session, obj))
+            .map(Response::Created),
+        Request::CreateUser { type_name, args } => match shared.types.factory(&type_name) {
             None => Err(RemoteError::UnknownType(type_name)),
             Some(factory) => factory(args)
                 .map_err(|e| RemoteError::User(e.to_string()))
                 .and_then(|u| {
-                    shared
-                        .table()
-                        .insert(
-                            session,
-                            Object {
-                                kind: type_name,
-                                builtin: None,
-                                state: Mutex::new(State::User(u)),
-                                cv: Condvar::new(),
-                            },
-                        )
-                        .map(Response::Created)
-                }),
+                    let obj = objects::new_user(type_name, u);
+                    shared.table().insert(session, obj)
+                })
+                .map(Response::Created),
         },
-        Request::Named { name, kind, init } => {
-            let mut t = shared.table();
-            match t.names.get(&name).copied() {
-                Some(id) => match t.objects.get(&id) {
-                    Some(e) if e.obj.builtin == Some(kind) => {
-                        t.add_ref(session, id).map(|()| Response::Created(id))
-                    }
-                    Some(e) => Err(type_err(format!("{name:?} is a {}", e.obj.kind))),
-                    None => Err(RemoteError::UnknownObject(id)),
-                },
-                None => new_state(kind, init).and_then(|st| {
-                    let id = t.insert(session, builtin_object(kind, st))?;
-                    t.names.insert(name, id);
-                    if let Some(e) = t.objects.get_mut(&id) {
-                        e.refs += 1;
-                    }
-                    Ok(Response::Created(id))
-                }),
-            }
-        }
-        Request::IncRef(id) => shared
+        Request::Named { name, kind, init } => shared
             .table()
-            .add_ref(session, id)
-            .map(|()| Response::Value(DataValue::Null)),
-        Request::DecRef(id) => {
-            let mut t = shared.table();
-            let held = t.sessions.get_mut(&session).and_then(|r| {
-                let n = r.get_mut(&id)?;
-                *n -= 1;
-                if *n == 0 {
-                    r.remove(&id);
-                }
-                Some(())
-            });
-            match held {
-                Some(()) => {
-                    t.drop_ref(id);
-                    Ok(Response::Value(DataValue::Null))
-                }
-                None => Err(RemoteError::UnknownObject(id)),
-            }
-        }
-        Request::Lend(id) => {
-            let mut t = shared.table();
-            if !t.sessions.contains_key(&session) {
-                Err(RemoteError::Protocol(
-                    "session has no primary connection".into(),
-                ))
-            } else if let Some(e) = t.objects.get_mut(&id) {
-                e.refs += 1;
-                t.next_token += 1;
-                let token = t.next_token;
-                t.loans.insert(
-                    token,
-                    Loan {
-                        session,
-                        id,
-                        orphaned: None,
-                    },
-                );
-                Ok(Response::Value(DataValue::Int(token as i64)))
-            } else {
-                Err(RemoteError::UnknownObject(id))
-            }
-        }
-        Request::Claim { id, token } => {
-            let mut t = shared.table();
-            match t.loans.get(&token).map(|l| l.id) {
-                Some(lent) if lent == id => match t.sessions.get_mut(&session) {
-                    Some(r) => {
-                        *r.entry(id).or_insert(0) += 1;
-                        t.loans.remove(&token);
-                        Ok(Response::Value(DataValue::Null))
-                    }
-                    None => Err(RemoteError::Protocol(
-                        "session has no primary connection".into(),
-                    )),
-                },
-                _ => t
-                    .add_ref(session, id)
-                    .map(|()| Response::Value(DataValue::Null)),
-            }
-        }
+            .named(session, name, kind, || objects::new_builtin(kind, init))
+            .map(Response::Created),
+        Request::IncRef(id) => shared.table().add_ref(session, id).map(done),
+        Request::DecRef(id) => shared.table().dec_ref(session, id).map(done),
+        Request::Lend(id) => shared
+            .table()
+            .lend(session, id)
+            .map(|token| Response::Value(DataValue::Int(token as i64))),
+        Request::Claim { id, token } => shared.table().claim(session, id, token).map(done),
         Request::Call {
             id,
             method,
@@ -312,41 +223,24 @@ pub(super) fn handle(
             timeout_ms,
             owner,
         } => shared.object(id).and_then(|obj| {
-            // A timeout too long to represent is no timeout (never a panic).
-            let deadline =
-                timeout_ms.and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
             let mut tick = ConnTick {
                 rx,
                 tx,
                 last_beat: Instant::now(),
                 shared,
             };
-            let mut call = Call {
-                obj: &obj,
-                owner,
-                deadline,
-                tick: &mut tick,
-            };
-            dispatch(&mut call, &method, args).map(Response::Value)
+            let timeout = timeout_ms.map(Duration::from_millis);
+            obj.call(method, args, timeout, &mut Ctx::new(owner, &mut tick))
+                .map(Response::Value)
         }),
         Request::Stats => Ok(Response::Stats(shared.stats())),
-        // Taken care of by `connection_loop` (and `ConnTick`).
-        Request::Cancel => Err(RemoteError::Protocol(
-            "Cancel with nothing to cancel".into(),
-        )),
+        // Taken care of by `session_loop` (and `ConnTick`).
+        Request::Cancel => Err(ProtocolError::NothingToCancel.into()),
         Request::Shutdown => {
+            // Ordering::Relaxed: a flag polled by the acceptor and waits.
             shared.shutdown.store(true, Ordering::Relaxed);
             Ok(Response::Value(DataValue::Null))
         }
     };
     result.unwrap_or_else(Response::Error)
-}
-
-pub(super) fn builtin_object(kind: ObjectKind, st: State) -> Object {
-    Object {
-        kind: kind_name(kind).to_owned(),
-        builtin: Some(kind),
-        state: Mutex::new(st),
-        cv: Condvar::new(),
-    }
 }
