@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use multiproc::queue::{GetError, JoinError};
-use multiproc::{Connection, Process, ProcessError, pipe};
+use multiproc::{Connection, Process, ProcessError, TimeoutError, TryError, pipe};
 
 /// Options of `multiproc stress`.
 #[derive(Debug, clap::Args)]
@@ -209,8 +209,8 @@ fn run_history(plan: &Plan) -> Result<Outcome, Box<dyn std::error::Error>> {
                     ));
                 }
             }
-            Err(JoinError::Timeout) if kill_planned => {}
-            Err(JoinError::Abandoned { .. }) if kill_planned => {}
+            Err(TimeoutError::Timeout) if kill_planned => {}
+            Err(TimeoutError::Failed(JoinError::Abandoned { .. })) if kill_planned => {}
             Err(e) => out.violations.push(format!("join: {e}")),
         }
     }
@@ -260,7 +260,7 @@ fn run_history(plan: &Plan) -> Result<Outcome, Box<dyn std::error::Error>> {
             },
             _ => match q.full().expect("full API").try_get() {
                 Ok(item) => Some(item),
-                Err(GetError::Empty | GetError::Closed) => break,
+                Err(TryError::WouldBlock | TryError::Failed(GetError::Closed)) => break,
                 Err(e) => {
                     out.violations.push(format!("draining: {e}"));
                     break;

@@ -11,13 +11,13 @@ mod common;
 multiproc::enable_test_support!();
 
 fn create_and_exit((name, reg): (String, String)) {
-    let q = MessageQueue::builder(name)
+    let q: MessageQueue = MessageQueue::builder(name)
         .maxmsg(2)
         .msgsize(16)
         .registry(Registry::open(reg).unwrap())
         .create()
         .unwrap();
-    q.send(b"left behind", 1).unwrap();
+    q.send_bytes(b"left behind", 1).unwrap();
     // Exit without unlinking: the queue stays, its creator is dead.
 }
 
@@ -47,7 +47,7 @@ fn clean_removes_a_dead_creators_queue_and_keeps_a_live_ones() {
         .unwrap()
         .join()
         .unwrap();
-    let mine = MessageQueue::builder(&live)
+    let mine: MessageQueue = MessageQueue::builder(&live)
         .maxmsg(2)
         .msgsize(16)
         .registry(Registry::open(&reg).unwrap())
@@ -71,10 +71,10 @@ fn clean_removes_a_dead_creators_queue_and_keeps_a_live_ones() {
     assert!(removed.contains(&dead), "{out}");
     assert!(!removed.contains(&live), "{out}");
     assert!(matches!(
-        MessageQueue::open(&dead),
+        MessageQueue::<Vec<u8>>::open(&dead),
         Err(OpenError::NotFound(_))
     ));
-    MessageQueue::open(&live).unwrap();
+    MessageQueue::<Vec<u8>>::open(&live).unwrap();
     let v: serde_json::Value =
         serde_json::from_str(&cli(&["ls", "--json", "--kind", "posix-mq"])).unwrap();
     let names: Vec<&str> = v["objects"]

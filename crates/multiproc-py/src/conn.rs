@@ -2,6 +2,7 @@
 //! Rust core's byte frames (the same framing as `multiprocessing`'s).
 
 use crate::{deadline, errors, handle, interrupted, signal_check, sliced};
+use multiproc::TimeoutError;
 use multiproc::connection::{Connection, RecvError, SendError};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::ffi;
@@ -200,10 +201,15 @@ impl RawConnection {
                 None,
                 |t| match rx.lock().expect("not poisoned").as_mut() {
                     Some(c) => c.recv_bytes_timeout(t),
-                    None => Err(RecvError::Broken),
+                    None => Err(TimeoutError::Failed(RecvError::Broken)),
                 },
-                |r| matches!(r, Err(RecvError::Timeout)),
-            )?,
+                |r| matches!(r, Err(TimeoutError::Timeout)),
+            )?
+            .map_err(|e| match e {
+                TimeoutError::Failed(e) => e,
+                // `sliced` without a deadline only returns what did not time out.
+                TimeoutError::Timeout => RecvError::Io(std::io::ErrorKind::TimedOut.into()),
+            }),
             Some(m) => {
                 self.wait_readable(py, None)?;
                 py.detach(|| match rx.lock().expect("not poisoned").as_mut() {

@@ -8,9 +8,12 @@ use multiproc::connection::{
     AcceptError, BindError, ConnectError, HandshakeError, RecvError, SendError,
 };
 use multiproc::manager::{self, ManagerError, RemoteError};
-use multiproc::queue::{GetError, JoinError, PutError, TaskDoneError};
+use multiproc::queue::{
+    GetError, GetTimeoutError, JoinError, PutError, PutTimeoutError, TaskDoneError,
+};
 use multiproc::sync::ReleaseError;
 use multiproc::{AcquireError, BrokenBarrierError, SegmentError};
+use multiproc::{SendTimeoutError, TimeoutError};
 use pyo3::exceptions::{
     PyAssertionError, PyEOFError, PyOSError, PyRuntimeError, PyTimeoutError, PyValueError,
 };
@@ -39,22 +42,22 @@ pub fn closed(what: &str) -> PyErr {
     PyValueError::new_err(format!("{what} is closed"))
 }
 
-/// A failed `put`: `Full` and `Timeout` are `queue.Full`.
-pub fn put(py: Python<'_>, e: PutError<()>) -> PyErr {
+/// A failed `put`: no room (now or in time) is `queue.Full`.
+pub fn put(py: Python<'_>, e: PutTimeoutError<()>) -> PyErr {
     match e {
-        PutError::Full(()) | PutError::Timeout(()) => full(py),
-        PutError::Closed(()) => closed("Queue"),
-        other => PyOSError::new_err(other.to_string()),
+        SendTimeoutError::Timeout(()) => full(py),
+        SendTimeoutError::Failed(PutError::Closed(())) => closed("Queue"),
+        SendTimeoutError::Failed(other) => PyOSError::new_err(other.to_string()),
     }
 }
 
-/// A failed `get`: `Empty` and `Timeout` are `queue.Empty`.
-pub fn get(py: Python<'_>, e: GetError) -> PyErr {
+/// A failed `get`: no item (now or in time) is `queue.Empty`.
+pub fn get(py: Python<'_>, e: GetTimeoutError) -> PyErr {
     match e {
-        GetError::Empty | GetError::Timeout => empty(py),
-        GetError::Closed => closed("Queue"),
-        GetError::Io(e) => e.into(),
-        other => PyOSError::new_err(other.to_string()),
+        TimeoutError::Timeout => empty(py),
+        TimeoutError::Failed(GetError::Closed) => closed("Queue"),
+        TimeoutError::Failed(GetError::Io(e)) => e.into(),
+        TimeoutError::Failed(other) => PyOSError::new_err(other.to_string()),
     }
 }
 

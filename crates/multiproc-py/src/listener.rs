@@ -4,9 +4,8 @@
 
 use crate::conn::RawConnection;
 use crate::{SLICE, deadline, errors, sliced};
-use multiproc::connection::{
-    AcceptError, Address, AuthPolicy, Client, ConnectError, Listener, wait,
-};
+use multiproc::TimeoutError;
+use multiproc::connection::{Address, AuthPolicy, Client, ConnectError, Listener, wait};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use std::net::SocketAddr;
@@ -141,8 +140,8 @@ impl RawListener {
             let l = self.get()?;
             match py.detach(|| l.accept_timeout::<()>(SLICE)) {
                 Ok(c) => return RawConnection::wrap(c),
-                Err(AcceptError::Timeout) => py.check_signals()?,
-                Err(e) => return Err(errors::accept(py, e)),
+                Err(TimeoutError::Timeout) => py.check_signals()?,
+                Err(TimeoutError::Failed(e)) => return Err(errors::accept(py, e)),
             }
         }
     }

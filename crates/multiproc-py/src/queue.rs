@@ -16,7 +16,8 @@
 //! into the record, not into the pickle.
 
 use crate::{deadline, errors, handle, sliced};
-use multiproc::queue::{GetError, JoinableQueue, PutError, Queue, QueueBuilder};
+use multiproc::queue::{JoinableQueue, Queue, QueueBuilder};
+use multiproc::{SendTimeoutError, TimeoutError};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -202,8 +203,8 @@ impl RawQueue {
         self.used.store(true, Ordering::Relaxed);
         let mut rec = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
         let result = encode(py, obj, &mut rec).and_then(|()| {
-            let first = self.q.try_put_bytes(&rec);
-            let r = if !block || !matches!(first, Err(PutError::Full(()))) {
+            let first = self.q.try_put_bytes(&rec).map_err(SendTimeoutError::from);
+            let r = if !block || !matches!(first, Err(SendTimeoutError::Timeout(()))) {
                 first
             } else {
                 let q = &self.q;
@@ -212,7 +213,7 @@ impl RawQueue {
                     py,
                     deadline(timeout),
                     |t| q.put_bytes_timeout(rec, t),
-                    |r| matches!(r, Err(PutError::Timeout(()))),
+                    |r| matches!(r, Err(SendTimeoutError::Timeout(()))),
                 )?
             };
             r.map_err(|e| errors::put(py, e))
@@ -233,8 +234,11 @@ impl RawQueue {
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let mut rec = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
-        let first = self.q.try_get_bytes_into(&mut rec);
-        let r = if !block || !matches!(first, Err(GetError::Empty)) {
+        let first = self
+            .q
+            .try_get_bytes_into(&mut rec)
+            .map_err(TimeoutError::from);
+        let r = if !block || !matches!(first, Err(TimeoutError::Timeout)) {
             first
         } else {
             let q = &self.q;
@@ -243,7 +247,7 @@ impl RawQueue {
                 py,
                 deadline(timeout),
                 |t| q.get_bytes_into_timeout(rec, t),
-                |r| matches!(r, Err(GetError::Timeout)),
+                |r| matches!(r, Err(TimeoutError::Timeout)),
             )?
         };
         let result = r
@@ -278,13 +282,19 @@ impl RawQueue {
     /// Wait until every item put has been marked done (`JoinableQueue` only).
     fn join(&self, py: Python<'_>) -> PyResult<()> {
         let j = self.jq()?;
-        sliced(
+        match sliced(
             py,
             None,
             |t| j.join_timeout(t),
-            |r| matches!(r, Err(multiproc::JoinError::Timeout)),
-        )?
-        .map_err(errors::join)
+            |r| matches!(r, Err(TimeoutError::Timeout)),
+        )? {
+            Ok(()) => Ok(()),
+            Err(TimeoutError::Failed(e)) => Err(errors::join(e)),
+            // `sliced` without a deadline only returns what did not time out.
+            Err(TimeoutError::Timeout) => Err(pyo3::exceptions::PyOSError::new_err(
+                "join timed out without a deadline",
+            )),
+        }
     }
 
     /// `(joinable, state, fds)`: what the Python layer pickles.

@@ -6,7 +6,10 @@
 //! raises (`RuntimeError`).
 
 use crate::{deadline, errors, handle, interrupted, signal_check, sliced};
-use multiproc::{AcquireError, Barrier, Condition, Event, Lock, RLock, Semaphore};
+use multiproc::{
+    AcquireError, Barrier, Condition, Event, Lock, LockTimeoutError, RLock, Semaphore,
+    TimeoutError, TryLockError,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::os::fd::RawFd;
@@ -21,18 +24,19 @@ enum Got {
     Failed(PyErr),
 }
 
-fn got<G>(r: Result<G, AcquireError<G>>, forget: impl FnOnce(G, bool)) -> Got {
+/// The outcome of a `try_lock` (as a zero timeout) or a `lock_timeout`.
+fn got<G>(r: Result<G, LockTimeoutError<G>>, forget: impl FnOnce(G, bool)) -> Got {
     match r {
         Ok(g) => {
             forget(g, false);
             Got::Yes
         }
-        Err(AcquireError::OwnerDied(g)) => {
+        Err(TimeoutError::Failed(AcquireError::OwnerDied(g))) => {
             forget(g, true);
             Got::OwnerDied
         }
-        Err(AcquireError::Timeout | AcquireError::WouldBlock) => Got::No,
-        Err(e) => Got::Failed(errors::acquire(e)),
+        Err(TimeoutError::Timeout) => Got::No,
+        Err(TimeoutError::Failed(e)) => Got::Failed(errors::acquire(e)),
     }
 }
 
@@ -55,8 +59,8 @@ fn acquire_guard<G>(
     py: Python<'_>,
     block: bool,
     timeout: Option<f64>,
-    try_lock: impl FnOnce() -> Result<G, AcquireError<G>>,
-    lock_timeout: impl Fn(Duration) -> Result<G, AcquireError<G>> + Sync,
+    try_lock: impl FnOnce() -> Result<G, TryLockError<G>>,
+    lock_timeout: impl Fn(Duration) -> Result<G, LockTimeoutError<G>> + Sync,
     mark: impl Fn(&G) + Sync,
 ) -> PyResult<bool> {
     let forget = |g: G, died: bool| {
@@ -65,7 +69,7 @@ fn acquire_guard<G>(
         }
         std::mem::forget(g);
     };
-    let first = got(try_lock(), forget);
+    let first = got(try_lock().map_err(TimeoutError::from), forget);
     let g = if !block || !matches!(first, Got::No) {
         first
     } else {
@@ -83,9 +87,10 @@ fn acquire_guard<G>(
 /// any) is forgotten, marked consistent first when its owner had died.
 fn try_once<G>(
     py: Python<'_>,
-    r: Result<G, AcquireError<G>>,
+    r: Result<G, TryLockError<G>>,
     mark: impl FnOnce(&G),
 ) -> Option<PyResult<bool>> {
+    let r = r.map_err(TimeoutError::from);
     let g = got(r, |g, died| {
         if died {
             mark(&g);

@@ -23,12 +23,12 @@ const JOBS: [(u32, &str); 6] = [
 ];
 
 fn producer(name: String) {
-    let q = MessageQueue::open(&name).expect("open");
+    let q: MessageQueue<String> = MessageQueue::open(&name).expect("open");
     for (priority, job) in JOBS {
-        q.send(job.as_bytes(), priority).expect("send");
+        q.send(job.to_string(), priority).expect("send");
         println!("producer sent: {job} (priority {priority})");
     }
-    q.send(b"done", 0).expect("send");
+    q.send("done".to_string(), 0).expect("send");
     println!(
         "producer exits, {} messages queued",
         q.attributes().expect("attributes").curmsgs
@@ -36,11 +36,10 @@ fn producer(name: String) {
 }
 
 fn consumer(name: String) -> usize {
-    let q = MessageQueue::open(&name).expect("open");
+    let q: MessageQueue<String> = MessageQueue::open(&name).expect("open");
     let mut n = 0;
     loop {
-        let (bytes, priority) = q.recv().expect("receive");
-        let job = String::from_utf8_lossy(&bytes);
+        let (job, priority) = q.recv().expect("receive");
         if job == "done" {
             println!("consumer done after {n} jobs");
             return n;
@@ -56,7 +55,7 @@ fn main() {
     let q = MessageQueue::builder(&name)
         .maxmsg(JOBS.len() + 1)
         .msgsize(64)
-        .create()
+        .create::<String>()
         .expect("create");
     println!("created {name}: {:?}", q.attributes().expect("attributes"));
     drop(q);

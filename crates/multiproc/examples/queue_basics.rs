@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use multiproc::{GetError, Queue};
+use multiproc::Queue;
+use multiproc::TimeoutError;
 
 fn main() {
     multiproc::init();
@@ -25,13 +26,14 @@ fn main() {
     println!("get: {}", q.get().expect("get"));
     println!("get: {}", q.get().expect("get"));
     println!("qsize: {}", q.qsize());
-    // Python raises `queue.Empty` for both; `GetError::is_empty` is true for both.
+    // Python raises `queue.Empty` for both: `TryError::WouldBlock` and
+    // `TimeoutError::Timeout` here.
     match q.try_get() {
-        Err(e) if e.is_empty() => println!("queue empty now"),
+        Err(e) if e.is_would_block() => println!("queue empty now"),
         other => panic!("expected Empty, got {other:?}"),
     }
     match q.get_timeout(Duration::from_millis(50)) {
-        Err(GetError::Timeout) => println!("queue empty after 50 ms"),
+        Err(TimeoutError::Timeout) => println!("queue empty after 50 ms"),
         other => panic!("expected Empty, got {other:?}"),
     }
 }

@@ -11,7 +11,8 @@
 //! Run: `cargo run --example sysv_message_types`
 
 use multiproc::Process;
-use multiproc::os::sysv::{MessageQueue, RecvError};
+use multiproc::TryError;
+use multiproc::os::sysv::MessageQueue;
 
 /// The sender: `(type, text)` pairs in queue order.
 const MESSAGES: [(i64, &str); 8] = [
@@ -27,18 +28,14 @@ const MESSAGES: [(i64, &str); 8] = [
 
 fn sender(q: MessageQueue) {
     for (t, text) in MESSAGES {
-        q.send(t, text.as_bytes()).expect("msgsnd");
+        q.send(t, text).expect("msgsnd");
         println!("sender: type {t}: {text}");
     }
 }
 
 fn show(rule: &str, q: &MessageQueue, selector: i64) {
-    let m = q.recv(selector).expect("msgrcv");
-    println!(
-        "{rule} (msgrcv type {selector}): got type {}: {}",
-        m.mtype,
-        String::from_utf8_lossy(&m.data)
-    );
+    let (mtype, text): (i64, String) = q.recv(selector).expect("msgrcv");
+    println!("{rule} (msgrcv type {selector}): got type {mtype}: {text}");
 }
 
 fn main() {
@@ -57,8 +54,8 @@ fn main() {
     show("type 0", &q, 0);
     show("type 0", &q, 0);
     show("type 0", &q, 0);
-    match q.try_recv(0) {
-        Err(RecvError::Empty) => println!("queue empty"),
+    match q.try_recv::<String>(0) {
+        Err(TryError::WouldBlock) => println!("queue empty"),
         other => panic!("expected an empty queue, got {other:?}"),
     }
     q.remove().expect("IPC_RMID");

@@ -62,27 +62,40 @@
 //! # Naming convention
 //!
 //! Every blocking operation `x` comes in four forms, all over one private
-//! core that takes an `Option<Instant>`:
+//! core that takes an `Option<Instant>`. The blocking form's error `E` says
+//! only what can go wrong however long it waits; each other form adds its
+//! one way of giving up, and nothing else ([`error`]):
 //!
-//! | form | waits | gives up with |
+//! | form | waits | returns |
 //! |---|---|---|
-//! | `x()` | as long as it takes | — |
-//! | `try_x()` | never | `WouldBlock`, `Empty`, `Full` (or `false`/`None`) |
-//! | `x_timeout(Duration)` | at most that long | `Timeout` (or `false`/`None`) |
-//! | `x_deadline(Instant)` | until that instant | `Timeout` (or `false`/`None`) |
+//! | `x()` | as long as it takes | `Result<_, E>` |
+//! | `try_x()` | never | `Result<_, TryError<E>>` ([`TryError::WouldBlock`]) |
+//! | `x_timeout(Duration)` | at most that long | `Result<_, TimeoutError<E>>` ([`TimeoutError::Timeout`]) |
+//! | `x_deadline(Instant)` | until that instant | `Result<_, TimeoutError<E>>` |
+//!
+//! So a blocking [`Lock::lock`] can only report [`AcquireError::OwnerDied`]
+//! or `NotRecoverable`, and [`Queue::get`] only a closed queue or a bad
+//! item; `try_get` adds `WouldBlock` (Python's `queue.Empty`). An operation
+//! that takes its item by value hands it back in every error
+//! ([`TrySendError::Full`], [`SendTimeoutError::Timeout`], and `E`'s own
+//! `into_inner`, as [`PutError::into_inner`]). Modules name the pairs they
+//! use: [`TryGetError`], [`PutTimeoutError`], [`TryRecvError`],
+//! [`LockTimeoutError`], …
 //!
 //! `Duration::MAX` (or any timeout past what the clock can represent)
-//! means "no timeout". Where Python returns a flag, so does the form:
-//! [`Event::wait_timeout`] and [`Semaphore::acquire_timeout`] return
-//! `bool`. A condition wait and a barrier wait have no `try` form (a wait
-//! for a notification still to come, a party that does not wait), and
+//! means "no timeout". Where Python (or std) returns a flag or an option,
+//! so does the form: [`Event::wait_timeout`] and
+//! [`Semaphore::acquire_timeout`] return `bool`, [`Process::try_wait`] an
+//! `Option`. A condition wait and a barrier wait have no `try` form (a
+//! wait for a notification still to come, a party that does not wait), and
 //! [`SimpleQueue`] keeps Python's two blocking calls. The `forms` test
 //! compiles the table of every operation's forms.
 //!
 //! Values are typed by default and raw with `_bytes`: [`Queue::put`] and
 //! [`Queue::put_bytes`], [`Connection::recv`] and
-//! [`Connection::recv_bytes`]. A failed send or put hands its item back
-//! (`into_inner`).
+//! [`Connection::recv_bytes`], [`os::posix::MessageQueue::send`] and
+//! [`os::posix::MessageQueue::send_bytes`], [`os::sysv::MessageQueue::recv`]
+//! and [`os::sysv::MessageQueue::recv_bytes`].
 //!
 //! # Handles
 //!
@@ -107,6 +120,7 @@ pub mod baseline;
 pub mod connection;
 mod deadline;
 mod env;
+pub mod error;
 #[doc(hidden)]
 pub mod failpoint;
 pub mod manager;
@@ -118,20 +132,24 @@ pub mod shared;
 pub mod sync;
 
 pub use connection::codec::Fd;
-pub use connection::{Connection, RecvError, SendError, duplex, pipe};
+pub use connection::{
+    Connection, RecvError, RecvTimeoutError, SendError, TryRecvError, duplex, pipe,
+};
+pub use error::{HandsBack, SendTimeoutError, TimeoutError, TryError, TrySendError};
 pub use manager::{Manager, ManagerError};
 pub use os::fifo::{Fifo, FifoError};
 pub use process::{
     Builder, ChildPanic, OnDrop, Process, ProcessError, StartMethod, current_process_name, init,
 };
 pub use queue::{
-    ByteBatch, GetError, JoinError, JoinableQueue, PutError, Queue, QueueBuilder, SimpleQueue,
-    TaskDoneError,
+    ByteBatch, GetError, GetTimeoutError, JoinError, JoinableQueue, PutError, PutTimeoutError,
+    Queue, QueueBuilder, SimpleQueue, TaskDoneError, TryGetError, TryPutError,
 };
 pub use shared::segment::SegmentError;
 pub use shared::shared_memory::SharedMemory;
 pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedError, Value, ValueGuard};
 pub use sync::{
     AcquireError, Barrier, BarrierWaitError, BoundedSemaphore, BrokenBarrierError, Condition,
-    ConditionGuard, Event, Lock, LockGuard, RLock, RLockGuard, ReleaseError, Semaphore, WaitError,
+    ConditionGuard, Event, Lock, LockGuard, LockTimeoutError, RLock, RLockGuard, ReleaseError,
+    Semaphore, TryLockError, WaitError,
 };

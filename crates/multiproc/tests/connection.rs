@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::watchdog;
 use multiproc::connection::frame::FrameError;
 use multiproc::{Connection, Fd, Process, RecvError, SendError, duplex, pipe};
+use multiproc::{TimeoutError, TryError};
 
 multiproc::enable_test_support!();
 
@@ -34,12 +35,12 @@ fn eof_only_after_every_copy_of_the_writer_is_closed() {
     // tx2 (here) and the child's copy are still open: no EOF yet.
     assert!(matches!(
         rx.recv_timeout(Duration::from_millis(50)),
-        Err(RecvError::Timeout)
+        Err(TimeoutError::Timeout)
     ));
     drop(tx2);
     assert!(matches!(
         rx.recv_timeout(Duration::from_millis(50)),
-        Err(RecvError::Timeout)
+        Err(TimeoutError::Timeout)
     ));
     // The child closes its copy after 300 ms: now EOF, and it stays EOF.
     let start = Instant::now();
@@ -75,12 +76,12 @@ fn pipe_ends_are_one_way() {
 fn try_recv_poll_and_timeouts() {
     let _w = watchdog("try_recv_poll_and_timeouts", LIMIT);
     let (mut rx, mut tx) = pipe::<u32>().unwrap();
-    assert!(matches!(rx.try_recv(), Err(RecvError::Empty)));
+    assert!(matches!(rx.try_recv(), Err(TryError::WouldBlock)));
     assert!(!rx.poll(Some(Duration::ZERO)).unwrap());
     let t = Instant::now();
     assert!(matches!(
         rx.recv_timeout(Duration::from_millis(100)),
-        Err(RecvError::Timeout)
+        Err(TimeoutError::Timeout)
     ));
     assert!(t.elapsed() >= Duration::from_millis(100));
     tx.send(&5).unwrap();
@@ -103,7 +104,7 @@ fn a_partial_frame_survives_a_timeout() {
     multiproc_sys::io::write_all(tx.as_fd(), &frame[..6]).unwrap();
     assert!(matches!(
         rx.recv_bytes_timeout(Duration::from_millis(50)),
-        Err(RecvError::Timeout)
+        Err(TimeoutError::Timeout)
     ));
     multiproc_sys::io::write_all(tx.as_fd(), &frame[6..]).unwrap();
     assert_eq!(rx.recv_bytes().unwrap(), b"hello");
@@ -443,7 +444,7 @@ fn a_stalled_writer_times_out_without_spinning_or_allocating() {
     let cpu_before = process_cpu();
     assert!(matches!(
         rx.recv_bytes_timeout(Duration::from_millis(300)),
-        Err(RecvError::Timeout)
+        Err(TimeoutError::Timeout)
     ));
     let cpu = process_cpu() - cpu_before;
     assert!(

@@ -13,6 +13,7 @@ use multiproc::names::Kind;
 use multiproc::names::registry::Registry;
 use multiproc::os::fifo::FifoError;
 use multiproc::{Connection, Fifo, Process, duplex};
+use multiproc::{TimeoutError, TryError};
 use serde::{Deserialize, Serialize};
 
 multiproc::enable_test_support!();
@@ -164,11 +165,11 @@ fn a_symlink_is_refused_even_to_a_fifo() {
     assert!(matches!(victim.try_open_read(), Err(FifoError::Symlink(_))));
     assert!(matches!(
         victim.try_open_write(),
-        Err(FifoError::Symlink(_))
+        Err(TryError::Failed(FifoError::Symlink(_)))
     ));
     assert!(matches!(
         victim.open_write_timeout(Duration::from_millis(10)),
-        Err(FifoError::Symlink(_))
+        Err(TimeoutError::Failed(FifoError::Symlink(_)))
     ));
     // ... and by a regular file: refused after the open, by fstat.
     std::fs::remove_file(victim.path()).unwrap();
@@ -245,9 +246,9 @@ fn eof_only_after_both_writer_processes_close() {
     w1.join().unwrap();
     assert!(matches!(
         r.read_timeout(&mut buf, Duration::from_millis(100)),
-        Err(FifoError::Timeout)
+        Err(TimeoutError::Timeout)
     ));
-    assert!(matches!(r.try_read(&mut buf), Err(FifoError::WouldBlock)));
+    assert!(matches!(r.try_read(&mut buf), Err(TryError::WouldBlock)));
     c2.send(&1).unwrap();
     assert_eq!(r.read(&mut buf).unwrap(), 0);
     assert_eq!(r.read(&mut buf).unwrap(), 0);
@@ -262,17 +263,17 @@ fn opens_without_the_other_side() {
         .registry(registry(&dir))
         .create(dir.join("f"))
         .unwrap();
-    assert!(matches!(fifo.try_open_write(), Err(FifoError::NoReader)));
+    assert!(matches!(fifo.try_open_write(), Err(TryError::WouldBlock)));
     let t = Instant::now();
     assert!(matches!(
         fifo.open_write_timeout(Duration::from_millis(200)),
-        Err(FifoError::Timeout)
+        Err(TimeoutError::Timeout)
     ));
     assert!(t.elapsed() >= Duration::from_millis(200));
     let t = Instant::now();
     assert!(matches!(
         fifo.open_read_timeout(Duration::from_millis(200)),
-        Err(FifoError::Timeout)
+        Err(TimeoutError::Timeout)
     ));
     assert!(t.elapsed() >= Duration::from_millis(200));
     // With a reader, the non-blocking write open succeeds.

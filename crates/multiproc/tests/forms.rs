@@ -226,36 +226,36 @@ fn every_blocking_operation_has_its_four_forms() {
     row!(
         rows,
         "posix::MessageQueue::send",
-        posix::MessageQueue::send,
-        posix::MessageQueue::try_send,
-        posix::MessageQueue::send_timeout,
-        posix::MessageQueue::send_deadline
+        posix::MessageQueue::<u8>::send,
+        posix::MessageQueue::<u8>::try_send,
+        posix::MessageQueue::<u8>::send_timeout,
+        posix::MessageQueue::<u8>::send_deadline
     );
     row!(
         rows,
         "posix::MessageQueue::recv",
-        posix::MessageQueue::recv,
-        posix::MessageQueue::try_recv,
-        posix::MessageQueue::recv_timeout,
-        posix::MessageQueue::recv_deadline
+        posix::MessageQueue::<u8>::recv,
+        posix::MessageQueue::<u8>::try_recv,
+        posix::MessageQueue::<u8>::recv_timeout,
+        posix::MessageQueue::<u8>::recv_deadline
     );
     row!(
         rows,
         "sysv::MessageQueue::send",
-        sysv::MessageQueue::send,
-        sysv::MessageQueue::try_send,
-        sysv::MessageQueue::send_timeout,
-        sysv::MessageQueue::send_deadline
+        sysv::MessageQueue::send::<u8>,
+        sysv::MessageQueue::try_send::<u8>,
+        sysv::MessageQueue::send_timeout::<u8>,
+        sysv::MessageQueue::send_deadline::<u8>
     );
     // `recv` takes `impl Into<Selector>`, which a function item cannot
     // name: closures call the four forms instead.
     row!(
         rows,
         "sysv::MessageQueue::recv",
-        |q: &sysv::MessageQueue| q.recv(0),
-        |q: &sysv::MessageQueue| q.try_recv(0),
-        |q: &sysv::MessageQueue, t: Duration| q.recv_timeout(0, t),
-        |q: &sysv::MessageQueue, d: Instant| q.recv_deadline(0, d)
+        |q: &sysv::MessageQueue| q.recv::<u8>(0),
+        |q: &sysv::MessageQueue| q.try_recv::<u8>(0),
+        |q: &sysv::MessageQueue, t: Duration| q.recv_timeout::<u8>(0, t),
+        |q: &sysv::MessageQueue, d: Instant| q.recv_deadline::<u8>(0, d)
     );
     row!(
         rows,
@@ -290,7 +290,7 @@ fn every_blocking_operation_has_its_four_forms() {
 fn a_deadline_form_waits_until_its_instant_and_no_longer() {
     let q = Queue::<u8>::new().unwrap();
     let past = Instant::now();
-    assert!(q.get_deadline(past).unwrap_err().is_empty());
+    assert!(q.get_deadline(past).unwrap_err().is_timeout());
     let e = Event::new().unwrap();
     assert!(!e.wait_deadline(Instant::now() + Duration::from_millis(20)));
     e.set();

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::watchdog;
 use hmac::{Hmac, Mac};
+use multiproc::TimeoutError;
 use multiproc::connection::frame::FrameError;
 use multiproc::connection::{
     AcceptError, Address, AuthFailure, AuthPolicy, BindError, Client, ConnectError, HandshakeError,
@@ -324,8 +325,8 @@ fn md5_needs_the_legacy_opt_in() {
     assert!(
         matches!(
             r,
-            Err(AcceptError::Handshake(HandshakeError::Authentication(
-                AuthFailure::LegacyMd5NotAllowed
+            Err(TimeoutError::Failed(AcceptError::Handshake(
+                HandshakeError::Authentication(AuthFailure::LegacyMd5NotAllowed)
             )))
         ),
         "{r:?}"
@@ -336,7 +337,12 @@ fn md5_needs_the_legacy_opt_in() {
     let (r, client) = md5_client(true);
     assert_eq!(client.join().unwrap(), b"#WELCOME#");
     assert!(
-        matches!(r, Err(AcceptError::Handshake(HandshakeError::Disconnected))),
+        matches!(
+            r,
+            Err(TimeoutError::Failed(AcceptError::Handshake(
+                HandshakeError::Disconnected
+            )))
+        ),
         "{r:?}"
     );
 }

@@ -11,10 +11,8 @@ use std::time::{Duration, Instant};
 use common::{wait_until, watchdog};
 use multiproc::names::Kind;
 use multiproc::names::registry::Registry;
-use multiproc::os::posix::{
-    MessageQueue, OpenError, RecvError, SendError, TypedMessageQueue, validate_name,
-};
-use multiproc::{Fd, Process};
+use multiproc::os::posix::{MessageQueue, OpenError, RecvError, SendError, validate_name};
+use multiproc::{Fd, Process, SendTimeoutError, TimeoutError, TryError, TrySendError};
 
 multiproc::enable_test_support!();
 
@@ -62,12 +60,12 @@ impl Drop for TempRegistry {
 
 /// Child: open the queue by name and send `(priority, label)` in order.
 fn produce((name, reg, msgs): (String, String, Vec<(u32, String)>)) {
-    let q = MessageQueue::builder(name)
+    let q: MessageQueue = MessageQueue::builder(name)
         .registry(Registry::open(reg).unwrap())
         .open()
         .unwrap();
     for (p, label) in msgs {
-        q.send(label.as_bytes(), p).unwrap();
+        q.send_bytes(label.as_bytes(), p).unwrap();
     }
 }
 
@@ -77,7 +75,7 @@ fn priority_order_and_fifo_within_a_priority_across_processes() {
     let reg = TempRegistry::new("prio");
     let n = name("prio");
     let _u = Unlink(n.clone());
-    let q = MessageQueue::builder(&n)
+    let q: MessageQueue = MessageQueue::builder(&n)
         .maxmsg(10)
         .msgsize(32)
         .registry(reg.open())
@@ -93,7 +91,7 @@ fn priority_order_and_fifo_within_a_priority_across_processes() {
     assert_eq!(q.attributes().unwrap().curmsgs, 10);
     let got: Vec<(u32, String)> = (0..msgs.len())
         .map(|_| {
-            let (bytes, p) = q.recv().unwrap();
+            let (bytes, p) = q.recv_bytes().unwrap();
             (p, String::from_utf8(bytes).unwrap())
         })
         .collect();
@@ -101,7 +99,7 @@ fn priority_order_and_fifo_within_a_priority_across_processes() {
     let mut want = msgs;
     want.sort_by_key(|(p, _)| std::cmp::Reverse(*p));
     assert_eq!(got, want);
-    assert!(q.try_recv().unwrap_err().is_empty());
+    assert!(q.try_recv_bytes().unwrap_err().is_would_block());
     q.unlink().unwrap();
 }
 
@@ -111,27 +109,30 @@ fn try_send_on_a_full_queue_is_full_and_try_receive_on_an_empty_one_is_empty() {
     let reg = TempRegistry::new("full");
     let n = name("full");
     let _u = Unlink(n.clone());
-    let q = MessageQueue::builder(&n)
+    let q: MessageQueue = MessageQueue::builder(&n)
         .maxmsg(2)
         .msgsize(64)
         .registry(reg.open())
         .create()
         .unwrap();
-    assert!(matches!(q.try_recv(), Err(RecvError::Empty)));
-    q.try_send(b"a", 0).unwrap();
-    q.try_send(b"b", 0).unwrap();
-    assert!(matches!(q.try_send(b"c", 0), Err(SendError::Full(()))));
+    assert!(matches!(q.try_recv_bytes(), Err(TryError::WouldBlock)));
+    q.try_send_bytes(b"a", 0).unwrap();
+    q.try_send_bytes(b"b", 0).unwrap();
+    assert!(matches!(
+        q.try_send_bytes(b"c", 0),
+        Err(TrySendError::Full(()))
+    ));
     // Typed: the value is handed back.
-    let typed: TypedMessageQueue<String> = q.try_clone().unwrap().into();
+    let typed = q.try_clone().unwrap().cast::<String>();
     match typed.try_send("kept".to_string(), 7) {
         Err(e) if e.is_full() => assert_eq!(e.into_inner(), "kept"),
         other => panic!("expected Full, got {other:?}"),
     }
     assert_eq!(q.attributes().unwrap().curmsgs, 2);
-    assert_eq!(q.try_recv().unwrap(), (b"a".to_vec(), 0));
-    assert_eq!(q.try_recv().unwrap(), (b"b".to_vec(), 0));
-    assert!(q.try_recv().unwrap_err().is_empty());
-    assert!(matches!(typed.try_recv(), Err(RecvError::Empty)));
+    assert_eq!(q.try_recv_bytes().unwrap(), (b"a".to_vec(), 0));
+    assert_eq!(q.try_recv_bytes().unwrap(), (b"b".to_vec(), 0));
+    assert!(q.try_recv_bytes().unwrap_err().is_would_block());
+    assert!(matches!(typed.try_recv(), Err(TryError::WouldBlock)));
     q.unlink().unwrap();
 }
 
@@ -141,7 +142,7 @@ fn timeouts_end_in_bounded_time() {
     let reg = TempRegistry::new("timeout");
     let n = name("timeout");
     let _u = Unlink(n.clone());
-    let q = MessageQueue::builder(&n)
+    let q: MessageQueue = MessageQueue::builder(&n)
         .maxmsg(1)
         .msgsize(8)
         .registry(reg.open())
@@ -149,33 +150,46 @@ fn timeouts_end_in_bounded_time() {
         .unwrap();
     let wait = Duration::from_millis(100);
     let start = Instant::now();
-    assert!(matches!(q.recv_timeout(wait), Err(RecvError::Timeout)));
+    assert!(matches!(
+        q.recv_bytes_timeout(wait),
+        Err(TimeoutError::Timeout)
+    ));
     let took = start.elapsed();
     assert!(took >= wait, "returned early: {took:?}");
     assert!(took < Duration::from_secs(20), "{took:?}");
-    q.send_timeout(b"x", 1, wait).unwrap();
+    q.send_bytes_timeout(b"x", 1, wait).unwrap();
     let start = Instant::now();
     assert!(matches!(
-        q.send_timeout(b"y", 1, wait),
-        Err(SendError::Timeout(()))
+        q.send_bytes_timeout(b"y", 1, wait),
+        Err(SendTimeoutError::Timeout(()))
     ));
     let took = start.elapsed();
     assert!(took >= wait, "returned early: {took:?}");
     assert!(took < Duration::from_secs(20), "{took:?}");
     // A zero timeout still tries once.
-    assert_eq!(q.recv_timeout(Duration::ZERO).unwrap(), (b"x".to_vec(), 1));
-    assert!(q.recv_timeout(Duration::ZERO).unwrap_err().is_timeout());
+    assert_eq!(
+        q.recv_bytes_timeout(Duration::ZERO).unwrap(),
+        (b"x".to_vec(), 1)
+    );
+    assert!(
+        q.recv_bytes_timeout(Duration::ZERO)
+            .unwrap_err()
+            .is_timeout()
+    );
     // A timeout too long to represent waits like the blocking form.
-    q.send(b"z", 0).unwrap();
-    assert_eq!(q.recv_timeout(Duration::MAX).unwrap(), (b"z".to_vec(), 0));
+    q.send_bytes(b"z", 0).unwrap();
+    assert_eq!(
+        q.recv_bytes_timeout(Duration::MAX).unwrap(),
+        (b"z".to_vec(), 0)
+    );
     // The non-blocking flag: try and timeout forms behave the same, and the
     // blocking form waits by polling.
     q.set_nonblocking(true).unwrap();
     assert!(q.attributes().unwrap().nonblocking);
-    assert!(q.try_recv().unwrap_err().is_empty());
-    assert!(q.recv_timeout(wait).unwrap_err().is_timeout());
-    q.send(b"w", 0).unwrap();
-    assert_eq!(q.recv().unwrap(), (b"w".to_vec(), 0));
+    assert!(q.try_recv_bytes().unwrap_err().is_would_block());
+    assert!(q.recv_bytes_timeout(wait).unwrap_err().is_timeout());
+    q.send_bytes(b"w", 0).unwrap();
+    assert_eq!(q.recv_bytes().unwrap(), (b"w".to_vec(), 0));
     q.set_nonblocking(false).unwrap();
     assert!(!q.attributes().unwrap().nonblocking);
     q.unlink().unwrap();
@@ -187,36 +201,38 @@ fn oversized_messages_and_short_buffers_are_too_large() {
     let reg = TempRegistry::new("large");
     let n = name("large");
     let _u = Unlink(n.clone());
-    let q = MessageQueue::builder(&n)
+    let q: MessageQueue = MessageQueue::builder(&n)
         .maxmsg(2)
         .msgsize(16)
         .registry(reg.open())
         .create()
         .unwrap();
     assert_eq!(q.msgsize(), 16);
-    match q.send(&[1; 17], 0) {
+    match q.send_bytes(&[1; 17], 0) {
         Err(SendError::TooLarge { len, msgsize, .. }) => assert_eq!((len, msgsize), (17, 16)),
         other => panic!("expected TooLarge, got {other:?}"),
     }
-    q.send(&[2; 16], 0).unwrap();
+    q.send_bytes(&[2; 16], 0).unwrap();
     // The kernel wants a buffer of msgsize, even for a short message; the
     // message stays queued.
     let mut short = [0u8; 8];
-    match q.try_recv_into(&mut short) {
-        Err(RecvError::TooLarge { buffer, msgsize }) => assert_eq!((buffer, msgsize), (8, 16)),
+    match q.try_recv_bytes_into(&mut short) {
+        Err(TryError::Failed(RecvError::TooLarge { buffer, msgsize })) => {
+            assert_eq!((buffer, msgsize), (8, 16))
+        }
         other => panic!("expected TooLarge, got {other:?}"),
     }
     let mut buf = [0u8; 16];
-    assert_eq!(q.recv_into(&mut buf).unwrap(), (16, 0));
+    assert_eq!(q.recv_bytes_into(&mut buf).unwrap(), (16, 0));
     assert_eq!(buf, [2; 16]);
     // A typed value that encodes larger than msgsize hands the value back.
     let big = "a string longer than sixteen bytes".to_string();
-    match q.send_value(big.clone(), 0) {
+    match q.try_clone().unwrap().cast::<String>().send(big.clone(), 0) {
         Err(e @ SendError::TooLarge { .. }) => assert_eq!(e.into_inner(), big),
         other => panic!("expected TooLarge, got {other:?}"),
     }
     assert!(matches!(
-        q.send(b"p", multiproc::os::posix::PRIORITY_MAX),
+        q.send_bytes(b"p", multiproc::os::posix::PRIORITY_MAX),
         Err(SendError::InvalidPriority { .. })
     ));
     q.unlink().unwrap();
@@ -243,7 +259,7 @@ fn capacity_defaults_and_limits() {
     // Defaults stay within the unprivileged limits.
     let n = name("default");
     let _u = Unlink(n.clone());
-    let q = MessageQueue::builder(&n)
+    let q: MessageQueue = MessageQueue::builder(&n)
         .registry(reg.open())
         .create()
         .unwrap();
@@ -267,7 +283,7 @@ fn capacity_defaults_and_limits() {
         .registry(reg.open())
         .create();
     if has_cap_sys_resource() {
-        let q = r.unwrap();
+        let q: MessageQueue = r.unwrap();
         assert_eq!(q.attributes().unwrap().maxmsg, msg_max + 1);
         q.unlink().unwrap();
     } else {
@@ -286,7 +302,7 @@ fn capacity_defaults_and_limits() {
         .maxmsg(65_537)
         .msgsize(1)
         .registry(reg.open())
-        .create()
+        .create::<Vec<u8>>()
     {
         Err(e @ OpenError::LimitExceeded { .. }) => {
             assert!(e.to_string().contains("65537 messages"), "{e}");
@@ -294,7 +310,7 @@ fn capacity_defaults_and_limits() {
         other => panic!("expected LimitExceeded, got {other:?}"),
     }
     assert!(matches!(
-        MessageQueue::builder(&n).msgsize(0).create(),
+        MessageQueue::builder(&n).msgsize(0).create::<Vec<u8>>(),
         Err(OpenError::InvalidAttributes { .. })
     ));
 }
@@ -308,46 +324,46 @@ fn names_exclusive_create_and_missing_open() {
     for bad in ["noslash", "/a/b", "/", ""] {
         assert!(validate_name(bad).is_err());
         assert!(matches!(
-            MessageQueue::create(bad),
+            MessageQueue::<Vec<u8>>::create(bad),
             Err(OpenError::InvalidName(_))
         ));
     }
     assert!(matches!(
-        MessageQueue::open(&n),
+        MessageQueue::<Vec<u8>>::open(&n),
         Err(OpenError::NotFound(m)) if m == n
     ));
-    let q = MessageQueue::builder(&n)
+    let q: MessageQueue = MessageQueue::builder(&n)
         .maxmsg(3)
         .msgsize(8)
         .registry(reg.open())
         .create()
         .unwrap();
     assert!(matches!(
-        MessageQueue::builder(&n).registry(reg.open()).create(),
+        MessageQueue::builder(&n).registry(reg.open()).create::<Vec<u8>>(),
         Err(OpenError::AlreadyExists(m)) if m == n
     ));
     // create_or_open opens the existing queue with its own capacity.
-    let again = MessageQueue::builder(&n)
+    let again: MessageQueue = MessageQueue::builder(&n)
         .maxmsg(5)
         .msgsize(64)
         .registry(reg.open())
         .create_or_open()
         .unwrap();
     assert_eq!(again.attributes().unwrap().maxmsg, 3);
-    q.send(b"hi", 0).unwrap();
-    assert_eq!(again.recv().unwrap(), (b"hi".to_vec(), 0));
+    q.send_bytes(b"hi", 0).unwrap();
+    assert_eq!(again.recv_bytes().unwrap(), (b"hi".to_vec(), 0));
     // Mode 0600 and close-on-exec.
     let info = multiproc_sys::shm::file_info(q.fd()).unwrap();
     assert_eq!(info.mode, 0o600);
     assert!(multiproc_sys::fd::is_cloexec(q.fd()).unwrap());
     again.unlink().unwrap();
     assert!(matches!(
-        MessageQueue::open(&n),
+        MessageQueue::<Vec<u8>>::open(&n),
         Err(OpenError::NotFound(_))
     ));
     // Handles stay usable after the unlink.
-    q.send(b"still", 0).unwrap();
-    assert_eq!(again.recv().unwrap(), (b"still".to_vec(), 0));
+    q.send_bytes(b"still", 0).unwrap();
+    assert_eq!(again.recv_bytes().unwrap(), (b"still".to_vec(), 0));
     assert!(matches!(
         MessageQueue::unlink_name(&n),
         Err(OpenError::NotFound(_))
@@ -356,14 +372,14 @@ fn names_exclusive_create_and_missing_open() {
 
 /// Child: create the queue, send, exit without unlinking.
 fn create_send_and_exit((name, reg): (String, String)) {
-    let q = MessageQueue::builder(name)
+    let q: MessageQueue = MessageQueue::builder(name)
         .maxmsg(4)
         .msgsize(32)
         .registry(Registry::open(reg).unwrap())
         .create()
         .unwrap();
-    q.send(b"left behind", 2).unwrap();
-    q.send(b"urgent", 9).unwrap();
+    q.send_bytes(b"left behind", 2).unwrap();
+    q.send_bytes(b"urgent", 9).unwrap();
 }
 
 #[test]
@@ -385,13 +401,13 @@ fn the_queue_survives_its_creator_until_unlinked() {
     assert!(!r.owner_alive);
     assert!(multiproc::names::exists(Kind::PosixMq, &n));
 
-    let q = MessageQueue::builder(&n)
+    let q: MessageQueue = MessageQueue::builder(&n)
         .registry(reg.open())
         .open()
         .unwrap();
     assert_eq!(q.attributes().unwrap().curmsgs, 2);
-    assert_eq!(q.recv().unwrap(), (b"urgent".to_vec(), 9));
-    assert_eq!(q.recv().unwrap(), (b"left behind".to_vec(), 2));
+    assert_eq!(q.recv_bytes().unwrap(), (b"urgent".to_vec(), 9));
+    assert_eq!(q.recv_bytes().unwrap(), (b"left behind".to_vec(), 2));
     q.unlink().unwrap();
     assert!(!multiproc::names::exists(Kind::PosixMq, &n));
     assert!(reg.open().list().unwrap().is_empty());
@@ -404,7 +420,7 @@ enum Job {
 }
 
 /// Child: answer each job with its id doubled, until `Stop`.
-fn worker((jobs, results): (TypedMessageQueue<Job>, TypedMessageQueue<u64>)) -> usize {
+fn worker((jobs, results): (MessageQueue<Job>, MessageQueue<u64>)) -> usize {
     let mut n = 0;
     loop {
         match jobs.recv().unwrap().0 {
@@ -430,18 +446,15 @@ fn typed_messages_and_handles_passed_to_a_child() {
             .maxmsg(4)
             .msgsize(128)
             .registry(reg.open())
-            .create()
+            .create::<Vec<u8>>()
             .unwrap()
     };
-    let jobs: TypedMessageQueue<Job> = mk(&jn).into();
-    let results: TypedMessageQueue<u64> = mk(&rn).into();
+    let jobs: MessageQueue<Job> = mk(&jn).cast();
+    let results: MessageQueue<u64> = mk(&rn).cast();
     // The handles (descriptors) move into the child with its argument.
     let mut child = Process::spawn(
         worker,
-        (
-            TypedMessageQueue::<Job>::from(jobs.inner().try_clone().unwrap()),
-            TypedMessageQueue::<u64>::from(results.inner().try_clone().unwrap()),
-        ),
+        (jobs.try_clone().unwrap(), results.try_clone().unwrap()),
     )
     .unwrap();
     let mut sum = 0;
@@ -462,21 +475,24 @@ fn typed_messages_and_handles_passed_to_a_child() {
 
     // A value with a handle inside is refused, and handed back.
     let (r, _w) = multiproc_sys::fd::pipe().unwrap();
-    match jobs.inner().send_value(Fd(r), 0) {
+    match jobs.try_clone().unwrap().cast::<Fd>().send(Fd(r), 0) {
         Err(SendError::Handles { count: 1, msg }) => drop(msg),
         other => panic!("expected Handles, got {other:?}"),
     }
     // Bytes that are not a `Job`: a decode error, not a panic.
-    jobs.inner().send(&[0xff, 0xff, 0xff], 0).unwrap();
-    assert!(matches!(jobs.try_recv(), Err(RecvError::Decode(_))));
-    jobs.inner().unlink().unwrap();
-    results.inner().unlink().unwrap();
+    jobs.send_bytes(&[0xff, 0xff, 0xff], 0).unwrap();
+    assert!(matches!(
+        jobs.try_recv(),
+        Err(TryError::Failed(RecvError::Decode(_)))
+    ));
+    jobs.unlink().unwrap();
+    results.unlink().unwrap();
 }
 
 /// Child: receive a queue handle over a connection, send on it.
 fn via_connection(mut conn: multiproc::Connection<MessageQueue>) {
     let q = conn.recv().unwrap();
-    q.send(b"from the child", 4).unwrap();
+    q.send_bytes(b"from the child", 4).unwrap();
 }
 
 #[test]
@@ -485,7 +501,7 @@ fn a_handle_travels_in_a_message_and_the_fd_can_be_polled() {
     let reg = TempRegistry::new("msg");
     let n = name("msg");
     let _u = Unlink(n.clone());
-    let q = MessageQueue::builder(&n)
+    let q: MessageQueue = MessageQueue::builder(&n)
         .maxmsg(2)
         .msgsize(32)
         .registry(reg.open())
@@ -499,7 +515,7 @@ fn a_handle_travels_in_a_message_and_the_fd_can_be_polled() {
     mine.send(&q.try_clone().unwrap()).unwrap();
     let ready = multiproc_sys::poll::wait_readable(q.as_fd(), None).unwrap();
     assert!(ready.readable);
-    assert_eq!(q.try_recv().unwrap(), (b"from the child".to_vec(), 4));
+    assert_eq!(q.try_recv_bytes().unwrap(), (b"from the child".to_vec(), 4));
     child.join().unwrap();
     q.unlink().unwrap();
 }
@@ -511,7 +527,7 @@ fn registry_record_appears_on_create_and_goes_on_unlink() {
     let n = name("registry");
     let _u = Unlink(n.clone());
     assert!(reg.open().list().unwrap().is_empty());
-    let q = MessageQueue::builder(&n)
+    let q: MessageQueue = MessageQueue::builder(&n)
         .registry(reg.open())
         .create()
         .unwrap();
@@ -551,9 +567,9 @@ fn receive_through_signals(
         assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
     }
     ready.send(&()).unwrap();
-    let (a, _) = q.recv().unwrap();
+    let (a, _) = q.recv_bytes().unwrap();
     ready.send(&()).unwrap();
-    let (b, _) = q.recv_timeout(Duration::from_secs(50)).unwrap();
+    let (b, _) = q.recv_bytes_timeout(Duration::from_secs(50)).unwrap();
     (a, b, HANDLED.load(std::sync::atomic::Ordering::Relaxed))
 }
 
@@ -574,7 +590,7 @@ fn a_signal_during_a_blocked_receive_neither_ends_it_nor_loses_a_message() {
     let reg = TempRegistry::new("eintr");
     let n = name("eintr");
     let _u = Unlink(n.clone());
-    let q = MessageQueue::builder(&n)
+    let q: MessageQueue = MessageQueue::builder(&n)
         .maxmsg(2)
         .msgsize(16)
         .registry(reg.open())
@@ -598,7 +614,7 @@ fn a_signal_during_a_blocked_receive_neither_ends_it_nor_loses_a_message() {
         // Still waiting: the signals did not end the receive.
         assert!(wait_until(Duration::from_secs(20), || sleeping(pid)));
         assert_eq!(child.wait_timeout(Duration::ZERO).unwrap(), None);
-        q.send(msg, 0).unwrap();
+        q.send_bytes(msg, 0).unwrap();
     }
     let (a, b, handled) = child.join().unwrap();
     assert_eq!(
@@ -606,7 +622,7 @@ fn a_signal_during_a_blocked_receive_neither_ends_it_nor_loses_a_message() {
         (&b"first"[..], &b"second"[..])
     );
     assert!(handled >= 1, "no signal was handled");
-    assert!(q.try_recv().unwrap_err().is_empty());
+    assert!(q.try_recv_bytes().unwrap_err().is_would_block());
     q.unlink().unwrap();
 }
 
@@ -625,12 +641,12 @@ fn helper_create_in_the_default_registry() {
     ) else {
         return;
     };
-    let q = MessageQueue::builder(name.to_str().unwrap())
+    let q: MessageQueue = MessageQueue::builder(name.to_str().unwrap())
         .maxmsg(1)
         .msgsize(8)
         .create()
         .unwrap();
-    q.send(b"kept", 0).unwrap();
+    q.send_bytes(b"kept", 0).unwrap();
 }
 
 #[test]
@@ -664,11 +680,11 @@ fn default_registry_records_a_created_queue_and_unlink_forgets_it() {
         (Kind::PosixMq, n.as_str())
     );
     assert!(!records[0].owner_alive);
-    let q = MessageQueue::builder(&n)
+    let q: MessageQueue = MessageQueue::builder(&n)
         .registry(reg.open())
         .open()
         .unwrap();
-    assert_eq!(q.recv().unwrap(), (b"kept".to_vec(), 0));
+    assert_eq!(q.recv_bytes().unwrap(), (b"kept".to_vec(), 0));
     q.unlink().unwrap();
     assert!(reg.open().list().unwrap().is_empty());
 }

@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::watchdog;
+use multiproc::TimeoutError;
 use multiproc::{Builder, Connection, OnDrop, Process, ProcessError, RecvError, duplex, pipe};
 
 multiproc::enable_test_support!();
@@ -135,7 +136,7 @@ fn terminate_and_kill_give_negative_signals() {
     assert!(p.is_alive());
     assert!(matches!(
         p.join_timeout(Duration::from_millis(50)),
-        Err(ProcessError::Timeout)
+        Err(TimeoutError::Timeout)
     ));
     assert_eq!(p.wait_timeout(Duration::from_millis(10)).unwrap(), None);
     p.terminate().unwrap();

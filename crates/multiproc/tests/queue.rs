@@ -10,6 +10,7 @@ use common::{sleep_forever, wait_until, watchdog};
 use multiproc::{
     Connection, GetError, JoinableQueue, Process, PutError, Queue, RawArray, SimpleQueue, pipe,
 };
+use multiproc::{SendTimeoutError, TimeoutError, TryError, TrySendError};
 
 multiproc::enable_test_support!();
 
@@ -33,20 +34,20 @@ fn full_and_empty_hand_back_and_time_out() {
     let q = Queue::<String>::bounded(1).unwrap();
     q.put("a".into()).unwrap();
     match q.try_put("b".into()) {
-        Err(PutError::Full(item)) => assert_eq!(item, "b"),
+        Err(TrySendError::Full(item)) => assert_eq!(item, "b"),
         r => panic!("{r:?}"),
     }
     let t = Instant::now();
     match q.put_timeout("c".into(), Duration::from_millis(50)) {
-        Err(PutError::Timeout(item)) => assert_eq!(item, "c"),
+        Err(SendTimeoutError::Timeout(item)) => assert_eq!(item, "c"),
         r => panic!("{r:?}"),
     }
     assert!(t.elapsed() >= Duration::from_millis(50));
     assert_eq!(q.try_get().unwrap(), "a");
-    assert!(matches!(q.try_get(), Err(GetError::Empty)));
+    assert!(matches!(q.try_get(), Err(TryError::WouldBlock)));
     assert!(matches!(
         q.get_timeout(Duration::from_millis(30)),
-        Err(GetError::Timeout)
+        Err(TimeoutError::Timeout)
     ));
 }
 
@@ -107,7 +108,7 @@ fn batches_and_bytes() {
     assert_eq!(rest, (60..100).collect::<Vec<_>>());
     assert!(matches!(
         q.get_many(5, Some(Duration::from_millis(10))),
-        Err(GetError::Timeout)
+        Err(TimeoutError::Timeout)
     ));
     q.put_bytes(b"raw").unwrap();
     assert_eq!(q.get_bytes().unwrap(), b"raw");
@@ -299,7 +300,7 @@ fn join_reports_the_tasks_of_a_consumer_that_died() {
     // nor returns Ok as if it were done; it names it.
     let t0 = Instant::now();
     match q.join_timeout(Duration::from_secs(30)) {
-        Err(multiproc::JoinError::Abandoned { tasks: 1 }) => {}
+        Err(TimeoutError::Failed(multiproc::JoinError::Abandoned { tasks: 1 })) => {}
         r => panic!("expected one abandoned task, got {r:?}"),
     }
     assert!(t0.elapsed() >= multiproc::queue::ABANDON_AFTER);
@@ -351,7 +352,7 @@ fn join_waits_for_tasks_handed_to_another_process() {
     // The taker is gone, its tasks are not done: join must wait.
     assert!(matches!(
         q.join_timeout(Duration::from_millis(500)),
-        Err(multiproc::JoinError::Timeout)
+        Err(TimeoutError::Timeout)
     ));
     assert_eq!(q.unfinished(), 3);
     go.set();
@@ -418,7 +419,7 @@ fn kill_9_of_producers_and_consumers_at_random_points() {
             );
             match q.get_timeout(Duration::from_millis(20)) {
                 Ok(m) => got.push(m),
-                Err(GetError::Timeout) => {
+                Err(TimeoutError::Timeout) => {
                     if prods.iter_mut().all(|p| !p.is_alive()) && q.is_empty() {
                         break;
                     }

@@ -12,7 +12,8 @@ use common::watchdog;
 use multiproc::os::signal::{
     self, SIGKILL, SIGSTOP, SIGTERM, SIGUSR1, SIGUSR2, SignalError, Signals,
 };
-use multiproc::{Connection, Process, Queue, RecvError, pipe};
+use multiproc::{Connection, Process, Queue, pipe};
+use multiproc::{TimeoutError, TryError};
 
 multiproc::enable_test_support!();
 
@@ -219,7 +220,7 @@ fn storm_child(
     let t = Instant::now();
     let timed_out = matches!(
         rx.recv_timeout(Duration::from_millis(300)),
-        Err(RecvError::Timeout)
+        Err(TimeoutError::Timeout)
     ) && t.elapsed() >= Duration::from_millis(300);
     let seen = signals.pending().count();
     ready.send(&()).unwrap();
@@ -245,7 +246,7 @@ fn blocking_calls_survive_a_storm_of_handled_signals() {
         tx.send(&i).unwrap();
     }
     // Keep signalling through the child's 300 ms timed wait.
-    while matches!(ready_rx.try_recv(), Err(RecvError::Empty)) {
+    while matches!(ready_rx.try_recv(), Err(TryError::WouldBlock)) {
         child.send_signal(SIGUSR1).unwrap();
         std::thread::yield_now();
     }

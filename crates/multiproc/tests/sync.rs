@@ -11,6 +11,7 @@ use multiproc::{
     Connection, Event, Lock, Process, RLock, RawArray, RawValue, ReleaseError, Semaphore,
     SharedMemory, Value, duplex, pipe,
 };
+use multiproc::{TimeoutError, TryError};
 
 multiproc::enable_test_support!();
 
@@ -26,10 +27,10 @@ fn lock_basics_and_python_release_rules() {
         let _g = lock.lock().unwrap();
         assert!(lock.is_locked());
         assert_eq!(lock.owner(), Some(std::process::id()));
-        assert!(matches!(lock.try_lock(), Err(AcquireError::WouldBlock)));
+        assert!(matches!(lock.try_lock(), Err(TryError::WouldBlock)));
         assert!(matches!(
             lock.lock_timeout(Duration::from_millis(30)),
-            Err(AcquireError::Timeout)
+            Err(TimeoutError::Timeout)
         ));
     }
     assert!(!lock.is_locked());
@@ -55,7 +56,7 @@ fn lock_released_by_another_process() {
     p.join().unwrap();
     // The child exited holding it: the lock is taken over, not hung.
     match lock.lock_timeout(Duration::from_secs(5)) {
-        Err(AcquireError::OwnerDied(g)) => g.mark_consistent(),
+        Err(TimeoutError::Failed(AcquireError::OwnerDied(g))) => g.mark_consistent(),
         r => panic!("expected OwnerDied, got {r:?}"),
     }
     assert!(!lock.is_locked());
@@ -74,11 +75,11 @@ fn short_timed_acquires_take_over_a_dead_owners_lock() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match lock.lock_timeout(Duration::from_millis(10)) {
-            Err(AcquireError::OwnerDied(g)) => {
+            Err(TimeoutError::Failed(AcquireError::OwnerDied(g))) => {
                 g.mark_consistent();
                 break;
             }
-            Err(AcquireError::Timeout) => assert!(Instant::now() < deadline, "never taken over"),
+            Err(TimeoutError::Timeout) => assert!(Instant::now() < deadline, "never taken over"),
             r => panic!("{r:?}"),
         }
     }
@@ -125,15 +126,16 @@ fn lock_excludes_across_processes() {
 macro_rules! take_mixed {
     ($lock:expr, $i:expr) => {{
         let name = "a live holder was taken for dead";
-        let ok = |r: Result<_, AcquireError<_>>| match r {
+        // A try is a timeout of zero.
+        let ok = |r: Result<_, TimeoutError<AcquireError<_>>>| match r {
             Ok(g) => Some(g),
-            Err(AcquireError::WouldBlock | AcquireError::Timeout) => None,
+            Err(TimeoutError::Timeout) => None,
             Err(e) => panic!("{name}: {e:?}"),
         };
         match $i % 4 {
-            0 => ok($lock.lock()).expect("blocking lock"),
+            0 => ok($lock.lock().map_err(TimeoutError::Failed)).expect("blocking lock"),
             1 => loop {
-                if let Some(g) = ok($lock.try_lock()) {
+                if let Some(g) = ok($lock.try_lock().map_err(TimeoutError::from)) {
                     break g;
                 }
                 std::thread::yield_now();
@@ -143,9 +145,9 @@ macro_rules! take_mixed {
                     break g;
                 }
             },
-            _ => match ok($lock.try_lock()) {
+            _ => match ok($lock.try_lock().map_err(TimeoutError::from)) {
                 Some(g) => g,
-                None => ok($lock.lock()).expect("blocking lock"),
+                None => ok($lock.lock().map_err(TimeoutError::Failed)).expect("blocking lock"),
             },
         }
     }};
@@ -256,7 +258,7 @@ fn lock_holder_killed_gives_owner_died_to_a_blocked_waiter() {
             let r = waiter_lock.lock_timeout(Duration::from_secs(1));
             let took = Instant::now();
             match r {
-                Err(AcquireError::OwnerDied(g)) => {
+                Err(TimeoutError::Failed(AcquireError::OwnerDied(g))) => {
                     assert_eq!(waiter_lock.owner(), Some(std::process::id()));
                     if round % 2 == 0 {
                         g.mark_consistent();
@@ -280,7 +282,10 @@ fn lock_holder_killed_gives_owner_died_to_a_blocked_waiter() {
         } else {
             // Dropped without repair: not recoverable, and quickly so.
             assert!(matches!(lock.lock(), Err(AcquireError::NotRecoverable)));
-            assert!(matches!(lock.try_lock(), Err(AcquireError::NotRecoverable)));
+            assert!(matches!(
+                lock.try_lock(),
+                Err(TryError::Failed(AcquireError::NotRecoverable))
+            ));
         }
     }
     eprintln!("owner death noticed within {worst:?} (worst of 100)");
@@ -299,7 +304,8 @@ fn lock_holder_killed_before_anyone_waits() {
     let g = lock
         .try_lock()
         .unwrap_err()
-        .into_guard()
+        .failed()
+        .and_then(AcquireError::into_guard)
         .expect("OwnerDied");
     g.mark_consistent();
 }
@@ -322,7 +328,7 @@ fn rlock_is_reentrant_and_owned() {
     let l2 = l.clone();
     std::thread::spawn(move || {
         assert_eq!(l2.release(), Err(ReleaseError::NotOwner));
-        assert!(matches!(l2.try_lock(), Err(AcquireError::WouldBlock)));
+        assert!(matches!(l2.try_lock(), Err(TryError::WouldBlock)));
     })
     .join()
     .unwrap();
@@ -330,7 +336,7 @@ fn rlock_is_reentrant_and_owned() {
 }
 
 fn try_rlock_elsewhere(l: RLock) -> (bool, bool) {
-    let blocked = matches!(l.try_lock(), Err(AcquireError::WouldBlock));
+    let blocked = matches!(l.try_lock(), Err(TryError::WouldBlock));
     let refused = l.release() == Err(ReleaseError::NotOwner);
     (blocked, refused)
 }

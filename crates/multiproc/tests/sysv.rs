@@ -17,7 +17,7 @@ use multiproc::os::sysv::{
     Key, MessageQueue, OpenError, RecvError, SemError, SemOp, SemaphoreSet, SendError,
     SharedMemory, ShmError,
 };
-use multiproc::{Connection, Fd, Process, pipe};
+use multiproc::{Connection, Fd, Process, TimeoutError, TryError, pipe};
 use serde::{Deserialize, Serialize};
 
 multiproc::enable_test_support!();
@@ -107,7 +107,7 @@ impl Drop for TempRegistry {
 fn send_all(arg: (MessageQueue, Vec<(i64, String)>)) {
     let (q, msgs) = arg;
     for (t, text) in msgs {
-        q.send(t, text.as_bytes()).unwrap();
+        q.send_bytes(t, text.as_bytes()).unwrap();
     }
 }
 
@@ -131,22 +131,25 @@ fn selectors_follow_the_msgrcv_rules_across_processes() {
     assert_eq!(q.stats().unwrap().last_send_pid, p.pid().unwrap());
 
     // type > 0: the first message of that type.
-    assert_eq!(text(q.recv(2).unwrap()), (2, "m2-t2".into()));
+    assert_eq!(text(q.recv_bytes(2).unwrap()), (2, "m2-t2".into()));
     // type < 0: the first message of the lowest type <= |type|.
-    assert_eq!(text(q.recv(-5).unwrap()), (1, "m1-t1".into()));
-    assert_eq!(text(q.recv(-5).unwrap()), (1, "m4-t1".into()));
+    assert_eq!(text(q.recv_bytes(-5).unwrap()), (1, "m1-t1".into()));
+    assert_eq!(text(q.recv_bytes(-5).unwrap()), (1, "m4-t1".into()));
     // type 0: the first message, whatever its type.
-    assert_eq!(text(q.recv(0).unwrap()), (3, "m0-t3".into()));
+    assert_eq!(text(q.recv_bytes(0).unwrap()), (3, "m0-t3".into()));
     // MSG_EXCEPT: the first message not of that type.
     assert_eq!(
-        text(q.recv(multiproc::os::sysv::Selector::Except(5)).unwrap()),
+        text(
+            q.recv_bytes(multiproc::os::sysv::Selector::Except(5))
+                .unwrap()
+        ),
         (4, "m5-t4".into())
     );
     // Nothing of type <= 4 is left; type 5 is.
-    assert!(matches!(q.try_recv(-4), Err(RecvError::Empty)));
-    assert!(matches!(q.try_recv(1), Err(RecvError::Empty)));
-    assert_eq!(text(q.try_recv(0).unwrap()), (5, "m3-t5".into()));
-    assert!(matches!(q.try_recv(0), Err(RecvError::Empty)));
+    assert!(matches!(q.try_recv_bytes(-4), Err(TryError::WouldBlock)));
+    assert!(matches!(q.try_recv_bytes(1), Err(TryError::WouldBlock)));
+    assert_eq!(text(q.try_recv_bytes(0).unwrap()), (5, "m3-t5".into()));
+    assert!(matches!(q.try_recv_bytes(0), Err(TryError::WouldBlock)));
     let st = q.stats().unwrap();
     assert_eq!((st.messages, st.bytes), (0, 0));
     assert_eq!(st.last_receive_pid, std::process::id());
@@ -158,33 +161,35 @@ fn empty_queue_no_wait_and_timeout() {
     let _w = watchdog("empty_queue_no_wait_and_timeout", LIMIT);
     let q = MessageQueue::private().unwrap();
     let _g = guard_mq(&q);
-    assert!(matches!(q.try_recv(0), Err(RecvError::Empty)));
+    assert!(matches!(q.try_recv_bytes(0), Err(TryError::WouldBlock)));
     let mut buf = [0u8; 8];
     assert!(matches!(
-        q.try_recv_into(1, &mut buf, false),
-        Err(RecvError::Empty)
+        q.try_recv_bytes_into(1, &mut buf, false),
+        Err(TryError::WouldBlock)
     ));
     let t = Instant::now();
     assert!(matches!(
-        q.recv_timeout(0, Duration::from_millis(60)),
-        Err(RecvError::Timeout)
+        q.recv_bytes_timeout(0, Duration::from_millis(60)),
+        Err(TimeoutError::Timeout)
     ));
     assert!(t.elapsed() >= Duration::from_millis(60));
     // A message of another type does not satisfy a typed receive.
-    q.send(7, b"x").unwrap();
+    q.send_bytes(7, b"x").unwrap();
     assert!(matches!(
-        q.recv_timeout(3, Duration::from_millis(10)),
-        Err(RecvError::Timeout)
+        q.recv_bytes_timeout(3, Duration::from_millis(10)),
+        Err(TimeoutError::Timeout)
     ));
     assert_eq!(
-        q.recv_timeout(7, Duration::from_millis(10)).unwrap().data,
+        q.recv_bytes_timeout(7, Duration::from_millis(10))
+            .unwrap()
+            .data,
         b"x"
     );
 }
 
 /// Takes one message, then reports.
 fn take_one(q: MessageQueue) -> usize {
-    q.recv(0).unwrap().data.len()
+    q.recv_bytes(0).unwrap().data.len()
 }
 
 #[test]
@@ -199,9 +204,9 @@ fn full_queue_no_wait_is_full_and_a_receiver_makes_room() {
     let msg = vec![0x42u8; 1024];
     let mut sent = 0u64;
     loop {
-        match q.try_send(1, &msg) {
+        match q.try_send_bytes(1, &msg) {
             Ok(()) => sent += 1,
-            Err(SendError::Full) => break,
+            Err(TryError::WouldBlock) => break,
             Err(e) => panic!("{e}"),
         }
         assert!(sent * 1024 <= max, "sent past the limit of {max} bytes");
@@ -210,14 +215,17 @@ fn full_queue_no_wait_is_full_and_a_receiver_makes_room() {
     assert_eq!(st.messages, sent);
     assert!(st.bytes + 1024 > st.max_bytes, "{st:?}");
     assert!(matches!(
-        q.send_timeout(1, &msg, Duration::from_millis(30)),
-        Err(SendError::Timeout)
+        q.send_bytes_timeout(1, &msg, Duration::from_millis(30)),
+        Err(TimeoutError::Timeout)
     ));
     let mut p = Process::spawn(take_one, q.clone()).unwrap();
     assert_eq!(p.join().unwrap(), 1024);
     // Room for one more now; a blocking send goes through.
-    q.send(1, &msg).unwrap();
-    assert!(matches!(q.try_send(1, &msg), Err(SendError::Full)));
+    q.send_bytes(1, &msg).unwrap();
+    assert!(matches!(
+        q.try_send_bytes(1, &msg),
+        Err(TryError::WouldBlock)
+    ));
 }
 
 #[test]
@@ -227,31 +235,39 @@ fn size_limits_and_truncation() {
     let _g = guard_mq(&q);
     let max = MessageQueue::max_message_size();
     // Over msgmax: the kernel refuses (EINVAL), a typed error here.
-    match q.try_send(1, &vec![0; max + 1]) {
-        Err(SendError::TooLarge { len, max: m }) => assert_eq!((len, m), (max + 1, max)),
+    match q.try_send_bytes(1, &vec![0; max + 1]) {
+        Err(TryError::Failed(SendError::TooLarge { len, max: m })) => {
+            assert_eq!((len, m), (max + 1, max))
+        }
         other => panic!("{other:?}"),
     }
     // Exactly msgmax goes through.
-    q.send(1, &vec![1; max]).unwrap();
-    assert_eq!(q.recv(0).unwrap().data.len(), max);
+    q.send_bytes(1, &vec![1; max]).unwrap();
+    assert_eq!(q.recv_bytes(0).unwrap().data.len(), max);
     // Invalid types and selectors.
-    assert!(matches!(q.send(0, b"x"), Err(SendError::InvalidType(0))));
-    assert!(matches!(q.send(-3, b"x"), Err(SendError::InvalidType(-3))));
     assert!(matches!(
-        q.try_recv(multiproc::os::sysv::Selector::Type(0)),
-        Err(RecvError::InvalidSelector(0))
+        q.send_bytes(0, b"x"),
+        Err(SendError::InvalidType(0))
+    ));
+    assert!(matches!(
+        q.send_bytes(-3, b"x"),
+        Err(SendError::InvalidType(-3))
+    ));
+    assert!(matches!(
+        q.try_recv_bytes(multiproc::os::sysv::Selector::Type(0)),
+        Err(TryError::Failed(RecvError::InvalidSelector(0)))
     ));
 
-    q.send(9, b"0123456789").unwrap();
+    q.send_bytes(9, b"0123456789").unwrap();
     let mut small = [0u8; 4];
     // Without MSG_NOERROR: E2BIG, and the message stays queued.
     assert!(matches!(
-        q.try_recv_into(0, &mut small, false),
-        Err(RecvError::TooLarge { max: 4 })
+        q.try_recv_bytes_into(0, &mut small, false),
+        Err(TryError::Failed(RecvError::TooLarge { max: 4 }))
     ));
     assert_eq!(q.stats().unwrap().messages, 1);
     // With it: truncated to the buffer, the rest is lost.
-    assert_eq!(q.try_recv_into(9, &mut small, true).unwrap(), (9, 4));
+    assert_eq!(q.try_recv_bytes_into(9, &mut small, true).unwrap(), (9, 4));
     assert_eq!(&small, b"0123");
     assert_eq!(q.stats().unwrap().messages, 0);
 }
@@ -259,7 +275,7 @@ fn size_limits_and_truncation() {
 /// Creates a queue for `key`, leaves a message in it, and exits.
 fn create_and_leave(key: Key) -> i32 {
     let q = MessageQueue::create(key).unwrap();
-    q.send(4, b"left behind").unwrap();
+    q.send_bytes(4, b"left behind").unwrap();
     q.id()
 }
 
@@ -282,21 +298,27 @@ fn queue_survives_its_creator_until_removed() {
     ));
     assert_eq!(MessageQueue::create_or_open(key).unwrap().id(), id);
     assert_eq!(q.stats().unwrap().last_send_pid, creator);
-    assert_eq!(text(q.recv(0).unwrap()), (4, "left behind".into()));
+    assert_eq!(text(q.recv_bytes(0).unwrap()), (4, "left behind".into()));
     q.remove().unwrap();
     assert!(matches!(
         MessageQueue::open(key),
         Err(OpenError::NotFound(_))
     ));
     assert!(q.stats().is_err());
-    assert!(matches!(q.try_send(1, b"x"), Err(SendError::Removed)));
-    assert!(matches!(q.try_recv(0), Err(RecvError::Removed)));
+    assert!(matches!(
+        q.try_send_bytes(1, b"x"),
+        Err(TryError::Failed(SendError::Removed))
+    ));
+    assert!(matches!(
+        q.try_recv_bytes(0),
+        Err(TryError::Failed(RecvError::Removed))
+    ));
 }
 
 /// Announces itself on type 2, then blocks on type 1 until the queue goes.
 fn blocked_receiver(q: MessageQueue) -> String {
-    q.send(2, b"ready").unwrap();
-    match q.recv(1) {
+    q.send_bytes(2, b"ready").unwrap();
+    match q.recv_bytes(1) {
         Err(RecvError::Removed) => "removed".into(),
         other => format!("{other:?}"),
     }
@@ -308,7 +330,7 @@ fn a_blocked_receiver_gets_removed() {
     let q = MessageQueue::private().unwrap();
     let _g = guard_mq(&q);
     let mut p = Process::spawn(blocked_receiver, q.clone()).unwrap();
-    assert_eq!(q.recv(2).unwrap().data, b"ready");
+    assert_eq!(q.recv_bytes(2).unwrap().data, b"ready");
     // Give the child the chance to block in msgrcv; if it has not yet, it
     // sees the removed id (EINVAL) and reports Removed as well.
     wait_until(Duration::from_secs(5), || {
@@ -328,7 +350,7 @@ struct Order {
 
 fn send_orders(q: MessageQueue) {
     for i in 0..3 {
-        q.send_value(
+        q.send(
             10 + i64::from(i),
             &Order {
                 id: i,
@@ -350,23 +372,20 @@ fn typed_values_cross_processes_and_handles_are_refused() {
     let _g = guard_mq(&q);
     let mut p = Process::spawn(send_orders, q.clone()).unwrap();
     p.join().unwrap();
-    let (t, o): (i64, Order) = q.recv_value(12).unwrap();
+    let (t, o): (i64, Order) = q.recv(12).unwrap();
     assert_eq!((t, o.id, o.item.as_str(), o.qty), (12, 2, "item2", 4));
-    let (t, o): (i64, Order) = q.try_recv_value(-11).unwrap();
+    let (t, o): (i64, Order) = q.try_recv(-11).unwrap();
     assert_eq!((t, o.id), (10, 0));
-    let (t, o): (i64, Order) = q.recv_value_timeout(0, SHORT).unwrap();
+    let (t, o): (i64, Order) = q.recv_timeout(0, SHORT).unwrap();
     assert_eq!((t, o.id), (11, 1));
 
     let (r, _w) = multiproc_sys::fd::pipe().unwrap();
-    assert!(matches!(
-        q.send_value(1, &Fd(r)),
-        Err(SendError::Handles(1))
-    ));
+    assert!(matches!(q.send(1, &Fd(r)), Err(SendError::Handles(1))));
     // Bytes that are not an Order.
-    q.send(1, &[0xff; 3]).unwrap();
+    q.send_bytes(1, &[0xff; 3]).unwrap();
     assert!(matches!(
-        q.try_recv_value::<Order>(1),
-        Err(RecvError::Decode(_))
+        q.try_recv::<Order>(1),
+        Err(TryError::Failed(RecvError::Decode(_)))
     ));
 }
 
@@ -390,7 +409,7 @@ fn semaphore_ops_apply_all_or_none() {
     // One of the two would block: nothing is applied.
     assert!(matches!(
         s.try_op(&[SemOp::new(0, -1), SemOp::new(1, -1)]),
-        Err(SemError::WouldBlock)
+        Err(TryError::WouldBlock)
     ));
     assert!(matches!(
         s.op(&[SemOp::new(0, -1), SemOp::new(1, -1).no_wait()]),
@@ -463,7 +482,7 @@ fn timed_ops_time_out_and_p_v_move_any_amount() {
     let t = Instant::now();
     assert!(matches!(
         s.p_timeout(0, 1, Duration::from_millis(80)),
-        Err(SemError::Timeout)
+        Err(TimeoutError::Timeout)
     ));
     let took = t.elapsed();
     assert!(took >= Duration::from_millis(80), "{took:?}");
@@ -471,7 +490,7 @@ fn timed_ops_time_out_and_p_v_move_any_amount() {
     s.v(0, 5).unwrap();
     s.p(0, 3).unwrap();
     assert_eq!(s.get(0).unwrap(), 2);
-    assert!(matches!(s.try_p(0, 3), Err(SemError::WouldBlock)));
+    assert!(matches!(s.try_p(0, 3), Err(TryError::WouldBlock)));
     s.p_timeout(0, 2, SHORT).unwrap();
     assert_eq!(s.get(0).unwrap(), 0);
     // Bad input is typed, never a panic.
@@ -696,7 +715,7 @@ fn only_the_creator_is_recorded_by_create_or_open() {
 
 /// Blocks sending into a full queue until the queue goes.
 fn blocked_sender(q: MessageQueue) -> String {
-    match q.send(1, &[0; 1024]) {
+    match q.send_bytes(1, &[0; 1024]) {
         Err(SendError::Removed) => "removed".into(),
         other => format!("{other:?}"),
     }
@@ -707,7 +726,7 @@ fn a_sender_blocked_on_a_full_queue_gets_removed() {
     let _w = watchdog("a_sender_blocked_on_a_full_queue_gets_removed", LIMIT);
     let q = MessageQueue::private().unwrap();
     let _g = guard_mq(&q);
-    while q.try_send(1, &[0; 1024]).is_ok() {}
+    while q.try_send_bytes(1, &[0; 1024]).is_ok() {}
     let mut p = Process::spawn(blocked_sender, q.clone()).unwrap();
     // Wait until the child sleeps in msgsnd (if it has not got there, it
     // sees the removed id and reports Removed all the same).

@@ -17,11 +17,11 @@ struct MqEnd {
 
 impl Endpoint for MqEnd {
     fn send(&mut self, msg: &[u8]) {
-        self.tx.send(msg, 0).expect("mq send");
+        self.tx.send_bytes(msg, 0).expect("mq send");
     }
     fn recv(&mut self, buf: &mut Vec<u8>) {
         // `buf` is the message size, which is the queue's msgsize.
-        let (n, _) = self.rx.recv_into(buf).expect("mq receive");
+        let (n, _) = self.rx.recv_bytes_into(buf).expect("mq receive");
         buf.truncate(n);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use multiproc::{ByteBatch, GetError, Process, Queue};
+use multiproc::{ByteBatch, Process, Queue, TryError};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
@@ -34,7 +34,7 @@ impl Endpoint for QueueBytesEnd {
         loop {
             match self.rx.try_get_bytes_into(buf) {
                 Ok(()) => return,
-                Err(GetError::Empty) => std::hint::spin_loop(),
+                Err(TryError::WouldBlock) => std::hint::spin_loop(),
                 Err(e) => panic!("get: {e}"),
             }
         }

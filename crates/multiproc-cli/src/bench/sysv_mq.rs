@@ -25,12 +25,12 @@ struct SysvMqEnd {
 
 impl Endpoint for SysvMqEnd {
     fn send(&mut self, msg: &[u8]) {
-        self.queue.send(self.send_type, msg).expect("msgsnd");
+        self.queue.send_bytes(self.send_type, msg).expect("msgsnd");
     }
     fn recv(&mut self, buf: &mut Vec<u8>) {
         let (_, n) = self
             .queue
-            .recv_into(self.recv_type, buf, false)
+            .recv_bytes_into(self.recv_type, buf, false)
             .expect("msgrcv");
         buf.truncate(n);
     }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use multiproc::Connection;
-use multiproc::queue::{GetError, PutError};
+use multiproc::{SendTimeoutError, TimeoutError, TryError, TrySendError};
 
 use super::model::{
     AnyQueue, BAD_AFTER_SENTINEL, BAD_CORRUPT, BAD_ERROR, BAD_ORDER, Books, Item, Job, MAX_BATCH,
@@ -52,7 +52,7 @@ pub(super) fn producer(job: Job) {
                 loop {
                     match full.try_put(item) {
                         Ok(()) => break,
-                        Err(PutError::Full(back)) => {
+                        Err(TrySendError::Full(back)) => {
                             item = back;
                             std::thread::yield_now();
                         }
@@ -73,7 +73,7 @@ pub(super) fn producer(job: Job) {
                 loop {
                     match timed(&books, me, t, || full.put_timeout(item, t)) {
                         Ok(()) => break,
-                        Err(PutError::Timeout(back)) => item = back,
+                        Err(SendTimeoutError::Timeout(back)) => item = back,
                         Err(_) => {
                             books.bad(me, BAD_ERROR);
                             return;
@@ -163,7 +163,7 @@ pub(super) fn consumer(job: Job) {
             },
             1 => match full.try_get() {
                 Ok(item) => batch.push(item),
-                Err(GetError::Empty) => {
+                Err(TryError::WouldBlock) => {
                     std::thread::yield_now();
                     continue;
                 }
@@ -176,7 +176,7 @@ pub(super) fn consumer(job: Job) {
                 let t = Duration::from_micros(r.range(10, 20_000));
                 match timed(&books, me, t, || full.get_timeout(t)) {
                     Ok(item) => batch.push(item),
-                    Err(GetError::Timeout) => continue,
+                    Err(TimeoutError::Timeout) => continue,
                     Err(_) => {
                         books.bad(me, BAD_ERROR);
                         return;
@@ -188,7 +188,7 @@ pub(super) fn consumer(job: Job) {
                 let max = r.range(1, u64::from(MAX_BATCH)) as usize;
                 match timed(&books, me, t, || full.get_many(max, Some(t))) {
                     Ok(items) => batch.extend(items),
-                    Err(GetError::Timeout) => continue,
+                    Err(TimeoutError::Timeout) => continue,
                     Err(_) => {
                         books.bad(me, BAD_ERROR);
                         return;

@@ -10,6 +10,7 @@ use hmac::{Hmac, Mac};
 
 use crate::connection::frame::FrameError;
 use crate::connection::{Connection, RecvError, SendError};
+use crate::error::Waited;
 
 /// The longest handshake frame read before authentication (Python's
 /// `recv_bytes(256)`).
@@ -87,10 +88,18 @@ impl HandshakeError {
     }
 }
 
+impl From<Waited<RecvError>> for HandshakeError {
+    fn from(e: Waited<RecvError>) -> Self {
+        match e {
+            Waited::GaveUp => HandshakeError::Timeout,
+            Waited::Failed(e) => e.into(),
+        }
+    }
+}
+
 impl From<RecvError> for HandshakeError {
     fn from(e: RecvError) -> Self {
         match e {
-            RecvError::Timeout | RecvError::Empty => HandshakeError::Timeout,
             RecvError::Eof | RecvError::Broken => HandshakeError::Disconnected,
             RecvError::Frame(f) => HandshakeError::Frame(f),
             RecvError::Io(e) => HandshakeError::Io(e),

@@ -4,6 +4,7 @@ use std::io;
 
 use super::codec::{DecodeError, EncodeError};
 use super::frame::FrameError;
+use crate::error::{TimeoutError, TryError};
 
 /// Why a message could not be sent.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +64,10 @@ impl From<io::Error> for SendError {
     }
 }
 
-/// Why no message was received.
+/// Why a blocking receive failed. `try_recv` adds "no whole message yet"
+/// ([`TryRecvError`]) and `recv_timeout`/`recv_deadline` add "the time ran
+/// out" ([`RecvTimeoutError`]); a partly received message is kept for the
+/// next call in both.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecvError {
@@ -71,13 +75,6 @@ pub enum RecvError {
     /// (Python's `EOFError`).
     #[error("end of file: the sending end is closed")]
     Eof,
-    /// [`Connection::try_recv`](crate::Connection::try_recv) found no complete message.
-    #[error("no message is available")]
-    Empty,
-    /// The timeout passed before a whole message arrived. A partly received
-    /// message is kept for the next call.
-    #[error("timed out waiting for a message")]
-    Timeout,
     /// The byte stream is malformed; the connection is now unusable.
     #[error(transparent)]
     Frame(#[from] FrameError),
@@ -99,6 +96,14 @@ pub enum RecvError {
     #[error(transparent)]
     Io(#[from] io::Error),
 }
+
+/// What `try_recv`/`try_recv_bytes` report: [`TryError::WouldBlock`] when
+/// no whole message has arrived.
+pub type TryRecvError = TryError<RecvError>;
+
+/// What `recv_timeout`/`recv_deadline` (and their `_bytes` forms) report:
+/// [`TimeoutError::Timeout`] when no whole message arrived in time.
+pub type RecvTimeoutError = TimeoutError<RecvError>;
 
 impl RecvError {
     /// Whether this is end of file (the peer closed every handle).

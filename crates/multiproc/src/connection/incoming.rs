@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::error::RecvError;
+use crate::error::Waited;
 
 use super::codec::DecodeError;
 use super::frame::{Fill, FrameReader, Payload, ReadError, Source};
@@ -154,12 +155,12 @@ pub(super) fn read_frame<'r>(
     broken: &mut bool,
     deadline: Option<Instant>,
     max: usize,
-) -> Result<(Payload<'r>, Vec<OwnedFd>), RecvError> {
+) -> Result<(Payload<'r>, Vec<OwnedFd>), Waited<RecvError>> {
     if !readable {
-        return Err(RecvError::NotReadable);
+        return Err(RecvError::NotReadable.into());
     }
     if *broken {
-        return Err(RecvError::Broken);
+        return Err(RecvError::Broken.into());
     }
     let reader = reader.get_or_insert_with(|| Box::new(FrameReader::new(max)));
     reader.set_max_message_size(max);
@@ -171,13 +172,13 @@ pub(super) fn read_frame<'r>(
     };
     match reader.read_frame_spanned(&mut src, deadline, &mut incoming.fds) {
         Ok((p, end)) => Ok((p, incoming.take_for_frame(end))),
-        Err(ReadError::Eof) => Err(RecvError::Eof),
-        Err(ReadError::TimedOut) => Err(RecvError::Timeout),
+        Err(ReadError::Eof) => Err(RecvError::Eof.into()),
+        Err(ReadError::TimedOut) => Err(Waited::GaveUp),
         Err(ReadError::Frame(e)) => {
             *broken = true;
-            Err(RecvError::Frame(e))
+            Err(RecvError::Frame(e).into())
         }
-        Err(ReadError::Io(e)) => Err(RecvError::Io(e)),
+        Err(ReadError::Io(e)) => Err(RecvError::Io(e).into()),
     }
 }
 

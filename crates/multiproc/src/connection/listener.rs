@@ -70,6 +70,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::connection::Connection;
+use crate::error::{TimeoutError, TryError, Waited, waited};
 use crate::names::kind::Kind;
 use crate::names::object::NamedKind;
 use crate::names::registry;
@@ -111,14 +112,12 @@ pub enum BindError {
     Io(#[from] io::Error),
 }
 
-/// Why [`Listener::accept`] returned no connection.
+/// Why [`Listener::accept`] returned no connection. `try_accept` adds
+/// "none pending" ([`TryError::WouldBlock`]) and `accept_timeout`/
+/// `accept_deadline` "none in time" ([`TimeoutError::Timeout`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AcceptError {
-    /// [`Listener::accept_timeout`] saw no connection in time (or
-    /// [`Listener::try_accept`] none pending).
-    #[error("no connection arrived in time")]
-    Timeout,
     /// A client connected but failed the handshake; the listener keeps
     /// serving and the next `accept` waits for the next client.
     #[error(transparent)]
@@ -535,35 +534,45 @@ impl Listener {
     /// Accept the next connection and run the handshake (bounded by the
     /// handshake timeout). Blocks until a client connects.
     pub fn accept<T>(&self) -> Result<Connection<T>, AcceptError> {
-        self.accept_until(None)
+        waited(self.accept_until(None)).map_err(Waited::into_blocking)
     }
 
     /// Accept a connection that is already pending; never waits for one
-    /// ([`AcceptError::Timeout`] when none is), though the handshake may
+    /// ([`TryError::WouldBlock`] when none is), though the handshake may
     /// take up to the handshake timeout.
-    pub fn try_accept<T>(&self) -> Result<Connection<T>, AcceptError> {
-        self.accept_until(Some(Instant::now()))
+    pub fn try_accept<T>(&self) -> Result<Connection<T>, TryError<AcceptError>> {
+        waited(self.accept_until(Some(Instant::now()))).map_err(Waited::into_try)
     }
 
     /// Accept a connection, waiting at most `timeout` for one to arrive;
     /// the handshake then has its own timeout.
-    pub fn accept_timeout<T>(&self, timeout: Duration) -> Result<Connection<T>, AcceptError> {
-        self.accept_until(crate::deadline::after(timeout))
+    pub fn accept_timeout<T>(
+        &self,
+        timeout: Duration,
+    ) -> Result<Connection<T>, TimeoutError<AcceptError>> {
+        waited(self.accept_until(crate::deadline::after(timeout))).map_err(Waited::into_timeout)
     }
 
     /// Accept a connection, waiting until `deadline` for one to arrive; the
     /// handshake then has its own timeout.
-    pub fn accept_deadline<T>(&self, deadline: Instant) -> Result<Connection<T>, AcceptError> {
-        self.accept_until(Some(deadline))
+    pub fn accept_deadline<T>(
+        &self,
+        deadline: Instant,
+    ) -> Result<Connection<T>, TimeoutError<AcceptError>> {
+        waited(self.accept_until(Some(deadline))).map_err(Waited::into_timeout)
     }
 
-    fn accept_until<T>(&self, deadline: Option<Instant>) -> Result<Connection<T>, AcceptError> {
+    /// `None`: no connection before `deadline`.
+    fn accept_until<T>(
+        &self,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Connection<T>>, AcceptError> {
         let Some(key) = &self.opts.auth.authkey else {
             // Nothing to wait for after the connect.
             let Some(fd) = multiproc_sys::net::accept(self.fd.as_fd(), deadline)? else {
-                return Err(AcceptError::Timeout);
+                return Ok(None);
             };
-            return self.admit(fd).map(Connection::cast);
+            return self.admit(fd).map(|c| Some(Connection::cast(c)));
         };
         let gate = match self.gate.get() {
             Some(g) => g,
@@ -574,7 +583,7 @@ impl Listener {
         };
         loop {
             if let Some(outcome) = gate.state().outcomes.pop_front() {
-                return outcome.map(Connection::cast);
+                return outcome.map(|c| Some(Connection::cast(c)));
             }
             let ready = multiproc_sys::poll::wait_any_readable(
                 &[self.fd.as_fd(), gate.wake_rx.as_fd()],
@@ -595,7 +604,7 @@ impl Listener {
                 }
             }
             if !ready.iter().any(|&r| r) {
-                return Err(AcceptError::Timeout);
+                return Ok(None);
             }
         }
     }

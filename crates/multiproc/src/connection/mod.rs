@@ -28,7 +28,7 @@ pub use auth::{
     MAX_HANDSHAKE_FRAME, client_handshake, fuzz_handshake, server_handshake,
 };
 pub use client::{Client, ClientBuilder, ConnectError};
-pub use error::{RecvError, SendError};
+pub use error::{RecvError, RecvTimeoutError, SendError, TryRecvError};
 pub use listener::{
     AcceptError, BindError, Listener, ListenerBuilder, MAX_PREAUTH, MAX_PREAUTH_PER_PEER,
 };
@@ -36,6 +36,9 @@ pub use wait::{Waitable, wait};
 
 pub(crate) use listener::SOCKET_FILES;
 
+#[cfg(doc)]
+use crate::error::TryError;
+use crate::error::Waited;
 use codec::{DecodeError, HandleError};
 #[cfg(doc)]
 use frame::FrameError;
@@ -316,7 +319,7 @@ impl<T> Connection<T> {
         &mut self,
         deadline: Option<Instant>,
         max: usize,
-    ) -> Result<Payload<'_>, RecvError> {
+    ) -> Result<Payload<'_>, Waited<RecvError>> {
         let Connection {
             fd,
             transport,
@@ -343,30 +346,32 @@ impl<T> Connection<T> {
 
     /// Receive one byte message (Python's `recv_bytes()`).
     pub fn recv_bytes(&mut self) -> Result<Vec<u8>, RecvError> {
-        let max = self.max;
-        Ok(self.next_frame(None, max)?.into_vec())
+        self.recv_bytes_until(None).map_err(Waited::into_blocking)
     }
 
     /// Receive one byte message, waiting at most `timeout`.
-    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
         self.recv_bytes_until(crate::deadline::after(timeout))
+            .map_err(Waited::into_timeout)
     }
 
     /// Receive one byte message, waiting until `deadline`.
-    pub fn recv_bytes_deadline(&mut self, deadline: Instant) -> Result<Vec<u8>, RecvError> {
+    pub fn recv_bytes_deadline(&mut self, deadline: Instant) -> Result<Vec<u8>, RecvTimeoutError> {
         self.recv_bytes_until(Some(deadline))
+            .map_err(Waited::into_timeout)
     }
 
     /// Receive one byte message if a whole one has arrived; never blocks
-    /// ([`RecvError::Empty`] otherwise).
-    pub fn try_recv_bytes(&mut self) -> Result<Vec<u8>, RecvError> {
-        match self.recv_bytes_until(Some(Instant::now())) {
-            Err(RecvError::Timeout) => Err(RecvError::Empty),
-            r => r,
-        }
+    /// ([`TryError::WouldBlock`] otherwise).
+    pub fn try_recv_bytes(&mut self) -> Result<Vec<u8>, TryRecvError> {
+        self.recv_bytes_until(Some(Instant::now()))
+            .map_err(Waited::into_try)
     }
 
-    fn recv_bytes_until(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, RecvError> {
+    fn recv_bytes_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>, Waited<RecvError>> {
         let max = self.max;
         Ok(self.next_frame(deadline, max)?.into_vec())
     }
@@ -377,7 +382,10 @@ impl<T> Connection<T> {
     /// connection unusable.
     pub fn recv_bytes_limited(&mut self, maxlength: usize) -> Result<Vec<u8>, RecvError> {
         let max = self.max.min(maxlength);
-        Ok(self.next_frame(None, max)?.into_vec())
+        Ok(self
+            .next_frame(None, max)
+            .map_err(Waited::into_blocking)?
+            .into_vec())
     }
 
     /// Receive one byte message into `buf[offset..]`, returning its length
@@ -397,7 +405,7 @@ impl<T> Connection<T> {
             )));
         }
         let max = self.max;
-        let payload = self.next_frame(None, max)?;
+        let payload = self.next_frame(None, max).map_err(Waited::into_blocking)?;
         let msg = payload.as_slice();
         let space = &mut buf[offset..];
         if msg.len() > space.len() {
@@ -413,7 +421,7 @@ impl<T> Connection<T> {
         &mut self,
         max: usize,
         deadline: Instant,
-    ) -> Result<Vec<u8>, RecvError> {
+    ) -> Result<Vec<u8>, Waited<RecvError>> {
         let max = self.max.min(max);
         Ok(self.next_frame(Some(deadline), max)?.into_vec())
     }
@@ -504,7 +512,7 @@ impl<T> Connection<T> {
         &mut self,
         deadline: Option<Instant>,
         decode: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<U, DecodeError>,
-    ) -> Result<U, RecvError> {
+    ) -> Result<U, Waited<RecvError>> {
         let Connection {
             fd,
             transport,
@@ -532,7 +540,7 @@ impl<T> Connection<T> {
         if let (Some(v), Some(r)) = (spent, reader.as_mut()) {
             r.recycle(v);
         }
-        result
+        Ok(result?)
     }
 
     /// [`recv_with`](Self::recv_with) for the rest of the crate.
@@ -540,7 +548,7 @@ impl<T> Connection<T> {
         &mut self,
         deadline: Option<Instant>,
         decode: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<U, DecodeError>,
-    ) -> Result<U, RecvError> {
+    ) -> Result<U, Waited<RecvError>> {
         self.recv_with(deadline, decode)
     }
 
@@ -548,7 +556,7 @@ impl<T> Connection<T> {
     pub(crate) fn recv_raw(
         &mut self,
         deadline: Option<Instant>,
-    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), Waited<RecvError>> {
         self.recv_with(deadline, |b, fds| Ok((b.to_vec(), fds)))
     }
 
@@ -566,32 +574,32 @@ impl<T> Connection<T> {
 }
 
 impl<T: DeserializeOwned> Connection<T> {
-    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<T, RecvError> {
+    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<T, Waited<RecvError>> {
         self.recv_with(deadline, codec::decode)
     }
 
     /// Receive a value, blocking until one arrives (Python's `recv()`).
     pub fn recv(&mut self) -> Result<T, RecvError> {
-        self.recv_until(None)
+        self.recv_until(None).map_err(Waited::into_blocking)
     }
 
     /// Receive a value if a whole one has arrived; never blocks
-    /// ([`RecvError::Empty`] otherwise).
-    pub fn try_recv(&mut self) -> Result<T, RecvError> {
-        match self.recv_until(Some(Instant::now())) {
-            Err(RecvError::Timeout) => Err(RecvError::Empty),
-            r => r,
-        }
+    /// ([`TryError::WouldBlock`] otherwise).
+    pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        self.recv_until(Some(Instant::now()))
+            .map_err(Waited::into_try)
     }
 
     /// Receive a value, waiting at most `timeout`.
-    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvError> {
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.recv_until(crate::deadline::after(timeout))
+            .map_err(Waited::into_timeout)
     }
 
     /// Receive a value, waiting until `deadline`.
-    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<T, RecvError> {
+    pub fn recv_deadline(&mut self, deadline: Instant) -> Result<T, RecvTimeoutError> {
         self.recv_until(Some(deadline))
+            .map_err(Waited::into_timeout)
     }
 }
 

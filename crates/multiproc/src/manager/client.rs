@@ -18,6 +18,7 @@ use super::protocol::{
 };
 use super::value::{ConvertError, DataValue};
 use crate::connection::{Address, Client, ConnectError};
+use crate::error::{TimeoutError, TryError};
 use crate::{Connection, ProcessError, RecvError};
 
 /// Why a manager operation failed.
@@ -146,9 +147,13 @@ impl Conn {
             match self.rx.try_recv() {
                 Ok(Response::Pending) => break,
                 Ok(r) => return Ok(r),
-                Err(RecvError::Empty) if Instant::now() < spin_until => std::thread::yield_now(),
-                Err(RecvError::Empty) => break,
-                Err(RecvError::Decode(e)) => return Err(ManagerError::Protocol(e.to_string())),
+                Err(TryError::WouldBlock) if Instant::now() < spin_until => {
+                    std::thread::yield_now()
+                }
+                Err(TryError::WouldBlock) => break,
+                Err(TryError::Failed(RecvError::Decode(e))) => {
+                    return Err(ManagerError::Protocol(e.to_string()));
+                }
                 Err(_) => return Err(ManagerError::ServerGone),
             }
         }
@@ -167,7 +172,7 @@ impl Conn {
                     return Err(ManagerError::Interrupted);
                 }
                 Ok(r) => return Ok(r),
-                Err(RecvError::Timeout) if Instant::now() < silence_ends => {
+                Err(TimeoutError::Timeout) if Instant::now() < silence_ends => {
                     if !cancelled && interrupted() {
                         self.tx
                             .send(&Request::Cancel)
@@ -175,10 +180,12 @@ impl Conn {
                         cancelled = true;
                     }
                 }
-                Err(RecvError::Timeout) if probe.is_some_and(|alive| alive()) => {
+                Err(TimeoutError::Timeout) if probe.is_some_and(|alive| alive()) => {
                     heard = Instant::now();
                 }
-                Err(RecvError::Decode(e)) => return Err(ManagerError::Protocol(e.to_string())),
+                Err(TimeoutError::Failed(RecvError::Decode(e))) => {
+                    return Err(ManagerError::Protocol(e.to_string()));
+                }
                 Err(_) => return Err(ManagerError::ServerGone),
             }
         }

@@ -27,7 +27,7 @@
 //! | call | reader | writer |
 //! |---|---|---|
 //! | `open_*` | waits for a writer | waits for a reader |
-//! | `try_open_*` | never waits | [`FifoError::NoReader`] without a reader |
+//! | `try_open_*` | never waits | [`TryError::WouldBlock`] without a reader |
 //! | `open_*_timeout` | waits until a writer has written or come and gone | waits for a reader |
 //!
 //! A reader opened by [`Fifo::try_open_read`] before any writer came sees
@@ -65,11 +65,15 @@ use multiproc_sys::rustix::io::Errno;
 
 use crate::connection::Connection;
 use crate::deadline::Backoff;
+use crate::error::{TimeoutError, TryError, Waited, waited};
 use crate::names::kind::Kind;
 use crate::names::object::NamedKind;
 use crate::names::registry::Registry;
 
-/// Why a FIFO operation failed.
+/// Why a FIFO operation failed. The `try_` forms add "would block"
+/// ([`TryError::WouldBlock`]: no reader for `try_open_write`, no data for
+/// `try_read`), the `_timeout`/`_deadline` forms "the time ran out"
+/// ([`TimeoutError::Timeout`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FifoError {
@@ -85,15 +89,6 @@ pub enum FifoError {
     /// The path is a symbolic link (refused even when it points to a FIFO).
     #[error("{0} is a symbolic link")]
     Symlink(PathBuf),
-    /// A non-blocking open for writing found no reader (`ENXIO`).
-    #[error("the FIFO has no reader")]
-    NoReader,
-    /// The deadline passed.
-    #[error("timed out")]
-    Timeout,
-    /// A non-blocking read found no data while a writer is connected.
-    #[error("no data available now")]
-    WouldBlock,
     /// The OS reported an error.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -250,15 +245,16 @@ impl Fifo {
         Ok(())
     }
 
-    /// Open the path and check that it is still a FIFO.
-    fn open_fd(&self, write: bool, nonblocking: bool) -> Result<OwnedFd, FifoError> {
+    /// Open the path and check that it is still a FIFO. `None`: a
+    /// non-blocking open for writing found no reader (`ENXIO`).
+    fn open_fd(&self, write: bool, nonblocking: bool) -> Result<Option<OwnedFd>, FifoError> {
         let fd = match multiproc_sys::fifo::open(&self.path, write, nonblocking) {
             Ok(fd) => fd,
             Err(e) => {
                 return Err(match Errno::from_io_error(&e) {
                     Some(Errno::LOOP) => FifoError::Symlink(self.path.clone()),
                     Some(Errno::NOENT) => FifoError::NotFound(self.path.clone()),
-                    Some(Errno::NXIO) => FifoError::NoReader,
+                    Some(Errno::NXIO) => return Ok(None),
                     _ => FifoError::Io(e),
                 });
             }
@@ -266,82 +262,105 @@ impl Fifo {
         if multiproc_sys::fd::kind(&fd)? != multiproc_sys::fd::FdKind::Fifo {
             return Err(FifoError::NotAFifo(self.path.clone()));
         }
-        Ok(fd)
+        Ok(Some(fd))
+    }
+
+    /// Open for reading, without `ENXIO` (only a non-blocking open for
+    /// writing sees it).
+    fn open_read_fd(&self, nonblocking: bool) -> Result<OwnedFd, FifoError> {
+        self.open_fd(false, nonblocking)?
+            .ok_or_else(|| FifoError::Io(io::Error::other("ENXIO on an open for reading")))
     }
 
     /// Open for reading, waiting until a writer opens it.
     pub fn open_read(&self) -> Result<FifoReader, FifoError> {
-        let fd = self.open_fd(false, false)?;
+        let fd = self.open_read_fd(false)?;
         multiproc_sys::fd::set_nonblocking(&fd, true)?;
         Ok(FifoReader { fd })
     }
 
-    /// Open for reading without waiting. Until a writer connects, reads see
-    /// end of file.
+    /// Open for reading without waiting (it never has to). Until a writer
+    /// connects, reads see end of file.
     pub fn try_open_read(&self) -> Result<FifoReader, FifoError> {
-        let fd = self.open_fd(false, true)?;
+        let fd = self.open_read_fd(true)?;
         Ok(FifoReader { fd })
     }
 
     /// Open for reading and wait at most `timeout` until a writer has
-    /// written something or has come and gone; [`FifoError::Timeout`]
+    /// written something or has come and gone; [`TimeoutError::Timeout`]
     /// otherwise.
-    pub fn open_read_timeout(&self, timeout: Duration) -> Result<FifoReader, FifoError> {
-        self.open_read_until(crate::deadline::after(timeout))
+    pub fn open_read_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<FifoReader, TimeoutError<FifoError>> {
+        waited(self.open_read_until(crate::deadline::after(timeout))).map_err(Waited::into_timeout)
     }
 
     /// [`open_read_timeout`](Self::open_read_timeout), until `deadline`.
-    pub fn open_read_deadline(&self, deadline: Instant) -> Result<FifoReader, FifoError> {
-        self.open_read_until(Some(deadline))
+    pub fn open_read_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<FifoReader, TimeoutError<FifoError>> {
+        waited(self.open_read_until(Some(deadline))).map_err(Waited::into_timeout)
     }
 
-    fn open_read_until(&self, deadline: Option<Instant>) -> Result<FifoReader, FifoError> {
-        let fd = self.open_fd(false, true)?;
+    fn open_read_until(&self, deadline: Option<Instant>) -> Result<Option<FifoReader>, FifoError> {
+        let fd = self.open_read_fd(true)?;
         // A reader that has never seen a writer gets no POLLHUP (Linux sets
         // it only once a writer has come and gone since this open), so the
         // wait ends on data, on a closed writer, or at the deadline.
         let ready = multiproc_sys::poll::wait_readable(fd.as_fd(), deadline)?;
-        if !ready.readable {
-            return Err(FifoError::Timeout);
-        }
-        Ok(FifoReader { fd })
+        Ok(ready.readable.then_some(FifoReader { fd }))
     }
 
     /// Open for writing, waiting until a reader opens it.
     pub fn open_write(&self) -> Result<FifoWriter, FifoError> {
-        let fd = self.open_fd(true, false)?;
+        let fd = self
+            .open_fd(true, false)?
+            .ok_or_else(|| FifoError::Io(io::Error::other("ENXIO on a blocking open")))?;
         Ok(FifoWriter { fd })
     }
 
-    /// Open for writing without waiting: [`FifoError::NoReader`] when no
+    /// Open for writing without waiting: [`TryError::WouldBlock`] when no
     /// process has it open for reading.
-    pub fn try_open_write(&self) -> Result<FifoWriter, FifoError> {
-        let fd = self.open_fd(true, true)?;
+    pub fn try_open_write(&self) -> Result<FifoWriter, TryError<FifoError>> {
+        waited(self.try_open_write_now()).map_err(Waited::into_try)
+    }
+
+    fn try_open_write_now(&self) -> Result<Option<FifoWriter>, FifoError> {
+        let Some(fd) = self.open_fd(true, true)? else {
+            return Ok(None);
+        };
         multiproc_sys::fd::set_nonblocking(&fd, false)?;
-        Ok(FifoWriter { fd })
+        Ok(Some(FifoWriter { fd }))
     }
 
     /// Open for writing, waiting at most `timeout` for a reader;
-    /// [`FifoError::Timeout`] otherwise.
-    pub fn open_write_timeout(&self, timeout: Duration) -> Result<FifoWriter, FifoError> {
-        self.open_write_until(crate::deadline::after(timeout))
+    /// [`TimeoutError::Timeout`] otherwise.
+    pub fn open_write_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<FifoWriter, TimeoutError<FifoError>> {
+        waited(self.open_write_until(crate::deadline::after(timeout))).map_err(Waited::into_timeout)
     }
 
     /// Open for writing, waiting until `deadline` for a reader;
-    /// [`FifoError::Timeout`] otherwise.
-    pub fn open_write_deadline(&self, deadline: Instant) -> Result<FifoWriter, FifoError> {
-        self.open_write_until(Some(deadline))
+    /// [`TimeoutError::Timeout`] otherwise.
+    pub fn open_write_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<FifoWriter, TimeoutError<FifoError>> {
+        waited(self.open_write_until(Some(deadline))).map_err(Waited::into_timeout)
     }
 
-    fn open_write_until(&self, deadline: Option<Instant>) -> Result<FifoWriter, FifoError> {
+    fn open_write_until(&self, deadline: Option<Instant>) -> Result<Option<FifoWriter>, FifoError> {
         let mut backoff = Backoff::new(Duration::from_micros(100), Duration::from_millis(20));
         loop {
-            match self.try_open_write() {
-                Err(FifoError::NoReader) => {}
-                r => return r,
+            if let Some(w) = self.try_open_write_now()? {
+                return Ok(Some(w));
             }
             if !backoff.sleep(deadline) {
-                return Err(FifoError::Timeout);
+                return Ok(None);
             }
         }
     }
@@ -363,44 +382,52 @@ impl FifoReader {
         &mut self,
         buf: &mut [u8],
         deadline: Option<Instant>,
-    ) -> Result<usize, FifoError> {
+    ) -> Result<usize, Waited<FifoError>> {
         loop {
             match multiproc_sys::io::read(self.fd.as_fd(), buf) {
                 Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(FifoError::from(e).into()),
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(FifoError::Timeout);
+                return Err(Waited::GaveUp);
             }
-            let ready = multiproc_sys::poll::wait_readable(self.fd.as_fd(), deadline)?;
+            let ready = multiproc_sys::poll::wait_readable(self.fd.as_fd(), deadline)
+                .map_err(FifoError::from)?;
             if !ready.readable && deadline.is_some() {
-                return Err(FifoError::Timeout);
+                return Err(Waited::GaveUp);
             }
         }
     }
 
     /// Read into `buf`, waiting at most `timeout` for data: `Ok(0)` is end of
-    /// file, [`FifoError::Timeout`] when nothing came.
-    pub fn read_timeout(&mut self, buf: &mut [u8], timeout: Duration) -> Result<usize, FifoError> {
+    /// file, [`TimeoutError::Timeout`] when nothing came.
+    pub fn read_timeout(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<usize, TimeoutError<FifoError>> {
         self.read_until(buf, crate::deadline::after(timeout))
+            .map_err(Waited::into_timeout)
     }
 
     /// Read into `buf`, waiting until `deadline` for data: `Ok(0)` is end of
-    /// file, [`FifoError::Timeout`] when nothing came.
-    pub fn read_deadline(&mut self, buf: &mut [u8], deadline: Instant) -> Result<usize, FifoError> {
+    /// file, [`TimeoutError::Timeout`] when nothing came.
+    pub fn read_deadline(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Instant,
+    ) -> Result<usize, TimeoutError<FifoError>> {
         self.read_until(buf, Some(deadline))
+            .map_err(Waited::into_timeout)
     }
 
     /// Read what is there now: `Ok(0)` is end of file,
-    /// [`FifoError::WouldBlock`] when a writer is connected but nothing is
+    /// [`TryError::WouldBlock`] when a writer is connected but nothing is
     /// buffered.
-    pub fn try_read(&mut self, buf: &mut [u8]) -> Result<usize, FifoError> {
-        match multiproc_sys::io::read(self.fd.as_fd(), buf) {
-            Ok(n) => Ok(n),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(FifoError::WouldBlock),
-            Err(e) => Err(e.into()),
-        }
+    pub fn try_read(&mut self, buf: &mut [u8]) -> Result<usize, TryError<FifoError>> {
+        self.read_until(buf, Some(Instant::now()))
+            .map_err(Waited::into_try)
     }
 
     /// A framed connection receiving serde values (or byte messages) from a
@@ -422,7 +449,7 @@ impl io::Read for FifoReader {
         if buf.is_empty() {
             return Ok(0);
         }
-        match self.read_until(buf, None) {
+        match self.read_until(buf, None).map_err(Waited::into_blocking) {
             Ok(n) => Ok(n),
             Err(FifoError::Io(e)) => Err(e),
             Err(e) => Err(io::Error::other(e)),

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::connection::codec::{self};
 use crate::connection::{Connection, SendError};
+use crate::error::Waited;
 
 /// The argument that marks a spawned child's command line.
 pub(super) const SPAWN_FLAG: &str = "--multiproc-spawn";
@@ -248,7 +249,7 @@ pub(super) fn run_spawned_child(fd: RawFd) -> ! {
         }
     };
     let _ = multiproc_sys::fd::set_cloexec(&chan, true);
-    let (bytes, fds) = match chan.recv_raw(None) {
+    let (bytes, fds) = match chan.recv_raw(None).map_err(Waited::into_blocking) {
         Ok(m) => m,
         Err(e) => {
             eprintln!("multiproc: cannot read bootstrap message: {e}");

@@ -58,6 +58,7 @@ use serde::de::DeserializeOwned;
 
 use crate::connection::codec::{self, DecodeError};
 use crate::connection::{Connection, RecvError, SendError};
+use crate::error::{TimeoutError, TryError, Waited};
 
 mod bootstrap;
 
@@ -83,13 +84,12 @@ pub enum StartMethod {
     Fork,
 }
 
-/// Why a process operation failed.
+/// Why a process operation failed. `try_join` adds "still running"
+/// ([`TryError::WouldBlock`]), `join_timeout`/`join_deadline` "still
+/// running after the time" ([`TimeoutError::Timeout`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProcessError {
-    /// The child is still running after the timeout.
-    #[error("timed out waiting for the process")]
-    Timeout,
     /// The child ended without success: a non-zero exit status, or killed
     /// by a signal (`exitcode` is then minus the signal number).
     #[error("process failed with exitcode {exitcode}{}", panic.as_ref().map(|p| format!(": {p}")).unwrap_or_default())]
@@ -340,11 +340,11 @@ impl<R: DeserializeOwned> Process<R> {
                 self.panic = Some(p);
                 r.chan = None;
             }
-            Err(RecvError::Decode(e)) => {
+            Err(Waited::Failed(RecvError::Decode(e))) => {
                 self.result = Some(Err(e));
                 r.chan = None;
             }
-            Err(RecvError::Timeout) if !exited => {}
+            Err(Waited::GaveUp) if !exited => {}
             // End of file, a torn frame from a killed child, or an error:
             // there is no result.
             Err(_) => r.chan = None,
@@ -407,27 +407,30 @@ impl<R: DeserializeOwned> Process<R> {
     }
 
     /// [`join`](Self::join), waiting at most `timeout`
-    /// ([`ProcessError::Timeout`] if the child is still running).
-    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, ProcessError> {
+    /// ([`TimeoutError::Timeout`] if the child is still running).
+    pub fn join_timeout(&mut self, timeout: Duration) -> Result<R, TimeoutError<ProcessError>> {
         self.join_until(crate::deadline::after(timeout))
+            .map_err(Waited::into_timeout)
     }
 
     /// [`join`](Self::join), waiting until `deadline`
-    /// ([`ProcessError::Timeout`] if the child is still running).
-    pub fn join_deadline(&mut self, deadline: Instant) -> Result<R, ProcessError> {
+    /// ([`TimeoutError::Timeout`] if the child is still running).
+    pub fn join_deadline(&mut self, deadline: Instant) -> Result<R, TimeoutError<ProcessError>> {
         self.join_until(Some(deadline))
+            .map_err(Waited::into_timeout)
     }
 
     /// [`join`](Self::join) if the child has exited, without waiting
-    /// ([`ProcessError::Timeout`] while it runs).
-    pub fn try_join(&mut self) -> Result<R, ProcessError> {
+    /// ([`TryError::WouldBlock`] while it runs).
+    pub fn try_join(&mut self) -> Result<R, TryError<ProcessError>> {
         self.join_until(Some(Instant::now()))
+            .map_err(Waited::into_try)
     }
 
-    fn join_until(&mut self, deadline: Option<Instant>) -> Result<R, ProcessError> {
+    fn join_until(&mut self, deadline: Option<Instant>) -> Result<R, Waited<ProcessError>> {
         match self.wait_until(deadline)? {
-            Some(code) => self.take_result(code),
-            None => Err(ProcessError::Timeout),
+            Some(code) => Ok(self.take_result(code)?),
+            None => Err(Waited::GaveUp),
         }
     }
 
@@ -501,7 +504,7 @@ impl<R> Drop for Process<R> {
             let Ok(ready) = ready else { return };
             if ready.get(1).copied().unwrap_or(false) {
                 if let Some(chan) = &mut r.chan {
-                    if let Err(RecvError::Timeout) = chan.recv_raw(Some(Instant::now())) {
+                    if let Err(Waited::GaveUp) = chan.recv_raw(Some(Instant::now())) {
                     } else {
                         r.chan = None;
                     }

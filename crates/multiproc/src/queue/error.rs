@@ -6,19 +6,19 @@ use std::io;
 use multiproc_shm::QueueError;
 
 use crate::connection::codec::{DecodeError, EncodeError};
+use crate::error::{
+    HandsBack, SendTimeoutError, TimeoutError, TryError, TrySendError, Waited, WaitedWith,
+};
 #[cfg(doc)]
 use multiproc_shm::ABANDON_AFTER;
 
 // ----- errors -------------------------------------------------------------------
 
-/// Why an item was not put. Every variant hands the item back
-/// ([`into_inner`](PutError::into_inner)).
+/// Why a blocking put failed. Every variant hands the item back
+/// ([`into_inner`](PutError::into_inner)). The `try_` and `_timeout` forms
+/// add "no room" ([`TryPutError`], [`PutTimeoutError`]).
 #[non_exhaustive]
 pub enum PutError<T> {
-    /// `try_put`: no room now (Python's `queue.Full`).
-    Full(T),
-    /// `put_timeout`: no room before the timeout (Python's `queue.Full`).
-    Timeout(T),
     /// The queue is closed.
     Closed(T),
     /// The item could not be encoded.
@@ -30,30 +30,36 @@ pub enum PutError<T> {
     Io(io::Error, T),
 }
 
+/// What `try_put` reports: [`TrySendError::Full`] (with the item) when
+/// there is no room now (Python's `queue.Full`).
+pub type TryPutError<T> = TrySendError<PutError<T>>;
+
+/// What `put_timeout`/`put_deadline` report: [`SendTimeoutError::Timeout`]
+/// (with the item) when no room came in time (Python's `queue.Full`).
+pub type PutTimeoutError<T> = SendTimeoutError<PutError<T>>;
+
 impl<T> PutError<T> {
     /// The item that was not put.
     pub fn into_inner(self) -> T {
         match self {
-            PutError::Full(t)
-            | PutError::Timeout(t)
-            | PutError::Closed(t)
+            PutError::Closed(t)
             | PutError::Encode(_, t)
             | PutError::Corrupted(t)
             | PutError::Io(_, t) => t,
         }
     }
+}
 
-    /// Whether the queue had no room (`Full` or `Timeout`).
-    pub fn is_full(&self) -> bool {
-        matches!(self, PutError::Full(_) | PutError::Timeout(_))
+impl<T> HandsBack for PutError<T> {
+    type Item = T;
+    fn into_inner(self) -> T {
+        PutError::into_inner(self)
     }
 }
 
 impl<T> fmt::Debug for PutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PutError::Full(_) => f.write_str("Full(..)"),
-            PutError::Timeout(_) => f.write_str("Timeout(..)"),
             PutError::Closed(_) => f.write_str("Closed(..)"),
             PutError::Encode(e, _) => write!(f, "Encode({e:?}, ..)"),
             PutError::Corrupted(_) => f.write_str("Corrupted(..)"),
@@ -65,8 +71,6 @@ impl<T> fmt::Debug for PutError<T> {
 impl<T> fmt::Display for PutError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PutError::Full(_) => f.write_str("the queue is full"),
-            PutError::Timeout(_) => f.write_str("timed out waiting for room in the queue"),
             PutError::Closed(_) => f.write_str("the queue is closed"),
             PutError::Encode(e, _) => write!(f, "cannot encode the item: {e}"),
             PutError::Corrupted(_) => f.write_str("the queue's shared state is corrupted"),
@@ -77,16 +81,11 @@ impl<T> fmt::Display for PutError<T> {
 
 impl<T> std::error::Error for PutError<T> {}
 
-/// Why no item was got.
+/// Why a blocking get failed. The `try_` and `_timeout` forms add "no
+/// item" ([`TryGetError`], [`GetTimeoutError`]: Python's `queue.Empty`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum GetError {
-    /// `try_get`: nothing in the queue now (Python's `queue.Empty`).
-    #[error("the queue is empty")]
-    Empty,
-    /// `get_timeout`: nothing before the timeout (Python's `queue.Empty`).
-    #[error("timed out waiting for an item")]
-    Timeout,
     /// The queue is closed and drained.
     #[error("the queue is closed and empty")]
     Closed,
@@ -103,13 +102,13 @@ pub enum GetError {
     Io(#[from] io::Error),
 }
 
-impl GetError {
-    /// Whether there was no item (`Empty` or `Timeout`: Python's
-    /// `queue.Empty`).
-    pub fn is_empty(&self) -> bool {
-        matches!(self, GetError::Empty | GetError::Timeout)
-    }
-}
+/// What `try_get` reports: [`TryError::WouldBlock`] when there is no item
+/// now (Python's `queue.Empty`).
+pub type TryGetError = TryError<GetError>;
+
+/// What `get_timeout`/`get_deadline` report: [`TimeoutError::Timeout`]
+/// when no item came in time (Python's `queue.Empty`).
+pub type GetTimeoutError = TimeoutError<GetError>;
 
 /// `task_done` was called more times than items were put (Python's
 /// `ValueError`).
@@ -124,13 +123,12 @@ pub enum TaskDoneError {
     Corrupted,
 }
 
-/// Why `join` returned without every task done.
+/// Why a blocking `join` returned without every task done. `try_join`
+/// and `join_timeout` add that tasks are still unfinished
+/// ([`TryError::WouldBlock`], [`TimeoutError::Timeout`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum JoinError {
-    /// `join_timeout`: tasks are still unfinished.
-    #[error("timed out waiting for the tasks to be done")]
-    Timeout,
     /// Every unfinished task is held by processes that died (killed, or
     /// exited without handing their tasks on), and none was marked done
     /// for [`ABANDON_AFTER`] (two seconds). The tasks stay
@@ -154,25 +152,25 @@ pub(super) enum Fail {
 }
 
 impl Fail {
-    pub(super) fn with<T>(self, item: T, try_form: bool) -> PutError<T> {
-        match self {
-            Fail::Queue(QueueError::Timeout) if try_form => PutError::Full(item),
-            Fail::Queue(QueueError::Timeout) => PutError::Timeout(item),
+    /// The outcome for the form that called, with the item handed back.
+    pub(super) fn with<T>(self, item: T) -> WaitedWith<PutError<T>> {
+        WaitedWith::Failed(match self {
+            Fail::Queue(QueueError::Timeout) => return WaitedWith::GaveUp(item),
             Fail::Queue(QueueError::Closed) => PutError::Closed(item),
             Fail::Queue(_) => PutError::Corrupted(item),
             Fail::Encode(e) => PutError::Encode(e, item),
             Fail::Io(e) => PutError::Io(e, item),
-        }
+        })
     }
 }
 
-pub(super) fn get_error(e: QueueError, try_form: bool) -> GetError {
-    match e {
-        QueueError::Timeout if try_form => GetError::Empty,
-        QueueError::Timeout => GetError::Timeout,
+/// The outcome of a raw get for the form that called.
+pub(super) fn get_error(e: QueueError) -> Waited<GetError> {
+    Waited::Failed(match e {
+        QueueError::Timeout => return Waited::GaveUp,
         QueueError::Closed => GetError::Closed,
         _ => GetError::Corrupted,
-    }
+    })
 }
 
 pub(super) fn invalid(msg: &str) -> io::Error {

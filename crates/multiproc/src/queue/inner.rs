@@ -9,6 +9,7 @@ use multiproc_shm::queue::{KIND_SIDE, MAX_CAPACITY, MIN_CAPACITY};
 use multiproc_shm::{QueueError, RawQueue, Rec, Taken};
 
 use crate::connection::codec::{self, EncodeError};
+use crate::error::Waited;
 use crate::shared::segment::{self, Segment};
 
 use super::error::{Fail, GetError, get_error, invalid};
@@ -237,8 +238,7 @@ impl Inner {
         batch: &mut Batch,
         max: usize,
         deadline: Option<Instant>,
-        try_form: bool,
-    ) -> Result<(), GetError> {
+    ) -> Result<(), Waited<GetError>> {
         batch.clear();
         let Batch { data, ends, extras } = batch;
         let mut sink = |taken: Taken, buf: &mut Vec<u8>, start: usize| {
@@ -263,7 +263,7 @@ impl Inner {
         };
         self.raw()
             .get(&ENV, &self.ring(), max, deadline, data, &mut sink)
-            .map_err(|e| get_error(e, try_form))?;
+            .map_err(get_error)?;
         // Out-of-line payloads, read outside the lock.
         for extra in extras.iter_mut() {
             if let Some(Payload::Pending((fd, len))) = extra.payload.take() {
@@ -286,8 +286,7 @@ impl Inner {
         &self,
         buf: &mut Vec<u8>,
         deadline: Option<Instant>,
-        try_form: bool,
-    ) -> Result<Vec<OwnedFd>, GetError> {
+    ) -> Result<Vec<OwnedFd>, Waited<GetError>> {
         buf.clear();
         let mut side = None;
         let mut sink = |taken: Taken, buf: &mut Vec<u8>, start: usize| {
@@ -298,13 +297,13 @@ impl Inner {
         };
         self.raw()
             .get(&ENV, &self.ring(), 1, deadline, buf, &mut sink)
-            .map_err(|e| get_error(e, try_form))?;
+            .map_err(get_error)?;
         let Some(side) = side else {
             return Ok(Vec::new());
         };
         let side = side?;
         if let Some((fd, len)) = side.payload {
-            *buf = read_payload(&fd, len)?;
+            *buf = read_payload(&fd, len).map_err(|e| Waited::Failed(e.into()))?;
         }
         Ok(side.fds)
     }

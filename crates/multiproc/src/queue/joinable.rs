@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::error::{JoinError, TaskDoneError};
 use super::mpmc::{Queue, QueueBuilder};
 use super::{ENV, deadline};
+use crate::error::{TimeoutError, TryError, Waited};
 
 // ----- JoinableQueue -------------------------------------------------------------------
 
@@ -62,7 +63,7 @@ impl<T> JoinableQueue<T> {
         })
     }
 
-    fn join_until(&self, deadline: Option<Instant>) -> Result<(), JoinError> {
+    fn join_until(&self, deadline: Option<Instant>) -> Result<(), Waited<JoinError>> {
         let inner = &self.q.inner;
         // Copied out and back: a join waiting forever must not block
         // another thread's timed join on the mutex.
@@ -75,12 +76,14 @@ impl<T> JoinableQueue<T> {
         let mut progress = *saved();
         let r = inner.raw().join(&ENV, deadline, &mut progress);
         *saved() = progress;
-        r.map_err(|e| match e {
-            QueueError::Timeout => JoinError::Timeout,
-            QueueError::Abandoned => JoinError::Abandoned {
-                tasks: progress.abandoned(),
-            },
-            _ => JoinError::Corrupted,
+        r.map_err(|e| {
+            Waited::Failed(match e {
+                QueueError::Timeout => return Waited::GaveUp,
+                QueueError::Abandoned => JoinError::Abandoned {
+                    tasks: progress.abandoned(),
+                },
+                _ => JoinError::Corrupted,
+            })
         })
     }
 
@@ -89,25 +92,28 @@ impl<T> JoinableQueue<T> {
     /// left and nobody marks one done for two seconds, `join` returns
     /// [`JoinError::Abandoned`] rather than waiting for good.
     pub fn join(&self) -> Result<(), JoinError> {
-        self.join_until(None)
+        self.join_until(None).map_err(Waited::into_blocking)
     }
 
-    /// [`join`](Self::join), waiting at most `timeout` ([`JoinError::Timeout`]
-    /// then).
-    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
+    /// [`join`](Self::join), waiting at most `timeout`
+    /// ([`TimeoutError::Timeout`] then).
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), TimeoutError<JoinError>> {
         self.join_until(deadline(timeout))
+            .map_err(Waited::into_timeout)
     }
 
-    /// [`join`](Self::join), waiting until `deadline` ([`JoinError::Timeout`]
-    /// then).
-    pub fn join_deadline(&self, deadline: Instant) -> Result<(), JoinError> {
+    /// [`join`](Self::join), waiting until `deadline`
+    /// ([`TimeoutError::Timeout`] then).
+    pub fn join_deadline(&self, deadline: Instant) -> Result<(), TimeoutError<JoinError>> {
         self.join_until(Some(deadline))
+            .map_err(Waited::into_timeout)
     }
 
     /// [`join`](Self::join) without waiting: `Ok` when every item put has
-    /// been marked done now, [`JoinError::Timeout`] otherwise.
-    pub fn try_join(&self) -> Result<(), JoinError> {
+    /// been marked done now, [`TryError::WouldBlock`] otherwise.
+    pub fn try_join(&self) -> Result<(), TryError<JoinError>> {
         self.join_until(Some(Instant::now()))
+            .map_err(Waited::into_try)
     }
 
     /// Tasks put and not yet marked done.

@@ -90,7 +90,10 @@ mod side;
 mod simple;
 mod wire;
 
-pub use error::{GetError, JoinError, PutError, TaskDoneError};
+pub use error::{
+    GetError, GetTimeoutError, JoinError, PutError, PutTimeoutError, TaskDoneError, TryGetError,
+    TryPutError,
+};
 pub use joinable::JoinableQueue;
 pub use mpmc::{Iter, Queue, QueueBuilder};
 pub use multiproc_shm::queue::{MAX_CAPACITY, MIN_CAPACITY};

@@ -15,13 +15,18 @@ use crate::connection::borrow_all;
 use crate::connection::codec::{self};
 use crate::shared::segment::Segment;
 
-use super::error::{Fail, GetError, PutError, invalid};
+use super::error::{
+    Fail, GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError, invalid,
+};
 use super::inner::Inner;
 use super::side::{Batch, ByteBatch};
 use super::{
     DEFAULT_BUDGET, DEFAULT_CAPACITY, ENV, LAYOUT, RAW_AT, RING_AT, deadline, now, with_scratch,
 };
 use super::{JoinableQueue, SimpleQueue};
+#[cfg(doc)]
+use crate::error::{SendTimeoutError, TryError, TrySendError};
+use crate::error::{TimeoutError, Waited, WaitedWith};
 
 // ----- Queue -----------------------------------------------------------------------
 
@@ -239,32 +244,41 @@ impl<T> Queue<T> {
         &self,
         bytes: &[u8],
         deadline: Option<Instant>,
-        try_form: bool,
-    ) -> Result<(), PutError<()>> {
-        self.inner
-            .put(bytes, &[], deadline)
-            .map_err(|f| f.with((), try_form))
+    ) -> Result<(), WaitedWith<PutError<()>>> {
+        self.inner.put(bytes, &[], deadline).map_err(|f| f.with(()))
     }
 
     /// Put one message of raw bytes, blocking while the queue is full.
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<(), PutError<()>> {
-        self.put_bytes_until(bytes, None, false)
+        self.put_bytes_until(bytes, None)
+            .map_err(WaitedWith::into_blocking)
     }
 
     /// [`put_bytes`](Self::put_bytes) if there is room now
-    /// ([`PutError::Full`] otherwise).
-    pub fn try_put_bytes(&self, bytes: &[u8]) -> Result<(), PutError<()>> {
-        self.put_bytes_until(bytes, now(), true)
+    /// ([`TrySendError::Full`] otherwise).
+    pub fn try_put_bytes(&self, bytes: &[u8]) -> Result<(), TryPutError<()>> {
+        self.put_bytes_until(bytes, now())
+            .map_err(WaitedWith::into_try)
     }
 
     /// [`put_bytes`](Self::put_bytes), waiting at most `timeout` for room.
-    pub fn put_bytes_timeout(&self, bytes: &[u8], timeout: Duration) -> Result<(), PutError<()>> {
-        self.put_bytes_until(bytes, deadline(timeout), false)
+    pub fn put_bytes_timeout(
+        &self,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Result<(), PutTimeoutError<()>> {
+        self.put_bytes_until(bytes, deadline(timeout))
+            .map_err(WaitedWith::into_timeout)
     }
 
     /// [`put_bytes`](Self::put_bytes), waiting for room until `deadline`.
-    pub fn put_bytes_deadline(&self, bytes: &[u8], deadline: Instant) -> Result<(), PutError<()>> {
-        self.put_bytes_until(bytes, Some(deadline), false)
+    pub fn put_bytes_deadline(
+        &self,
+        bytes: &[u8],
+        deadline: Instant,
+    ) -> Result<(), PutTimeoutError<()>> {
+        self.put_bytes_until(bytes, Some(deadline))
+            .map_err(WaitedWith::into_timeout)
     }
 
     /// Put several byte messages, each its own item, taking the producers'
@@ -277,39 +291,40 @@ impl<T> Queue<T> {
     {
         self.inner
             .put_many(messages.into_iter(), None)
-            .map_err(|(n, f)| (n, f.with((), false)))
+            .map_err(|(n, f)| (n, f.with(()).into_blocking()))
     }
 
     fn get_bytes_until(
         &self,
         buf: &mut Vec<u8>,
         deadline: Option<Instant>,
-        try_form: bool,
-    ) -> Result<(), GetError> {
+    ) -> Result<(), Waited<GetError>> {
         // Handles the item carried are closed here.
-        self.inner.get_one(buf, deadline, try_form).map(drop)
+        self.inner.get_one(buf, deadline).map(drop)
     }
 
     /// Get one message into `buf` (replacing its contents), blocking while
     /// the queue is empty: no allocation once `buf` has grown to size.
     pub fn get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<(), GetError> {
-        self.get_bytes_until(buf, None, false)
+        self.get_bytes_until(buf, None)
+            .map_err(Waited::into_blocking)
     }
 
     /// [`get_bytes_into`](Self::get_bytes_into) if there is an item now
-    /// ([`GetError::Empty`] otherwise).
-    pub fn try_get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<(), GetError> {
-        self.get_bytes_until(buf, now(), true)
+    /// ([`TryError::WouldBlock`] otherwise).
+    pub fn try_get_bytes_into(&self, buf: &mut Vec<u8>) -> Result<(), TryGetError> {
+        self.get_bytes_until(buf, now()).map_err(Waited::into_try)
     }
 
     /// [`get_bytes_into`](Self::get_bytes_into), waiting at most `timeout`
-    /// ([`GetError::Timeout`] then).
+    /// ([`TimeoutError::Timeout`] then).
     pub fn get_bytes_into_timeout(
         &self,
         buf: &mut Vec<u8>,
         timeout: Duration,
-    ) -> Result<(), GetError> {
-        self.get_bytes_until(buf, deadline(timeout), false)
+    ) -> Result<(), GetTimeoutError> {
+        self.get_bytes_until(buf, deadline(timeout))
+            .map_err(Waited::into_timeout)
     }
 
     /// [`get_bytes_into`](Self::get_bytes_into), waiting until `deadline`.
@@ -317,36 +332,35 @@ impl<T> Queue<T> {
         &self,
         buf: &mut Vec<u8>,
         deadline: Instant,
-    ) -> Result<(), GetError> {
-        self.get_bytes_until(buf, Some(deadline), false)
+    ) -> Result<(), GetTimeoutError> {
+        self.get_bytes_until(buf, Some(deadline))
+            .map_err(Waited::into_timeout)
     }
 
     /// Get one message as raw bytes, blocking while the queue is empty. Any
     /// handles the item carried are closed.
     pub fn get_bytes(&self) -> Result<Vec<u8>, GetError> {
         let mut v = Vec::new();
-        self.get_bytes_until(&mut v, None, false).map(|()| v)
+        self.get_bytes_into(&mut v).map(|()| v)
     }
 
     /// [`get_bytes`](Self::get_bytes) if there is an item now
-    /// ([`GetError::Empty`] otherwise).
-    pub fn try_get_bytes(&self) -> Result<Vec<u8>, GetError> {
+    /// ([`TryError::WouldBlock`] otherwise).
+    pub fn try_get_bytes(&self) -> Result<Vec<u8>, TryGetError> {
         let mut v = Vec::new();
-        self.get_bytes_until(&mut v, now(), true).map(|()| v)
+        self.try_get_bytes_into(&mut v).map(|()| v)
     }
 
     /// [`get_bytes`](Self::get_bytes), waiting at most `timeout`.
-    pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetError> {
+    pub fn get_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetTimeoutError> {
         let mut v = Vec::new();
-        self.get_bytes_until(&mut v, deadline(timeout), false)
-            .map(|()| v)
+        self.get_bytes_into_timeout(&mut v, timeout).map(|()| v)
     }
 
     /// [`get_bytes`](Self::get_bytes), waiting until `deadline`.
-    pub fn get_bytes_deadline(&self, deadline: Instant) -> Result<Vec<u8>, GetError> {
+    pub fn get_bytes_deadline(&self, deadline: Instant) -> Result<Vec<u8>, GetTimeoutError> {
         let mut v = Vec::new();
-        self.get_bytes_until(&mut v, Some(deadline), false)
-            .map(|()| v)
+        self.get_bytes_into_deadline(&mut v, deadline).map(|()| v)
     }
 
     /// Get up to `max` messages at once into `batch` (replacing what it
@@ -360,11 +374,13 @@ impl<T> Queue<T> {
         batch: &mut ByteBatch,
         max: usize,
         timeout: Option<Duration>,
-    ) -> Result<usize, GetError> {
+    ) -> Result<usize, GetTimeoutError> {
         let b = &mut batch.batch;
-        self.inner.get(b, max, timeout.and_then(deadline), false)?;
+        self.inner
+            .get(b, max, timeout.and_then(deadline))
+            .map_err(Waited::into_timeout)?;
         match b.drop_failed() {
-            Some(e) if b.len() == 0 => Err(e),
+            Some(e) if b.len() == 0 => Err(TimeoutError::Failed(e)),
             _ => Ok(b.len()),
         }
     }
@@ -372,41 +388,38 @@ impl<T> Queue<T> {
 
 impl<T: Serialize> Queue<T> {
     /// Encode `item` (in this thread's scratch buffer) and put it.
-    fn put_item(
-        &self,
-        item: T,
-        deadline: Option<Instant>,
-        try_form: bool,
-    ) -> Result<(), PutError<T>> {
+    fn put_item(&self, item: T, deadline: Option<Instant>) -> Result<(), WaitedWith<PutError<T>>> {
         let r = with_scratch(|buf| {
             buf.clear();
             let fds = codec::encode(&item, buf).map_err(Fail::Encode)?;
             self.inner.put(buf, &borrow_all(&fds), deadline)
         });
-        r.map_err(|f| f.with(item, try_form))
+        r.map_err(|f| f.with(item))
     }
 
     /// Put an item, blocking while the queue is full.
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_item(item, None, false)
+        self.put_item(item, None).map_err(WaitedWith::into_blocking)
     }
 
-    /// Put an item if there is room now ([`PutError::Full`] otherwise;
-    /// Python's `put_nowait`).
-    pub fn try_put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_item(item, now(), true)
+    /// Put an item if there is room now ([`TrySendError::Full`], with the
+    /// item, otherwise; Python's `put_nowait`).
+    pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
+        self.put_item(item, now()).map_err(WaitedWith::into_try)
     }
 
     /// Put an item, waiting at most `timeout` for room
-    /// ([`PutError::Timeout`] then).
-    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutError<T>> {
-        self.put_item(item, deadline(timeout), false)
+    /// ([`SendTimeoutError::Timeout`], with the item, then).
+    pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
+        self.put_item(item, deadline(timeout))
+            .map_err(WaitedWith::into_timeout)
     }
 
     /// Put an item, waiting for room until `deadline`
-    /// ([`PutError::Timeout`] then).
-    pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutError<T>> {
-        self.put_item(item, Some(deadline), false)
+    /// ([`SendTimeoutError::Timeout`], with the item, then).
+    pub fn put_deadline(&self, item: T, deadline: Instant) -> Result<(), PutTimeoutError<T>> {
+        self.put_item(item, Some(deadline))
+            .map_err(WaitedWith::into_timeout)
     }
 
     /// Put several items, taking the producers' lock once per run that fits
@@ -487,49 +500,57 @@ impl<T: Serialize> Queue<T> {
                     .drain(k..)
                     .next()
                     .expect("the failed item is in the run");
-                Err((k, f.with(item, false)))
+                Err((k, f.with(item).into_blocking()))
             }
         }
     }
 }
 
 impl<T: DeserializeOwned> Queue<T> {
-    fn get_item(&self, deadline: Option<Instant>, try_form: bool) -> Result<T, GetError> {
+    fn get_item(&self, deadline: Option<Instant>) -> Result<T, Waited<GetError>> {
         with_scratch(|buf| {
-            let fds = self.inner.get_one(buf, deadline, try_form)?;
-            Ok(codec::decode(buf, fds)?)
+            let fds = self.inner.get_one(buf, deadline)?;
+            codec::decode(buf, fds).map_err(|e| Waited::Failed(e.into()))
         })
     }
 
     /// Get an item, blocking while the queue is empty.
     pub fn get(&self) -> Result<T, GetError> {
-        self.get_item(None, false)
+        self.get_item(None).map_err(Waited::into_blocking)
     }
 
-    /// Get an item if there is one now ([`GetError::Empty`] otherwise;
+    /// Get an item if there is one now ([`TryError::WouldBlock`] otherwise;
     /// Python's `get_nowait`).
-    pub fn try_get(&self) -> Result<T, GetError> {
-        self.get_item(now(), true)
+    pub fn try_get(&self) -> Result<T, TryGetError> {
+        self.get_item(now()).map_err(Waited::into_try)
     }
 
-    /// Get an item, waiting at most `timeout` ([`GetError::Timeout`] then).
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
-        self.get_item(deadline(timeout), false)
+    /// Get an item, waiting at most `timeout` ([`TimeoutError::Timeout`]
+    /// then).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+        self.get_item(deadline(timeout))
+            .map_err(Waited::into_timeout)
     }
 
-    /// Get an item, waiting until `deadline` ([`GetError::Timeout`] then).
-    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetError> {
-        self.get_item(Some(deadline), false)
+    /// Get an item, waiting until `deadline` ([`TimeoutError::Timeout`]
+    /// then).
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetTimeoutError> {
+        self.get_item(Some(deadline)).map_err(Waited::into_timeout)
     }
 
     /// Get up to `max` items at once: waits (at most `timeout`, if given)
     /// for the first, then takes what is there under the same lock hold.
     /// An item that is not a valid `T` (or could not be received) is consumed
     /// and left out; if that was every item, its error is returned.
-    pub fn get_many(&self, max: usize, timeout: Option<Duration>) -> Result<Vec<T>, GetError> {
+    pub fn get_many(
+        &self,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<T>, GetTimeoutError> {
         let mut batch = Batch::default();
         self.inner
-            .get(&mut batch, max, timeout.and_then(deadline), false)?;
+            .get(&mut batch, max, timeout.and_then(deadline))
+            .map_err(Waited::into_timeout)?;
         let mut first_err = batch.drop_failed();
         let mut out = Vec::with_capacity(batch.len());
         for i in 0..batch.len() {
@@ -542,7 +563,7 @@ impl<T: DeserializeOwned> Queue<T> {
             }
         }
         match first_err {
-            Some(e) if out.is_empty() => Err(e),
+            Some(e) if out.is_empty() => Err(TimeoutError::Failed(e)),
             _ => Ok(out),
         }
     }

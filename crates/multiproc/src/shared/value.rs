@@ -15,7 +15,7 @@ use std::io;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytemuck::Pod;
 use multiproc_shm::{Acquired, LockError, RawLock};
@@ -24,7 +24,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::connection::codec::{self, Fd};
 use crate::env::ProcessEnv;
 use crate::shared::segment::{self, Segment};
-use crate::sync::{AcquireError, Lock, embedded_lock};
+use crate::sync::{Lock, embedded_lock};
 
 const ENV: ProcessEnv = ProcessEnv;
 /// The data starts here in the payload (after the lock and the length).
@@ -329,7 +329,7 @@ impl<T: Pod> ValueGuard<'_, T> {
         v
     }
 
-    /// After [`AcquireError::OwnerDied`]: the value is repaired.
+    /// After [`AcquireError::OwnerDied`](crate::AcquireError::OwnerDied): the value is repaired.
     pub fn mark_consistent(&self) {
         self.v.cells.lock().mark_consistent();
     }
@@ -344,65 +344,24 @@ impl<T: Pod> Drop for ValueGuard<'_, T> {
     }
 }
 
-/// The four lock forms of a locked cell type (`Value`, `Array`) and its
-/// guard, over one core that takes an optional deadline.
-macro_rules! lock_forms {
+/// The lock forms of a locked cell type (`Value`, `Array`) and its guard,
+/// over the shared ones (`crate::sync::lock_forms`).
+macro_rules! cell_lock_forms {
     ($guard:ident, $field:ident) => {
-        /// Hold the lock across several operations.
-        pub fn lock(&self) -> Result<$guard<'_, T>, AcquireError<$guard<'_, T>>> {
-            self.lock_until(None)
+        fn take(&self, deadline: Option<Instant>) -> Result<Acquired, LockError> {
+            self.cells.lock().lock(&ENV, deadline)
         }
 
-        /// [`lock`](Self::lock) if the lock is free now.
-        pub fn try_lock(&self) -> Result<$guard<'_, T>, AcquireError<$guard<'_, T>>> {
-            guarded(self.cells.lock().try_lock(&ENV), |heir| $guard {
-                $field: self,
-                heir,
-            })
+        fn try_take(&self) -> Result<Acquired, LockError> {
+            self.cells.lock().try_lock(&ENV)
         }
 
-        /// [`lock`](Self::lock), waiting at most `timeout`.
-        pub fn lock_timeout(
-            &self,
-            timeout: Duration,
-        ) -> Result<$guard<'_, T>, AcquireError<$guard<'_, T>>> {
-            self.lock_until(crate::deadline::after(timeout))
+        fn guard(&self, heir: bool) -> $guard<'_, T> {
+            $guard { $field: self, heir }
         }
 
-        /// [`lock`](Self::lock), waiting until `deadline`.
-        pub fn lock_deadline(
-            &self,
-            deadline: Instant,
-        ) -> Result<$guard<'_, T>, AcquireError<$guard<'_, T>>> {
-            self.lock_until(Some(deadline))
-        }
-
-        fn lock_until(
-            &self,
-            deadline: Option<Instant>,
-        ) -> Result<$guard<'_, T>, AcquireError<$guard<'_, T>>> {
-            guarded(self.cells.lock().lock(&ENV, deadline), |heir| $guard {
-                $field: self,
-                heir,
-            })
-            .map_err(|e| match e {
-                AcquireError::WouldBlock if deadline.is_some() => AcquireError::Timeout,
-                e => e,
-            })
-        }
+        crate::sync::lock_forms!($guard<'_, T>);
     };
-}
-
-fn guarded<G>(
-    r: Result<Acquired, LockError>,
-    g: impl FnOnce(bool) -> G,
-) -> Result<G, AcquireError<G>> {
-    match r {
-        Ok(Acquired::OwnerDied) => Err(AcquireError::OwnerDied(g(true))),
-        Ok(_) => Ok(g(false)),
-        Err(LockError::NotRecoverable) => Err(AcquireError::NotRecoverable),
-        Err(LockError::WouldBlock) => Err(AcquireError::WouldBlock),
-    }
 }
 
 impl<T: Pod> Value<T> {
@@ -422,7 +381,7 @@ impl<T: Pod> Value<T> {
     /// worst leave a `T` whose bytes mix the old and the new value, which a
     /// racing `RawValue` can show anyway. Code that keeps an invariant over
     /// several operations holds the lock with [`lock`](Value::lock), which
-    /// does report the death ([`AcquireError::OwnerDied`]).
+    /// does report the death ([`AcquireError::OwnerDied`](crate::AcquireError::OwnerDied)).
     pub fn get(&self) -> Result<T, SharedError> {
         self.cells.locked(|| self.cells.load(0))?
     }
@@ -432,7 +391,7 @@ impl<T: Pod> Value<T> {
         self.cells.locked(|| self.cells.store(0, v))?
     }
 
-    lock_forms!(ValueGuard, v);
+    cell_lock_forms!(ValueGuard, v);
 
     /// The lock inside the value, as a [`Lock`] (Python's `get_lock()`),
     /// for use on its own or to send to other processes.
@@ -513,7 +472,7 @@ impl<T: Pod> ArrayGuard<'_, T> {
         self.cells().to_vec()
     }
 
-    /// After [`AcquireError::OwnerDied`]: the array is repaired.
+    /// After [`AcquireError::OwnerDied`](crate::AcquireError::OwnerDied): the array is repaired.
     pub fn mark_consistent(&self) {
         self.cells().lock().mark_consistent();
     }
@@ -565,7 +524,7 @@ impl<T: Pod> Array<T> {
         self.cells.locked(|| self.cells.write_from(start, src))?
     }
 
-    lock_forms!(ArrayGuard, a);
+    cell_lock_forms!(ArrayGuard, a);
 
     /// The lock inside the array (Python's `get_lock()`).
     pub fn get_lock(&self) -> Lock {

@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::shared::segment::{self};
 
 use super::handle::Handle;
-use super::lock::acquired;
-use super::{AcquireError, ENV, deadline, warn_if_abandoned};
+use super::{ENV, deadline, lock_forms, warn_if_abandoned};
 use super::{Lock, RLock};
 
 // ----- Condition ---------------------------------------------------------------
@@ -118,35 +117,14 @@ impl Condition {
         }
     }
 
-    /// Acquire the lock, blocking.
-    pub fn lock(&self) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
-        acquired(self.take(None), |heir| self.guard(heir), false)
+    fn try_take(&self) -> Result<Acquired, LockError> {
+        match &self.lock {
+            CondLock::Lock(l) => l.raw().try_lock(&ENV),
+            CondLock::RLock(l) => l.raw().try_rlock(&ENV),
+        }
     }
 
-    /// Acquire the lock, waiting at most `timeout`.
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
-        acquired(self.take(deadline(timeout)), |heir| self.guard(heir), true)
-    }
-
-    /// Acquire the lock, waiting until `deadline`.
-    pub fn lock_deadline(
-        &self,
-        deadline: Instant,
-    ) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
-        acquired(self.take(Some(deadline)), |heir| self.guard(heir), true)
-    }
-
-    /// Acquire the lock if it is free now.
-    pub fn try_lock(&self) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
-        let now = Some(Instant::now());
-        acquired(self.take(now), |heir| self.guard(heir), false).map_err(|e| match e {
-            AcquireError::Timeout => AcquireError::WouldBlock,
-            e => e,
-        })
-    }
+    lock_forms!(ConditionGuard<'_>);
 }
 
 impl Condition {

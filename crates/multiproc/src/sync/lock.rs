@@ -11,7 +11,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::shared::segment::{self, Segment};
 
 use super::handle::Handle;
-use super::{AcquireError, ENV, ReleaseError, deadline, warn_if_abandoned};
+use super::{
+    AcquireError, ENV, LockTimeoutError, ReleaseError, TryLockError, lock_forms, warn_if_abandoned,
+};
 
 const LOCK_LAYOUT: u64 = segment::layout_hash("multiproc::Lock/2", 32, 8);
 const RLOCK_LAYOUT: u64 = segment::layout_hash("multiproc::RLock/2", 32, 8);
@@ -63,20 +65,6 @@ impl Drop for LockGuard<'_> {
     }
 }
 
-pub(super) fn acquired<G>(
-    r: Result<Acquired, LockError>,
-    guard: impl FnOnce(bool) -> G,
-    timeout: bool,
-) -> Result<G, AcquireError<G>> {
-    match r {
-        Ok(Acquired::OwnerDied) => Err(AcquireError::OwnerDied(guard(true))),
-        Ok(_) => Ok(guard(false)),
-        Err(LockError::NotRecoverable) => Err(AcquireError::NotRecoverable),
-        Err(LockError::WouldBlock) if timeout => Err(AcquireError::Timeout),
-        Err(LockError::WouldBlock) => Err(AcquireError::WouldBlock),
-    }
-}
-
 impl Lock {
     /// A new, unlocked lock.
     pub fn new() -> io::Result<Lock> {
@@ -96,47 +84,19 @@ impl Lock {
         self.h.get()
     }
 
-    /// Acquire, blocking.
-    pub fn lock(&self) -> Result<LockGuard<'_>, AcquireError<LockGuard<'_>>> {
-        acquired(
-            self.raw().lock(&ENV, None),
-            |heir| LockGuard { lock: self, heir },
-            false,
-        )
+    fn take(&self, deadline: Option<Instant>) -> Result<Acquired, LockError> {
+        self.raw().lock(&ENV, deadline)
     }
 
-    /// Acquire if free now (a lock held by a dead process is taken over).
-    pub fn try_lock(&self) -> Result<LockGuard<'_>, AcquireError<LockGuard<'_>>> {
-        acquired(
-            self.raw().try_lock(&ENV),
-            |heir| LockGuard { lock: self, heir },
-            false,
-        )
+    fn try_take(&self) -> Result<Acquired, LockError> {
+        self.raw().try_lock(&ENV)
     }
 
-    /// Acquire, waiting at most `timeout`.
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<LockGuard<'_>, AcquireError<LockGuard<'_>>> {
-        acquired(
-            self.raw().lock(&ENV, deadline(timeout)),
-            |heir| LockGuard { lock: self, heir },
-            true,
-        )
+    fn guard(&self, heir: bool) -> LockGuard<'_> {
+        LockGuard { lock: self, heir }
     }
 
-    /// Acquire, waiting until `deadline`.
-    pub fn lock_deadline(
-        &self,
-        deadline: Instant,
-    ) -> Result<LockGuard<'_>, AcquireError<LockGuard<'_>>> {
-        acquired(
-            self.raw().lock(&ENV, Some(deadline)),
-            |heir| LockGuard { lock: self, heir },
-            true,
-        )
-    }
+    lock_forms!(LockGuard<'_>);
 
     /// Python's `acquire()` without a guard: pair it with
     /// [`release`](Lock::release), possibly in another process.
@@ -147,24 +107,24 @@ impl Lock {
     }
 
     /// Python's `acquire(timeout=...)` without a guard.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), AcquireError<()>> {
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<(), LockTimeoutError<()>> {
         self.lock_timeout(timeout)
             .map(std::mem::forget)
-            .map_err(|e| e.map(std::mem::forget))
+            .map_err(|e| e.map(|e| e.map(std::mem::forget)))
     }
 
     /// Python's `acquire(block=False)` without a guard.
-    pub fn try_acquire(&self) -> Result<(), AcquireError<()>> {
+    pub fn try_acquire(&self) -> Result<(), TryLockError<()>> {
         self.try_lock()
             .map(std::mem::forget)
-            .map_err(|e| e.map(std::mem::forget))
+            .map_err(|e| e.map(|e| e.map(std::mem::forget)))
     }
 
     /// [`acquire`](Lock::acquire) until `deadline`, without a guard.
-    pub fn acquire_deadline(&self, deadline: Instant) -> Result<(), AcquireError<()>> {
+    pub fn acquire_deadline(&self, deadline: Instant) -> Result<(), LockTimeoutError<()>> {
         self.lock_deadline(deadline)
             .map(std::mem::forget)
-            .map_err(|e| e.map(std::mem::forget))
+            .map_err(|e| e.map(|e| e.map(std::mem::forget)))
     }
 
     /// Python's `release()`: any process may release; an unlocked lock is
@@ -249,39 +209,15 @@ impl RLock {
         }
     }
 
-    /// Acquire (again, if this thread owns it), blocking.
-    pub fn lock(&self) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
-        acquired(self.raw().rlock(&ENV, None), |heir| self.guard(heir), false)
+    fn take(&self, deadline: Option<Instant>) -> Result<Acquired, LockError> {
+        self.raw().rlock(&ENV, deadline)
     }
 
-    /// Acquire if free or owned by this thread.
-    pub fn try_lock(&self) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
-        acquired(self.raw().try_rlock(&ENV), |heir| self.guard(heir), false)
+    fn try_take(&self) -> Result<Acquired, LockError> {
+        self.raw().try_rlock(&ENV)
     }
 
-    /// Acquire, waiting at most `timeout`.
-    pub fn lock_timeout(
-        &self,
-        timeout: Duration,
-    ) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
-        acquired(
-            self.raw().rlock(&ENV, deadline(timeout)),
-            |heir| self.guard(heir),
-            true,
-        )
-    }
-
-    /// Acquire, waiting until `deadline`.
-    pub fn lock_deadline(
-        &self,
-        deadline: Instant,
-    ) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
-        acquired(
-            self.raw().rlock(&ENV, Some(deadline)),
-            |heir| self.guard(heir),
-            true,
-        )
-    }
+    lock_forms!(RLockGuard<'_>);
 
     /// Python's `acquire()` without a guard.
     pub fn acquire(&self) -> Result<(), AcquireError<()>> {

@@ -33,10 +33,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use multiproc_shm::{Acquired, LockError};
+
 use crate::env::ProcessEnv;
+use crate::error::{TimeoutError, TryError, Waited};
 
 #[macro_use]
 mod handle;
+
 mod barrier;
 mod condition;
 mod event;
@@ -52,15 +56,13 @@ pub use semaphore::{BoundedSemaphore, Semaphore};
 
 const ENV: ProcessEnv = ProcessEnv;
 
-/// Why an acquire did not simply succeed. `G` is the guard handed over when
-/// the lock was taken from a dead owner.
+/// Why a blocking acquire did not simply succeed. `G` is the guard handed
+/// over when the lock was taken from a dead owner. The `try_` form adds
+/// `WouldBlock` ([`TryLockError`]), the `_timeout`/`_deadline` forms add
+/// `Timeout` ([`LockTimeoutError`]).
 #[non_exhaustive]
 #[must_use = "an OwnerDied error holds the lock: dropping it unhandled makes the lock NotRecoverable"]
 pub enum AcquireError<G> {
-    /// `try_` form: the object is held (or has no permit) right now.
-    WouldBlock,
-    /// `_timeout` form: the time ran out.
-    Timeout,
     /// The previous owner died holding the lock. The caller now holds it
     /// (the guard is inside); repair the data and call `mark_consistent()`.
     OwnerDied(G),
@@ -69,19 +71,26 @@ pub enum AcquireError<G> {
     NotRecoverable,
 }
 
+/// What `try_lock`/`try_acquire` report: [`TryError::WouldBlock`] when the
+/// lock is held now.
+pub type TryLockError<G> = TryError<AcquireError<G>>;
+
+/// What `lock_timeout`/`lock_deadline` (and the `acquire_` forms) report:
+/// [`TimeoutError::Timeout`] when the time ran out.
+pub type LockTimeoutError<G> = TimeoutError<AcquireError<G>>;
+
 impl<G> AcquireError<G> {
     /// The guard, if the lock was acquired from a dead owner.
     pub fn into_guard(self) -> Option<G> {
         match self {
             AcquireError::OwnerDied(g) => Some(g),
-            _ => None,
+            AcquireError::NotRecoverable => None,
         }
     }
 
-    fn map<H>(self, f: impl FnOnce(G) -> H) -> AcquireError<H> {
+    /// The same error with the guard mapped.
+    pub fn map<H>(self, f: impl FnOnce(G) -> H) -> AcquireError<H> {
         match self {
-            AcquireError::WouldBlock => AcquireError::WouldBlock,
-            AcquireError::Timeout => AcquireError::Timeout,
             AcquireError::OwnerDied(g) => AcquireError::OwnerDied(f(g)),
             AcquireError::NotRecoverable => AcquireError::NotRecoverable,
         }
@@ -91,8 +100,6 @@ impl<G> AcquireError<G> {
 impl<G> fmt::Debug for AcquireError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            AcquireError::WouldBlock => "WouldBlock",
-            AcquireError::Timeout => "Timeout",
             AcquireError::OwnerDied(_) => "OwnerDied(..)",
             AcquireError::NotRecoverable => "NotRecoverable",
         })
@@ -102,8 +109,6 @@ impl<G> fmt::Debug for AcquireError<G> {
 impl<G> fmt::Display for AcquireError<G> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            AcquireError::WouldBlock => "the lock is held",
-            AcquireError::Timeout => "timed out acquiring the lock",
             AcquireError::OwnerDied(_) => "the previous owner died holding the lock",
             AcquireError::NotRecoverable => "the lock is not recoverable after its owner died",
         })
@@ -111,6 +116,61 @@ impl<G> fmt::Display for AcquireError<G> {
 }
 
 impl<G> std::error::Error for AcquireError<G> {}
+
+/// The outcome of a raw lock operation as an acquire: the guard, or why
+/// not (the form that called turns "would block" into its own error).
+pub(crate) fn acquired<G>(
+    r: Result<Acquired, LockError>,
+    guard: impl FnOnce(bool) -> G,
+) -> Result<G, Waited<AcquireError<G>>> {
+    match r {
+        Ok(Acquired::OwnerDied) => Err(Waited::Failed(AcquireError::OwnerDied(guard(true)))),
+        Ok(_) => Ok(guard(false)),
+        Err(LockError::NotRecoverable) => Err(Waited::Failed(AcquireError::NotRecoverable)),
+        Err(LockError::WouldBlock) => Err(Waited::GaveUp),
+    }
+}
+
+/// The four lock forms of a lock-like type, over its private
+/// `take(Option<Instant>)` and `try_take()` (raw outcomes) and
+/// `guard(heir)`.
+macro_rules! lock_forms {
+    ($guard:ty) => {
+        /// Acquire, blocking.
+        pub fn lock(&self) -> Result<$guard, $crate::sync::AcquireError<$guard>> {
+            $crate::sync::acquired(self.take(None), |heir| self.guard(heir))
+                .map_err($crate::error::Waited::into_blocking)
+        }
+
+        /// Acquire if that needs no wait (a lock held by a dead process is
+        /// taken over).
+        pub fn try_lock(&self) -> Result<$guard, $crate::sync::TryLockError<$guard>> {
+            $crate::sync::acquired(self.try_take(), |heir| self.guard(heir))
+                .map_err($crate::error::Waited::into_try)
+        }
+
+        /// Acquire, waiting at most `timeout`.
+        pub fn lock_timeout(
+            &self,
+            timeout: std::time::Duration,
+        ) -> Result<$guard, $crate::sync::LockTimeoutError<$guard>> {
+            $crate::sync::acquired(self.take($crate::deadline::after(timeout)), |heir| {
+                self.guard(heir)
+            })
+            .map_err($crate::error::Waited::into_timeout)
+        }
+
+        /// Acquire, waiting until `deadline`.
+        pub fn lock_deadline(
+            &self,
+            deadline: std::time::Instant,
+        ) -> Result<$guard, $crate::sync::LockTimeoutError<$guard>> {
+            $crate::sync::acquired(self.take(Some(deadline)), |heir| self.guard(heir))
+                .map_err($crate::error::Waited::into_timeout)
+        }
+    };
+}
+pub(crate) use lock_forms;
 
 /// The heir of a dead owner releases the lock. If it did not call
 /// `mark_consistent()`, the lock is now [`AcquireError::NotRecoverable`] for

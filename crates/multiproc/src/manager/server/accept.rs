@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::Shared;
 use super::session::serve_connection;
 use crate::connection::{AcceptError, Listener};
+use crate::error::TimeoutError;
 use crate::manager::protocol::Request;
 
 /// Threads that accept connections. One is enough: the listener runs each
@@ -54,9 +55,9 @@ fn accept_loop(listener: &Arc<Listener>, shared: &Arc<Shared>, sweeper: bool) {
                     .name("manager-conn".into())
                     .spawn(move || serve_connection(&shared, conn, tcp));
             }
-            Err(AcceptError::Timeout) => {}
-            Err(e) if e.is_authentication() => {}
-            Err(AcceptError::Io(_)) => {
+            Err(TimeoutError::Timeout) => {}
+            Err(TimeoutError::Failed(e)) if e.is_authentication() => {}
+            Err(TimeoutError::Failed(AcceptError::Io(_))) => {
                 // Out of descriptors or memory: back off instead of spinning.
                 std::thread::sleep(Duration::from_millis(20));
             }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::Shared;
+use crate::error::TryError;
 use crate::manager::error::{ProtocolError, RemoteError};
 use crate::manager::objects::{self, Ctx, Tick};
 use crate::manager::protocol::{
@@ -41,7 +42,7 @@ impl Tick for ConnTick<'_> {
         // A client sends nothing while it waits for an answer but a
         // `Cancel`: anything else (end of file, mostly) means it is gone.
         match self.rx.try_recv() {
-            Err(RecvError::Empty) => {}
+            Err(TryError::WouldBlock) => {}
             Ok(Request::Cancel) => return Err(RemoteError::Cancelled),
             _ => return Err(RemoteError::ShuttingDown),
         }
@@ -174,9 +175,10 @@ fn recv_request(rx: &mut Connection<Request>) -> Result<Request, RecvError> {
     let spin_until = Instant::now() + SPIN;
     loop {
         match rx.try_recv() {
-            Err(RecvError::Empty) if Instant::now() < spin_until => std::thread::yield_now(),
-            Err(RecvError::Empty) => return rx.recv(),
-            r => return r,
+            Err(TryError::WouldBlock) if Instant::now() < spin_until => std::thread::yield_now(),
+            Err(TryError::WouldBlock) => return rx.recv(),
+            Err(TryError::Failed(e)) => return Err(e),
+            Ok(r) => return Ok(r),
         }
     }
 }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 
 use crate::connection::codec::{DecodeError, EncodeError};
+use crate::error::{self, HandsBack, TimeoutError, TryError};
 
 #[cfg(doc)]
 use super::MessageQueue;
@@ -73,17 +74,13 @@ pub enum OpenError {
     },
 }
 
-/// A message could not be sent. `T` is what the call took ownership of and
-/// hands back (`()` for the byte API, which borrows).
+/// A blocking send failed. `T` is what the call took ownership of and
+/// hands back (`()` for the byte API, which borrows). The `try_` form adds
+/// "full" ([`TrySendError`]), the `_timeout`/`_deadline` forms "still full
+/// when the time ran out" ([`SendTimeoutError`]).
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError<T = ()> {
-    /// The queue is full (`try_send`, or a non-blocking queue).
-    #[error("the message queue is full")]
-    Full(T),
-    /// The queue stayed full until the timeout.
-    #[error("timed out waiting for room in the message queue")]
-    Timeout(T),
     /// The message is longer than the queue's `msgsize` (`EMSGSIZE`).
     #[error("message of {len} bytes exceeds the queue's msgsize of {msgsize} bytes")]
     TooLarge {
@@ -121,8 +118,6 @@ pub enum SendError<T = ()> {
 impl<T> fmt::Debug for SendError<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SendError::Full(_) => f.write_str("Full(..)"),
-            SendError::Timeout(_) => f.write_str("Timeout(..)"),
             SendError::TooLarge { len, msgsize, .. } => f
                 .debug_struct("TooLarge")
                 .field("len", len)
@@ -146,9 +141,7 @@ impl<T> SendError<T> {
     /// The message the call took, handed back.
     pub fn into_inner(self) -> T {
         match self {
-            SendError::Full(t)
-            | SendError::Timeout(t)
-            | SendError::TooLarge { msg: t, .. }
+            SendError::TooLarge { msg: t, .. }
             | SendError::InvalidPriority { msg: t, .. }
             | SendError::Encode(_, t)
             | SendError::Handles { msg: t, .. }
@@ -156,20 +149,8 @@ impl<T> SendError<T> {
         }
     }
 
-    /// Whether the queue was full (try form).
-    pub fn is_full(&self) -> bool {
-        matches!(self, SendError::Full(_))
-    }
-
-    /// Whether the timeout passed.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, SendError::Timeout(_))
-    }
-
     pub(super) fn with<U>(self, msg: U) -> SendError<U> {
         match self {
-            SendError::Full(_) => SendError::Full(msg),
-            SendError::Timeout(_) => SendError::Timeout(msg),
             SendError::TooLarge { len, msgsize, .. } => SendError::TooLarge { len, msgsize, msg },
             SendError::InvalidPriority { priority, .. } => {
                 SendError::InvalidPriority { priority, msg }
@@ -181,18 +162,14 @@ impl<T> SendError<T> {
     }
 }
 
-/// A message could not be received.
+/// A blocking receive failed. The `try_` form adds "empty"
+/// ([`TryRecvError`]), the `_timeout`/`_deadline` forms "still empty when
+/// the time ran out" ([`RecvTimeoutError`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecvError {
-    /// The queue is empty (`try_recv`, or a non-blocking queue).
-    #[error("the message queue is empty")]
-    Empty,
-    /// The queue stayed empty until the timeout.
-    #[error("timed out waiting for a message")]
-    Timeout,
     /// The buffer is shorter than the queue's `msgsize` (`EMSGSIZE`; only
-    /// [`MessageQueue::recv_into`], the other forms size their buffer
+    /// [`MessageQueue::recv_bytes_into`], the other forms size their buffer
     /// from the queue). The message stays queued.
     #[error("a buffer of {buffer} bytes is shorter than the queue's msgsize of {msgsize} bytes")]
     TooLarge {
@@ -210,14 +187,26 @@ pub enum RecvError {
     Io(io::Error),
 }
 
-impl RecvError {
-    /// Whether the queue was empty (try form).
-    pub fn is_empty(&self) -> bool {
-        matches!(self, RecvError::Empty)
-    }
-
-    /// Whether the timeout passed.
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, RecvError::Timeout)
+impl<T> HandsBack for SendError<T> {
+    type Item = T;
+    fn into_inner(self) -> T {
+        SendError::into_inner(self)
     }
 }
+
+/// What `try_send`/`try_send_bytes` report: [`error::TrySendError::Full`]
+/// (with the message) when the queue is full.
+pub type TrySendError<T = ()> = error::TrySendError<SendError<T>>;
+
+/// What `send_timeout`/`send_deadline` (and their `_bytes` forms) report:
+/// [`error::SendTimeoutError::Timeout`] (with the message) when the queue
+/// stayed full.
+pub type SendTimeoutError<T = ()> = error::SendTimeoutError<SendError<T>>;
+
+/// What the `try_recv` forms report: [`TryError::WouldBlock`] when the
+/// queue is empty.
+pub type TryRecvError = TryError<RecvError>;
+
+/// What the `recv_timeout`/`recv_deadline` forms report:
+/// [`TimeoutError::Timeout`] when it stayed empty.
+pub type RecvTimeoutError = TimeoutError<RecvError>;

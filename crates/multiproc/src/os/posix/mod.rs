@@ -7,9 +7,18 @@
 //!   this user and is private to it, [`MessageQueue::builder`] sets the
 //!   capacity (`maxmsg`, `msgsize`) and offers
 //!   [`create_or_open`](MessageQueueBuilder::create_or_open).
-//! - [`recv`](MessageQueue::recv) takes the oldest message of the
-//!   highest priority: priorities first, FIFO within one priority.
-//! - Every blocking call has `x()`, `try_x()` and `x_timeout(Duration)` forms.
+//! - A `MessageQueue<T>` is typed by default, as a [`Queue`](crate::Queue)
+//!   is: [`send`](MessageQueue::send) and [`recv`](MessageQueue::recv)
+//!   carry serde values of `T` in the crate's codec (a value with a handle
+//!   inside is refused, [`SendError::Handles`]: a queue carries bytes, not
+//!   descriptors), and [`send_bytes`](MessageQueue::send_bytes) /
+//!   [`recv_bytes`](MessageQueue::recv_bytes) carry raw bytes, for peers in
+//!   other languages. `T` defaults to `Vec<u8>`; [`cast`](MessageQueue::cast)
+//!   changes it.
+//! - A receive takes the oldest message of the highest priority:
+//!   priorities first, FIFO within one priority.
+//! - Every blocking call has `x()`, `try_x()`, `x_timeout(Duration)` and
+//!   `x_deadline(Instant)` forms.
 //!   Timeouts are measured on the monotonic clock (the kernel's absolute
 //!   wall-clock timeout is recomputed before each try), and a signal never
 //!   ends a wait early or loses a message.
@@ -22,21 +31,16 @@
 //!   a socket [`Connection`](crate::Connection), and it can be polled
 //!   ([`AsFd`]: readable when a message is there, writable when there is
 //!   room).
-//! - [`send_value`](MessageQueue::send_value) /
-//!   [`recv_value`](MessageQueue::recv_value) and
-//!   [`TypedMessageQueue`] carry serde values in the crate's codec; a value
-//!   with a handle inside is refused ([`SendError::Handles`]): a queue
-//!   carries bytes, not descriptors.
 //!
 //! ```no_run
 //! use multiproc::os::posix::MessageQueue;
 //!
 //! multiproc::init();
-//! let q = MessageQueue::builder("/example").maxmsg(8).msgsize(64).create()?;
-//! q.send(b"low", 1)?;
-//! q.send(b"high", 9)?;
-//! assert_eq!(q.recv()?, (b"high".to_vec(), 9));
-//! assert_eq!(q.recv()?, (b"low".to_vec(), 1));
+//! let q: MessageQueue<String> = MessageQueue::builder("/example").maxmsg(8).msgsize(64).create()?;
+//! q.send("low".to_string(), 1)?;
+//! q.send_bytes(b"\x04high", 9)?; // the codec's bytes of "high"
+//! assert_eq!(q.recv()?, ("high".to_string(), 9));
+//! assert_eq!(q.recv_bytes()?, (b"\x03low".to_vec(), 1));
 //! q.unlink()?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -53,13 +57,18 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::connection::codec::{self, Fd};
+#[cfg(doc)]
+use crate::error::{TimeoutError, TryError};
+use crate::error::{Waited, WaitedWith};
 use crate::names::kind::Kind;
 use crate::names::object::NamedKind;
 use crate::names::registry::{self, Registry};
 
 mod error;
 
-pub use error::{OpenError, RecvError, SendError};
+pub use error::{
+    OpenError, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
 
 /// The longest name after its leading `/` (`NAME_MAX`).
 pub const NAME_MAX: usize = 255;
@@ -192,7 +201,7 @@ impl MessageQueueBuilder {
         Ok((maxmsg, msgsize))
     }
 
-    fn make(self, exclusive: bool) -> Result<MessageQueue, OpenError> {
+    fn make<T>(self, exclusive: bool) -> Result<MessageQueue<T>, OpenError> {
         validate_name(&self.name)?;
         let (maxmsg, msgsize) = self.capacity()?;
         let big = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
@@ -240,13 +249,13 @@ impl MessageQueueBuilder {
 
     /// Create a new queue (`O_CREAT | O_EXCL`, mode 0600); a taken name is
     /// [`OpenError::AlreadyExists`].
-    pub fn create(self) -> Result<MessageQueue, OpenError> {
+    pub fn create<T>(self) -> Result<MessageQueue<T>, OpenError> {
         self.make(true)
     }
 
     /// Open the queue if it exists (checked as [`open`](Self::open) does;
     /// its capacity is what it was created with), else create it.
-    pub fn create_or_open(self) -> Result<MessageQueue, OpenError> {
+    pub fn create_or_open<T>(self) -> Result<MessageQueue<T>, OpenError> {
         validate_name(&self.name)?;
         // Try the exclusive create first, so that a queue made here is known
         // to be fresh; on a race with another creator, open theirs.
@@ -259,7 +268,7 @@ impl MessageQueueBuilder {
     /// Open an existing queue for sending and receiving, checking that it
     /// belongs to this user and is private to it (mode 0600 or stricter).
     /// The capacity set on the builder is not used.
-    pub fn open(self) -> Result<MessageQueue, OpenError> {
+    pub fn open<T>(self) -> Result<MessageQueue<T>, OpenError> {
         validate_name(&self.name)?;
         let fd = sys::open(&self.name, true).map_err(|e| open_error(&self.name, e))?;
         let info = multiproc_sys::shm::file_info(&fd).map_err(|e| open_error(&self.name, e))?;
@@ -291,15 +300,17 @@ fn open_error(name: &str, e: io::Error) -> OpenError {
     }
 }
 
-/// A POSIX message queue handle. See the [module docs](self).
-pub struct MessageQueue {
+/// A POSIX message queue handle for messages of `T` (raw bytes with the
+/// `_bytes` forms). See the [module docs](self).
+pub struct MessageQueue<T = Vec<u8>> {
     fd: OwnedFd,
     name: Option<String>,
     msgsize: usize,
     registry: Option<Registry>,
+    _t: PhantomData<fn(T) -> T>,
 }
 
-impl fmt::Debug for MessageQueue {
+impl<T> fmt::Debug for MessageQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MessageQueue")
             .field("name", &self.name)
@@ -315,7 +326,8 @@ fn deadline(timeout: Duration) -> Wait {
 }
 
 impl MessageQueue {
-    /// A builder for the queue `name` (`/something`).
+    /// A builder for the queue `name` (`/something`); its `create`/`open`
+    /// choose the message type.
     pub fn builder(name: impl Into<String>) -> MessageQueueBuilder {
         MessageQueueBuilder {
             name: name.into(),
@@ -323,17 +335,6 @@ impl MessageQueue {
             msgsize: None,
             registry: None,
         }
-    }
-
-    /// Create a new queue with the default capacity (see
-    /// [`MessageQueueBuilder::create`]).
-    pub fn create(name: &str) -> Result<Self, OpenError> {
-        Self::builder(name).create()
-    }
-
-    /// Open an existing queue (see [`MessageQueueBuilder::open`]).
-    pub fn open(name: &str) -> Result<Self, OpenError> {
-        Self::builder(name).open()
     }
 
     /// Remove a name without opening it (`mq_unlink`), and forget its
@@ -344,6 +345,19 @@ impl MessageQueue {
         let _ = registry::forget(Kind::PosixMq, name);
         Ok(())
     }
+}
+
+impl<T> MessageQueue<T> {
+    /// Create a new queue with the default capacity (see
+    /// [`MessageQueueBuilder::create`]).
+    pub fn create(name: &str) -> Result<Self, OpenError> {
+        MessageQueue::builder(name).create()
+    }
+
+    /// Open an existing queue (see [`MessageQueueBuilder::open`]).
+    pub fn open(name: &str) -> Result<Self, OpenError> {
+        MessageQueue::builder(name).open()
+    }
 
     fn from_fd(fd: OwnedFd, name: Option<String>, registry: Option<Registry>) -> io::Result<Self> {
         let attr = sys::getattr(&fd)?;
@@ -352,6 +366,7 @@ impl MessageQueue {
             name,
             msgsize: usize::try_from(attr.msgsize).unwrap_or(0),
             registry,
+            _t: PhantomData,
         })
     }
 
@@ -393,7 +408,19 @@ impl MessageQueue {
             name: self.name.clone(),
             msgsize: self.msgsize,
             registry: self.registry.clone(),
+            _t: PhantomData,
         })
+    }
+
+    /// The same queue, for messages of `U`.
+    pub fn cast<U>(self) -> MessageQueue<U> {
+        MessageQueue {
+            fd: self.fd,
+            name: self.name,
+            msgsize: self.msgsize,
+            registry: self.registry,
+            _t: PhantomData,
+        }
     }
 
     /// The queue's attributes now (`mq_getattr`).
@@ -415,73 +442,81 @@ impl MessageQueue {
         sys::set_nonblocking(&self.fd, nonblocking)
     }
 
-    fn send_wait(&self, msg: &[u8], priority: u32, wait: Wait) -> Result<(), SendError> {
+    fn send_wait(&self, msg: &[u8], priority: u32, wait: Wait) -> Result<(), Waited<SendError>> {
         if priority >= PRIORITY_MAX {
-            return Err(SendError::InvalidPriority { priority, msg: () });
+            return Err(SendError::InvalidPriority { priority, msg: () }.into());
         }
         if msg.len() > self.msgsize {
             return Err(SendError::TooLarge {
                 len: msg.len(),
                 msgsize: self.msgsize,
                 msg: (),
-            });
+            }
+            .into());
         }
-        sys::send(&self.fd, msg, priority, wait).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock => SendError::Full(()),
-            io::ErrorKind::TimedOut => SendError::Timeout(()),
-            _ if e.raw_os_error() == Some(sys::errno::EMSGSIZE) => SendError::TooLarge {
-                len: msg.len(),
-                msgsize: self.msgsize,
-                msg: (),
-            },
-            _ => SendError::Io(e, ()),
+        sys::send(&self.fd, msg, priority, wait).map_err(|e| {
+            Waited::Failed(match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => return Waited::GaveUp,
+                _ if e.raw_os_error() == Some(sys::errno::EMSGSIZE) => SendError::TooLarge {
+                    len: msg.len(),
+                    msgsize: self.msgsize,
+                    msg: (),
+                },
+                _ => SendError::Io(e, ()),
+            })
         })
     }
 
     /// Send `msg` with `priority` (`0..PRIORITY_MAX`, higher first), waiting
     /// for room.
-    pub fn send(&self, msg: &[u8], priority: u32) -> Result<(), SendError> {
+    pub fn send_bytes(&self, msg: &[u8], priority: u32) -> Result<(), SendError> {
         self.send_wait(msg, priority, Wait::Forever)
+            .map_err(Waited::into_blocking)
     }
 
-    /// Send without waiting: [`SendError::Full`] if there is no room.
-    pub fn try_send(&self, msg: &[u8], priority: u32) -> Result<(), SendError> {
+    /// Send without waiting: [`TrySendError::Full`] if there is no room.
+    pub fn try_send_bytes(&self, msg: &[u8], priority: u32) -> Result<(), TrySendError> {
         self.send_wait(msg, priority, Wait::Never)
+            .map_err(|e| with_item(e, ()).into_try())
     }
 
-    /// Send, waiting at most `timeout` for room ([`SendError::Timeout`]).
-    pub fn send_timeout(
+    /// Send, waiting at most `timeout` for room
+    /// ([`SendTimeoutError::Timeout`] then).
+    pub fn send_bytes_timeout(
         &self,
         msg: &[u8],
         priority: u32,
         timeout: Duration,
-    ) -> Result<(), SendError> {
+    ) -> Result<(), SendTimeoutError> {
         self.send_wait(msg, priority, deadline(timeout))
+            .map_err(|e| with_item(e, ()).into_timeout())
     }
 
-    /// [`send`](Self::send), waiting for room until `deadline`.
-    pub fn send_deadline(
+    /// [`send_bytes`](Self::send_bytes), waiting for room until `deadline`.
+    pub fn send_bytes_deadline(
         &self,
         msg: &[u8],
         priority: u32,
         deadline: Instant,
-    ) -> Result<(), SendError> {
+    ) -> Result<(), SendTimeoutError> {
         self.send_wait(msg, priority, Wait::Until(deadline))
+            .map_err(|e| with_item(e, ()).into_timeout())
     }
 
-    fn recv_wait(&self, buf: &mut [u8], wait: Wait) -> Result<(usize, u32), RecvError> {
-        sys::recv(&self.fd, buf, wait).map_err(|e| match e.kind() {
-            io::ErrorKind::WouldBlock => RecvError::Empty,
-            io::ErrorKind::TimedOut => RecvError::Timeout,
-            _ if e.raw_os_error() == Some(sys::errno::EMSGSIZE) => RecvError::TooLarge {
-                buffer: buf.len(),
-                msgsize: self.msgsize,
-            },
-            _ => RecvError::Io(e),
+    fn recv_wait(&self, buf: &mut [u8], wait: Wait) -> Result<(usize, u32), Waited<RecvError>> {
+        sys::recv(&self.fd, buf, wait).map_err(|e| {
+            Waited::Failed(match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => return Waited::GaveUp,
+                _ if e.raw_os_error() == Some(sys::errno::EMSGSIZE) => RecvError::TooLarge {
+                    buffer: buf.len(),
+                    msgsize: self.msgsize,
+                },
+                _ => RecvError::Io(e),
+            })
         })
     }
 
-    fn recv_vec(&self, wait: Wait) -> Result<(Vec<u8>, u32), RecvError> {
+    fn recv_vec(&self, wait: Wait) -> Result<(Vec<u8>, u32), Waited<RecvError>> {
         // A buffer of the queue's msgsize: EMSGSIZE cannot happen.
         let mut buf = vec![0u8; self.msgsize];
         let (len, priority) = self.recv_wait(&mut buf, wait)?;
@@ -489,147 +524,174 @@ impl MessageQueue {
         Ok((buf, priority))
     }
 
-    /// Take the oldest message of the highest priority, waiting for one;
-    /// its bytes and priority.
-    pub fn recv(&self) -> Result<(Vec<u8>, u32), RecvError> {
-        self.recv_vec(Wait::Forever)
+    /// Take the oldest message of the highest priority as raw bytes,
+    /// waiting for one; its bytes and priority.
+    pub fn recv_bytes(&self) -> Result<(Vec<u8>, u32), RecvError> {
+        self.recv_vec(Wait::Forever).map_err(Waited::into_blocking)
     }
 
-    /// Receive without waiting: [`RecvError::Empty`] if there is none.
-    pub fn try_recv(&self) -> Result<(Vec<u8>, u32), RecvError> {
-        self.recv_vec(Wait::Never)
+    /// [`recv_bytes`](Self::recv_bytes) without waiting
+    /// ([`TryError::WouldBlock`] if there is none).
+    pub fn try_recv_bytes(&self) -> Result<(Vec<u8>, u32), TryRecvError> {
+        self.recv_vec(Wait::Never).map_err(Waited::into_try)
     }
 
-    /// Receive, waiting at most `timeout` ([`RecvError::Timeout`]).
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, u32), RecvError> {
+    /// [`recv_bytes`](Self::recv_bytes), waiting at most `timeout`
+    /// ([`TimeoutError::Timeout`] then).
+    pub fn recv_bytes_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<(Vec<u8>, u32), RecvTimeoutError> {
         self.recv_vec(deadline(timeout))
+            .map_err(Waited::into_timeout)
     }
 
-    /// [`recv`](Self::recv), waiting until `deadline`.
-    pub fn recv_deadline(&self, deadline: Instant) -> Result<(Vec<u8>, u32), RecvError> {
+    /// [`recv_bytes`](Self::recv_bytes), waiting until `deadline`.
+    pub fn recv_bytes_deadline(
+        &self,
+        deadline: Instant,
+    ) -> Result<(Vec<u8>, u32), RecvTimeoutError> {
         self.recv_vec(Wait::Until(deadline))
+            .map_err(Waited::into_timeout)
     }
 
-    /// Receive into `buf`, waiting for a message; its length and priority.
-    /// `buf` must be at least [`msgsize`](Self::msgsize) bytes long, else
-    /// [`RecvError::TooLarge`] (the kernel's rule, even for a short message).
-    pub fn recv_into(&self, buf: &mut [u8]) -> Result<(usize, u32), RecvError> {
+    /// Receive raw bytes into `buf`, waiting for a message; its length and
+    /// priority. `buf` must be at least [`msgsize`](Self::msgsize) bytes
+    /// long, else [`RecvError::TooLarge`] (the kernel's rule, even for a
+    /// short message).
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<(usize, u32), RecvError> {
         self.recv_wait(buf, Wait::Forever)
+            .map_err(Waited::into_blocking)
     }
 
-    /// [`recv_into`](Self::recv_into) without waiting.
-    pub fn try_recv_into(&self, buf: &mut [u8]) -> Result<(usize, u32), RecvError> {
-        self.recv_wait(buf, Wait::Never)
+    /// [`recv_bytes_into`](Self::recv_bytes_into) without waiting.
+    pub fn try_recv_bytes_into(&self, buf: &mut [u8]) -> Result<(usize, u32), TryRecvError> {
+        self.recv_wait(buf, Wait::Never).map_err(Waited::into_try)
     }
 
-    /// [`recv_into`](Self::recv_into) waiting at most `timeout`.
-    pub fn recv_into_timeout(
+    /// [`recv_bytes_into`](Self::recv_bytes_into) waiting at most `timeout`.
+    pub fn recv_bytes_into_timeout(
         &self,
         buf: &mut [u8],
         timeout: Duration,
-    ) -> Result<(usize, u32), RecvError> {
+    ) -> Result<(usize, u32), RecvTimeoutError> {
         self.recv_wait(buf, deadline(timeout))
+            .map_err(Waited::into_timeout)
     }
 
-    /// [`recv_into`](Self::recv_into), waiting until `deadline`.
-    pub fn recv_into_deadline(
+    /// [`recv_bytes_into`](Self::recv_bytes_into), waiting until `deadline`.
+    pub fn recv_bytes_into_deadline(
         &self,
         buf: &mut [u8],
         deadline: Instant,
-    ) -> Result<(usize, u32), RecvError> {
+    ) -> Result<(usize, u32), RecvTimeoutError> {
         self.recv_wait(buf, Wait::Until(deadline))
+            .map_err(Waited::into_timeout)
     }
+}
 
-    fn send_value_wait<T: Serialize>(
+/// A byte send's outcome with the typed send's item attached.
+fn with_item<T>(w: Waited<SendError>, item: T) -> WaitedWith<SendError<T>> {
+    match w {
+        Waited::GaveUp => WaitedWith::GaveUp(item),
+        Waited::Failed(e) => WaitedWith::Failed(e.with(item)),
+    }
+}
+
+impl<T: Serialize> MessageQueue<T> {
+    fn send_wait_value(
         &self,
         value: T,
         priority: u32,
         wait: Wait,
-    ) -> Result<(), SendError<T>> {
+    ) -> Result<(), WaitedWith<SendError<T>>> {
         let mut bytes = Vec::new();
         match codec::encode(&value, &mut bytes) {
-            Err(e) => return Err(SendError::Encode(e, value)),
+            Err(e) => return Err(WaitedWith::Failed(SendError::Encode(e, value))),
             Ok(fds) if !fds.is_empty() => {
-                return Err(SendError::Handles {
+                return Err(WaitedWith::Failed(SendError::Handles {
                     count: fds.len(),
                     msg: value,
-                });
+                }));
             }
             Ok(_) => {}
         }
         self.send_wait(&bytes, priority, wait)
-            .map_err(|e| e.with(value))
+            .map_err(|e| with_item(e, value))
     }
 
-    fn recv_value_wait<T: DeserializeOwned>(&self, wait: Wait) -> Result<(T, u32), RecvError> {
-        let (bytes, priority) = self.recv_vec(wait)?;
-        Ok((codec::decode(&bytes, Vec::new())?, priority))
+    /// Send `value` with `priority` (`0..PRIORITY_MAX`, higher first),
+    /// waiting for room. The value is handed back in the error. Values with
+    /// handles inside are refused ([`SendError::Handles`]).
+    pub fn send(&self, value: T, priority: u32) -> Result<(), SendError<T>> {
+        self.send_wait_value(value, priority, Wait::Forever)
+            .map_err(WaitedWith::into_blocking)
     }
 
-    /// Send a serde value (the crate's codec), waiting for room. The value
-    /// is handed back in the error. Values with handles inside are refused
-    /// ([`SendError::Handles`]).
-    pub fn send_value<T: Serialize>(&self, value: T, priority: u32) -> Result<(), SendError<T>> {
-        self.send_value_wait(value, priority, Wait::Forever)
+    /// [`send`](Self::send) without waiting ([`TrySendError::Full`], with
+    /// the value, if there is no room).
+    pub fn try_send(&self, value: T, priority: u32) -> Result<(), TrySendError<T>> {
+        self.send_wait_value(value, priority, Wait::Never)
+            .map_err(WaitedWith::into_try)
     }
 
-    /// [`send_value`](Self::send_value) without waiting.
-    pub fn try_send_value<T: Serialize>(
-        &self,
-        value: T,
-        priority: u32,
-    ) -> Result<(), SendError<T>> {
-        self.send_value_wait(value, priority, Wait::Never)
-    }
-
-    /// [`send_value`](Self::send_value) waiting at most `timeout`.
-    pub fn send_value_timeout<T: Serialize>(
+    /// [`send`](Self::send) waiting at most `timeout`.
+    pub fn send_timeout(
         &self,
         value: T,
         priority: u32,
         timeout: Duration,
-    ) -> Result<(), SendError<T>> {
-        self.send_value_wait(value, priority, deadline(timeout))
+    ) -> Result<(), SendTimeoutError<T>> {
+        self.send_wait_value(value, priority, deadline(timeout))
+            .map_err(WaitedWith::into_timeout)
     }
 
-    /// [`send_value`](Self::send_value), waiting for room until `deadline`.
-    pub fn send_value_deadline<T: Serialize>(
+    /// [`send`](Self::send), waiting for room until `deadline`.
+    pub fn send_deadline(
         &self,
         value: T,
         priority: u32,
         deadline: Instant,
-    ) -> Result<(), SendError<T>> {
-        self.send_value_wait(value, priority, Wait::Until(deadline))
-    }
-
-    /// Receive a serde value and its priority, waiting for one.
-    pub fn recv_value<T: DeserializeOwned>(&self) -> Result<(T, u32), RecvError> {
-        self.recv_value_wait(Wait::Forever)
-    }
-
-    /// [`recv_value`](Self::recv_value) without waiting.
-    pub fn try_recv_value<T: DeserializeOwned>(&self) -> Result<(T, u32), RecvError> {
-        self.recv_value_wait(Wait::Never)
-    }
-
-    /// [`recv_value`](Self::recv_value) waiting at most `timeout`.
-    pub fn recv_value_timeout<T: DeserializeOwned>(
-        &self,
-        timeout: Duration,
-    ) -> Result<(T, u32), RecvError> {
-        self.recv_value_wait(deadline(timeout))
-    }
-
-    /// [`recv_value`](Self::recv_value), waiting until `deadline`.
-    pub fn recv_value_deadline<T: DeserializeOwned>(
-        &self,
-        deadline: Instant,
-    ) -> Result<(T, u32), RecvError> {
-        self.recv_value_wait(Wait::Until(deadline))
+    ) -> Result<(), SendTimeoutError<T>> {
+        self.send_wait_value(value, priority, Wait::Until(deadline))
+            .map_err(WaitedWith::into_timeout)
     }
 }
 
-impl AsFd for MessageQueue {
+impl<T: DeserializeOwned> MessageQueue<T> {
+    fn recv_wait_value(&self, wait: Wait) -> Result<(T, u32), Waited<RecvError>> {
+        let (bytes, priority) = self.recv_vec(wait)?;
+        let value = codec::decode(&bytes, Vec::new()).map_err(RecvError::from)?;
+        Ok((value, priority))
+    }
+
+    /// Take the oldest message of the highest priority, waiting for one;
+    /// its value and priority.
+    pub fn recv(&self) -> Result<(T, u32), RecvError> {
+        self.recv_wait_value(Wait::Forever)
+            .map_err(Waited::into_blocking)
+    }
+
+    /// [`recv`](Self::recv) without waiting ([`TryError::WouldBlock`] if
+    /// there is none).
+    pub fn try_recv(&self) -> Result<(T, u32), TryRecvError> {
+        self.recv_wait_value(Wait::Never).map_err(Waited::into_try)
+    }
+
+    /// [`recv`](Self::recv) waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<(T, u32), RecvTimeoutError> {
+        self.recv_wait_value(deadline(timeout))
+            .map_err(Waited::into_timeout)
+    }
+
+    /// [`recv`](Self::recv), waiting until `deadline`.
+    pub fn recv_deadline(&self, deadline: Instant) -> Result<(T, u32), RecvTimeoutError> {
+        self.recv_wait_value(Wait::Until(deadline))
+            .map_err(Waited::into_timeout)
+    }
+}
+
+impl<T> AsFd for MessageQueue<T> {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -657,7 +719,7 @@ impl Serialize for FdRef<'_> {
     }
 }
 
-impl Serialize for MessageQueue {
+impl<T> Serialize for MessageQueue<T> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         WireOut {
             fd: FdRef(self.fd.as_fd()),
@@ -668,7 +730,7 @@ impl Serialize for MessageQueue {
     }
 }
 
-impl<'de> Deserialize<'de> for MessageQueue {
+impl<'de, T> Deserialize<'de> for MessageQueue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         use serde::de::Error as _;
         let w = WireIn::deserialize(d)?;
@@ -679,115 +741,6 @@ impl<'de> Deserialize<'de> for MessageQueue {
         // with `EBADF` on anything else.
         let registry = w.registry.and_then(|p| Registry::open(p).ok());
         MessageQueue::from_fd(w.fd.0, w.name, registry).map_err(D::Error::custom)
-    }
-}
-
-/// A [`MessageQueue`] of serde values of one type: `send`/`recv` of `T`,
-/// the value handed back when a send fails.
-pub struct TypedMessageQueue<T> {
-    queue: MessageQueue,
-    _marker: PhantomData<fn(T) -> T>,
-}
-
-impl<T> fmt::Debug for TypedMessageQueue<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("TypedMessageQueue")
-            .field(&self.queue)
-            .finish()
-    }
-}
-
-impl<T> From<MessageQueue> for TypedMessageQueue<T> {
-    fn from(queue: MessageQueue) -> Self {
-        TypedMessageQueue {
-            queue,
-            _marker: PhantomData,
-        }
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> TypedMessageQueue<T> {
-    /// Wrap a byte queue.
-    pub fn new(queue: MessageQueue) -> Self {
-        queue.into()
-    }
-
-    /// The byte queue underneath.
-    pub fn inner(&self) -> &MessageQueue {
-        &self.queue
-    }
-
-    /// Unwrap the byte queue.
-    pub fn into_inner(self) -> MessageQueue {
-        self.queue
-    }
-
-    /// Send `value` with `priority`, waiting for room.
-    pub fn send(&self, value: T, priority: u32) -> Result<(), SendError<T>> {
-        self.queue.send_value(value, priority)
-    }
-
-    /// Send without waiting ([`SendError::Full`] hands `value` back).
-    pub fn try_send(&self, value: T, priority: u32) -> Result<(), SendError<T>> {
-        self.queue.try_send_value(value, priority)
-    }
-
-    /// Send, waiting at most `timeout` for room.
-    pub fn send_timeout(
-        &self,
-        value: T,
-        priority: u32,
-        timeout: Duration,
-    ) -> Result<(), SendError<T>> {
-        self.queue.send_value_timeout(value, priority, timeout)
-    }
-
-    /// Send a value, waiting for room until `deadline`.
-    pub fn send_deadline(
-        &self,
-        value: T,
-        priority: u32,
-        deadline: Instant,
-    ) -> Result<(), SendError<T>> {
-        self.queue.send_value_deadline(value, priority, deadline)
-    }
-
-    /// Receive a value and its priority, waiting for one.
-    pub fn recv(&self) -> Result<(T, u32), RecvError> {
-        self.queue.recv_value()
-    }
-
-    /// Receive without waiting.
-    pub fn try_recv(&self) -> Result<(T, u32), RecvError> {
-        self.queue.try_recv_value()
-    }
-
-    /// Receive, waiting at most `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<(T, u32), RecvError> {
-        self.queue.recv_value_timeout(timeout)
-    }
-
-    /// Receive a value, waiting until `deadline`.
-    pub fn recv_deadline(&self, deadline: Instant) -> Result<(T, u32), RecvError> {
-        self.queue.recv_value_deadline(deadline)
-    }
-}
-
-impl<T> AsFd for TypedMessageQueue<T> {
-    fn as_fd(&self) -> BorrowedFd<'_> {
-        self.queue.as_fd()
-    }
-}
-
-impl<T> Serialize for TypedMessageQueue<T> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.queue.serialize(s)
-    }
-}
-
-impl<'de, T> Deserialize<'de> for TypedMessageQueue<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        MessageQueue::deserialize(d).map(Into::into)
     }
 }
 
@@ -830,7 +783,7 @@ mod tests {
             assert!(validate_name(bad).is_err(), "{bad:?}");
         }
         assert!(matches!(
-            MessageQueue::create("/a/b"),
+            MessageQueue::<Vec<u8>>::create("/a/b"),
             Err(OpenError::InvalidName(_))
         ));
     }

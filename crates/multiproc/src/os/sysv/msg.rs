@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::connection::codec::{self, DecodeError, EncodeError};
+use crate::error::{TimeoutError, TryError, Waited};
 use crate::names::kind::Kind;
 use crate::names::registry::Registry;
 
@@ -61,7 +62,9 @@ impl From<i64> for Selector {
     }
 }
 
-/// A message could not be sent.
+/// A blocking send failed. The `try_` forms add "full" ([`TryError`]), the
+/// `_timeout`/`_deadline` forms "still full when the time ran out"
+/// ([`TimeoutError`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
@@ -76,12 +79,6 @@ pub enum SendError {
         /// The limit (`/proc/sys/kernel/msgmax`).
         max: usize,
     },
-    /// No-wait send (`IPC_NOWAIT`) and the queue is full.
-    #[error("the message queue is full")]
-    Full,
-    /// The queue stayed full until the timeout.
-    #[error("timed out: the message queue stayed full")]
-    Timeout,
     /// The queue was removed (before or during the call).
     #[error("the message queue was removed")]
     Removed,
@@ -97,19 +94,15 @@ pub enum SendError {
     Io(io::Error),
 }
 
-/// A message could not be received.
+/// A blocking receive failed. The `try_` forms add "no matching message"
+/// ([`TryError`]), the `_timeout`/`_deadline` forms "none until the time
+/// ran out" ([`TimeoutError`]).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecvError {
     /// A selector with a type ≤ 0 where one > 0 is meant.
     #[error("selector type {0} is invalid: it must be > 0")]
     InvalidSelector(i64),
-    /// No-wait receive (`IPC_NOWAIT`) and no message matches.
-    #[error("no matching message in the queue")]
-    Empty,
-    /// No message matched until the timeout.
-    #[error("timed out waiting for a message")]
-    Timeout,
     /// The first matching message is longer than the buffer, and truncation
     /// was not asked for (`E2BIG`). The message stays in the queue.
     #[error("the message is longer than the {max}-byte buffer")]
@@ -209,9 +202,9 @@ impl MessageQueue {
         sys::msgmax()
     }
 
-    fn send_raw(&self, mtype: i64, data: &[u8], wait: Wait) -> Result<(), SendError> {
+    fn send_raw(&self, mtype: i64, data: &[u8], wait: Wait) -> Result<(), Waited<SendError>> {
         if mtype <= 0 {
-            return Err(SendError::InvalidType(mtype));
+            return Err(SendError::InvalidType(mtype).into());
         }
         let flags = match wait {
             Wait::Block => 0,
@@ -227,10 +220,9 @@ impl MessageQueue {
                 Some(errno::EINTR) => continue,
                 Some(errno::EAGAIN) => match wait {
                     Wait::Until(deadline) if backoff.sleep(Some(deadline)) => continue,
-                    Wait::Until(_) => return Err(SendError::Timeout),
-                    _ => return Err(SendError::Full),
+                    _ => return Err(Waited::GaveUp),
                 },
-                Some(errno::EIDRM) => return Err(SendError::Removed),
+                Some(errno::EIDRM) => return Err(SendError::Removed.into()),
                 Some(errno::EINVAL) => {
                     // A removed id, or a message over msgmax.
                     return Err(match sys::msg_stat(self.id) {
@@ -239,44 +231,49 @@ impl MessageQueue {
                             len: data.len(),
                             max: sys::msgmax(),
                         },
-                    });
+                    }
+                    .into());
                 }
-                _ => return Err(SendError::Io(e)),
+                _ => return Err(SendError::Io(e).into()),
             }
         }
     }
 
     /// Send `data` as a message of type `mtype` (> 0), waiting while the
     /// queue is full.
-    pub fn send(&self, mtype: i64, data: &[u8]) -> Result<(), SendError> {
+    pub fn send_bytes(&self, mtype: i64, data: &[u8]) -> Result<(), SendError> {
         self.send_raw(mtype, data, Wait::Block)
+            .map_err(Waited::into_blocking)
     }
 
-    /// Send without waiting (`IPC_NOWAIT`): [`SendError::Full`] if the queue
-    /// is full.
-    pub fn try_send(&self, mtype: i64, data: &[u8]) -> Result<(), SendError> {
+    /// Send without waiting (`IPC_NOWAIT`): [`TryError::WouldBlock`] if the
+    /// queue is full.
+    pub fn try_send_bytes(&self, mtype: i64, data: &[u8]) -> Result<(), TryError<SendError>> {
         self.send_raw(mtype, data, Wait::Never)
+            .map_err(Waited::into_try)
     }
 
     /// Send, waiting at most `timeout` while the queue is full (polling: see
-    /// the module docs); [`SendError::Timeout`] then.
-    pub fn send_timeout(
+    /// the module docs); [`TimeoutError::Timeout`] then.
+    pub fn send_bytes_timeout(
         &self,
         mtype: i64,
         data: &[u8],
         timeout: Duration,
-    ) -> Result<(), SendError> {
+    ) -> Result<(), TimeoutError<SendError>> {
         self.send_raw(mtype, data, Wait::timeout(timeout))
+            .map_err(Waited::into_timeout)
     }
 
-    /// [`send`](Self::send), waiting for room until `deadline`.
-    pub fn send_deadline(
+    /// [`send_bytes`](Self::send_bytes), waiting for room until `deadline`.
+    pub fn send_bytes_deadline(
         &self,
         mtype: i64,
         data: &[u8],
         deadline: Instant,
-    ) -> Result<(), SendError> {
+    ) -> Result<(), TimeoutError<SendError>> {
         self.send_raw(mtype, data, Wait::Until(deadline))
+            .map_err(Waited::into_timeout)
     }
 
     fn recv_raw(
@@ -285,7 +282,7 @@ impl MessageQueue {
         buf: &mut [u8],
         truncate: bool,
         wait: Wait,
-    ) -> Result<(i64, usize), RecvError> {
+    ) -> Result<(i64, usize), Waited<RecvError>> {
         let (msgtyp, mut flags) = selector.raw()?;
         if truncate {
             flags |= sys::MSG_NOERROR;
@@ -303,96 +300,107 @@ impl MessageQueue {
                 Some(errno::EINTR) => continue,
                 Some(errno::ENOMSG) | Some(errno::EAGAIN) => match wait {
                     Wait::Until(deadline) if backoff.sleep(Some(deadline)) => continue,
-                    Wait::Until(_) => return Err(RecvError::Timeout),
-                    _ => return Err(RecvError::Empty),
+                    _ => return Err(Waited::GaveUp),
                 },
-                Some(errno::E2BIG) => return Err(RecvError::TooLarge { max: buf.len() }),
-                Some(errno::EIDRM) | Some(errno::EINVAL) => return Err(RecvError::Removed),
-                _ => return Err(RecvError::Io(e)),
+                Some(errno::E2BIG) => return Err(RecvError::TooLarge { max: buf.len() }.into()),
+                Some(errno::EIDRM) | Some(errno::EINVAL) => return Err(RecvError::Removed.into()),
+                _ => return Err(RecvError::Io(e).into()),
             }
         }
     }
 
-    fn recv_vec(&self, selector: Selector, wait: Wait) -> Result<Message, RecvError> {
+    fn recv_vec(&self, selector: Selector, wait: Wait) -> Result<Message, Waited<RecvError>> {
         let mut data = vec![0; sys::msgmax()];
         let (mtype, n) = self.recv_raw(selector, &mut data, false, wait)?;
         data.truncate(n);
         Ok(Message { mtype, data })
     }
 
-    /// Receive the first message `selector` picks, waiting until there is
-    /// one.
-    pub fn recv(&self, selector: impl Into<Selector>) -> Result<Message, RecvError> {
+    /// Receive the first message `selector` picks as raw bytes, waiting
+    /// until there is one.
+    pub fn recv_bytes(&self, selector: impl Into<Selector>) -> Result<Message, RecvError> {
         self.recv_vec(selector.into(), Wait::Block)
+            .map_err(Waited::into_blocking)
     }
 
-    /// Receive without waiting (`IPC_NOWAIT`): [`RecvError::Empty`] when
-    /// no message matches.
-    pub fn try_recv(&self, selector: impl Into<Selector>) -> Result<Message, RecvError> {
+    /// [`recv_bytes`](Self::recv_bytes) without waiting (`IPC_NOWAIT`):
+    /// [`TryError::WouldBlock`] when no message matches.
+    pub fn try_recv_bytes(
+        &self,
+        selector: impl Into<Selector>,
+    ) -> Result<Message, TryError<RecvError>> {
         self.recv_vec(selector.into(), Wait::Never)
+            .map_err(Waited::into_try)
     }
 
-    /// Receive, waiting at most `timeout` (polling: see the module docs).
-    pub fn recv_timeout(
+    /// [`recv_bytes`](Self::recv_bytes), waiting at most `timeout` (polling:
+    /// see the module docs).
+    pub fn recv_bytes_timeout(
         &self,
         selector: impl Into<Selector>,
         timeout: Duration,
-    ) -> Result<Message, RecvError> {
+    ) -> Result<Message, TimeoutError<RecvError>> {
         self.recv_vec(selector.into(), Wait::timeout(timeout))
+            .map_err(Waited::into_timeout)
     }
 
-    /// [`recv`](Self::recv), waiting until `deadline`.
-    pub fn recv_deadline(
+    /// [`recv_bytes`](Self::recv_bytes), waiting until `deadline`.
+    pub fn recv_bytes_deadline(
         &self,
         selector: impl Into<Selector>,
         deadline: Instant,
-    ) -> Result<Message, RecvError> {
+    ) -> Result<Message, TimeoutError<RecvError>> {
         self.recv_vec(selector.into(), Wait::Until(deadline))
+            .map_err(Waited::into_timeout)
     }
 
     /// Receive into `buf`, waiting: the message's type and length. A longer
     /// message is [`RecvError::TooLarge`] (and stays queued) unless
     /// `truncate` (`MSG_NOERROR`): then its first `buf.len()` bytes are kept
     /// and the rest is lost.
-    pub fn recv_into(
+    pub fn recv_bytes_into(
         &self,
         selector: impl Into<Selector>,
         buf: &mut [u8],
         truncate: bool,
     ) -> Result<(i64, usize), RecvError> {
         self.recv_raw(selector.into(), buf, truncate, Wait::Block)
+            .map_err(Waited::into_blocking)
     }
 
-    /// [`recv_into`](Self::recv_into) without waiting.
-    pub fn try_recv_into(
+    /// [`recv_bytes_into`](Self::recv_bytes_into) without waiting.
+    pub fn try_recv_bytes_into(
         &self,
         selector: impl Into<Selector>,
         buf: &mut [u8],
         truncate: bool,
-    ) -> Result<(i64, usize), RecvError> {
+    ) -> Result<(i64, usize), TryError<RecvError>> {
         self.recv_raw(selector.into(), buf, truncate, Wait::Never)
+            .map_err(Waited::into_try)
     }
 
-    /// [`recv_into`](Self::recv_into), waiting at most `timeout`.
-    pub fn recv_into_timeout(
+    /// [`recv_bytes_into`](Self::recv_bytes_into), waiting at most `timeout`.
+    pub fn recv_bytes_into_timeout(
         &self,
         selector: impl Into<Selector>,
         buf: &mut [u8],
         truncate: bool,
         timeout: Duration,
-    ) -> Result<(i64, usize), RecvError> {
+    ) -> Result<(i64, usize), TimeoutError<RecvError>> {
         self.recv_raw(selector.into(), buf, truncate, Wait::timeout(timeout))
+            .map_err(Waited::into_timeout)
     }
 
-    /// [`recv_into`](Self::recv_into), waiting until `deadline`.
-    pub fn recv_into_deadline(
+    /// [`recv_bytes_into`](Self::recv_bytes_into), waiting until `deadline`.
+    pub fn recv_bytes_into_deadline(
         &self,
         selector: impl Into<Selector>,
         buf: &mut [u8],
         truncate: bool,
         deadline: Instant,
-    ) -> Result<(i64, usize), RecvError> {
+    ) -> Result<(i64, usize), TimeoutError<RecvError>> {
         self.recv_raw(selector.into(), buf, truncate, Wait::Until(deadline))
+            .map_err(Waited::into_timeout)
     }
 
     fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, SendError> {
@@ -404,82 +412,103 @@ impl MessageQueue {
         Ok(bytes)
     }
 
+    fn send_value<T: Serialize + ?Sized>(
+        &self,
+        mtype: i64,
+        value: &T,
+        wait: Wait,
+    ) -> Result<(), Waited<SendError>> {
+        self.send_raw(mtype, &Self::encode(value)?, wait)
+    }
+
     /// Send a serde value (postcard, as [`Connection`](crate::Connection)
-    /// does). Values holding handles are refused ([`SendError::Handles`]).
-    pub fn send_value<T: Serialize + ?Sized>(
+    /// does) as a message of type `mtype` (> 0), waiting while the queue is
+    /// full. Each type of message may carry its own `T`. Values holding
+    /// handles are refused ([`SendError::Handles`]).
+    pub fn send<T: Serialize + ?Sized>(&self, mtype: i64, value: &T) -> Result<(), SendError> {
+        self.send_value(mtype, value, Wait::Block)
+            .map_err(Waited::into_blocking)
+    }
+
+    /// [`send`](Self::send) without waiting.
+    pub fn try_send<T: Serialize + ?Sized>(
         &self,
         mtype: i64,
         value: &T,
-    ) -> Result<(), SendError> {
-        self.send(mtype, &Self::encode(value)?)
+    ) -> Result<(), TryError<SendError>> {
+        self.send_value(mtype, value, Wait::Never)
+            .map_err(Waited::into_try)
     }
 
-    /// [`send_value`](Self::send_value) without waiting.
-    pub fn try_send_value<T: Serialize + ?Sized>(
-        &self,
-        mtype: i64,
-        value: &T,
-    ) -> Result<(), SendError> {
-        self.try_send(mtype, &Self::encode(value)?)
-    }
-
-    /// [`send_value`](Self::send_value), waiting at most `timeout`.
-    pub fn send_value_timeout<T: Serialize + ?Sized>(
+    /// [`send`](Self::send), waiting at most `timeout`.
+    pub fn send_timeout<T: Serialize + ?Sized>(
         &self,
         mtype: i64,
         value: &T,
         timeout: Duration,
-    ) -> Result<(), SendError> {
-        self.send_timeout(mtype, &Self::encode(value)?, timeout)
+    ) -> Result<(), TimeoutError<SendError>> {
+        self.send_value(mtype, value, Wait::timeout(timeout))
+            .map_err(Waited::into_timeout)
     }
 
-    /// [`send_value`](Self::send_value), waiting for room until `deadline`.
-    pub fn send_value_deadline<T: Serialize + ?Sized>(
+    /// [`send`](Self::send), waiting for room until `deadline`.
+    pub fn send_deadline<T: Serialize + ?Sized>(
         &self,
         mtype: i64,
         value: &T,
         deadline: Instant,
-    ) -> Result<(), SendError> {
-        self.send_deadline(mtype, &Self::encode(value)?, deadline)
+    ) -> Result<(), TimeoutError<SendError>> {
+        self.send_value(mtype, value, Wait::Until(deadline))
+            .map_err(Waited::into_timeout)
     }
 
-    fn decode<T: DeserializeOwned>(m: Message) -> Result<(i64, T), RecvError> {
-        Ok((m.mtype, codec::decode(&m.data, Vec::new())?))
+    fn recv_value<T: DeserializeOwned>(
+        &self,
+        selector: Selector,
+        wait: Wait,
+    ) -> Result<(i64, T), Waited<RecvError>> {
+        let m = self.recv_vec(selector, wait)?;
+        let value = codec::decode(&m.data, Vec::new()).map_err(RecvError::from)?;
+        Ok((m.mtype, value))
     }
 
-    /// Receive a serde value sent by [`send_value`](Self::send_value): its
-    /// type and the value.
-    pub fn recv_value<T: DeserializeOwned>(
+    /// Receive a serde value sent by [`send`](Self::send): its type and the
+    /// value, waiting until a message matches `selector`.
+    pub fn recv<T: DeserializeOwned>(
         &self,
         selector: impl Into<Selector>,
     ) -> Result<(i64, T), RecvError> {
-        Self::decode(self.recv(selector)?)
+        self.recv_value(selector.into(), Wait::Block)
+            .map_err(Waited::into_blocking)
     }
 
-    /// [`recv_value`](Self::recv_value) without waiting.
-    pub fn try_recv_value<T: DeserializeOwned>(
+    /// [`recv`](Self::recv) without waiting.
+    pub fn try_recv<T: DeserializeOwned>(
         &self,
         selector: impl Into<Selector>,
-    ) -> Result<(i64, T), RecvError> {
-        Self::decode(self.try_recv(selector)?)
+    ) -> Result<(i64, T), TryError<RecvError>> {
+        self.recv_value(selector.into(), Wait::Never)
+            .map_err(Waited::into_try)
     }
 
-    /// [`recv_value`](Self::recv_value), waiting at most `timeout`.
-    pub fn recv_value_timeout<T: DeserializeOwned>(
+    /// [`recv`](Self::recv), waiting at most `timeout`.
+    pub fn recv_timeout<T: DeserializeOwned>(
         &self,
         selector: impl Into<Selector>,
         timeout: Duration,
-    ) -> Result<(i64, T), RecvError> {
-        Self::decode(self.recv_timeout(selector, timeout)?)
+    ) -> Result<(i64, T), TimeoutError<RecvError>> {
+        self.recv_value(selector.into(), Wait::timeout(timeout))
+            .map_err(Waited::into_timeout)
     }
 
-    /// [`recv_value`](Self::recv_value), waiting until `deadline`.
-    pub fn recv_value_deadline<T: DeserializeOwned>(
+    /// [`recv`](Self::recv), waiting until `deadline`.
+    pub fn recv_deadline<T: DeserializeOwned>(
         &self,
         selector: impl Into<Selector>,
         deadline: Instant,
-    ) -> Result<(i64, T), RecvError> {
-        Self::decode(self.recv_deadline(selector, deadline)?)
+    ) -> Result<(i64, T), TimeoutError<RecvError>> {
+        self.recv_value(selector.into(), Wait::Until(deadline))
+            .map_err(Waited::into_timeout)
     }
 
     /// `msgctl(IPC_STAT)`: messages and bytes queued, the byte limit, the

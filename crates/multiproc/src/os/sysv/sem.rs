@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use multiproc_sys::sysv::{self as sys, errno};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{TimeoutError, TryError, Waited};
 use crate::names::kind::Kind;
 use crate::names::registry::Registry;
 
@@ -74,17 +75,17 @@ impl SemOp {
     }
 }
 
-/// A semaphore operation failed.
+/// A semaphore operation failed. `try_op` adds "would wait"
+/// ([`TryError::WouldBlock`]), `op_timeout`/`op_deadline` "could not be
+/// applied in time" ([`TimeoutError::Timeout`]); none of the operations
+/// was applied then.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SemError {
-    /// No-wait (`IPC_NOWAIT`), and an operation would have waited. None of
-    /// the operations was applied.
-    #[error("the semaphore operation would block")]
+    /// An operation the caller flagged [`SemFlags::NO_WAIT`] would have
+    /// waited. None of the operations was applied.
+    #[error("a NO_WAIT semaphore operation would block")]
     WouldBlock,
-    /// The operations could not be applied before the timeout. None was.
-    #[error("timed out waiting on the semaphore set")]
-    Timeout,
     /// The set was removed (before or during the call: `EIDRM`).
     #[error("the semaphore set was removed")]
     Removed,
@@ -207,9 +208,14 @@ impl SemaphoreSet {
         }
     }
 
-    fn op_raw(&self, ops: &[SemOp], extra: i16, wait: Option<Instant>) -> Result<(), SemError> {
+    fn op_raw(
+        &self,
+        ops: &[SemOp],
+        extra: i16,
+        wait: Option<Instant>,
+    ) -> Result<(), Waited<SemError>> {
         if ops.is_empty() {
-            return Err(SemError::OutOfRange("no operations".into()));
+            return Err(SemError::OutOfRange("no operations".into()).into());
         }
         for o in ops {
             self.check(o.index)?;
@@ -233,12 +239,13 @@ impl SemaphoreSet {
                 Some(errno::EINTR) => continue,
                 Some(errno::EAGAIN) => {
                     return Err(match wait {
-                        Some(deadline) if Instant::now() >= deadline => SemError::Timeout,
+                        Some(deadline) if Instant::now() >= deadline => Waited::GaveUp,
+                        _ if extra & SemFlags::NO_WAIT.0 != 0 => Waited::GaveUp,
                         // An operation's own NO_WAIT flag.
-                        _ => SemError::WouldBlock,
+                        _ => SemError::WouldBlock.into(),
                     });
                 }
-                _ => return Err(e.into()),
+                _ => return Err(SemError::from(e).into()),
             }
         }
     }
@@ -248,28 +255,36 @@ impl SemaphoreSet {
     /// [`SemFlags::NO_WAIT`] that would wait makes the call fail with
     /// [`SemError::WouldBlock`], applying none.
     pub fn op(&self, ops: &[SemOp]) -> Result<(), SemError> {
-        self.op_raw(ops, 0, None)
+        self.op_raw(ops, 0, None).map_err(Waited::into_blocking)
     }
 
     /// [`op`](Self::op) with `IPC_NOWAIT` on every operation:
-    /// [`SemError::WouldBlock`] (nothing applied) if any would wait.
-    pub fn try_op(&self, ops: &[SemOp]) -> Result<(), SemError> {
+    /// [`TryError::WouldBlock`] (nothing applied) if any would wait.
+    pub fn try_op(&self, ops: &[SemOp]) -> Result<(), TryError<SemError>> {
         self.op_raw(ops, SemFlags::NO_WAIT.0, None)
+            .map_err(Waited::into_try)
     }
 
     /// [`op`](Self::op), waiting at most `timeout` (`semtimedop`; the
     /// remaining time is recomputed from a monotonic deadline after a
-    /// signal): [`SemError::Timeout`], nothing applied.
-    pub fn op_timeout(&self, ops: &[SemOp], timeout: Duration) -> Result<(), SemError> {
-        match Instant::now().checked_add(timeout) {
-            Some(deadline) => self.op_raw(ops, 0, Some(deadline)),
-            None => self.op(ops),
-        }
+    /// signal): [`TimeoutError::Timeout`], nothing applied.
+    pub fn op_timeout(
+        &self,
+        ops: &[SemOp],
+        timeout: Duration,
+    ) -> Result<(), TimeoutError<SemError>> {
+        self.op_raw(ops, 0, crate::deadline::after(timeout))
+            .map_err(Waited::into_timeout)
     }
 
     /// [`op`](Self::op), waiting until `deadline`.
-    pub fn op_deadline(&self, ops: &[SemOp], deadline: Instant) -> Result<(), SemError> {
+    pub fn op_deadline(
+        &self,
+        ops: &[SemOp],
+        deadline: Instant,
+    ) -> Result<(), TimeoutError<SemError>> {
         self.op_raw(ops, 0, Some(deadline))
+            .map_err(Waited::into_timeout)
     }
 
     fn amount(n: u16) -> Result<i16, SemError> {
@@ -282,17 +297,27 @@ impl SemaphoreSet {
     }
 
     /// P without waiting.
-    pub fn try_p(&self, index: u16, n: u16) -> Result<(), SemError> {
+    pub fn try_p(&self, index: u16, n: u16) -> Result<(), TryError<SemError>> {
         self.try_op(&[SemOp::new(index, -Self::amount(n)?)])
     }
 
     /// P, waiting at most `timeout`.
-    pub fn p_timeout(&self, index: u16, n: u16, timeout: Duration) -> Result<(), SemError> {
+    pub fn p_timeout(
+        &self,
+        index: u16,
+        n: u16,
+        timeout: Duration,
+    ) -> Result<(), TimeoutError<SemError>> {
         self.op_timeout(&[SemOp::new(index, -Self::amount(n)?)], timeout)
     }
 
     /// [`p`](Self::p), waiting until `deadline`.
-    pub fn p_deadline(&self, index: u16, n: u16, deadline: Instant) -> Result<(), SemError> {
+    pub fn p_deadline(
+        &self,
+        index: u16,
+        n: u16,
+        deadline: Instant,
+    ) -> Result<(), TimeoutError<SemError>> {
         self.op_deadline(&[SemOp::new(index, -Self::amount(n)?)], deadline)
     }
 
