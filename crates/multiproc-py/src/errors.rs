@@ -5,7 +5,7 @@
 //! `ValueError` for over-release and closed objects).
 
 use multiproc::connection::{
-    AcceptError, BindError, ConnectError, HandshakeError, RecvError, SendError,
+    AcceptError, BindError, ConnectError, HandshakeError, RecvError, SendError, SocketPathError,
 };
 use multiproc::manager::{self, ManagerError, RemoteError};
 use multiproc::queue::{
@@ -193,7 +193,7 @@ pub fn bind(e: BindError) -> PyErr {
             PyOSError::new_err((EADDRINUSE, format!("Address already in use: {a}")))
         }
         BindError::Io(e) => e.into(),
-        BindError::InsecureDirectory { .. } => {
+        BindError::Path(SocketPathError::InsecureDirectory { .. }) => {
             pyo3::exceptions::PyPermissionError::new_err(e.to_string())
         }
         other => PyOSError::new_err(other.to_string()),
@@ -232,7 +232,7 @@ pub fn connect(py: Python<'_>, e: ConnectError) -> PyErr {
         ConnectError::Handshake(h) => handshake(py, h),
         ConnectError::Io(e) => e.into(),
         ConnectError::Timeout => PyTimeoutError::new_err(e.to_string()),
-        ConnectError::InsecureDirectory { .. } => {
+        ConnectError::Path(SocketPathError::InsecureDirectory { .. }) => {
             pyo3::exceptions::PyPermissionError::new_err(e.to_string())
         }
         other => PyOSError::new_err(other.to_string()),

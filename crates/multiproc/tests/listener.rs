@@ -20,7 +20,7 @@ use multiproc::TimeoutError;
 use multiproc::connection::frame::FrameError;
 use multiproc::connection::{
     AcceptError, Address, AuthFailure, AuthPolicy, BindError, Client, ConnectError, HandshakeError,
-    Listener, MAX_UNIX_PATH, server_handshake, wait,
+    Listener, MAX_UNIX_PATH, SocketPathError, server_handshake, wait,
 };
 use multiproc::{Connection, Fd, Process, SendError, pipe};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -561,11 +561,13 @@ fn socket_file_is_0600_in_a_0700_directory_and_removed_on_drop() {
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
     assert!(matches!(
         Listener::bind(open.join("s.sock"), KEY),
-        Err(BindError::InsecureDirectory { .. })
+        Err(BindError::Path(SocketPathError::InsecureDirectory { .. }))
     ));
     assert!(matches!(
         Client::connect::<()>(open.join("s.sock"), KEY),
-        Err(ConnectError::InsecureDirectory { .. })
+        Err(ConnectError::Path(
+            SocketPathError::InsecureDirectory { .. }
+        ))
     ));
     let l = Listener::builder()
         .authkey(KEY)
@@ -582,7 +584,7 @@ fn socket_file_is_0600_in_a_0700_directory_and_removed_on_drop() {
     std::fs::set_permissions(dir.join("open"), std::fs::Permissions::from_mode(0o700)).unwrap();
     assert!(matches!(
         Listener::bind(link.join("s.sock"), KEY),
-        Err(BindError::InsecureDirectory { .. })
+        Err(BindError::Path(SocketPathError::InsecureDirectory { .. }))
     ));
 }
 
@@ -603,11 +605,17 @@ fn over_long_path_is_an_error_never_truncated() {
     let long = dir.join(&"a".repeat(MAX_UNIX_PATH - base + 1));
     assert!(matches!(
         Listener::bind(long.clone(), KEY),
-        Err(BindError::PathTooLong { len: 108, max: 107 })
+        Err(BindError::Path(SocketPathError::PathTooLong {
+            len: 108,
+            max: 107
+        }))
     ));
     assert!(matches!(
         Client::connect::<()>(long, KEY),
-        Err(ConnectError::PathTooLong { len: 108, .. })
+        Err(ConnectError::Path(SocketPathError::PathTooLong {
+            len: 108,
+            ..
+        }))
     ));
     // Nothing truncated was created.
     let names: Vec<_> = std::fs::read_dir(&dir.0).unwrap().collect();

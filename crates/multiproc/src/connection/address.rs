@@ -46,6 +46,44 @@ pub enum AddressError {
     },
 }
 
+/// Why a Unix or abstract socket address cannot be bound or connected to
+/// (the same rules for [`Listener`](super::Listener)s and
+/// [`Client`](super::Client)s).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SocketPathError {
+    /// The Unix socket path, or abstract name, is longer than
+    /// [`MAX_UNIX_PATH`] bytes (or empty).
+    #[error("Unix socket path of {len} bytes is longer than {max} bytes (or empty)")]
+    PathTooLong {
+        /// The path's length in bytes.
+        len: usize,
+        /// The longest allowed.
+        max: usize,
+    },
+    /// The socket's directory is not private (see the
+    /// [module docs](super::listener)).
+    #[error("directory {path} is not private: {reason}")]
+    InsecureDirectory {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// Refuse a Unix path or abstract name of `len` bytes that is empty or
+/// longer than [`MAX_UNIX_PATH`].
+pub(super) fn check_len(len: usize) -> Result<(), SocketPathError> {
+    if len == 0 || len > MAX_UNIX_PATH {
+        return Err(SocketPathError::PathTooLong {
+            len,
+            max: MAX_UNIX_PATH,
+        });
+    }
+    Ok(())
+}
+
 impl Address {
     /// Parse like Python: `host:port` (an IP address, a name, or nothing
     /// before the colon, which means `127.0.0.1`; `[v6]:port` too) is TCP;

@@ -2,12 +2,11 @@
 
 use std::fmt;
 use std::io;
-use std::path::PathBuf;
 use std::time::Duration;
 
 #[cfg(doc)]
 use super::Listener;
-use super::address::{Address, MAX_UNIX_PATH};
+use super::address::{Address, SocketPathError, check_len};
 use super::auth::{AuthOptions, AuthPolicy, HandshakeError, client_handshake};
 use super::listener::{check_private_dir, parent_dir, path_len};
 use crate::connection::Connection;
@@ -22,22 +21,9 @@ pub enum ConnectError {
     /// No connection within the connect timeout.
     #[error("timed out connecting")]
     Timeout,
-    /// The Unix socket path is longer than [`MAX_UNIX_PATH`] bytes (or empty).
-    #[error("Unix socket path of {len} bytes is longer than {max} bytes (or empty)")]
-    PathTooLong {
-        /// The path's length in bytes.
-        len: usize,
-        /// The longest allowed.
-        max: usize,
-    },
-    /// The socket's directory is not private (see the module docs).
-    #[error("directory {path} is not private: {reason}")]
-    InsecureDirectory {
-        /// The directory.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
+    /// The path or name is too long, or its directory is not private.
+    #[error(transparent)]
+    Path(#[from] SocketPathError),
     /// A TCP client needs an authkey, or the explicit
     /// [`insecure_no_authkey`](ClientBuilder::insecure_no_authkey).
     #[error("a TCP client needs an authkey")]
@@ -101,25 +87,14 @@ impl ClientBuilder {
                 })?
             }
             Address::Abstract(name) => {
-                if name.is_empty() || name.len() > MAX_UNIX_PATH {
-                    return Err(ConnectError::PathTooLong {
-                        len: name.len(),
-                        max: MAX_UNIX_PATH,
-                    });
-                }
+                check_len(name.len())?;
                 multiproc_sys::net::abstract_connect(name)?
             }
             Address::Unix(path) => {
-                let len = path_len(path);
-                if len == 0 || len > MAX_UNIX_PATH {
-                    return Err(ConnectError::PathTooLong {
-                        len,
-                        max: MAX_UNIX_PATH,
-                    });
-                }
+                check_len(path_len(path))?;
                 if !self.auth.insecure_shared_directory {
                     check_private_dir(&parent_dir(path)).map_err(|(path, reason)| {
-                        ConnectError::InsecureDirectory { path, reason }
+                        SocketPathError::InsecureDirectory { path, reason }
                     })?;
                 }
                 multiproc_sys::net::unix_connect(path)?

@@ -75,7 +75,7 @@ use crate::names::kind::Kind;
 use crate::names::object::NamedKind;
 use crate::names::registry;
 
-use super::address::{Address, MAX_UNIX_PATH};
+use super::address::{Address, MAX_UNIX_PATH, SocketPathError, check_len};
 use super::auth::{AuthOptions, AuthPolicy, HandshakeError, random_bytes, server_handshake};
 #[cfg(doc)]
 use crate::connection::duplex;
@@ -87,22 +87,9 @@ pub enum BindError {
     /// Another live listener holds the address.
     #[error("address {0} is in use")]
     AddrInUse(Address),
-    /// The Unix socket path is longer than [`MAX_UNIX_PATH`] bytes (or empty).
-    #[error("Unix socket path of {len} bytes is longer than {max} bytes (or empty)")]
-    PathTooLong {
-        /// The path's length in bytes.
-        len: usize,
-        /// The longest allowed.
-        max: usize,
-    },
-    /// The socket's directory is not private (see the module docs).
-    #[error("directory {path} is not private: {reason}")]
-    InsecureDirectory {
-        /// The directory.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
+    /// The path or name is too long, or its directory is not private.
+    #[error(transparent)]
+    Path(#[from] SocketPathError),
     /// A TCP listener needs an authkey, or the explicit
     /// [`insecure_no_authkey`](ListenerBuilder::insecure_no_authkey).
     #[error("a TCP listener needs an authkey")]
@@ -308,12 +295,7 @@ impl ListenerBuilder {
             }
             Address::Unix(ref path) => self.bind_unix(path.clone()),
             Address::Abstract(ref name) => {
-                if name.is_empty() || name.len() > MAX_UNIX_PATH {
-                    return Err(BindError::PathTooLong {
-                        len: name.len(),
-                        max: MAX_UNIX_PATH,
-                    });
-                }
+                check_len(name.len())?;
                 let fd = multiproc_sys::net::abstract_listen(name, self.backlog).map_err(|e| {
                     if e.kind() == io::ErrorKind::AddrInUse {
                         BindError::AddrInUse(address.clone())
@@ -333,13 +315,7 @@ impl ListenerBuilder {
     }
 
     fn bind_unix(self, path: PathBuf) -> Result<Listener, BindError> {
-        let len = path_len(&path);
-        if len == 0 || len > MAX_UNIX_PATH {
-            return Err(BindError::PathTooLong {
-                len,
-                max: MAX_UNIX_PATH,
-            });
-        }
+        check_len(path_len(&path))?;
         let dir = parent_dir(&path);
         let mut created_dir = None;
         match multiproc_sys::net::mkdir_private(&dir) {
@@ -356,7 +332,7 @@ impl ListenerBuilder {
         if !self.auth.insecure_shared_directory {
             if let Err((path, reason)) = check_private_dir(&dir) {
                 cleanup_dir(&created_dir);
-                return Err(BindError::InsecureDirectory { path, reason });
+                return Err(SocketPathError::InsecureDirectory { path, reason }.into());
             }
         }
         let result = self.bind_unix_locked(&path);

@@ -22,7 +22,7 @@ mod incoming;
 mod listener;
 mod wait;
 
-pub use address::{Address, AddressError, MAX_UNIX_PATH};
+pub use address::{Address, AddressError, MAX_UNIX_PATH, SocketPathError};
 pub use auth::{
     AuthFailure, AuthOptions, AuthPolicy, DEFAULT_HANDSHAKE_TIMEOUT, HandshakeError,
     MAX_HANDSHAKE_FRAME, client_handshake, fuzz_handshake, server_handshake,
