@@ -5,6 +5,7 @@
 //! [`SharedState`] types (atomics only, valid for every bit pattern).
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 use multiproc_shm::SharedState;
@@ -22,6 +23,7 @@ pub struct OutOfRange {
 
 impl OutOfRange {
     /// Check an access of `n` bytes at `offset` in a block of `size` bytes.
+    #[inline]
     pub fn check(offset: usize, n: usize, size: usize) -> Result<(), OutOfRange> {
         match offset.checked_add(n) {
             Some(end) if end <= size => Ok(()),
@@ -54,7 +56,9 @@ impl std::error::Error for OutOfRange {}
 /// them is ever made: bytes are copied in and out ([`copy_in`](Self::copy_in),
 /// [`copy_out`](Self::copy_out), [`append_to`](Self::append_to)), and
 /// shared state is reached through typed views ([`view`](Self::view),
-/// [`view_slice`](Self::view_slice)) of [`SharedState`] types only.
+/// [`view_slice`](Self::view_slice)) of [`SharedState`] types only. A
+/// [`span`](Self::span) does the same within a part of the mapping checked
+/// once.
 pub struct MappedBytes {
     ptr: NonNull<u8>,
     len: usize,
@@ -66,9 +70,11 @@ pub struct MappedBytes {
 // every access it offers (copies, `SharedState` views) is as valid from one
 // thread as from another.
 unsafe impl Send for MappedBytes {}
-// SAFETY: `&MappedBytes` offers copies, whose racing with other writers is
-// argued at each copy, and `&T` of `SharedState` types, which are `Sync`
-// (atomics only).
+// SAFETY: `&MappedBytes` offers `&T` of `SharedState` types, which are
+// atomics only (`Sync`), and byte copies through raw pointers: copies from
+// two threads of this process meet in the mapping as copies from two
+// processes do (a reader gets old or new bytes, every one a valid `u8`; no
+// reference covers the bytes), which is what shared memory is for.
 unsafe impl Sync for MappedBytes {}
 
 impl fmt::Debug for MappedBytes {
@@ -85,40 +91,153 @@ impl fmt::Debug for MappedBytes {
 const PREFETCH_FROM: usize = 64 << 10;
 
 impl MappedBytes {
-    /// The bytes `ptr..ptr + len`, which the caller keeps mapped (readable,
-    /// and writable if `writable`) for as long as the value lives and
-    /// unmaps only after it is gone.
-    pub(crate) fn new(ptr: NonNull<u8>, len: usize, writable: bool) -> MappedBytes {
+    /// The bytes `ptr..ptr + len`.
+    ///
+    /// # Safety
+    ///
+    /// The caller keeps them mapped (readable, and writable if `writable`)
+    /// for as long as the value lives, unmaps them only after it is gone,
+    /// and makes no Rust reference to them.
+    pub(crate) unsafe fn new(ptr: NonNull<u8>, len: usize, writable: bool) -> MappedBytes {
         MappedBytes { ptr, len, writable }
     }
 
     /// The first byte. Dereferencing it is `unsafe`: other processes may
     /// write these bytes at any time.
+    #[inline]
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
     /// Length in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether there are no bytes (never for a mapping: zero-length
     /// mappings are refused).
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Whether the bytes are mapped writable.
+    #[inline]
     pub fn is_writable(&self) -> bool {
         self.writable
     }
 
+    /// All the bytes, as a span.
+    #[inline]
+    fn whole(&self) -> MappedSpan<'_> {
+        MappedSpan::new(self.ptr.as_ptr(), self.len, self.writable)
+    }
+
+    /// The `len` bytes from `offset`, if they lie inside the mapping: a
+    /// span whose accesses are checked against the span alone (a hot path
+    /// that works within one part of a mapping pays for one comparison per
+    /// access).
+    #[inline]
+    pub fn span(&self, offset: usize, len: usize) -> Result<MappedSpan<'_>, OutOfRange> {
+        let ptr = self.whole().at(offset, len)?;
+        Ok(MappedSpan::new(ptr, len, self.writable))
+    }
+
+    /// Copy `out.len()` bytes from `offset` into `out` (see
+    /// [`MappedSpan::copy_out`]).
+    #[inline]
+    pub fn copy_out(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfRange> {
+        self.whole().copy_out(offset, out)
+    }
+
+    /// Append `len` bytes from `offset` to `out` (see
+    /// [`MappedSpan::append_to`]).
+    #[inline]
+    pub fn append_to(
+        &self,
+        offset: usize,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), OutOfRange> {
+        self.whole().append_to(offset, len, out)
+    }
+
+    /// Copy `src` into the mapping at `offset` (see [`MappedSpan::copy_in`]:
+    /// a read-only mapping refuses every non-empty write as out of range).
+    #[inline]
+    pub fn copy_in(&self, offset: usize, src: &[u8]) -> Result<(), OutOfRange> {
+        self.whole().copy_in(offset, src)
+    }
+
+    /// The `n` values of `T` from byte `offset`, if they lie inside the
+    /// mapping at `T`'s alignment (see [`MappedSpan::view_slice`]).
+    #[inline]
+    pub fn view_slice<T: SharedState>(&self, offset: usize, n: usize) -> Option<&[T]> {
+        self.whole().view_slice(offset, n)
+    }
+
+    /// The `T` at byte `offset` (see [`view_slice`](Self::view_slice)).
+    #[inline]
+    pub fn view<T: SharedState>(&self, offset: usize) -> Option<&T> {
+        self.view_slice(offset, 1).map(|s| &s[0])
+    }
+}
+
+/// Part of a [`MappedBytes`], borrowed from it ([`MappedBytes::span`]):
+/// the same bounds-checked copies and views, with offsets and bounds
+/// relative to the span. All the unsafe accesses to mapped bytes are here.
+#[derive(Clone, Copy)]
+pub struct MappedSpan<'a> {
+    /// Inside the mapping, with `len` mapped bytes from it for `'a`.
+    ptr: *mut u8,
+    len: usize,
+    /// `len` if the mapping is writable, else 0: the bytes a write may
+    /// reach.
+    writable_len: usize,
+    _bytes: PhantomData<&'a MappedBytes>,
+}
+
+impl fmt::Debug for MappedSpan<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MappedSpan")
+            .field("len", &self.len)
+            .field("writable", &(self.writable_len == self.len))
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> MappedSpan<'a> {
+    /// The `len` bytes from `ptr`, which lie inside a mapping borrowed for
+    /// `'a` (writable if `writable`).
+    #[inline]
+    fn new(ptr: *mut u8, len: usize, writable: bool) -> MappedSpan<'a> {
+        MappedSpan {
+            ptr,
+            len,
+            writable_len: if writable { len } else { 0 },
+            _bytes: PhantomData,
+        }
+    }
+
+    /// Length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the span has no bytes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// The address of byte `offset`, once `offset..offset + n` is checked
-    /// to lie inside the mapping.
+    /// to lie inside the span.
+    #[inline]
     fn at(&self, offset: usize, n: usize) -> Result<*mut u8, OutOfRange> {
         OutOfRange::check(offset, n, self.len)?;
-        Ok(self.ptr.as_ptr().wrapping_add(offset))
+        Ok(self.ptr.wrapping_add(offset))
     }
 
     /// Copy `out.len()` bytes from `offset` into `out`.
@@ -129,10 +248,12 @@ impl MappedBytes {
     #[inline]
     pub fn copy_out(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfRange> {
         let src = self.at(offset, out.len())?;
-        // SAFETY: `src..src + out.len()` is inside the mapping (checked by
-        // `at`), which stays mapped while `self` is borrowed; `out` is a
-        // `&mut` buffer of this process, so it cannot overlap the mapping
-        // (no Rust reference covers mapped bytes).
+        // SAFETY: `src..src + out.len()` is inside the span (checked by
+        // `at`), so inside the mapping, which stays mapped for `'a`; `out`
+        // is a `&mut` buffer of this process, so it cannot overlap the
+        // mapping (no Rust reference covers mapped bytes). Bytes another
+        // process writes meanwhile come out old or new: they are copied
+        // through raw pointers into `u8`s, for which any value is valid.
         unsafe { stream_copy(src, out.as_mut_ptr(), out.len()) };
         Ok(())
     }
@@ -149,11 +270,11 @@ impl MappedBytes {
         let src = self.at(offset, len)?;
         out.reserve(len);
         let start = out.len();
-        // SAFETY: `src..src + len` is inside the mapping (checked by `at`),
-        // which stays mapped while `self` is borrowed; `reserve` made room
-        // for `len` more bytes after `start`, all of which `stream_copy`
-        // initializes before `set_len` exposes them; `out`'s buffer is this
-        // process's heap and cannot overlap the mapping.
+        // SAFETY: `src..src + len` is inside the span (checked by `at`), so
+        // inside the mapping, which stays mapped for `'a`; `reserve` made
+        // room for `len` more bytes after `start`, all of which
+        // `stream_copy` initializes before `set_len` exposes them; `out`'s
+        // buffer is this process's heap and cannot overlap the mapping.
         unsafe {
             stream_copy(src, out.as_mut_ptr().add(start), len);
             out.set_len(start + len);
@@ -161,48 +282,40 @@ impl MappedBytes {
         Ok(())
     }
 
-    /// Copy `src` into the mapping at `offset`.
-    ///
-    /// # Panics
-    ///
-    /// If the bytes are mapped read-only (a write would fault); callers
-    /// that map read-only refuse writes before they get here.
+    /// Copy `src` into the span at `offset`. Mapped read-only, the span
+    /// has no byte to write: any non-empty write is out of range (of size
+    /// 0), never a fault.
     #[inline]
     pub fn copy_in(&self, offset: usize, src: &[u8]) -> Result<(), OutOfRange> {
-        assert!(self.writable, "write through a read-only mapping");
-        let dst = self.at(offset, src.len())?;
-        // SAFETY: `dst..dst + src.len()` is inside the mapping (checked by
-        // `at`), which is writable (asserted) and stays mapped while `self`
-        // is borrowed; no Rust reference covers mapped bytes, so none is
-        // invalidated, and `src`, a reference, cannot overlap them. A
-        // concurrent reader in another process sees old or new bytes.
+        OutOfRange::check(offset, src.len(), self.writable_len)?;
+        let dst = self.ptr.wrapping_add(offset);
+        // SAFETY: `dst..dst + src.len()` is inside the span (checked
+        // against `writable_len`, its length, or 0 if read-only), so inside
+        // the mapping, which is writable (or nothing was written) and
+        // stays mapped for `'a`; no Rust reference covers mapped bytes, so
+        // none is invalidated, and `src`, a reference, cannot overlap them.
+        // A concurrent reader in another process sees old or new bytes.
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
         Ok(())
     }
 
     /// The `n` values of `T` from byte `offset`, if they lie inside the
-    /// mapping at `T`'s alignment. The one place a reference into mapped
+    /// span at `T`'s alignment. The one place a reference into mapped
     /// memory is made.
     #[inline]
-    pub fn view_slice<T: SharedState>(&self, offset: usize, n: usize) -> Option<&[T]> {
+    pub fn view_slice<T: SharedState>(&self, offset: usize, n: usize) -> Option<&'a [T]> {
         let size = std::mem::size_of::<T>().checked_mul(n)?;
         let ptr = self.at(offset, size).ok()?;
         if !ptr.cast::<T>().is_aligned() {
             return None;
         }
-        // SAFETY: the `n` values lie inside the mapping (checked by `at`),
-        // at `T`'s alignment (checked); the mapping stays mapped while
-        // `self` is borrowed, which the returned borrow cannot outlive;
+        // SAFETY: the `n` values lie inside the span (checked by `at`), so
+        // inside the mapping, which stays mapped for `'a`, the returned
+        // borrow's lifetime; they are at `T`'s alignment (checked);
         // `T: SharedState` is made of atomics only and valid for every bit
         // pattern, so whatever other processes write, concurrently or not,
         // is an atomic access to a valid value.
         Some(unsafe { std::slice::from_raw_parts(ptr.cast::<T>(), n) })
-    }
-
-    /// The `T` at byte `offset` (see [`view_slice`](Self::view_slice)).
-    #[inline]
-    pub fn view<T: SharedState>(&self, offset: usize) -> Option<&T> {
-        self.view_slice(offset, 1).map(|s| &s[0])
     }
 }
 
@@ -288,6 +401,35 @@ mod tests {
     }
 
     #[test]
+    fn a_span_is_checked_against_itself() {
+        let m = mapping(4096, true);
+        assert_eq!(m.span(4000, 97).unwrap_err().end, 4097);
+        let s = m.span(1024, 64).unwrap();
+        assert_eq!(s.len(), 64);
+        s.copy_in(60, b"wxyz").unwrap();
+        assert_eq!(
+            s.copy_in(61, b"wxyz"),
+            Err(OutOfRange {
+                offset: 61,
+                end: 65,
+                size: 64
+            })
+        );
+        let mut out = [0u8; 4];
+        m.copy_out(1084, &mut out).unwrap();
+        assert_eq!(&out, b"wxyz");
+        let words = s.view_slice::<AtomicU64>(0, 8).unwrap();
+        assert_eq!(
+            words[7].load(Ordering::Relaxed).to_ne_bytes()[4..],
+            *b"wxyz"
+        );
+        assert!(s.view_slice::<AtomicU64>(8, 8).is_none());
+        let mut v = Vec::new();
+        s.append_to(60, 4, &mut v).unwrap();
+        assert_eq!(v, b"wxyz");
+    }
+
+    #[test]
     fn large_copies_take_the_prefetching_path() {
         let len = super::PREFETCH_FROM * 2 + 100;
         let m = mapping(len + 8, true);
@@ -318,13 +460,19 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "read-only")]
     fn a_read_only_mapping_refuses_writes() {
         let m = mapping(64, false);
         let mut out = [1u8; 4];
         m.copy_out(0, &mut out).unwrap();
         assert_eq!(out, [0; 4]);
-        let _ = m.copy_in(0, b"x");
+        let refused = OutOfRange {
+            offset: 0,
+            end: 1,
+            size: 0,
+        };
+        assert_eq!(m.copy_in(0, b"x"), Err(refused));
+        assert_eq!(m.span(8, 8).unwrap().copy_in(0, b"x"), Err(refused));
+        assert_eq!(m.copy_in(0, b""), Ok(()));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::ptr::NonNull;
 use rustix::fs::{MemfdFlags, Mode, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
-pub use crate::mapped::{MappedBytes, OutOfRange};
+pub use crate::mapped::{MappedBytes, MappedSpan, OutOfRange};
 
 /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`, sized to `len`
 /// bytes (zero-filled). The kernel frees it when the last descriptor and
@@ -137,11 +137,11 @@ impl Mapping {
             unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
         let ptr = NonNull::new(ptr.cast::<u8>())
             .ok_or_else(|| io::Error::other("mmap returned a null pointer"))?;
-        // The range stays mapped, as `prot` says, until `drop` below, which
-        // cannot run while the bytes are borrowed.
-        Ok(Mapping {
-            bytes: MappedBytes::new(ptr, len, writable),
-        })
+        // SAFETY: the range stays mapped, as `prot` says, until `drop`
+        // below, which cannot run while the bytes are borrowed; nothing
+        // else has its address.
+        let bytes = unsafe { MappedBytes::new(ptr, len, writable) };
+        Ok(Mapping { bytes })
     }
 
     /// `msync(MS_SYNC)`: write a file mapping back to its file.
@@ -160,6 +160,7 @@ impl Mapping {
 
 impl Deref for Mapping {
     type Target = MappedBytes;
+    #[inline]
     fn deref(&self) -> &MappedBytes {
         &self.bytes
     }

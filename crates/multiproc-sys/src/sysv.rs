@@ -430,17 +430,17 @@ impl Attachment {
                 return Err(e);
             }
         };
-        // The range stays attached, readable and (unless `read_only`)
-        // writable, until `drop` below, which cannot run while the bytes
-        // are borrowed.
-        Ok(Attachment {
-            bytes: MappedBytes::new(ptr, len, !read_only),
-        })
+        // SAFETY: the range stays attached, readable and (unless
+        // `read_only`) writable, until `drop` below, which cannot run while
+        // the bytes are borrowed; nothing else has its address.
+        let bytes = unsafe { MappedBytes::new(ptr, len, !read_only) };
+        Ok(Attachment { bytes })
     }
 }
 
 impl Deref for Attachment {
     type Target = MappedBytes;
+    #[inline]
     fn deref(&self) -> &MappedBytes {
         &self.bytes
     }

@@ -5,16 +5,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use multiproc_shm::Region;
-use multiproc_sys::shm::MappedBytes;
+use multiproc_sys::shm::MappedSpan;
 
 use crate::shared::segment::{PAYLOAD, Segment};
 
 /// The ring in the segment, for the shared algorithm: bodies move by the
 /// mapping's bounds-checked copies, headers through an atomic view.
 pub(super) struct Ring<'a> {
-    bytes: &'a MappedBytes,
-    /// Where the ring starts in the mapping.
-    base: usize,
+    /// The ring's bytes: every access is checked against the ring.
+    bytes: MappedSpan<'a>,
     cap: u32,
     /// The ring as 8-byte words: a record header is the word at its offset.
     words: &'a [AtomicU64],
@@ -25,19 +24,15 @@ impl<'a> Ring<'a> {
     /// are not inside it or not 8-aligned.
     #[inline]
     pub(super) fn new(seg: &'a Segment, offset: usize, cap: u32) -> Option<Ring<'a>> {
+        let bytes = seg
+            .bytes()
+            .span(PAYLOAD.checked_add(offset)?, cap as usize)
+            .ok()?;
         Some(Ring {
-            bytes: seg.bytes(),
-            base: PAYLOAD.checked_add(offset)?,
+            bytes,
             cap,
-            words: seg.view_slice(offset, cap as usize / 8)?,
+            words: bytes.view_slice(0, cap as usize / 8)?,
         })
-    }
-
-    /// The absolute offset of `len` bytes at `at` in the ring, if they lie
-    /// inside it (the algorithm never asks for others).
-    #[inline]
-    fn span(&self, at: u32, len: usize) -> Option<usize> {
-        (at as usize + len <= self.cap as usize).then_some(self.base + at as usize)
     }
 
     /// The header word at `at`, if `at` is 8-aligned and inside the ring
@@ -55,8 +50,9 @@ impl<'a> Ring<'a> {
 
 // SAFETY: `capacity()` is a power of two in MIN_CAPACITY..=MAX_CAPACITY
 // (checked when the queue is made or received) and never changes; `read`,
-// `append` and `write` are safe code over the mapping's bounds-checked
-// copies, kept inside the ring by `span`, so every call is sound.
+// `append` and `write` are safe code over the mapping's copies, each
+// bounds-checked against the ring, so every call is sound (a range the
+// algorithm never asks for, outside the ring, is not accessed).
 unsafe impl Region for Ring<'_> {
     #[inline]
     fn capacity(&self) -> u32 {
@@ -65,23 +61,17 @@ unsafe impl Region for Ring<'_> {
 
     #[inline]
     fn read(&self, at: u32, out: &mut [u8]) {
-        if let Some(from) = self.span(at, out.len()) {
-            let _ = self.bytes.copy_out(from, out);
-        }
+        let _ = self.bytes.copy_out(at as usize, out);
     }
 
     #[inline]
     fn append(&self, at: u32, len: usize, out: &mut Vec<u8>) {
-        if let Some(from) = self.span(at, len) {
-            let _ = self.bytes.append_to(from, len, out);
-        }
+        let _ = self.bytes.append_to(at as usize, len, out);
     }
 
     #[inline]
     fn write(&self, at: u32, src: &[u8]) {
-        if let Some(to) = self.span(at, src.len()) {
-            let _ = self.bytes.copy_in(to, src);
-        }
+        let _ = self.bytes.copy_in(at as usize, src);
     }
 
     #[inline]

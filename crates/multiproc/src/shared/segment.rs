@@ -135,12 +135,14 @@ impl Segment {
 
     /// The `T` at `offset` in the payload, if it lies inside the payload at
     /// `T`'s alignment.
+    #[inline]
     pub(crate) fn view<T: SharedState>(&self, offset: usize) -> Option<&T> {
         self.view_at(PAYLOAD.checked_add(offset)?)
     }
 
     /// The `n` values of `T` from `offset` in the payload, if they lie
     /// inside it at `T`'s alignment.
+    #[inline]
     pub(crate) fn view_slice<T: SharedState>(&self, offset: usize, n: usize) -> Option<&[T]> {
         self.map.view_slice(PAYLOAD.checked_add(offset)?, n)
     }
@@ -268,6 +270,7 @@ impl Segment {
     }
 
     /// The mapped bytes (the prefix, then the payload from [`PAYLOAD`]).
+    #[inline]
     pub(crate) fn bytes(&self) -> &MappedBytes {
         &self.map
     }
