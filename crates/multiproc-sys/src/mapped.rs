@@ -1,12 +1,23 @@
 //! Bytes mapped into this process that other processes may write at any
-//! time ([`MappedBytes`]): the one place the workspace turns a mapping's
-//! address into accesses. Everything here is bounds-checked against the
-//! mapping; bytes move only by copy, and references are made only to
-//! [`SharedState`] types (atomics only, valid for every bit pattern).
+//! time ([`MappedBytes`], [`MappedWords`]): the one place the workspace
+//! turns a mapping's address into accesses. Everything here is
+//! bounds-checked against the mapping; bytes move only by copy, and
+//! references are made only to [`SharedState`] types (atomics only, valid
+//! for every bit pattern).
+//!
+//! A copy is a plain `memcpy` (the queue's records move through these):
+//! one that meets another access to the same bytes, from another process
+//! or from this one (a copy on another thread, an atomic through a view),
+//! gets old or new bytes, each a valid `u8`, on every platform multiproc
+//! runs on, but the Rust memory model leaves such a race undefined. Users
+//! keep their copies apart from other accesses by their own protocol (the
+//! queue's records are copied only while no one else may touch them), as
+//! every user of shared memory must.
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
+use std::sync::atomic::AtomicU64;
 
 use multiproc_shm::SharedState;
 
@@ -56,9 +67,9 @@ impl std::error::Error for OutOfRange {}
 /// them is ever made: bytes are copied in and out ([`copy_in`](Self::copy_in),
 /// [`copy_out`](Self::copy_out), [`append_to`](Self::append_to)), and
 /// shared state is reached through typed views ([`view`](Self::view),
-/// [`view_slice`](Self::view_slice)) of [`SharedState`] types only. A
-/// [`span`](Self::span) does the same within a part of the mapping checked
-/// once.
+/// [`view_slice`](Self::view_slice)) of [`SharedState`] types only.
+/// [`words`](Self::words) is both at once, for a hot path that works within
+/// one part of a mapping.
 pub struct MappedBytes {
     ptr: NonNull<u8>,
     len: usize,
@@ -71,10 +82,9 @@ pub struct MappedBytes {
 // thread as from another.
 unsafe impl Send for MappedBytes {}
 // SAFETY: `&MappedBytes` offers `&T` of `SharedState` types, which are
-// atomics only (`Sync`), and byte copies through raw pointers: copies from
-// two threads of this process meet in the mapping as copies from two
-// processes do (a reader gets old or new bytes, every one a valid `u8`; no
-// reference covers the bytes), which is what shared memory is for.
+// atomics only (`Sync`), and byte copies through raw pointers, which meet
+// copies and accesses from other threads as they meet those of other
+// processes (module docs): sharing is what the memory is for.
 unsafe impl Sync for MappedBytes {}
 
 impl fmt::Debug for MappedBytes {
@@ -90,15 +100,23 @@ impl fmt::Debug for MappedBytes {
 /// prefetch of the next page ([`stream_copy`]).
 const PREFETCH_FROM: usize = 64 << 10;
 
+/// The alignment every mapping starts at (the smallest page size of the
+/// platforms multiproc runs on): a view at an offset that is a multiple of
+/// its type's alignment is aligned, with no look at the address.
+const PAGE_ALIGN: usize = 4096;
+
 impl MappedBytes {
     /// The bytes `ptr..ptr + len`.
     ///
     /// # Safety
     ///
-    /// The caller keeps them mapped (readable, and writable if `writable`)
-    /// for as long as the value lives, unmaps them only after it is gone,
-    /// and makes no Rust reference to them.
+    /// `ptr` is the start of a mapping, so page-aligned (to
+    /// [`PAGE_ALIGN`] at least); the caller keeps the bytes mapped
+    /// (readable, and writable if `writable`) for as long as the value
+    /// lives, unmaps them only after it is gone, and makes no Rust
+    /// reference to them.
     pub(crate) unsafe fn new(ptr: NonNull<u8>, len: usize, writable: bool) -> MappedBytes {
+        debug_assert_eq!(ptr.as_ptr() as usize % PAGE_ALIGN, 0);
         MappedBytes { ptr, len, writable }
     }
 
@@ -130,132 +148,16 @@ impl MappedBytes {
 
     /// All the bytes, as a span.
     #[inline]
-    fn whole(&self) -> MappedSpan<'_> {
-        MappedSpan::new(self.ptr.as_ptr(), self.len, self.writable)
+    fn span(&self) -> Span<'_> {
+        Span::new(self.ptr, self.len, self.writable)
     }
 
-    /// The `len` bytes from `offset`, if they lie inside the mapping: a
-    /// span whose accesses are checked against the span alone (a hot path
-    /// that works within one part of a mapping pays for one comparison per
-    /// access).
-    #[inline]
-    pub fn span(&self, offset: usize, len: usize) -> Result<MappedSpan<'_>, OutOfRange> {
-        let ptr = self.whole().at(offset, len)?;
-        Ok(MappedSpan::new(ptr, len, self.writable))
-    }
-
-    /// Copy `out.len()` bytes from `offset` into `out` (see
-    /// [`MappedSpan::copy_out`]).
+    /// Copy `out.len()` bytes from `offset` into `out`. A byte another
+    /// process writes during the copy comes out old or new: the caller's
+    /// protocol decides when the bytes are stable.
     #[inline]
     pub fn copy_out(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfRange> {
-        self.whole().copy_out(offset, out)
-    }
-
-    /// Append `len` bytes from `offset` to `out` (see
-    /// [`MappedSpan::append_to`]).
-    #[inline]
-    pub fn append_to(
-        &self,
-        offset: usize,
-        len: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<(), OutOfRange> {
-        self.whole().append_to(offset, len, out)
-    }
-
-    /// Copy `src` into the mapping at `offset` (see [`MappedSpan::copy_in`]:
-    /// a read-only mapping refuses every non-empty write as out of range).
-    #[inline]
-    pub fn copy_in(&self, offset: usize, src: &[u8]) -> Result<(), OutOfRange> {
-        self.whole().copy_in(offset, src)
-    }
-
-    /// The `n` values of `T` from byte `offset`, if they lie inside the
-    /// mapping at `T`'s alignment (see [`MappedSpan::view_slice`]).
-    #[inline]
-    pub fn view_slice<T: SharedState>(&self, offset: usize, n: usize) -> Option<&[T]> {
-        self.whole().view_slice(offset, n)
-    }
-
-    /// The `T` at byte `offset` (see [`view_slice`](Self::view_slice)).
-    #[inline]
-    pub fn view<T: SharedState>(&self, offset: usize) -> Option<&T> {
-        self.view_slice(offset, 1).map(|s| &s[0])
-    }
-}
-
-/// Part of a [`MappedBytes`], borrowed from it ([`MappedBytes::span`]):
-/// the same bounds-checked copies and views, with offsets and bounds
-/// relative to the span. All the unsafe accesses to mapped bytes are here.
-#[derive(Clone, Copy)]
-pub struct MappedSpan<'a> {
-    /// Inside the mapping, with `len` mapped bytes from it for `'a`.
-    ptr: *mut u8,
-    len: usize,
-    /// `len` if the mapping is writable, else 0: the bytes a write may
-    /// reach.
-    writable_len: usize,
-    _bytes: PhantomData<&'a MappedBytes>,
-}
-
-impl fmt::Debug for MappedSpan<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MappedSpan")
-            .field("len", &self.len)
-            .field("writable", &(self.writable_len == self.len))
-            .finish_non_exhaustive()
-    }
-}
-
-impl<'a> MappedSpan<'a> {
-    /// The `len` bytes from `ptr`, which lie inside a mapping borrowed for
-    /// `'a` (writable if `writable`).
-    #[inline]
-    fn new(ptr: *mut u8, len: usize, writable: bool) -> MappedSpan<'a> {
-        MappedSpan {
-            ptr,
-            len,
-            writable_len: if writable { len } else { 0 },
-            _bytes: PhantomData,
-        }
-    }
-
-    /// Length in bytes.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the span has no bytes.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The address of byte `offset`, once `offset..offset + n` is checked
-    /// to lie inside the span.
-    #[inline]
-    fn at(&self, offset: usize, n: usize) -> Result<*mut u8, OutOfRange> {
-        OutOfRange::check(offset, n, self.len)?;
-        Ok(self.ptr.wrapping_add(offset))
-    }
-
-    /// Copy `out.len()` bytes from `offset` into `out`.
-    ///
-    /// A byte another process writes during the copy comes out old or new
-    /// (a copy can see a mix of two writes): the caller's protocol decides
-    /// when the bytes are stable.
-    #[inline]
-    pub fn copy_out(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfRange> {
-        let src = self.at(offset, out.len())?;
-        // SAFETY: `src..src + out.len()` is inside the span (checked by
-        // `at`), so inside the mapping, which stays mapped for `'a`; `out`
-        // is a `&mut` buffer of this process, so it cannot overlap the
-        // mapping (no Rust reference covers mapped bytes). Bytes another
-        // process writes meanwhile come out old or new: they are copied
-        // through raw pointers into `u8`s, for which any value is valid.
-        unsafe { stream_copy(src, out.as_mut_ptr(), out.len()) };
-        Ok(())
+        self.span().copy_out(offset, out)
     }
 
     /// Append `len` bytes from `offset` to `out`, copied straight into its
@@ -267,55 +169,198 @@ impl<'a> MappedSpan<'a> {
         len: usize,
         out: &mut Vec<u8>,
     ) -> Result<(), OutOfRange> {
+        self.span().append_to(offset, len, out)
+    }
+
+    /// Copy `src` into the mapping at `offset`. Mapped read-only, the
+    /// mapping has no byte to write: any non-empty write is out of range
+    /// (of size 0), never a fault.
+    #[inline]
+    pub fn copy_in(&self, offset: usize, src: &[u8]) -> Result<(), OutOfRange> {
+        self.span().copy_in(offset, src)
+    }
+
+    /// The `n` values of `T` from byte `offset`, if they lie inside the
+    /// mapping at `T`'s alignment. The one place a reference into mapped
+    /// memory is made.
+    #[inline]
+    pub fn view_slice<T: SharedState>(&self, offset: usize, n: usize) -> Option<&[T]> {
+        let align = std::mem::align_of::<T>();
+        if align > PAGE_ALIGN || offset % align != 0 {
+            return None;
+        }
+        let size = std::mem::size_of::<T>().checked_mul(n)?;
+        let ptr = self.span().at(offset, size).ok()?;
+        // SAFETY: the `n` values lie inside the mapping (checked by `at`),
+        // at `T`'s alignment (the mapping starts page-aligned, `offset` is
+        // a multiple of the alignment: checked); the mapping stays mapped
+        // while `self` is borrowed, which the returned borrow cannot outlive;
+        // `T: SharedState` is made of atomics only and valid for every bit
+        // pattern, so whatever other processes write, concurrently or not,
+        // is an atomic access to a valid value.
+        Some(unsafe { std::slice::from_raw_parts(ptr.as_ptr().cast::<T>(), n) })
+    }
+
+    /// The `T` at byte `offset` (see [`view_slice`](Self::view_slice)).
+    #[inline]
+    pub fn view<T: SharedState>(&self, offset: usize) -> Option<&T> {
+        self.view_slice(offset, 1).map(|s| &s[0])
+    }
+
+    /// The `n` 8-byte words from byte `offset` as [`MappedWords`], if they
+    /// lie inside the mapping, 8-aligned, and the mapping is writable.
+    #[inline]
+    pub fn words(&self, offset: usize, n: usize) -> Option<MappedWords<'_>> {
+        if !self.writable {
+            return None;
+        }
+        Some(MappedWords {
+            words: self.view_slice(offset, n)?,
+        })
+    }
+}
+
+/// Part of a writable mapping seen two ways at once, checked once when it
+/// is made ([`MappedBytes::words`]): as 8-byte atomic words
+/// ([`words`](Self::words)), and as bytes copied in and out at offsets
+/// relative to it, each copy checked against it alone. The queue's ring is
+/// one: its record headers are words, its bodies copies.
+#[derive(Debug, Clone, Copy)]
+pub struct MappedWords<'a> {
+    /// A view into a writable mapping (the only way to make one).
+    words: &'a [AtomicU64],
+}
+
+impl<'a> MappedWords<'a> {
+    /// The words.
+    #[inline]
+    pub fn words(&self) -> &'a [AtomicU64] {
+        self.words
+    }
+
+    /// Length in bytes.
+    #[inline]
+    pub fn len(&self) -> usize {
+        std::mem::size_of_val(self.words)
+    }
+
+    /// Whether there are no bytes.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// The words' bytes, as a span: inside a writable mapping (the words
+    /// came from one) borrowed for `'a`.
+    #[inline]
+    fn span(&self) -> Span<'a> {
+        Span::new(NonNull::from(self.words).cast(), self.len(), true)
+    }
+
+    /// Copy `out.len()` bytes from byte `offset` into `out` (see
+    /// [`MappedBytes::copy_out`]).
+    #[inline]
+    pub fn copy_out(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfRange> {
+        self.span().copy_out(offset, out)
+    }
+
+    /// Append `len` bytes from byte `offset` to `out` (see
+    /// [`MappedBytes::append_to`]).
+    #[inline]
+    pub fn append_to(
+        &self,
+        offset: usize,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), OutOfRange> {
+        self.span().append_to(offset, len, out)
+    }
+
+    /// Copy `src` in at byte `offset` (see [`MappedBytes::copy_in`]).
+    #[inline]
+    pub fn copy_in(&self, offset: usize, src: &[u8]) -> Result<(), OutOfRange> {
+        self.span().copy_in(offset, src)
+    }
+}
+
+/// `len` mapped bytes from `ptr`, borrowed for `'a`: where the copies'
+/// unsafe accesses are.
+#[derive(Clone, Copy)]
+struct Span<'a> {
+    /// Inside a mapping, with `len` mapped bytes from it for `'a`.
+    ptr: NonNull<u8>,
+    len: usize,
+    /// `len` if the mapping is writable, else 0: the bytes a write may
+    /// reach.
+    writable_len: usize,
+    _mapping: PhantomData<&'a MappedBytes>,
+}
+
+impl<'a> Span<'a> {
+    /// The `len` bytes from `ptr`, which lie inside a mapping borrowed for
+    /// `'a` (writable if `writable`).
+    #[inline]
+    fn new(ptr: NonNull<u8>, len: usize, writable: bool) -> Span<'a> {
+        Span {
+            ptr,
+            len,
+            writable_len: if writable { len } else { 0 },
+            _mapping: PhantomData,
+        }
+    }
+
+    /// The address of byte `offset`, once `offset..offset + n` is checked
+    /// to lie inside the span.
+    #[inline]
+    fn at(&self, offset: usize, n: usize) -> Result<NonNull<u8>, OutOfRange> {
+        OutOfRange::check(offset, n, self.len)?;
+        // SAFETY: `offset <= offset + n <= len` (checked): the address is
+        // inside the span or one past its end, within one mapping.
+        Ok(unsafe { self.ptr.add(offset) })
+    }
+
+    #[inline]
+    fn copy_out(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfRange> {
+        let src = self.at(offset, out.len())?;
+        // SAFETY: `src..src + out.len()` is inside the span (checked by
+        // `at`), so inside a mapping that stays mapped for `'a`; `out` is a
+        // `&mut` buffer of this process, so it cannot overlap the mapping
+        // (no Rust reference covers mapped bytes). Bytes written meanwhile
+        // come out old or new (module docs), each a valid `u8`.
+        unsafe { stream_copy(src.as_ptr(), out.as_mut_ptr(), out.len()) };
+        Ok(())
+    }
+
+    #[inline]
+    fn append_to(&self, offset: usize, len: usize, out: &mut Vec<u8>) -> Result<(), OutOfRange> {
         let src = self.at(offset, len)?;
         out.reserve(len);
         let start = out.len();
         // SAFETY: `src..src + len` is inside the span (checked by `at`), so
-        // inside the mapping, which stays mapped for `'a`; `reserve` made
-        // room for `len` more bytes after `start`, all of which
-        // `stream_copy` initializes before `set_len` exposes them; `out`'s
-        // buffer is this process's heap and cannot overlap the mapping.
+        // inside a mapping that stays mapped for `'a`; `reserve` made room
+        // for `len` more bytes after `start`, all of which `stream_copy`
+        // initializes before `set_len` exposes them; `out`'s buffer is this
+        // process's heap and cannot overlap the mapping.
         unsafe {
-            stream_copy(src, out.as_mut_ptr().add(start), len);
+            stream_copy(src.as_ptr(), out.as_mut_ptr().add(start), len);
             out.set_len(start + len);
         }
         Ok(())
     }
 
-    /// Copy `src` into the span at `offset`. Mapped read-only, the span
-    /// has no byte to write: any non-empty write is out of range (of size
-    /// 0), never a fault.
     #[inline]
-    pub fn copy_in(&self, offset: usize, src: &[u8]) -> Result<(), OutOfRange> {
+    fn copy_in(&self, offset: usize, src: &[u8]) -> Result<(), OutOfRange> {
         OutOfRange::check(offset, src.len(), self.writable_len)?;
-        let dst = self.ptr.wrapping_add(offset);
+        let dst = self.ptr.as_ptr().wrapping_add(offset);
         // SAFETY: `dst..dst + src.len()` is inside the span (checked
-        // against `writable_len`, its length, or 0 if read-only), so inside
-        // the mapping, which is writable (or nothing was written) and
-        // stays mapped for `'a`; no Rust reference covers mapped bytes, so
-        // none is invalidated, and `src`, a reference, cannot overlap them.
-        // A concurrent reader in another process sees old or new bytes.
+        // against `writable_len`: its length, or 0 if read-only), so inside
+        // a mapping that is writable (or nothing is written) and stays
+        // mapped for `'a`; no Rust reference covers mapped bytes except
+        // `SharedState` views, atomics whose interior mutability allows the
+        // write, so none is invalidated; `src`, a reference, cannot overlap
+        // them. A concurrent reader sees old or new bytes (module docs).
         unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst, src.len()) };
         Ok(())
-    }
-
-    /// The `n` values of `T` from byte `offset`, if they lie inside the
-    /// span at `T`'s alignment. The one place a reference into mapped
-    /// memory is made.
-    #[inline]
-    pub fn view_slice<T: SharedState>(&self, offset: usize, n: usize) -> Option<&'a [T]> {
-        let size = std::mem::size_of::<T>().checked_mul(n)?;
-        let ptr = self.at(offset, size).ok()?;
-        if !ptr.cast::<T>().is_aligned() {
-            return None;
-        }
-        // SAFETY: the `n` values lie inside the span (checked by `at`), so
-        // inside the mapping, which stays mapped for `'a`, the returned
-        // borrow's lifetime; they are at `T`'s alignment (checked);
-        // `T: SharedState` is made of atomics only and valid for every bit
-        // pattern, so whatever other processes write, concurrently or not,
-        // is an atomic access to a valid value.
-        Some(unsafe { std::slice::from_raw_parts(ptr.cast::<T>(), n) })
     }
 }
 
@@ -332,12 +377,24 @@ impl<'a> MappedSpan<'a> {
 /// overlap.
 #[inline]
 unsafe fn stream_copy(src: *const u8, dst: *mut u8, len: usize) {
-    const PAGE: usize = 4096;
     if len < PREFETCH_FROM || !cfg!(target_arch = "x86_64") {
         // SAFETY: the caller's contract.
         unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
         return;
     }
+    // SAFETY: the caller's contract.
+    unsafe { stream_copy_paged(src, dst, len) }
+}
+
+/// [`stream_copy`] of a large copy, page by page (out of line: the hot
+/// paths of small copies stay small).
+///
+/// # Safety
+///
+/// As [`stream_copy`].
+#[inline(never)]
+unsafe fn stream_copy_paged(src: *const u8, dst: *mut u8, len: usize) {
+    const PAGE: usize = 4096;
     let mut done = 0;
     while done < len {
         let n = (len - done).min(PAGE);
@@ -401,14 +458,15 @@ mod tests {
     }
 
     #[test]
-    fn a_span_is_checked_against_itself() {
+    fn words_are_checked_against_themselves() {
         let m = mapping(4096, true);
-        assert_eq!(m.span(4000, 97).unwrap_err().end, 4097);
-        let s = m.span(1024, 64).unwrap();
-        assert_eq!(s.len(), 64);
-        s.copy_in(60, b"wxyz").unwrap();
+        assert!(m.words(4000, 13).is_none(), "past the end");
+        assert!(m.words(1020, 8).is_none(), "misaligned");
+        let w = m.words(1024, 8).unwrap();
+        assert_eq!(w.len(), 64);
+        w.copy_in(60, b"wxyz").unwrap();
         assert_eq!(
-            s.copy_in(61, b"wxyz"),
+            w.copy_in(61, b"wxyz"),
             Err(OutOfRange {
                 offset: 61,
                 end: 65,
@@ -418,15 +476,15 @@ mod tests {
         let mut out = [0u8; 4];
         m.copy_out(1084, &mut out).unwrap();
         assert_eq!(&out, b"wxyz");
-        let words = s.view_slice::<AtomicU64>(0, 8).unwrap();
         assert_eq!(
-            words[7].load(Ordering::Relaxed).to_ne_bytes()[4..],
+            w.words()[7].load(Ordering::Relaxed).to_ne_bytes()[4..],
             *b"wxyz"
         );
-        assert!(s.view_slice::<AtomicU64>(8, 8).is_none());
         let mut v = Vec::new();
-        s.append_to(60, 4, &mut v).unwrap();
+        w.append_to(60, 4, &mut v).unwrap();
         assert_eq!(v, b"wxyz");
+        assert!(w.copy_out(61, &mut out).is_err());
+        assert!(mapping(64, false).words(0, 8).is_none(), "read-only");
     }
 
     #[test]
@@ -471,7 +529,6 @@ mod tests {
             size: 0,
         };
         assert_eq!(m.copy_in(0, b"x"), Err(refused));
-        assert_eq!(m.span(8, 8).unwrap().copy_in(0, b"x"), Err(refused));
         assert_eq!(m.copy_in(0, b""), Ok(()));
     }
 

@@ -8,7 +8,7 @@ use std::ptr::NonNull;
 use rustix::fs::{MemfdFlags, Mode, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
-pub use crate::mapped::{MappedBytes, MappedSpan, OutOfRange};
+pub use crate::mapped::{MappedBytes, MappedWords, OutOfRange};
 
 /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`, sized to `len`
 /// bytes (zero-filled). The kernel frees it when the last descriptor and

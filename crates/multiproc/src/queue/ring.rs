@@ -5,18 +5,16 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use multiproc_shm::Region;
-use multiproc_sys::shm::MappedSpan;
+use multiproc_sys::shm::MappedWords;
 
 use crate::shared::segment::{PAYLOAD, Segment};
 
-/// The ring in the segment, for the shared algorithm: bodies move by the
-/// mapping's bounds-checked copies, headers through an atomic view.
+/// The ring in the segment, for the shared algorithm: its 8-byte words (a
+/// record header is the word at its offset) whose bytes the bodies are
+/// copied in and out of, every access checked against the ring.
 pub(super) struct Ring<'a> {
-    /// The ring's bytes: every access is checked against the ring.
-    bytes: MappedSpan<'a>,
+    bytes: MappedWords<'a>,
     cap: u32,
-    /// The ring as 8-byte words: a record header is the word at its offset.
-    words: &'a [AtomicU64],
 }
 
 impl<'a> Ring<'a> {
@@ -24,14 +22,9 @@ impl<'a> Ring<'a> {
     /// are not inside it or not 8-aligned.
     #[inline]
     pub(super) fn new(seg: &'a Segment, offset: usize, cap: u32) -> Option<Ring<'a>> {
-        let bytes = seg
-            .bytes()
-            .span(PAYLOAD.checked_add(offset)?, cap as usize)
-            .ok()?;
         Some(Ring {
-            bytes,
+            bytes: seg.bytes().words(PAYLOAD + offset, cap as usize / 8)?,
             cap,
-            words: bytes.view_slice(0, cap as usize / 8)?,
         })
     }
 
@@ -40,11 +33,11 @@ impl<'a> Ring<'a> {
     /// header words only atomically, through this view: bodies are never
     /// copied over a header a consumer may be reading at the same time.
     #[inline]
-    fn header_word(&self, at: u32) -> Option<&AtomicU64> {
+    fn header_word(&self, at: u32) -> Option<&'a AtomicU64> {
         if at % 8 != 0 {
             return None;
         }
-        self.words.get(at as usize / 8)
+        self.bytes.words().get(at as usize / 8)
     }
 }
 
