@@ -59,6 +59,40 @@ impl fmt::Display for OutOfRange {
 
 impl std::error::Error for OutOfRange {}
 
+/// The public byte copies of a type whose `span()` is its bytes: offsets
+/// and bounds are relative to those bytes.
+macro_rules! byte_copies {
+    () => {
+        /// Copy `out.len()` bytes from byte `offset` into `out`. A byte
+        /// another process writes during the copy comes out old or new: the
+        /// caller's protocol decides when the bytes are stable.
+        #[inline]
+        pub fn copy_out(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfRange> {
+            self.span().copy_out(offset, out)
+        }
+
+        /// Append `len` bytes from byte `offset` to `out`, copied straight
+        /// into its spare capacity (no zero-fill first).
+        #[inline]
+        pub fn append_to(
+            &self,
+            offset: usize,
+            len: usize,
+            out: &mut Vec<u8>,
+        ) -> Result<(), OutOfRange> {
+            self.span().append_to(offset, len, out)
+        }
+
+        /// Copy `src` in at byte `offset`. Mapped read-only, there is no
+        /// byte to write: any non-empty write is out of range (of size 0),
+        /// never a fault.
+        #[inline]
+        pub fn copy_in(&self, offset: usize, src: &[u8]) -> Result<(), OutOfRange> {
+            self.span().copy_in(offset, src)
+        }
+    };
+}
+
 /// The bytes of a live mapping (a [`Mapping`](crate::shm::Mapping) or a
 /// System V [`Attachment`](crate::sysv::Attachment), which hand it out
 /// through `Deref` and keep it mapped for as long as it is borrowed).
@@ -152,33 +186,7 @@ impl MappedBytes {
         Span::new(self.ptr, self.len, self.writable)
     }
 
-    /// Copy `out.len()` bytes from `offset` into `out`. A byte another
-    /// process writes during the copy comes out old or new: the caller's
-    /// protocol decides when the bytes are stable.
-    #[inline]
-    pub fn copy_out(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfRange> {
-        self.span().copy_out(offset, out)
-    }
-
-    /// Append `len` bytes from `offset` to `out`, copied straight into its
-    /// spare capacity (no zero-fill first).
-    #[inline]
-    pub fn append_to(
-        &self,
-        offset: usize,
-        len: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<(), OutOfRange> {
-        self.span().append_to(offset, len, out)
-    }
-
-    /// Copy `src` into the mapping at `offset`. Mapped read-only, the
-    /// mapping has no byte to write: any non-empty write is out of range
-    /// (of size 0), never a fault.
-    #[inline]
-    pub fn copy_in(&self, offset: usize, src: &[u8]) -> Result<(), OutOfRange> {
-        self.span().copy_in(offset, src)
-    }
+    byte_copies!();
 
     /// The `n` values of `T` from byte `offset`, if they lie inside the
     /// mapping at `T`'s alignment. The one place a reference into mapped
@@ -257,30 +265,7 @@ impl<'a> MappedWords<'a> {
         Span::new(NonNull::from(self.words).cast(), self.len(), true)
     }
 
-    /// Copy `out.len()` bytes from byte `offset` into `out` (see
-    /// [`MappedBytes::copy_out`]).
-    #[inline]
-    pub fn copy_out(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfRange> {
-        self.span().copy_out(offset, out)
-    }
-
-    /// Append `len` bytes from byte `offset` to `out` (see
-    /// [`MappedBytes::append_to`]).
-    #[inline]
-    pub fn append_to(
-        &self,
-        offset: usize,
-        len: usize,
-        out: &mut Vec<u8>,
-    ) -> Result<(), OutOfRange> {
-        self.span().append_to(offset, len, out)
-    }
-
-    /// Copy `src` in at byte `offset` (see [`MappedBytes::copy_in`]).
-    #[inline]
-    pub fn copy_in(&self, offset: usize, src: &[u8]) -> Result<(), OutOfRange> {
-        self.span().copy_in(offset, src)
-    }
+    byte_copies!();
 }
 
 /// `len` mapped bytes from `ptr`, borrowed for `'a`: where the copies'
