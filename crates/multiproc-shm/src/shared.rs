@@ -3,10 +3,10 @@
 //! A mapping is seen by other processes, any of which may be buggy or
 //! hostile, so only a `&T` whose every access is atomic and whose every bit
 //! pattern is valid may be handed out over it. The trait says which types
-//! are such, and the views that hand out references into a mapping (in the
-//! `multiproc` crate) accept nothing else.
+//! are such, and the views that hand out references into a mapping
+//! (`MappedBytes::view` in `multiproc-sys`) accept nothing else.
 
-use crate::sync::{AtomicU32, AtomicU64};
+use crate::sync::{AtomicU8, AtomicU32, AtomicU64};
 
 /// A type that may live in memory shared with other processes and be used
 /// there through a `&Self`.
@@ -30,8 +30,10 @@ pub unsafe trait SharedState: Sync {}
 
 // SAFETY: an atomic integer is one atomic, valid for every bit pattern, zero
 // is its fresh value, and it holds no pointer.
+unsafe impl SharedState for AtomicU8 {}
+// SAFETY: as for `AtomicU8`.
 unsafe impl SharedState for AtomicU32 {}
-// SAFETY: as for `AtomicU32`.
+// SAFETY: as for `AtomicU8`.
 unsafe impl SharedState for AtomicU64 {}
 // SAFETY: an array of shared states is as valid, as fresh when zero and as
 // pointer-free as its elements, and has no padding between them.

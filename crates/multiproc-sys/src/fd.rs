@@ -21,6 +21,32 @@ pub fn set_cloexec(fd: impl AsFd, cloexec: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Make the child that `cmd` starts inherit descriptor number `fd`: its
+/// close-on-exec flag is cleared in the child only, between `fork` and
+/// `exec`, so children other threads spawn meanwhile do not get it. The
+/// parent keeps `fd` open until the spawn; a number that is not open in the
+/// child fails the spawn with `EBADF`.
+pub fn inherit_on_exec(cmd: &mut std::process::Command, fd: RawFd) {
+    use std::os::unix::process::CommandExt as _;
+    let hook = move || {
+        // SAFETY: `fcntl(F_GETFD)` and `fcntl(F_SETFD)` take any integer and
+        // touch only the descriptor table's flags: a number that is not open
+        // fails with EBADF.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        // SAFETY: as above.
+        if flags == -1 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } == -1
+        {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the child between fork and exec, where only
+    // async-signal-safe work is allowed: it makes two `fcntl` calls
+    // (async-signal-safe), allocates nothing (an errno error is stored
+    // inline), and takes no lock.
+    unsafe { cmd.pre_exec(hook) };
+}
+
 /// Whether `FD_CLOEXEC` is set on `fd`.
 pub fn is_cloexec(fd: impl AsFd) -> io::Result<bool> {
     Ok(rustix::io::fcntl_getfd(&fd)?.contains(FdFlags::CLOEXEC))

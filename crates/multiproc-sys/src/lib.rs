@@ -12,7 +12,8 @@
 //! - readiness waits on one or many fds with monotonic deadlines, retried on `EINTR`;
 //! - processes: pidfds, signals through pidfds, `waitid(P_PIDFD)`, `fork`,
 //!   liveness (zombies and reused pids count as dead);
-//! - shared memory: memfd, POSIX shm, seals, mappings; shared futexes;
+//! - shared memory: memfd, POSIX shm, seals, mappings (bytes by
+//!   bounds-checked copy, shared state by typed atomic views); shared futexes;
 //! - FIFOs (`mkfifo`, opens that refuse symlinks and non-FIFOs);
 //! - POSIX message queues (`mq_*`) with monotonic deadlines;
 //! - System V message queues, semaphore sets and shared memory;
@@ -30,6 +31,7 @@ pub mod fd;
 pub mod fifo;
 pub mod futex;
 pub mod io;
+mod mapped;
 pub mod membarrier;
 pub mod mq;
 pub mod net;

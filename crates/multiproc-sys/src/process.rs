@@ -135,6 +135,29 @@ pub unsafe fn fork() -> io::Result<Forked> {
     }
 }
 
+/// Why [`fork_single_threaded`] did not fork.
+#[derive(Debug)]
+pub enum ForkError {
+    /// The process has this many threads (more than one).
+    Threads(usize),
+    /// Counting the threads, or `fork` itself, failed.
+    Io(io::Error),
+}
+
+/// [`fork`] if this process has one thread, [`ForkError::Threads`]
+/// otherwise: with no other thread, no lock can be held at the fork by
+/// anyone but the caller, so the child may do whatever the parent could.
+pub fn fork_single_threaded() -> Result<Forked, ForkError> {
+    let threads = thread_count().map_err(ForkError::Io)?;
+    if threads > 1 {
+        return Err(ForkError::Threads(threads));
+    }
+    // SAFETY: the process has one thread (counted just above; only this
+    // thread could have started another since, and it did not), so the
+    // multi-threading contract of `fork` holds.
+    unsafe { fork() }.map_err(ForkError::Io)
+}
+
 /// `_exit(code)`: end the process now, without running `atexit` handlers or
 /// destructors (what a forked child must do).
 pub fn exit_now(code: i32) -> ! {

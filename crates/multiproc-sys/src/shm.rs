@@ -1,11 +1,14 @@
 //! Shared memory: memfd and POSIX shm objects, seals, and mappings.
 
 use std::io;
+use std::ops::Deref;
 use std::os::fd::{AsFd, OwnedFd};
 use std::ptr::NonNull;
 
 use rustix::fs::{MemfdFlags, Mode, SealFlags};
 use rustix::mm::{MapFlags, ProtFlags};
+
+pub use crate::mapped::{MappedBytes, MappedWords, OutOfRange};
 
 /// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`, sized to `len`
 /// bytes (zero-filled). The kernel frees it when the last descriptor and
@@ -104,20 +107,14 @@ pub fn euid() -> u32 {
 
 /// A shared mapping of a descriptor (`mmap(MAP_SHARED)`), unmapped on drop.
 ///
-/// The mapping hands out only a raw pointer: other processes may write the
-/// memory at any time, so no `&[u8]` over it is ever made here.
+/// Its bytes are reached through [`MappedBytes`] (`Deref`): bounds-checked
+/// copies and [`SharedState`](multiproc_shm::SharedState) views; other
+/// processes may write the memory at any time, so no `&[u8]` over it is
+/// ever made.
 #[derive(Debug)]
 pub struct Mapping {
-    ptr: NonNull<u8>,
-    len: usize,
+    bytes: MappedBytes,
 }
-
-// SAFETY: a mapping is an address range; every access through it goes
-// through raw pointers whose users synchronize (atomics or their own locks),
-// from any thread.
-unsafe impl Send for Mapping {}
-// SAFETY: as above; `&Mapping` only exposes the address and length.
-unsafe impl Sync for Mapping {}
 
 impl Mapping {
     /// Map `len` bytes of `fd` from offset 0, shared, readable and (if
@@ -140,22 +137,11 @@ impl Mapping {
             unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
         let ptr = NonNull::new(ptr.cast::<u8>())
             .ok_or_else(|| io::Error::other("mmap returned a null pointer"))?;
-        Ok(Mapping { ptr, len })
-    }
-
-    /// The first byte of the mapping.
-    pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
-    }
-
-    /// The mapping's length in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the mapping is empty (never: zero-length mappings are refused).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+        // SAFETY: the range stays mapped, as `prot` says, until `drop`
+        // below, which cannot run while the bytes are borrowed; nothing
+        // else has its address.
+        let bytes = unsafe { MappedBytes::new(ptr, len, writable) };
+        Ok(Mapping { bytes })
     }
 
     /// `msync(MS_SYNC)`: write a file mapping back to its file.
@@ -163,8 +149,8 @@ impl Mapping {
         // SAFETY: the range is exactly this live mapping.
         unsafe {
             rustix::mm::msync(
-                self.ptr.as_ptr().cast(),
-                self.len,
+                self.bytes.as_ptr().cast(),
+                self.bytes.len(),
                 rustix::mm::MsyncFlags::SYNC,
             )?;
         }
@@ -172,12 +158,20 @@ impl Mapping {
     }
 }
 
+impl Deref for Mapping {
+    type Target = MappedBytes;
+    #[inline]
+    fn deref(&self) -> &MappedBytes {
+        &self.bytes
+    }
+}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: the range is a mapping this value created and nothing else
-        // unmaps; users of the pointer are gone with `&self`.
+        // unmaps; every borrow of its bytes ended before `drop`.
         unsafe {
-            let _ = rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len);
+            let _ = rustix::mm::munmap(self.bytes.as_ptr().cast(), self.bytes.len());
         }
     }
 }

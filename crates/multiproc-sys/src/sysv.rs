@@ -9,11 +9,15 @@
 
 use std::ffi::CString;
 use std::io;
+use std::ops::Deref;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::ptr::NonNull;
 use std::time::Duration;
 
 use libc::{c_int, c_long, c_ushort, c_void};
+
+use crate::mapped::MappedBytes;
 
 /// `IPC_PRIVATE`: a key that always makes a new object.
 pub const IPC_PRIVATE: i32 = libc::IPC_PRIVATE;
@@ -394,6 +398,60 @@ pub unsafe fn shmdt(addr: *mut u8) -> io::Result<()> {
     // any more.
     check(unsafe { libc::shmdt(addr.cast::<c_void>()) })?;
     Ok(())
+}
+
+/// A segment attached to this process (`shmat`), detached (`shmdt`) on
+/// drop. Its bytes are reached through [`MappedBytes`] (`Deref`):
+/// bounds-checked copies and [`SharedState`](multiproc_shm::SharedState)
+/// views.
+#[derive(Debug)]
+pub struct Attachment {
+    bytes: MappedBytes,
+}
+
+impl Attachment {
+    /// Attach segment `id` (`shmat`), read-only (`SHM_RDONLY`) or readable
+    /// and writable, at its whole size.
+    pub fn new(id: i32, read_only: bool) -> io::Result<Attachment> {
+        let ptr = NonNull::new(shmat(id, read_only)?)
+            .ok_or_else(|| io::Error::other("shmat returned a null address"))?;
+        // The size is read after attaching: the attachment keeps the segment,
+        // and so its id, alive (a removed segment keeps its id until its
+        // last detach), so this is the size of the memory just attached.
+        let len = shm_stat(id).and_then(|st| {
+            usize::try_from(st.size)
+                .map_err(|_| io::Error::other("segment larger than the address space"))
+        });
+        let len = match len {
+            Ok(len) => len,
+            Err(e) => {
+                // SAFETY: `ptr` was just attached and nothing has used it.
+                let _ = unsafe { shmdt(ptr.as_ptr()) };
+                return Err(e);
+            }
+        };
+        // SAFETY: the range stays attached, readable and (unless
+        // `read_only`) writable, until `drop` below, which cannot run while
+        // the bytes are borrowed; nothing else has its address.
+        let bytes = unsafe { MappedBytes::new(ptr, len, !read_only) };
+        Ok(Attachment { bytes })
+    }
+}
+
+impl Deref for Attachment {
+    type Target = MappedBytes;
+    #[inline]
+    fn deref(&self) -> &MappedBytes {
+        &self.bytes
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        // SAFETY: the address came from `shmat` in `new` and is detached
+        // only here; every borrow of its bytes ended before `drop`.
+        let _ = unsafe { shmdt(self.bytes.as_ptr()) };
+    }
 }
 
 /// What `shmctl(IPC_STAT)` reports.

@@ -64,10 +64,12 @@ fn identity_slow() -> (u32, u32) {
 pub(crate) struct ProcessEnv;
 
 /// This process's pid, cached.
+#[inline]
 pub(crate) fn my_pid() -> u32 {
     identity().0
 }
 
+#[inline]
 fn my_tid() -> u32 {
     TID.with(|t| {
         let tid = t.get();

@@ -623,13 +623,14 @@ impl Builder {
         F: FnOnce() -> R,
         R: Serialize + DeserializeOwned,
     {
-        let threads = multiproc_sys::process::thread_count()?;
-        if threads > 1 {
-            return Err(ProcessError::ForkWithThreads { threads });
-        }
-        // SAFETY: the process is single-threaded (checked just above), so no
-        // lock can be held by another thread at the fork.
-        unsafe { self.fork_unchecked(f) }
+        self.fork_by(f, || {
+            multiproc_sys::process::fork_single_threaded().map_err(|e| match e {
+                multiproc_sys::process::ForkError::Threads(threads) => {
+                    ProcessError::ForkWithThreads { threads }
+                }
+                multiproc_sys::process::ForkError::Io(e) => e.into(),
+            })
+        })
     }
 
     /// Fork a child that runs `f`, whatever the number of threads.
@@ -639,18 +640,35 @@ impl Builder {
     /// If other threads exist, the child must not need any lock they might
     /// hold at the moment of the fork (allocator locks excepted on glibc,
     /// which resets them): stdout, loggers, and any `Mutex` in `f`'s reach.
-    pub unsafe fn fork_unchecked<F, R>(mut self, f: F) -> Result<Process<R>, ProcessError>
+    pub unsafe fn fork_unchecked<F, R>(self, f: F) -> Result<Process<R>, ProcessError>
     where
         F: FnOnce() -> R,
         R: Serialize + DeserializeOwned,
     {
-        let name = self.take_name();
+        // SAFETY: the caller upholds the threading contract; the child only
+        // runs `f` and then `_exit`s without returning into the caller.
+        self.fork_by(f, || Ok(unsafe { multiproc_sys::process::fork() }?))
+    }
+
+    /// Fork with `fork` and run `f` in the child; the parent gets the
+    /// process. The name is taken after the fork, in both processes alike
+    /// (the child's counter is a copy of the parent's), so a refused fork
+    /// uses no number.
+    fn fork_by<F, R>(
+        mut self,
+        f: F,
+        fork: impl FnOnce() -> Result<multiproc_sys::process::Forked, ProcessError>,
+    ) -> Result<Process<R>, ProcessError>
+    where
+        F: FnOnce() -> R,
+        R: Serialize + DeserializeOwned,
+    {
         let parent = multiproc_sys::process::pid();
         let (ours, theirs) = multiproc_sys::fd::socketpair()?;
         flush_std();
-        // SAFETY: the caller upholds the threading contract; the child only
-        // runs `f` and then `_exit`s without returning into the caller.
-        match unsafe { multiproc_sys::process::fork() }? {
+        let forked = fork()?;
+        let name = self.take_name();
+        match forked {
             multiproc_sys::process::Forked::Child => {
                 drop(ours);
                 let _ = CURRENT_NAME.set(name);
@@ -734,17 +752,9 @@ fn spawn_child<A: Serialize>(
         cmd.arg0(arg0);
     }
     cmd.arg(SPAWN_FLAG).arg(child_fd.to_string());
-    // SAFETY: the closure runs in the child between fork and exec and only
-    // calls fcntl, which is async-signal-safe and allocates nothing; it
-    // borrows the descriptor number, which is open in the child (inherited).
-    unsafe {
-        cmd.pre_exec(move || {
-            // `child_fd` is open in the child: it was inherited from the
-            // parent, where `theirs` keeps it open across the spawn.
-            let fd = BorrowedFd::borrow_raw(child_fd);
-            multiproc_sys::fd::set_cloexec(fd, false)
-        });
-    }
+    // `child_fd` is open in the child: it was inherited from the parent,
+    // where `theirs` keeps it open across the spawn.
+    multiproc_sys::fd::inherit_on_exec(&mut cmd, child_fd);
     let child = cmd.spawn()?;
     drop(theirs);
     let pid = child.id();

@@ -10,7 +10,7 @@ use multiproc_shm::{QueueError, RawQueue, Rec, Taken};
 
 use crate::connection::codec::{self, EncodeError};
 use crate::error::Waited;
-use crate::shared::segment::{self, Segment};
+use crate::shared::segment::Segment;
 
 use super::error::{Fail, GetError, get_error, invalid};
 use super::ring::Ring;
@@ -37,8 +37,9 @@ impl Inner {
         if !cap.is_power_of_two() || !(MIN_CAPACITY..=MAX_CAPACITY).contains(&cap) {
             return Err(invalid("queue segment has an invalid ring size"));
         }
-        // The state's alignment holds because mappings are page-aligned.
-        debug_assert_eq!(seg.payload() as usize % 4096, segment::PAYLOAD);
+        // The state's and the ring's alignment hold because mappings are
+        // page-aligned.
+        debug_assert_eq!(seg.bytes().as_ptr() as usize % 4096, 0);
         Ok(Inner {
             seg,
             side_tx,
@@ -59,13 +60,11 @@ impl Inner {
     }
 
     #[inline]
-    fn ring(&self) -> Ring {
-        Ring {
-            // SAFETY: RING_AT + cap is the payload's length (checked in
-            // `new`).
-            base: unsafe { self.seg.payload().add(RING_AT) },
-            cap: self.cap,
-        }
+    fn ring(&self) -> Ring<'_> {
+        // RING_AT + cap is the payload's length and RING_AT is page-aligned
+        // in the mapping (checked in `new`): the ring cannot fail for a
+        // segment `new` accepted.
+        Ring::new(&self.seg, RING_AT, self.cap).expect("the ring is the end of the payload")
     }
 
     #[inline]

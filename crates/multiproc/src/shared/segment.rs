@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use multiproc_shm::{Header, HeaderError, SharedState};
-use multiproc_sys::shm::Mapping;
+use multiproc_sys::shm::{MappedBytes, Mapping};
 use serde::{Serialize, Serializer};
 
 use crate::connection::codec;
@@ -127,39 +127,24 @@ impl Segment {
         (word(32), word(36))
     }
 
-    /// The `n` values of `T` from byte `at` of the mapping, if they lie
-    /// inside it at `T`'s alignment. The one place a reference into shared
-    /// memory is made.
-    fn view_slice_at<T: SharedState>(&self, at: usize, n: usize) -> Option<&[T]> {
-        let size = std::mem::size_of::<T>().checked_mul(n)?;
-        let end = at.checked_add(size)?;
-        let addr = (self.map.as_ptr() as usize).checked_add(at)?;
-        if end > self.map.len() || addr % std::mem::align_of::<T>() != 0 {
-            return None;
-        }
-        // SAFETY: the `n` values lie inside the mapping (checked), at `T`'s
-        // alignment (checked); the mapping lives as long as `self`, which
-        // the returned borrow cannot outlive; `T: SharedState` is made of
-        // atomics only and valid for every bit pattern, so other processes'
-        // concurrent writes are atomic accesses to a valid value.
-        Some(unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(at).cast::<T>(), n) })
-    }
-
-    /// The `T` at byte `at` of the mapping (see [`view_slice_at`](Self::view_slice_at)).
+    /// The `T` at byte `at` of the mapping, if it lies inside it at `T`'s
+    /// alignment.
     fn view_at<T: SharedState>(&self, at: usize) -> Option<&T> {
-        self.view_slice_at(at, 1).map(|s| &s[0])
+        self.map.view(at)
     }
 
     /// The `T` at `offset` in the payload, if it lies inside the payload at
     /// `T`'s alignment.
+    #[inline]
     pub(crate) fn view<T: SharedState>(&self, offset: usize) -> Option<&T> {
         self.view_at(PAYLOAD.checked_add(offset)?)
     }
 
     /// The `n` values of `T` from `offset` in the payload, if they lie
     /// inside it at `T`'s alignment.
+    #[inline]
     pub(crate) fn view_slice<T: SharedState>(&self, offset: usize, n: usize) -> Option<&[T]> {
-        self.view_slice_at(PAYLOAD.checked_add(offset)?, n)
+        self.map.view_slice(PAYLOAD.checked_add(offset)?, n)
     }
 
     /// A new anonymous segment with `payload` bytes after the prefix;
@@ -284,10 +269,10 @@ impl Segment {
         }
     }
 
-    /// The first payload byte.
-    pub(crate) fn payload(&self) -> *mut u8 {
-        // SAFETY: the mapping is at least PAYLOAD bytes long.
-        unsafe { self.map.as_ptr().add(PAYLOAD) }
+    /// The mapped bytes (the prefix, then the payload from [`PAYLOAD`]).
+    #[inline]
+    pub(crate) fn bytes(&self) -> &MappedBytes {
+        &self.map
     }
 
     /// Payload length in bytes.
@@ -384,15 +369,12 @@ fn inspect_named(name: &str) -> NamedObject {
     let Ok(map) = Mapping::new(&fd, PAYLOAD, false) else {
         return info;
     };
-    // SAFETY: the mapping is PAYLOAD bytes; the header and owner words are
-    // atomics, valid for any bit pattern; we only read them.
-    let (header, pid, start) = unsafe {
-        let base = map.as_ptr();
-        (
-            &*base.cast::<Header>(),
-            &*base.add(32).cast::<AtomicU32>(),
-            &*base.add(36).cast::<AtomicU32>(),
-        )
+    let (Some(header), Some(pid), Some(start)) = (
+        map.view::<Header>(0),
+        map.view::<AtomicU32>(32),
+        map.view::<AtomicU32>(36),
+    ) else {
+        return info;
     };
     info.valid = header.is_published();
     info.owner_pid = pid.load(Ordering::Relaxed);

@@ -37,7 +37,7 @@ use std::os::fd::AsFd;
 use std::path::Path;
 use std::sync::Arc;
 
-use multiproc_sys::shm::Mapping;
+use multiproc_sys::shm::{MappedBytes, Mapping};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::connection::codec::{self, Fd};
@@ -62,6 +62,7 @@ fn foreign_name(name: &str) -> Result<&str, SegmentError> {
     Ok(bare)
 }
 
+#[derive(Clone)]
 enum Backing {
     Segment(Arc<Segment>),
     File {
@@ -77,18 +78,13 @@ enum Backing {
 }
 
 /// A block of shared memory.
+#[derive(Clone)]
 pub struct SharedMemory {
     backing: Backing,
-    ptr: *mut u8,
+    /// Where the block starts in the mapping.
+    start: usize,
     len: usize,
 }
-
-// SAFETY: the pointer is into a shared mapping kept alive by `backing`;
-// every access through it is a copy or an `unsafe` raw-pointer use whose
-// caller synchronizes.
-unsafe impl Send for SharedMemory {}
-// SAFETY: as above: `&SharedMemory` only copies through the pointer.
-unsafe impl Sync for SharedMemory {}
 
 impl fmt::Debug for SharedMemory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -99,99 +95,22 @@ impl fmt::Debug for SharedMemory {
     }
 }
 
-impl Clone for SharedMemory {
-    fn clone(&self) -> Self {
-        let backing = match &self.backing {
-            Backing::Segment(s) => Backing::Segment(s.clone()),
-            Backing::File { map, file } => Backing::File {
-                map: map.clone(),
-                file: file.clone(),
-            },
-            Backing::Foreign { map, file, name } => Backing::Foreign {
-                map: map.clone(),
-                file: file.clone(),
-                name: name.clone(),
-            },
-        };
-        SharedMemory {
-            backing,
-            ptr: self.ptr,
-            len: self.len,
-        }
-    }
-}
-
-/// An access outside the block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("bytes {offset}..{end} are outside a block of {size} bytes")]
-pub struct OutOfRange {
-    /// Start of the access.
-    pub offset: usize,
-    /// End of the access (exclusive), saturated.
-    pub end: usize,
-    /// The block's size.
-    pub size: usize,
-}
-
-impl OutOfRange {
-    /// Check an access of `n` bytes at `offset` in a block of `size` bytes.
-    pub(crate) fn check(offset: usize, n: usize, size: usize) -> Result<(), OutOfRange> {
-        match offset.checked_add(n) {
-            Some(end) if end <= size => Ok(()),
-            end => Err(OutOfRange {
-                offset,
-                end: end.unwrap_or(usize::MAX),
-                size,
-            }),
-        }
-    }
-}
-
-/// Copy `out.len()` bytes at `offset` of the block at `base` into `out`,
-/// bounds-checked against `size`.
-///
-/// # Safety
-/// - `base..base + size` is mapped and readable for the whole call.
-/// - No Rust reference covers those bytes (other processes may write them:
-///   the copy can see a mix of old and new bytes, never UB for `u8`s copied
-///   through raw pointers).
-pub(crate) unsafe fn copy_out(
-    base: *const u8,
-    size: usize,
-    offset: usize,
-    out: &mut [u8],
-) -> Result<(), OutOfRange> {
-    OutOfRange::check(offset, out.len(), size)?;
-    // SAFETY: the range is inside the block (checked), which the caller
-    // keeps mapped; `out` is a distinct local buffer.
-    unsafe { std::ptr::copy_nonoverlapping(base.add(offset), out.as_mut_ptr(), out.len()) };
-    Ok(())
-}
-
-/// Copy `src` to `offset` of the block at `base`, bounds-checked against
-/// `size`.
-///
-/// # Safety
-/// As [`copy_out`], and the block is mapped writable.
-pub(crate) unsafe fn copy_in(
-    base: *mut u8,
-    size: usize,
-    offset: usize,
-    src: &[u8],
-) -> Result<(), OutOfRange> {
-    OutOfRange::check(offset, src.len(), size)?;
-    // SAFETY: the range is inside the writable block (checked), which the
-    // caller keeps mapped; `src` is a distinct buffer.
-    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), base.add(offset), src.len()) };
-    Ok(())
-}
+pub use multiproc_sys::shm::OutOfRange;
 
 impl SharedMemory {
     fn from_segment(seg: Arc<Segment>) -> Self {
         SharedMemory {
-            ptr: seg.payload(),
+            start: segment::PAYLOAD,
             len: seg.payload_len(),
             backing: Backing::Segment(seg),
+        }
+    }
+
+    /// The mapping the block is in, from [`start`](Self::start).
+    fn bytes(&self) -> &MappedBytes {
+        match &self.backing {
+            Backing::Segment(seg) => seg.bytes(),
+            Backing::File { map, .. } | Backing::Foreign { map, .. } => map,
         }
     }
 
@@ -278,7 +197,7 @@ impl SharedMemory {
         let file = std::fs::File::from(fd);
         let map = Mapping::new(file.as_fd(), len, true)?;
         Ok(SharedMemory {
-            ptr: map.as_ptr(),
+            start: 0,
             len,
             backing: Backing::Foreign {
                 map: Arc::new(map),
@@ -322,7 +241,7 @@ impl SharedMemory {
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "file too large"))?;
         let map = Mapping::new(file.as_fd(), len, true)?;
         Ok(SharedMemory {
-            ptr: map.as_ptr(),
+            start: 0,
             len,
             backing: Backing::File {
                 map: Arc::new(map),
@@ -351,9 +270,8 @@ impl SharedMemory {
 
     /// Copy `out.len()` bytes from `offset` into `out`.
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), OutOfRange> {
-        // SAFETY: `ptr..ptr + len` is the mapping, which `backing` keeps
-        // alive; no Rust reference covers it.
-        unsafe { copy_out(self.ptr, self.len, offset, out) }
+        OutOfRange::check(offset, out.len(), self.len)?;
+        self.bytes().copy_out(self.start + offset, out)
     }
 
     /// `len` bytes from `offset`, copied out.
@@ -365,14 +283,14 @@ impl SharedMemory {
 
     /// Copy `src` into the block at `offset`.
     pub fn write(&self, offset: usize, src: &[u8]) -> Result<(), OutOfRange> {
-        // SAFETY: as in `read`; the mapping is writable.
-        unsafe { copy_in(self.ptr, self.len, offset, src) }
+        OutOfRange::check(offset, src.len(), self.len)?;
+        self.bytes().copy_in(self.start + offset, src)
     }
 
     /// The first byte, for code that synchronizes on its own. Dereferencing
     /// it is `unsafe`: other processes may write these bytes at any time.
     pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr
+        self.bytes().as_ptr().wrapping_add(self.start)
     }
 
     /// Write a file mapping back to its file (`msync`); no-op otherwise.
@@ -475,7 +393,7 @@ impl<'de> Deserialize<'de> for SharedMemory {
                 let len = usize::try_from(size.min(actual)).map_err(D::Error::custom)?;
                 let map = Mapping::new(file.as_fd(), len, true).map_err(D::Error::custom)?;
                 Ok(SharedMemory {
-                    ptr: map.as_ptr(),
+                    start: 0,
                     len,
                     backing: Backing::File {
                         map: Arc::new(map),

@@ -2,23 +2,27 @@
 //! `RawValue` and `RawArray`.
 //!
 //! `T` is plain old data ([`bytemuck::Pod`]): any bit pattern another
-//! process writes is a valid `T`. Values are copied in and out (volatile
-//! accesses); no `&T` or `&mut T` into memory another process writes is ever
-//! handed out. [`Value`] and [`Array`] carry a robust [`Lock`]: `get`/`set`
-//! take it for one copy, and [`Value::lock`]/[`Array::lock`] hold it across
-//! several operations (Python's `with v.get_lock(): v.value += 1`).
+//! process writes is a valid `T`. Values are copied in and out with relaxed
+//! atomic loads and stores, one atomic word at a time (8, 4 or 1 bytes, the
+//! widest `T`'s alignment allows: a `u64` or `f64` moves in one access), so
+//! a read racing a write is defined; no `&T` or `&mut T` into memory another
+//! process writes is ever handed out. [`Value`] and [`Array`] carry a robust
+//! [`Lock`]: `get`/`set` take it for one copy, and
+//! [`Value::lock`]/[`Array::lock`] hold it across several operations
+//! (Python's `with v.get_lock(): v.value += 1`).
 //! [`RawValue`]/[`RawArray`] have no lock; a read racing a write may see a
-//! mix of the two.
+//! mix of the two (word by word).
 
 use std::fmt;
 use std::io;
 use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytemuck::Pod;
-use multiproc_shm::{Acquired, LockError, RawLock};
+use multiproc_shm::{Acquired, LockError, RawLock, SharedState};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::connection::codec::{self, Fd};
@@ -54,6 +58,92 @@ fn layout<T>(kind: &str) -> u64 {
     segment::layout_hash(&desc, std::mem::size_of::<T>(), std::mem::align_of::<T>())
 }
 
+/// An atomic word a `T`'s bytes are copied through.
+trait Word: Pod {
+    /// The atomic of this width.
+    type Cell: SharedState;
+    fn load(cell: &Self::Cell) -> Self;
+    fn store(cell: &Self::Cell, v: Self);
+}
+
+macro_rules! word {
+    ($($w:ty => $cell:ty),*) => {
+        $(
+            impl Word for $w {
+                type Cell = $cell;
+                // Ordering::Relaxed: a cell orders nothing; `Value`/`Array`
+                // order by their lock.
+                fn load(cell: &$cell) -> $w {
+                    cell.load(Ordering::Relaxed)
+                }
+                fn store(cell: &$cell, v: $w) {
+                    cell.store(v, Ordering::Relaxed)
+                }
+            }
+        )*
+    };
+}
+
+word!(u8 => AtomicU8, u32 => AtomicU32, u64 => AtomicU64);
+
+/// Copy `out.len()` words from payload offset `at` of `seg` into `out`.
+fn load_words<W: Word>(seg: &Segment, at: usize, out: &mut [W]) {
+    let cells = seg
+        .view_slice::<W::Cell>(at, out.len())
+        .expect("the cells lie inside the segment (checked)");
+    for (o, c) in out.iter_mut().zip(cells) {
+        *o = W::load(c);
+    }
+}
+
+/// Copy `src` to payload offset `at` of `seg`.
+fn store_words<W: Word>(seg: &Segment, at: usize, src: &[W]) {
+    let cells = seg
+        .view_slice::<W::Cell>(at, src.len())
+        .expect("the cells lie inside the segment (checked)");
+    for (c, &v) in cells.iter().zip(src) {
+        W::store(c, v);
+    }
+}
+
+/// The width of the atomic words a `T` moves through: the widest of 8, 4
+/// and 1 bytes that `T`'s alignment allows (its size is then a multiple,
+/// and every process picks the same for the same cells: the layout names
+/// `T`).
+const fn width<T>() -> usize {
+    match std::mem::align_of::<T>() {
+        a if a >= 8 => 8,
+        a if a >= 4 => 4,
+        _ => 1,
+    }
+}
+
+/// Copy `out.len()` `T`s from payload offset `at` of `seg` (checked by the
+/// caller to lie inside it) into `out`.
+fn load_cells<T: Pod>(seg: &Segment, at: usize, out: &mut [T]) {
+    if std::mem::size_of::<T>() == 0 {
+        return;
+    }
+    match width::<T>() {
+        8 => load_words::<u64>(seg, at, bytemuck::cast_slice_mut(out)),
+        4 => load_words::<u32>(seg, at, bytemuck::cast_slice_mut(out)),
+        _ => load_words::<u8>(seg, at, bytemuck::cast_slice_mut(out)),
+    }
+}
+
+/// Copy `src` to payload offset `at` of `seg` (checked by the caller to lie
+/// inside it).
+fn store_cells<T: Pod>(seg: &Segment, at: usize, src: &[T]) {
+    if std::mem::size_of::<T>() == 0 {
+        return;
+    }
+    match width::<T>() {
+        8 => store_words::<u64>(seg, at, bytemuck::cast_slice(src)),
+        4 => store_words::<u32>(seg, at, bytemuck::cast_slice(src)),
+        _ => store_words::<u8>(seg, at, bytemuck::cast_slice(src)),
+    }
+}
+
 /// The cells of a value or array: `len` `T`s at `DATA` in a segment.
 struct Cells<T> {
     seg: Arc<Segment>,
@@ -85,17 +175,12 @@ impl<T: Pod> Cells<T> {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "array too large"))?;
         let layout = layout::<T>(kind);
         let seg = Segment::anonymous(kind, layout, bytes.max(DATA + 1), |seg| {
-            let payload = seg.payload();
-            // SAFETY: the payload is at least DATA + len * size_of::<T>()
-            // bytes, zeroed and not yet visible to anyone else; DATA is a
-            // multiple of T's alignment (checked above) and the mapping is
-            // page-aligned; LEN_AT is 8-aligned and below DATA.
-            unsafe {
-                payload.add(LEN_AT).cast::<u64>().write(len as u64);
-                let data = payload.add(DATA).cast::<T>();
-                for (i, v) in values.enumerate() {
-                    data.add(i).write(v);
-                }
+            // Ordering::Relaxed: the header's publication orders these.
+            seg.view::<AtomicU64>(LEN_AT)
+                .expect("the length lies before the data")
+                .store(len as u64, Ordering::Relaxed);
+            for (i, v) in values.enumerate() {
+                store_cells(seg, Self::offset(i), &[v]);
             }
         })?;
         Ok(Cells {
@@ -108,9 +193,12 @@ impl<T: Pod> Cells<T> {
 
     fn from_segment(seg: Segment, layout: u64) -> io::Result<Self> {
         let () = Self::ALIGN_OK;
-        // SAFETY: LEN_AT + 8 <= DATA <= payload length (checked by the
-        // segment's size at creation; re-checked below against the data).
-        let len = unsafe { std::ptr::read_volatile(seg.payload().add(LEN_AT).cast::<u64>()) };
+        // Ordering::Relaxed: written before the header was published, which
+        // `Segment::from_fd` saw.
+        let len = seg
+            .view::<AtomicU64>(LEN_AT)
+            .expect("the length lies before the data")
+            .load(Ordering::Relaxed);
         let fits = usize::try_from(len)
             .ok()
             .and_then(|l| l.checked_mul(std::mem::size_of::<T>()))
@@ -130,11 +218,9 @@ impl<T: Pod> Cells<T> {
         })
     }
 
-    fn ptr(&self, i: usize) -> *mut T {
-        debug_assert!(i < self.len.max(1));
-        // SAFETY: `i < len` (callers check), and the data region holds `len`
-        // elements from DATA.
-        unsafe { self.seg.payload().add(DATA).cast::<T>().add(i) }
+    /// The payload offset of element `i` (in bounds: `i <= len`).
+    fn offset(i: usize) -> usize {
+        DATA + i * std::mem::size_of::<T>()
     }
 
     fn check(&self, r: &Range<usize>) -> Result<(), SharedError> {
@@ -148,35 +234,24 @@ impl<T: Pod> Cells<T> {
     }
 
     fn load(&self, i: usize) -> Result<T, SharedError> {
-        self.check(&(i..i + 1))?;
-        // SAFETY: in bounds and aligned; `T: Pod`, so whatever bytes another
-        // process wrote form a valid `T`; volatile because they may change.
-        Ok(unsafe { std::ptr::read_volatile(self.ptr(i)) })
+        let mut v = [T::zeroed()];
+        self.read_into(i, &mut v)?;
+        Ok(v[0])
     }
 
     fn store(&self, i: usize, v: T) -> Result<(), SharedError> {
-        self.check(&(i..i + 1))?;
-        // SAFETY: in bounds and aligned; the memory is writable shared
-        // memory that no Rust reference covers.
-        unsafe { std::ptr::write_volatile(self.ptr(i), v) };
-        Ok(())
+        self.write_from(i, &[v])
     }
 
     fn read_into(&self, start: usize, out: &mut [T]) -> Result<(), SharedError> {
         self.check(&(start..start + out.len()))?;
-        for (k, o) in out.iter_mut().enumerate() {
-            // SAFETY: as in `load`, for each index of the checked range.
-            *o = unsafe { std::ptr::read_volatile(self.ptr(start + k)) };
-        }
+        load_cells(&self.seg, Self::offset(start), out);
         Ok(())
     }
 
     fn write_from(&self, start: usize, src: &[T]) -> Result<(), SharedError> {
         self.check(&(start..start + src.len()))?;
-        for (k, v) in src.iter().enumerate() {
-            // SAFETY: as in `store`, for each index of the checked range.
-            unsafe { std::ptr::write_volatile(self.ptr(start + k), *v) };
-        }
+        store_cells(&self.seg, Self::offset(start), src);
         Ok(())
     }
 

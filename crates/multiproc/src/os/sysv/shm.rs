@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::kind::Kind;
 use crate::names::registry::Registry;
-use crate::shared::shared_memory::{OutOfRange, copy_in, copy_out};
+use crate::shared::shared_memory::OutOfRange;
 
 use super::{Builder, Key, OpenError, SysvObject, forget, is_gone, sealed};
 
@@ -129,14 +129,8 @@ impl SharedMemory {
     }
 
     fn attach_raw(&self, read_only: bool) -> Result<Attachment, ShmError> {
-        let size = self.size()?;
-        let len = usize::try_from(size)
-            .map_err(|_| ShmError::Io(io::Error::other("segment larger than the address space")))?;
-        let ptr = sys::shmat(self.id, read_only)?;
         Ok(Attachment {
-            ptr,
-            len,
-            read_only,
+            inner: sys::Attachment::new(self.id, read_only)?,
             id: self.id,
         })
     }
@@ -169,25 +163,16 @@ impl SharedMemory {
 /// ([`read`](Self::read), [`write`](Self::write)) or through the raw
 /// pointer ([`as_ptr`](Self::as_ptr)); no `&[u8]` over them is handed out.
 pub struct Attachment {
-    ptr: *mut u8,
-    len: usize,
-    read_only: bool,
+    inner: sys::Attachment,
     id: i32,
 }
-
-// SAFETY: the pointer is an attachment that lives until drop; every access
-// through it is a copy or an `unsafe` raw-pointer use whose caller
-// synchronizes, from any thread.
-unsafe impl Send for Attachment {}
-// SAFETY: as above: `&Attachment` only copies through the pointer.
-unsafe impl Sync for Attachment {}
 
 impl fmt::Debug for Attachment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Attachment")
             .field("id", &self.id)
-            .field("len", &self.len)
-            .field("read_only", &self.read_only)
+            .field("len", &self.len())
+            .field("read_only", &self.is_read_only())
             .finish_non_exhaustive()
     }
 }
@@ -195,29 +180,27 @@ impl fmt::Debug for Attachment {
 impl Attachment {
     /// Size in bytes.
     pub fn len(&self) -> usize {
-        self.len
+        self.inner.len()
     }
 
     /// Whether the segment is empty (never: the kernel refuses size 0).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.inner.is_empty()
     }
 
     /// Whether writes are refused.
     pub fn is_read_only(&self) -> bool {
-        self.read_only
+        !self.inner.is_writable()
     }
 
     /// Copy `out.len()` bytes from `offset` into `out`.
     pub fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), ShmError> {
-        // SAFETY: `ptr..ptr + len` is the attachment, which lives until
-        // `self` drops; no Rust reference covers it.
-        Ok(unsafe { copy_out(self.ptr, self.len, offset, out) }?)
+        Ok(self.inner.copy_out(offset, out)?)
     }
 
     /// `len` bytes from `offset`, copied out.
     pub fn read_vec(&self, offset: usize, len: usize) -> Result<Vec<u8>, ShmError> {
-        OutOfRange::check(offset, len, self.len)?;
+        OutOfRange::check(offset, len, self.len())?;
         let mut v = vec![0; len];
         self.read(offset, &mut v)?;
         Ok(v)
@@ -226,25 +209,16 @@ impl Attachment {
     /// Copy `src` into the segment at `offset`; [`ShmError::ReadOnly`] on a
     /// read-only attachment.
     pub fn write(&self, offset: usize, src: &[u8]) -> Result<(), ShmError> {
-        if self.read_only {
+        if self.is_read_only() {
             return Err(ShmError::ReadOnly);
         }
-        // SAFETY: as in `read`; the attachment is writable (not SHM_RDONLY).
-        Ok(unsafe { copy_in(self.ptr, self.len, offset, src) }?)
+        Ok(self.inner.copy_in(offset, src)?)
     }
 
     /// The first byte, for code that synchronizes on its own.
     /// Dereferencing it is `unsafe`: other processes may write these bytes
     /// at any time, and writing through a read-only attachment faults.
     pub fn as_ptr(&self) -> *mut u8 {
-        self.ptr
-    }
-}
-
-impl Drop for Attachment {
-    fn drop(&mut self) {
-        // SAFETY: `ptr` came from `shmat` and is detached only here; the
-        // borrow rules end every use of it through `self` before drop.
-        let _ = unsafe { sys::shmdt(self.ptr) };
+        self.inner.as_ptr()
     }
 }
