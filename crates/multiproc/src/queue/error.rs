@@ -153,6 +153,7 @@ pub(super) enum Fail {
 
 impl Fail {
     /// The outcome for the form that called, with the item handed back.
+    #[inline]
     pub(super) fn with<T>(self, item: T) -> WaitedWith<PutError<T>> {
         WaitedWith::Failed(match self {
             Fail::Queue(QueueError::Timeout) => return WaitedWith::GaveUp(item),
@@ -165,6 +166,7 @@ impl Fail {
 }
 
 /// The outcome of a raw get for the form that called.
+#[inline]
 pub(super) fn get_error(e: QueueError) -> Waited<GetError> {
     Waited::Failed(match e {
         QueueError::Timeout => return Waited::GaveUp,

@@ -75,6 +75,7 @@ impl Inner {
     // ----- put -----------------------------------------------------------------
 
     /// Put one item: its encoded bytes and the handles inside it.
+    #[inline]
     pub(super) fn put(
         &self,
         bytes: &[u8],
