@@ -1,12 +1,14 @@
 //! A condition variable for a [`RawLock`](crate::RawLock).
 //!
-//! The futex `seq` counts notifications; `tokens` counts the wake-ups that
-//! notifications granted and no waiter has claimed yet. A waiter reads `seq`
-//! while holding the lock ([`prepare`](RawCondition::prepare)), releases the
-//! lock, and sleeps ([`park`](RawCondition::park)) until `seq` differs from
-//! what it read *and* it claims a token. A notifier, which must hold the
-//! lock, bumps `seq`, grants up to `n` tokens (never more than there are
-//! waiters), and wakes. Since the waiter read `seq` under the lock, any
+//! The state is the crate's eventcount (`eventcount.rs`, shared with the
+//! queue) and a token count. The eventcount's futex word `seq` counts
+//! notifications; `tokens` counts the wake-ups that notifications granted
+//! and no waiter has claimed yet. A waiter reads `seq` while holding the
+//! lock ([`prepare`](RawCondition::prepare)), releases the lock, and sleeps
+//! ([`park`](RawCondition::park)) until `seq` differs from what it read
+//! *and* it claims a token. A notifier, which must hold the lock, grants up
+//! to `n` tokens (never more than there are waiters), bumps `seq`, and
+//! wakes. Since the waiter read `seq` under the lock, any
 //! notification after that read changes `seq`, and the kernel's check in the
 //! futex wait sees it: no wake-up is lost.
 //!
@@ -23,16 +25,24 @@
 use std::time::{Duration, Instant};
 
 use crate::env::Env;
-use crate::sync::{AtomicU32, Ordering, fence};
+use crate::eventcount::EventCount;
+use crate::sync::{AtomicU32, Ordering};
 
-/// A condition's shared state (12 bytes, zero when fresh).
+/// A condition's shared state (12 bytes, zero when fresh): the crate's
+/// eventcount (`seq` at offset 0, `sleepers` at 4) and `tokens` at 8.
 #[derive(Debug)]
 #[repr(C)]
 pub struct RawCondition {
-    seq: AtomicU32,
-    sleepers: AtomicU32,
+    ec: EventCount,
     tokens: AtomicU32,
 }
+
+#[cfg(not(multiproc_loom))]
+const _: () = {
+    assert!(core::mem::size_of::<RawCondition>() == 12);
+    assert!(core::mem::offset_of!(RawCondition, ec) == 0);
+    assert!(core::mem::offset_of!(RawCondition, tokens) == 8);
+};
 
 impl Default for RawCondition {
     fn default() -> Self {
@@ -59,8 +69,7 @@ impl RawCondition {
     /// A fresh condition.
     pub fn new() -> Self {
         RawCondition {
-            seq: AtomicU32::new(0),
-            sleepers: AtomicU32::new(0),
+            ec: EventCount::new(),
             tokens: AtomicU32::new(0),
         }
     }
@@ -68,9 +77,7 @@ impl RawCondition {
     /// Call with the lock held, before releasing it to wait.
     pub fn prepare(&self) -> Ticket {
         // Dekker with `notify`: store `sleepers`, fence, load `seq`.
-        self.sleepers.fetch_add(1, Ordering::Relaxed);
-        fence(Ordering::SeqCst);
-        Ticket(self.seq.load(Ordering::Relaxed))
+        Ticket(self.ec.prepare_fenced().seen)
     }
 
     /// Call after releasing the lock: sleep until notified or `deadline`.
@@ -92,8 +99,8 @@ impl RawCondition {
         mut interrupted: impl FnMut() -> bool,
     ) -> Parked {
         let outcome = loop {
-            // SYNC POINT: read. Acquire pairs with the notifier's Release.
-            let seen = self.seq.load(Ordering::Acquire);
+            // Acquire (in `seq`) pairs with the notifier's Release bump.
+            let seen = self.ec.seq();
             if seen != t.0 && self.claim_token() {
                 break Parked::Notified;
             }
@@ -107,18 +114,17 @@ impl RawCondition {
             };
             // Sleep while `seq` is what we just saw: a notification that
             // came since is caught by the kernel's compare.
-            let woken = env.wait(&self.seq, seen, until);
+            let woken = self.ec.wait(env, seen, until);
             if !woken && slice.is_some_and(|s| until == Some(s)) && interrupted() {
                 // One more look: a notification that raced the interrupt
                 // is taken rather than left for nobody.
-                // SYNC POINT: read, as above.
-                if self.seq.load(Ordering::Acquire) != t.0 && self.claim_token() {
+                if self.ec.seq() != t.0 && self.claim_token() {
                     break Parked::Notified;
                 }
                 break Parked::Interrupted;
             }
         };
-        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        self.ec.cancel();
         outcome
     }
 
@@ -133,33 +139,28 @@ impl RawCondition {
 
     /// Wake up to `n` waiters. Call with the lock held.
     pub fn notify<E: Env + ?Sized>(&self, env: &E, n: u32) {
-        // Every waiter counted here prepared before this call (both run
-        // with the lock held), so each may claim one of the tokens granted
-        // now; more tokens than waiters would only wake later ones
-        // spuriously. The tokens come before the bump of `seq`: a waiter
-        // that sees the new `seq` and finds no token goes to sleep on the
-        // new value, and the wake below may already have passed it by.
-        // Ordering::Relaxed: the lock orders `sleepers`; see `claim_token`.
-        let sleepers = self.sleepers.load(Ordering::Relaxed);
-        if sleepers > 0 {
-            let _ = self
-                .tokens
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tok| {
-                    Some(tok.saturating_add(n).min(sleepers))
-                });
-        }
-        // SYNC POINT: write. Release pairs with the Acquire load in `park`
-        // (which then claims a token granted above).
-        self.seq.fetch_add(1, Ordering::Release);
-        // Dekker with `prepare`: store `seq`, fence, load `sleepers`.
-        fence(Ordering::SeqCst);
-        if sleepers > 0 || self.sleepers.load(Ordering::Relaxed) > 0 {
-            env.wake(&self.seq, n);
-        }
+        self.ec.advance(env, n, |sleepers| {
+            // Every waiter counted here prepared before this call (both run
+            // with the lock held), so each may claim one of the tokens
+            // granted now; more tokens than waiters would only wake later
+            // ones spuriously. The tokens come before the bump of `seq`
+            // (`advance` bumps after this): a waiter that sees the new `seq`
+            // and finds no token goes to sleep on the new value, and the
+            // wake may already have passed it by.
+            // Ordering::Relaxed: the lock orders `sleepers`; `seq`'s Release
+            // bump publishes the tokens; see `claim_token`.
+            if sleepers > 0 {
+                let _ = self
+                    .tokens
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |tok| {
+                        Some(tok.saturating_add(n).min(sleepers))
+                    });
+            }
+        });
     }
 
     /// Waiters currently inside `prepare`..`park` (a snapshot).
     pub fn sleepers(&self) -> u32 {
-        self.sleepers.load(Ordering::Relaxed)
+        self.ec.sleepers()
     }
 }

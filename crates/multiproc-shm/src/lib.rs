@@ -19,6 +19,7 @@ pub mod bias;
 pub mod condition;
 pub mod env;
 pub mod event;
+mod eventcount;
 pub mod header;
 pub mod lock;
 pub mod queue;

@@ -142,6 +142,36 @@ fn envs(n: u32) -> Vec<ThreadEnv> {
         .collect()
 }
 
+/// The outcomes (bits) that a model's runs reached. Under loom a model
+/// with a deadline checks afterwards that it explored each outcome it
+/// names, so the timeout path is covered, not only allowed (real threads
+/// may miss a rare one in their 200 runs, so there it is not checked).
+#[derive(Clone, Default)]
+struct Outcomes(std::sync::Arc<std::sync::atomic::AtomicU32>);
+
+impl Outcomes {
+    /// The run reached `outcome` (a bit).
+    fn reached(&self, outcome: u32) {
+        self.0
+            .fetch_or(outcome, std::sync::atomic::Ordering::SeqCst);
+    }
+    /// Under loom: every bit of `all` was reached by some run.
+    fn assert_explored(&self, all: u32) {
+        if cfg!(multiproc_loom) {
+            let seen = self.0.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(
+                seen & all,
+                all,
+                "outcomes explored {seen:#b}, wanted {all:#b}"
+            );
+        }
+    }
+}
+
+/// Outcome bits of the timed models.
+const TOOK: u32 = 1;
+const TIMED_OUT: u32 = 2;
+
 #[test]
 fn lock_excludes_and_hands_over() {
     model(|| {
@@ -169,7 +199,9 @@ fn lock_excludes_and_hands_over() {
 /// model's clock has reached its deadline; never two owners.
 #[test]
 fn a_timed_lock_acquire_takes_the_lock_or_times_out_at_its_deadline() {
-    model(|| {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model(move || {
         let lock = Arc::new(RawLock::new());
         let inside = Arc::new(AtomicU32::new(0));
         let (e1, e2) = two_envs();
@@ -188,13 +220,41 @@ fn a_timed_lock_acquire_takes_the_lock_or_times_out_at_its_deadline() {
                 assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0, "two owners");
                 inside.fetch_sub(1, Ordering::SeqCst);
                 lock.unlock(&e1).unwrap();
+                seen.reached(TOOK);
             }
             Err(e) => {
                 assert_eq!(e, multiproc_shm::LockError::WouldBlock);
                 assert!(e1.now() >= deadline, "timed out before its deadline");
+                seen.reached(TIMED_OUT);
             }
         }
         t.join().unwrap();
+        assert!(!lock.is_locked());
+    });
+    outcomes.assert_explored(TOOK | TIMED_OUT);
+}
+
+/// A timed acquire while another process holds the lock throughout: in
+/// every interleaving it times out, at its deadline on the model's clock,
+/// leaves the holder's lock alone, and the holder's unlock still works.
+#[test]
+fn a_timed_lock_acquire_times_out_while_the_holder_stays() {
+    model(|| {
+        let lock = Arc::new(RawLock::new());
+        let (e1, e2) = two_envs();
+        assert_eq!(lock.lock(&e1, None), Ok(Acquired::Clean));
+        let deadline = e2.now() + Duration::from_millis(5);
+        let e2 = e2.timing_out_by(deadline);
+        let l2 = lock.clone();
+        let t = thread::spawn(move || {
+            let r = l2.lock(&e2, Some(deadline));
+            (r, e2.now())
+        });
+        let (r, at) = t.join().unwrap();
+        assert_eq!(r, Err(multiproc_shm::LockError::WouldBlock));
+        assert!(at >= deadline, "timed out before its deadline");
+        assert_eq!(lock.owner(), Some(1), "the holder lost the lock");
+        lock.unlock(&e1).unwrap();
         assert!(!lock.is_locked());
     });
 }
@@ -203,7 +263,9 @@ fn a_timed_lock_acquire_takes_the_lock_or_times_out_at_its_deadline() {
 /// times out at its deadline, and no permit is lost or made up.
 #[test]
 fn a_timed_semaphore_acquire_takes_the_permit_or_times_out_and_keeps_count() {
-    model(|| {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model(move || {
         let sem = Arc::new(RawSemaphore::new(0, false));
         let (e1, e2) = two_envs();
         let deadline = e1.now() + Duration::from_millis(5);
@@ -211,8 +273,11 @@ fn a_timed_semaphore_acquire_takes_the_permit_or_times_out_and_keeps_count() {
         let s2 = sem.clone();
         let t = thread::spawn(move || s2.release(&e2, 1).unwrap());
         let got = sem.acquire(&e1, Some(deadline));
-        if !got {
+        if got {
+            seen.reached(TOOK);
+        } else {
             assert!(e1.now() >= deadline, "timed out before its deadline");
+            seen.reached(TIMED_OUT);
         }
         t.join().unwrap();
         assert_eq!(
@@ -221,6 +286,7 @@ fn a_timed_semaphore_acquire_takes_the_permit_or_times_out_and_keeps_count() {
             "a permit lost or made up"
         );
     });
+    outcomes.assert_explored(TOOK | TIMED_OUT);
 }
 
 /// Processes that are all alive, each with its own start time (pid `p`
@@ -393,6 +459,55 @@ fn condition_notify_is_not_lost() {
         lock.unlock(&e1).unwrap();
         t.join().unwrap();
     });
+}
+
+/// A timed condition wait racing a notification: the waiter is notified
+/// (and then sees the flag set before it), or times out at its deadline on
+/// the model's clock; either way it leaves the eventcount with no sleeper
+/// registered.
+#[test]
+fn a_timed_condition_wait_is_notified_or_times_out_at_its_deadline() {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model(move || {
+        let shared = Arc::new((RawLock::new(), RawCondition::new(), AtomicU32::new(0)));
+        let (e1, e2) = two_envs();
+        let deadline = e2.now() + Duration::from_millis(5);
+        let e2 = e2.timing_out_by(deadline);
+        let sh = shared.clone();
+        let t = thread::spawn(move || {
+            let (lock, cond, flag) = &*sh;
+            lock.lock(&e2, None).unwrap();
+            let mut notified = None;
+            if flag.load(Ordering::Relaxed) == 0 {
+                let ticket = cond.prepare();
+                lock.unlock(&e2).unwrap();
+                notified = Some(cond.park(&e2, ticket, Some(deadline)));
+                lock.lock(&e2, None).unwrap();
+            }
+            let set = flag.load(Ordering::Relaxed) == 1;
+            lock.unlock(&e2).unwrap();
+            (notified, set, e2.now())
+        });
+        let (lock, cond, flag) = &*shared;
+        lock.lock(&e1, None).unwrap();
+        flag.store(1, Ordering::Relaxed);
+        cond.notify(&e1, 1);
+        lock.unlock(&e1).unwrap();
+        match t.join().unwrap() {
+            (None, set, _) => assert!(set, "did not wait, yet saw no flag"),
+            (Some(true), set, _) => {
+                assert!(set, "notified without the flag");
+                seen.reached(TOOK);
+            }
+            (Some(false), _, at) => {
+                assert!(at >= deadline, "timed out before its deadline");
+                seen.reached(TIMED_OUT);
+            }
+        }
+        assert_eq!(cond.sleepers(), 0, "a sleeper left registered");
+    });
+    outcomes.assert_explored(TOOK | TIMED_OUT);
 }
 
 /// Two waiters' tickets, prepared with the lock held before either parks
@@ -571,11 +686,16 @@ unsafe impl Region for Cells {
         for (i, o) in out.iter_mut().enumerate() {
             let c = &self.bytes[at as usize + i];
             #[cfg(multiproc_loom)]
-            // SAFETY: see `Sync` above; loom checks the ordering.
+            // SAFETY: the queue reads a byte only after the Acquire load of
+            // the header whose Release store followed the byte's write, and
+            // no producer writes it again before the consumer's `head`
+            // store says it is free; so no write is concurrent with this
+            // read (loom reports a race if one ever were).
             c.with(|p| *o = unsafe { *p });
             #[cfg(not(multiproc_loom))]
             {
-                // SAFETY: as above.
+                // SAFETY: the same ordering as under loom: no write to this
+                // byte runs concurrently with the read.
                 *o = unsafe { *c.get() };
             }
         }
@@ -590,10 +710,14 @@ unsafe impl Region for Cells {
         for (i, v) in src.iter().enumerate() {
             let c = &self.bytes[at as usize + i];
             #[cfg(multiproc_loom)]
-            // SAFETY: see `Sync` above; loom checks the ordering.
+            // SAFETY: a producer writes bytes only past `tail` under the P
+            // lock, where no consumer reads (the header there is still 0)
+            // and the Acquire load of `head` says earlier readers are done;
+            // so this write is exclusive (loom reports a race otherwise).
             c.with_mut(|p| unsafe { *p = *v });
             #[cfg(not(multiproc_loom))]
-            // SAFETY: as above.
+            // SAFETY: the same ordering as under loom makes the write
+            // exclusive.
             unsafe {
                 *c.get() = *v;
             }
@@ -612,12 +736,20 @@ fn put8(q: &(RawQueue, Cells), e: &ThreadEnv, v: u8) {
 }
 
 fn get8(q: &(RawQueue, Cells), e: &ThreadEnv) -> Result<u8, QueueError> {
+    get8_by(q, e, None)
+}
+
+fn get8_by(
+    q: &(RawQueue, Cells),
+    e: &ThreadEnv,
+    deadline: Option<Instant>,
+) -> Result<u8, QueueError> {
     let mut buf = Vec::new();
     let mut sink = |t: Taken, _b: &mut Vec<u8>, _s: usize| {
         assert_eq!(t.kind, KIND_INLINE);
         true
     };
-    q.0.get(e, &q.1, 1, None, &mut buf, &mut sink)?;
+    q.0.get(e, &q.1, 1, deadline, &mut buf, &mut sink)?;
     assert_eq!(buf.len(), 8);
     assert!(buf.iter().all(|&b| b == buf[0]), "torn record {buf:?}");
     Ok(buf[0])
@@ -683,6 +815,44 @@ fn queue_laps_around_the_ring_in_order() {
     });
 }
 
+/// A timed get racing a put: it takes the record, or times out at its
+/// deadline on the model's clock and leaves the record in the queue for
+/// the next get (nothing lost to a timed-out waiter, whose registration
+/// on `not_empty` is undone).
+#[test]
+fn a_timed_queue_get_takes_the_record_or_times_out_and_leaves_it() {
+    let outcomes = Outcomes::default();
+    let seen = outcomes.clone();
+    model(move || {
+        let q = small_queue(0, false);
+        let (e1, e2) = two_envs();
+        let deadline = e1.now() + Duration::from_millis(5);
+        let e1 = e1.timing_out_by(deadline);
+        let q2 = q.clone();
+        let t = thread::spawn(move || put8(&q2, &e2, 7));
+        match get8_by(&q, &e1, Some(deadline)) {
+            Ok(v) => {
+                assert_eq!(v, 7);
+                seen.reached(TOOK);
+            }
+            Err(e) => {
+                assert_eq!(e, QueueError::Timeout);
+                assert!(e1.now() >= deadline, "timed out before its deadline");
+                seen.reached(TIMED_OUT);
+                t.join().unwrap();
+                assert_eq!(q.0.len(), 1, "the record was lost");
+                assert_eq!(get8(&q, &e1), Ok(7));
+                assert_eq!(q.0.sleepers(), (0, 0), "a sleeper left registered");
+                return;
+            }
+        }
+        t.join().unwrap();
+        assert!(q.0.is_empty());
+        assert_eq!(q.0.sleepers(), (0, 0), "a sleeper left registered");
+    });
+    outcomes.assert_explored(TOOK | TIMED_OUT);
+}
+
 #[test]
 fn queue_close_wakes_a_waiting_consumer() {
     model(|| {
@@ -732,20 +902,22 @@ impl Guarded {
     }
     fn bump(&self) {
         #[cfg(multiproc_loom)]
-        // SAFETY: see `Sync` above.
+        // SAFETY: callers hold the lock under test, which excludes every
+        // other access (loom reports a race if it does not).
         self.0.with_mut(|p| unsafe { *p += 1 });
         #[cfg(not(multiproc_loom))]
-        // SAFETY: see `Sync` above.
+        // SAFETY: callers hold the lock, which excludes every other access.
         unsafe {
             *self.0.get() += 1;
         }
     }
     fn get(&self) -> u32 {
         #[cfg(multiproc_loom)]
-        // SAFETY: see `Sync` above.
+        // SAFETY: called after every thread joined (the joins order all
+        // writes before it), so nothing writes concurrently.
         return self.0.with(|p| unsafe { *p });
         #[cfg(not(multiproc_loom))]
-        // SAFETY: see `Sync` above.
+        // SAFETY: called after every thread joined: no concurrent writer.
         unsafe {
             *self.0.get()
         }

@@ -149,6 +149,19 @@
 //!   several threads take in turn settles on the CAS path and pays only a
 //!   few loads on the same cache line. An occasional taker
 //!   ([`BiasLock::lock_aside`]) revokes without that doubling.
+//!
+//! # What lives in this folder
+//!
+//! - `mod.rs`: the lock itself, its fields, protocol and every path
+//!   (grant, fast path, revocation, unlock, owner death); the protocol's
+//!   invariants above hold only if all of its writes stay in this one file.
+//! - `tests.rs`: unit tests on real threads (hand-offs, revocation, owner
+//!   death, path counters); the loom models are in `tests/protocols.rs`.
+//!
+//! What may not live here: anything that reads a clock, sleeps or yields
+//! other than through [`Env`]; knowledge of who uses the lock (the queue's
+//! producers and consumers); and any other lock or wait structure (the
+//! fallback lock is [`RawLock`], in `lock.rs`).
 
 use std::time::{Duration, Instant};
 

@@ -49,6 +49,9 @@ impl TestEnv {
     }
 }
 
+// The one place these tests read the real clock, sleep or yield: the
+// env, as `multiproc`'s production env does. The lock only calls these
+// methods.
 impl Env for TestEnv {
     fn wait(&self, word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
         let g = self.futex.m.lock().unwrap();
@@ -58,7 +61,7 @@ impl Env for TestEnv {
         match deadline {
             None => drop(self.futex.cv.wait(g).unwrap()),
             Some(d) => {
-                let now = Instant::now();
+                let now = self.now();
                 if now >= d {
                     return false;
                 }
@@ -237,10 +240,10 @@ fn a_revoked_owner_takes_and_releases_the_fallback_lock() {
         l2.unlock(&a2).unwrap();
     });
     // Wait until A sleeps on the fallback lock.
-    let until = Instant::now() + Duration::from_secs(10);
+    let until = b.now() + Duration::from_secs(10);
     while !l.lock.has_waiters() {
-        assert!(Instant::now() < until, "A never waited");
-        thread::yield_now();
+        assert!(b.now() < until, "A never waited");
+        b.yield_now();
     }
     l.unlock(&b).unwrap();
     t.join().unwrap();
@@ -266,10 +269,10 @@ fn revoker_sleeps_until_the_owner_leaves() {
         l2.unlock(&b).unwrap();
     });
     // Wait for the revocation (the revoker then waits for us to leave).
-    let until = Instant::now() + Duration::from_secs(10);
+    let until = a.now() + Duration::from_secs(10);
     while l.bias() != Some(id_of(&a) | REVOKED) {
-        assert!(Instant::now() < until, "never revoked");
-        thread::yield_now();
+        assert!(a.now() < until, "never revoked");
+        a.yield_now();
     }
     left.store(1, O::SeqCst);
     l.unlock(&a).unwrap();
@@ -287,9 +290,9 @@ fn dead_fast_path_owner_is_reported_and_the_lock_recovers() {
     assert_eq!(l.lock(&a, None), Ok(Acquired::Clean));
     assert!(!l.lock.is_locked());
     a.kill(7);
-    let t0 = Instant::now();
+    let t0 = b.now();
     assert_eq!(l.lock(&b, None), Ok(Acquired::OwnerDied));
-    assert!(t0.elapsed() >= LIVENESS_CHECK_MIN);
+    assert!(b.now() - t0 >= LIVENESS_CHECK_MIN);
     assert!(l.is_inconsistent());
     assert_eq!(l.bias(), None);
     l.mark_consistent();
@@ -325,16 +328,16 @@ fn deadline_passes_while_a_live_owner_is_inside() {
     let l = BiasLock::new();
     rounds(&l, &a, BIAS_AFTER);
     assert_eq!(l.lock(&a, None), Ok(Acquired::Clean));
-    let t0 = Instant::now();
+    let t0 = b.now();
     let d = t0 + Duration::from_millis(50);
     assert_eq!(l.lock(&b, Some(d)), Err(LockError::WouldBlock));
-    assert!(Instant::now() >= d);
+    assert!(b.now() >= d);
     assert!(!l.lock.is_locked(), "the fallback lock was kept");
     assert_eq!(l.bias(), Some(id_of(&a) | REVOKED));
     // The owner leaves normally; both can use the lock again.
     l.unlock(&a).unwrap();
     assert!(!l.is_locked());
-    assert_eq!(l.lock(&b, Some(Instant::now())), Ok(Acquired::Clean));
+    assert_eq!(l.lock(&b, Some(b.now())), Ok(Acquired::Clean));
     l.unlock(&b).unwrap();
     rounds(&l, &a, l.grant_needs());
     assert_eq!(l.bias(), Some(id_of(&a)));
@@ -355,7 +358,7 @@ fn owner_death_survives_a_taker_whose_deadline_passes() {
     assert_eq!(l.lock.lock(&c, None), Ok(Acquired::Clean));
     l.bias.store(id_of(&a) | REVOKED, O::Relaxed);
     c.kill(5);
-    let d = Instant::now() + Duration::from_millis(50);
+    let d = b.now() + Duration::from_millis(50);
     assert_eq!(l.lock(&b, Some(d)), Err(LockError::WouldBlock));
     assert!(!l.lock.is_locked());
     assert!(!l.is_not_recoverable());
@@ -461,7 +464,7 @@ fn four_threads_in_bursts_exclude_each_other() {
                     inside.fetch_sub(1, O::Relaxed);
                     l.unlock(&e).unwrap();
                     if r % BURST == BURST - 1 {
-                        thread::sleep(Duration::from_micros(200 * u64::from(pid)));
+                        e.sleep(Duration::from_micros(200 * u64::from(pid)));
                     }
                 }
                 COUNTS.with(|c| c.get())

@@ -32,6 +32,7 @@ impl RawQueue {
                 Ok(0) => {}
                 Ok(n) => {
                     self.not_full
+                        .0
                         .notify_if(env, u32::MAX, || side || self.room_worth_a_wake(ring));
                     return Ok(n);
                 }
@@ -48,13 +49,13 @@ impl RawQueue {
             }) {
                 continue;
             }
-            let ticket = self.not_empty.prepare(env);
+            let ticket = self.not_empty.0.prepare(env);
             // Re-check after registering (Dekker with the producers' notify).
             if self.has_items(ring) || self.is_closed() {
-                self.not_empty.cancel();
+                self.not_empty.0.cancel();
                 continue;
             }
-            self.not_empty.park(env, ticket, deadline);
+            self.not_empty.0.park(env, ticket, deadline);
         }
     }
 

@@ -61,9 +61,10 @@
 //! - a consumer killed before its `head` store leaves the record for the next
 //!   consumer; killed after, it took the item with it (gone, as in Python).
 //!
-//! Both locks are robust [`BiasLock`]s (a process that takes one again and
-//! again enters without a locked instruction): a waiter takes a dead holder's lock
-//! over within [`LIVENESS_CHECK`](crate::LIVENESS_CHECK); apart from the
+//! Both locks are robust [`BiasLock`](crate::BiasLock)s (a process that
+//! takes one again and again enters without a locked instruction): a waiter
+//! takes a dead holder's lock over within
+//! [`LIVENESS_CHECK`](crate::LIVENESS_CHECK); apart from the
 //! roll-forward every shared field either commits atomically or errs on the
 //! safe side (see the out-of-line budget and the JoinableQueue counters).
 //! Between a header store and the `tail` store consumers may be ahead of
@@ -100,7 +101,8 @@
 //! sequence and wakes only when `sleepers > 0`. Either the waiter sees the
 //! change or the notifier sees the waiter, so no wake-up is lost and no wake
 //! system call is made when nobody sleeps. The barriers are asymmetric
-//! where the [`Env`] allows ([`Env::heavy_barrier`]): the rare waiter runs
+//! where the [`Env`](crate::Env) allows
+//! ([`Env::heavy_barrier`](crate::Env::heavy_barrier)): the rare waiter runs
 //! `membarrier(2)`, which fences every CPU running a registered process, so
 //! the notifier (every put and get) needs only a compiler barrier instead of
 //! a full fence that waits for its stores to drain. The loom models check
@@ -120,6 +122,27 @@
 //! messages are in record order; a message whose record was never committed
 //! (its producer died) or whose consumer died before receiving it is an
 //! orphan with a lower number, which the next consumer discards.
+//!
+//! # What lives in this folder
+//!
+//! - `mod.rs`: the record kinds, sizes and limits, [`Region`] (the caller's
+//!   ring), and the record arithmetic shared by both sides.
+//! - `state.rs`: the shared layout ([`RawQueue`] and its 128-byte groups,
+//!   [`Signal`]), positions, and what operations report ([`QueueError`],
+//!   [`Rec`], [`Taken`], [`JoinProgress`]).
+//! - `put.rs`: the producers: their lock, lap restarts and reclaims, and
+//!   appending records.
+//! - `get.rs`: the consumers: taking records under their lock.
+//! - `tasks.rs`: closing, counters and diagnostics, and a JoinableQueue's
+//!   `task_done` and `join` with the tasks of dead takers forgiven.
+//!
+//! What may not live here: a second copy of a wait/wake protocol (waiting
+//! goes through the crate's one eventcount, `eventcount.rs`, wrapped as
+//! [`Signal`]); a lock (the queue's locks are
+//! [`BiasLock`](crate::BiasLock)s from `bias/`); anything that touches the
+//! ring other than through [`Region`]; and any clock, sleep or yield other
+//! than through [`Env`](crate::Env). A change to [`RawQueue`]'s layout is a
+//! change of the wire format between processes.
 
 /// A record whose body is the payload.
 pub const KIND_INLINE: u32 = 1;
@@ -233,9 +256,7 @@ pub unsafe trait Region {
 
 mod get;
 mod put;
-mod signal;
 mod state;
 mod tasks;
 
-pub use signal::Signal;
 pub use state::*;

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use crate::bias::BiasLock;
 use crate::env::{self, Env};
+use crate::eventcount::EventCount;
 use crate::lock::{Acquired, LockError};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -42,9 +43,9 @@ impl RawQueue {
                 untracked: AtomicU32::new(0),
             },
             head: Word(AtomicU64::new(0)),
-            not_empty: Signal::new(),
-            not_full: Signal::new(),
-            all_done: Signal::new(),
+            not_empty: Signal(EventCount::new()),
+            not_full: Signal(EventCount::new()),
+            all_done: Signal(EventCount::new()),
             takers: core::array::from_fn(|_| Taker {
                 id: AtomicU64::new(0),
                 held: AtomicU32::new(0),
@@ -230,7 +231,8 @@ impl RawQueue {
     /// commit a WRAP record so that the next record starts the next lap at
     /// offset 0, and the ring's first pages are reused. Consumers skip the
     /// WRAP on their next get; a producer that runs out of room while it
-    /// is still there skips it itself ([`skip_wraps`](Self::skip_wraps)).
+    /// is still there frees the rest of the lap itself
+    /// ([`reclaim_lap`](Self::reclaim_lap)).
     #[inline]
     fn restart_lap<E: Env + ?Sized, R: Region + ?Sized>(
         &self,
@@ -552,7 +554,7 @@ impl RawQueue {
             match r? {
                 Appended::Yes => {
                     env.failpoint("put.unlocked");
-                    self.not_empty.notify(env, 1);
+                    self.not_empty.0.notify(env, 1);
                     return Ok(());
                 }
                 Appended::NoRoom => self.wait_for(env, deadline, || self.room_hint(ring, size))?,
@@ -646,13 +648,13 @@ impl RawQueue {
         if env::expired(env, deadline) {
             return Err(QueueError::Timeout);
         }
-        let seen = self.not_full.prepare(env);
+        let seen = self.not_full.0.prepare(env);
         // Re-check after registering (Dekker with the consumers' notify).
         if self.is_closed() || ready() {
-            self.not_full.cancel();
+            self.not_full.0.cancel();
             return Ok(());
         }
-        self.not_full.park(env, seen, deadline);
+        self.not_full.0.park(env, seen, deadline);
         Ok(())
     }
 
@@ -745,7 +747,7 @@ impl RawQueue {
             }
             Self::unlock(&self.prod.lock, env);
             if added > 0 {
-                self.not_empty.notify(env, added);
+                self.not_empty.0.notify(env, added);
                 n += added as usize;
             } else if let Err(e) = self.wait_for(env, deadline, || self.room_hint(ring, size)) {
                 return Err((n, e));

@@ -5,9 +5,9 @@ use std::time::Instant;
 
 use crate::bias::BiasLock;
 use crate::env::Env;
+use crate::eventcount::EventCount;
 use crate::sync::{AtomicU32, AtomicU64};
 
-use super::signal::Signal;
 use super::{SIDE_PREFIX, TAKERS};
 
 /// A position in the ring and the number of records before it.
@@ -57,7 +57,7 @@ pub(crate) struct Producers {
     /// dies in between makes the budget a little looser, never tighter).
     pub(crate) ool_put: AtomicU64,
     /// The `tail` position from which a producer past the soft limit looks
-    /// at the consumers again to restart the lap ([`LAP_PROBE_EVERY`]).
+    /// at the consumers again to restart the lap ([`LAP_PROBE_EVERY`](super::LAP_PROBE_EVERY)).
     pub(crate) lap_probe: AtomicU32,
     /// Where the last lap restart wrote its WRAP (`1 << 32 | at`; 0: none
     /// yet): only records before it can strand a lap (`reclaim_lap`).
@@ -81,6 +81,16 @@ pub(crate) struct Consumers {
 #[derive(Debug)]
 #[repr(C, align(128))]
 pub(crate) struct Word(pub(crate) AtomicU64);
+
+/// One of the queue's three eventcounts (`not_empty`, `not_full`,
+/// `all_done`) on a cache line of its own: the crate's eventcount (`seq` at
+/// offset 0, `sleepers` at 4) padded to 128 bytes.
+#[derive(Debug)]
+#[repr(C, align(128))]
+pub struct Signal(pub(crate) EventCount);
+
+#[cfg(not(multiproc_loom))]
+const _: () = assert!(core::mem::size_of::<Signal>() == 128);
 
 /// A consumer process and the tasks it took but has not marked done.
 #[derive(Debug)]
@@ -196,7 +206,7 @@ impl Rec<'_> {
 /// A record taken by a consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Taken {
-    /// [`KIND_INLINE`] or [`KIND_SIDE`].
+    /// [`KIND_INLINE`](super::KIND_INLINE) or [`KIND_SIDE`](super::KIND_SIDE).
     pub kind: u32,
     /// Side records: the sequence number of the socket message.
     pub seq: u64,

@@ -16,8 +16,8 @@ impl RawQueue {
         // puts committed before the close are seen by a consumer that sees
         // the close.
         self.config.closed.store(1, Ordering::Release);
-        self.not_empty.notify(env, u32::MAX);
-        self.not_full.notify(env, u32::MAX);
+        self.not_empty.0.notify(env, u32::MAX);
+        self.not_full.0.notify(env, u32::MAX);
     }
 
     /// Whether the queue is closed.
@@ -71,10 +71,7 @@ impl RawQueue {
     /// someone is blocked (tests wait for it instead of sleeping).
     pub fn sleepers(&self) -> (u32, u32) {
         // Ordering::Relaxed: a snapshot for diagnostics and tests.
-        (
-            self.not_empty.sleepers.load(Ordering::Relaxed),
-            self.not_full.sleepers.load(Ordering::Relaxed),
-        )
+        (self.not_empty.0.sleepers(), self.not_full.0.sleepers())
     }
 
     /// The commit words and wait state, for diagnostics.
@@ -90,10 +87,10 @@ impl RawQueue {
             self.cons.lock.owner(),
             self.prod.lock.bias().is_some(),
             self.cons.lock.bias().is_some(),
-            w(&self.not_empty.seq),
-            w(&self.not_empty.sleepers),
-            w(&self.not_full.seq),
-            w(&self.not_full.sleepers),
+            self.not_empty.0.seq(),
+            self.not_empty.0.sleepers(),
+            self.not_full.0.seq(),
+            self.not_full.0.sleepers(),
             w(&self.config.closed),
         )
     }
@@ -206,7 +203,7 @@ impl RawQueue {
             self.cons.credit.fetch_add(1, Ordering::Relaxed);
         }
         if unfinished == 1 {
-            self.all_done.notify(env, u32::MAX);
+            self.all_done.0.notify(env, u32::MAX);
         }
         Self::unlock(&self.cons.lock, env);
         Ok(())
@@ -267,9 +264,9 @@ impl RawQueue {
             }
             // Notifiers (task_done) hold the C lock: preparing under it is
             // enough.
-            let ticket = self.all_done.prepare(env);
+            let ticket = self.all_done.0.prepare(env);
             Self::unlock(&self.cons.lock, env);
-            check_dead = !self.all_done.park(env, ticket, env::slice(env, deadline));
+            check_dead = !self.all_done.0.park(env, ticket, env::slice(env, deadline));
         }
     }
 
