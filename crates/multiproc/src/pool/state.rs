@@ -182,10 +182,21 @@ impl Shared {
             let Some(chunk) = next_chunk(st) else {
                 return;
             };
-            let items: Vec<Item> = chunk
-                .iter()
-                .filter_map(|id| st.tasks.get(id)?.item.try_clone().ok())
-                .collect();
+            let mut items = Vec::with_capacity(chunk.len());
+            let mut sendable = Vec::with_capacity(chunk.len());
+            for id in chunk {
+                match st.tasks.get(&id).map(|e| e.item.try_clone()) {
+                    Some(Ok(item)) => {
+                        items.push(item);
+                        sendable.push(id);
+                    }
+                    // No descriptor left to copy the argument's handles:
+                    // this task fails rather than wait for ever.
+                    Some(Err(e)) => self.finish(st, id, Err(TaskError::Transfer(e.to_string()))),
+                    None => {}
+                }
+            }
+            let chunk = sendable;
             let s = &mut st.seats[seat];
             let sent = s
                 .orders
