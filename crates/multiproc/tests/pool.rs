@@ -43,6 +43,13 @@ fn sleep_ms(ms: u64) -> u64 {
     ms
 }
 
+/// Tells the test its pid, then runs until its worker is killed.
+fn announce_and_hang(report: Connection<u32>) -> u64 {
+    let mut report = report;
+    report.send(&std::process::id()).unwrap();
+    common::sleep_forever()
+}
+
 fn abort(_: ()) -> u64 {
     std::process::abort()
 }
@@ -301,4 +308,31 @@ fn workers_die_with_a_killed_parent() {
             "worker {p} outlived its parent"
         );
     }
+}
+
+#[test]
+fn kill_9_of_a_busy_worker_blames_exactly_its_task() {
+    let _w = watchdog("kill_9_of_a_busy_worker_blames_exactly_its_task", LIMIT);
+    let pool = Pool::new(2).unwrap();
+    for round in 0..20u64 {
+        let (mut rx, tx) = pipe::<u32>().unwrap();
+        let before = pool.map_async(square, 0..20, Some(4)).unwrap();
+        let hung = pool.apply_async(announce_and_hang, tx).unwrap();
+        let after = pool.map_async(square, 0..20, Some(4)).unwrap();
+        let pid = rx.recv().unwrap();
+        multiproc::os::signal::send(pid, multiproc::os::signal::SIGKILL).unwrap();
+        match hung.get_timeout(GUARD) {
+            Err(TimeoutError::Failed(TaskError::WorkerDied { pid: p, exit })) => {
+                assert_eq!((p, exit), (pid, Exit::Signal(9)), "round {round}");
+            }
+            other => panic!("round {round}: expected WorkerDied, got {other:?}"),
+        }
+        for (x, t) in before.iter().chain(&after).enumerate() {
+            let x = (x % 20) as u64;
+            assert_eq!(t.get_timeout(GUARD).unwrap(), x * x, "round {round}");
+        }
+    }
+    let want: Vec<u64> = (0..1000).map(|x| x * x).collect();
+    assert_eq!(pool.map_chunked(square, 0..1000, Some(1)).unwrap(), want);
+    assert_eq!(pool.pids().len(), 2);
 }
