@@ -50,6 +50,14 @@ fn announce_and_hang(report: Connection<u32>) -> u64 {
     common::sleep_forever()
 }
 
+/// Squares `x`, first waiting for a byte on the connection if it has one.
+fn square_when_told((x, told): (u64, Option<Connection<u8>>)) -> u64 {
+    if let Some(mut told) = told {
+        told.recv().unwrap();
+    }
+    x * x
+}
+
 fn abort(_: ()) -> u64 {
     std::process::abort()
 }
@@ -335,4 +343,50 @@ fn kill_9_of_a_busy_worker_blames_exactly_its_task() {
     let want: Vec<u64> = (0..1000).map(|x| x * x).collect();
     assert_eq!(pool.map_chunked(square, 0..1000, Some(1)).unwrap(), want);
     assert_eq!(pool.pids().len(), 2);
+}
+
+#[test]
+fn imap_is_ordered_and_imap_unordered_is_not() {
+    let _w = watchdog("imap_is_ordered_and_imap_unordered_is_not", LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let got: Vec<u64> = pool
+        .imap(square, 0..50, Some(3))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(got, (0..50).map(|x| x * x).collect::<Vec<_>>());
+    // The first task waits until the other nine have come out of the
+    // iterator: it can only come last.
+    let (rx, mut tx) = pipe::<u8>().unwrap();
+    let args = std::iter::once((0, Some(rx))).chain((1..10).map(|x| (x, None)));
+    let mut it = pool
+        .imap_unordered(square_when_told, args, Some(1))
+        .unwrap();
+    let mut got: Vec<u64> = it.by_ref().take(9).map(Result::unwrap).collect();
+    tx.send(&1).unwrap();
+    got.push(it.next().unwrap().unwrap());
+    assert!(it.next().is_none());
+    assert_eq!(got.last(), Some(&0));
+    got.sort_unstable();
+    assert_eq!(got, (0..10).map(|x| x * x).collect::<Vec<_>>());
+}
+
+#[test]
+fn imap_unordered_reports_a_killed_task_and_goes_on() {
+    let _w = watchdog("imap_unordered_reports_a_killed_task_and_goes_on", LIMIT);
+    let pool = Pool::new(2).unwrap();
+    let results: Vec<_> = pool
+        .imap_unordered(square_or_abort, (0..30).map(|x| (x, 17)), Some(2))
+        .unwrap()
+        .collect();
+    assert_eq!(results.len(), 30);
+    let died = results
+        .iter()
+        .filter(|r| matches!(r, Err(TaskError::WorkerDied { .. })))
+        .count();
+    assert_eq!(died, 1);
+    let mut ok: Vec<u64> = results.into_iter().filter_map(Result::ok).collect();
+    ok.sort_unstable();
+    let want: Vec<u64> = (0..30).filter(|&x| x != 17).map(|x| x * x).collect();
+    assert_eq!(ok, want);
 }

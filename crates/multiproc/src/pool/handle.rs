@@ -1,6 +1,7 @@
 //! [`Pool`], the handle: submitting tasks, waiting for them, and ending
 //! the pool.
 
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -9,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::builder::PoolBuilder;
 use super::error::{PoolError, TaskError};
+use super::iter::{Imap, ImapUnordered};
 use super::state::{Phase, Shared};
 use super::supervisor::supervise;
 use super::task::{Item, Report, Task};
@@ -125,6 +127,7 @@ impl Pool {
         target: fn(A) -> R,
         args: Vec<A>,
         chunksize: Option<usize>,
+        notify: Option<&Sender<usize>>,
     ) -> Result<Vec<Task<R>>, PoolError>
     where
         A: Serialize + DeserializeOwned,
@@ -150,7 +153,7 @@ impl Pool {
             Phase::Broken => return Err(PoolError::Broken),
             Phase::Closed | Phase::Terminated => return Err(PoolError::Closed),
         }
-        let cells = self.shared.submit(&mut st, items, chunksize);
+        let cells = self.shared.submit(&mut st, items, chunksize, notify);
         Ok(cells.into_iter().map(Task::new).collect())
     }
 
@@ -161,7 +164,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        let mut tasks = self.submit(target, vec![arg], Some(1))?;
+        let mut tasks = self.submit(target, vec![arg], Some(1), None)?;
         Ok(tasks.pop().expect("one task was submitted"))
     }
 
@@ -188,7 +191,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
-        self.submit(target, args.into_iter().collect(), chunksize)
+        self.submit(target, args.into_iter().collect(), chunksize, None)
     }
 
     /// Run `target` on each argument and return the results in order
@@ -222,6 +225,46 @@ impl Pool {
         // early error.
         let results: Vec<_> = tasks.iter().map(Task::get).collect();
         results.into_iter().collect()
+    }
+
+    /// Run `target` on each argument (all submitted now, in chunks of
+    /// `chunksize`, `None` for the default); the results in order, each as
+    /// soon as it and those before it are done (Python's `imap`).
+    pub fn imap<A, R>(
+        &self,
+        target: fn(A) -> R,
+        args: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+    ) -> Result<Imap<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let tasks = self.map_async(target, args, chunksize)?;
+        Ok(Imap {
+            tasks: tasks.into_iter(),
+        })
+    }
+
+    /// [`imap`](Self::imap) with the results in the order the tasks finish
+    /// (Python's `imap_unordered`).
+    pub fn imap_unordered<A, R>(
+        &self,
+        target: fn(A) -> R,
+        args: impl IntoIterator<Item = A>,
+        chunksize: Option<usize>,
+    ) -> Result<ImapUnordered<R>, PoolError>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let (tx, done) = std::sync::mpsc::channel();
+        let tasks = self.submit(target, args.into_iter().collect(), chunksize, Some(&tx))?;
+        Ok(ImapUnordered {
+            left: tasks.len(),
+            tasks,
+            done,
+        })
     }
 
     /// Take no more tasks (Python's `close`); the pending ones still run.

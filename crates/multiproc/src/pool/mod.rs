@@ -21,7 +21,8 @@
 //!
 //! - `handle`: the [`Pool`] API; `builder`: [`PoolBuilder`] and its
 //!   policies; `error`: [`TaskError`], [`PoolError`], [`Exit`].
-//! - `task`: the messages to and from workers, and the [`Task`] handle.
+//! - `task`: the messages to and from workers, and the [`Task`] handle;
+//!   `iter`: [`Imap`] and [`ImapUnordered`].
 //! - `state`: the parent's bookkeeping and the collector; `supervisor`:
 //!   death and timeout watch; `worker`: the worker's task loop.
 //!
@@ -32,6 +33,7 @@
 mod builder;
 mod error;
 mod handle;
+mod iter;
 mod state;
 mod supervisor;
 mod task;
@@ -40,4 +42,5 @@ mod worker;
 pub use builder::{OnWorkerDeath, PoolBuilder};
 pub use error::{Exit, PoolError, TaskError};
 pub use handle::Pool;
+pub use iter::{Imap, ImapUnordered};
 pub use task::Task;

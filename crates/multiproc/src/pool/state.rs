@@ -3,6 +3,7 @@
 //! reports and the supervisor's death notices, in the order they arrive.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -137,19 +138,24 @@ impl Shared {
         Ok(())
     }
 
-    /// Take `items` as tasks in chunks of `chunksize`; their cells, in order.
+    /// Take `items` as tasks in chunks of `chunksize`; their cells, in
+    /// order. With `notify`, each cell sends its index there when set.
     pub(super) fn submit(
         &self,
         st: &mut State,
         items: Vec<Item>,
         chunksize: usize,
+        notify: Option<&Sender<usize>>,
     ) -> Vec<Arc<Cell>> {
         let mut cells = Vec::with_capacity(items.len());
         let mut chunk = Vec::new();
         for mut item in items {
             item.id = st.next_id;
             st.next_id += 1;
-            let cell = Arc::new(Cell::default());
+            let cell = Arc::new(match notify {
+                Some(tx) => Cell::notifying(tx.clone(), cells.len()),
+                None => Cell::default(),
+            });
             cells.push(cell.clone());
             chunk.push(item.id);
             st.tasks.insert(

@@ -4,6 +4,7 @@
 
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -106,6 +107,9 @@ pub(super) type Raw = Result<(Vec<u8>, Vec<OwnedFd>), TaskError>;
 pub(super) struct Cell {
     state: Mutex<CellState>,
     ready: Condvar,
+    /// Where to send the task's index when its outcome is set
+    /// ([`Pool::imap_unordered`](super::Pool::imap_unordered)).
+    notify: Option<(Sender<usize>, usize)>,
 }
 
 #[derive(Debug, Default)]
@@ -117,12 +121,23 @@ enum CellState {
 }
 
 impl Cell {
+    /// A cell that sends `index` on `notify` when its outcome is set.
+    pub(super) fn notifying(notify: Sender<usize>, index: usize) -> Cell {
+        Cell {
+            notify: Some((notify, index)),
+            ..Cell::default()
+        }
+    }
+
     /// Set the outcome (the first one wins) and wake the waiters.
     pub(super) fn set(&self, raw: Raw) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if matches!(*s, CellState::Pending) {
             *s = CellState::Ready(raw);
             self.ready.notify_all();
+            if let Some((tx, index)) = &self.notify {
+                let _ = tx.send(*index);
+            }
         }
     }
 
