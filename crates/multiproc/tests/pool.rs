@@ -390,3 +390,23 @@ fn imap_unordered_reports_a_killed_task_and_goes_on() {
     let want: Vec<u64> = (0..30).filter(|&x| x != 17).map(|x| x * x).collect();
     assert_eq!(ok, want);
 }
+
+#[test]
+fn cancel_withdraws_a_task_not_sent_yet() {
+    let _w = watchdog("cancel_withdraws_a_task_not_sent_yet", LIMIT);
+    let pool = Pool::new(1).unwrap();
+    let (rx, mut tx) = pipe::<u8>().unwrap();
+    // The one worker holds the first task until told: the second waits.
+    let held = pool.apply_async(square_when_told, (3, Some(rx))).unwrap();
+    let waiting = pool.apply_async(square, 4).unwrap();
+    assert!(!held.cancel());
+    assert!(waiting.cancel());
+    assert!(!waiting.cancel());
+    tx.send(&1).unwrap();
+    assert_eq!(held.get_timeout(GUARD).unwrap(), 9);
+    assert!(matches!(
+        waiting.get_timeout(GUARD),
+        Err(TimeoutError::Failed(TaskError::Cancelled))
+    ));
+    assert_eq!(pool.apply(square, 5).unwrap(), 25);
+}

@@ -85,6 +85,9 @@ pub enum TaskError {
     /// The pool was terminated before the task finished.
     #[error("the pool was terminated before the task finished")]
     Terminated,
+    /// The task was withdrawn with [`Task::cancel`](super::Task::cancel).
+    #[error("the task was cancelled")]
+    Cancelled,
     /// The worker could not decode the argument or encode the result.
     #[error("{0}")]
     Transfer(String),

@@ -13,7 +13,7 @@ use super::error::{PoolError, TaskError};
 use super::iter::{Imap, ImapUnordered};
 use super::state::{Phase, Shared};
 use super::supervisor::supervise;
-use super::task::{Item, Report, Task};
+use super::task::{Cancel, Item, Report, Task};
 use crate::connection::codec::{self, Fd};
 use crate::process::Target;
 
@@ -154,7 +154,12 @@ impl Pool {
             Phase::Closed | Phase::Terminated => return Err(PoolError::Closed),
         }
         let cells = self.shared.submit(&mut st, items, chunksize, notify);
-        Ok(cells.into_iter().map(Task::new).collect())
+        let shared: Arc<dyn Cancel> = self.shared.clone();
+        let pool = Arc::downgrade(&shared);
+        Ok(cells
+            .into_iter()
+            .map(|(id, cell)| Task::new(cell, id, pool.clone()))
+            .collect())
     }
 
     /// Run `target(arg)` in a worker; the handle gives its result (Python's

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::builder::{Config, OnWorkerDeath};
 use super::error::{Exit, TaskError};
-use super::task::{Cell, Item, Order, Outcome, Raw, Report};
+use super::task::{Cancel, Cell, Item, Order, Outcome, Raw, Report};
 use super::worker::{WorkerArg, worker_main};
 use crate::process::{Builder, Process, ProcessError};
 use crate::queue::Queue;
@@ -146,7 +146,7 @@ impl Shared {
         items: Vec<Item>,
         chunksize: usize,
         notify: Option<&Sender<usize>>,
-    ) -> Vec<Arc<Cell>> {
+    ) -> Vec<(u64, Arc<Cell>)> {
         let mut cells = Vec::with_capacity(items.len());
         let mut chunk = Vec::new();
         for mut item in items {
@@ -156,7 +156,7 @@ impl Shared {
                 Some(tx) => Cell::notifying(tx.clone(), cells.len()),
                 None => Cell::default(),
             });
-            cells.push(cell.clone());
+            cells.push((item.id, cell.clone()));
             chunk.push(item.id);
             st.tasks.insert(
                 item.id,
@@ -381,6 +381,19 @@ impl Shared {
                 s.process.take()
             })
             .collect()
+    }
+}
+
+impl Cancel for Shared {
+    fn cancel(&self, id: u64) -> bool {
+        let mut st = self.lock();
+        let sent = st.seats.iter().any(|s| s.running.contains(&id));
+        if sent || !st.tasks.contains_key(&id) {
+            return false;
+        }
+        // Its id stays in a backlog chunk, which skips answered tasks.
+        self.finish(&mut st, id, Err(TaskError::Cancelled));
+        true
     }
 }
 

@@ -5,7 +5,7 @@
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -174,21 +174,40 @@ impl Cell {
     }
 }
 
+/// What a [`Task`] needs of its pool: withdrawing a task not sent yet.
+pub(super) trait Cancel: Send + Sync + std::fmt::Debug {
+    /// Fail task `id` with [`TaskError::Cancelled`] if no worker has it
+    /// yet; whether it did.
+    fn cancel(&self, id: u64) -> bool;
+}
+
 /// The handle of a task submitted with
 /// [`Pool::apply_async`](super::Pool::apply_async) (Python's
 /// `AsyncResult`). Its result can be taken once.
 #[derive(Debug)]
 pub struct Task<R> {
     cell: Arc<Cell>,
+    id: u64,
+    pool: Weak<dyn Cancel>,
     _marker: PhantomData<fn() -> R>,
 }
 
 impl<R: DeserializeOwned> Task<R> {
-    pub(super) fn new(cell: Arc<Cell>) -> Self {
+    pub(super) fn new(cell: Arc<Cell>, id: u64, pool: Weak<dyn Cancel>) -> Self {
         Task {
             cell,
+            id,
+            pool,
             _marker: PhantomData,
         }
+    }
+
+    /// Withdraw the task if it has not been sent to a worker yet: it then
+    /// fails with [`TaskError::Cancelled`] and never runs. `false` if it
+    /// is running, or was sent or finished already (Python's
+    /// `Future.cancel`).
+    pub fn cancel(&self) -> bool {
+        self.pool.upgrade().is_some_and(|p| p.cancel(self.id))
     }
 
     /// Whether the task has finished (or failed).
