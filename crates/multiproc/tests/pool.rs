@@ -58,6 +58,21 @@ fn square_when_told((x, told): (u64, Option<Connection<u8>>)) -> u64 {
     x * x
 }
 
+static GREETING: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// A worker initializer: what `greeting` will say.
+fn set_greeting(g: String) {
+    GREETING.set(g).unwrap();
+}
+
+fn greeting(_: ()) -> Option<String> {
+    GREETING.get().cloned()
+}
+
+fn failing_initializer(_: ()) {
+    panic!("no start");
+}
+
 fn abort(_: ()) -> u64 {
     std::process::abort()
 }
@@ -409,4 +424,32 @@ fn cancel_withdraws_a_task_not_sent_yet() {
         Err(TimeoutError::Failed(TaskError::Cancelled))
     ));
     assert_eq!(pool.apply(square, 5).unwrap(), 25);
+}
+
+#[test]
+fn the_initializer_runs_in_each_worker_first() {
+    let _w = watchdog("the_initializer_runs_in_each_worker_first", LIMIT);
+    let pool = Pool::builder()
+        .processes(2)
+        .max_tasks_per_child(2)
+        .initializer(set_greeting, "hello".to_string())
+        .build()
+        .unwrap();
+    // Replacement workers (every two tasks) run it too.
+    for _ in 0..6 {
+        assert_eq!(pool.apply(greeting, ()).unwrap().as_deref(), Some("hello"));
+    }
+    assert_eq!(greeting(()), None); // not in the parent
+}
+
+#[test]
+fn an_initializer_that_always_fails_breaks_the_pool() {
+    let _w = watchdog("an_initializer_that_always_fails_breaks_the_pool", LIMIT);
+    let pool = Pool::builder()
+        .processes(1)
+        .restart_limit(2, Duration::from_secs(600))
+        .initializer(failing_initializer, ())
+        .build()
+        .unwrap();
+    assert!(matches!(pool.apply(square, 2), Err(TaskError::Broken)));
 }

@@ -1,7 +1,15 @@
 //! [`PoolBuilder`]: a pool's size and policies ([`OnWorkerDeath`],
 //! `task_timeout`, `max_tasks_per_child`, `restart_limit`).
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::task::Item;
+use crate::connection::codec::{self, EncodeError, Fd};
+use crate::process::Target;
 
 /// What the pool does with the task whose worker died (not one it killed
 /// for its timeout, which is always [`TaskError::TimedOut`](super::TaskError::TimedOut)).
@@ -30,12 +38,16 @@ pub(super) struct Config {
     pub(super) on_worker_death: OnWorkerDeath,
     /// At most this many abnormal worker deaths within the duration.
     pub(super) restart_limit: (u32, Duration),
+    /// What each worker runs first.
+    pub(super) initializer: Option<Arc<Item>>,
 }
 
 /// Builds a [`Pool`](super::Pool): `Pool::builder().processes(4).build()`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct PoolBuilder {
     pub(super) config: Config,
+    /// Why the initializer's argument could not be encoded.
+    pub(super) error: Option<EncodeError>,
 }
 
 impl Default for PoolBuilder {
@@ -51,7 +63,9 @@ impl Default for PoolBuilder {
                 task_timeout: None,
                 on_worker_death: OnWorkerDeath::FailTask,
                 restart_limit: (50, Duration::from_secs(10)),
+                initializer: None,
             },
+            error: None,
         }
     }
 }
@@ -98,6 +112,29 @@ impl PoolBuilder {
     /// within `per`, instead of forking replacements for ever.
     pub fn restart_limit(mut self, restarts: u32, per: Duration) -> Self {
         self.config.restart_limit = (restarts, per);
+        self
+    }
+
+    /// Run `init(arg)` in each worker before its first task (Python's
+    /// `initializer` and `initargs`). A worker whose initializer panics
+    /// dies; its replacements count against `restart_limit`, so an
+    /// initializer that always fails ends in a broken pool.
+    pub fn initializer<A>(mut self, init: fn(A), arg: A) -> Self
+    where
+        A: Serialize + DeserializeOwned,
+    {
+        let mut bytes = Vec::new();
+        match codec::encode(&arg, &mut bytes) {
+            Ok(fds) => {
+                self.config.initializer = Some(Arc::new(Item {
+                    id: 0,
+                    target: Target::of(init),
+                    arg: bytes,
+                    fds: fds.into_iter().map(Fd).collect(),
+                }));
+            }
+            Err(e) => self.error = Some(e),
+        }
         self
     }
 }

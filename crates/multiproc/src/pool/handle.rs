@@ -50,6 +50,9 @@ impl PoolBuilder {
     /// Start the pool: its workers, and its collector and supervisor
     /// threads.
     pub fn build(self) -> Result<Pool, PoolError> {
+        if let Some(e) = self.error {
+            return Err(e.into());
+        }
         let shared = Arc::new(Shared::new(self.config).map_err(crate::ProcessError::from)?);
         {
             let mut st = shared.lock();

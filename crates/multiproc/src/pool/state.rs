@@ -121,6 +121,10 @@ impl Shared {
             reports: self.reports.clone(),
             slots: self.slots.clone(),
             max_tasks: self.config.max_tasks_per_child,
+            initializer: match &self.config.initializer {
+                Some(init) => Some(init.try_clone()?),
+                None => None,
+            },
         };
         let process = Builder::new()
             .name(format!("PoolWorker-{seat}"))

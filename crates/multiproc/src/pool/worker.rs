@@ -25,11 +25,19 @@ pub(super) struct WorkerArg {
     pub(super) slots: RawArray<u64>,
     /// Exit after this many tasks.
     pub(super) max_tasks: Option<u64>,
+    /// What to run before the first task.
+    pub(super) initializer: Option<Item>,
 }
 
 /// The worker's main loop: run each chunk's tasks, report each, exit on
 /// `Stop`, when the orders end, or when `max_tasks` are done.
 pub(super) fn worker_main(w: WorkerArg) {
+    if let Some(init) = w.initializer {
+        let fds = init.fds.into_iter().map(|f| f.0).collect();
+        if let Err(msg) = init.target.run(&init.arg, fds, &mut Vec::new()) {
+            panic!("pool initializer: {msg}");
+        }
+    }
     let mut done: u64 = 0;
     while let Ok(Order::Run(items)) = w.orders.get() {
         let last = items.len().saturating_sub(1);
