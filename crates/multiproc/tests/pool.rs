@@ -453,3 +453,24 @@ fn an_initializer_that_always_fails_breaks_the_pool() {
         .unwrap();
     assert!(matches!(pool.apply(square, 2), Err(TaskError::Broken)));
 }
+
+#[test]
+fn a_timeout_in_a_chunk_fails_only_that_task() {
+    let _w = watchdog("a_timeout_in_a_chunk_fails_only_that_task", LIMIT);
+    let pool = Pool::builder()
+        .processes(1)
+        .task_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let tasks = pool
+        .map_async(sleep_ms, [1, 2, 60_000, 3, 4], Some(5))
+        .unwrap();
+    let got: Vec<_> = tasks.iter().map(|t| t.get_timeout(GUARD)).collect();
+    assert!(
+        matches!(got[2], Err(TimeoutError::Failed(TaskError::TimedOut))),
+        "{got:?}"
+    );
+    for (i, want) in [(0, 1), (1, 2), (3, 3), (4, 4)] {
+        assert_eq!(got[i].as_ref().ok(), Some(&want), "{got:?}");
+    }
+}

@@ -39,7 +39,7 @@ pub(super) struct Seat {
     /// Bumped for each worker the seat gets.
     pub(super) generation: u64,
     /// Ids sent to it and not answered yet (one chunk).
-    running: Vec<u64>,
+    running: VecDeque<u64>,
     /// It exits after its current chunk (`max_tasks_per_child`).
     retiring: bool,
     /// The task it was killed for (its timeout).
@@ -213,7 +213,7 @@ impl Shared {
                 .as_ref()
                 .is_some_and(|q| q.put(Order::Run(items)).is_ok());
             if sent {
-                s.running = chunk;
+                s.running = chunk.into();
             } else {
                 st.backlog.push_front(chunk);
             }
@@ -277,7 +277,12 @@ impl Shared {
                     retiring,
                 } => {
                     if let Some(s) = st.seats.get_mut(seat) {
-                        s.running.retain(|&r| r != id);
+                        // A worker answers its chunk in order.
+                        if s.running.front() == Some(&id) {
+                            s.running.pop_front();
+                        } else {
+                            s.running.retain(|&r| r != id);
+                        }
                         s.retiring |= retiring;
                     }
                     self.finish(&mut st, id, raw_of(outcome));
