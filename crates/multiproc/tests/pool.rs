@@ -474,3 +474,36 @@ fn a_timeout_in_a_chunk_fails_only_that_task() {
         assert_eq!(got[i].as_ref().ok(), Some(&want), "{got:?}");
     }
 }
+
+#[test]
+fn kill_9_at_any_moment_of_a_map_never_hangs_nor_blames_twice() {
+    let _w = watchdog(
+        "kill_9_at_any_moment_of_a_map_never_hangs_nor_blames_twice",
+        LIMIT,
+    );
+    let pool = Pool::new(2).unwrap();
+    for round in 0..30usize {
+        let tasks = pool.map_async(square, 0..200, Some(1 + round % 3)).unwrap();
+        // Kill a worker somewhere in the map: after a number of tasks that
+        // changes with the round (receiving, running, reporting, idle).
+        let seen = (round * 7) % 200;
+        let _ = tasks[seen].get_timeout(GUARD);
+        let pids = pool.pids();
+        let victim = pids[round % pids.len()];
+        let _ = multiproc::os::signal::send(victim, multiproc::os::signal::SIGKILL);
+        let mut blamed = 0;
+        for (x, t) in tasks.iter().enumerate().filter(|(x, _)| *x != seen) {
+            match t.get_timeout(GUARD) {
+                Ok(v) => assert_eq!(v, (x * x) as u64, "round {round}"),
+                Err(TimeoutError::Failed(TaskError::WorkerDied { pid, .. })) => {
+                    assert_eq!(pid, victim, "round {round}");
+                    blamed += 1;
+                }
+                Err(e) => panic!("round {round}: task {x}: {e}"),
+            }
+        }
+        assert!(blamed <= 1, "round {round}: {blamed} tasks blamed");
+    }
+    let want: Vec<u64> = (0..1000).map(|x| x * x).collect();
+    assert_eq!(pool.map_chunked(square, 0..1000, Some(1)).unwrap(), want);
+}
