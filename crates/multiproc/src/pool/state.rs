@@ -328,8 +328,10 @@ impl Shared {
             };
             if timed_out == Some(id) {
                 self.finish(st, id, Err(TaskError::TimedOut));
-            } else if id != slot {
-                // Sent, but the worker never started it: not its fault.
+            } else if id != slot || timed_out.is_some() {
+                // Sent, but the worker never started it, or the pool
+                // killed it for another task's time (one that finished
+                // just before the kill): not this task's fault.
                 again.push(id);
             } else {
                 let died = || TaskError::WorkerDied {
@@ -351,8 +353,9 @@ impl Shared {
                 }
             }
         }
-        for id in again.into_iter().rev() {
-            st.backlog.push_front(vec![id]);
+        if !again.is_empty() {
+            // The rest of the chunk goes first, as one chunk again.
+            st.backlog.push_front(again);
         }
         if !retired {
             let now = Instant::now();
