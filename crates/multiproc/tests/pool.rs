@@ -134,6 +134,13 @@ fn get_forms_wait_for_the_result() {
 }
 
 #[test]
+fn pools_and_tasks_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Pool>();
+    send_sync::<multiproc::Task<String>>();
+}
+
+#[test]
 fn the_pool_is_shared_between_threads() {
     let _w = watchdog("the_pool_is_shared_between_threads", LIMIT);
     let pool = Pool::new(2).unwrap();

@@ -1,6 +1,7 @@
 //! Process pools: [`Pool`], Python's `multiprocessing.Pool` without its
 //! hangs. A task is a plain `fn(A) -> R` with serde argument and result
-//! (handles included), run in a spawned worker process.
+//! (handles included), run in a spawned worker process. Python's
+//! `starmap` is [`Pool::map`] over tuples: `fn add((a, b): (i64, i64))`.
 //!
 //! # What happens when a worker dies
 //!
