@@ -37,6 +37,8 @@
 //! - [`Process`]: spawn (re-exec, safe with threads) or fork; `join` hands
 //!   back the target's return value; exit codes like Python's; daemons that
 //!   die with their parent.
+//! - [`Pool`]: a process pool where a dead, hung or panicking worker fails
+//!   only its own task ([`TaskError`]) and is replaced.
 //! - [`pipe`] and [`duplex`]: [`Connection`]s carrying serde values and raw
 //!   byte messages in Python's framing. Handles (connections, [`Fd`]s) travel
 //!   inside messages over duplex connections and in spawn arguments.
@@ -126,6 +128,7 @@ pub mod failpoint;
 pub mod manager;
 pub mod names;
 pub mod os;
+pub mod pool;
 pub mod process;
 pub mod queue;
 pub mod shared;
@@ -138,6 +141,7 @@ pub use connection::{
 pub use error::{HandsBack, SendTimeoutError, TimeoutError, TryError, TrySendError};
 pub use manager::{Manager, ManagerError};
 pub use os::fifo::{Fifo, FifoError};
+pub use pool::{OnWorkerDeath, Pool, PoolBuilder, PoolError, Task, TaskError};
 pub use process::{
     Builder, ChildPanic, OnDrop, Process, ProcessError, StartMethod, current_process_name, init,
 };

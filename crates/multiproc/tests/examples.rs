@@ -473,3 +473,18 @@ fn manager_netns_falls_back_to_localhost() {
     assert!(out.contains("listening on 127.0.0.1:"), "{out}");
     check_manager_netns(&out);
 }
+
+#[test]
+fn pool_never_hangs_fails_each_bad_task_alone() {
+    let out = run("pool_never_hangs", &[]);
+    for line in [
+        "risky(12) = 144",
+        "risky(13): its worker died (signal 6)",
+        "risky(14): panicked: fourteen is right out",
+        "risky(15): timed out, worker killed",
+        "risky(16) = 256",
+        "the pool goes on: [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]",
+    ] {
+        assert!(out.contains(line), "no `{line}` in:\n{out}");
+    }
+}

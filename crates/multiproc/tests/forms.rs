@@ -16,7 +16,7 @@ use multiproc::os::signal::{SignalFlag, Signals};
 use multiproc::os::{posix, sysv};
 use multiproc::{
     Array, Barrier, Condition, ConditionGuard, Connection, Event, JoinableQueue, Lock, Process,
-    Queue, RLock, Semaphore, Value,
+    Queue, RLock, Semaphore, Task, Value,
 };
 
 /// One row: the operation and its four forms' names. Building it takes the
@@ -102,6 +102,14 @@ fn every_blocking_operation_has_its_four_forms() {
         Listener::try_accept::<u8>,
         Listener::accept_timeout::<u8>,
         Listener::accept_deadline::<u8>
+    );
+    row!(
+        rows,
+        "Task::get",
+        Task::<u8>::get,
+        Task::<u8>::try_get,
+        Task::<u8>::get_timeout,
+        Task::<u8>::get_deadline
     );
     row!(
         rows,
@@ -283,7 +291,7 @@ fn every_blocking_operation_has_its_four_forms() {
     for op in &three {
         println!("{op}: x, x_timeout, x_deadline (no try form)");
     }
-    assert_eq!((rows.len(), three.len()), (29, 2));
+    assert_eq!((rows.len(), three.len()), (30, 2));
 }
 
 #[test]

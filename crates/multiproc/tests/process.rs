@@ -246,27 +246,17 @@ fn parent_of_daemon(report: Connection<u32>) {
     sleep_forever(());
 }
 
-fn pid_alive(pid: u32) -> bool {
-    // A zombie has exited; count it as dead.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s
-            .rsplit_once(')')
-            .is_some_and(|(_, r)| r.trim_start().starts_with('Z')),
-        Err(_) => false,
-    }
-}
-
 #[test]
 fn daemon_children_die_with_their_parent() {
     let _w = watchdog("daemon_children_die_with_their_parent", LIMIT);
     let (mut rx, tx) = pipe::<u32>().unwrap();
     let mut middle = Process::spawn(parent_of_daemon, tx).unwrap();
     let daemon_pid = rx.recv().unwrap();
-    assert!(pid_alive(daemon_pid));
+    assert!(common::pid_alive(daemon_pid));
     middle.kill().unwrap(); // SIGKILL: no cleanup code runs in the parent
     assert_eq!(middle.wait().unwrap(), -9);
     assert!(
-        common::wait_until(Duration::from_secs(10), || !pid_alive(daemon_pid)),
+        common::wait_until(Duration::from_secs(10), || !common::pid_alive(daemon_pid)),
         "daemon {daemon_pid} outlived its parent"
     );
 }
@@ -280,7 +270,7 @@ fn dropping_a_daemon_handle_kills_it() {
         .unwrap();
     let pid = d.pid().unwrap();
     drop(d);
-    assert!(!pid_alive(pid));
+    assert!(!common::pid_alive(pid));
 }
 
 #[test]
@@ -296,7 +286,7 @@ fn a_non_daemon_with_kill_on_drop_is_killed_and_reaped_by_the_drop() {
     assert!(!p.daemon());
     let pid = p.pid().unwrap();
     drop(p); // with the default (Join) this would never return
-    assert!(!pid_alive(pid));
+    assert!(!common::pid_alive(pid));
     // Reaped, not a zombie: the pid's /proc entry is gone.
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
 }

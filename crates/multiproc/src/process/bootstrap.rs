@@ -76,15 +76,21 @@ pub(super) fn record_panics() {
     }));
 }
 
-/// In a child whose target panicked with `payload`: tell the parent.
-pub(super) fn send_panic(chan: &mut Connection<()>, payload: &(dyn std::any::Any + Send)) {
+/// The report of the panic with `payload` that just unwound in this
+/// process: its message, and where it happened when the hook saw it.
+pub(crate) fn panic_report(payload: &(dyn std::any::Any + Send)) -> ChildPanic {
     let message = panic_message(payload);
     let recorded = LAST_PANIC.lock().unwrap_or_else(|e| e.into_inner()).take();
     let location = recorded
         .filter(|r| r.message == message)
         .and_then(|r| r.location);
+    ChildPanic { message, location }
+}
+
+/// In a child whose target panicked with `payload`: tell the parent.
+pub(super) fn send_panic(chan: &mut Connection<()>, payload: &(dyn std::any::Any + Send)) {
     let mut body = vec![PANIC_TAG];
-    if postcard::to_io(&ChildPanic { message, location }, &mut body).is_ok() {
+    if postcard::to_io(&panic_report(payload), &mut body).is_ok() {
         let _ = chan.send_raw(&body, &[]);
     }
 }
@@ -105,8 +111,47 @@ pub(super) struct SpawnRequest {
     pub(super) arg: Vec<u8>,
 }
 
+/// A monomorphized [`call`]: decode the argument, run the target, encode
+/// its result into the buffer (handles come back as descriptors).
 pub(super) type Trampoline =
-    fn(usize, &[u8], Vec<OwnedFd>, &mut Connection<()>) -> Result<(), String>;
+    fn(usize, &[u8], Vec<OwnedFd>, &mut Vec<u8>) -> Result<Vec<OwnedFd>, String>;
+
+/// A `fn(A) -> R` named by its offset in this binary, with the
+/// monomorphized [`call`] that runs it: what a spawned child runs, and what
+/// a pool worker runs for each task. Only a process started from the same
+/// binary (checked by the spawn's bootstrap) may [`run`](Self::run) one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Target {
+    pub(super) trampoline: u64,
+    pub(super) target: u64,
+}
+
+impl Target {
+    /// The target `f`.
+    pub(crate) fn of<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R) -> Target {
+        Target {
+            trampoline: offset_of(call::<A, R> as Trampoline as usize),
+            target: offset_of(f as usize),
+        }
+    }
+
+    /// Decode `arg` (with its handles `fds`), run the target on it, and
+    /// encode its result into `out`, returning the result's handles.
+    pub(crate) fn run(
+        self,
+        arg: &[u8],
+        fds: Vec<OwnedFd>,
+        out: &mut Vec<u8>,
+    ) -> Result<Vec<OwnedFd>, String> {
+        // SAFETY: `trampoline` is the offset of a `call::<A, R>` instance in
+        // this binary (`Target::of` took it, and the spawn bootstrap checked
+        // that parent and child are the same build); `Trampoline` is its
+        // type.
+        let tramp =
+            unsafe { std::mem::transmute::<usize, Trampoline>(address_of(self.trampoline)) };
+        tramp(address_of(self.target), arg, fds, out)
+    }
+}
 
 #[inline(never)]
 pub(super) fn anchor() {}
@@ -122,13 +167,13 @@ pub(super) fn address_of(offset: u64) -> usize {
     (anchor as fn() as usize).wrapping_add(offset as usize)
 }
 
-/// Decode the argument, call the target, send the result back.
-pub(super) fn trampoline<A: DeserializeOwned, R: Serialize>(
+/// Decode the argument, call the target, encode the result into `out`.
+fn call<A: DeserializeOwned, R: Serialize>(
     target: usize,
     arg: &[u8],
     fds: Vec<OwnedFd>,
-    chan: &mut Connection<()>,
-) -> Result<(), String> {
+    out: &mut Vec<u8>,
+) -> Result<Vec<OwnedFd>, String> {
     // SAFETY: `target` is the address of a `fn(A) -> R` in this binary: the
     // parent computed its offset from the same `fn(A) -> R` value that chose
     // this monomorphized trampoline, and `check` proved parent and child are
@@ -136,7 +181,7 @@ pub(super) fn trampoline<A: DeserializeOwned, R: Serialize>(
     let f: fn(A) -> R = unsafe { std::mem::transmute::<usize, fn(A) -> R>(target) };
     let arg: A = codec::decode(arg, fds).map_err(|e| format!("cannot decode argument: {e}"))?;
     let result = f(arg);
-    send_result(chan, &result)
+    codec::encode(&result, out).map_err(|e| format!("cannot send result: {e}"))
 }
 
 pub(super) fn send_result<R: Serialize>(
@@ -145,10 +190,27 @@ pub(super) fn send_result<R: Serialize>(
 ) -> Result<(), String> {
     let mut body = vec![RESULT_TAG];
     let fds = codec::encode(result, &mut body).map_err(|e| format!("cannot send result: {e}"))?;
-    match chan.send_raw(&body, &fds) {
+    send_encoded(chan, &body, &fds)
+}
+
+/// Send an encoded result message (tag included) to the parent.
+fn send_encoded(chan: &mut Connection<()>, body: &[u8], fds: &[OwnedFd]) -> Result<(), String> {
+    match chan.send_raw(body, fds) {
         Ok(()) | Err(SendError::Disconnected) => Ok(()),
         Err(e) => Err(format!("cannot send result: {e}")),
     }
+}
+
+/// Run `target` on the spawn argument and send its result to the parent.
+fn run_target(
+    target: Target,
+    arg: &[u8],
+    fds: Vec<OwnedFd>,
+    chan: &mut Connection<()>,
+) -> Result<(), String> {
+    let mut body = vec![RESULT_TAG];
+    let fds = target.run(arg, fds, &mut body)?;
+    send_encoded(chan, &body, &fds)
 }
 
 /// Make a spawned child run its target and exit. Call it first in `main`:
@@ -271,26 +333,26 @@ pub(super) fn run_spawned_child(fd: RawFd) -> ! {
     if req.daemon {
         watch_parent(req.parent);
     }
-    // SAFETY: `trampoline` is the offset of a `trampoline::<A, R>` instance
-    // in this binary (same build, checked above); `Trampoline` is its type.
-    let tramp: Trampoline =
-        unsafe { std::mem::transmute::<usize, Trampoline>(address_of(req.trampoline)) };
-    let target = address_of(req.target);
+    let target = Target {
+        trampoline: req.trampoline,
+        target: req.target,
+    };
     record_panics();
-    let code =
-        match panic::catch_unwind(AssertUnwindSafe(|| tramp(target, &req.arg, fds, &mut chan))) {
-            Ok(Ok(())) => 0,
-            Ok(Err(msg)) => {
-                eprintln!("multiproc: {msg}");
-                1
-            }
-            // The panic hook already printed the message; the parent gets
-            // it too.
-            Err(payload) => {
-                send_panic(&mut chan, &*payload);
-                1
-            }
-        };
+    let code = match panic::catch_unwind(AssertUnwindSafe(|| {
+        run_target(target, &req.arg, fds, &mut chan)
+    })) {
+        Ok(Ok(())) => 0,
+        Ok(Err(msg)) => {
+            eprintln!("multiproc: {msg}");
+            1
+        }
+        // The panic hook already printed the message; the parent gets
+        // it too.
+        Err(payload) => {
+            send_panic(&mut chan, &*payload);
+            1
+        }
+    };
     drop(chan);
     flush_std();
     std::process::exit(code)

@@ -64,10 +64,11 @@ mod bootstrap;
 
 use bootstrap::{
     BOOTSTRAP_VERSION, CURRENT_NAME, INIT_CALLED, PANIC_TAG, PROCESS_COUNTER, RESULT_TAG,
-    SPAWN_FLAG, SpawnRequest, Trampoline, check_anchor, flush_std, offset_of, record_panics,
-    send_panic, send_result, trampoline, watch_parent,
+    SPAWN_FLAG, SpawnRequest, check_anchor, flush_std, offset_of, record_panics, send_panic,
+    send_result, watch_parent,
 };
 pub use bootstrap::{ChildPanic, current_process_name, init};
+pub(crate) use bootstrap::{Target, panic_report};
 /// CPU affinity of the calling thread (`sched_getaffinity`,
 /// `sched_setaffinity`), as Python's `os.sched_getaffinity` and
 /// `os.sched_setaffinity(0, …)`.
@@ -592,15 +593,8 @@ impl Builder {
         let name = self.take_name();
         let daemon = self.daemon;
         let on_drop = self.drop_policy();
-        let launch: Launch = Box::new(move |name: &str| {
-            spawn_child(
-                target as usize,
-                trampoline::<A, R> as Trampoline as usize,
-                &arg,
-                name,
-                daemon,
-            )
-        });
+        let launch: Launch =
+            Box::new(move |name: &str| spawn_child(Target::of(target), &arg, name, daemon));
         Process::new_unstarted(name, daemon, on_drop, launch)
     }
 
@@ -722,8 +716,7 @@ impl Builder {
 type Launch = Box<dyn FnOnce(&str) -> Result<Running, ProcessError> + Send>;
 
 fn spawn_child<A: Serialize>(
-    target: usize,
-    tramp: usize,
+    target: Target,
     arg: &A,
     name: &str,
     daemon: bool,
@@ -736,8 +729,8 @@ fn spawn_child<A: Serialize>(
     let req = SpawnRequest {
         version: BOOTSTRAP_VERSION,
         check: offset_of(check_anchor as fn() as usize),
-        trampoline: offset_of(tramp),
-        target: offset_of(target),
+        trampoline: target.trampoline,
+        target: target.target,
         name: name.to_owned(),
         daemon,
         parent: multiproc_sys::process::pid(),

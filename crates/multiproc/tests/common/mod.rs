@@ -61,3 +61,14 @@ pub fn sleep_forever() -> ! {
         std::thread::sleep(Duration::from_secs(3600));
     }
 }
+
+/// Whether `pid` runs: it has a `/proc` entry and is not a zombie (a zombie
+/// has exited).
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,107 @@
+//! The supervisor thread: watches the workers' pidfds for their exits and
+//! their slots for tasks over their timeout (and kills those workers). It
+//! reports each exit on the report queue, behind everything the worker put
+//! there, so the collector judges a death only after the worker's results.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use super::state::Shared;
+use super::task::Report;
+
+/// How often the supervisor takes in new workers when nothing else wakes
+/// it.
+const REFRESH: Duration = Duration::from_millis(100);
+/// How often it looks at the slots while a task with a timeout runs.
+const TIMEOUT_TICK: Duration = Duration::from_millis(10);
+
+/// Run until the pool shuts down.
+pub(super) fn supervise(shared: &Shared) {
+    loop {
+        let Some((watched, deadline)) = look(shared) else {
+            return;
+        };
+        let fds: Vec<_> = watched.iter().map(|(_, _, fd)| fd.as_fd()).collect();
+        let ready = multiproc_sys::poll::wait_any_readable(&fds, Some(deadline))
+            .unwrap_or_else(|_| vec![false; fds.len()]);
+        for ((seat, generation, _), _) in watched.iter().zip(ready).filter(|(_, r)| *r) {
+            reap(shared, *seat, *generation);
+        }
+    }
+}
+
+/// A worker's seat, generation and pidfd (a copy, to wait on it unlocked).
+type Watched = (usize, u64, OwnedFd);
+
+/// Under the lock: kill workers whose task is over its time, and list the
+/// workers to wait on, with the time to look again. `None` at shutdown.
+fn look(shared: &Shared) -> Option<(Vec<Watched>, Instant)> {
+    let mut st = shared.lock();
+    if st.shutdown {
+        return None;
+    }
+    let now = Instant::now();
+    let timeout = shared.config.task_timeout;
+    // With a timeout, tasks that start are seen within a tick.
+    let deadline = now
+        + if timeout.is_some() {
+            TIMEOUT_TICK
+        } else {
+            REFRESH
+        };
+    let mut watched = Vec::new();
+    for (i, seat) in st.seats.iter_mut().enumerate() {
+        let Some(p) = &mut seat.process else {
+            continue;
+        };
+        if let Some(fd) = p.sentinel().and_then(|fd| fd.try_clone_to_owned().ok()) {
+            watched.push((i, seat.generation, fd));
+        }
+        let Some(timeout) = timeout else {
+            continue;
+        };
+        if seat.killed_for.is_some() {
+            continue;
+        }
+        let running = shared.slots.get(i).unwrap_or(0);
+        match seat.watch {
+            _ if running == 0 => seat.watch = None,
+            Some((id, since)) if id == running => {
+                if now.duration_since(since) >= timeout {
+                    let _ = p.kill();
+                    seat.killed_for = Some(id);
+                }
+            }
+            _ => seat.watch = Some((running, now)),
+        }
+    }
+    Some((watched, deadline))
+}
+
+/// The worker of `generation` at `seat` may have exited: reap it and
+/// report its exit with the task its slot names.
+fn reap(shared: &Shared, seat: usize, generation: u64) {
+    let mut st = shared.lock();
+    let Some(s) = st.seats.get_mut(seat) else {
+        return;
+    };
+    if s.generation != generation {
+        return;
+    }
+    let Some(p) = &mut s.process else {
+        return;
+    };
+    let Ok(Some(exitcode)) = p.try_wait() else {
+        return;
+    };
+    s.process = None;
+    let report = Report::Exited {
+        seat,
+        generation,
+        pid: s.pid,
+        exitcode,
+        slot: shared.slots.get(seat).unwrap_or(0),
+    };
+    drop(st);
+    let _ = shared.reports.put(report);
+}
