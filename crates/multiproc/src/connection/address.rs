@@ -62,7 +62,7 @@ pub enum SocketPathError {
         max: usize,
     },
     /// The socket's directory is not private (see the
-    /// [module docs](super::listener)).
+    /// [`Listener`](super::Listener) docs).
     #[error("directory {path} is not private: {reason}")]
     InsecureDirectory {
         /// The directory.
