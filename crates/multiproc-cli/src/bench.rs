@@ -21,6 +21,7 @@ mod harness;
 mod fifo;
 mod manager;
 mod net;
+mod pool;
 mod posix_mq;
 mod queue;
 mod sync;
@@ -163,6 +164,7 @@ fn cases() -> Vec<Case> {
     posix_mq::cases(&mut cases);
     net::cases(&mut cases);
     manager::cases(&mut cases);
+    pool::cases(&mut cases);
     cases
 }
 
@@ -248,6 +250,10 @@ fn baseline<'a>(row: &Row, rows: &'a [Row]) -> Option<&'a Row> {
     if row.mechanism == "memcpy" || row.mechanism == "python-manager-dict" {
         // A bandwidth limit, not a messaging mechanism; a peer, not ours.
         return None;
+    }
+    if row.mechanism.starts_with("pool-") {
+        // A pool is measured against a process per task.
+        return rows.iter().find(|b| b.mechanism == "spawn-per-task");
     }
     if row.mechanism == "manager-dict" {
         // A manager is measured against Python's.
@@ -371,8 +377,8 @@ fn print_table(rows: &[Row]) {
     println!();
     println!(
         "vs baseline: against the OS mechanism of the same pattern and size in this run \
-         (the manager against Python's); p50 ratio for pingpong and uncontended (lower is \
-         better), msgs/s for stream (higher is better)."
+         (the manager against Python's, the pool against a process per task); p50 ratio \
+         for pingpong and uncontended (lower is better), msgs/s for stream (higher is better)."
     );
     for goal in goals(rows) {
         println!("{goal}");

@@ -85,6 +85,9 @@ fn bench_quick_json_prints_every_row() {
     for (mech, pattern, size) in [
         ("queue-bytes", "pingpong-busy", 64),
         ("queue-bytes", "uncontended", 64),
+        ("spawn-per-task", "pingpong", 8),
+        ("pool-apply", "pingpong", 8),
+        ("pool-map", "stream", 8),
     ] {
         assert!(
             seen.contains(&(mech.to_owned(), pattern.to_owned(), size)),
