@@ -343,8 +343,13 @@ fn workers_die_with_a_killed_parent() {
 #[test]
 fn kill_9_of_a_busy_worker_blames_exactly_its_task() {
     let _w = watchdog("kill_9_of_a_busy_worker_blames_exactly_its_task", LIMIT);
-    let pool = Pool::new(2).unwrap();
-    for round in 0..20u64 {
+    // 100 kills in a few seconds: more than the default restart limit.
+    let pool = Pool::builder()
+        .processes(2)
+        .restart_limit(1_000, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    for round in 0..100u64 {
         let (mut rx, tx) = pipe::<u32>().unwrap();
         let before = pool.map_async(square, 0..20, Some(4)).unwrap();
         let hung = pool.apply_async(announce_and_hang, tx).unwrap();
@@ -483,13 +488,70 @@ fn a_timeout_in_a_chunk_fails_only_that_task() {
 }
 
 #[test]
+fn kill_9_at_any_moment_of_an_imap_unordered_never_hangs_nor_blames_twice() {
+    let _w = watchdog(
+        "kill_9_at_any_moment_of_an_imap_unordered_never_hangs_nor_blames_twice",
+        LIMIT,
+    );
+    // 100 kills in a few seconds: more than the default restart limit.
+    let pool = Pool::builder()
+        .processes(2)
+        .restart_limit(1_000, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    for round in 0..100usize {
+        let mut it = pool
+            .imap_unordered(square, 0..100u64, Some(1 + round % 3))
+            .unwrap();
+        // Kill a worker after a number of results that changes with the
+        // round, then drain: every task comes out once, at most one blamed.
+        let mut got: Vec<u64> = it
+            .by_ref()
+            .take((round * 7) % 100)
+            .map(|r| r.expect("no death yet"))
+            .collect();
+        let pids = pool.pids();
+        let victim = pids[round % pids.len()];
+        let _ = multiproc::os::signal::send(victim, multiproc::os::signal::SIGKILL);
+        let mut blamed = 0;
+        for r in it {
+            match r {
+                Ok(v) => got.push(v),
+                Err(TaskError::WorkerDied { pid, .. }) => {
+                    assert_eq!(pid, victim, "round {round}");
+                    blamed += 1;
+                }
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        assert!(blamed <= 1, "round {round}: {blamed} tasks blamed");
+        assert_eq!(
+            got.len() + blamed,
+            100,
+            "round {round}: a task lost or repeated"
+        );
+        got.sort_unstable();
+        got.dedup();
+        assert_eq!(got.len() + blamed, 100, "round {round}: a result repeated");
+        assert!(got.iter().all(|v| (0..100u64).any(|x| x * x == *v)));
+    }
+    let want: Vec<u64> = (0..1000).map(|x| x * x).collect();
+    assert_eq!(pool.map_chunked(square, 0..1000, Some(1)).unwrap(), want);
+}
+
+#[test]
 fn kill_9_at_any_moment_of_a_map_never_hangs_nor_blames_twice() {
     let _w = watchdog(
         "kill_9_at_any_moment_of_a_map_never_hangs_nor_blames_twice",
         LIMIT,
     );
-    let pool = Pool::new(2).unwrap();
-    for round in 0..30usize {
+    // 100 kills in a few seconds: more than the default restart limit.
+    let pool = Pool::builder()
+        .processes(2)
+        .restart_limit(1_000, Duration::from_secs(60))
+        .build()
+        .unwrap();
+    for round in 0..100usize {
         let tasks = pool.map_async(square, 0..200, Some(1 + round % 3)).unwrap();
         // Kill a worker somewhere in the map: after a number of tasks that
         // changes with the round (receiving, running, reporting, idle).
