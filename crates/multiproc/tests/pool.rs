@@ -340,15 +340,50 @@ fn workers_die_with_a_killed_parent() {
     }
 }
 
-#[test]
-fn kill_9_of_a_busy_worker_blames_exactly_its_task() {
-    let _w = watchdog("kill_9_of_a_busy_worker_blames_exactly_its_task", LIMIT);
-    // 100 kills in a few seconds: more than the default restart limit.
-    let pool = Pool::builder()
+/// A pool for the kill tests: their 100 kills in a few seconds are more
+/// than the default restart limit allows.
+fn killable_pool() -> Pool {
+    Pool::builder()
         .processes(2)
         .restart_limit(1_000, Duration::from_secs(60))
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// SIGKILL one of the pool's workers (which one changes with the round);
+/// its pid.
+fn kill_a_worker(pool: &Pool, round: usize) -> u32 {
+    let pids = pool.pids();
+    let victim = pids[round % pids.len()];
+    let _ = multiproc::os::signal::send(victim, multiproc::os::signal::SIGKILL);
+    victim
+}
+
+/// A task's outcome in a kill round: its value, or `None` when it was
+/// blamed on the killed worker (counted in `blamed`); any other error
+/// fails the test.
+fn judge(r: Result<u64, TaskError>, victim: u32, round: usize, blamed: &mut usize) -> Option<u64> {
+    match r {
+        Ok(v) => Some(v),
+        Err(TaskError::WorkerDied { pid, .. }) => {
+            assert_eq!(pid, victim, "round {round}");
+            *blamed += 1;
+            None
+        }
+        Err(e) => panic!("round {round}: {e}"),
+    }
+}
+
+/// After the kills, the pool still serves 1,000 tasks one by one.
+fn serves_1000_more(pool: &Pool) {
+    let want: Vec<u64> = (0..1000).map(|x| x * x).collect();
+    assert_eq!(pool.map_chunked(square, 0..1000, Some(1)).unwrap(), want);
+}
+
+#[test]
+fn kill_9_of_a_busy_worker_blames_exactly_its_task() {
+    let _w = watchdog("kill_9_of_a_busy_worker_blames_exactly_its_task", LIMIT);
+    let pool = killable_pool();
     for round in 0..100u64 {
         let (mut rx, tx) = pipe::<u32>().unwrap();
         let before = pool.map_async(square, 0..20, Some(4)).unwrap();
@@ -367,8 +402,7 @@ fn kill_9_of_a_busy_worker_blames_exactly_its_task() {
             assert_eq!(t.get_timeout(GUARD).unwrap(), x * x, "round {round}");
         }
     }
-    let want: Vec<u64> = (0..1000).map(|x| x * x).collect();
-    assert_eq!(pool.map_chunked(square, 0..1000, Some(1)).unwrap(), want);
+    serves_1000_more(&pool);
     assert_eq!(pool.pids().len(), 2);
 }
 
@@ -493,12 +527,7 @@ fn kill_9_at_any_moment_of_an_imap_unordered_never_hangs_nor_blames_twice() {
         "kill_9_at_any_moment_of_an_imap_unordered_never_hangs_nor_blames_twice",
         LIMIT,
     );
-    // 100 kills in a few seconds: more than the default restart limit.
-    let pool = Pool::builder()
-        .processes(2)
-        .restart_limit(1_000, Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let pool = killable_pool();
     for round in 0..100usize {
         let mut it = pool
             .imap_unordered(square, 0..100u64, Some(1 + round % 3))
@@ -510,20 +539,9 @@ fn kill_9_at_any_moment_of_an_imap_unordered_never_hangs_nor_blames_twice() {
             .take((round * 7) % 100)
             .map(|r| r.expect("no death yet"))
             .collect();
-        let pids = pool.pids();
-        let victim = pids[round % pids.len()];
-        let _ = multiproc::os::signal::send(victim, multiproc::os::signal::SIGKILL);
+        let victim = kill_a_worker(&pool, round);
         let mut blamed = 0;
-        for r in it {
-            match r {
-                Ok(v) => got.push(v),
-                Err(TaskError::WorkerDied { pid, .. }) => {
-                    assert_eq!(pid, victim, "round {round}");
-                    blamed += 1;
-                }
-                Err(e) => panic!("round {round}: {e}"),
-            }
-        }
+        got.extend(it.filter_map(|r| judge(r, victim, round, &mut blamed)));
         assert!(blamed <= 1, "round {round}: {blamed} tasks blamed");
         assert_eq!(
             got.len() + blamed,
@@ -535,8 +553,7 @@ fn kill_9_at_any_moment_of_an_imap_unordered_never_hangs_nor_blames_twice() {
         assert_eq!(got.len() + blamed, 100, "round {round}: a result repeated");
         assert!(got.iter().all(|v| (0..100u64).any(|x| x * x == *v)));
     }
-    let want: Vec<u64> = (0..1000).map(|x| x * x).collect();
-    assert_eq!(pool.map_chunked(square, 0..1000, Some(1)).unwrap(), want);
+    serves_1000_more(&pool);
 }
 
 #[test]
@@ -545,34 +562,24 @@ fn kill_9_at_any_moment_of_a_map_never_hangs_nor_blames_twice() {
         "kill_9_at_any_moment_of_a_map_never_hangs_nor_blames_twice",
         LIMIT,
     );
-    // 100 kills in a few seconds: more than the default restart limit.
-    let pool = Pool::builder()
-        .processes(2)
-        .restart_limit(1_000, Duration::from_secs(60))
-        .build()
-        .unwrap();
+    let pool = killable_pool();
     for round in 0..100usize {
         let tasks = pool.map_async(square, 0..200, Some(1 + round % 3)).unwrap();
         // Kill a worker somewhere in the map: after a number of tasks that
         // changes with the round (receiving, running, reporting, idle).
         let seen = (round * 7) % 200;
         let _ = tasks[seen].get_timeout(GUARD);
-        let pids = pool.pids();
-        let victim = pids[round % pids.len()];
-        let _ = multiproc::os::signal::send(victim, multiproc::os::signal::SIGKILL);
+        let victim = kill_a_worker(&pool, round);
         let mut blamed = 0;
         for (x, t) in tasks.iter().enumerate().filter(|(x, _)| *x != seen) {
-            match t.get_timeout(GUARD) {
-                Ok(v) => assert_eq!(v, (x * x) as u64, "round {round}"),
-                Err(TimeoutError::Failed(TaskError::WorkerDied { pid, .. })) => {
-                    assert_eq!(pid, victim, "round {round}");
-                    blamed += 1;
-                }
-                Err(e) => panic!("round {round}: task {x}: {e}"),
+            let r = t
+                .get_timeout(GUARD)
+                .map_err(|e| e.failed().expect("a task hung"));
+            if let Some(v) = judge(r, victim, round, &mut blamed) {
+                assert_eq!(v, (x * x) as u64, "round {round}");
             }
         }
         assert!(blamed <= 1, "round {round}: {blamed} tasks blamed");
     }
-    let want: Vec<u64> = (0..1000).map(|x| x * x).collect();
-    assert_eq!(pool.map_chunked(square, 0..1000, Some(1)).unwrap(), want);
+    serves_1000_more(&pool);
 }
