@@ -202,7 +202,7 @@ mod tests {
 
     use super::*;
     use crate::manager::error::TypeError;
-    use crate::manager::objects::testing::{Cancels, owner, parse, round_trips, run};
+    use crate::manager::objects::testing::{Cancels, owner, parse, round_trips, run, until};
 
     fn barrier(parties: i64) -> Arc<Cell<Barrier>> {
         Arc::new(Cell::new(Barrier::new(DataValue::Int(parties)).unwrap()))
@@ -223,9 +223,7 @@ mod tests {
     }
 
     fn until_waiting(cell: &Cell<Barrier>, n: u64) {
-        while cell.lock().count != n {
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        until("parties wait", || cell.lock().count == n);
     }
 
     #[test]

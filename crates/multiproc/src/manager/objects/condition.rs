@@ -194,7 +194,9 @@ mod tests {
 
     use super::*;
     use crate::manager::objects::LockOp;
-    use crate::manager::objects::testing::{Cancels, owner, parse, round_trips, run, run_as};
+    use crate::manager::objects::testing::{
+        Cancels, owner, parse, round_trips, run, run_as, until,
+    };
 
     const NOW: Option<Duration> = Some(Duration::ZERO);
 
@@ -282,15 +284,8 @@ mod tests {
             )
         });
         // The waiter gave the lock up: take it and notify.
-        loop {
-            if run(&cell, WithLock::Lock(LockOp::Acquire { timeout: NOW })).is_ok() {
-                if !cell.lock().waiters.is_empty() {
-                    break;
-                }
-                run(&cell, WithLock::Lock(LockOp::Release)).unwrap();
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        until("the waiter waits", || !cell.lock().waiters.is_empty());
+        run(&cell, WithLock::Lock(LockOp::Acquire { timeout: None })).unwrap();
         run(&cell, own(ConditionOp::Notify { n: 5 })).unwrap();
         run(&cell, WithLock::Lock(LockOp::Release)).unwrap();
         assert_eq!(waiter.join().unwrap(), Ok(DataValue::Bool(true)));

@@ -86,7 +86,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::manager::objects::testing::{parse, round_trips, run};
+    use crate::manager::objects::testing::{parse, round_trips, run, until};
 
     #[test]
     fn every_op_round_trips_through_its_name() {
@@ -128,7 +128,7 @@ mod tests {
                 },
             )
         });
-        std::thread::sleep(Duration::from_millis(30));
+        until("the wait waits", || cell.sleeping() == 1);
         run(&cell, EventOp::Set).unwrap();
         assert_eq!(t.join().unwrap(), Ok(DataValue::Bool(true)));
         assert_eq!(

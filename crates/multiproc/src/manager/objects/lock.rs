@@ -217,7 +217,9 @@ impl ServerObject for Lock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manager::objects::testing::{Cancels, owner, parse, round_trips, run, run_as};
+    use crate::manager::objects::testing::{
+        Cancels, owner, parse, round_trips, run, run_as, until,
+    };
 
     const NOW: Option<Duration> = Some(Duration::ZERO);
 
@@ -303,7 +305,7 @@ mod tests {
                 },
             )
         });
-        std::thread::sleep(Duration::from_millis(30));
+        until("session 2 waits", || cell.sleeping() == 1);
         assert!(!cell.lock().release_session(2), "session 2 holds nothing");
         assert!(cell.lock().release_session(1));
         cell.notify();

@@ -22,6 +22,8 @@
 //! object sees its own state, the caller's [`Owner`] and a [`Ctx`] to wait
 //! with.
 
+#[cfg(test)]
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -94,6 +96,10 @@ pub(crate) trait ServerObject: Send + Sized + 'static {
 pub(crate) struct Cell<T> {
     state: Mutex<T>,
     cv: Condvar,
+    /// Calls asleep in [`wait_for`](Cell::wait_for) now: unit tests wait
+    /// on it instead of sleeping.
+    #[cfg(test)]
+    sleeping: AtomicUsize,
 }
 
 /// How often a waiting call looks at its client (a cancel takes effect
@@ -106,12 +112,22 @@ impl<T> Cell<T> {
         Cell {
             state: Mutex::new(state),
             cv: Condvar::new(),
+            #[cfg(test)]
+            sleeping: AtomicUsize::new(0),
         }
     }
 
     /// The state (a panic in another call does not poison it).
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Calls asleep in [`wait_for`](Cell::wait_for) now.
+    #[cfg(test)]
+    pub(crate) fn sleeping(&self) -> usize {
+        // Ordering::Relaxed: a snapshot for tests; the state itself is
+        // under the mutex.
+        self.sleeping.load(Ordering::Relaxed)
     }
 
     /// Wake every waiter to look again.
@@ -142,10 +158,15 @@ impl<T> Cell<T> {
                 Some(d) => (d - now).min(SLICE),
                 None => SLICE,
             };
+            // Ordering::Relaxed: a count read only by `sleeping`.
+            #[cfg(test)]
+            self.sleeping.fetch_add(1, Ordering::Relaxed);
             let (st, _) = self
                 .cv
                 .wait_timeout(st, slice)
                 .unwrap_or_else(|e| e.into_inner());
+            #[cfg(test)]
+            self.sleeping.fetch_sub(1, Ordering::Relaxed);
             drop(st);
             cx.tick.tick()?;
         }
@@ -393,6 +414,16 @@ pub(crate) mod testing {
     impl Tick for Cancels {
         fn tick(&mut self) -> Result<(), RemoteError> {
             Err(RemoteError::Cancelled)
+        }
+    }
+
+    /// Wait until `cond` holds (at most ten seconds: a test that waits
+    /// longer has failed).
+    pub(crate) fn until(what: &str, cond: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < deadline, "never happened: {what}");
+            std::thread::yield_now();
         }
     }
 

@@ -157,7 +157,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::manager::objects::testing::{Cancels, owner, parse, round_trips, run};
+    use crate::manager::objects::testing::{Cancels, owner, parse, round_trips, run, until};
 
     const NOW: Option<Duration> = Some(Duration::ZERO);
 
@@ -273,7 +273,7 @@ mod tests {
                 },
             )
         });
-        std::thread::sleep(Duration::from_millis(30));
+        until("the get waits", || cell.sleeping() == 1);
         run(&cell, put(7)).unwrap();
         assert_eq!(t.join().unwrap(), Ok(DataValue::Int(7)));
     }
