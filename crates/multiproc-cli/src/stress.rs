@@ -169,7 +169,9 @@ fn run_history(plan: &Plan) -> Result<Outcome, Box<dyn std::error::Error>> {
             Some(code) => out
                 .violations
                 .push(format!("producer {i} exited with {code}")),
-            None => out.violations.push(format!("producer {i} hung")),
+            None => out
+                .violations
+                .push(format!("producer {i} hung; queue: {}", q.diagnose())),
         }
     }
 
@@ -226,7 +228,9 @@ fn run_history(plan: &Plan) -> Result<Outcome, Box<dyn std::error::Error>> {
             Some(code) => out
                 .violations
                 .push(format!("consumer {i} exited with {code}")),
-            None => out.violations.push(format!("consumer {i} hung")),
+            None => out
+                .violations
+                .push(format!("consumer {i} hung; queue: {}", q.diagnose())),
         }
     }
     // Every consumer is gone: a sentinel put still blocked has nobody to
@@ -242,7 +246,9 @@ fn run_history(plan: &Plan) -> Result<Outcome, Box<dyn std::error::Error>> {
         match reap(f, deadline) {
             Some(0) => {}
             Some(code) => out.violations.push(format!("finisher exited with {code}")),
-            None => out.violations.push("finisher hung".into()),
+            None => out
+                .violations
+                .push(format!("finisher hung; queue: {}", q.diagnose())),
         }
     }
 

@@ -118,6 +118,19 @@ impl AnyQueue {
         }
     }
 
+    /// The queue's shared state and sleepers, for a hang's report (empty
+    /// for a `SimpleQueue`, which does not show its state).
+    pub(super) fn diagnose(&self) -> String {
+        match self.full() {
+            Some(q) => format!(
+                "{}; sleepers (get, put) {:?}",
+                q.debug_state(),
+                q.sleepers()
+            ),
+            None => String::new(),
+        }
+    }
+
     pub(super) fn put(&self, item: Item) -> Result<(), PutError<Item>> {
         match self {
             AnyQueue::Simple(q) => q.put(item),
