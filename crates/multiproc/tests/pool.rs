@@ -583,3 +583,37 @@ fn kill_9_at_any_moment_of_a_map_never_hangs_nor_blames_twice() {
     }
     serves_1000_more(&pool);
 }
+
+/// A task that only counts the handle it was given.
+fn takes_a_handle(_c: Connection<u32>) -> u64 {
+    1
+}
+
+#[test]
+fn a_chunk_whose_handles_cannot_travel_fails_instead_of_starving() {
+    let _w = watchdog(
+        "a_chunk_whose_handles_cannot_travel_fails_instead_of_starving",
+        LIMIT,
+    );
+    let pool = Pool::new(1).unwrap();
+    let mut keep = Vec::new();
+    let mut args = Vec::new();
+    for _ in 0..300 {
+        let (rx, tx) = pipe::<u32>().unwrap();
+        keep.push(rx);
+        args.push(tx);
+    }
+    // One chunk of 300 handles: more than one message can carry.
+    let tasks = pool.map_async(takes_a_handle, args, Some(300)).unwrap();
+    for t in &tasks {
+        assert!(
+            matches!(
+                t.get_timeout(GUARD),
+                Err(TimeoutError::Failed(TaskError::Transfer(_)))
+            ),
+            "a task of an untravelable chunk did not fail"
+        );
+    }
+    // The tasks behind it are not held up.
+    assert_eq!(pool.apply(square, 3).unwrap(), 9);
+}

@@ -12,7 +12,7 @@ use super::error::{Exit, TaskError};
 use super::task::{Cancel, Cell, Item, Order, Outcome, Raw, Report};
 use super::worker::{WorkerArg, worker_main};
 use crate::process::{Builder, Process, ProcessError};
-use crate::queue::Queue;
+use crate::queue::{PutError, Queue};
 use crate::shared::RawArray;
 
 /// Where the pool is in its life.
@@ -207,15 +207,23 @@ impl Shared {
                 }
             }
             let chunk = sendable;
-            let s = &mut st.seats[seat];
-            let sent = s
-                .orders
-                .as_ref()
-                .is_some_and(|q| q.put(Order::Run(items)).is_ok());
-            if sent {
-                s.running = chunk.into();
-            } else {
-                st.backlog.push_front(chunk);
+            let sent = match st.seats[seat].orders.as_ref() {
+                Some(q) => q.put(Order::Run(items)).map_err(Some),
+                None => Err(None),
+            };
+            match sent {
+                Ok(()) => st.seats[seat].running = chunk.into(),
+                // No order queue, or a closed one: the seat's worker is
+                // going; the chunk waits for the next worker.
+                Err(None | Some(PutError::Closed(_))) => st.backlog.push_front(chunk),
+                // The chunk itself cannot travel (its arguments' handles,
+                // the OS): its tasks fail rather than wait for ever.
+                Err(Some(e)) => {
+                    let why = e.to_string();
+                    for id in chunk {
+                        self.finish(st, id, Err(TaskError::Transfer(why.clone())));
+                    }
+                }
             }
         }
     }
@@ -265,8 +273,16 @@ impl Shared {
     pub(super) fn collect(&self) {
         loop {
             let report = match self.reports.get() {
-                Ok(Report::Shutdown) | Err(_) => return,
+                Ok(Report::Shutdown) => return,
                 Ok(r) => r,
+                // A report that cannot be read (a hostile or broken worker,
+                // no descriptor left) loses whose task it answered: every
+                // pending task fails rather than wait for ever.
+                Err(_) => {
+                    let mut st = self.lock();
+                    self.break_pool(&mut st);
+                    return;
+                }
             };
             let mut st = self.lock();
             match report {
