@@ -245,16 +245,16 @@ impl Fifo {
         Ok(())
     }
 
-    /// Open the path and check that it is still a FIFO. `None`: a
-    /// non-blocking open for writing found no reader (`ENXIO`).
-    fn open_fd(&self, write: bool, nonblocking: bool) -> Result<Option<OwnedFd>, FifoError> {
+    /// Open the path and check that it is still a FIFO. (`ENXIO`, which
+    /// only a non-blocking open for writing meets, is an `Io` error here:
+    /// [`try_open_write`](Self::try_open_write) reads it as "no reader".)
+    fn open_fd(&self, write: bool, nonblocking: bool) -> Result<OwnedFd, FifoError> {
         let fd = match multiproc_sys::fifo::open(&self.path, write, nonblocking) {
             Ok(fd) => fd,
             Err(e) => {
                 return Err(match Errno::from_io_error(&e) {
                     Some(Errno::LOOP) => FifoError::Symlink(self.path.clone()),
                     Some(Errno::NOENT) => FifoError::NotFound(self.path.clone()),
-                    Some(Errno::NXIO) => return Ok(None),
                     _ => FifoError::Io(e),
                 });
             }
@@ -262,19 +262,12 @@ impl Fifo {
         if multiproc_sys::fd::kind(&fd)? != multiproc_sys::fd::FdKind::Fifo {
             return Err(FifoError::NotAFifo(self.path.clone()));
         }
-        Ok(Some(fd))
-    }
-
-    /// Open for reading, without `ENXIO` (only a non-blocking open for
-    /// writing sees it).
-    fn open_read_fd(&self, nonblocking: bool) -> Result<OwnedFd, FifoError> {
-        self.open_fd(false, nonblocking)?
-            .ok_or_else(|| FifoError::Io(io::Error::other("ENXIO on an open for reading")))
+        Ok(fd)
     }
 
     /// Open for reading, waiting until a writer opens it.
     pub fn open_read(&self) -> Result<FifoReader, FifoError> {
-        let fd = self.open_read_fd(false)?;
+        let fd = self.open_fd(false, false)?;
         multiproc_sys::fd::set_nonblocking(&fd, true)?;
         Ok(FifoReader { fd })
     }
@@ -282,7 +275,7 @@ impl Fifo {
     /// Open for reading without waiting (it never has to). Until a writer
     /// connects, reads see end of file.
     pub fn try_open_read(&self) -> Result<FifoReader, FifoError> {
-        let fd = self.open_read_fd(true)?;
+        let fd = self.open_fd(false, true)?;
         Ok(FifoReader { fd })
     }
 
@@ -305,7 +298,7 @@ impl Fifo {
     }
 
     fn open_read_until(&self, deadline: Option<Instant>) -> Result<Option<FifoReader>, FifoError> {
-        let fd = self.open_read_fd(true)?;
+        let fd = self.open_fd(false, true)?;
         // A reader that has never seen a writer gets no POLLHUP (Linux sets
         // it only once a writer has come and gone since this open), so the
         // wait ends on data, on a closed writer, or at the deadline.
@@ -315,9 +308,7 @@ impl Fifo {
 
     /// Open for writing, waiting until a reader opens it.
     pub fn open_write(&self) -> Result<FifoWriter, FifoError> {
-        let fd = self
-            .open_fd(true, false)?
-            .ok_or_else(|| FifoError::Io(io::Error::other("ENXIO on a blocking open")))?;
+        let fd = self.open_fd(true, false)?;
         Ok(FifoWriter { fd })
     }
 
@@ -328,8 +319,12 @@ impl Fifo {
     }
 
     fn try_open_write_now(&self) -> Result<Option<FifoWriter>, FifoError> {
-        let Some(fd) = self.open_fd(true, true)? else {
-            return Ok(None);
+        let fd = match self.open_fd(true, true) {
+            Ok(fd) => fd,
+            Err(FifoError::Io(e)) if Errno::from_io_error(&e) == Some(Errno::NXIO) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
         };
         multiproc_sys::fd::set_nonblocking(&fd, false)?;
         Ok(Some(FifoWriter { fd }))
