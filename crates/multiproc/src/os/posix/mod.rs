@@ -13,7 +13,9 @@
 //!   inside is refused, [`SendError::Handles`]: a queue carries bytes, not
 //!   descriptors), and [`send_bytes`](MessageQueue::send_bytes) /
 //!   [`recv_bytes`](MessageQueue::recv_bytes) carry raw bytes, for peers in
-//!   other languages. `T` defaults to `Vec<u8>`; [`cast`](MessageQueue::cast)
+//!   other languages. `T` defaults to [`Bytes`], which has no values: a
+//!   queue of unnamed type offers only the `_bytes` forms, so raw code never
+//!   serde-encodes by accident; [`cast`](MessageQueue::cast)
 //!   changes it.
 //! - A receive takes the oldest message of the highest priority:
 //!   priorities first, FIFO within one priority.
@@ -300,9 +302,20 @@ fn open_error(name: &str, e: io::Error) -> OpenError {
     }
 }
 
+/// The message type of a [`MessageQueue`] that carries raw bytes only:
+/// there is no value of it, so only the `_bytes` forms apply.
+///
+/// ```compile_fail
+/// use multiproc::os::posix::MessageQueue;
+/// let q: MessageQueue = MessageQueue::open("/raw").unwrap();
+/// let _ = q.recv(); // a raw queue has no typed receive: use recv_bytes
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bytes {}
+
 /// A POSIX message queue handle for messages of `T` (raw bytes with the
 /// `_bytes` forms). See the [module docs](self).
-pub struct MessageQueue<T = Vec<u8>> {
+pub struct MessageQueue<T = Bytes> {
     fd: OwnedFd,
     name: Option<String>,
     msgsize: usize,
