@@ -496,3 +496,79 @@ fn large_batches_commit_and_copy_in_bounded_chunks() {
     assert_eq!(got.len(), expected.len());
     assert!(got == expected, "records out of order or damaged");
 }
+
+/// Records the deadline of every sleep, and closes the queue at the first,
+/// as a peer would after a notifier died between its change and its
+/// wake-up (so nothing else ends the wait).
+struct Sleeper<'a> {
+    q: &'a RawQueue,
+    sleeps: std::cell::RefCell<Vec<Option<Instant>>>,
+}
+
+impl Env for Sleeper<'_> {
+    fn wait(&self, _word: &AtomicU32, _expected: u32, deadline: Option<Instant>) -> bool {
+        self.sleeps.borrow_mut().push(deadline);
+        self.q.close(&Solo);
+        false
+    }
+    fn wake(&self, _word: &AtomicU32, _n: u32) {}
+    fn is_dead(&self, _pid: u32, _start: Option<u32>) -> bool {
+        false
+    }
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+    fn sleep(&self, d: std::time::Duration) {
+        std::thread::sleep(d);
+    }
+    fn yield_now(&self) {
+        std::thread::yield_now();
+    }
+    fn me(&self) -> Me {
+        Solo.me()
+    }
+}
+
+/// A get or a put without a deadline never sleeps longer than a liveness
+/// check: a producer killed after publishing its record and before its
+/// wake-up (or a consumer killed after taking one) leaves nobody to wake
+/// the sleepers, and with `maxsize` 1 no later put would either (a stress
+/// history hung so).
+#[test]
+fn a_waiter_without_a_deadline_sleeps_at_most_a_liveness_check() {
+    let ring = Heap::new(4096);
+    let check = |sleeps: &[Option<Instant>], from: Instant| {
+        assert!(!sleeps.is_empty(), "the call never slept");
+        for d in sleeps {
+            let d = d.expect("an unbounded sleep");
+            assert!(d <= from + multiproc_shm::LIVENESS_CHECK + std::time::Duration::from_secs(1));
+        }
+    };
+    // A consumer on an empty queue.
+    let q = RawQueue::new(0, 1 << 20, false);
+    let env = Sleeper {
+        q: &q,
+        sleeps: Default::default(),
+    };
+    let from = Instant::now();
+    let mut buf = Vec::new();
+    let mut sink = |_: Taken, _: &mut Vec<u8>, _: usize| true;
+    assert!(matches!(
+        q.get(&env, &ring, 1, None, &mut buf, &mut sink),
+        Err(QueueError::Closed)
+    ));
+    check(&env.sleeps.borrow(), from);
+    // A producer on a full queue (`maxsize` 1).
+    let q = RawQueue::new(1, 1 << 20, false);
+    put(&q, &ring, b"the one item").unwrap();
+    let env = Sleeper {
+        q: &q,
+        sleeps: Default::default(),
+    };
+    let from = Instant::now();
+    assert!(matches!(
+        q.put(&env, &ring, Rec::Inline(b"no room"), None, None),
+        Err(QueueError::Closed)
+    ));
+    check(&env.sleeps.borrow(), from);
+}

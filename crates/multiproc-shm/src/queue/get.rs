@@ -55,7 +55,13 @@ impl RawQueue {
                 self.not_empty.0.cancel();
                 continue;
             }
-            self.not_empty.0.park(env, ticket, deadline);
+            // Never longer than a liveness check: a producer killed after
+            // publishing its record and before its wake-up leaves no one to
+            // wake us (seen under stress: with `maxsize` 1 the queue then
+            // stays full and no later put notifies).
+            self.not_empty
+                .0
+                .park(env, ticket, env::slice(env, deadline));
         }
     }
 

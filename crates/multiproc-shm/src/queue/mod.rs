@@ -100,7 +100,10 @@
 //! sequence; a notifier changes the condition, barrier, and bumps the
 //! sequence and wakes only when `sleepers > 0`. Either the waiter sees the
 //! change or the notifier sees the waiter, so no wake-up is lost and no wake
-//! system call is made when nobody sleeps. The barriers are asymmetric
+//! system call is made when nobody sleeps. A notifier can die between its
+//! change and its wake-up (a producer killed after publishing), so no wait
+//! sleeps longer than [`LIVENESS_CHECK`](crate::LIVENESS_CHECK) before it
+//! looks again. The barriers are asymmetric
 //! where the [`Env`](crate::Env) allows
 //! ([`Env::heavy_barrier`](crate::Env::heavy_barrier)): the rare waiter runs
 //! `membarrier(2)`, which fences every CPU running a registered process, so

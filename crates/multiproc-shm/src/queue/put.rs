@@ -654,7 +654,9 @@ impl RawQueue {
             self.not_full.0.cancel();
             return Ok(());
         }
-        self.not_full.0.park(env, seen, deadline);
+        // Never longer than a liveness check: a consumer killed after
+        // taking its record and before its wake-up leaves no one to wake us.
+        self.not_full.0.park(env, seen, env::slice(env, deadline));
         Ok(())
     }
 
