@@ -101,5 +101,13 @@ fn _multiproc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<manager::RawHandle>()?;
     m.add_function(wrap_pyfunction!(names::named_objects_list, m)?)?;
     m.add_function(wrap_pyfunction!(names::remove_named_object, m)?)?;
+    m.add_function(wrap_pyfunction!(exit_with_parent, m)?)?;
     Ok(())
+}
+
+/// Kill this process as soon as `parent` exits, `SIGKILL` included (pool
+/// workers call it first, so a killed parent leaves no worker behind).
+#[pyfunction]
+fn exit_with_parent(parent: u32) {
+    multiproc::process::exit_with_parent(parent);
 }

@@ -10,6 +10,7 @@ multiproc. Tests that check a CPython-private detail are excluded in
 
 import multiprocessing
 import sys
+import types
 import unittest
 
 import multiproc
@@ -37,7 +38,17 @@ MIXINS = [
     "_TestListener",
     "_TestListenerClient",
     "_TestPicklingConnections",
+    "_TestPool",
+    "_TestPoolWorkerLifetime",
+    "_TestPoolWorkerErrors",
 ]
+
+# These mixins call the module-level ``multiprocessing.Pool`` (not
+# ``self.Pool``): their test functions are rebound to globals whose
+# ``multiprocessing`` is the real module with ``Pool`` replaced by
+# multiproc's, and a child script's ``from multiprocessing import Pool``
+# becomes ``from multiproc import Pool``.
+REBOUND_MIXINS = {"_TestPoolWorkerLifetime", "_TestPoolWorkerErrors"}
 
 # Mixins run a second time with their objects made by multiproc.Manager()
 # (CPython's ManagerMixin), where they allow the manager type.
@@ -85,6 +96,7 @@ class AdapterCondition(multiproc.Condition):
 
 class MultiprocMixin(T.ProcessesMixin):
     connection = multiproc.connection
+    Pool = staticmethod(multiproc.Pool)
     Pipe = staticmethod(multiproc.Pipe)
     Queue = staticmethod(multiproc.Queue)
     JoinableQueue = staticmethod(multiproc.JoinableQueue)
@@ -132,6 +144,34 @@ class MultiprocManagerMixin(T.ManagerMixin):
         multiprocessing.set_start_method(cls._old_start_method, force=True)
 
 
+def _multiprocessing_with_our_pool():
+    shim = types.ModuleType("multiprocessing")
+    shim.__getattr__ = lambda name: getattr(multiprocessing, name)
+    shim.Pool = multiproc.Pool
+    return shim
+
+
+def _rebind(base):
+    """``base``'s test functions, looking up ``multiprocessing`` in globals
+    where its ``Pool`` is multiproc's."""
+    g = dict(vars(T))
+    g["multiprocessing"] = _multiprocessing_with_our_pool()
+    attrs = {}
+    for name, f in vars(base).items():
+        if not (name.startswith("test") and isinstance(f, types.FunctionType)):
+            continue
+        code = f.__code__
+        consts = tuple(
+            c.replace("from multiprocessing import Pool", "from multiproc import Pool")
+            if isinstance(c, str) else c
+            for c in code.co_consts
+        )
+        attrs[name] = types.FunctionType(
+            code.replace(co_consts=consts), g, f.__name__, f.__defaults__, f.__closure__
+        )
+    return attrs
+
+
 def _install():
     g = globals()
     for name in MIXINS:
@@ -141,6 +181,8 @@ def _install():
         for method in START_METHODS:
             newname = "TestMultiproc" + name[5:] + "_" + method
             attrs = {"START_METHOD": method, "__module__": __name__, "__qualname__": newname}
+            if name in REBOUND_MIXINS:
+                attrs.update(_rebind(base))
             for test, why in {**EXCLUDED, **LATER}.items():
                 if hasattr(base, test):
                     attrs[test] = unittest.skip("excluded: " + why)(getattr(base, test))

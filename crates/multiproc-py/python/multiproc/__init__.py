@@ -4,8 +4,9 @@
 ``Queue``, ``SimpleQueue``, ``JoinableQueue``, ``Pipe``, ``Lock``, ``RLock``,
 ``Semaphore``, ``BoundedSemaphore``, ``Condition``, ``Event``, ``Barrier``,
 ``Value``, ``Array``, ``RawValue``, ``RawArray``, ``shared_memory``,
-``connection.Listener``/``Client``/``wait`` and ``Manager`` are multiproc's
-(Rust: shared memory, memfds, sockets, a Rust manager server); ``Process`` and the rest are
+``connection.Listener``/``Client``/``wait``, ``Manager`` and ``Pool`` are
+multiproc's (Rust: shared memory, memfds, sockets, a Rust manager server; a
+pool that never hangs on a dead worker); ``Process`` and the rest are
 ``multiprocessing``'s own, re-exported so one import serves a program.
 The objects work with processes of any start method, however they were
 created.
@@ -15,7 +16,6 @@ import multiprocessing as _mp
 from multiprocessing import (  # noqa: F401  (re-exported)
     AuthenticationError,
     BufferTooShort,
-    Pool,
     Process,
     ProcessError,
     TimeoutError,
@@ -37,7 +37,9 @@ from multiprocessing import (  # noqa: F401  (re-exported)
 from . import managers, shared_memory  # noqa: F401
 from ._errors import OwnerDiedWarning
 from .connection import Connection, Pipe
+from .futures import ProcessPoolExecutor
 from .managers import Manager
+from .pool import Pool, Retry, TaskTimeoutError, WorkerLostError
 from .queues import JoinableQueue, Queue, SimpleQueue
 from .sharedctypes import Array, RawArray, RawValue, Value
 from .synchronize import Barrier, BoundedSemaphore, Condition, Event, Lock, RLock, Semaphore
@@ -47,8 +49,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Array", "AuthenticationError", "Barrier", "BoundedSemaphore", "BufferTooShort",
     "Condition", "Connection", "Event", "JoinableQueue", "Lock", "Manager",
-    "OwnerDiedWarning", "Pipe", "Pool", "Process", "ProcessError", "Queue", "RLock",
-    "RawArray", "RawValue", "Semaphore", "SimpleQueue", "TimeoutError", "Value",
+    "OwnerDiedWarning", "Pipe", "Pool", "Process", "ProcessPoolExecutor", "ProcessError", "Queue", "RLock",
+    "RawArray", "RawValue", "Retry", "Semaphore", "SimpleQueue", "TaskTimeoutError", "TimeoutError",
+    "Value", "WorkerLostError",
     "active_children", "allow_connection_pickling", "cpu_count", "current_process",
     "freeze_support", "get_all_start_methods", "get_context", "get_logger",
     "get_start_method", "log_to_stderr", "parent_process", "set_executable",
@@ -85,6 +88,12 @@ class Context:
     Array = staticmethod(Array)
     RawValue = staticmethod(RawValue)
     RawArray = staticmethod(RawArray)
+
+    def Pool(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None, **kwargs):
+        """A multiproc ``Pool`` whose workers start with this context."""
+        from .pool import Pool
+
+        return Pool(processes, initializer, initargs, maxtasksperchild, context=self._ctx, **kwargs)
 
     def Manager(self):
         """A started multiproc ``SyncManager`` whose server starts with this

@@ -74,6 +74,18 @@ pub(crate) use bootstrap::{Target, panic_report};
 /// `os.sched_setaffinity(0, …)`.
 pub use multiproc_sys::process::{allowed_cpus, pin_to_cpu, set_cpus};
 
+/// Kill this process (`SIGKILL`) as soon as the process `parent` exits,
+/// however it exits, `SIGKILL` included: what a daemon child started by
+/// [`Process`] does, for processes started some other way (Python's
+/// `multiprocessing` pool workers). `parent` must be this process's parent
+/// (`getppid()` at the call): if it already died and this process was
+/// reparented, this process is killed at once. A watcher thread waits on a
+/// pidfd of the parent; if the pidfd or the thread cannot be had, this
+/// process is killed too, as it could not keep the promise.
+pub fn exit_with_parent(parent: u32) {
+    bootstrap::watch_parent(parent);
+}
+
 /// How a child process is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

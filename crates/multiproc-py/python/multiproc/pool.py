@@ -1,0 +1,940 @@
+"""``multiproc.Pool``: ``multiprocessing.Pool`` that never hangs.
+
+What differs from ``multiprocessing.Pool`` is what happens when things go
+wrong:
+
+- **A worker that dies** (``kill -9``, the OOM killer, a segfault) fails
+  exactly the task it was running with :class:`WorkerLostError` (pid, exit
+  code or signal) and is replaced; the pool serves the other tasks. The
+  standard library's pool waits for that task for ever (CPython issue 96062).
+  ``on_worker_death`` chooses: ``"fail"`` that task (the default),
+  ``Retry(n)`` it up to ``n`` times, or ``"break"`` the pool (every pending
+  task fails with ``BrokenProcessPool``, as ``ProcessPoolExecutor`` does).
+- **``task_timeout=``** seconds: a task over its time kills its worker (which
+  is replaced) and raises :class:`TaskTimeoutError` (both a
+  ``multiprocessing.TimeoutError`` and a builtin ``TimeoutError``).
+- **A restart storm** (an initializer that raises, a task that kills its
+  worker every time) ends in ``BrokenProcessPool`` once more than
+  ``restart_limit = (count, seconds)`` workers died abnormally within that
+  many seconds, not in a fork bomb.
+- **The parent's death kills the workers**, ``SIGKILL`` included; Ctrl-C in
+  the parent raises ``KeyboardInterrupt`` at once (the workers ignore
+  ``SIGINT`` and go when the interpreter exits); ``terminate()`` fails the
+  tasks still pending instead of leaving their ``get()`` waiting for ever.
+- **``imap``/``imap_unordered`` read their input lazily**, a bounded number of
+  tasks ahead of the workers, so an endless generator is fine.
+
+How it works: each worker has its own multiproc ``Queue`` of orders; the
+parent hands each one at most two chunks at a time and the results come back
+on one shared queue. Before a worker runs a chunk it writes the chunk's id in
+a shared-memory slot and clears it after its result is in the queue, so the
+parent knows which chunk a dead worker was running; the chunks it had not
+started go to another worker. A supervisor thread waits on the workers'
+sentinels, reports a death through the result queue (after everything the
+worker put there) and starts the replacement.
+"""
+
+import builtins as _builtins
+import collections
+import itertools
+import os
+import signal
+import threading
+import time
+import warnings
+from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures.process import _ExceptionWithTraceback as _FuturesExceptionWithTraceback
+from multiprocessing import TimeoutError as _MpTimeoutError
+from multiprocessing import connection as _mp_connection
+from multiprocessing import get_context as _mp_get_context
+from multiprocessing import util as _util
+from multiprocessing.pool import (  # noqa: F401  (re-exported for drop-in use)
+    CLOSE,
+    RUN,
+    TERMINATE,
+    ApplyResult,
+    AsyncResult,
+    ExceptionWithTraceback,
+    IMapIterator,
+    IMapUnorderedIterator,
+    MapResult,
+    MaybeEncodingError,
+    RemoteTraceback,
+    job_counter,
+    mapstar,
+    starmapstar,
+)
+
+from ._multiproc import exit_with_parent
+from .queues import SimpleQueue
+from .sharedctypes import RawArray
+
+__all__ = [
+    "Pool", "AsyncResult", "ApplyResult", "MapResult", "IMapIterator", "IMapUnorderedIterator",
+    "WorkerLostError", "TaskTimeoutError", "BrokenProcessPool", "Retry", "MaybeEncodingError",
+    "RemoteTraceback", "TimeoutError",
+]
+
+TimeoutError = _MpTimeoutError
+
+# Chunks handed to one worker at a time: the one it runs and the next, so it
+# never waits for the parent between two chunks.
+DEPTH = 2
+
+
+class WorkerLostError(BrokenProcessPool):
+    """The worker running this task died: ``pid``, ``exitcode`` (as
+    ``Process.exitcode``: negative for a signal) and ``signal`` (the signal
+    number, or ``None``). A ``BrokenProcessPool``, as
+    ``ProcessPoolExecutor`` raises, but only this task failed: the worker was
+    replaced and the pool serves the others."""
+
+    def __init__(self, pid, exitcode):
+        self.pid = pid
+        self.exitcode = exitcode
+        self.signal = -exitcode if exitcode is not None and exitcode < 0 else None
+        if self.signal is not None:
+            try:
+                how = "signal " + signal.Signals(self.signal).name
+            except ValueError:
+                how = f"signal {self.signal}"
+        else:
+            how = f"exit code {exitcode}"
+        super().__init__(f"the worker (pid {pid}) running this task died ({how})")
+
+    def __reduce__(self):
+        return (type(self), (self.pid, self.exitcode))
+
+
+
+
+class TaskTimeoutError(_MpTimeoutError, _builtins.TimeoutError):
+    """The task ran longer than the pool's ``task_timeout``; its worker was
+    killed and replaced. Both a ``multiprocessing.TimeoutError`` and a builtin
+    ``TimeoutError``."""
+
+    def __init__(self, timeout):
+        self.timeout = timeout
+        super().__init__(f"the task ran longer than its task_timeout of {timeout} s; its worker was killed")
+
+    def __reduce__(self):
+        return (type(self), (self.timeout,))
+
+
+class Retry:
+    """``on_worker_death=Retry(n)``: run a task whose worker died again, up
+    to ``n`` more times, then fail it with :class:`WorkerLostError`. A task
+    that timed out is not retried."""
+
+    def __init__(self, n):
+        if not isinstance(n, int) or n < 1:
+            raise ValueError("Retry(n) needs an int n >= 1")
+        self.n = n
+
+    def __repr__(self):
+        return f"Retry({self.n})"
+
+
+def _policy(on_worker_death):
+    if isinstance(on_worker_death, Retry):
+        return ("retry", on_worker_death.n)
+    if on_worker_death in ("fail", "break"):
+        return (on_worker_death, 0)
+    raise ValueError(f"on_worker_death must be 'fail', 'break' or Retry(n), not {on_worker_death!r}")
+
+
+# ----------------------------------------------------------------- worker side
+
+def _worker(orders, results, slots, seat, parent, initializer, initargs, maxtasks, futures_mode):
+    """A worker's life: die with the parent, run the initializer, then run
+    orders until ``None``, the orders' end or ``maxtasks``."""
+    if os.getppid() == parent:
+        exit_with_parent(parent)
+    # (Under forkserver the parent is the fork server, which cannot be
+    # watched the same way; the worker then lives until its orders end.)
+    # Ctrl-C reaches the whole foreground group; the parent decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer(*initargs)
+    get = orders._raw.get
+    put = results._raw.put
+    at = 2 * seat
+    clock = time.monotonic_ns
+    done = 0
+    while maxtasks is None or done < maxtasks:
+        order = get()
+        if order is None:
+            break
+        seq, func, args, kwds = order
+        # The start time first, then the id: the supervisor reads id, time,
+        # id and trusts the time only when both ids agree.
+        slots[at + 1] = clock()
+        slots[at] = seq
+        try:
+            result = (seq, True, func(*args, **kwds) if kwds else func(*args))
+        except Exception as e:
+            if futures_mode:
+                e = _FuturesExceptionWithTraceback(e, e.__traceback__)
+            else:
+                e = ExceptionWithTraceback(e, e.__traceback__)
+            result = (seq, False, e)
+        try:
+            put(result)
+        except Exception as e:
+            if futures_mode:
+                wrapped = _FuturesExceptionWithTraceback(e, e.__traceback__)
+            else:
+                wrapped = MaybeEncodingError(e, result[2])
+            put((seq, False, wrapped))
+        # Cleared only once the result is in the queue: a death before this
+        # blames exactly this order, and its result (if any) is ahead of the
+        # death notice in the queue.
+        slots[at] = 0
+        order = func = args = kwds = result = None
+        done += 1
+
+
+# ----------------------------------------------------------------- parent side
+
+# Control records on the result queue: (0, kind, payload).
+_DIED = 1
+_STOP = 2
+
+
+class _Task:
+    __slots__ = ("seq", "job", "i", "func", "args", "kwds", "tries", "seat", "claimed")
+
+    def __init__(self, seq, job, i, func, args, kwds):
+        self.seq = seq
+        self.job = job
+        self.i = i
+        self.func = func
+        self.args = args
+        self.kwds = kwds
+        self.tries = 0
+        self.seat = None
+        self.claimed = False
+
+
+class _Feed:
+    __slots__ = ("job", "tasks", "set_length", "fed", "failed")
+
+    def __init__(self, job, tasks, set_length):
+        self.job = job
+        self.tasks = tasks
+        self.set_length = set_length
+        self.fed = 0
+        self.failed = False
+
+
+class _Seat:
+    """One worker incarnation: its process, its own order queue, the orders
+    it was handed and has not answered (oldest first)."""
+
+    __slots__ = ("index", "gen", "proc", "orders", "put", "outstanding", "sent", "alive", "timed_out")
+
+    def __init__(self, index, gen, proc, orders):
+        self.index = index
+        self.gen = gen
+        self.proc = proc
+        self.orders = orders
+        self.put = orders._raw.put
+        self.outstanding = collections.deque()
+        self.sent = 0
+        self.alive = True
+        self.timed_out = 0
+
+
+class _Core:
+    """The pool's machinery, shared by :class:`Pool` and
+    ``multiproc.ProcessPoolExecutor``. Its threads hold the core, not the
+    façade, so an unreferenced ``Pool`` is collected (and terminated)."""
+
+    def __init__(self, processes, initializer, initargs, maxtasks, ctx, task_timeout,
+                 on_worker_death, restart_limit, futures_mode):
+        self._ctx = ctx
+        self._processes = processes
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._maxtasks = maxtasks
+        self._task_timeout = task_timeout
+        self._policy, self._retries = _policy(on_worker_death)
+        count, per = restart_limit
+        self._restart_count = int(count)
+        self._restart_per = float(per)
+        self._restarts = collections.deque()
+        self._futures_mode = futures_mode
+
+        self._cache = {}
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # the feeder waits here
+        self._state = RUN
+        self._broken = None
+        self._finishing = False
+        self._seq = itertools.count(1)
+        self._tasks = {}
+        self._backlog = collections.deque()
+        self._ready = []
+        self._dead = {}
+        self._feeding = 0
+        self._feeds = collections.deque()
+        self._feeder_busy = False
+        self._backlog_high = max(64, 8 * processes)
+
+        self._results = SimpleQueue()
+        self._slots = RawArray("q", 2 * processes)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._wake_lock = threading.Lock()
+        self._seats = [None] * processes
+        self._gens = [0] * processes
+
+        try:
+            for i in range(processes):
+                self._install(i, self._start_worker(i))
+        except BaseException:
+            self._kill_all()
+            raise
+
+        self._collector = threading.Thread(target=self._collect, name="multiproc-pool-collector", daemon=True)
+        self._supervisor = threading.Thread(target=self._supervise, name="multiproc-pool-supervisor", daemon=True)
+        self._feeder = threading.Thread(target=self._feed, name="multiproc-pool-feeder", daemon=True)
+        self._collector.start()
+        self._supervisor.start()
+        self._feeder.start()
+
+    # -- workers
+
+    def _start_worker(self, index):
+        orders = SimpleQueue()
+        proc = self._ctx.Process(
+            target=_worker,
+            args=(orders, self._results, self._slots, index, os.getpid(), self._initializer,
+                  self._initargs, self._maxtasks, self._futures_mode),
+            daemon=True,
+        )
+        proc.name = proc.name.replace("Process", "PoolWorker")
+        proc.start()
+        return proc, orders
+
+    def _install(self, index, started):
+        proc, orders = started
+        self._gens[index] += 1
+        seat = _Seat(index, self._gens[index], proc, orders)
+        with self._lock:
+            self._seats[index] = seat
+            if self._state == TERMINATE or self._broken is not None:
+                proc.kill()
+            elif self._state != RUN and not self._pending_locked():
+                self._stop_seat_locked(seat)
+            else:
+                self._fill_locked(seat)
+            ready = self._take_ready_locked()
+        self._deliver(ready)
+
+    def _kill_all(self):
+        for seat in self._seats:
+            if seat is not None and seat.proc.exitcode is None:
+                try:
+                    seat.proc.kill()
+                except Exception:
+                    pass
+
+    @property
+    def processes(self):
+        return [s.proc for s in self._seats if s is not None]
+
+    # -- submitting
+
+    def _check_running_locked(self):
+        if self._broken is not None:
+            raise BrokenProcessPool(self._broken)
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+
+    def submit(self, job, i, func, args, kwds):
+        """Queue one task of ``job`` (index ``i``)."""
+        with self._lock:
+            self._check_running_locked()
+            self._add_locked(job, i, func, args, kwds)
+            ready = self._take_ready_locked()
+        self._deliver(ready)
+
+    def submit_many(self, job, tasks, set_length=None):
+        """Queue a job's tasks, read lazily from the iterable ``tasks`` of
+        ``(func, args)`` by the feeder thread; an exception from the iterable
+        fails the job at that index. ``set_length(n)`` is called once the
+        iterable ends."""
+        with self._lock:
+            self._check_running_locked()
+            self._feeding += 1
+            self._feeds.append(_Feed(job, tasks, set_length))
+            self._room.notify_all()
+
+    def cancel_pending(self):
+        """Drop the tasks no worker was handed whose job is a future; return
+        those futures (to be cancelled outside the lock)."""
+        with self._lock:
+            out = []
+            keep = collections.deque()
+            for seq in self._backlog:
+                task = self._tasks.get(seq)
+                if task is None:
+                    continue
+                future = getattr(task.job, "future", None)
+                if future is not None and not task.claimed:
+                    del self._tasks[seq]
+                    self._cache.pop(task.job._job, None)
+                    out.append(future)
+                else:
+                    keep.append(seq)
+            self._backlog = keep
+            ready = self._take_ready_locked()
+        self._deliver(ready)
+        return out
+
+    def _add_locked(self, job, i, func, args, kwds):
+        seq = next(self._seq)
+        task = _Task(seq, job, i, func, args, kwds)
+        self._tasks[seq] = task
+        self._backlog.append(seq)
+        self._dispatch_locked()
+
+    def _feed(self):
+        """The feeder thread: read each job's task iterable, a bounded
+        number of tasks ahead of the workers."""
+        while True:
+            with self._lock:
+                while not self._feeds and self._state == RUN and self._broken is None:
+                    self._room.wait()
+                if not self._feeds:
+                    return
+                feed = self._feeds[0]
+            job, set_length = feed.job, feed.set_length
+            i = -1
+            failed = None
+            try:
+                for i, (func, args) in enumerate(feed.tasks):
+                    with self._lock:
+                        while (len(self._backlog) >= self._backlog_high and self._state != TERMINATE
+                               and self._broken is None):
+                            self._room.wait()
+                        if self._state == TERMINATE or self._broken is not None:
+                            break
+                        self._add_locked(job, i, func, args, None)
+                        feed.fed = i + 1
+                        ready = self._take_ready_locked()
+                    self._deliver(ready)
+                else:
+                    i += 1
+            except Exception as e:
+                i += 1
+                failed = e
+            with self._lock:
+                self._feeds.popleft()
+                self._feeding -= 1
+                if not feed.failed:
+                    if failed is not None:
+                        self._ready.append((job, i, (False, failed)))
+                    if set_length is not None:
+                        self._ready.append((set_length, None, i if failed is None else i + 1))
+                self._maybe_finish_locked()
+                ready = self._take_ready_locked()
+            self._deliver(ready)
+            # Keep no task's arguments alive while waiting for the next job.
+            feed = job = set_length = func = args = ready = failed = None
+
+    # -- dispatch (under the lock)
+
+    def _dispatch_locked(self):
+        if not self._backlog:
+            return
+        best = None
+        for seat in self._seats:
+            if seat is not None and seat.alive and self._has_room(seat):
+                if best is None or len(seat.outstanding) < len(best.outstanding):
+                    best = seat
+                    if not seat.outstanding:
+                        break
+        if best is not None:
+            self._fill_locked(best)
+            if self._backlog:
+                self._dispatch_locked()
+
+    def _has_room(self, seat):
+        return len(seat.outstanding) < DEPTH and (self._maxtasks is None or seat.sent < self._maxtasks)
+
+    def _fill_locked(self, seat):
+        """Hand ``seat`` orders from the backlog while it has room."""
+        backlog = self._backlog
+        tasks = self._tasks
+        while backlog and seat.alive and self._has_room(seat):
+            seq = backlog.popleft()
+            task = tasks.get(seq)
+            if task is None:
+                continue
+            if not task.claimed:
+                claim = getattr(task.job, "_claim", None)
+                if claim is not None and not claim():  # a cancelled future
+                    del tasks[seq]
+                    continue
+                task.claimed = True
+            try:
+                seat.put((seq, task.func, task.args, task.kwds))
+            except Exception as e:  # the task does not pickle
+                del tasks[seq]
+                self._ready.append((task.job, task.i, (False, e)))
+                continue
+            task.seat = seat
+            seat.outstanding.append(seq)
+            seat.sent += 1
+        if len(backlog) < self._backlog_high // 2 and self._feeding:
+            self._room.notify_all()
+
+    def _take_ready_locked(self):
+        ready = self._ready
+        if ready:
+            self._ready = []
+        self._maybe_finish_locked()
+        return ready
+
+    def _deliver(self, ready):
+        """Set results outside the lock (callbacks run here)."""
+        for job, i, obj in ready:
+            if i is None:  # (set_length, None, n)
+                job(obj)
+            elif job._job in self._cache:
+                job._set(i, obj)
+
+    # -- results
+
+    def _collect(self):
+        """The collector thread: results and death notices, in queue order."""
+        get = self._results._raw.get
+        while True:
+            try:
+                msg = get()
+            except Exception as e:  # a record that cannot be read
+                self._break(f"the pool cannot read a worker's report: {e!r}")
+                continue
+            seq, a, b = msg
+            if seq:
+                with self._lock:
+                    task = self._tasks.pop(seq, None)
+                    if task is not None:
+                        seat = task.seat
+                        out = seat.outstanding
+                        if out and out[0] == seq:
+                            out.popleft()
+                        elif seq in out:
+                            # Not there only for a retried task whose first
+                            # worker's result surfaced after all.
+                            out.remove(seq)
+                        self._ready.append((task.job, task.i, (a, b)))
+                        if self._backlog:
+                            self._fill_locked(seat)
+                    ready = self._take_ready_locked()
+                if ready:
+                    self._deliver(ready)
+                # Keep no result alive while waiting for the next.
+                msg = a = b = task = ready = None
+                continue
+            if a == _STOP:
+                return
+            if a == _DIED:
+                with self._lock:
+                    self._on_died_locked(*self._dead.pop(b))
+                    self._dispatch_locked()
+                    ready = self._take_ready_locked()
+                self._deliver(ready)
+
+    def _fail_locked(self, task, exc):
+        self._tasks.pop(task.seq, None)
+        self._ready.append((task.job, task.i, (False, exc)))
+
+    def _on_died_locked(self, seat, pid, exitcode, running, timed_out):
+        requeue = []
+        lost = None
+        for seq in seat.outstanding:
+            task = self._tasks.get(seq)
+            if task is None:
+                continue
+            if seq != running:
+                requeue.append(seq)  # never started: another worker runs it
+            elif timed_out:
+                self._fail_locked(task, TaskTimeoutError(self._task_timeout))
+            else:
+                lost = WorkerLostError(pid, exitcode)
+                if self._policy == "retry" and task.tries < self._retries:
+                    task.tries += 1
+                    requeue.append(seq)
+                else:
+                    self._fail_locked(task, lost)
+        seat.outstanding.clear()
+        self._backlog.extendleft(reversed(requeue))
+        if self._policy == "break" and exitcode != 0 and not timed_out and self._state == RUN:
+            self._break_locked(f"a worker (pid {pid}) died (exit code {exitcode})")
+
+    # -- breaking, finishing
+
+    def _break(self, why):
+        with self._lock:
+            self._break_locked(why)
+            ready = self._take_ready_locked()
+        self._deliver(ready)
+
+    def _break_locked(self, why):
+        if self._broken is not None:
+            return
+        self._broken = why
+        self._fail_all_locked(BrokenProcessPool(why))
+        self._kill_all()
+        self._room.notify_all()
+        self._wake()
+
+    def _fail_all_locked(self, exc):
+        for task in list(self._tasks.values()):
+            self._fail_locked(task, exc)
+        self._backlog.clear()
+        for feed in self._feeds:
+            # The job fails where its input stopped, and ends there.
+            feed.failed = True
+            self._ready.append((feed.job, feed.fed, (False, exc)))
+            if feed.set_length is not None:
+                self._ready.append((feed.set_length, None, feed.fed + 1))
+
+    def _pending_locked(self):
+        return bool(self._tasks) or self._feeding > 0
+
+    def _maybe_finish_locked(self):
+        """After ``close()``, once nothing is pending, tell each worker to
+        stop (once)."""
+        if self._state == CLOSE and not self._finishing and not self._pending_locked():
+            self._finishing = True
+            for seat in self._seats:
+                if seat is not None and seat.alive:
+                    self._stop_seat_locked(seat)
+            self._wake()
+
+    def _stop_seat_locked(self, seat):
+        try:
+            seat.put(None)
+        except Exception:
+            seat.proc.kill()
+
+    def close(self):
+        with self._lock:
+            if self._state == RUN:
+                self._state = CLOSE
+                self._room.notify_all()
+                self._maybe_finish_locked()
+            ready = self._take_ready_locked()
+        self._deliver(ready)
+        self._wake()
+
+    def terminate(self):
+        with self._lock:
+            if self._state == TERMINATE:
+                return
+            self._state = TERMINATE
+            self._fail_all_locked(BrokenProcessPool("the pool was terminated before this task finished"))
+            self._room.notify_all()
+            ready = self._take_ready_locked()
+            self._kill_all()
+        self._deliver(ready)
+        self._wake()
+
+    def join(self):
+        for t in (self._feeder, self._supervisor, self._collector):
+            if t is not threading.current_thread():
+                t.join()
+        for seat in self._seats:
+            if seat is not None:
+                seat.proc.join()
+
+    # -- supervision
+
+    def _wake(self):
+        with self._wake_lock:
+            if self._wake_w < 0:
+                return
+            try:
+                os.write(self._wake_w, b"x")
+            except OSError:  # full: a wake-up is pending anyway
+                pass
+
+    def _tick(self):
+        if self._task_timeout is None:
+            return None
+        return min(0.05, self._task_timeout / 4)
+
+    def _supervise(self):
+        """The supervisor thread: reap dead workers, report each death
+        through the result queue, start replacements, kill timed-out
+        tasks."""
+        try:
+            while True:
+                live = {s.proc.sentinel: s for s in self._seats if s is not None and s.alive}
+                if not live and (self._state != RUN or self._broken is not None):
+                    break
+                ready = _mp_connection.wait(list(live) + [self._wake_r], self._tick())
+                if self._wake_r in ready:
+                    try:
+                        os.read(self._wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                for fd in ready:
+                    seat = live.get(fd)
+                    if seat is not None:
+                        self._reap(seat)
+                if self._task_timeout is not None:
+                    self._check_timeouts()
+        finally:
+            self._results._raw.put((0, _STOP, None))
+            with self._wake_lock:
+                os.close(self._wake_r)
+                os.close(self._wake_w)
+                self._wake_w = -1
+
+    def check_workers(self):
+        """Reap dead workers and start their replacements now (for
+        ``Pool._repopulate_pool``)."""
+        for seat in list(self._seats):
+            if seat is not None and seat.alive and not seat.proc.is_alive():
+                self._reap(seat)
+
+    def _reap(self, seat):
+        with self._lock:
+            if not seat.alive:
+                return
+            seat.alive = False
+        seat.proc.join()
+        exitcode = seat.proc.exitcode
+        at = 2 * seat.index
+        running = self._slots[at]
+        self._slots[at] = 0
+        timed_out = running != 0 and running == seat.timed_out
+        key = (seat.index, seat.gen)
+        with self._lock:
+            self._dead[key] = (seat, seat.proc.pid, exitcode, running, timed_out)
+            abnormal = exitcode != 0 and not timed_out
+            if abnormal:
+                now = time.monotonic()
+                self._restarts.append(now)
+                while self._restarts and self._restarts[0] < now - self._restart_per:
+                    self._restarts.popleft()
+            storm = abnormal and len(self._restarts) > self._restart_count
+            replace = (self._broken is None and not storm and self._state != TERMINATE
+                       and (self._state == RUN or self._pending_locked()))
+        # After everything the worker put: its results are handled first.
+        self._results._raw.put((0, _DIED, key))
+        if storm:
+            self._break(
+                f"{len(self._restarts)} workers died within {self._restart_per:g} s "
+                f"(restart_limit {self._restart_count}); the last exit code was {exitcode}"
+            )
+            return
+        if replace:
+            try:
+                started = self._start_worker(seat.index)
+            except Exception as e:
+                self._break(f"cannot start a replacement worker: {e!r}")
+                return
+            self._install(seat.index, started)
+
+    def _check_timeouts(self):
+        limit = int(self._task_timeout * 1e9)
+        now = time.monotonic_ns()
+        slots = self._slots
+        for seat in self._seats:
+            if seat is None or not seat.alive:
+                continue
+            at = 2 * seat.index
+            seq = slots[at]
+            if not seq:
+                continue
+            started = slots[at + 1]
+            if slots[at] != seq or now - started <= limit:
+                continue
+            seat.timed_out = seq
+            try:
+                seat.proc.kill()
+            except Exception:
+                pass
+
+
+def _default_chunksize(n, processes):
+    chunksize, extra = divmod(n, processes * 4)
+    return chunksize + 1 if extra else chunksize
+
+
+class Pool:
+    """``multiprocessing.Pool(processes, initializer, initargs,
+    maxtasksperchild, context)`` that never hangs; see the module docs.
+
+    Keyword-only additions: ``task_timeout`` (seconds per task; its worker
+    is killed), ``on_worker_death`` (``"fail"``, ``"break"`` or
+    ``Retry(n)``) and ``restart_limit`` (``(count, seconds)``, default
+    ``(50, 10.0)``).
+    """
+
+    def __init__(self, processes=None, initializer=None, initargs=(), maxtasksperchild=None,
+                 context=None, *, task_timeout=None, on_worker_death="fail", restart_limit=(50, 10.0)):
+        self._state = RUN
+        self._core = None
+        if processes is None:
+            processes = os.cpu_count() or 1
+        if processes < 1:
+            raise ValueError("Number of processes must be at least 1")
+        if maxtasksperchild is not None:
+            if not isinstance(maxtasksperchild, int) or maxtasksperchild <= 0:
+                raise ValueError("maxtasksperchild must be a positive int or None")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if task_timeout is not None and not task_timeout > 0:
+            raise ValueError("task_timeout must be a positive number of seconds or None")
+        _policy(on_worker_death)
+        ctx = context if context is not None else _mp_get_context()
+        self._processes = processes
+        self._core = _Core(processes, initializer, initargs, maxtasksperchild, ctx, task_timeout,
+                           on_worker_death, restart_limit, False)
+        self._cache = self._core._cache
+        self._terminate = _util.Finalize(self, self._core.terminate, exitpriority=15)
+
+    @property
+    def _pool(self):
+        return self._core.processes
+
+    def _repopulate_pool(self):
+        self._core.check_workers()
+
+    def __reduce__(self):
+        raise NotImplementedError("pool objects cannot be passed between processes or pickled")
+
+    def __repr__(self):
+        return f"<{type(self).__module__}.{type(self).__qualname__} state={self._state} pool_size={self._processes}>"
+
+    def __del__(self, _warn=warnings.warn, RUN=RUN):
+        if getattr(self, "_state", None) == RUN and getattr(self, "_core", None) is not None:
+            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
+
+    def _check_running(self):
+        if self._state != RUN:
+            raise ValueError("Pool not running")
+
+    # -- the operations
+
+    def apply(self, func, args=(), kwds={}):
+        """``func(*args, **kwds)`` in a worker; waits for the result."""
+        return self.apply_async(func, args, kwds).get()
+
+    def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
+        """``func(*args, **kwds)`` in a worker; returns an ``AsyncResult``."""
+        self._check_running()
+        result = ApplyResult(self, callback, error_callback)
+        try:
+            self._core.submit(result, 0, func, tuple(args), dict(kwds) if kwds else None)
+        except BaseException:
+            self._cache.pop(result._job, None)
+            raise
+        return result
+
+    def map(self, func, iterable, chunksize=None):
+        """``list(map(func, iterable))`` in the workers, in chunks."""
+        return self._map_async(func, iterable, mapstar, chunksize).get()
+
+    def starmap(self, func, iterable, chunksize=None):
+        """``list(itertools.starmap(func, iterable))`` in the workers."""
+        return self._map_async(func, iterable, starmapstar, chunksize).get()
+
+    def map_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        """``map`` that returns an ``AsyncResult``."""
+        return self._map_async(func, iterable, mapstar, chunksize, callback, error_callback)
+
+    def starmap_async(self, func, iterable, chunksize=None, callback=None, error_callback=None):
+        """``starmap`` that returns an ``AsyncResult``."""
+        return self._map_async(func, iterable, starmapstar, chunksize, callback, error_callback)
+
+    def _map_async(self, func, iterable, mapper, chunksize=None, callback=None, error_callback=None):
+        self._check_running()
+        if not hasattr(iterable, "__len__"):
+            iterable = list(iterable)
+        if chunksize is None:
+            chunksize = _default_chunksize(len(iterable), self._processes)
+        if len(iterable) == 0:
+            chunksize = 0
+        result = MapResult(self, chunksize, len(iterable), callback, error_callback=error_callback)
+        if chunksize:
+            tasks = ((mapper, ((func, chunk),)) for chunk in _chunks(iterable, chunksize))
+            self._submit_many(result, tasks)
+        return result
+
+    def imap(self, func, iterable, chunksize=1):
+        """An ordered iterator of ``func(x)``, reading ``iterable`` lazily."""
+        self._check_running()
+        if chunksize < 1:
+            raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
+        result = IMapIterator(self)
+        if chunksize == 1:
+            self._submit_many(result, ((func, (x,)) for x in iterable), result._set_length)
+            return result
+        tasks = ((mapstar, ((func, chunk),)) for chunk in _chunks(iterable, chunksize))
+        self._submit_many(result, tasks, result._set_length)
+        return (item for chunk in result for item in chunk)
+
+    def imap_unordered(self, func, iterable, chunksize=1):
+        """``imap`` in completion order."""
+        self._check_running()
+        if chunksize < 1:
+            raise ValueError("Chunksize must be 1+, not {0!r}".format(chunksize))
+        result = IMapUnorderedIterator(self)
+        if chunksize == 1:
+            self._submit_many(result, ((func, (x,)) for x in iterable), result._set_length)
+            return result
+        tasks = ((mapstar, ((func, chunk),)) for chunk in _chunks(iterable, chunksize))
+        self._submit_many(result, tasks, result._set_length)
+        return (item for chunk in result for item in chunk)
+
+    def _submit_many(self, result, tasks, set_length=None):
+        try:
+            self._core.submit_many(result, tasks, set_length)
+        except BaseException:
+            self._cache.pop(result._job, None)
+            raise
+
+    # -- lifetime
+
+    def close(self):
+        """No more tasks; the workers exit once the pending ones are done."""
+        if self._state == RUN:
+            self._state = CLOSE
+        self._core.close()
+
+    def terminate(self):
+        """Kill the workers now; pending tasks fail with ``BrokenProcessPool``."""
+        self._state = TERMINATE
+        self._terminate()
+
+    def join(self):
+        """Wait for the workers to exit (after ``close()`` or ``terminate()``)."""
+        if self._state == RUN:
+            raise ValueError("Pool is still running")
+        if self._state not in (CLOSE, TERMINATE):
+            raise ValueError("In unknown state")
+        self._core.join()
+
+    def __enter__(self):
+        self._check_running()
+        return self
+
+    def __exit__(self, *exc):
+        self.terminate()
+
+
+def _chunks(iterable, size):
+    it = iter(iterable)
+    while True:
+        chunk = tuple(itertools.islice(it, size))
+        if not chunk:
+            return
+        yield chunk
