@@ -79,7 +79,7 @@ impl RawConnection {
 const SPIN: Duration = Duration::from_micros(40);
 
 fn spin_until_readable(py: Python<'_>, rx: &Mutex<Option<Connection<()>>>) {
-    py.detach(|| {
+    crate::detach(py, || {
         let start = std::time::Instant::now();
         let mut g = rx.lock().expect("not poisoned");
         let Some(c) = g.as_mut() else { return };
@@ -113,7 +113,7 @@ impl RawConnection {
     /// and sends nothing.
     #[getter]
     fn get_max_message_size(&self, py: Python<'_>) -> PyResult<Option<usize>> {
-        let max = py.detach(|| {
+        let max = crate::detach(py, || {
             self.tx
                 .lock()
                 .ok()
@@ -127,7 +127,7 @@ impl RawConnection {
     #[setter]
     fn set_max_message_size(&self, py: Python<'_>, max: Option<usize>) -> PyResult<()> {
         let max = max.unwrap_or(usize::MAX);
-        py.detach(|| {
+        crate::detach(py, || {
             for m in [&self.rx, &self.tx] {
                 let mut g = m.lock().map_err(|_| ())?;
                 g.as_mut().ok_or(())?.set_max_message_size(max);
@@ -166,7 +166,7 @@ impl RawConnection {
         // full pipe takes the GIL to check for signals, so a second sender
         // must not wait for the lock while holding it.
         let mut slot = None;
-        let r = py.detach(|| {
+        let r = crate::detach(py, || {
             let mut g = self.tx.lock().ok()?;
             let c = g.as_mut()?;
             Some(c.send_bytes_interruptible(msg, signal_check(&mut slot)))
@@ -212,7 +212,7 @@ impl RawConnection {
             }),
             Some(m) => {
                 self.wait_readable(py, None)?;
-                py.detach(|| match rx.lock().expect("not poisoned").as_mut() {
+                crate::detach(py, || match rx.lock().expect("not poisoned").as_mut() {
                     Some(c) => c.recv_bytes_limited(m as usize),
                     None => Err(RecvError::Broken),
                 })
@@ -245,7 +245,7 @@ impl RawConnection {
         self.wait_readable(py, None)?;
         let rx = &self.rx;
         let (ptr, len) = (view.0.buf as usize, view.0.len as usize);
-        let r = py.detach(|| match rx.lock().expect("not poisoned").as_mut() {
+        let r = crate::detach(py, || match rx.lock().expect("not poisoned").as_mut() {
             // SAFETY: `view` holds a writable, contiguous buffer of `len`
             // bytes at `ptr` until it drops (after this call); CPython
             // exporters do not move a buffer while a view is held.

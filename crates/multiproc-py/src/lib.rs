@@ -26,6 +26,65 @@ use std::time::{Duration, Instant};
 /// for signals (so Ctrl-C raises `KeyboardInterrupt`).
 pub const SLICE: Duration = Duration::from_millis(50);
 
+/// `py.detach(f)`: run `f` with the GIL released. Every GIL release in this
+/// crate goes through here, so that a thread which would take the GIL back
+/// while the interpreter finalizes hangs instead (see
+/// [`hang_if_finalizing`]).
+pub(crate) fn detach<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
+    py.detach(|| {
+        let r = f();
+        hang_if_finalizing();
+        r
+    })
+}
+
+/// Never return when the interpreter is finalizing and this is not the
+/// thread finalizing it.
+///
+/// Only daemon threads still run then. CPython 3.11-3.13 ends a thread that
+/// takes the GIL back during finalization with `pthread_exit`, a forced
+/// unwind that aborts the whole process when it meets the `catch_unwind` of
+/// PyO3's trampolines ("FATAL: exception not rethrown", exit status 134).
+/// A daemon thread blocked in a multiproc wait (a `Queue.get` in a daemon
+/// thread is common) did that at most exits when its waits came back for
+/// the GIL every [`SLICE`] to check for signals; now only the main thread's
+/// waits are sliced ([`sliced`], [`signal_check`]), and another thread takes
+/// the GIL back only when its wait is over. If that happens during
+/// finalization, this hangs the thread instead, as CPython 3.14 does
+/// (gh-87135); the process is exiting and the thread ends with it. The check
+/// and the GIL's retake are not atomic: a wait that ends just before
+/// finalization begins and retakes the GIL just after still aborts; that
+/// needs an item or a wake-up to arrive at the moment of exit. The main
+/// thread finalizes (a `__del__` may still wait on a multiproc object then),
+/// so it never hangs.
+pub(crate) fn hang_if_finalizing() {
+    if finalizing() && !is_main_thread() {
+        loop {
+            std::thread::park();
+        }
+    }
+}
+
+#[cfg(not(Py_3_13))]
+unsafe extern "C" {
+    fn _Py_IsFinalizing() -> std::ffi::c_int;
+}
+
+/// Whether the interpreter is finalizing; callable without the GIL.
+fn finalizing() -> bool {
+    #[cfg(Py_3_13)]
+    // SAFETY: `Py_IsFinalizing` takes no arguments and only loads the
+    // runtime's `_finalizing` field atomically; CPython documents it as
+    // callable without an attached thread state.
+    let f = unsafe { pyo3::ffi::Py_IsFinalizing() };
+    #[cfg(not(Py_3_13))]
+    // SAFETY: `_Py_IsFinalizing` (exported by 3.11 and 3.12) is
+    // `_PyRuntimeState_GetFinalizing(&_PyRuntime) != NULL`, a relaxed atomic
+    // load of the static runtime state: no arguments, no GIL needed.
+    let f = unsafe { _Py_IsFinalizing() };
+    f != 0
+}
+
 /// A Python timeout (`None`: forever; negative: zero) as a deadline.
 pub(crate) fn deadline(timeout: Option<f64>) -> Option<Instant> {
     timeout.map(|t| {
@@ -41,14 +100,25 @@ pub(crate) fn sliced<R: Send>(
     py: Python<'_>,
     deadline: Option<Instant>,
     mut f: impl FnMut(Duration) -> R + Send,
-    timed_out: impl Fn(&R) -> bool,
+    timed_out: impl Fn(&R) -> bool + Sync,
 ) -> PyResult<R> {
+    // Only the main thread runs signal handlers, so only it comes back for
+    // the GIL between slices; another thread waits out its whole wait with
+    // the GIL released (see `hang_if_finalizing` for why that matters).
+    let main = is_main_thread();
     loop {
-        let slice = match deadline {
-            None => SLICE,
-            Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
-        };
-        let r = py.detach(|| f(slice));
+        let r = detach(py, || {
+            loop {
+                let slice = match deadline {
+                    None => SLICE,
+                    Some(d) => d.saturating_duration_since(Instant::now()).min(SLICE),
+                };
+                let r = f(slice);
+                if main || !timed_out(&r) || deadline.is_some_and(|d| Instant::now() >= d) {
+                    return r;
+                }
+            }
+        });
         if !timed_out(&r) || deadline.is_some_and(|d| Instant::now() >= d) {
             return Ok(r);
         }
@@ -56,16 +126,31 @@ pub(crate) fn sliced<R: Send>(
     }
 }
 
+/// Whether this is the process's main thread, the one where Python runs
+/// signal handlers and which finalizes the interpreter.
+pub(crate) fn is_main_thread() -> bool {
+    multiproc_sys::process::tid() == multiproc_sys::process::pid()
+}
+
 /// An interrupt check for the `*_interruptible` waits of the Rust API,
 /// called with the GIL released: it takes the GIL, runs the signal handlers
 /// (Ctrl-C's raises `KeyboardInterrupt`), and keeps the error in `slot` for
 /// the caller to raise once the wait has returned.
 pub(crate) fn signal_check(slot: &mut Option<PyErr>) -> impl FnMut() -> bool + Send + '_ {
-    move || match Python::attach(|py| py.check_signals()) {
-        Ok(()) => false,
-        Err(e) => {
-            *slot = Some(e);
-            true
+    let main = is_main_thread();
+    move || {
+        if !main {
+            // Handlers run only in the main thread: nothing to check, and
+            // no reason to take the GIL (see `hang_if_finalizing`).
+            return false;
+        }
+        let checked = Python::attach(|py| py.check_signals());
+        match checked {
+            Ok(()) => false,
+            Err(e) => {
+                *slot = Some(e);
+                true
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 //! `multiproc::connection` (Python's wire protocol and handshake).
 
 use crate::conn::RawConnection;
-use crate::{SLICE, deadline, errors, sliced};
+use crate::{deadline, errors, sliced};
 use multiproc::TimeoutError;
 use multiproc::connection::{Address, AuthPolicy, Client, ConnectError, Listener, wait};
 use pyo3::exceptions::{PyOSError, PyValueError};
@@ -111,13 +111,13 @@ impl RawListener {
             None => b = b.insecure_no_authkey(),
         }
         let l = match address {
-            None => py.detach(|| b.bind_private()),
+            None => crate::detach(py, || b.bind_private()),
             // A path the caller chose: its directory is the caller's
             // business, as in Python.
             Some(a) => {
                 let a = a.into_address()?;
                 let b = b.insecure_shared_directory();
-                py.detach(|| b.bind(a))
+                crate::detach(py, || b.bind(a))
             }
         }
         .map_err(errors::bind)?;
@@ -136,13 +136,19 @@ impl RawListener {
     /// Accept the next client and run the handshake (GIL released, in
     /// slices so signals are seen).
     fn accept(&self, py: Python<'_>) -> PyResult<RawConnection> {
-        loop {
-            let l = self.get()?;
-            match py.detach(|| l.accept_timeout::<()>(SLICE)) {
-                Ok(c) => return RawConnection::wrap(c),
-                Err(TimeoutError::Timeout) => py.check_signals()?,
-                Err(TimeoutError::Failed(e)) => return Err(errors::accept(py, e)),
-            }
+        let l = self.get()?;
+        match crate::sliced(
+            py,
+            None,
+            |t| l.accept_timeout::<()>(t),
+            |r| matches!(r, Err(TimeoutError::Timeout)),
+        )? {
+            Ok(c) => RawConnection::wrap(c),
+            Err(TimeoutError::Failed(e)) => Err(errors::accept(py, e)),
+            // `sliced` without a deadline only returns what did not time out.
+            Err(TimeoutError::Timeout) => Err(pyo3::exceptions::PyOSError::new_err(
+                "accept timed out without a deadline",
+            )),
         }
     }
 
@@ -183,8 +189,7 @@ pub fn connect(
         Some(k) => b = b.authkey(k),
         None => b = b.insecure_no_authkey(),
     }
-    let c = py
-        .detach(|| b.connect::<()>(address))
+    let c = crate::detach(py, || b.connect::<()>(address))
         .map_err(|e: ConnectError| errors::connect(py, e))?;
     RawConnection::wrap(c)
 }

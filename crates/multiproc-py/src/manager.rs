@@ -159,10 +159,10 @@ impl RawServer {
     fn new(py: Python<'_>, address: Option<PyAddress>, authkey: Vec<u8>) -> PyResult<Self> {
         let b = Listener::builder().authkey(&authkey);
         let l = match address {
-            None => py.detach(|| b.bind_private()),
+            None => crate::detach(py, || b.bind_private()),
             Some(a) => {
                 let a = a.into_address()?;
-                py.detach(|| b.insecure_shared_directory().bind(a))
+                crate::detach(py, || b.insecure_shared_directory().bind(a))
             }
         }
         .map_err(errors::bind)?;
@@ -186,7 +186,7 @@ impl RawServer {
             .expect("not poisoned")
             .take()
             .ok_or_else(|| PyOSError::new_err("already served"))?;
-        py.detach(|| s.serve())?;
+        crate::detach(py, || s.serve())?;
         Ok(())
     }
 }
@@ -204,8 +204,7 @@ impl RawManager {
     #[new]
     fn new(py: Python<'_>, address: PyAddress, authkey: Vec<u8>) -> PyResult<Self> {
         let a = address.into_address()?;
-        let m = py
-            .detach(|| Manager::connect(a, &authkey))
+        let m = crate::detach(py, || Manager::connect(a, &authkey))
             .map_err(|e| errors::manager(py, e))?;
         Ok(RawManager {
             address: m.address().clone(),
@@ -229,7 +228,7 @@ impl RawManager {
         let k = kind(kind_name)?;
         let init = to_value(init)?;
         let inner = &self.inner;
-        let h = py.detach(|| {
+        let h = crate::detach(py, || {
             inner
                 .lock()
                 .expect("not poisoned")
@@ -248,8 +247,7 @@ impl RawManager {
     fn shutdown(&self, py: Python<'_>) -> PyResult<()> {
         let m = self.inner.lock().expect("not poisoned").take();
         if let Some(m) = m {
-            py.detach(|| m.shutdown())
-                .map_err(|e| errors::manager(py, e))?;
+            crate::detach(py, || m.shutdown()).map_err(|e| errors::manager(py, e))?;
         }
         Ok(())
     }
@@ -283,7 +281,9 @@ impl RawHandle {
         let t = deadline(timeout).map(|d| d.saturating_duration_since(Instant::now()));
         let h = &self.h;
         let mut slot = None;
-        let r = py.detach(|| h.call_interruptible(method, args, t, signal_check(&mut slot)));
+        let r = crate::detach(py, || {
+            h.call_interruptible(method, args, t, signal_check(&mut slot))
+        });
         let v = match r {
             Err(ManagerError::Interrupted) => return Err(interrupted(slot)),
             r => r.map_err(|e| errors::manager(py, e))?,
@@ -309,9 +309,7 @@ impl RawHandle {
     /// `Handle::reattach`).
     fn reattach(&self, py: Python<'_>) -> PyResult<RawHandle> {
         let h = &self.h;
-        let h = py
-            .detach(|| h.reattach())
-            .map_err(|e| errors::manager(py, e))?;
+        let h = crate::detach(py, || h.reattach()).map_err(|e| errors::manager(py, e))?;
         Ok(RawHandle { h })
     }
 
@@ -325,8 +323,7 @@ impl RawHandle {
         id: u64,
     ) -> PyResult<RawHandle> {
         let a = address.into_address()?;
-        let h = py
-            .detach(|| Handle::attach(a, &authkey, id))
+        let h = crate::detach(py, || Handle::attach(a, &authkey, id))
             .map_err(|e| errors::manager(py, e))?;
         Ok(RawHandle { h })
     }
@@ -335,7 +332,7 @@ impl RawHandle {
     /// more) without a proxy: for a proxy stored inside a managed value.
     fn lend(&self, py: Python<'_>) -> PyResult<()> {
         let h = &self.h;
-        py.detach(|| h.lend()).map_err(|e| errors::manager(py, e))
+        crate::detach(py, || h.lend()).map_err(|e| errors::manager(py, e))
     }
 
     /// The server's authkey.
@@ -367,7 +364,7 @@ impl RawHandle {
     /// Rebuild from `_state` (connects to the server and claims the loan).
     #[staticmethod]
     fn _rebuild(py: Python<'_>, state: Vec<u8>) -> PyResult<RawHandle> {
-        let h = py.detach(|| handle::rebuild::<Handle>(&state, Vec::new()))?;
+        let h = crate::detach(py, || handle::rebuild::<Handle>(&state, Vec::new()))?;
         Ok(RawHandle { h })
     }
 }

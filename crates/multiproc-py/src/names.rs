@@ -15,7 +15,7 @@ pub fn named_objects_list<'py>(
     kind: Option<&str>,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
     let kind = parse_kind(kind)?;
-    let objs = py.detach(|| names::list(kind))?;
+    let objs = crate::detach(py, || names::list(kind))?;
     objs.into_iter()
         .map(|o| {
             let d = PyDict::new(py);
@@ -35,7 +35,7 @@ pub fn named_objects_list<'py>(
 #[pyfunction]
 pub fn remove_named_object(py: Python<'_>, kind: &str, name: &str) -> PyResult<bool> {
     let kind = Kind::parse(kind).map_err(value_error)?;
-    py.detach(|| {
+    crate::detach(py, || {
         if !names::list(Some(kind))?.iter().any(|o| o.name == name) {
             return Ok(false);
         }

@@ -401,7 +401,9 @@ impl RawCondition {
         let c = &self.c;
         let t = timeout.map(|t| Duration::from_secs_f64(t.clamp(0.0, 1e9)));
         let mut signal = None;
-        let r = py.detach(|| c.wait_held_interruptible(t, crate::SLICE, signal_check(&mut signal)));
+        let r = crate::detach(py, || {
+            c.wait_held_interruptible(t, crate::SLICE, signal_check(&mut signal))
+        });
         match r {
             Ok(b) => Ok(b),
             Err(multiproc::WaitError::OwnerDied) => {
@@ -462,7 +464,9 @@ impl RawBarrier {
         let b = &self.b;
         let t = timeout.map(|t| Duration::from_secs_f64(t.clamp(0.0, 1e9)));
         let mut signal = None;
-        let r = py.detach(|| b.wait_interruptible(t, crate::SLICE, signal_check(&mut signal)));
+        let r = crate::detach(py, || {
+            b.wait_interruptible(t, crate::SLICE, signal_check(&mut signal))
+        });
         match r {
             Ok(i) => Ok(i),
             // Ctrl-C: this party left; the barrier is not broken.
