@@ -34,6 +34,7 @@ sentinels, reports a death through the result queue (after everything the
 worker put there) and starts the replacement.
 """
 
+import atexit
 import builtins as _builtins
 import collections
 import itertools
@@ -80,6 +81,10 @@ TimeoutError = _MpTimeoutError
 # Chunks handed to one worker at a time: the one it runs and the next, so it
 # never waits for the parent between two chunks.
 DEPTH = 2
+# Tasks the feeder reads from one job's iterable per turn.
+FEED_BATCH = 32
+# Results an imap may run ahead of its consumer (at least 4 per worker).
+LOOKAHEAD = 64
 
 
 class WorkerLostError(BrokenProcessPool):
@@ -196,6 +201,27 @@ def _worker(orders, results, slots, seat, parent, initializer, initargs, maxtask
 
 # ----------------------------------------------------------------- parent side
 
+# Cores whose threads run (a strong reference until the collector ends).
+_live_cores = set()
+
+
+def _exit_all():
+    """At interpreter exit, before finalization: terminate the pools (as the
+    standard library's finalizer does) and let executors finish their
+    pending futures, so no pool thread is left to wake during finalization."""
+    for core in list(_live_cores):
+        try:
+            if core._futures_mode:
+                core.close()
+            else:
+                core.terminate()
+            core.join()
+        except Exception:
+            pass
+
+
+atexit.register(_exit_all)
+
 # Control records on the result queue: (0, kind, payload).
 _DIED = 1
 _STOP = 2
@@ -217,14 +243,24 @@ class _Task:
 
 
 class _Feed:
-    __slots__ = ("job", "tasks", "set_length", "fed", "failed")
+    __slots__ = ("job", "it", "set_length", "total", "fed", "failed")
 
-    def __init__(self, job, tasks, set_length):
+    def __init__(self, job, tasks, set_length, total):
         self.job = job
-        self.tasks = tasks
+        self.it = iter(tasks)
         self.set_length = set_length
+        self.total = total  # the number of tasks, when known (map)
         self.fed = 0
         self.failed = False
+
+    def fail_rest(self, ready, exc):
+        """Fail the tasks not fed yet: a ``map`` result completes only once
+        every chunk reported; an ``imap`` ends after the failure."""
+        last = max(self.total or 0, self.fed + 1)
+        for i in range(self.fed, last):
+            ready.append((self.job, i, (False, exc)))
+        if self.set_length is not None:
+            ready.append((self.set_length, None, self.fed + 1))
 
 
 class _Seat:
@@ -276,10 +312,10 @@ class _Core:
         self._backlog = collections.deque()
         self._ready = []
         self._dead = {}
-        self._feeding = 0
         self._feeds = collections.deque()
-        self._feeder_busy = False
+        self._feeder_waiting = False
         self._backlog_high = max(64, 8 * processes)
+        self._lookahead = max(LOOKAHEAD, 4 * processes)
 
         self._results = SimpleQueue()
         self._slots = RawArray("q", 2 * processes)
@@ -302,6 +338,7 @@ class _Core:
         self._collector.start()
         self._supervisor.start()
         self._feeder.start()
+        _live_cores.add(self)
 
     # -- workers
 
@@ -360,15 +397,14 @@ class _Core:
             ready = self._take_ready_locked()
         self._deliver(ready)
 
-    def submit_many(self, job, tasks, set_length=None):
+    def submit_many(self, job, tasks, set_length=None, total=None):
         """Queue a job's tasks, read lazily from the iterable ``tasks`` of
         ``(func, args)`` by the feeder thread; an exception from the iterable
         fails the job at that index. ``set_length(n)`` is called once the
         iterable ends."""
         with self._lock:
             self._check_running_locked()
-            self._feeding += 1
-            self._feeds.append(_Feed(job, tasks, set_length))
+            self._feeds.append(_Feed(job, tasks, set_length, total))
             self._room.notify_all()
 
     def cancel_pending(self):
@@ -401,48 +437,69 @@ class _Core:
         self._dispatch_locked()
 
     def _feed(self):
-        """The feeder thread: read each job's task iterable, a bounded
-        number of tasks ahead of the workers."""
+        """The feeder thread: read the jobs' task iterables in turn (one
+        endless ``imap`` does not starve the jobs behind it), each at most
+        ``_backlog_high`` tasks ahead of the workers and an ``imap`` at most
+        ``LOOKAHEAD`` results ahead of its consumer. The iterables are read
+        outside the lock."""
         while True:
             with self._lock:
-                while not self._feeds and self._state == RUN and self._broken is None:
+                while True:
+                    if self._state == TERMINATE or self._broken is not None:
+                        return  # _fail_all_locked failed what was left
+                    feed = self._next_feed_locked()
+                    if feed is not None:
+                        break
+                    if not self._feeds and self._state != RUN:
+                        return
+                    self._feeder_waiting = True
                     self._room.wait()
-                if not self._feeds:
-                    return
-                feed = self._feeds[0]
-            job, set_length = feed.job, feed.set_length
-            i = -1
-            failed = None
+                    self._feeder_waiting = False
+                n = self._feed_room_locked(feed)
+            batch = []
+            ended = failed = None
             try:
-                for i, (func, args) in enumerate(feed.tasks):
-                    with self._lock:
-                        while (len(self._backlog) >= self._backlog_high and self._state != TERMINATE
-                               and self._broken is None):
-                            self._room.wait()
-                        if self._state == TERMINATE or self._broken is not None:
-                            break
-                        self._add_locked(job, i, func, args, None)
-                        feed.fed = i + 1
-                        ready = self._take_ready_locked()
-                    self._deliver(ready)
-                else:
-                    i += 1
+                for _ in range(n):
+                    batch.append(next(feed.it))
+            except StopIteration:
+                ended = True
             except Exception as e:
-                i += 1
                 failed = e
             with self._lock:
-                self._feeds.popleft()
-                self._feeding -= 1
                 if not feed.failed:
+                    for func, args in batch:
+                        task = _Task(next(self._seq), feed.job, feed.fed, func, args, None)
+                        self._tasks[task.seq] = task
+                        self._backlog.append(task.seq)
+                        feed.fed += 1
+                    self._dispatch_locked()
+                    self._feeds.remove(feed)
                     if failed is not None:
-                        self._ready.append((job, i, (False, failed)))
-                    if set_length is not None:
-                        self._ready.append((set_length, None, i if failed is None else i + 1))
-                self._maybe_finish_locked()
+                        feed.fail_rest(self._ready, failed)
+                    elif ended:
+                        if feed.set_length is not None:
+                            self._ready.append((feed.set_length, None, feed.fed))
+                    else:
+                        self._feeds.append(feed)  # its turn is over
                 ready = self._take_ready_locked()
             self._deliver(ready)
-            # Keep no task's arguments alive while waiting for the next job.
-            feed = job = set_length = func = args = ready = failed = None
+            # Keep no task's arguments alive while waiting.
+            feed = batch = ready = failed = func = args = task = None
+
+    def _next_feed_locked(self):
+        if len(self._backlog) >= self._backlog_high:
+            return None
+        for feed in self._feeds:
+            if self._feed_room_locked(feed) > 0:
+                return feed
+        return None
+
+    def _feed_room_locked(self, feed):
+        room = min(FEED_BATCH, self._backlog_high - len(self._backlog))
+        taken = getattr(feed.job, "_taken", None)
+        if taken is not None:
+            room = min(room, self._lookahead - (feed.fed - taken))
+        return room
 
     # -- dispatch (under the lock)
 
@@ -488,7 +545,7 @@ class _Core:
             task.seat = seat
             seat.outstanding.append(seq)
             seat.sent += 1
-        if len(backlog) < self._backlog_high // 2 and self._feeding:
+        if self._feeder_waiting and len(backlog) < self._backlog_high // 2:
             self._room.notify_all()
 
     def _take_ready_locked(self):
@@ -540,6 +597,7 @@ class _Core:
                 msg = a = b = task = ready = None
                 continue
             if a == _STOP:
+                _live_cores.discard(self)
                 return
             if a == _DIED:
                 with self._lock:
@@ -597,14 +655,12 @@ class _Core:
             self._fail_locked(task, exc)
         self._backlog.clear()
         for feed in self._feeds:
-            # The job fails where its input stopped, and ends there.
             feed.failed = True
-            self._ready.append((feed.job, feed.fed, (False, exc)))
-            if feed.set_length is not None:
-                self._ready.append((feed.set_length, None, feed.fed + 1))
+            feed.fail_rest(self._ready, exc)
+        self._feeds.clear()
 
     def _pending_locked(self):
-        return bool(self._tasks) or self._feeding > 0
+        return bool(self._tasks) or bool(self._feeds)
 
     def _maybe_finish_locked(self):
         """After ``close()``, once nothing is pending, tell each worker to
@@ -643,6 +699,12 @@ class _Core:
             self._kill_all()
         self._deliver(ready)
         self._wake()
+        # Synchronous, as the standard library's: the workers are reaped and
+        # the pool's threads are done when it returns (not the feeder, which
+        # may be inside a user's iterable).
+        for t in (self._supervisor, self._collector):
+            if t is not threading.current_thread():
+                t.join()
 
     def join(self):
         for t in (self._feeder, self._supervisor, self._collector):
@@ -763,6 +825,47 @@ class _Core:
                 pass
 
 
+class _Counting:
+    """An ``imap`` iterator that tells the pool when its consumer takes a
+    result, so its input is read only ``LOOKAHEAD`` results ahead."""
+
+    def _init_counting(self, core):
+        self._taken = 0
+        self._core = core
+
+    def next(self, timeout=None):
+        try:
+            value = super().next(timeout)
+        except (StopIteration, TimeoutError):
+            raise
+        except Exception:  # a failed task: taken too
+            self._took()
+            raise
+        self._took()
+        return value
+
+    __next__ = next
+
+    def _took(self):
+        core = self._core
+        with core._lock:
+            self._taken += 1
+            if core._feeder_waiting:
+                core._room.notify_all()
+
+
+class _IMapIterator(_Counting, IMapIterator):
+    def __init__(self, pool, core):
+        IMapIterator.__init__(self, pool)
+        self._init_counting(core)
+
+
+class _IMapUnorderedIterator(_Counting, IMapUnorderedIterator):
+    def __init__(self, pool, core):
+        IMapUnorderedIterator.__init__(self, pool)
+        self._init_counting(core)
+
+
 def _default_chunksize(n, processes):
     chunksize, extra = divmod(n, processes * 4)
     return chunksize + 1 if extra else chunksize
@@ -866,7 +969,7 @@ class Pool:
         result = MapResult(self, chunksize, len(iterable), callback, error_callback=error_callback)
         if chunksize:
             tasks = ((mapper, ((func, chunk),)) for chunk in _chunks(iterable, chunksize))
-            self._submit_many(result, tasks)
+            self._submit_many(result, tasks, total=result._number_left)
         return result
 
     def imap(self, func, iterable, chunksize=1):
@@ -874,7 +977,7 @@ class Pool:
         self._check_running()
         if chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
-        result = IMapIterator(self)
+        result = _IMapIterator(self, self._core)
         if chunksize == 1:
             self._submit_many(result, ((func, (x,)) for x in iterable), result._set_length)
             return result
@@ -887,7 +990,7 @@ class Pool:
         self._check_running()
         if chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0!r}".format(chunksize))
-        result = IMapUnorderedIterator(self)
+        result = _IMapUnorderedIterator(self, self._core)
         if chunksize == 1:
             self._submit_many(result, ((func, (x,)) for x in iterable), result._set_length)
             return result
@@ -895,9 +998,9 @@ class Pool:
         self._submit_many(result, tasks, result._set_length)
         return (item for chunk in result for item in chunk)
 
-    def _submit_many(self, result, tasks, set_length=None):
+    def _submit_many(self, result, tasks, set_length=None, total=None):
         try:
-            self._core.submit_many(result, tasks, set_length)
+            self._core.submit_many(result, tasks, set_length, total)
         except BaseException:
             self._cache.pop(result._job, None)
             raise
