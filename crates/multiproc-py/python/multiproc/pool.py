@@ -165,6 +165,9 @@ def _worker(orders, results, slots, seat, parent, initializer, initargs, maxtask
     put = results._raw.put
     at = 2 * seat
     clock = time.monotonic_ns
+    # A future gets whatever its call raised, SystemExit included, as the
+    # standard library's executor does; a Pool task, an Exception.
+    catch = BaseException if futures_mode else Exception
     done = 0
     while maxtasks is None or done < maxtasks:
         order = get()
@@ -177,7 +180,7 @@ def _worker(orders, results, slots, seat, parent, initializer, initargs, maxtask
         slots[at] = seq
         try:
             result = (seq, True, func(*args, **kwds) if kwds else func(*args))
-        except Exception as e:
+        except catch as e:
             if futures_mode:
                 e = _FuturesExceptionWithTraceback(e, e.__traceback__)
             else:
@@ -185,7 +188,7 @@ def _worker(orders, results, slots, seat, parent, initializer, initargs, maxtask
             result = (seq, False, e)
         try:
             put(result)
-        except Exception as e:
+        except catch as e:
             if futures_mode:
                 wrapped = _FuturesExceptionWithTraceback(e, e.__traceback__)
             else:
@@ -571,7 +574,7 @@ class _Core:
         while True:
             try:
                 msg = get()
-            except Exception as e:  # a record that cannot be read
+            except BaseException as e:  # a record that cannot be read (SystemExit too)
                 self._break(f"the pool cannot read a worker's report: {e!r}")
                 continue
             seq, a, b = msg
