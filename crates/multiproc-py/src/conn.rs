@@ -78,18 +78,17 @@ impl RawConnection {
 /// wake-up, which costs more than the whole round trip on small VMs.
 const SPIN: Duration = Duration::from_micros(40);
 
-fn spin_until_readable(py: Python<'_>, rx: &Mutex<Option<Connection<()>>>) {
-    crate::detach(py, || {
-        let start = std::time::Instant::now();
-        let mut g = rx.lock().expect("not poisoned");
-        let Some(c) = g.as_mut() else { return };
-        while !c.poll(Some(Duration::ZERO)).unwrap_or(true) {
-            if start.elapsed() >= SPIN {
-                return;
-            }
-            std::hint::spin_loop();
+/// Called with the GIL released, in the first slice of the wait itself: a
+/// thread that came back for the GIL between the spin and the wait could be
+/// ended by a finalizing interpreter (see `hang_if_finalizing`).
+fn spin_until_readable(c: &mut Connection<()>) {
+    let start = std::time::Instant::now();
+    while !c.poll(Some(Duration::ZERO)).unwrap_or(true) {
+        if start.elapsed() >= SPIN {
+            return;
         }
-    })
+        std::hint::spin_loop();
+    }
 }
 
 /// A pair of connected ends: a socketpair (`duplex`) or an OS pipe
@@ -192,15 +191,18 @@ impl RawConnection {
         }
         self.check_readable()?;
         let rx = &self.rx;
-        if maxlength.is_none() {
-            spin_until_readable(py, rx);
-        }
+        let mut spun = false;
         let r = match maxlength {
             None => sliced(
                 py,
                 None,
                 |t| match rx.lock().expect("not poisoned").as_mut() {
-                    Some(c) => c.recv_bytes_timeout(t),
+                    Some(c) => {
+                        if !std::mem::replace(&mut spun, true) {
+                            spin_until_readable(c);
+                        }
+                        c.recv_bytes_timeout(t)
+                    }
                     None => Err(TimeoutError::Failed(RecvError::Broken)),
                 },
                 |r| matches!(r, Err(TimeoutError::Timeout)),

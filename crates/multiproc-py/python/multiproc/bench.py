@@ -3,16 +3,23 @@
 
 Rows: Queue streams of ``bytes`` (64 B, 4 KiB, 1 MiB; 1 producer → 1
 consumer and 4 → 4), ``Pipe`` ping-pong round trips, ``Lock``
-acquire+release, ``Value`` increments, and a ``Manager().dict()`` get
-round trip (multiproc's Rust server vs ``multiprocessing.Manager``). Ratios are against
+acquire+release, ``Value`` increments, a ``Manager().dict()`` get
+round trip (multiproc's Rust server vs ``multiprocessing.Manager``), and
+pools: ``imap_unordered`` of tiny tasks at chunksize 1, ``map`` at the
+default chunksize and an ``apply`` round trip, for ``multiproc.Pool``,
+``multiprocessing.Pool``, both ``ProcessPoolExecutor``s and loky's executor
+if installed (``pip install loky``). Ratios are against
 ``multiprocessing`` (higher is better for throughput, lower for time).
 Processes are forked; the clock runs from a start signal to the last
 consumer's exit, so process start-up is not measured.
 """
 
 import argparse
+import concurrent.futures
+import os
 import queue
 import multiprocessing
+import statistics
 import sys
 import time
 
@@ -132,6 +139,84 @@ def manager_dict_get(make_manager, n):
         m.shutdown()
 
 
+def _tiny(x):
+    return x
+
+
+def _pool_impls(workers):
+    """name -> (kind, factory): pools and executors with ``workers`` workers."""
+    impls = {
+        "multiproc.Pool": ("pool", lambda: multiproc.Pool(workers, context=CTX)),
+        "multiprocessing.Pool": ("pool", lambda: CTX.Pool(workers)),
+        "multiproc.PPExecutor": ("executor", lambda: multiproc.ProcessPoolExecutor(workers, mp_context=CTX)),
+        "futures.PPExecutor": ("executor", lambda: concurrent.futures.ProcessPoolExecutor(workers, mp_context=CTX)),
+    }
+    try:
+        import loky
+
+        impls["loky"] = ("executor", lambda: loky.get_reusable_executor(max_workers=workers))
+    except ImportError:
+        pass
+    return impls
+
+
+def _pool_case(kind, make, case, n, chunksize):
+    """Tasks/s for ``imap``/``map`` cases, seconds per call for ``apply``;
+    the pool is started and warm before the clock runs."""
+    pool = make()
+    try:
+        if kind == "pool":
+            pool.map(_tiny, range(100), chunksize=1)
+        else:
+            list(pool.map(_tiny, range(100)))
+        if case == "apply":
+            call = (lambda: pool.apply(_tiny, (1,))) if kind == "pool" else (lambda: pool.submit(_tiny, 1).result())
+            times = []
+            for _ in range(n):
+                t = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - t)
+            return statistics.median(times)
+        t = time.perf_counter()
+        if kind == "pool" and case == "imap_unordered":
+            for _ in pool.imap_unordered(_tiny, range(n), chunksize=1):
+                pass
+        elif kind == "pool":
+            pool.map(_tiny, range(n))
+        else:  # executors: map with the same chunk size
+            for _ in pool.map(_tiny, range(n), chunksize=chunksize):
+                pass
+        return n / (time.perf_counter() - t)
+    finally:
+        if kind == "pool":
+            pool.terminate()
+            pool.join()
+        elif not hasattr(pool, "_kill_workers"):  # loky's reusable executor stays
+            pool.shutdown(wait=True)
+
+
+def pool_rows(scale, out=print):
+    workers = os.cpu_count() or 1
+    impls = _pool_impls(workers)
+    if "loky" not in impls:
+        out("loky is not installed (pip install loky): its rows are left out")
+    n = max(int(100000 * scale), 1000)
+    default_chunk = -(-n // (workers * 4))
+    cases = [
+        ("imap_unordered", f"imap_unordered of {n} tiny tasks, chunksize 1 (executors: map); tasks/s", 1),
+        ("map", f"map of {n} tiny tasks, default chunksize ({default_chunk}); tasks/s", default_chunk),
+        ("apply", "apply round trip, p50 (executors: submit().result()); lower is better", None),
+    ]
+    for case, title, chunk in cases:
+        out(f"\nPool {title}; ratio vs multiprocessing.Pool")
+        count = max(int(2000 * scale), 200) if case == "apply" else n
+        res = {name: _pool_case(kind, make, case, count, chunk) for name, (kind, make) in impls.items()}
+        base = res["multiprocessing.Pool"]
+        for name, r in res.items():
+            shown = _fmt_time(r) if case == "apply" else _fmt_rate(r)
+            out(f"  {name:<22} {shown:>12} {r / base:8.2f}x")
+
+
 def _fmt_rate(r):
     return f"{r / 1e6:.2f} M/s" if r >= 1e6 else f"{r / 1e3:.1f} k/s"
 
@@ -143,8 +228,12 @@ def _fmt_time(t):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m multiproc.bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer messages (noisier)")
+    ap.add_argument("--pool", action="store_true", help="only the pool rows")
     args = ap.parse_args(argv)
     scale = 0.25 if args.quick else 1.0
+    if args.pool:
+        pool_rows(scale, out=lambda line: print(line, flush=True))
+        return 0
     impls = _queue_impls()
     if "faster-fifo" not in impls:
         print("faster-fifo is not installed (pip install faster-fifo): its rows are left out\n")
@@ -182,6 +271,7 @@ def main(argv=None):
            "multiprocessing": manager_dict_get(CTX.Manager, n)}
     for name, t in res.items():
         print(f"  {name:<16} {_fmt_time(t):>12} {t / res['multiprocessing']:8.2f}x", flush=True)
+    pool_rows(scale, out=lambda line: print(line, flush=True))
     return 0
 
 

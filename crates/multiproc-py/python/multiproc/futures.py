@@ -42,7 +42,8 @@ def _python_exit():
     global _exiting
     _exiting = True
     for ex in list(_live):
-        ex.shutdown(wait=True)
+        if ex._core._pid == os.getpid():  # not a forked child's copy
+            ex.shutdown(wait=True)
 
 
 threading._register_atexit(_python_exit)
@@ -115,7 +116,7 @@ class ProcessPoolExecutor(_base.Executor):
         self._shutdown_lock = threading.Lock()
         self._shutdown_thread = False
         self._core = _Core(max_workers, initializer, initargs, max_tasks_per_child, mp_context,
-                           task_timeout, on_worker_death, restart_limit, True)
+                           task_timeout, on_worker_death, restart_limit, True, lazy=True)
         _live.add(self)
 
     @property
@@ -138,11 +139,13 @@ class ProcessPoolExecutor(_base.Executor):
             f = _base.Future()
             job = _FutureJob(self._core._cache, f)
             try:
-                self._core.submit(job, 0, fn, args, kwargs or None)
+                self._core.submit(job, 0, fn, args, kwargs or None, start=False)
             except BaseException:
                 self._core._cache.pop(job._job, None)
                 raise
-            return f
+        # Outside the lock: starting a worker may fork.
+        self._core.start_needed()
+        return f
 
     submit.__doc__ = _base.Executor.submit.__doc__
 

@@ -38,9 +38,12 @@ import atexit
 import builtins as _builtins
 import collections
 import itertools
+import logging as _logging
 import os
 import signal
+import sys
 import threading
+import traceback
 import time
 import warnings
 from concurrent.futures.process import BrokenProcessPool
@@ -159,10 +162,24 @@ def _worker(orders, results, slots, seat, parent, initializer, initargs, maxtask
     # watched the same way; the worker then lives until its orders end.)
     # Ctrl-C reaches the whole foreground group; the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    if initializer is not None:
-        initializer(*initargs)
     get = orders._raw.get
     put = results._raw.put
+    if initializer is not None:
+        try:
+            initializer(*initargs)
+        except BaseException as e:
+            # Tell the parent, which breaks the pool: an initializer that
+            # fails once fails in every replacement (the standard library's
+            # Pool restarts such workers for ever; its executor breaks).
+            if futures_mode:
+                _logging.getLogger("concurrent.futures").critical("Exception in initializer:", exc_info=True)
+            else:
+                traceback.print_exc()
+            # The pool breaks when this worker's death is reported (after it
+            # exited, its logging flushed), not when this message arrives.
+            slots[2 * seat] = _INIT_FAILED_SLOT
+            put((0, _INIT_FAILED, f"a worker's initializer raised {e!r}"))
+            sys.exit(1)
     at = 2 * seat
     clock = time.monotonic_ns
     # A future gets whatever its call raised, SystemExit included, as the
@@ -213,6 +230,8 @@ def _exit_all():
     standard library's finalizer does) and let executors finish their
     pending futures, so no pool thread is left to wake during finalization."""
     for core in list(_live_cores):
+        if core._pid != os.getpid():
+            continue  # a forked child's copy: the parent's pool, not ours
         try:
             if core._futures_mode:
                 core.close()
@@ -228,6 +247,9 @@ atexit.register(_exit_all)
 # Control records on the result queue: (0, kind, payload).
 _DIED = 1
 _STOP = 2
+_INIT_FAILED = 3
+# A worker's slot after its initializer raised (no replacement for it).
+_INIT_FAILED_SLOT = -1
 
 
 class _Task:
@@ -290,8 +312,9 @@ class _Core:
     façade, so an unreferenced ``Pool`` is collected (and terminated)."""
 
     def __init__(self, processes, initializer, initargs, maxtasks, ctx, task_timeout,
-                 on_worker_death, restart_limit, futures_mode):
+                 on_worker_death, restart_limit, futures_mode, lazy=False):
         self._ctx = ctx
+        self._pid = os.getpid()
         self._processes = processes
         self._initializer = initializer
         self._initargs = tuple(initargs)
@@ -309,6 +332,7 @@ class _Core:
         self._room = threading.Condition(self._lock)  # the feeder waits here
         self._state = RUN
         self._broken = None
+        self._init_error = None
         self._finishing = False
         self._seq = itertools.count(1)
         self._tasks = {}
@@ -327,10 +351,17 @@ class _Core:
         self._wake_lock = threading.Lock()
         self._seats = [None] * processes
         self._gens = [0] * processes
+        # Workers started on demand (the executor, as the standard
+        # library's): seats not started yet, and those starting now.
+        self._lazy = lazy
+        self._starting = set()
+        self._fork = lazy and ctx.get_start_method() == "fork"
+        self._fork_all = False
 
         try:
-            for i in range(processes):
-                self._install(i, self._start_worker(i))
+            if not lazy:
+                for i in range(processes):
+                    self._install(i, self._start_worker(i))
         except BaseException:
             self._kill_all()
             raise
@@ -371,6 +402,41 @@ class _Core:
                 self._fill_locked(seat)
             ready = self._take_ready_locked()
         self._deliver(ready)
+        self._wake()  # the supervisor watches the new worker
+
+    def _unstarted_locked(self):
+        for i, seat in enumerate(self._seats):
+            if seat is None and i not in self._starting:
+                return i
+        return None
+
+    def _start_needed(self):
+        """Start workers for tasks no started worker has room for, one per
+        ``DEPTH`` of them, up to ``processes`` (lazy cores)."""
+        while True:
+            with self._lock:
+                if self._state == TERMINATE or self._broken is not None:
+                    return
+                # Under fork all start at the first task, as the standard
+                # library's executor does (fork pre-spawns, not on demand).
+                if self._fork and self._backlog:
+                    self._fork_all = True  # the first task starts them all
+                if not self._fork_all:
+                    if len(self._backlog) <= DEPTH * len(self._starting):
+                        return
+                index = self._unstarted_locked()
+                if index is None:
+                    return
+                self._starting.add(index)
+            try:
+                started = self._start_worker(index)
+            except Exception as e:
+                self._break(f"cannot start a worker: {e!r}")
+                return
+            finally:
+                with self._lock:
+                    self._starting.discard(index)
+            self._install(index, started)
 
     def _kill_all(self):
         for seat in self._seats:
@@ -392,13 +458,24 @@ class _Core:
         if self._state != RUN:
             raise ValueError("Pool not running")
 
-    def submit(self, job, i, func, args, kwds):
-        """Queue one task of ``job`` (index ``i``)."""
+    def submit(self, job, i, func, args, kwds, start=True):
+        """Queue one task of ``job`` (index ``i``); with ``start``, start a
+        worker for it if the core is lazy and none has room (else the
+        caller does, with :meth:`start_needed`, holding no lock: a fork
+        copies held locks)."""
         with self._lock:
             self._check_running_locked()
             self._add_locked(job, i, func, args, kwds)
             ready = self._take_ready_locked()
         self._deliver(ready)
+        if self._lazy and start:
+            # In the caller, as the standard library's executor does.
+            self._start_needed()
+
+    def start_needed(self):
+        """Start the workers queued tasks need (lazy cores)."""
+        if self._lazy:
+            self._start_needed()
 
     def submit_many(self, job, tasks, set_length=None, total=None):
         """Queue a job's tasks, read lazily from the iterable ``tasks`` of
@@ -602,6 +679,10 @@ class _Core:
             if a == _STOP:
                 _live_cores.discard(self)
                 return
+            if a == _INIT_FAILED:
+                with self._lock:
+                    self._init_error = b
+                continue
             if a == _DIED:
                 with self._lock:
                     self._on_died_locked(*self._dead.pop(b))
@@ -633,6 +714,9 @@ class _Core:
                     self._fail_locked(task, lost)
         seat.outstanding.clear()
         self._backlog.extendleft(reversed(requeue))
+        if self._init_error is not None:
+            self._break_locked(self._init_error)
+            return
         if self._policy == "break" and exitcode != 0 and not timed_out and self._state == RUN:
             self._break_locked(f"a worker (pid {pid}) died (exit code {exitcode})")
 
@@ -740,7 +824,13 @@ class _Core:
         try:
             while True:
                 live = {s.proc.sentinel: s for s in self._seats if s is not None and s.alive}
-                if not live and (self._state != RUN or self._broken is not None):
+                with self._lock:
+                    done = not live and (
+                        self._broken is not None
+                        or self._state == TERMINATE
+                        or (self._state == CLOSE and not self._pending_locked() and not self._starting)
+                    )
+                if done:
                     break
                 ready = _mp_connection.wait(list(live) + [self._wake_r], self._tick())
                 if self._wake_r in ready:
@@ -778,18 +868,23 @@ class _Core:
         at = 2 * seat.index
         running = self._slots[at]
         self._slots[at] = 0
+        # An initializer that raised: the collector breaks the pool when it
+        # reads this death (after the worker's report); no replacement.
+        init_failed = running == _INIT_FAILED_SLOT
+        if init_failed:
+            running = 0
         timed_out = running != 0 and running == seat.timed_out
         key = (seat.index, seat.gen)
         with self._lock:
             self._dead[key] = (seat, seat.proc.pid, exitcode, running, timed_out)
-            abnormal = exitcode != 0 and not timed_out
+            abnormal = exitcode != 0 and not timed_out and not init_failed
             if abnormal:
                 now = time.monotonic()
                 self._restarts.append(now)
                 while self._restarts and self._restarts[0] < now - self._restart_per:
                     self._restarts.popleft()
             storm = abnormal and len(self._restarts) > self._restart_count
-            replace = (self._broken is None and not storm and self._state != TERMINATE
+            replace = (self._broken is None and not storm and not init_failed and self._state != TERMINATE
                        and (self._state == RUN or self._pending_locked()))
         # After everything the worker put: its results are handled first.
         self._results._raw.put((0, _DIED, key))
