@@ -1072,23 +1072,17 @@ class Pool:
 
     def imap(self, func, iterable, chunksize=1):
         """An ordered iterator of ``func(x)``, reading ``iterable`` lazily."""
-        self._check_running()
-        if chunksize < 1:
-            raise ValueError("Chunksize must be 1+, not {0:n}".format(chunksize))
-        result = _IMapIterator(self, self._core)
-        if chunksize == 1:
-            self._submit_many(result, ((func, (x,)) for x in iterable), result._set_length)
-            return result
-        tasks = ((mapstar, ((func, chunk),)) for chunk in _chunks(iterable, chunksize))
-        self._submit_many(result, tasks, result._set_length)
-        return (item for chunk in result for item in chunk)
+        return self._imap(_IMapIterator, func, iterable, chunksize)
 
     def imap_unordered(self, func, iterable, chunksize=1):
         """``imap`` in completion order."""
+        return self._imap(_IMapUnorderedIterator, func, iterable, chunksize)
+
+    def _imap(self, iterator, func, iterable, chunksize):
         self._check_running()
         if chunksize < 1:
             raise ValueError("Chunksize must be 1+, not {0!r}".format(chunksize))
-        result = _IMapUnorderedIterator(self, self._core)
+        result = iterator(self, self._core)
         if chunksize == 1:
             self._submit_many(result, ((func, (x,)) for x in iterable), result._set_length)
             return result
