@@ -285,6 +285,55 @@ def test_executor_task_timeout():
         assert ex.submit(sqr, 5).result(HANG) == 25
 
 
+def _raise(_value):
+    raise RuntimeError("a callback that raises")
+
+
+def raise_key():
+    raise KeyError("task")
+
+
+def test_a_raising_callback_neither_hangs_its_result_nor_stops_the_pool():
+    with mp.Pool(2) as pool:
+        r = pool.apply_async(sqr, (3,), callback=_raise)
+        assert r.get(HANG) == 9
+        m = pool.map_async(sqr, range(10), callback=_raise)
+        assert m.get(HANG) == [x * x for x in range(10)]
+        e = pool.apply_async(raise_key, error_callback=_raise)
+        with pytest.raises(KeyError):
+            e.get(HANG)
+        assert pool.map(sqr, range(100)) == [x * x for x in range(100)]
+
+
+def test_imap_results_read_after_close_and_join():
+    pool = mp.Pool(2)
+    it = pool.imap(sqr, range(1000))  # more than the look-ahead
+    unordered = pool.imap_unordered(sqr, range(1000), chunksize=3)
+    pool.close()
+    joiner = threading.Thread(target=pool.join)
+    joiner.start()
+    joiner.join(HANG)
+    assert not joiner.is_alive(), "join() waited for an imap nobody read"
+    assert list(it) == [x * x for x in range(1000)]
+    assert sorted(unordered) == [x * x for x in range(1000)]
+
+
+def test_terminate_from_a_callback_returns_and_join_follows():
+    pool = mp.Pool(2)
+    done = threading.Event()
+
+    def stop(_exc):
+        pool.terminate()  # on the pool's collector thread
+        done.set()
+
+    pool.apply_async(raise_key, error_callback=stop)
+    assert done.wait(HANG), "terminate() from a callback did not return"
+    joiner = threading.Thread(target=pool.join)
+    joiner.start()
+    joiner.join(HANG)
+    assert not joiner.is_alive()
+
+
 SCRIPT = textwrap.dedent(
     """
     import sys, time

@@ -129,23 +129,26 @@ class ProcessPoolExecutor(_base.Executor):
 
     def submit(self, fn, /, *args, **kwargs):
         """Run ``fn(*args, **kwargs)`` in a worker; returns a ``Future``."""
-        with self._shutdown_lock:
-            if self._core._broken is not None:
-                raise BrokenProcessPool(self._core._broken)
-            if self._shutdown_thread:
-                raise RuntimeError("cannot schedule new futures after shutdown")
-            if _exiting:
-                raise RuntimeError("cannot schedule new futures after interpreter shutdown")
-            f = _base.Future()
-            job = _FutureJob(self._core._cache, f)
-            try:
-                self._core.submit(job, 0, fn, args, kwargs or None, start=False)
-            except BaseException:
-                self._core._cache.pop(job._job, None)
-                raise
-        # Outside the lock: starting a worker may fork.
-        self._core.start_needed()
-        return f
+        try:
+            with self._shutdown_lock:
+                if self._core._broken is not None:
+                    raise BrokenProcessPool(self._core._broken)
+                if self._shutdown_thread:
+                    raise RuntimeError("cannot schedule new futures after shutdown")
+                if _exiting:
+                    raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+                f = _base.Future()
+                job = _FutureJob(self._core._cache, f)
+                try:
+                    self._core.submit(job, 0, fn, args, kwargs or None, start=False)
+                except BaseException:
+                    self._core._cache.pop(job._job, None)
+                    raise
+            return f
+        finally:
+            # Outside the lock (starting a worker may fork), and whatever
+            # interrupts the caller: a queued task needs a worker.
+            self._core.start_needed()
 
     submit.__doc__ = _base.Executor.submit.__doc__
 

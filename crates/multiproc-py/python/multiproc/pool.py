@@ -235,9 +235,9 @@ def _exit_all():
         try:
             if core._futures_mode:
                 core.close()
+                core.join()
             else:
-                core.terminate()
-            core.join()
+                core.terminate()  # joins all but a feeder that may block
         except Exception:
             pass
 
@@ -332,6 +332,7 @@ class _Core:
         self._room = threading.Condition(self._lock)  # the feeder waits here
         self._state = RUN
         self._broken = None
+        self._terminate_requested = False
         self._init_error = None
         self._finishing = False
         self._seq = itertools.count(1)
@@ -543,7 +544,7 @@ class _Core:
                     batch.append(next(feed.it))
             except StopIteration:
                 ended = True
-            except Exception as e:
+            except BaseException as e:  # SystemExit from a generator too
                 failed = e
             with self._lock:
                 if not feed.failed:
@@ -577,7 +578,9 @@ class _Core:
     def _feed_room_locked(self, feed):
         room = min(FEED_BATCH, self._backlog_high - len(self._backlog))
         taken = getattr(feed.job, "_taken", None)
-        if taken is not None:
+        # After close() the input is read to its end (close(); join() before
+        # reading the results is a common pattern).
+        if taken is not None and self._state == RUN:
             room = min(room, self._lookahead - (feed.fed - taken))
         return room
 
@@ -636,12 +639,16 @@ class _Core:
         return ready
 
     def _deliver(self, ready):
-        """Set results outside the lock (callbacks run here)."""
+        """Set results outside the lock (callbacks run here). Nothing a
+        result's code raises ends the thread delivering it."""
         for job, i, obj in ready:
-            if i is None:  # (set_length, None, n)
-                job(obj)
-            elif job._job in self._cache:
-                job._set(i, obj)
+            try:
+                if i is None:  # (set_length, None, n)
+                    job(obj)
+                elif job._job in self._cache:
+                    job._set(i, obj)
+            except BaseException:
+                _report("delivering a result")
 
     # -- results
 
@@ -694,7 +701,7 @@ class _Core:
         self._tasks.pop(task.seq, None)
         self._ready.append((task.job, task.i, (False, exc)))
 
-    def _on_died_locked(self, seat, pid, exitcode, running, timed_out):
+    def _on_died_locked(self, seat, pid, exitcode, running, timed_out, ours):
         requeue = []
         lost = None
         for seq in seat.outstanding:
@@ -707,7 +714,7 @@ class _Core:
                 self._fail_locked(task, TaskTimeoutError(self._task_timeout))
             else:
                 lost = WorkerLostError(pid, exitcode)
-                if self._policy == "retry" and task.tries < self._retries:
+                if self._policy == "retry" and task.tries < self._retries and not ours:
                     task.tries += 1
                     requeue.append(seq)
                 else:
@@ -717,7 +724,7 @@ class _Core:
         if self._init_error is not None:
             self._break_locked(self._init_error)
             return
-        if self._policy == "break" and exitcode != 0 and not timed_out and self._state == RUN:
+        if self._policy == "break" and exitcode not in (0, None) and not ours and self._state == RUN:
             self._break_locked(f"a worker (pid {pid}) died (exit code {exitcode})")
 
     # -- breaking, finishing
@@ -744,6 +751,9 @@ class _Core:
         for feed in self._feeds:
             feed.failed = True
             feed.fail_rest(self._ready, exc)
+            # Its iterable is dropped outside the lock (a generator's
+            # finally blocks run then).
+            self._ready.append((_drop, None, feed))
         self._feeds.clear()
 
     def _pending_locked(self):
@@ -788,10 +798,19 @@ class _Core:
         self._wake()
         # Synchronous, as the standard library's: the workers are reaped and
         # the pool's threads are done when it returns (not the feeder, which
-        # may be inside a user's iterable).
-        for t in (self._supervisor, self._collector):
-            if t is not threading.current_thread():
+        # may be inside a user's iterable). Not from one of the pool's own
+        # threads (a callback, a finalizer run by GC there): the supervisor
+        # and the collector wait for each other's ends.
+        own = (self._supervisor, self._collector, self._feeder)
+        if threading.current_thread() not in own:
+            for t in (self._supervisor, self._collector):
                 t.join()
+
+    def terminate_soon(self):
+        """``terminate()`` by the supervisor: for finalizers, which GC may
+        run in any thread, even one holding the pool's lock."""
+        self._terminate_requested = True
+        self._wake()
 
     def join(self):
         for t in (self._feeder, self._supervisor, self._collector):
@@ -833,6 +852,8 @@ class _Core:
                 if done:
                     break
                 ready = _mp_connection.wait(list(live) + [self._wake_r], self._tick())
+                if self._terminate_requested:
+                    self.terminate()
                 if self._wake_r in ready:
                     try:
                         os.read(self._wake_r, 4096)
@@ -874,10 +895,17 @@ class _Core:
         if init_failed:
             running = 0
         timed_out = running != 0 and running == seat.timed_out
+        # Killed by the pool for a timeout: not a death to count or to break
+        # on, even when the kill landed on the next task (which then fails
+        # with WorkerLostError: it did start).
+        ours = seat.timed_out != 0
         key = (seat.index, seat.gen)
         with self._lock:
-            self._dead[key] = (seat, seat.proc.pid, exitcode, running, timed_out)
-            abnormal = exitcode != 0 and not timed_out and not init_failed
+            if init_failed and self._init_error is None:
+                self._init_error = "a worker's initializer failed"
+            self._dead[key] = (seat, seat.proc.pid, exitcode, running, timed_out, ours)
+            # (An exit code of None: another thread reaped it first; unknown.)
+            abnormal = exitcode not in (0, None) and not ours and not init_failed
             if abnormal:
                 now = time.monotonic()
                 self._restarts.append(now)
@@ -911,7 +939,7 @@ class _Core:
                 continue
             at = 2 * seat.index
             seq = slots[at]
-            if not seq:
+            if seq <= 0:  # idle, or its initializer failed
                 continue
             started = slots[at + 1]
             if slots[at] != seq or now - started <= limit:
@@ -921,6 +949,47 @@ class _Core:
                 seat.proc.kill()
             except Exception:
                 pass
+
+
+def _drop(_obj):
+    pass
+
+
+def _report(what):
+    """Print the exception being handled, as a thread's uncaught one would
+    be, without ending the pool thread that met it."""
+    print(f"Exception in a multiproc pool while {what}:", file=sys.stderr)
+    traceback.print_exc()
+
+
+def _guarded(callback):
+    """``callback``, reporting what it raises instead of raising it (a
+    result's ``_set`` must reach its event)."""
+    if callback is None:
+        return None
+
+    def call(value):
+        try:
+            callback(value)
+        except BaseException:
+            _report("running a callback")
+
+    return call
+
+
+class _LockedMapResult(MapResult):
+    """A ``MapResult`` whose chunks may be set from several threads (the
+    standard library's is set from one): its count and completion under a
+    lock, and nothing after completion."""
+
+    def __init__(self, *args, **kwargs):
+        self._set_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def _set(self, i, success_result):
+        with self._set_lock:
+            if self._job in self._cache:
+                super()._set(i, success_result)
 
 
 class _Counting:
@@ -1000,7 +1069,7 @@ class Pool:
         self._core = _Core(processes, initializer, initargs, maxtasksperchild, ctx, task_timeout,
                            on_worker_death, restart_limit, False)
         self._cache = self._core._cache
-        self._terminate = _util.Finalize(self, self._core.terminate, exitpriority=15)
+        self._terminate = _util.Finalize(self, self._core.terminate_soon, exitpriority=15)
 
     @property
     def _pool(self):
@@ -1032,7 +1101,7 @@ class Pool:
     def apply_async(self, func, args=(), kwds={}, callback=None, error_callback=None):
         """``func(*args, **kwds)`` in a worker; returns an ``AsyncResult``."""
         self._check_running()
-        result = ApplyResult(self, callback, error_callback)
+        result = ApplyResult(self, _guarded(callback), _guarded(error_callback))
         try:
             self._core.submit(result, 0, func, tuple(args), dict(kwds) if kwds else None)
         except BaseException:
@@ -1064,7 +1133,8 @@ class Pool:
             chunksize = _default_chunksize(len(iterable), self._processes)
         if len(iterable) == 0:
             chunksize = 0
-        result = MapResult(self, chunksize, len(iterable), callback, error_callback=error_callback)
+        result = _LockedMapResult(self, chunksize, len(iterable), _guarded(callback),
+                                  error_callback=_guarded(error_callback))
         if chunksize:
             tasks = ((mapper, ((func, chunk),)) for chunk in _chunks(iterable, chunksize))
             self._submit_many(result, tasks, total=result._number_left)
@@ -1108,7 +1178,8 @@ class Pool:
     def terminate(self):
         """Kill the workers now; pending tasks fail with ``BrokenProcessPool``."""
         self._state = TERMINATE
-        self._terminate()
+        self._terminate()  # the finalizer, once (it only asks the supervisor)
+        self._core.terminate()
 
     def join(self):
         """Wait for the workers to exit (after ``close()`` or ``terminate()``)."""
