@@ -101,17 +101,51 @@ fn spawn(
 }
 
 /// Wait for `p` until `deadline`; kill it if it is still running then.
-/// Returns its exit code, or `None` if it hung.
-fn reap(p: &mut Process<()>, deadline: Instant) -> Option<i32> {
+/// Returns its exit code, or, if it hung, where its threads were (from
+/// `/proc`, read before the kill).
+fn reap(p: &mut Process<()>, deadline: Instant) -> Result<i32, String> {
     let left = deadline.saturating_duration_since(Instant::now());
     match p.wait_timeout(left) {
-        Ok(Some(code)) => Some(code),
+        Ok(Some(code)) => Ok(code),
         _ => {
+            let where_ = p.pid().map_or_else(|| "no pid".into(), threads_of);
             let _ = p.kill();
             let _ = p.wait();
-            None
+            Err(where_)
         }
     }
+}
+
+/// `tid state wchan syscall` for each thread of `pid`, from `/proc` (what a
+/// hang report needs to tell a process asleep in the queue from one
+/// starved, stopped or stuck elsewhere).
+fn threads_of(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return format!("pid {pid}: no /proc entry");
+    };
+    let mut out = Vec::new();
+    for t in tasks.flatten() {
+        let dir = t.path();
+        let read = |f: &str| {
+            std::fs::read_to_string(dir.join(f))
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "?".into())
+        };
+        let stat = read("stat");
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .unwrap_or("?")
+            .to_owned();
+        let syscall = read("syscall");
+        let syscall = syscall.split_whitespace().next().unwrap_or("?");
+        out.push(format!(
+            "{} {state} wchan={} syscall={syscall}",
+            t.file_name().to_string_lossy(),
+            read("wchan")
+        ));
+    }
+    format!("pid {pid} threads [{}]", out.join("; "))
 }
 
 fn run_history(plan: &Plan) -> Result<Outcome, Box<dyn std::error::Error>> {
@@ -161,17 +195,17 @@ fn run_history(plan: &Plan) -> Result<Outcome, Box<dyn std::error::Error>> {
     let mut producers_killed = vec![false; plan.producers as usize];
     for (i, p) in producers.iter_mut().enumerate() {
         match reap(p, deadline) {
-            Some(0) => {}
-            Some(-9) => {
+            Ok(0) => {}
+            Ok(-9) => {
                 producers_killed[i] = true;
                 out.kills += 1;
             }
-            Some(code) => out
+            Ok(code) => out
                 .violations
                 .push(format!("producer {i} exited with {code}")),
-            None => out
+            Err(at) => out
                 .violations
-                .push(format!("producer {i} hung; queue: {}", q.diagnose())),
+                .push(format!("producer {i} hung ({at}); queue: {}", q.diagnose())),
         }
     }
 
@@ -217,20 +251,49 @@ fn run_history(plan: &Plan) -> Result<Outcome, Box<dyn std::error::Error>> {
         }
     }
 
+    // A consumer giving back an extra sentinel may wait for room that only
+    // a consumer which still needs one would make: once every consumer
+    // still running got its own sentinel, nobody will, and closing the
+    // queue ends those puts. (Seen under load: maxsize 2 full of surplus
+    // sentinels, put for killed consumers that had taken none.)
+    loop {
+        let mut running = 0;
+        let mut all_done = true;
+        for (i, c) in consumers.iter_mut().enumerate() {
+            if matches!(c.try_wait(), Ok(None)) {
+                running += 1;
+                all_done &= books.done.get(i).unwrap_or(0) == 1;
+            }
+        }
+        if running == 0 || Instant::now() >= deadline {
+            break;
+        }
+        if all_done {
+            q.close();
+            break;
+        }
+        // Wait a little on one that runs (its exit ends the wait early).
+        for c in consumers.iter_mut() {
+            if matches!(c.try_wait(), Ok(None)) {
+                let _ = c.wait_timeout(Duration::from_millis(10));
+                break;
+            }
+        }
+    }
     for (i, c) in consumers.iter_mut().enumerate() {
         match reap(c, deadline) {
-            Some(0) => {}
-            Some(-9) => {
+            Ok(0) => {}
+            Ok(-9) => {
                 live_consumers[i] = false;
                 killed_consumers += 1;
                 out.kills += 1;
             }
-            Some(code) => out
+            Ok(code) => out
                 .violations
                 .push(format!("consumer {i} exited with {code}")),
-            None => out
+            Err(at) => out
                 .violations
-                .push(format!("consumer {i} hung; queue: {}", q.diagnose())),
+                .push(format!("consumer {i} hung ({at}); queue: {}", q.diagnose())),
         }
     }
     // Every consumer is gone: a sentinel put still blocked has nobody to
@@ -244,11 +307,11 @@ fn run_history(plan: &Plan) -> Result<Outcome, Box<dyn std::error::Error>> {
     }
     if let Some(f) = finisher_p.as_mut() {
         match reap(f, deadline) {
-            Some(0) => {}
-            Some(code) => out.violations.push(format!("finisher exited with {code}")),
-            None => out
+            Ok(0) => {}
+            Ok(code) => out.violations.push(format!("finisher exited with {code}")),
+            Err(at) => out
                 .violations
-                .push(format!("finisher hung; queue: {}", q.diagnose())),
+                .push(format!("finisher hung ({at}); queue: {}", q.diagnose())),
         }
     }
 

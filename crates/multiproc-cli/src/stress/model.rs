@@ -166,6 +166,9 @@ pub(super) struct Books {
     pub(super) got: RawArray<u8>,
     /// `[c]`: items and sentinels consumer `c` got (JoinableQueue).
     pub(super) taken: RawArray<u64>,
+    /// `[c]`: 1 once consumer `c` got a sentinel (it takes nothing more; it
+    /// may still be giving back extra sentinels it got in the same batch).
+    pub(super) done: RawArray<u8>,
     /// `[c]` for consumers, `[consumers]` for the finisher: `task_done`
     /// calls about to be made.
     pub(super) intents: RawArray<u64>,
@@ -181,6 +184,7 @@ impl Books {
             acked: RawArray::zeroed(plan.slots())?,
             got: RawArray::zeroed(plan.slots() * plan.consumers as usize)?,
             taken: RawArray::zeroed(plan.consumers as usize)?,
+            done: RawArray::zeroed(plan.consumers as usize)?,
             intents: RawArray::zeroed(plan.consumers as usize + 1)?,
             bad: RawArray::zeroed(procs * BAD_COLS)?,
         })

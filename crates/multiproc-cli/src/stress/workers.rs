@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use multiproc::Connection;
+use multiproc::queue::PutError;
 use multiproc::{SendTimeoutError, TimeoutError, TryError, TrySendError};
 
 use super::model::{
@@ -269,10 +270,17 @@ pub(super) fn take(
             }
         }
     }
-    // A batch that took another consumer's sentinel gives it back.
+    if seen.sentinels > 0 {
+        let _ = books.done.set(c, 1);
+    }
+    // A batch that took another consumer's sentinel gives it back. The
+    // parent closes the queue once every consumer still running is done:
+    // then nobody needs it (the queue may be full of surplus sentinels,
+    // put for killed consumers that took none).
     for _ in 0..extra_sentinels {
-        if q.put(sentinel()).is_err() {
-            books.bad(me, BAD_ERROR);
+        match q.put(sentinel()) {
+            Ok(()) | Err(PutError::Closed(_)) => {}
+            Err(_) => books.bad(me, BAD_ERROR),
         }
     }
 }
