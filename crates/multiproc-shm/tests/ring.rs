@@ -511,18 +511,21 @@ impl Env for Sleeper<'_> {
         self.q.close(&Solo);
         false
     }
-    fn wake(&self, _word: &AtomicU32, _n: u32) {}
-    fn is_dead(&self, _pid: u32, _start: Option<u32>) -> bool {
-        false
+    // The rest is `Solo`'s.
+    fn wake(&self, word: &AtomicU32, n: u32) {
+        Solo.wake(word, n)
+    }
+    fn is_dead(&self, pid: u32, start: Option<u32>) -> bool {
+        Solo.is_dead(pid, start)
     }
     fn now(&self) -> Instant {
-        Instant::now()
+        Solo.now()
     }
     fn sleep(&self, d: std::time::Duration) {
-        std::thread::sleep(d);
+        Solo.sleep(d)
     }
     fn yield_now(&self) {
-        std::thread::yield_now();
+        Solo.yield_now()
     }
     fn me(&self) -> Me {
         Solo.me()
