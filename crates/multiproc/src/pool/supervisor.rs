@@ -12,13 +12,16 @@ use super::task::Report;
 /// How often the supervisor takes in new workers when nothing else wakes
 /// it.
 const REFRESH: Duration = Duration::from_millis(100);
-/// How often it looks at the slots while a task with a timeout runs.
+/// How often it looks at the slots while a task runs in a pool with a
+/// timeout (a task that starts while every worker idles is seen within
+/// [`REFRESH`], so its timeout fires at most that late).
 const TIMEOUT_TICK: Duration = Duration::from_millis(10);
 
 /// Run until the pool shuts down.
 pub(super) fn supervise(shared: &Shared) {
+    let mut watched = Vec::new();
     loop {
-        let Some((watched, deadline)) = look(shared) else {
+        let Some(deadline) = look(shared, &mut watched) else {
             return;
         };
         let fds: Vec<_> = watched.iter().map(|(_, _, fd)| fd.as_fd()).collect();
@@ -33,28 +36,31 @@ pub(super) fn supervise(shared: &Shared) {
 /// A worker's seat, generation and pidfd (a copy, to wait on it unlocked).
 type Watched = (usize, u64, OwnedFd);
 
-/// Under the lock: kill workers whose task is over its time, and list the
-/// workers to wait on, with the time to look again. `None` at shutdown.
-fn look(shared: &Shared) -> Option<(Vec<Watched>, Instant)> {
+/// Under the lock: kill workers whose task is over its time, bring the
+/// workers to wait on up to date (a pidfd is copied once per worker, not
+/// per look), and say when to look again. `None` at shutdown.
+fn look(shared: &Shared, watched: &mut Vec<Watched>) -> Option<Instant> {
     let mut st = shared.lock();
     if st.shutdown {
         return None;
     }
     let now = Instant::now();
     let timeout = shared.config.task_timeout;
-    // With a timeout, tasks that start are seen within a tick.
-    let deadline = now
-        + if timeout.is_some() {
-            TIMEOUT_TICK
-        } else {
-            REFRESH
-        };
-    let mut watched = Vec::new();
+    // Keep the copies of workers still in their seats.
+    watched.retain(|(i, generation, _)| {
+        st.seats
+            .get(*i)
+            .is_some_and(|s| s.generation == *generation && s.process.is_some())
+    });
+    let mut busy = false;
     for (i, seat) in st.seats.iter_mut().enumerate() {
         let Some(p) = &mut seat.process else {
             continue;
         };
-        if let Some(fd) = p.sentinel().and_then(|fd| fd.try_clone_to_owned().ok()) {
+        let known = watched
+            .iter()
+            .any(|(w, generation, _)| *w == i && *generation == seat.generation);
+        if !known && let Some(fd) = p.sentinel().and_then(|fd| fd.try_clone_to_owned().ok()) {
             watched.push((i, seat.generation, fd));
         }
         let Some(timeout) = timeout else {
@@ -64,6 +70,7 @@ fn look(shared: &Shared) -> Option<(Vec<Watched>, Instant)> {
             continue;
         }
         let running = shared.slots.get(i).unwrap_or(0);
+        busy |= running != 0;
         match seat.watch {
             _ if running == 0 => seat.watch = None,
             Some((id, since)) if id == running => {
@@ -75,7 +82,9 @@ fn look(shared: &Shared) -> Option<(Vec<Watched>, Instant)> {
             _ => seat.watch = Some((running, now)),
         }
     }
-    Some((watched, deadline))
+    // While a task runs under a timeout, tasks that start or overrun are
+    // seen within a tick.
+    Some(now + if busy { TIMEOUT_TICK } else { REFRESH })
 }
 
 /// The worker of `generation` at `seat` may have exited: reap it and
