@@ -395,6 +395,7 @@ class _Core:
         seat = _Seat(index, self._gens[index], proc, orders)
         with self._lock:
             self._seats[index] = seat
+            self._starting.discard(index)
             if self._state == TERMINATE or self._broken is not None:
                 proc.kill()
             elif self._state != RUN and not self._pending_locked():
@@ -431,12 +432,15 @@ class _Core:
                 self._starting.add(index)
             try:
                 started = self._start_worker(index)
-            except Exception as e:
-                self._break(f"cannot start a worker: {e!r}")
-                return
-            finally:
+            except BaseException as e:
                 with self._lock:
                     self._starting.discard(index)
+                if not isinstance(e, Exception):
+                    raise
+                self._break(f"cannot start a worker: {e!r}")
+                return
+            # `_install` takes it out of `_starting` as it seats it, so the
+            # supervisor never sees neither.
             self._install(index, started)
 
     def _kill_all(self):
@@ -655,11 +659,20 @@ class _Core:
     def _collect(self):
         """The collector thread: results and death notices, in queue order."""
         get = self._results._raw.get
+        failures = 0
         while True:
             try:
                 msg = get()
+                failures = 0
             except BaseException as e:  # a record that cannot be read (SystemExit too)
                 self._break(f"the pool cannot read a worker's report: {e!r}")
+                failures += 1
+                if failures >= 3:
+                    # The queue itself fails (a corrupted ring), not one
+                    # record: the broken pool failed every task; stop
+                    # instead of spinning on it.
+                    _live_cores.discard(self)
+                    return
                 continue
             seq, a, b = msg
             if seq:
