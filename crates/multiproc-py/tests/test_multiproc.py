@@ -313,7 +313,15 @@ def _run_script(body, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # SIGINT as at a terminal: a runner started in the background has
+        # it ignored, the child would inherit that, and Python would then
+        # install no KeyboardInterrupt handler.
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("call", ["mp.Queue().get()", "l.acquire()", "(lambda ends: ends[0].recv())(mp.Pipe())", "mp.Event().wait()", "mp.Semaphore(0).acquire()"])
@@ -504,7 +512,8 @@ print("usable", flush=True)
     script = tmp_path / "script.py"
     script.write_text(body)
     p = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint,
     )
     try:
         assert p.stdout.readline() == "ready\n"
