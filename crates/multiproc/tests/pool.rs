@@ -22,6 +22,10 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+fn add((a, b): (u64, u64)) -> u64 {
+    a + b
+}
+
 fn my_pid(_: ()) -> u32 {
     std::process::id()
 }
@@ -111,6 +115,9 @@ fn apply_and_map_return_results() {
         pool.map(square, std::iter::empty()).unwrap(),
         Vec::<u64>::new()
     );
+    let pairs: Vec<(u64, u64)> = (0..50).map(|x| (x, x + 1)).collect();
+    let sums: Vec<u64> = (0..50).map(|x| 2 * x + 1).collect();
+    assert_eq!(pool.map_chunked(add, pairs, Some(4)).unwrap(), sums);
     pool.join();
     assert!(matches!(refused(&pool), PoolError::Closed));
 }

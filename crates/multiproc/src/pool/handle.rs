@@ -218,6 +218,11 @@ impl Pool {
     }
 
     /// [`map`](Self::map) with a chunk size (`None`: the default).
+    ///
+    /// It is also Python's `starmap`: a Rust `fn` has one parameter, so a
+    /// task of several arguments takes them as one tuple and destructures it
+    /// in its parameter (`fn add((a, b): (u64, u64)) -> u64`).
+    #[doc(alias = "starmap")]
     pub fn map_chunked<A, R>(
         &self,
         target: fn(A) -> R,
@@ -315,6 +320,7 @@ impl Pool {
     /// Stop the collector and the supervisor and wait for them.
     fn stop_threads(&self) {
         self.shared.lock().shutdown = true;
+        self.shared.wake();
         let _ = self.shared.reports.put(Report::Shutdown);
         let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
         for t in threads {

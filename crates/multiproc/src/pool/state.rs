@@ -3,6 +3,8 @@
 //! reports and the supervisor's death notices, in the order they arrive.
 
 use std::collections::{HashMap, VecDeque};
+use std::fs::File;
+use std::io::{Read, Write};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
@@ -82,6 +84,10 @@ pub(super) struct Shared {
     idle: Condvar,
     pub(super) reports: Queue<Report>,
     pub(super) slots: RawArray<u64>,
+    /// A pipe the supervisor waits on beside the workers' pidfds: a byte
+    /// in it says "look again now" (shutdown, a new worker to watch).
+    wake_rx: File,
+    wake_tx: File,
 }
 
 impl Shared {
@@ -89,6 +95,11 @@ impl Shared {
     /// started yet.
     pub(super) fn new(config: Config) -> std::io::Result<Shared> {
         let n = config.processes;
+        let (wake_rx, wake_tx) = multiproc_sys::fd::pipe()?;
+        // Non-blocking: a full pipe already holds a wake-up, and the
+        // supervisor drains it without waiting.
+        multiproc_sys::fd::set_nonblocking(&wake_rx, true)?;
+        multiproc_sys::fd::set_nonblocking(&wake_tx, true)?;
         Ok(Shared {
             state: Mutex::new(State {
                 seats: (0..n).map(|_| Seat::default()).collect(),
@@ -103,8 +114,28 @@ impl Shared {
             idle: Condvar::new(),
             reports: Queue::new()?,
             slots: RawArray::zeroed(n)?,
+            wake_rx: File::from(wake_rx),
+            wake_tx: File::from(wake_tx),
             config,
         })
+    }
+
+    /// Make the supervisor look at the pool now, not at its next tick.
+    pub(super) fn wake(&self) {
+        // A full pipe (EAGAIN) holds a wake-up already.
+        let _ = (&self.wake_tx).write(&[1]);
+    }
+
+    /// The supervisor's end of the wake-up pipe.
+    pub(super) fn wake_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.wake_rx.as_fd()
+    }
+
+    /// Empty the wake-up pipe (the supervisor, before it looks).
+    pub(super) fn drain_wake(&self) {
+        let mut buf = [0u8; 64];
+        while matches!((&self.wake_rx).read(&mut buf), Ok(n) if n == buf.len()) {}
     }
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
@@ -139,7 +170,38 @@ impl Shared {
         s.retiring = false;
         s.killed_for = None;
         s.watch = None;
+        // The supervisor watches the new worker at once.
+        self.wake();
         Ok(())
+    }
+
+    /// Give every empty seat a worker again (a replacement whose start
+    /// failed is tried again at each of the supervisor's looks), while the
+    /// pool runs. A pool left with no worker at all, which cannot start
+    /// one, is broken.
+    pub(super) fn refill_seats(&self, st: &mut State) {
+        if !matches!(st.phase, Phase::Running | Phase::Closed) || st.stopping || st.shutdown {
+            return;
+        }
+        let mut started = false;
+        for seat in 0..st.seats.len() {
+            // A seat whose worker was reaped keeps its orders until the
+            // collector has judged that exit (by its generation): only a
+            // seat judged and left empty is started again here.
+            let s = &st.seats[seat];
+            if s.process.is_none() && s.orders.is_none() {
+                started |= self.spawn_worker(st, seat).is_ok();
+            }
+        }
+        if st
+            .seats
+            .iter()
+            .all(|s| s.process.is_none() && s.orders.is_none())
+        {
+            self.break_pool(st);
+        } else if started {
+            self.dispatch(st);
+        }
     }
 
     /// Take `items` as tasks in chunks of `chunksize`; their cells, in

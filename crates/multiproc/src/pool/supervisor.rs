@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use super::state::Shared;
 use super::task::Report;
 
-/// How often the supervisor takes in new workers when nothing else wakes
-/// it.
+/// How often the supervisor looks at the pool when nothing wakes it (new
+/// workers and shutdown wake it; a seat whose worker could not be started
+/// is tried again this often).
 const REFRESH: Duration = Duration::from_millis(100);
 /// How often it looks at the slots while a task runs in a pool with a
 /// timeout (a task that starts while every worker idles is seen within
@@ -24,10 +25,18 @@ pub(super) fn supervise(shared: &Shared) {
         let Some(deadline) = look(shared, &mut watched) else {
             return;
         };
-        let fds: Vec<_> = watched.iter().map(|(_, _, fd)| fd.as_fd()).collect();
+        let mut fds: Vec<_> = vec![shared.wake_fd()];
+        fds.extend(watched.iter().map(|(_, _, fd)| fd.as_fd()));
         let ready = multiproc_sys::poll::wait_any_readable(&fds, Some(deadline))
             .unwrap_or_else(|_| vec![false; fds.len()]);
-        for ((seat, generation, _), _) in watched.iter().zip(ready).filter(|(_, r)| *r) {
+        if ready.first() == Some(&true) {
+            shared.drain_wake();
+        }
+        for ((seat, generation, _), _) in watched
+            .iter()
+            .zip(ready.into_iter().skip(1))
+            .filter(|(_, r)| *r)
+        {
             reap(shared, *seat, *generation);
         }
     }
@@ -44,6 +53,7 @@ fn look(shared: &Shared, watched: &mut Vec<Watched>) -> Option<Instant> {
     if st.shutdown {
         return None;
     }
+    shared.refill_seats(&mut st);
     let now = Instant::now();
     let timeout = shared.config.task_timeout;
     // Keep the copies of workers still in their seats.
