@@ -187,6 +187,8 @@ fn _multiproc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(names::named_objects_list, m)?)?;
     m.add_function(wrap_pyfunction!(names::remove_named_object, m)?)?;
     m.add_function(wrap_pyfunction!(exit_with_parent, m)?)?;
+    m.add_function(wrap_pyfunction!(exit_with, m)?)?;
+    m.add_function(wrap_pyfunction!(process_start_time, m)?)?;
     Ok(())
 }
 
@@ -195,4 +197,18 @@ fn _multiproc(m: &Bound<'_, PyModule>) -> PyResult<()> {
 #[pyfunction]
 fn exit_with_parent(parent: u32) {
     multiproc::process::exit_with_parent(parent);
+}
+
+/// Kill this process as soon as the process `pid`, started at
+/// `start_time` (from `process_start_time`), exits; at once if it is gone
+/// (pool workers a fork server started watch the pool's owner so).
+#[pyfunction]
+fn exit_with(pid: u32, start_time: u64) {
+    multiproc::process::exit_with(pid, start_time);
+}
+
+/// When process `pid` started (clock ticks since boot), or `None`.
+#[pyfunction]
+fn process_start_time(pid: u32) -> Option<u64> {
+    multiproc::process::start_time(pid)
 }

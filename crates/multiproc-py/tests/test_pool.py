@@ -143,6 +143,36 @@ def test_a_killed_worker_fails_exactly_its_task_and_the_pool_serves_on(ctx, op):
     wait_gone(pids)
 
 
+def count_run(a):
+    """Count each run of task ``i``; task ``target`` kills its worker."""
+    i, counts, target = a
+    counts[i] += 1
+    if i == target:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return i
+
+
+def test_a_death_inside_a_batch_blames_one_task_and_runs_the_rest_once(ctx):
+    """Tiny tasks travel in batches: a worker killed in the middle of one
+    fails the task it ran, and the rest of its batch runs elsewhere, once."""
+    n = 600
+    with ctx.Pool(2) as pool:
+        assert pool.map(sqr, range(3000), chunksize=1) == [x * x for x in range(3000)]
+        assert pool._core._batch > 1, "tiny tasks should travel in batches"
+        for target in (n // 3, 2 * n // 3):
+            counts = mp.RawArray("i", n)
+            it = pool.imap(count_run, [(i, counts, target) for i in range(n)], chunksize=1)
+            got, failed = [], []
+            for i in range(n):
+                try:
+                    got.append(it.next(HANG))
+                except mp.WorkerLostError:
+                    failed.append(i)
+            assert failed == [target]
+            assert got == [i for i in range(n) if i != target]
+            assert list(counts) == [1] * n, [i for i in range(n) if counts[i] != 1]
+
+
 def test_a_task_over_its_timeout_kills_its_worker(ctx):
     with ctx.Pool(2, task_timeout=0.5) as pool:
         before = set(pool.map(pid_of, range(50), chunksize=1))
@@ -336,27 +366,34 @@ def test_terminate_from_a_callback_returns_and_join_follows():
 
 SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     import multiproc as mp
     if __name__ == "__main__":
-        pool = mp.Pool(2)
+        # As at a terminal: a runner that started this test in the
+        # background (SIGINT ignored, inherited) must not hide a hang.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        pool = mp.get_context(sys.argv[1]).Pool(2)
         print(" ".join(str(p.pid) for p in pool._pool), flush=True)
         pool.map(time.sleep, [600] * 4, chunksize=1)
     """
 )
 
 
-def _start_script():
+def _start_script(method):
     proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", SCRIPT, method], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     pids = [int(p) for p in proc.stdout.readline().split()]
     assert len(pids) == 2, proc.stderr.read()
     return proc, pids
 
 
-def test_ctrl_c_during_map_raises_at_once_and_leaves_no_worker():
-    proc, pids = _start_script()
+METHODS = ["fork", "spawn", "forkserver"]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_ctrl_c_during_map_raises_at_once_and_leaves_no_worker(method):
+    proc, pids = _start_script(method)
     # The pool exists: wherever the main thread is now (starting map or
     # waiting in it), SIGINT must surface as KeyboardInterrupt.
     proc.send_signal(signal.SIGINT)
@@ -365,8 +402,11 @@ def test_ctrl_c_during_map_raises_at_once_and_leaves_no_worker():
     wait_gone(pids)
 
 
-def test_sigkill_of_the_parent_leaves_no_worker():
-    proc, pids = _start_script()
+@pytest.mark.parametrize("method", METHODS)
+def test_sigkill_of_the_parent_leaves_no_worker(method):
+    """Under forkserver too, where the workers' parent is the fork server:
+    they watch the pool's owner by pid and start time."""
+    proc, pids = _start_script(method)
     proc.kill()
     proc.wait(HANG)
     wait_gone(pids)

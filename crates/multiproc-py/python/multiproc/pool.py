@@ -69,7 +69,7 @@ from multiprocessing.pool import (  # noqa: F401  (re-exported for drop-in use)
     starmapstar,
 )
 
-from ._multiproc import exit_with_parent
+from ._multiproc import exit_with, exit_with_parent, process_start_time
 from .queues import SimpleQueue
 from .sharedctypes import RawArray
 
@@ -81,9 +81,17 @@ __all__ = [
 
 TimeoutError = _MpTimeoutError
 
-# Chunks handed to one worker at a time: the one it runs and the next, so it
-# never waits for the parent between two chunks.
+# Orders handed to one worker at a time: the one it runs and the next, so it
+# never waits for the parent between two. An order is a batch of tasks
+# (chunks): one task while tasks are long, more as they get shorter, up to
+# BATCH_MAX, so a batch holds about BATCH_NS of work. Tasks of microseconds
+# would otherwise leave each worker waiting for the parent's round trip
+# after every two of them.
 DEPTH = 2
+BATCH_MAX = 32
+BATCH_NS = 2_000_000
+# Reports the collector handles under one lock.
+DRAIN = 64
 # Tasks the feeder reads from one job's iterable per turn.
 FEED_BATCH = 32
 # Results an imap may run ahead of its consumer (at least 4 per worker).
@@ -153,13 +161,16 @@ def _policy(on_worker_death):
 
 # ----------------------------------------------------------------- worker side
 
-def _worker(orders, results, slots, seat, parent, initializer, initargs, maxtasks, futures_mode):
-    """A worker's life: die with the parent, run the initializer, then run
-    orders until ``None``, the orders' end or ``maxtasks``."""
-    if os.getppid() == parent:
-        exit_with_parent(parent)
-    # (Under forkserver the parent is the fork server, which cannot be
-    # watched the same way; the worker then lives until its orders end.)
+def _worker(orders, results, slots, seat, owner, initializer, initargs, maxtasks, futures_mode):
+    """A worker's life: die with the pool's owner, run the initializer, then
+    run orders until ``None``, the orders' end or ``maxtasks``."""
+    pid, start = owner
+    if os.getppid() == pid:
+        exit_with_parent(pid)
+    elif start is not None:
+        # Started by a fork server: watch the owner by pid and start time
+        # (a worker whose owner is gone already dies at once).
+        exit_with(pid, start)
     # Ctrl-C reaches the whole foreground group; the parent decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     get = orders._raw.get
@@ -178,7 +189,7 @@ def _worker(orders, results, slots, seat, parent, initializer, initargs, maxtask
             # The pool breaks when this worker's death is reported (after it
             # exited, its logging flushed), not when this message arrives.
             slots[2 * seat] = _INIT_FAILED_SLOT
-            put((0, _INIT_FAILED, f"a worker's initializer raised {e!r}"))
+            put((0, _INIT_FAILED, f"a worker's initializer raised {e!r}", 0))
             sys.exit(1)
     at = 2 * seat
     clock = time.monotonic_ns
@@ -190,33 +201,38 @@ def _worker(orders, results, slots, seat, parent, initializer, initargs, maxtask
         order = get()
         if order is None:
             break
-        seq, func, args, kwds = order
-        # The start time first, then the id: the supervisor reads id, time,
-        # id and trusts the time only when both ids agree.
-        slots[at + 1] = clock()
-        slots[at] = seq
-        try:
-            result = (seq, True, func(*args, **kwds) if kwds else func(*args))
-        except catch as e:
-            if futures_mode:
-                e = _FuturesExceptionWithTraceback(e, e.__traceback__)
-            else:
-                e = ExceptionWithTraceback(e, e.__traceback__)
-            result = (seq, False, e)
-        try:
-            put(result)
-        except catch as e:
-            if futures_mode:
-                wrapped = _FuturesExceptionWithTraceback(e, e.__traceback__)
-            else:
-                wrapped = MaybeEncodingError(e, result[2])
-            put((seq, False, wrapped))
-        # Cleared only once the result is in the queue: a death before this
-        # blames exactly this order, and its result (if any) is ahead of the
-        # death notice in the queue.
-        slots[at] = 0
-        order = func = args = kwds = result = None
-        done += 1
+        # A batch of tasks (the parent never hands more than maxtasks).
+        for seq, func, args, kwds in order:
+            # The start time first, then the id: the supervisor reads id,
+            # time, id and trusts the time only when both ids agree.
+            slots[at + 1] = start = clock()
+            slots[at] = seq
+            try:
+                ok, value = True, (func(*args, **kwds) if kwds else func(*args))
+            except catch as e:
+                if futures_mode:
+                    e = _FuturesExceptionWithTraceback(e, e.__traceback__)
+                else:
+                    e = ExceptionWithTraceback(e, e.__traceback__)
+                ok, value = False, e
+            # The run time sizes the parent's batches.
+            took = clock() - start
+            try:
+                put((seq, ok, value, took))
+            except catch as e:
+                if futures_mode:
+                    wrapped = _FuturesExceptionWithTraceback(e, e.__traceback__)
+                else:
+                    wrapped = MaybeEncodingError(e, value)
+                put((seq, False, wrapped, took))
+            # Cleared only once the result is in the queue: a death before
+            # this blames exactly this task, and its result (if any) is
+            # ahead of the death notice in the queue. A death between two
+            # tasks of a batch blames none: the rest go to another worker.
+            slots[at] = 0
+            func = args = kwds = value = None
+            done += 1
+        order = None
 
 
 # ----------------------------------------------------------------- parent side
@@ -244,7 +260,7 @@ def _exit_all():
 
 atexit.register(_exit_all)
 
-# Control records on the result queue: (0, kind, payload).
+# Control records on the result queue: (0, kind, payload, 0).
 _DIED = 1
 _STOP = 2
 _INIT_FAILED = 3
@@ -315,6 +331,8 @@ class _Core:
                  on_worker_death, restart_limit, futures_mode, lazy=False):
         self._ctx = ctx
         self._pid = os.getpid()
+        # Who the workers die with: this process, by pid and start time.
+        self._owner = (self._pid, process_start_time(self._pid))
         self._processes = processes
         self._initializer = initializer
         self._initargs = tuple(initargs)
@@ -343,6 +361,10 @@ class _Core:
         self._feeds = collections.deque()
         self._feeder_waiting = False
         self._backlog_high = max(64, 8 * processes)
+        # Tasks per order, from the tasks' mean run time (nanoseconds, as
+        # the workers measure it): one until tasks prove short.
+        self._batch = 1
+        self._run_ns = float(BATCH_NS)
         self._lookahead = max(LOOKAHEAD, 4 * processes)
 
         self._results = SimpleQueue()
@@ -381,7 +403,7 @@ class _Core:
         orders = SimpleQueue()
         proc = self._ctx.Process(
             target=_worker,
-            args=(orders, self._results, self._slots, index, os.getpid(), self._initializer,
+            args=(orders, self._results, self._slots, index, self._owner, self._initializer,
                   self._initargs, self._maxtasks, self._futures_mode),
             daemon=True,
         )
@@ -487,9 +509,12 @@ class _Core:
         ``(func, args)`` by the feeder thread; an exception from the iterable
         fails the job at that index. ``set_length(n)`` is called once the
         iterable ends."""
+        feed = _Feed(job, tasks, set_length, total)
+        if hasattr(job, "_taken"):
+            job._feed = feed  # an imap: its consumer reads how far it is fed
         with self._lock:
             self._check_running_locked()
-            self._feeds.append(_Feed(job, tasks, set_length, total))
+            self._feeds.append(feed)
             self._room.notify_all()
 
     def cancel_pending(self):
@@ -543,9 +568,10 @@ class _Core:
                 n = self._feed_room_locked(feed)
             batch = []
             ended = failed = None
+            it = feed.it  # (dropped only once the feed is over)
             try:
                 for _ in range(n):
-                    batch.append(next(feed.it))
+                    batch.append(next(it))
             except StopIteration:
                 ended = True
             except BaseException as e:  # SystemExit from a generator too
@@ -561,15 +587,17 @@ class _Core:
                     self._feeds.remove(feed)
                     if failed is not None:
                         feed.fail_rest(self._ready, failed)
+                        self._ready.append((_drop, None, feed))
                     elif ended:
                         if feed.set_length is not None:
                             self._ready.append((feed.set_length, None, feed.fed))
+                        self._ready.append((_drop, None, feed))
                     else:
                         self._feeds.append(feed)  # its turn is over
                 ready = self._take_ready_locked()
             self._deliver(ready)
             # Keep no task's arguments alive while waiting.
-            feed = batch = ready = failed = func = args = task = None
+            feed = it = batch = ready = failed = func = args = task = None
 
     def _next_feed_locked(self):
         if len(self._backlog) >= self._backlog_high:
@@ -606,34 +634,74 @@ class _Core:
                 self._dispatch_locked()
 
     def _has_room(self, seat):
-        return len(seat.outstanding) < DEPTH and (self._maxtasks is None or seat.sent < self._maxtasks)
+        """Whether ``seat`` is down to its last order (``DEPTH`` 2): it is
+        then handed the next."""
+        return len(seat.outstanding) <= (DEPTH - 1) * self._batch and (
+            self._maxtasks is None or seat.sent < self._maxtasks
+        )
 
     def _fill_locked(self, seat):
-        """Hand ``seat`` orders from the backlog while it has room."""
+        """Hand ``seat`` orders from the backlog while it has room: batches
+        of up to ``_batch`` tasks, no more than its share of the backlog
+        (the other workers get theirs)."""
         backlog = self._backlog
         tasks = self._tasks
-        while backlog and seat.alive and self._has_room(seat):
-            seq = backlog.popleft()
-            task = tasks.get(seq)
-            if task is None:
-                continue
-            if not task.claimed:
-                claim = getattr(task.job, "_claim", None)
-                if claim is not None and not claim():  # a cancelled future
-                    del tasks[seq]
+        batch = self._batch
+        if not (backlog and seat.alive and self._has_room(seat)):
+            return self._maybe_wake_feeder_locked()
+        budget = DEPTH * batch - len(seat.outstanding)
+        if budget > 1:
+            alive = sum(1 for s in self._seats if s is not None and s.alive)
+            budget = min(budget, -(-len(backlog) // max(alive, 1)))
+        if self._maxtasks is not None:
+            budget = min(budget, self._maxtasks - seat.sent)
+        while backlog and seat.alive and budget > 0:
+            n = min(batch, budget)
+            budget -= n
+            picked = []
+            while backlog and len(picked) < n:
+                seq = backlog.popleft()
+                task = tasks.get(seq)
+                if task is None:
                     continue
-                task.claimed = True
-            try:
-                seat.put((seq, task.func, task.args, task.kwds))
-            except Exception as e:  # the task does not pickle
-                del tasks[seq]
-                self._ready.append((task.job, task.i, (False, e)))
+                if not task.claimed:
+                    claim = getattr(task.job, "_claim", None)
+                    if claim is not None and not claim():  # a cancelled future
+                        del tasks[seq]
+                        continue
+                    task.claimed = True
+                picked.append(task)
+            if not picked:
                 continue
-            task.seat = seat
-            seat.outstanding.append(seq)
-            seat.sent += 1
-        if self._feeder_waiting and len(backlog) < self._backlog_high // 2:
+            try:
+                seat.put([(t.seq, t.func, t.args, t.kwds) for t in picked])
+            except Exception:
+                # A task that does not pickle: alone, each fails or goes
+                # on its own.
+                sent = []
+                for task in picked:
+                    try:
+                        seat.put([(task.seq, task.func, task.args, task.kwds)])
+                    except Exception as e:
+                        del tasks[task.seq]
+                        self._ready.append((task.job, task.i, (False, e)))
+                    else:
+                        sent.append(task)
+                picked = sent
+            for task in picked:
+                task.seat = seat
+                seat.outstanding.append(task.seq)
+            seat.sent += len(picked)
+        self._maybe_wake_feeder_locked()
+
+    def _maybe_wake_feeder_locked(self):
+        if self._feeder_waiting and len(self._backlog) < self._backlog_high // 2:
             self._room.notify_all()
+
+    def _ran_locked(self, ns):
+        """Tasks ran ``ns`` nanoseconds on average: resize the batches."""
+        run = self._run_ns = self._run_ns + (ns - self._run_ns) * 0.25
+        self._batch = max(1, min(BATCH_MAX, int(BATCH_NS // max(run, 1.0))))
 
     def _take_ready_locked(self):
         ready = self._ready
@@ -645,27 +713,94 @@ class _Core:
     def _deliver(self, ready):
         """Set results outside the lock (callbacks run here). Nothing a
         result's code raises ends the thread delivering it."""
-        for job, i, obj in ready:
+        n = len(ready)
+        k = 0
+        while k < n:
+            job, i, obj = ready[k]
+            k += 1
             try:
                 if i is None:  # (set_length, None, n)
                     job(obj)
                 elif job._job in self._cache:
-                    job._set(i, obj)
+                    many = getattr(job, "_set_many", None)
+                    if many is not None and k < n and ready[k][0] is job:
+                        # Consecutive results of one imap_unordered: one
+                        # lock and one wake-up for all.
+                        objs = [obj]
+                        while k < n and ready[k][0] is job:
+                            objs.append(ready[k][2])
+                            k += 1
+                        many(objs)
+                    else:
+                        job._set(i, obj)
             except BaseException:
                 _report("delivering a result")
 
     # -- results
 
     def _collect(self):
-        """The collector thread: results and death notices, in queue order."""
+        """The collector thread: results and death notices, in queue order,
+        handled as many as are there (up to ``DRAIN``) under one lock."""
         get = self._results._raw.get
+        empty = self._results._raw.empty
         failures = 0
         while True:
+            msgs = []
+            error = None
             try:
-                msg = get()
-                failures = 0
+                msgs.append(get())
+                while len(msgs) < DRAIN and not empty():
+                    msgs.append(get(False))  # this thread is the only reader
             except BaseException as e:  # a record that cannot be read (SystemExit too)
-                self._break(f"the pool cannot read a worker's report: {e!r}")
+                error = e
+            stop = False
+            if msgs:
+                failures = 0
+                with self._lock:
+                    refill = None
+                    ran = ran_ns = 0
+                    for seq, a, b, ns in msgs:
+                        if seq:
+                            task = self._tasks.pop(seq, None)
+                            if task is None:
+                                continue
+                            seat = task.seat
+                            out = seat.outstanding
+                            if out and out[0] == seq:
+                                out.popleft()
+                            elif seq in out:
+                                # Not there only for a retried task whose
+                                # first worker's result surfaced after all.
+                                out.remove(seq)
+                            self._ready.append((task.job, task.i, (a, b)))
+                            ran += 1
+                            ran_ns += ns
+                            if refill is None:
+                                refill = [seat]
+                            elif seat not in refill:
+                                refill.append(seat)
+                        elif a == _STOP:
+                            stop = True
+                        elif a == _INIT_FAILED:
+                            self._init_error = b
+                        elif a == _DIED:
+                            self._on_died_locked(*self._dead.pop(b))
+                            self._dispatch_locked()
+                    if ran:
+                        self._ran_locked(ran_ns / ran)
+                    if refill is not None and self._backlog:
+                        for seat in refill:
+                            self._fill_locked(seat)
+                    ready = self._take_ready_locked()
+                self._deliver(ready)
+                # Keep no result alive while waiting for the next.
+                msgs = a = b = task = ready = refill = seat = None
+            if stop:
+                _live_cores.discard(self)
+                return
+            if error is not None:
+                self._break(f"the pool cannot read a worker's report: {error!r}")
+                error = None
                 failures += 1
                 if failures >= 3:
                     # The queue itself fails (a corrupted ring), not one
@@ -673,42 +808,6 @@ class _Core:
                     # instead of spinning on it.
                     _live_cores.discard(self)
                     return
-                continue
-            seq, a, b = msg
-            if seq:
-                with self._lock:
-                    task = self._tasks.pop(seq, None)
-                    if task is not None:
-                        seat = task.seat
-                        out = seat.outstanding
-                        if out and out[0] == seq:
-                            out.popleft()
-                        elif seq in out:
-                            # Not there only for a retried task whose first
-                            # worker's result surfaced after all.
-                            out.remove(seq)
-                        self._ready.append((task.job, task.i, (a, b)))
-                        if self._backlog:
-                            self._fill_locked(seat)
-                    ready = self._take_ready_locked()
-                if ready:
-                    self._deliver(ready)
-                # Keep no result alive while waiting for the next.
-                msg = a = b = task = ready = None
-                continue
-            if a == _STOP:
-                _live_cores.discard(self)
-                return
-            if a == _INIT_FAILED:
-                with self._lock:
-                    self._init_error = b
-                continue
-            if a == _DIED:
-                with self._lock:
-                    self._on_died_locked(*self._dead.pop(b))
-                    self._dispatch_locked()
-                    ready = self._take_ready_locked()
-                self._deliver(ready)
 
     def _fail_locked(self, task, exc):
         self._tasks.pop(task.seq, None)
@@ -800,20 +899,25 @@ class _Core:
 
     def terminate(self):
         with self._lock:
-            if self._state == TERMINATE:
-                return
-            self._state = TERMINATE
-            self._fail_all_locked(BrokenProcessPool("the pool was terminated before this task finished"))
-            self._room.notify_all()
-            ready = self._take_ready_locked()
-            self._kill_all()
-        self._deliver(ready)
-        self._wake()
+            first = self._state != TERMINATE
+            if first:
+                self._state = TERMINATE
+                self._fail_all_locked(BrokenProcessPool("the pool was terminated before this task finished"))
+                self._room.notify_all()
+                ready = self._take_ready_locked()
+                self._kill_all()
+        if first:
+            self._deliver(ready)
+            self._wake()
         # Synchronous, as the standard library's: the workers are reaped and
         # the pool's threads are done when it returns (not the feeder, which
         # may be inside a user's iterable). Not from one of the pool's own
         # threads (a callback, a finalizer run by GC there): the supervisor
-        # and the collector wait for each other's ends.
+        # and the collector wait for each other's ends. A second call (the
+        # supervisor may be terminating already, for a finalizer) waits as
+        # well: a caller that went on to exit the interpreter while the
+        # collector still ran made it abort ("FATAL: exception not
+        # rethrown" when the collector took the GIL back mid-finalization).
         own = (self._supervisor, self._collector, self._feeder)
         if threading.current_thread() not in own:
             for t in (self._supervisor, self._collector):
@@ -879,7 +983,7 @@ class _Core:
                 if self._task_timeout is not None:
                     self._check_timeouts()
         finally:
-            self._results._raw.put((0, _STOP, None))
+            self._results._raw.put((0, _STOP, None, 0))
             with self._wake_lock:
                 os.close(self._wake_r)
                 os.close(self._wake_w)
@@ -928,7 +1032,7 @@ class _Core:
             replace = (self._broken is None and not storm and not init_failed and self._state != TERMINATE
                        and (self._state == RUN or self._pending_locked()))
         # After everything the worker put: its results are handled first.
-        self._results._raw.put((0, _DIED, key))
+        self._results._raw.put((0, _DIED, key, 0))
         if storm:
             self._break(
                 f"{len(self._restarts)} workers died within {self._restart_per:g} s "
@@ -964,8 +1068,9 @@ class _Core:
                 pass
 
 
-def _drop(_obj):
-    pass
+def _drop(feed):
+    """Drop a failed feed's iterable (its ``imap`` result keeps the feed)."""
+    feed.it = None
 
 
 def _report(what):
@@ -1011,6 +1116,8 @@ class _Counting:
 
     def _init_counting(self, core):
         self._taken = 0
+        self._taken_lock = threading.Lock()  # consumers may be several threads
+        self._feed = None
         self._core = core
 
     def next(self, timeout=None):
@@ -1027,11 +1134,20 @@ class _Counting:
     __next__ = next
 
     def _took(self):
+        with self._taken_lock:
+            taken = self._taken = self._taken + 1
         core = self._core
-        with core._lock:
-            self._taken += 1
-            if core._feeder_waiting:
-                core._room.notify_all()
+        # The feeder waits under the pool's lock once every feed is a
+        # look-ahead ahead of its consumer: wake it when this one has room
+        # for a feed batch. A wake-up missed here (the feeder about
+        # to wait, not waiting yet) is made by the next take: the feeder
+        # waits only with a whole look-ahead of results still to take.
+        if core._feeder_waiting:
+            feed = self._feed
+            if feed is None or feed.fed - taken <= core._lookahead - FEED_BATCH:
+                with core._lock:
+                    if core._feeder_waiting:
+                        core._room.notify_all()
 
 
 class _IMapIterator(_Counting, IMapIterator):
@@ -1044,6 +1160,16 @@ class _IMapUnorderedIterator(_Counting, IMapUnorderedIterator):
     def __init__(self, pool, core):
         IMapUnorderedIterator.__init__(self, pool)
         self._init_counting(core)
+
+    def _set_many(self, objs):
+        """``_set`` of several results (their order is completion order)."""
+        with self._cond:
+            self._items.extend(objs)
+            self._index += len(objs)
+            self._cond.notify(len(objs))
+            if self._index == self._length:
+                del self._cache[self._job]
+                self._pool = None
 
 
 def _default_chunksize(n, processes):
@@ -1191,7 +1317,7 @@ class Pool:
     def terminate(self):
         """Kill the workers now; pending tasks fail with ``BrokenProcessPool``."""
         self._state = TERMINATE
-        self._terminate()  # the finalizer, once (it only asks the supervisor)
+        self._terminate.cancel()  # the finalizer is not needed any more
         self._core.terminate()
 
     def join(self):

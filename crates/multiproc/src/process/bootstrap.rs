@@ -280,6 +280,27 @@ pub(super) fn watch_parent(parent: u32) {
     if multiproc_sys::process::parent_pid() != parent {
         multiproc_sys::process::kill_self();
     }
+    watch_pidfd(pidfd);
+}
+
+/// Kill this process when the process `pid` that started at `start_time`
+/// (clock ticks since boot, as `multiproc_sys::process::start_time` gives)
+/// exits; at once if it is gone already.
+pub(super) fn watch_process(pid: u32, start_time: u64) {
+    let Ok(pidfd) = multiproc_sys::process::pidfd_open(pid) else {
+        multiproc_sys::process::kill_self();
+    };
+    // The pidfd pins whatever process holds `pid` now; it is the one meant
+    // only if it started when that one did (else the pid was reused after
+    // it died).
+    if multiproc_sys::process::start_time(pid) != Some(start_time) {
+        multiproc_sys::process::kill_self();
+    }
+    watch_pidfd(pidfd);
+}
+
+/// Kill this process once `pidfd` polls readable (its process exited).
+fn watch_pidfd(pidfd: OwnedFd) {
     let spawned = std::thread::Builder::new()
         .name("multiproc-daemon-watch".into())
         .spawn(move || {

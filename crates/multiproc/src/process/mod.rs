@@ -86,6 +86,23 @@ pub fn exit_with_parent(parent: u32) {
     bootstrap::watch_parent(parent);
 }
 
+/// Kill this process (`SIGKILL`) as soon as the process `pid` exits, like
+/// [`exit_with_parent`] for a process that is not this one's parent (a
+/// pool's owner, when a fork server started its workers). `start_time` is
+/// that process's, from [`start_time`], read by it or while it is known to
+/// live: if `pid` now names a later process (the one meant died and its pid
+/// was reused), or none, this process is killed at once.
+pub fn exit_with(pid: u32, start_time: u64) {
+    bootstrap::watch_process(pid, start_time);
+}
+
+/// When the process `pid` started (clock ticks since boot), to name it
+/// unambiguously with [`exit_with`]; `None` if it does not exist or its
+/// `/proc` entry cannot be read.
+pub fn start_time(pid: u32) -> Option<u64> {
+    multiproc_sys::process::start_time(pid)
+}
+
 /// How a child process is started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
