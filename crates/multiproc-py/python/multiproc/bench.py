@@ -160,42 +160,41 @@ def _pool_impls(workers):
     return impls
 
 
-def _pool_case(kind, make, case, n, chunksize):
-    """Tasks/s for ``imap``/``map`` cases, seconds per call for ``apply``;
-    the pool is started and warm before the clock runs."""
-    pool = make()
-    try:
-        if kind == "pool":
-            pool.map(_tiny, range(100), chunksize=1)
-        else:
-            list(pool.map(_tiny, range(100)))
-        if case == "apply":
-            call = (lambda: pool.apply(_tiny, (1,))) if kind == "pool" else (lambda: pool.submit(_tiny, 1).result())
-            times = []
-            for _ in range(n):
-                t = time.perf_counter()
-                call()
-                times.append(time.perf_counter() - t)
-            return statistics.median(times)
-        t = time.perf_counter()
-        if kind == "pool" and case == "imap_unordered":
-            for _ in pool.imap_unordered(_tiny, range(n), chunksize=1):
-                pass
-        elif kind == "pool":
-            pool.map(_tiny, range(n))
-        else:  # executors: map with the same chunk size
-            for _ in pool.map(_tiny, range(n), chunksize=chunksize):
-                pass
-        return n / (time.perf_counter() - t)
-    finally:
-        if kind == "pool":
-            pool.terminate()
-            pool.join()
-        elif not hasattr(pool, "_kill_workers"):  # loky's reusable executor stays
-            pool.shutdown(wait=True)
+def _pool_run(kind, pool, case, n, chunksize):
+    """One measurement on a warm pool: tasks/s for ``imap``/``map``, the
+    median seconds per call for ``apply``."""
+    if case == "apply":
+        call = (lambda: pool.apply(_tiny, (1,))) if kind == "pool" else (lambda: pool.submit(_tiny, 1).result())
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+    t = time.perf_counter()
+    if kind == "pool" and case == "imap_unordered":
+        for _ in pool.imap_unordered(_tiny, range(n), chunksize=1):
+            pass
+    elif kind == "pool":
+        pool.map(_tiny, range(n))
+    else:  # executors: map with the same chunk size
+        for _ in pool.map(_tiny, range(n), chunksize=chunksize):
+            pass
+    return n / (time.perf_counter() - t)
 
 
-def pool_rows(scale, out=print):
+def _pool_stop(kind, pool):
+    if kind == "pool":
+        pool.terminate()
+        pool.join()
+    elif not hasattr(pool, "_kill_workers"):  # loky's reusable executor stays
+        pool.shutdown(wait=True)
+
+
+def pool_rows(scale, out=print, rounds=5):
+    """Every pool is started and warm before the clock runs; each case runs
+    ``rounds`` times, the pools taking turns round by round (a noisy moment
+    hits them alike), and the median round is shown."""
     workers = os.cpu_count() or 1
     impls = _pool_impls(workers)
     if "loky" not in impls:
@@ -208,9 +207,21 @@ def pool_rows(scale, out=print):
         ("apply", "apply round trip, p50 (executors: submit().result()); lower is better", None),
     ]
     for case, title, chunk in cases:
-        out(f"\nPool {title}; ratio vs multiprocessing.Pool")
+        out(f"\nPool {title}; median of {rounds} rounds; ratio vs multiprocessing.Pool")
         count = max(int(2000 * scale), 200) if case == "apply" else n
-        res = {name: _pool_case(kind, make, case, count, chunk) for name, (kind, make) in impls.items()}
+        pools = {}
+        try:
+            for name, (kind, make) in impls.items():
+                pool = pools[name] = (kind, make())
+                _pool_run(kind, pool[1], "map" if case != "apply" else case, 100, 1)  # warm
+            runs = {name: [] for name in impls}
+            for _ in range(rounds):
+                for name, (kind, pool) in pools.items():
+                    runs[name].append(_pool_run(kind, pool, case, count, chunk))
+        finally:
+            for kind, pool in pools.values():
+                _pool_stop(kind, pool)
+        res = {name: statistics.median(r) for name, r in runs.items()}
         base = res["multiprocessing.Pool"]
         for name, r in res.items():
             shown = _fmt_time(r) if case == "apply" else _fmt_rate(r)
@@ -231,8 +242,9 @@ def main(argv=None):
     ap.add_argument("--pool", action="store_true", help="only the pool rows")
     args = ap.parse_args(argv)
     scale = 0.25 if args.quick else 1.0
+    rounds = 3 if args.quick else 5
     if args.pool:
-        pool_rows(scale, out=lambda line: print(line, flush=True))
+        pool_rows(scale, out=lambda line: print(line, flush=True), rounds=rounds)
         return 0
     impls = _queue_impls()
     if "faster-fifo" not in impls:
@@ -271,7 +283,7 @@ def main(argv=None):
            "multiprocessing": manager_dict_get(CTX.Manager, n)}
     for name, t in res.items():
         print(f"  {name:<16} {_fmt_time(t):>12} {t / res['multiprocessing']:8.2f}x", flush=True)
-    pool_rows(scale, out=lambda line: print(line, flush=True))
+    pool_rows(scale, out=lambda line: print(line, flush=True), rounds=rounds)
     return 0
 
 
