@@ -131,6 +131,8 @@ pub mod os;
 pub mod pool;
 pub mod process;
 pub mod queue;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod shared;
 pub mod sync;
 

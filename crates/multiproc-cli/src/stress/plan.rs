@@ -154,9 +154,9 @@ impl Plan {
     pub(super) fn size_of(&self, p: u16, seq: u32) -> usize {
         let mut r = Rng::new(self.seed ^ (u64::from(p) << 40) ^ u64::from(seq).wrapping_mul(31));
         let x = r.next();
-        if x % self.large_one_in == 0 {
+        if x.is_multiple_of(self.large_one_in) {
             r.range(1, self.max_payload as u64) as usize
-        } else if x % 3 == 0 {
+        } else if x.is_multiple_of(3) {
             r.range(64, 2048) as usize
         } else {
             r.range(0, 64) as usize

@@ -1,0 +1,923 @@
+//! `Queue` and `JoinableQueue` on a Redis stream with a consumer group.
+
+use std::collections::VecDeque;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use redis::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Conn, Options, PutError, RedisError, decode, encode, key, scripts};
+use crate::{SendTimeoutError, TimeoutError, TryError, TrySendError};
+
+/// The consumer group every handle of a queue reads in.
+const GROUP: &str = "multiproc";
+/// How often a consumer waiting in `get` looks for dead consumers' entries.
+const RECLAIM_EVERY: Duration = Duration::from_secs(1);
+/// Most entries one look claims.
+const RECLAIM_BATCH: usize = 100;
+/// How often `join` looks at the count even without a message.
+const JOIN_RECHECK: Duration = Duration::from_secs(1);
+/// The longest a full queue's `put` sleeps before it tries again.
+const PUT_BACKOFF_MAX: Duration = Duration::from_millis(50);
+
+/// One item as it was delivered to this consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery<T> {
+    /// The item.
+    pub value: T,
+    /// Its stream entry id (for [`JoinableQueue::task_done_for`]).
+    pub id: String,
+    /// How many times it has been delivered, this time included (more than
+    /// 1 after its consumer died holding it).
+    pub deliveries: u64,
+}
+
+/// An entry of the dead-letter stream.
+#[derive(Debug)]
+pub struct DeadLetter<T> {
+    /// Its id in the dead-letter stream (for [`JoinableQueue::requeue`]).
+    pub id: String,
+    /// Its id in the queue's stream when it was moved.
+    pub original_id: String,
+    /// How many times it had been delivered.
+    pub deliveries: u64,
+    /// The consumer it was taken from.
+    pub consumer: String,
+    /// Why it was moved ("delivery limit", "decode").
+    pub reason: String,
+    /// The item, if it decodes.
+    pub value: Result<T, RedisError>,
+}
+
+/// An entry read from the stream, not decoded yet.
+#[derive(Debug)]
+struct Raw {
+    id: String,
+    data: Vec<u8>,
+    deliveries: u64,
+}
+
+/// How long a `get` may wait.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    Now,
+    Until(Instant),
+    Forever,
+}
+
+impl Wait {
+    fn of(timeout: Duration) -> Wait {
+        if timeout == Duration::MAX {
+            Wait::Forever
+        } else {
+            Instant::now()
+                .checked_add(timeout)
+                .map_or(Wait::Forever, Wait::Until)
+        }
+    }
+}
+
+/// The reading side of a handle: its own connection (a blocked read does
+/// not hold up `put`), entries claimed and not delivered yet, and when it
+/// looks for dead consumers next.
+#[derive(Debug)]
+struct Reader {
+    conn: Conn,
+    claimed: VecDeque<Raw>,
+    next_reclaim: Instant,
+    /// A consumer opened under a given name takes back its own pending
+    /// entries first.
+    own_checked: bool,
+}
+
+/// The heartbeat thread of a consumer.
+#[derive(Debug)]
+struct Heartbeat {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What a `Queue` and a `JoinableQueue` handle share.
+#[derive(Debug)]
+struct Core {
+    stream: String,
+    dead: String,
+    unfinished: String,
+    channel: String,
+    heartbeat_prefix: String,
+    joinable: bool,
+    options: Options,
+    client: redis::Client,
+    consumer: String,
+    cmd: Mutex<Conn>,
+    reader: Mutex<Reader>,
+    heartbeat: Mutex<Option<Heartbeat>>,
+    /// Deliveries of this handle not done yet, oldest first (joinable).
+    outstanding: Mutex<VecDeque<String>>,
+    closed: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+impl Core {
+    fn open(url: &str, name: &str, options: Options, joinable: bool) -> Result<Core, RedisError> {
+        let client = redis::Client::open(url)?;
+        let mut cmd = Conn::new(client.clone());
+        let stream = key(name, "stream");
+        // The group reads from the stream's start: items put before any
+        // consumer existed are delivered too.
+        let created = cmd.run(|c| {
+            redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&stream)
+                .arg(GROUP)
+                .arg("0")
+                .arg("MKSTREAM")
+                .query::<()>(c)
+        });
+        match created {
+            Err(RedisError::Redis(e)) if e.code() == Some("BUSYGROUP") => {}
+            other => other?,
+        }
+        let consumer = options.consumer.clone().unwrap_or_else(default_consumer);
+        Ok(Core {
+            dead: key(name, "dead"),
+            unfinished: key(name, "unfinished"),
+            channel: key(name, "done"),
+            heartbeat_prefix: key(name, "heartbeat:"),
+            stream,
+            joinable,
+            reader: Mutex::new(Reader {
+                conn: Conn::new(client.clone()),
+                claimed: VecDeque::new(),
+                next_reclaim: Instant::now(),
+                own_checked: options.consumer.is_none(),
+            }),
+            options,
+            client,
+            consumer,
+            cmd: Mutex::new(cmd),
+            heartbeat: Mutex::new(None),
+            outstanding: Mutex::new(VecDeque::new()),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// An invocation of `script` with the queue's keys (stream, dead-letter
+    /// stream, unfinished count).
+    fn script<'s>(&self, script: &'s redis::Script) -> redis::ScriptInvocation<'s> {
+        let mut inv = script.key(&self.stream);
+        inv.key(&self.dead).key(&self.unfinished);
+        inv
+    }
+
+    fn heartbeat_key(&self) -> String {
+        format!("{}{}", self.heartbeat_prefix, self.consumer)
+    }
+
+    /// Before this handle first reads as a consumer: its heartbeat exists
+    /// (so no one takes its entries for a dead consumer's) and a thread
+    /// keeps it alive.
+    fn ensure_consumer(&self) -> Result<(), RedisError> {
+        let mut hb = lock(&self.heartbeat);
+        if hb.is_some() {
+            return Ok(());
+        }
+        let ttl = millis(self.options.heartbeat);
+        let key = self.heartbeat_key();
+        beat(&mut lock(&self.cmd), &key, ttl)?;
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let every = self.options.heartbeat / 3;
+        let mut conn = Conn::new(self.client.clone());
+        let signal = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("multiproc-redis-heartbeat".into())
+            .spawn(move || {
+                let (stopped, cv) = &*signal;
+                let mut s = lock(stopped);
+                while !*s {
+                    s = cv
+                        .wait_timeout(s, every)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                    if *s {
+                        break;
+                    }
+                    // A failed refresh is tried again next period; past the
+                    // time to live this consumer's entries go to another.
+                    let _ = beat(&mut conn, &key, ttl);
+                }
+            })
+            .map_err(|e| RedisError::Protocol(format!("cannot start the heartbeat thread: {e}")))?;
+        *hb = Some(Heartbeat {
+            stop,
+            thread: Some(thread),
+        });
+        Ok(())
+    }
+
+    fn put(&self, data: &[u8], wait: Wait) -> Result<bool, RedisError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(RedisError::Closed);
+        }
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            let id: Option<String> = lock(&self.cmd).run(|c| {
+                self.script(scripts::put())
+                    .arg(self.options.maxsize)
+                    .arg(u8::from(self.joinable))
+                    .arg(GROUP)
+                    .arg(data)
+                    .invoke(c)
+            })?;
+            if id.is_some() {
+                return Ok(true);
+            }
+            // Full: look again, a little later each time.
+            let sleep = match wait {
+                Wait::Now => return Ok(false),
+                Wait::Forever => backoff,
+                Wait::Until(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => backoff.min(left),
+                    _ => return Ok(false),
+                },
+            };
+            std::thread::sleep(sleep);
+            backoff = (backoff * 2).min(PUT_BACKOFF_MAX);
+        }
+    }
+
+    /// The next delivery for this consumer: claimed entries of dead
+    /// consumers first, then new ones. `Err(Timeout)` when `wait` ran out.
+    fn take(&self, wait: Wait) -> Result<Raw, TimeoutError<RedisError>> {
+        self.ensure_consumer()?;
+        let mut r = lock(&self.reader);
+        loop {
+            if let Some(raw) = r.claimed.pop_front() {
+                return Ok(raw);
+            }
+            if !r.own_checked {
+                let own = self.take_back_own(&mut r.conn)?;
+                r.claimed.extend(own);
+                r.own_checked = true;
+                continue;
+            }
+            let now = Instant::now();
+            if now >= r.next_reclaim {
+                r.next_reclaim = now + RECLAIM_EVERY;
+                let claimed = self.reclaim(&mut r.conn)?;
+                if !claimed.is_empty() {
+                    r.claimed.extend(claimed);
+                    continue;
+                }
+            }
+            let block = match wait {
+                Wait::Now => None,
+                Wait::Forever => Some(r.next_reclaim.saturating_duration_since(now)),
+                Wait::Until(d) => {
+                    let left = d.saturating_duration_since(now);
+                    (!left.is_zero())
+                        .then(|| left.min(r.next_reclaim.saturating_duration_since(now)))
+                }
+            };
+            if let Some(raw) = self.read_new(&mut r.conn, block)? {
+                return Ok(raw);
+            }
+            match wait {
+                Wait::Now => return Err(TimeoutError::Timeout),
+                Wait::Until(d) if Instant::now() >= d => return Err(TimeoutError::Timeout),
+                _ => {}
+            }
+        }
+    }
+
+    fn read_new(
+        &self,
+        conn: &mut Conn,
+        block: Option<Duration>,
+    ) -> Result<Option<Raw>, RedisError> {
+        let reply: Value = conn.run(|c| {
+            let mut cmd = redis::cmd("XREADGROUP");
+            cmd.arg("GROUP")
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg("COUNT")
+                .arg(1);
+            if let Some(b) = block {
+                cmd.arg("BLOCK").arg(millis(b));
+            }
+            cmd.arg("STREAMS").arg(&self.stream).arg(">").query(c)
+        })?;
+        let mut entries = parse_read(reply)?;
+        Ok(entries.pop_front().map(|(id, data)| Raw {
+            id,
+            data: data.unwrap_or_default(),
+            deliveries: 1,
+        }))
+    }
+
+    /// The entries still pending with this consumer's name (it was opened
+    /// again after a crash), claimed to itself so their counts go up.
+    fn take_back_own(&self, conn: &mut Conn) -> Result<Vec<Raw>, RedisError> {
+        let mut out = Vec::new();
+        loop {
+            let pending: Value = conn.run(|c| {
+                redis::cmd("XPENDING")
+                    .arg(&self.stream)
+                    .arg(GROUP)
+                    .arg("-")
+                    .arg("+")
+                    .arg(RECLAIM_BATCH)
+                    .arg(&self.consumer)
+                    .query(c)
+            })?;
+            let mut ids = Vec::new();
+            for e in as_array(pending)? {
+                let mut f = as_array(e)?.into_iter();
+                let id = as_string(f.next())?;
+                let _owner = f.next();
+                let _idle = f.next();
+                let n = as_int(f.next())?;
+                ids.push((id, n));
+            }
+            if ids.is_empty() || out.iter().any(|r: &Raw| r.id == ids[0].0) {
+                return Ok(out);
+            }
+            for (id, n) in ids {
+                let got: Value = conn.run(|c| {
+                    redis::cmd("XCLAIM")
+                        .arg(&self.stream)
+                        .arg(GROUP)
+                        .arg(&self.consumer)
+                        .arg(0)
+                        .arg(&id)
+                        .query(c)
+                })?;
+                match parse_entries(got)?.pop_front() {
+                    Some((id, Some(data))) => out.push(Raw {
+                        id,
+                        data,
+                        deliveries: u64::try_from(n).unwrap_or(0) + 1,
+                    }),
+                    _ => {
+                        // Deleted while pending: nothing to deliver.
+                        let _ = conn.run(|c| {
+                            redis::cmd("XACK")
+                                .arg(&self.stream)
+                                .arg(GROUP)
+                                .arg(&id)
+                                .query::<()>(c)
+                        });
+                    }
+                }
+            }
+            if out.len() % RECLAIM_BATCH != 0 {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn reclaim(&self, conn: &mut Conn) -> Result<Vec<Raw>, RedisError> {
+        let reply: Value = conn.run(|c| {
+            self.script(scripts::reclaim())
+                .arg(GROUP)
+                .arg(&self.consumer)
+                .arg(&self.heartbeat_prefix)
+                .arg(self.options.max_deliveries)
+                .arg(u8::from(self.joinable))
+                .arg(&self.channel)
+                .arg(RECLAIM_BATCH)
+                .invoke(c)
+        })?;
+        let flat = as_array(reply)?;
+        let mut out = Vec::with_capacity(flat.len() / 3);
+        let mut it = flat.into_iter();
+        while let Some(id) = it.next() {
+            let id = as_string(Some(id))?;
+            let data = as_bytes(it.next())?;
+            let deliveries = u64::try_from(as_int(it.next())?).unwrap_or(0);
+            out.push(Raw {
+                id,
+                data,
+                deliveries,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Finish delivery `id` of this consumer.
+    fn done(&self, id: &str) -> Result<(), RedisError> {
+        let done: i64 = lock(&self.cmd).run(|c| {
+            self.script(scripts::done())
+                .arg(GROUP)
+                .arg(id)
+                .arg(&self.consumer)
+                .arg(u8::from(self.joinable))
+                .arg(&self.channel)
+                .invoke(c)
+        })?;
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(RedisError::Reclaimed(id.to_owned()))
+        }
+    }
+
+    /// Move a delivery that does not decode to the dead-letter stream.
+    fn bury(&self, raw: &Raw, reason: &str) -> Result<(), RedisError> {
+        lock(&self.cmd).run(|c| {
+            self.script(scripts::bury())
+                .arg(GROUP)
+                .arg(&raw.id)
+                .arg(&self.consumer)
+                .arg(&raw.data)
+                .arg(raw.deliveries)
+                .arg(reason)
+                .arg(u8::from(self.joinable))
+                .arg(&self.channel)
+                .invoke::<i64>(c)
+        })?;
+        Ok(())
+    }
+
+    /// Decode a delivery; one that does not decode is buried.
+    fn open_delivery<T: DeserializeOwned>(&self, raw: Raw) -> Result<Delivery<T>, RedisError> {
+        match decode(&raw.data, &raw.id) {
+            Ok(value) => Ok(Delivery {
+                value,
+                id: raw.id,
+                deliveries: raw.deliveries,
+            }),
+            Err(e) => {
+                self.bury(&raw, "decode")?;
+                Err(e)
+            }
+        }
+    }
+
+    fn qsize(&self) -> Result<usize, RedisError> {
+        let (len, pending): (i64, Value) = lock(&self.cmd).run(|c| {
+            redis::pipe()
+                .cmd("XLEN")
+                .arg(&self.stream)
+                .cmd("XPENDING")
+                .arg(&self.stream)
+                .arg(GROUP)
+                .query(c)
+        })?;
+        let pending = as_int(as_array(pending)?.into_iter().next())?;
+        Ok(usize::try_from(len - pending).unwrap_or(0))
+    }
+
+    fn unfinished(&self) -> Result<u64, RedisError> {
+        let n: Option<i64> =
+            lock(&self.cmd).run(|c| redis::cmd("GET").arg(&self.unfinished).query(c))?;
+        Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
+    }
+
+    fn join(&self, wait: Wait) -> Result<(), TimeoutError<RedisError>> {
+        let mut conn = self.client.get_connection().map_err(RedisError::from)?;
+        let mut ps = conn.as_pubsub();
+        // Subscribed before the count is read: a publish after the read is
+        // not missed.
+        ps.subscribe(&self.channel).map_err(RedisError::from)?;
+        loop {
+            if self.unfinished()? == 0 {
+                return Ok(());
+            }
+            let slice = match wait {
+                Wait::Now => return Err(TimeoutError::Timeout),
+                Wait::Forever => JOIN_RECHECK,
+                Wait::Until(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => left.min(JOIN_RECHECK),
+                    _ => return Err(TimeoutError::Timeout),
+                },
+            };
+            ps.set_read_timeout(Some(slice)).map_err(RedisError::from)?;
+            match ps.get_message() {
+                Ok(_) => {}
+                Err(e) if e.is_timeout() => {}
+                Err(e) => return Err(RedisError::from(e).into()),
+            }
+        }
+    }
+
+    fn dead_letters<T: DeserializeOwned>(&self) -> Result<Vec<DeadLetter<T>>, RedisError> {
+        let reply: Value = lock(&self.cmd).run(|c| {
+            redis::cmd("XRANGE")
+                .arg(&self.dead)
+                .arg("-")
+                .arg("+")
+                .query(c)
+        })?;
+        let mut out = Vec::new();
+        for e in as_array(reply)? {
+            let mut e = as_array(e)?.into_iter();
+            let id = as_string(e.next())?;
+            let fields = as_array(e.next().unwrap_or(Value::Nil))?;
+            let (mut data, mut original_id, mut deliveries, mut consumer, mut reason) =
+                (None, String::new(), 0, String::new(), String::new());
+            let mut f = fields.into_iter();
+            while let (Some(k), Some(v)) = (f.next(), f.next()) {
+                match as_string(Some(k))?.as_str() {
+                    "d" => data = Some(as_bytes(Some(v))?),
+                    "id" => original_id = as_string(Some(v))?,
+                    "deliveries" => deliveries = as_string(Some(v))?.parse().unwrap_or(0),
+                    "consumer" => consumer = as_string(Some(v))?,
+                    "reason" => reason = as_string(Some(v))?,
+                    _ => {}
+                }
+            }
+            let value = match data {
+                Some(d) => decode(&d, &id),
+                None => Err(RedisError::Protocol(format!(
+                    "dead letter {id} has no payload"
+                ))),
+            };
+            out.push(DeadLetter {
+                id,
+                original_id,
+                deliveries,
+                consumer,
+                reason,
+                value,
+            });
+        }
+        Ok(out)
+    }
+
+    fn requeue(&self, dead_id: &str) -> Result<bool, RedisError> {
+        let id: Option<String> = lock(&self.cmd).run(|c| {
+            self.script(scripts::requeue())
+                .arg(dead_id)
+                .arg(u8::from(self.joinable))
+                .invoke(c)
+        })?;
+        Ok(id.is_some())
+    }
+}
+
+impl Drop for Core {
+    fn drop(&mut self) {
+        let hb = self
+            .heartbeat
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(mut hb) = hb {
+            *lock(&hb.stop.0) = true;
+            hb.stop.1.notify_all();
+            if let Some(t) = hb.thread.take() {
+                let _ = t.join();
+            }
+            // Gone on purpose: what this consumer still holds goes to
+            // another at once, not after the time to live.
+            let key = self.heartbeat_key();
+            let _ = lock(&self.cmd).run(|c| redis::cmd("DEL").arg(&key).query::<()>(c));
+        }
+    }
+}
+
+/// Set heartbeat `key` to live `ttl_ms` more milliseconds.
+fn beat(conn: &mut Conn, key: &str, ttl_ms: u64) -> Result<(), RedisError> {
+    conn.run(|c| {
+        redis::cmd("SET")
+            .arg(key)
+            .arg(1)
+            .arg("PX")
+            .arg(ttl_ms)
+            .query::<()>(c)
+    })
+}
+
+fn default_consumer() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let mut r = [0u8; 8];
+    let _ = getrandom::fill(&mut r);
+    format!(
+        "{}-{}-{:016x}",
+        host.trim(),
+        std::process::id(),
+        u64::from_le_bytes(r)
+    )
+}
+
+fn protocol(what: &str, v: &Option<Value>) -> RedisError {
+    RedisError::Protocol(format!("{what}, got {v:?}"))
+}
+
+fn as_array(v: Value) -> Result<Vec<Value>, RedisError> {
+    match v {
+        Value::Array(a) | Value::Set(a) => Ok(a),
+        Value::Nil => Ok(Vec::new()),
+        other => Err(protocol("expected an array", &Some(other))),
+    }
+}
+
+fn as_bytes(v: Option<Value>) -> Result<Vec<u8>, RedisError> {
+    match v {
+        Some(Value::BulkString(b)) => Ok(b),
+        Some(Value::SimpleString(s)) => Ok(s.into_bytes()),
+        other => Err(protocol("expected a string", &other)),
+    }
+}
+
+fn as_string(v: Option<Value>) -> Result<String, RedisError> {
+    let b = as_bytes(v)?;
+    String::from_utf8(b).map_err(|e| RedisError::Protocol(format!("not UTF-8: {e}")))
+}
+
+fn as_int(v: Option<Value>) -> Result<i64, RedisError> {
+    match v {
+        Some(Value::Int(i)) => Ok(i),
+        Some(Value::BulkString(b)) => std::str::from_utf8(&b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| RedisError::Protocol("expected an integer".into())),
+        other => Err(protocol("expected an integer", &other)),
+    }
+}
+
+/// Stream entries read: each id with its payload (`None` for an entry
+/// deleted while pending).
+type Entries = VecDeque<(String, Option<Vec<u8>>)>;
+
+/// Entries `[[id, [field, value, ...]], ...]`.
+fn parse_entries(v: Value) -> Result<Entries, RedisError> {
+    let mut out = VecDeque::new();
+    for e in as_array(v)? {
+        let mut e = as_array(e)?.into_iter();
+        let id = as_string(e.next())?;
+        let mut data = None;
+        let mut f = as_array(e.next().unwrap_or(Value::Nil))?.into_iter();
+        while let (Some(k), Some(v)) = (f.next(), f.next()) {
+            if as_bytes(Some(k))? == b"d" {
+                data = Some(as_bytes(Some(v))?);
+            }
+        }
+        out.push_back((id, data));
+    }
+    Ok(out)
+}
+
+/// An `XREADGROUP` reply `[[stream, entries]]` (nil when it timed out).
+fn parse_read(v: Value) -> Result<Entries, RedisError> {
+    let mut out = VecDeque::new();
+    for s in as_array(v)? {
+        let mut s = as_array(s)?.into_iter();
+        let _name = s.next();
+        out.extend(parse_entries(s.next().unwrap_or(Value::Nil))?);
+    }
+    Ok(out)
+}
+
+macro_rules! queue_common {
+    ($ty:ident, $joinable:expr) => {
+        impl<T: Serialize + DeserializeOwned> $ty<T> {
+            /// Open the queue `name` on the server at `url`
+            /// (`redis://host:port/db`), creating it if needed, with the
+            /// default [`Options`].
+            pub fn open(url: &str, name: &str) -> Result<Self, RedisError> {
+                Self::open_with(url, name, Options::default())
+            }
+
+            /// [`open`](Self::open) with `options`.
+            pub fn open_with(url: &str, name: &str, options: Options) -> Result<Self, RedisError> {
+                Ok($ty {
+                    core: Core::open(url, name, options, $joinable)?,
+                    _item: PhantomData,
+                })
+            }
+
+            /// Put `item`, waiting while the queue holds `maxsize` items.
+            pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+                match self.put_wait(item, Wait::Forever) {
+                    Ok(()) => Ok(()),
+                    Err(SendTimeoutError::Failed(e)) => Err(e),
+                    Err(SendTimeoutError::Timeout(item)) => Err(PutError {
+                        error: RedisError::Protocol("a put without a deadline timed out".into()),
+                        item,
+                    }),
+                }
+            }
+
+            /// Put `item` if there is room now; [`TrySendError::Full`]
+            /// (with the item) otherwise.
+            pub fn try_put(&self, item: T) -> Result<(), TrySendError<PutError<T>>> {
+                self.put_wait(item, Wait::Now).map_err(|e| match e {
+                    SendTimeoutError::Timeout(item) => TrySendError::Full(item),
+                    SendTimeoutError::Failed(e) => TrySendError::Failed(e),
+                })
+            }
+
+            /// Put `item`, waiting at most `timeout` for room
+            /// (`Duration::MAX`: no limit).
+            pub fn put_timeout(
+                &self,
+                item: T,
+                timeout: Duration,
+            ) -> Result<(), SendTimeoutError<PutError<T>>> {
+                self.put_wait(item, Wait::of(timeout))
+            }
+
+            fn put_wait(&self, item: T, wait: Wait) -> Result<(), SendTimeoutError<PutError<T>>> {
+                let data = match encode(&item) {
+                    Ok(d) => d,
+                    Err(error) => return Err(SendTimeoutError::Failed(PutError { error, item })),
+                };
+                match self.core.put(&data, wait) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(SendTimeoutError::Timeout(item)),
+                    Err(error) => Err(SendTimeoutError::Failed(PutError { error, item })),
+                }
+            }
+
+            /// Remove and return an item, waiting for one.
+            pub fn get(&self) -> Result<T, RedisError> {
+                self.get_delivery().map(|d| d.value)
+            }
+
+            /// An item if one is there now; [`TryError::WouldBlock`]
+            /// otherwise.
+            pub fn try_get(&self) -> Result<T, TryError<RedisError>> {
+                match self.deliver(Wait::Now) {
+                    Ok(d) => Ok(d.value),
+                    Err(TimeoutError::Timeout) => Err(TryError::WouldBlock),
+                    Err(TimeoutError::Failed(e)) => Err(TryError::Failed(e)),
+                }
+            }
+
+            /// An item, waiting at most `timeout` (`Duration::MAX`: no
+            /// limit).
+            pub fn get_timeout(&self, timeout: Duration) -> Result<T, TimeoutError<RedisError>> {
+                self.deliver(Wait::of(timeout)).map(|d| d.value)
+            }
+
+            /// [`get`](Self::get) with the item's entry id and delivery
+            /// count.
+            pub fn get_delivery(&self) -> Result<Delivery<T>, RedisError> {
+                self.deliver(Wait::Forever).map_err(|e| match e {
+                    TimeoutError::Failed(e) => e,
+                    TimeoutError::Timeout => {
+                        RedisError::Protocol("a get without a deadline timed out".into())
+                    }
+                })
+            }
+
+            /// [`get_delivery`](Self::get_delivery), waiting at most
+            /// `timeout`.
+            pub fn get_delivery_timeout(
+                &self,
+                timeout: Duration,
+            ) -> Result<Delivery<T>, TimeoutError<RedisError>> {
+                self.deliver(Wait::of(timeout))
+            }
+
+            /// The number of items put and not yet delivered.
+            pub fn qsize(&self) -> Result<usize, RedisError> {
+                self.core.qsize()
+            }
+
+            /// Whether no item waits for delivery.
+            pub fn empty(&self) -> Result<bool, RedisError> {
+                Ok(self.qsize()? == 0)
+            }
+
+            /// Whether `maxsize` items wait (never, without a `maxsize`).
+            pub fn full(&self) -> Result<bool, RedisError> {
+                let max = self.core.options.maxsize;
+                Ok(max > 0 && self.qsize()? >= max)
+            }
+
+            /// This handle puts no more (`put` fails with
+            /// [`RedisError::Closed`]); the queue itself lives on for the
+            /// other handles, as a local queue's `close` leaves it.
+            pub fn close(&self) {
+                self.core.closed.store(true, Ordering::Relaxed);
+            }
+
+            /// Whether [`close`](Self::close) was called on this handle.
+            pub fn is_closed(&self) -> bool {
+                self.core.closed.load(Ordering::Relaxed)
+            }
+
+            /// This handle's consumer name.
+            pub fn consumer(&self) -> &str {
+                &self.core.consumer
+            }
+
+            /// The dead-letter stream: entries delivered more than
+            /// `max_deliveries` times, or that did not decode.
+            pub fn dead_letters(&self) -> Result<Vec<DeadLetter<T>>, RedisError> {
+                self.core.dead_letters()
+            }
+
+            /// Put dead letter `id` back on the queue as a new item; `false`
+            /// if there is no such dead letter.
+            pub fn requeue(&self, id: &str) -> Result<bool, RedisError> {
+                self.core.requeue(id)
+            }
+        }
+    };
+}
+
+/// A queue on a Redis stream (Python's `multiprocessing.Queue`, across
+/// machines). An item is acknowledged as it is read; if its consumer dies
+/// between the read and the acknowledgement it is delivered again. See the
+/// [module docs](super) for what differs from a local queue.
+#[derive(Debug)]
+pub struct Queue<T> {
+    core: Core,
+    _item: PhantomData<fn(T) -> T>,
+}
+
+/// A joinable queue on a Redis stream (Python's
+/// `multiprocessing.JoinableQueue`, across machines): a delivery stays
+/// pending with its consumer until `task_done`, and goes to another consumer
+/// if its consumer dies first (at least once). See the [module docs](super).
+#[derive(Debug)]
+pub struct JoinableQueue<T> {
+    core: Core,
+    _item: PhantomData<fn(T) -> T>,
+}
+
+queue_common!(Queue, false);
+queue_common!(JoinableQueue, true);
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    fn deliver(&self, wait: Wait) -> Result<Delivery<T>, TimeoutError<RedisError>> {
+        let raw = self.core.take(wait)?;
+        // Acknowledged before it is decoded: one that does not decode is
+        // buried instead.
+        match self.core.open_delivery(raw) {
+            Ok(d) => {
+                self.core.done(&d.id)?;
+                Ok(d)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    fn deliver(&self, wait: Wait) -> Result<Delivery<T>, TimeoutError<RedisError>> {
+        let raw = self.core.take(wait)?;
+        let d = self.core.open_delivery(raw)?;
+        lock(&self.core.outstanding).push_back(d.id.clone());
+        Ok(d)
+    }
+
+    /// Finish the oldest item this handle got and has not finished
+    /// (Python's `task_done`): it is acknowledged and deleted, and `join`
+    /// wakes when none is left.
+    pub fn task_done(&self) -> Result<(), RedisError> {
+        let id = lock(&self.core.outstanding)
+            .pop_front()
+            .ok_or(RedisError::TooManyTaskDone)?;
+        self.core.done(&id)
+    }
+
+    /// Finish the delivery `id` (from [`Delivery::id`]) of this handle.
+    pub fn task_done_for(&self, id: &str) -> Result<(), RedisError> {
+        {
+            let mut out = lock(&self.core.outstanding);
+            let at = out
+                .iter()
+                .position(|o| o == id)
+                .ok_or(RedisError::TooManyTaskDone)?;
+            out.remove(at);
+        }
+        self.core.done(id)
+    }
+
+    /// Wait until every item put has been finished.
+    pub fn join(&self) -> Result<(), RedisError> {
+        self.core.join(Wait::Forever).map_err(|e| match e {
+            TimeoutError::Failed(e) => e,
+            TimeoutError::Timeout => {
+                RedisError::Protocol("a join without a deadline timed out".into())
+            }
+        })
+    }
+
+    /// [`join`](Self::join), waiting at most `timeout`.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), TimeoutError<RedisError>> {
+        self.core.join(Wait::of(timeout))
+    }
+
+    /// Items put and not finished yet, by every handle.
+    pub fn unfinished(&self) -> Result<u64, RedisError> {
+        self.core.unfinished()
+    }
+}

@@ -1,0 +1,146 @@
+//! The Lua scripts that make each queue operation one atomic step on the
+//! server. Every script takes the queue's three keys, KEYS = stream,
+//! dead-letter stream, unfinished count (some use fewer), and touches no
+//! other keys but the queue's own heartbeats (one hash tag, so a cluster
+//! keeps them together); the arguments are documented on each.
+
+use std::sync::OnceLock;
+
+use redis::Script;
+
+/// `put`: refuse when `maxsize` items wait undelivered, else add the item
+/// and (joinable) count it unfinished. The new entry's id, or nil if full.
+///
+/// ARGV: maxsize (0: none), joinable (1/0), group, payload.
+const PUT: &str = r"
+local max = tonumber(ARGV[1])
+if max > 0 then
+  local waiting = redis.call('XLEN', KEYS[1]) - redis.call('XPENDING', KEYS[1], ARGV[3])[1]
+  if waiting >= max then return false end
+end
+local id = redis.call('XADD', KEYS[1], '*', 'd', ARGV[4])
+if ARGV[2] == '1' then redis.call('INCR', KEYS[3]) end
+return id
+";
+
+/// `task_done` of one delivery: acknowledge and delete it if this consumer
+/// still holds it, count it finished, and wake `join` at zero. 1 when done,
+/// 0 when the entry is no longer this consumer's (another consumer
+/// reclaimed it, thinking this one dead: it will be done there).
+///
+/// ARGV: group, entry id, consumer, joinable, channel.
+const DONE: &str = r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if ARGV[4] == '1' then
+  if redis.call('DECR', KEYS[3]) <= 0 then redis.call('PUBLISH', ARGV[5], 'done') end
+end
+return 1
+";
+
+/// Move the entries pending with consumers whose heartbeat key expired to
+/// this consumer, never by idle time alone; entries delivered more than
+/// the limit go to the dead-letter stream instead (and count as finished).
+/// Consumers gone with nothing pending are removed from the group. Returns
+/// `[id, payload, deliveries, ...]` of the entries claimed for delivery.
+///
+/// ARGV: group, consumer, heartbeat key prefix, delivery limit (0: none),
+/// joinable, channel, most entries to claim.
+const RECLAIM: &str = r"
+local out = {}
+local limit = tonumber(ARGV[4])
+local budget = tonumber(ARGV[7])
+local consumers = redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
+for _, c in ipairs(consumers) do
+  local name, pending
+  for i = 1, #c, 2 do
+    if c[i] == 'name' then name = c[i + 1] elseif c[i] == 'pending' then pending = c[i + 1] end
+  end
+  if name ~= ARGV[2] and redis.call('EXISTS', ARGV[3] .. name) == 0 then
+    if pending == 0 then
+      redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], name)
+    elseif budget > 0 then
+      local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', budget, name)
+      for _, e in ipairs(p) do
+        local id, n = e[1], e[4] + 1
+        local got = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, id)
+        local entry = got[1]
+        if entry and entry[2] then
+          local data = entry[2][2]
+          if limit > 0 and n > limit then
+            redis.call('XADD', KEYS[2], '*', 'd', data, 'id', id, 'deliveries', n,
+              'consumer', name, 'reason', 'delivery limit')
+            redis.call('XACK', KEYS[1], ARGV[1], id)
+            redis.call('XDEL', KEYS[1], id)
+            if ARGV[5] == '1' and redis.call('DECR', KEYS[3]) <= 0 then
+              redis.call('PUBLISH', ARGV[6], 'done')
+            end
+          else
+            out[#out + 1] = id
+            out[#out + 1] = data
+            out[#out + 1] = n
+          end
+        else
+          -- deleted from the stream while pending: nothing to deliver
+          redis.call('XACK', KEYS[1], ARGV[1], id)
+        end
+        budget = budget - 1
+      end
+    end
+  end
+end
+return out
+";
+
+/// Move one delivery of this consumer to the dead-letter stream (a payload
+/// that does not decode): it counts as finished. 1 if moved, 0 if it was
+/// not this consumer's any more.
+///
+/// ARGV: group, entry id, consumer, payload, deliveries, reason, joinable,
+/// channel.
+const BURY: &str = r"
+local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
+if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
+redis.call('XADD', KEYS[2], '*', 'd', ARGV[4], 'id', ARGV[2], 'deliveries', ARGV[5],
+  'consumer', ARGV[3], 'reason', ARGV[6])
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+if ARGV[7] == '1' and redis.call('DECR', KEYS[3]) <= 0 then redis.call('PUBLISH', ARGV[8], 'done') end
+return 1
+";
+
+/// Put a dead letter back on the queue as a new item (unfinished again).
+/// The new entry's id, or nil if there is no such dead letter.
+///
+/// ARGV: dead letter's id, joinable.
+const REQUEUE: &str = r"
+local e = redis.call('XRANGE', KEYS[2], ARGV[1], ARGV[1])
+if #e == 0 then return false end
+local fields = e[1][2]
+local data
+for i = 1, #fields, 2 do
+  if fields[i] == 'd' then data = fields[i + 1] end
+end
+if not data then return false end
+local id = redis.call('XADD', KEYS[1], '*', 'd', data)
+if ARGV[2] == '1' then redis.call('INCR', KEYS[3]) end
+redis.call('XDEL', KEYS[2], ARGV[1])
+return id
+";
+
+macro_rules! script {
+    ($fn:ident, $src:ident) => {
+        pub(super) fn $fn() -> &'static Script {
+            static S: OnceLock<Script> = OnceLock::new();
+            S.get_or_init(|| Script::new($src))
+        }
+    };
+}
+
+script!(put, PUT);
+script!(done, DONE);
+script!(reclaim, RECLAIM);
+script!(bury, BURY);
+script!(requeue, REQUEUE);
