@@ -517,3 +517,62 @@ fn an_item_that_does_not_decode_is_buried_with_its_reason() {
     );
     cleanup(&url, &name);
 }
+
+#[test]
+fn with_an_authkey_items_from_anyone_without_it_are_refused() {
+    let Some(url) = url("with_an_authkey_items_from_anyone_without_it_are_refused") else {
+        return;
+    };
+    let name = fresh("authkey");
+    let keyed = |k: &[u8]| Options {
+        authkey: Some(k.to_vec()),
+        ..Options::default()
+    };
+    let q = Queue::<String>::open_with(&url, &name, keyed(b"secret")).unwrap();
+    q.put("signed".into()).unwrap();
+    assert_eq!(q.get().unwrap(), "signed");
+    // Written without the key (or with another): refused, buried, not
+    // decoded.
+    Queue::<String>::open(&url, &name)
+        .unwrap()
+        .put("forged".into())
+        .unwrap();
+    Queue::<String>::open_with(&url, &name, keyed(b"guess"))
+        .unwrap()
+        .put("forged".into())
+        .unwrap();
+    for _ in 0..2 {
+        assert!(matches!(q.get(), Err(RedisError::Unauthenticated(_))));
+    }
+    let dead = q.dead_letters().unwrap();
+    assert_eq!(dead.len(), 2);
+    assert!(
+        dead.iter().all(|d| d.reason == "authentication"
+            && matches!(d.value, Err(RedisError::Unauthenticated(_))))
+    );
+    cleanup(&url, &name);
+
+    let name = fresh("authdict");
+    let d = Dict::<String, i64>::open_with(&url, &name, Some(b"secret".to_vec())).unwrap();
+    d.set(&"a".into(), &1).unwrap();
+    assert_eq!(d.incr(&"a".into(), 2).unwrap(), 3);
+    assert!(d.compare_and_set(&"a".into(), Some(&3), &10).unwrap());
+    assert!(
+        !d.compare_and_set(&"a".into(), Some(&3), &11).unwrap(),
+        "the value is 10 now"
+    );
+    assert!(d.compare_and_set(&"b".into(), None, &5).unwrap());
+    assert_eq!(d.get(&"a".into()).unwrap(), Some(10));
+    // A field written without the key is refused when read.
+    Dict::<String, i64>::open(&url, &name)
+        .unwrap()
+        .set(&"forged".into(), &1)
+        .unwrap();
+    assert!(matches!(d.items(), Err(RedisError::Unauthenticated(_))));
+    assert_eq!(
+        d.get(&"forged".into()).unwrap(),
+        None,
+        "a signed lookup does not find it"
+    );
+    cleanup(&url, &name);
+}

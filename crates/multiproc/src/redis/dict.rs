@@ -7,7 +7,7 @@ use redis::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Conn, RedisError, decode, encode, key};
+use super::{Conn, RedisError, decode, encode, key, sign, verify};
 
 /// What a `Dict` takes and gives, for its `PhantomData`.
 type KeyValue<K, V> = fn(K, V) -> (K, V);
@@ -16,25 +16,55 @@ type KeyValue<K, V> = fn(K, V) -> (K, V);
 /// (`get`, `insert`, `remove`, `items`, `incr`, …). Keys and values are
 /// encoded with the local queues' codec: equal keys of one type encode
 /// alike, so a key is found whichever process wrote it.
+///
+/// With an authkey ([`open_with`](Self::open_with)) every field and value
+/// carries an HMAC-SHA256 (a field's is deterministic, so lookups still
+/// find it; a value's covers its field, so it cannot be moved to another
+/// key), and what lacks the right one is refused, not decoded.
 #[derive(Debug)]
 pub struct Dict<K, V> {
     hash: String,
     conn: Mutex<Conn>,
+    authkey: Option<Vec<u8>>,
     _kv: PhantomData<KeyValue<K, V>>,
 }
+
+/// The context a field's tag covers.
+const FIELD: &[u8] = b"multiproc dict field";
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V> {
     /// Open the dict `name` on the server at `url` (it exists once a key
     /// is set).
     pub fn open(url: &str, name: &str) -> Result<Self, RedisError> {
+        Self::open_with(url, name, None)
+    }
+
+    /// [`open`](Self::open) with an authkey every handle of the dict shares.
+    pub fn open_with(url: &str, name: &str, authkey: Option<Vec<u8>>) -> Result<Self, RedisError> {
         let client = redis::Client::open(url)?;
         let mut conn = Conn::new(client);
         conn.get()?;
         Ok(Dict {
             hash: key(name, "dict"),
             conn: Mutex::new(conn),
+            authkey,
             _kv: PhantomData,
         })
+    }
+
+    /// The hash field of `key`.
+    fn field(&self, key: &K) -> Result<Vec<u8>, RedisError> {
+        Ok(sign(self.authkey.as_deref(), FIELD, encode(key)?))
+    }
+
+    /// The stored form of `value` at `field`.
+    fn stored(&self, field: &[u8], value: &V) -> Result<Vec<u8>, RedisError> {
+        Ok(sign(self.authkey.as_deref(), field, encode(value)?))
+    }
+
+    fn key_of(&self, field: &[u8]) -> Result<K, RedisError> {
+        let name = String::from_utf8_lossy(field);
+        decode(verify(self.authkey.as_deref(), FIELD, field, &name)?, &name)
     }
 
     fn run<R>(
@@ -44,32 +74,41 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         self.conn.lock().unwrap_or_else(|e| e.into_inner()).run(f)
     }
 
-    fn value(&self, raw: Option<Vec<u8>>, k: &[u8]) -> Result<Option<V>, RedisError> {
-        raw.map(|b| decode(&b, &String::from_utf8_lossy(k)))
-            .transpose()
+    fn value(&self, raw: Option<Vec<u8>>, field: &[u8]) -> Result<Option<V>, RedisError> {
+        raw.map(|b| {
+            let name = String::from_utf8_lossy(field);
+            decode(verify(self.authkey.as_deref(), field, &b, &name)?, &name)
+        })
+        .transpose()
+    }
+
+    /// The raw value at `field`.
+    fn raw(&self, field: &[u8]) -> Result<Option<Vec<u8>>, RedisError> {
+        self.run(|c| redis::cmd("HGET").arg(&self.hash).arg(field).query(c))
     }
 
     /// `d.get(k)`: the value, or `None`.
     pub fn get(&self, key: &K) -> Result<Option<V>, RedisError> {
-        let k = encode(key)?;
-        let raw: Option<Vec<u8>> =
-            self.run(|c| redis::cmd("HGET").arg(&self.hash).arg(&k).query(c))?;
-        self.value(raw, &k)
+        let f = self.field(key)?;
+        let raw = self.raw(&f)?;
+        self.value(raw, &f)
     }
 
     /// `d[k] = v`: the previous value, if any (one atomic step).
     pub fn insert(&self, key: &K, value: &V) -> Result<Option<V>, RedisError> {
-        let v = encode(value)?;
-        self.swap(key, "HSET", Some(&v))
+        let f = self.field(key)?;
+        let v = self.stored(&f, value)?;
+        self.swap(&f, "HSET", Some(&v))
     }
 
     /// `d[k] = v` without reading the previous value.
     pub fn set(&self, key: &K, value: &V) -> Result<(), RedisError> {
-        let (k, v) = (encode(key)?, encode(value)?);
+        let f = self.field(key)?;
+        let v = self.stored(&f, value)?;
         self.run(|c| {
             redis::cmd("HSET")
                 .arg(&self.hash)
-                .arg(&k)
+                .arg(&f)
                 .arg(&v)
                 .query::<()>(c)
         })
@@ -78,36 +117,74 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     /// `d.pop(k, None)`: remove `key`, returning its value (one atomic
     /// step).
     pub fn remove(&self, key: &K) -> Result<Option<V>, RedisError> {
-        self.swap(key, "HDEL", None)
+        let f = self.field(key)?;
+        self.swap(&f, "HDEL", None)
     }
 
-    /// Read `key`'s value and run `HSET key value` or `HDEL key` in one
-    /// transaction; the value read.
-    fn swap(&self, key: &K, command: &str, value: Option<&[u8]>) -> Result<Option<V>, RedisError> {
-        let k = encode(key)?;
+    /// Read `field`'s value and run `HSET field value` or `HDEL field` in
+    /// one transaction; the value read.
+    fn swap(
+        &self,
+        field: &[u8],
+        command: &str,
+        value: Option<&[u8]>,
+    ) -> Result<Option<V>, RedisError> {
         let (old, _): (Option<Vec<u8>>, i64) = self.run(|c| {
             let mut p = redis::pipe();
-            p.atomic().cmd("HGET").arg(&self.hash).arg(&k);
-            p.cmd(command).arg(&self.hash).arg(&k);
+            p.atomic().cmd("HGET").arg(&self.hash).arg(field);
+            p.cmd(command).arg(&self.hash).arg(field);
             if let Some(v) = value {
                 p.arg(v);
             }
             p.query(c)
         })?;
-        self.value(old, &k)
+        self.value(old, field)
+    }
+
+    /// Set `key` to `new` only if its value is `expected` now (`None`:
+    /// absent), compared as encoded; whether it was set. The building block
+    /// of read-modify-write updates that no other writer can interleave
+    /// with (Python's `incr` on pickled numbers is one).
+    pub fn compare_and_set(
+        &self,
+        key: &K,
+        expected: Option<&V>,
+        new: &V,
+    ) -> Result<bool, RedisError> {
+        let f = self.field(key)?;
+        let want = expected.map(|v| self.stored(&f, v)).transpose()?;
+        let v = self.stored(&f, new)?;
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        conn.run(|c| {
+            redis::cmd("WATCH").arg(&self.hash).query::<()>(c)?;
+            let now: Option<Vec<u8>> = redis::cmd("HGET").arg(&self.hash).arg(&f).query(c)?;
+            if now != want {
+                redis::cmd("UNWATCH").query::<()>(c)?;
+                return Ok(false);
+            }
+            // EXEC answers nil when the watched hash changed.
+            let done: Option<(i64,)> = redis::pipe()
+                .atomic()
+                .cmd("HSET")
+                .arg(&self.hash)
+                .arg(&f)
+                .arg(&v)
+                .query(c)?;
+            Ok(done.is_some())
+        })
     }
 
     /// `del d[k]`: whether the key was there.
     pub fn delete(&self, key: &K) -> Result<bool, RedisError> {
-        let k = encode(key)?;
-        let n: i64 = self.run(|c| redis::cmd("HDEL").arg(&self.hash).arg(&k).query(c))?;
+        let f = self.field(key)?;
+        let n: i64 = self.run(|c| redis::cmd("HDEL").arg(&self.hash).arg(&f).query(c))?;
         Ok(n > 0)
     }
 
     /// `k in d`.
     pub fn contains_key(&self, key: &K) -> Result<bool, RedisError> {
-        let k = encode(key)?;
-        self.run(|c| redis::cmd("HEXISTS").arg(&self.hash).arg(&k).query(c))
+        let f = self.field(key)?;
+        self.run(|c| redis::cmd("HEXISTS").arg(&self.hash).arg(&f).query(c))
     }
 
     /// `len(d)`.
@@ -131,10 +208,10 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
         };
         let mut out = Vec::with_capacity(flat.len() / 2);
         let mut it = flat.into_iter();
-        while let (Some(Value::BulkString(k)), Some(Value::BulkString(v))) = (it.next(), it.next())
+        while let (Some(Value::BulkString(f)), Some(Value::BulkString(v))) = (it.next(), it.next())
         {
-            let name = String::from_utf8_lossy(&k).into_owned();
-            out.push((decode(&k, &name)?, decode(&v, &name)?));
+            let value = self.value(Some(v), &f)?.expect("a value was given");
+            out.push((self.key_of(&f)?, value));
         }
         Ok(out)
     }
@@ -157,39 +234,15 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
 
 impl<K: Serialize + DeserializeOwned> Dict<K, i64> {
     /// Add `delta` to the integer at `key` (absent counts as 0),
-    /// atomically against every other writer (optimistic: `WATCH`, and
-    /// again if another wrote the hash in between); the new value.
+    /// atomically against every other writer (a compare-and-set, again
+    /// while another writes in between); the new value.
     pub fn incr(&self, key: &K, delta: i64) -> Result<i64, RedisError> {
-        let k = encode(key)?;
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
         loop {
-            let new = conn.run(|c| {
-                redis::cmd("WATCH").arg(&self.hash).query::<()>(c)?;
-                let raw: Option<Vec<u8>> = redis::cmd("HGET").arg(&self.hash).arg(&k).query(c)?;
-                Ok(raw)
+            let old = self.get(key)?;
+            let sum = old.unwrap_or(0).checked_add(delta).ok_or_else(|| {
+                RedisError::Protocol(format!("{old:?} + {delta} overflows an i64"))
             })?;
-            let old: i64 = match new {
-                Some(b) => decode(&b, &String::from_utf8_lossy(&k))?,
-                None => 0,
-            };
-            let Some(sum) = old.checked_add(delta) else {
-                let _ = conn.run(|c| redis::cmd("UNWATCH").query::<()>(c));
-                return Err(RedisError::Protocol(format!(
-                    "{old} + {delta} overflows an i64"
-                )));
-            };
-            let v = encode(&sum)?;
-            // EXEC answers nil when the watched hash changed: try again.
-            let done: Option<(i64,)> = conn.run(|c| {
-                redis::pipe()
-                    .atomic()
-                    .cmd("HSET")
-                    .arg(&self.hash)
-                    .arg(&k)
-                    .arg(&v)
-                    .query(c)
-            })?;
-            if done.is_some() {
+            if self.compare_and_set(key, old.as_ref(), &sum)? {
                 return Ok(sum);
             }
         }

@@ -110,6 +110,10 @@ pub enum RedisError {
     /// The server answered something this version does not understand.
     #[error("unexpected reply from the server: {0}")]
     Protocol(String),
+    /// An item or value without the right HMAC for the handle's authkey
+    /// (written by someone without the key); it was not decoded.
+    #[error("{0} is not signed with this queue's authkey")]
+    Unauthenticated(String),
 }
 
 /// What `put` reports: the error and the item, handed back.
@@ -147,6 +151,12 @@ pub struct Options {
     /// opened again under the same name first takes back the entries still
     /// pending with it. Default: host, pid and a random number.
     pub consumer: Option<String>,
+    /// A key every handle of the queue shares: each item carries an
+    /// HMAC-SHA256 of it, and an item without the right one is refused
+    /// (buried with reason "authentication") instead of decoded. Anyone who
+    /// can write to the server can otherwise put items; Python's pickles
+    /// must not be taken from them.
+    pub authkey: Option<Vec<u8>>,
 }
 
 impl Default for Options {
@@ -156,6 +166,7 @@ impl Default for Options {
             heartbeat: Duration::from_secs(5),
             max_deliveries: 5,
             consumer: None,
+            authkey: None,
         }
     }
 }
@@ -204,6 +215,51 @@ fn escape_glob(name: &str) -> String {
 /// node.
 fn key(name: &str, part: &str) -> String {
     format!("multiproc:{{{name}}}:{part}")
+}
+
+/// The length of the tag a signed payload starts with.
+const TAG: usize = 32;
+
+fn mac(key: &[u8]) -> hmac::Hmac<sha2::Sha256> {
+    <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(key)
+        .expect("HMAC accepts any key length")
+}
+
+/// `data` with the HMAC-SHA256 of `context` and `data` in front, when there
+/// is a key.
+fn sign(key: Option<&[u8]>, context: &[u8], data: Vec<u8>) -> Vec<u8> {
+    use hmac::Mac as _;
+    let Some(key) = key else { return data };
+    let mut m = mac(key);
+    m.update(&(context.len() as u64).to_le_bytes());
+    m.update(context);
+    m.update(&data);
+    let mut out = m.finalize().into_bytes().to_vec();
+    out.extend_from_slice(&data);
+    out
+}
+
+/// The data of a payload [`sign`] made, if its tag is right (compared in
+/// constant time); `what` names it in the error.
+fn verify<'a>(
+    key: Option<&[u8]>,
+    context: &[u8],
+    payload: &'a [u8],
+    what: &str,
+) -> Result<&'a [u8], RedisError> {
+    use hmac::Mac as _;
+    let Some(key) = key else { return Ok(payload) };
+    let refused = || RedisError::Unauthenticated(what.to_owned());
+    if payload.len() < TAG {
+        return Err(refused());
+    }
+    let (tag, data) = payload.split_at(TAG);
+    let mut m = mac(key);
+    m.update(&(context.len() as u64).to_le_bytes());
+    m.update(context);
+    m.update(data);
+    m.verify_slice(tag).map_err(|_| refused())?;
+    Ok(data)
 }
 
 /// Encode `value` with the local queues' codec, refusing handles.

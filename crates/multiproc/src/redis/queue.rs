@@ -11,7 +11,7 @@ use redis::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Conn, Options, PutError, RedisError, decode, encode, key, scripts};
+use super::{Conn, Options, PutError, RedisError, decode, encode, key, scripts, sign, verify};
 use crate::{SendTimeoutError, TimeoutError, TryError, TrySendError};
 
 /// The consumer group every handle of a queue reads in.
@@ -227,10 +227,16 @@ impl Core {
         Ok(())
     }
 
-    fn put(&self, data: &[u8], wait: Wait) -> Result<bool, RedisError> {
+    fn authkey(&self) -> Option<&[u8]> {
+        self.options.authkey.as_deref()
+    }
+
+    fn put(&self, data: Vec<u8>, wait: Wait) -> Result<bool, RedisError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(RedisError::Closed);
         }
+        // Signed for this queue: an item cannot be moved to another.
+        let data = sign(self.authkey(), self.stream.as_bytes(), data);
         let mut backoff = Duration::from_millis(1);
         loop {
             let id: Option<String> = lock(&self.cmd).run(|c| {
@@ -238,7 +244,7 @@ impl Core {
                     .arg(self.options.maxsize)
                     .arg(u8::from(self.joinable))
                     .arg(GROUP)
-                    .arg(data)
+                    .arg(&data)
                     .invoke(c)
             })?;
             if id.is_some() {
@@ -451,9 +457,17 @@ impl Core {
         Ok(())
     }
 
-    /// Decode a delivery; one that does not decode is buried.
+    /// Decode a delivery; one that is not signed with the authkey, or does
+    /// not decode, is buried.
     fn open_delivery<T: DeserializeOwned>(&self, raw: Raw) -> Result<Delivery<T>, RedisError> {
-        match decode(&raw.data, &raw.id) {
+        let data = match verify(self.authkey(), self.stream.as_bytes(), &raw.data, &raw.id) {
+            Ok(d) => d,
+            Err(e) => {
+                self.bury(&raw, "authentication")?;
+                return Err(e);
+            }
+        };
+        match decode(data, &raw.id) {
             Ok(value) => Ok(Delivery {
                 value,
                 id: raw.id,
@@ -540,7 +554,8 @@ impl Core {
                 }
             }
             let value = match data {
-                Some(d) => decode(&d, &id),
+                Some(d) => verify(self.authkey(), self.stream.as_bytes(), &d, &id)
+                    .and_then(|d| decode(d, &id)),
                 None => Err(RedisError::Protocol(format!(
                     "dead letter {id} has no payload"
                 ))),
@@ -736,7 +751,7 @@ macro_rules! queue_common {
                     Ok(d) => d,
                     Err(error) => return Err(SendTimeoutError::Failed(PutError { error, item })),
                 };
-                match self.core.put(&data, wait) {
+                match self.core.put(data, wait) {
                     Ok(true) => Ok(()),
                     Ok(false) => Err(SendTimeoutError::Timeout(item)),
                     Err(error) => Err(SendTimeoutError::Failed(PutError { error, item })),
