@@ -16,6 +16,7 @@ mod listener;
 mod manager;
 mod names;
 mod queue;
+mod redis;
 mod shm;
 mod sync;
 
@@ -187,6 +188,7 @@ fn _multiproc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(names::named_objects_list, m)?)?;
     m.add_function(wrap_pyfunction!(names::remove_named_object, m)?)?;
     m.add_function(wrap_pyfunction!(exit_with_parent, m)?)?;
+    redis::register(m)?;
     m.add_function(wrap_pyfunction!(exit_with, m)?)?;
     m.add_function(wrap_pyfunction!(process_start_time, m)?)?;
     Ok(())

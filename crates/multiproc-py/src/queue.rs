@@ -63,7 +63,7 @@ fn with_bytes<R>(obj: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> R) -> PyResult
 }
 
 /// Encode `obj` as a record into `out` (cleared first).
-fn encode(py: Python<'_>, obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+pub(crate) fn encode(py: Python<'_>, obj: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
     out.clear();
     if let Ok(b) = obj.cast_exact::<PyBytes>() {
         out.push(0);
@@ -122,7 +122,7 @@ fn u64_at(rec: &mut &[u8]) -> PyResult<usize> {
 }
 
 /// Decode one record into the object it carries.
-fn decode<'py>(py: Python<'py>, rec: &[u8]) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn decode<'py>(py: Python<'py>, rec: &[u8]) -> PyResult<Bound<'py, PyAny>> {
     let Some((&kind, mut rest)) = rec.split_first() else {
         return Err(corrupt());
     };

@@ -113,7 +113,16 @@ fn suite(python: &str, venv_name: &str) {
     // the installed package, not `python/multiproc` (which lacks the
     // native module).
     let out = Command::new(&py)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir"])
+        // -rs: the reason of every skip in the summary, forwarded below.
+        .args([
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+        ])
         .arg(crate_dir.join("tests"))
         .arg(crate_dir.join("tests"))
         .current_dir(workspace_target())
@@ -122,6 +131,15 @@ fn suite(python: &str, venv_name: &str) {
         .expect("cannot run pytest");
     let stdout = String::from_utf8_lossy(&out.stdout);
     println!("{python}: {stdout}");
+    // Skips are seen even when this test passes (libtest keeps a passing
+    // test's `println!` to itself; a direct write to stderr goes out).
+    {
+        use std::io::Write as _;
+        let mut err = std::io::stderr();
+        for line in stdout.lines().filter(|l| l.starts_with("SKIPPED")) {
+            let _ = writeln!(err, "{python}: {line}");
+        }
+    }
     assert!(
         out.status.success(),
         "pytest on {python} failed: {}\nstdout:\n{stdout}\nstderr:\n{}",

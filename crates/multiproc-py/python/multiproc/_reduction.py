@@ -14,6 +14,7 @@ import copyreg
 import io
 import os
 import pickle
+import threading
 import weakref
 from multiprocessing import context as _context
 from multiprocessing import reduction as _reduction
@@ -31,8 +32,31 @@ class _Pickler5(pickle.Pickler):
         )
 
 
+_local = threading.local()
+
+
+class refusing_handles:
+    """While active in this thread, pickling a multiproc object raises
+    ``TypeError`` naming ``where``: for transports that carry bytes only
+    (a Redis server), where a descriptor cannot follow."""
+
+    def __init__(self, where):
+        self._where = where
+
+    def __enter__(self):
+        self._outer = getattr(_local, "refusing", None)
+        _local.refusing = self._where
+        return self
+
+    def __exit__(self, *exc):
+        _local.refusing = self._outer
+
+
 def dup_fds(fds):
     """Wrap descriptors for pickling (see the module docstring)."""
+    where = getattr(_local, "refusing", None)
+    if where is not None:
+        raise TypeError(f"multiproc objects hold OS handles, which cannot travel through {where}")
     popen = _context.get_spawning_popen()
     if popen is not None and getattr(popen, "method", None) == "spawn":
         # spawn passes the descriptors themselves to the child and needs

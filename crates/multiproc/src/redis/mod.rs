@@ -63,6 +63,7 @@
 
 mod dict;
 mod queue;
+mod reply;
 mod scripts;
 
 use std::time::Duration;
@@ -281,10 +282,14 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], id: &str) -> Result<T, R
     })
 }
 
-/// A connection that is opened again after it broke.
+/// A connection that is opened again after it broke, and in a forked
+/// child (which must not talk on its parent's socket: their replies would
+/// cross).
 struct Conn {
     client: redis::Client,
     conn: Option<redis::Connection>,
+    /// The process the connection was opened in.
+    pid: u32,
 }
 
 impl std::fmt::Debug for Conn {
@@ -298,12 +303,23 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     fn new(client: redis::Client) -> Conn {
-        Conn { client, conn: None }
+        Conn {
+            client,
+            conn: None,
+            pid: std::process::id(),
+        }
     }
 
     /// The open connection, opening it if needed.
     fn get(&mut self) -> Result<&mut redis::Connection, RedisError> {
         use redis::ConnectionLike as _;
+        let pid = std::process::id();
+        if self.pid != pid {
+            // Closing this process's copy of the descriptor leaves the
+            // parent's connection as it is.
+            self.conn = None;
+            self.pid = pid;
+        }
         if self.conn.as_ref().is_none_or(|c| !c.is_open()) {
             self.conn = Some(self.client.get_connection()?);
         }
