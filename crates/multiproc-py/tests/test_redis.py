@@ -185,3 +185,90 @@ def test_dict(name):
     assert d["n"] == 600
     d.clear()
     assert len(d) == 0
+
+
+def _slow_square(x):
+    time.sleep(0.2)
+    return x * x
+
+
+def _fail(x):
+    raise KeyError(x)
+
+
+def _serve(url, name, stop):
+    mr.serve(url, name, 2, heartbeat=1.0, stop=stop)
+
+
+def _start_workers(name, n):
+    stop = mp.Event()
+    workers = [mp.Process(target=_serve, args=(URL, name, stop)) for _ in range(n)]
+    for w in workers:
+        w.start()
+    return stop, workers
+
+
+def test_pool_on_workers_of_two_machines(name):
+    stop, workers = _start_workers(name, 2)
+    try:
+        with mp.Pool.redis(URL, name) as pool:
+            assert pool.apply(pow, (2, 10)) == 1024
+            assert pool.map(abs, range(-500, 500)) == [abs(x) for x in range(-500, 500)]
+            assert pool.starmap(pow, [(2, i) for i in range(10)], chunksize=3) == [2 ** i for i in range(10)]
+            assert sorted(pool.imap_unordered(abs, range(-50, 0), chunksize=7)) == list(range(1, 51))
+            assert list(pool.imap(abs, range(-20, 0))) == [abs(x) for x in range(-20, 0)]
+            with pytest.raises(KeyError):
+                pool.apply(_fail, (1,))
+            got = []
+            r = pool.apply_async(pow, (3, 3), callback=got.append)
+            assert r.get(HANG) == 27
+            assert got == [27]
+            # Both machines served (tasks of 0.2 s, four workers in all).
+            pids = set(pool.map(_pid, range(16), chunksize=1))
+            assert len(pids) >= 2
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(HANG)
+            assert w.exitcode == 0
+
+
+def _pid(_x):
+    time.sleep(0.05)
+    return os.getpid()
+
+
+def test_a_dead_worker_machines_tasks_run_elsewhere(name):
+    stop, workers = _start_workers(name, 2)
+    try:
+        pool = mp.Pool.redis(URL, name)
+        results = [pool.apply_async(_slow_square, (i,)) for i in range(12)]
+        time.sleep(0.3)  # both machines hold tasks now
+        os.kill(workers[0].pid, signal.SIGKILL)  # its local workers die with it
+        assert [r.get(HANG) for r in results] == [i * i for i in range(12)]
+        pool.close()
+        pool.join()
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(HANG)
+
+
+def test_the_worker_command(name, tmp_path):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MULTIPROC_REDIS_AUTHKEY="shared secret")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "multiproc", "worker", "--redis", URL, "--queue", name, "--processes", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+    )
+    try:
+        assert "serving" in proc.stdout.readline()
+        with mr.Pool(URL, name, authkey=b"shared secret") as pool:
+            assert pool.apply(pow, (2, 16)) == 65536
+            assert pool.map(abs, [-1, -2, -3]) == [1, 2, 3]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=HANG)
+    assert proc.returncode == 0, err

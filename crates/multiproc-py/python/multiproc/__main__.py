@@ -5,7 +5,13 @@
   files), their owner and whether it is alive;
 - ``multiproc clean [--all] [--dry-run] [--kind K]``: remove those whose
   owner is dead (``--all``: every one);
-- ``multiproc bench [...]``: ``python -m multiproc.bench``.
+- ``multiproc bench [...]``: ``python -m multiproc.bench``;
+- ``multiproc worker --redis URL --queue NAME [--processes N]``: a pool of
+  local worker processes serving the tasks that ``multiproc.redis.Pool``
+  (or ``multiproc.Pool.redis``) submits to the Redis queue ``NAME``, from
+  any machine; the authkey comes from ``--authkey-file`` or the
+  ``MULTIPROC_REDIS_AUTHKEY`` environment variable and must be the
+  submitters'.
 
 The listing and the removal are the Rust CLI's own (``multiproc ls`` and
 ``multiproc clean`` of ``cargo run -p multiproc-cli``), through the native
@@ -14,6 +20,8 @@ module.
 
 import argparse
 import json
+import os
+import signal
 import sys
 
 from ._multiproc import named_objects_list, remove_named_object
@@ -58,6 +66,31 @@ def _clean(args):
     return 1 if failed else 0
 
 
+def _worker(args):
+    from . import redis
+
+    if args.authkey_file:
+        with open(args.authkey_file, "rb") as f:
+            authkey = f.read().rstrip(b"\n")
+    elif os.environ.get("MULTIPROC_REDIS_AUTHKEY"):
+        authkey = os.environ["MULTIPROC_REDIS_AUTHKEY"].encode()
+    else:
+        print("multiproc worker: give the submitters' authkey (--authkey-file FILE or "
+              "MULTIPROC_REDIS_AUTHKEY)", file=sys.stderr)
+        return 2
+    import threading
+
+    stop = threading.Event()
+    # SIGTERM stops taking tasks; those running finish and are answered.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"multiproc worker: serving {args.queue!r} at {args.redis}", flush=True)
+    try:
+        redis.serve(args.redis, args.queue, args.processes, authkey=authkey, stop=stop)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 def main(argv=None):
     """Entry point of the ``multiproc`` command."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -75,7 +108,14 @@ def main(argv=None):
     clean.add_argument("--dry-run", action="store_true", help="only say what would be removed")
     clean.add_argument("--kind", help=f"only objects of this kind ({KINDS})")
     sub.add_parser("bench", help="python -m multiproc.bench (its own options follow)")
+    worker = sub.add_parser("worker", help="serve a Redis task queue with a pool of local workers")
+    worker.add_argument("--redis", required=True, metavar="URL", help="redis://host:port/db")
+    worker.add_argument("--queue", required=True, metavar="NAME", help="the task queue's name")
+    worker.add_argument("--processes", type=int, default=None, help="local workers (default: CPUs)")
+    worker.add_argument("--authkey-file", metavar="FILE", help="the submitters' authkey")
     args = ap.parse_args(argv)
+    if args.command == "worker":
+        return _worker(args)
     try:
         return _ls(args) if args.command == "ls" else _clean(args)
     except ValueError as e:

@@ -1335,6 +1335,15 @@ class Pool:
     def __exit__(self, *exc):
         self.terminate()
 
+    @staticmethod
+    def redis(url, name, **kwargs):
+        """A pool whose workers are on other machines: a
+        ``multiproc.redis.Pool`` submitting to the Redis queue ``name``,
+        which ``multiproc worker --redis URL --queue NAME`` serves."""
+        from ._redis_pool import Pool as _RedisPool
+
+        return _RedisPool(url, name, **kwargs)
+
 
 def _chunks(iterable, size):
     it = iter(iterable)

@@ -317,3 +317,9 @@ class Dict(MutableMapping):
     def __repr__(self):
         url, name = self._args
         return f"<multiproc.redis.Dict {name!r} at {url!r}>"
+
+
+# Pool workers on many machines (they use the queues above).
+from ._redis_pool import Pool, serve  # noqa: E402
+
+__all__ += ["Pool", "serve"]

@@ -62,6 +62,7 @@
 //! | the server restarts | — | what it persisted (its RDB/AOF settings) survives |
 
 mod dict;
+mod handles;
 mod queue;
 mod reply;
 mod scripts;
@@ -69,9 +70,38 @@ mod scripts;
 use std::time::Duration;
 
 pub use dict::Dict;
-pub use queue::{DeadLetter, Delivery, JoinableQueue, Queue};
+pub use handles::{JoinableQueue, Queue};
 
 use crate::connection::codec::{DecodeError, EncodeError};
+
+/// One item as it was delivered to this consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery<T> {
+    /// The item.
+    pub value: T,
+    /// Its stream entry id (for [`JoinableQueue::task_done_for`]).
+    pub id: String,
+    /// How many times it has been delivered, this time included (more than
+    /// 1 after its consumer died holding it).
+    pub deliveries: u64,
+}
+
+/// An entry of the dead-letter stream.
+#[derive(Debug)]
+pub struct DeadLetter<T> {
+    /// Its id in the dead-letter stream (for [`JoinableQueue::requeue`]).
+    pub id: String,
+    /// Its id in the queue's stream when it was moved.
+    pub original_id: String,
+    /// How many times it had been delivered.
+    pub deliveries: u64,
+    /// The consumer it was taken from.
+    pub consumer: String,
+    /// Why it was moved ("delivery limit", "decode").
+    pub reason: String,
+    /// The item, if it decodes.
+    pub value: Result<T, RedisError>,
+}
 
 /// What can go wrong with a Redis-backed object, however long it waits.
 #[derive(Debug, thiserror::Error)]

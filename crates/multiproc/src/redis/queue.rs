@@ -1,19 +1,18 @@
-//! `Queue` and `JoinableQueue` on a Redis stream with a consumer group.
+//! The machinery of `Queue` and `JoinableQueue` on a Redis stream with a
+//! consumer group: one handle's connections, heartbeat and deliveries.
 
 use std::collections::VecDeque;
-use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use redis::Value;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::reply::{as_array, as_bytes, as_int, as_string, parse_entries, parse_read};
-use super::{Conn, Options, PutError, RedisError, decode, encode, key, scripts, sign, verify};
-use crate::{SendTimeoutError, TimeoutError, TryError, TrySendError};
+use super::{Conn, DeadLetter, Delivery, Options, RedisError, decode, key, scripts, sign, verify};
+use crate::TimeoutError;
 
 /// The consumer group every handle of a queue reads in.
 const GROUP: &str = "multiproc";
@@ -26,35 +25,6 @@ const JOIN_RECHECK: Duration = Duration::from_secs(1);
 /// The longest a full queue's `put` sleeps before it tries again.
 const PUT_BACKOFF_MAX: Duration = Duration::from_millis(50);
 
-/// One item as it was delivered to this consumer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery<T> {
-    /// The item.
-    pub value: T,
-    /// Its stream entry id (for [`JoinableQueue::task_done_for`]).
-    pub id: String,
-    /// How many times it has been delivered, this time included (more than
-    /// 1 after its consumer died holding it).
-    pub deliveries: u64,
-}
-
-/// An entry of the dead-letter stream.
-#[derive(Debug)]
-pub struct DeadLetter<T> {
-    /// Its id in the dead-letter stream (for [`JoinableQueue::requeue`]).
-    pub id: String,
-    /// Its id in the queue's stream when it was moved.
-    pub original_id: String,
-    /// How many times it had been delivered.
-    pub deliveries: u64,
-    /// The consumer it was taken from.
-    pub consumer: String,
-    /// Why it was moved ("delivery limit", "decode").
-    pub reason: String,
-    /// The item, if it decodes.
-    pub value: Result<T, RedisError>,
-}
-
 /// An entry read from the stream, not decoded yet.
 #[derive(Debug)]
 struct Raw {
@@ -65,14 +35,14 @@ struct Raw {
 
 /// How long a `get` may wait.
 #[derive(Debug, Clone, Copy)]
-enum Wait {
+pub(super) enum Wait {
     Now,
     Until(Instant),
     Forever,
 }
 
 impl Wait {
-    fn of(timeout: Duration) -> Wait {
+    pub(super) fn of(timeout: Duration) -> Wait {
         if timeout == Duration::MAX {
             Wait::Forever
         } else {
@@ -105,25 +75,25 @@ struct Heartbeat {
 
 /// What a `Queue` and a `JoinableQueue` handle share.
 #[derive(Debug)]
-struct Core {
+pub(super) struct Core {
     stream: String,
     dead: String,
     unfinished: String,
     channel: String,
     heartbeat_prefix: String,
     joinable: bool,
-    options: Options,
+    pub(super) options: Options,
     client: redis::Client,
-    consumer: String,
+    pub(super) consumer: String,
     cmd: Mutex<Conn>,
     reader: Mutex<Reader>,
     heartbeat: Mutex<Option<Heartbeat>>,
     /// Deliveries of this handle not done yet, oldest first (joinable).
-    outstanding: Mutex<VecDeque<String>>,
-    closed: AtomicBool,
+    pub(super) outstanding: Mutex<VecDeque<String>>,
+    pub(super) closed: AtomicBool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -132,7 +102,12 @@ fn millis(d: Duration) -> u64 {
 }
 
 impl Core {
-    fn open(url: &str, name: &str, options: Options, joinable: bool) -> Result<Core, RedisError> {
+    pub(super) fn open(
+        url: &str,
+        name: &str,
+        options: Options,
+        joinable: bool,
+    ) -> Result<Core, RedisError> {
         let client = redis::Client::open(url)?;
         let mut cmd = Conn::new(client.clone());
         let stream = key(name, "stream");
@@ -232,7 +207,7 @@ impl Core {
         self.options.authkey.as_deref()
     }
 
-    fn put(&self, data: Vec<u8>, wait: Wait) -> Result<bool, RedisError> {
+    pub(super) fn put(&self, data: Vec<u8>, wait: Wait) -> Result<bool, RedisError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(RedisError::Closed);
         }
@@ -267,46 +242,89 @@ impl Core {
 
     /// The next delivery for this consumer: claimed entries of dead
     /// consumers first, then new ones. `Err(Timeout)` when `wait` ran out.
+    /// The next delivery, decoded (see `take` and `open_delivery`).
+    pub(super) fn deliver<T: DeserializeOwned>(
+        &self,
+        wait: Wait,
+    ) -> Result<Delivery<T>, TimeoutError<RedisError>> {
+        let raw = self.take(wait)?;
+        Ok(self.open_delivery(raw)?)
+    }
+
     fn take(&self, wait: Wait) -> Result<Raw, TimeoutError<RedisError>> {
         self.ensure_consumer()?;
         let mut r = lock(&self.reader);
         loop {
-            if let Some(raw) = r.claimed.pop_front() {
-                return Ok(raw);
-            }
-            if !r.own_checked {
-                let own = self.take_back_own(&mut r.conn)?;
-                r.claimed.extend(own);
-                r.own_checked = true;
-                continue;
-            }
-            let now = Instant::now();
-            if now >= r.next_reclaim {
-                r.next_reclaim = now + RECLAIM_EVERY;
-                let claimed = self.reclaim(&mut r.conn)?;
-                if !claimed.is_empty() {
-                    r.claimed.extend(claimed);
-                    continue;
-                }
-            }
-            let block = match wait {
-                Wait::Now => None,
-                Wait::Forever => Some(r.next_reclaim.saturating_duration_since(now)),
-                Wait::Until(d) => {
-                    let left = d.saturating_duration_since(now);
-                    (!left.is_zero())
-                        .then(|| left.min(r.next_reclaim.saturating_duration_since(now)))
+            let raw = match self.next_raw(&mut r, wait) {
+                Ok(Some(raw)) => raw,
+                Ok(None) => match wait {
+                    Wait::Now => return Err(TimeoutError::Timeout),
+                    Wait::Until(d) if Instant::now() >= d => return Err(TimeoutError::Timeout),
+                    _ => continue,
+                },
+                Err(e) => {
+                    // A reply lost with a broken connection may have
+                    // delivered an entry to this consumer that it never
+                    // saw: look at its own pending entries again.
+                    r.own_checked = false;
+                    if interrupted(&e) {
+                        // A signal (Python's handlers interrupt system
+                        // calls): look again, on a new connection; a
+                        // deadline still ends the wait, and a Python
+                        // caller's slice with it, so its handler runs.
+                        continue;
+                    }
+                    return Err(e.into());
                 }
             };
-            if let Some(raw) = self.read_new(&mut r.conn, block)? {
+            // Handed over while the reader lock is held, so a look at this
+            // consumer's own pending entries never takes it a second time.
+            if self.joinable {
+                lock(&self.outstanding).push_back(raw.id.clone());
                 return Ok(raw);
             }
-            match wait {
-                Wait::Now => return Err(TimeoutError::Timeout),
-                Wait::Until(d) if Instant::now() >= d => return Err(TimeoutError::Timeout),
-                _ => {}
+            match self.done(&raw.id) {
+                Ok(()) => return Ok(raw),
+                // Another consumer took it meanwhile: it is theirs.
+                Err(RedisError::Reclaimed(_)) => {}
+                Err(e) => {
+                    r.own_checked = false;
+                    return Err(e.into());
+                }
             }
         }
+    }
+
+    /// The next entry for this consumer, or `None` when none came within
+    /// this look (the caller decides whether to look again).
+    fn next_raw(&self, r: &mut Reader, wait: Wait) -> Result<Option<Raw>, RedisError> {
+        if let Some(raw) = r.claimed.pop_front() {
+            return Ok(Some(raw));
+        }
+        if !r.own_checked {
+            let own = self.take_back_own(&mut r.conn)?;
+            r.claimed.extend(own);
+            r.own_checked = true;
+            return Ok(r.claimed.pop_front());
+        }
+        let now = Instant::now();
+        if now >= r.next_reclaim {
+            r.next_reclaim = now + RECLAIM_EVERY;
+            let claimed = self.reclaim(&mut r.conn)?;
+            if !claimed.is_empty() {
+                r.claimed.extend(claimed);
+                return Ok(r.claimed.pop_front());
+            }
+        }
+        let block = match wait {
+            Wait::Now => None,
+            Wait::Forever => Some(r.next_reclaim.saturating_duration_since(now)),
+            Wait::Until(d) => {
+                let left = d.saturating_duration_since(now);
+                (!left.is_zero()).then(|| left.min(r.next_reclaim.saturating_duration_since(now)))
+            }
+        };
+        self.read_new(&mut r.conn, block)
     }
 
     fn read_new(
@@ -360,6 +378,11 @@ impl Core {
             }
             if ids.is_empty() || out.iter().any(|r: &Raw| r.id == ids[0].0) {
                 return Ok(out);
+            }
+            // Those handed to the caller and not finished are not lost.
+            {
+                let held = lock(&self.outstanding);
+                ids.retain(|(id, _)| !held.contains(id));
             }
             for (id, n) in ids {
                 let got: Value = conn.run(|c| {
@@ -424,7 +447,7 @@ impl Core {
     }
 
     /// Finish delivery `id` of this consumer.
-    fn done(&self, id: &str) -> Result<(), RedisError> {
+    pub(super) fn done(&self, id: &str) -> Result<(), RedisError> {
         let done: i64 = lock(&self.cmd).run(|c| {
             self.script(scripts::done())
                 .arg(GROUP)
@@ -443,6 +466,26 @@ impl Core {
 
     /// Move a delivery that does not decode to the dead-letter stream.
     fn bury(&self, raw: &Raw, reason: &str) -> Result<(), RedisError> {
+        if !self.joinable {
+            // A plain queue's entry was acknowledged as it was taken.
+            return lock(&self.cmd).run(|c| {
+                redis::cmd("XADD")
+                    .arg(&self.dead)
+                    .arg("*")
+                    .arg("d")
+                    .arg(&raw.data)
+                    .arg("id")
+                    .arg(&raw.id)
+                    .arg("deliveries")
+                    .arg(raw.deliveries)
+                    .arg("consumer")
+                    .arg(&self.consumer)
+                    .arg("reason")
+                    .arg(reason)
+                    .query::<()>(c)
+            });
+        }
+        lock(&self.outstanding).retain(|o| *o != raw.id);
         lock(&self.cmd).run(|c| {
             self.script(scripts::bury())
                 .arg(GROUP)
@@ -481,7 +524,7 @@ impl Core {
         }
     }
 
-    fn qsize(&self) -> Result<usize, RedisError> {
+    pub(super) fn qsize(&self) -> Result<usize, RedisError> {
         let (len, pending): (i64, Value) = lock(&self.cmd).run(|c| {
             redis::pipe()
                 .cmd("XLEN")
@@ -495,13 +538,24 @@ impl Core {
         Ok(usize::try_from(len - pending).unwrap_or(0))
     }
 
-    fn unfinished(&self) -> Result<u64, RedisError> {
+    pub(super) fn unfinished(&self) -> Result<u64, RedisError> {
         let n: Option<i64> =
             lock(&self.cmd).run(|c| redis::cmd("GET").arg(&self.unfinished).query(c))?;
         Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
     }
 
-    fn join(&self, wait: Wait) -> Result<(), TimeoutError<RedisError>> {
+    pub(super) fn join(&self, wait: Wait) -> Result<(), TimeoutError<RedisError>> {
+        loop {
+            match self.join_on_one_connection(wait) {
+                // A signal cut the subscription's read (and maybe a reply in
+                // half): subscribe again on a new connection.
+                Err(TimeoutError::Failed(e)) if interrupted(&e) => {}
+                other => return other,
+            }
+        }
+    }
+
+    fn join_on_one_connection(&self, wait: Wait) -> Result<(), TimeoutError<RedisError>> {
         let mut conn = self.client.get_connection().map_err(RedisError::from)?;
         let mut ps = conn.as_pubsub();
         // Subscribed before the count is read: a publish after the read is
@@ -528,7 +582,9 @@ impl Core {
         }
     }
 
-    fn dead_letters<T: DeserializeOwned>(&self) -> Result<Vec<DeadLetter<T>>, RedisError> {
+    pub(super) fn dead_letters<T: DeserializeOwned>(
+        &self,
+    ) -> Result<Vec<DeadLetter<T>>, RedisError> {
         let reply: Value = lock(&self.cmd).run(|c| {
             redis::cmd("XRANGE")
                 .arg(&self.dead)
@@ -573,7 +629,7 @@ impl Core {
         Ok(out)
     }
 
-    fn requeue(&self, dead_id: &str) -> Result<bool, RedisError> {
+    pub(super) fn requeue(&self, dead_id: &str) -> Result<bool, RedisError> {
         let id: Option<String> = lock(&self.cmd).run(|c| {
             self.script(scripts::requeue())
                 .arg(dead_id)
@@ -617,6 +673,21 @@ fn beat(conn: &mut Conn, key: &str, ttl_ms: u64) -> Result<(), RedisError> {
     })
 }
 
+/// Whether `e` is a system call interrupted by a signal.
+fn interrupted(e: &RedisError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::Interrupted
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    // The client may keep only the text of the error.
+    e.to_string().contains("Interrupted system call")
+}
+
 fn default_consumer() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let mut r = [0u8; 8];
@@ -627,244 +698,4 @@ fn default_consumer() -> String {
         std::process::id(),
         u64::from_le_bytes(r)
     )
-}
-
-macro_rules! queue_common {
-    ($ty:ident, $joinable:expr) => {
-        impl<T: Serialize + DeserializeOwned> $ty<T> {
-            /// Open the queue `name` on the server at `url`
-            /// (`redis://host:port/db`), creating it if needed, with the
-            /// default [`Options`].
-            pub fn open(url: &str, name: &str) -> Result<Self, RedisError> {
-                Self::open_with(url, name, Options::default())
-            }
-
-            /// [`open`](Self::open) with `options`.
-            pub fn open_with(url: &str, name: &str, options: Options) -> Result<Self, RedisError> {
-                Ok($ty {
-                    core: Core::open(url, name, options, $joinable)?,
-                    _item: PhantomData,
-                })
-            }
-
-            /// Put `item`, waiting while the queue holds `maxsize` items.
-            pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-                match self.put_wait(item, Wait::Forever) {
-                    Ok(()) => Ok(()),
-                    Err(SendTimeoutError::Failed(e)) => Err(e),
-                    Err(SendTimeoutError::Timeout(item)) => Err(PutError {
-                        error: RedisError::Protocol("a put without a deadline timed out".into()),
-                        item,
-                    }),
-                }
-            }
-
-            /// Put `item` if there is room now; [`TrySendError::Full`]
-            /// (with the item) otherwise.
-            pub fn try_put(&self, item: T) -> Result<(), TrySendError<PutError<T>>> {
-                self.put_wait(item, Wait::Now).map_err(|e| match e {
-                    SendTimeoutError::Timeout(item) => TrySendError::Full(item),
-                    SendTimeoutError::Failed(e) => TrySendError::Failed(e),
-                })
-            }
-
-            /// Put `item`, waiting at most `timeout` for room
-            /// (`Duration::MAX`: no limit).
-            pub fn put_timeout(
-                &self,
-                item: T,
-                timeout: Duration,
-            ) -> Result<(), SendTimeoutError<PutError<T>>> {
-                self.put_wait(item, Wait::of(timeout))
-            }
-
-            fn put_wait(&self, item: T, wait: Wait) -> Result<(), SendTimeoutError<PutError<T>>> {
-                let data = match encode(&item) {
-                    Ok(d) => d,
-                    Err(error) => return Err(SendTimeoutError::Failed(PutError { error, item })),
-                };
-                match self.core.put(data, wait) {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(SendTimeoutError::Timeout(item)),
-                    Err(error) => Err(SendTimeoutError::Failed(PutError { error, item })),
-                }
-            }
-
-            /// Remove and return an item, waiting for one.
-            pub fn get(&self) -> Result<T, RedisError> {
-                self.get_delivery().map(|d| d.value)
-            }
-
-            /// An item if one is there now; [`TryError::WouldBlock`]
-            /// otherwise.
-            pub fn try_get(&self) -> Result<T, TryError<RedisError>> {
-                match self.deliver(Wait::Now) {
-                    Ok(d) => Ok(d.value),
-                    Err(TimeoutError::Timeout) => Err(TryError::WouldBlock),
-                    Err(TimeoutError::Failed(e)) => Err(TryError::Failed(e)),
-                }
-            }
-
-            /// An item, waiting at most `timeout` (`Duration::MAX`: no
-            /// limit).
-            pub fn get_timeout(&self, timeout: Duration) -> Result<T, TimeoutError<RedisError>> {
-                self.deliver(Wait::of(timeout)).map(|d| d.value)
-            }
-
-            /// [`get`](Self::get) with the item's entry id and delivery
-            /// count.
-            pub fn get_delivery(&self) -> Result<Delivery<T>, RedisError> {
-                self.deliver(Wait::Forever).map_err(|e| match e {
-                    TimeoutError::Failed(e) => e,
-                    TimeoutError::Timeout => {
-                        RedisError::Protocol("a get without a deadline timed out".into())
-                    }
-                })
-            }
-
-            /// [`get_delivery`](Self::get_delivery), waiting at most
-            /// `timeout`.
-            pub fn get_delivery_timeout(
-                &self,
-                timeout: Duration,
-            ) -> Result<Delivery<T>, TimeoutError<RedisError>> {
-                self.deliver(Wait::of(timeout))
-            }
-
-            /// The number of items put and not yet delivered.
-            pub fn qsize(&self) -> Result<usize, RedisError> {
-                self.core.qsize()
-            }
-
-            /// Whether no item waits for delivery.
-            pub fn empty(&self) -> Result<bool, RedisError> {
-                Ok(self.qsize()? == 0)
-            }
-
-            /// Whether `maxsize` items wait (never, without a `maxsize`).
-            pub fn full(&self) -> Result<bool, RedisError> {
-                let max = self.core.options.maxsize;
-                Ok(max > 0 && self.qsize()? >= max)
-            }
-
-            /// This handle puts no more (`put` fails with
-            /// [`RedisError::Closed`]); the queue itself lives on for the
-            /// other handles, as a local queue's `close` leaves it.
-            pub fn close(&self) {
-                self.core.closed.store(true, Ordering::Relaxed);
-            }
-
-            /// Whether [`close`](Self::close) was called on this handle.
-            pub fn is_closed(&self) -> bool {
-                self.core.closed.load(Ordering::Relaxed)
-            }
-
-            /// This handle's consumer name.
-            pub fn consumer(&self) -> &str {
-                &self.core.consumer
-            }
-
-            /// The dead-letter stream: entries delivered more than
-            /// `max_deliveries` times, or that did not decode.
-            pub fn dead_letters(&self) -> Result<Vec<DeadLetter<T>>, RedisError> {
-                self.core.dead_letters()
-            }
-
-            /// Put dead letter `id` back on the queue as a new item; `false`
-            /// if there is no such dead letter.
-            pub fn requeue(&self, id: &str) -> Result<bool, RedisError> {
-                self.core.requeue(id)
-            }
-        }
-    };
-}
-
-/// A queue on a Redis stream (Python's `multiprocessing.Queue`, across
-/// machines). An item is acknowledged as it is read; if its consumer dies
-/// between the read and the acknowledgement it is delivered again. See the
-/// [module docs](super) for what differs from a local queue.
-#[derive(Debug)]
-pub struct Queue<T> {
-    core: Core,
-    _item: PhantomData<fn(T) -> T>,
-}
-
-/// A joinable queue on a Redis stream (Python's
-/// `multiprocessing.JoinableQueue`, across machines): a delivery stays
-/// pending with its consumer until `task_done`, and goes to another consumer
-/// if its consumer dies first (at least once). See the [module docs](super).
-#[derive(Debug)]
-pub struct JoinableQueue<T> {
-    core: Core,
-    _item: PhantomData<fn(T) -> T>,
-}
-
-queue_common!(Queue, false);
-queue_common!(JoinableQueue, true);
-
-impl<T: Serialize + DeserializeOwned> Queue<T> {
-    fn deliver(&self, wait: Wait) -> Result<Delivery<T>, TimeoutError<RedisError>> {
-        let raw = self.core.take(wait)?;
-        // Acknowledged before it is decoded: one that does not decode is
-        // buried instead.
-        match self.core.open_delivery(raw) {
-            Ok(d) => {
-                self.core.done(&d.id)?;
-                Ok(d)
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-}
-
-impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
-    fn deliver(&self, wait: Wait) -> Result<Delivery<T>, TimeoutError<RedisError>> {
-        let raw = self.core.take(wait)?;
-        let d = self.core.open_delivery(raw)?;
-        lock(&self.core.outstanding).push_back(d.id.clone());
-        Ok(d)
-    }
-
-    /// Finish the oldest item this handle got and has not finished
-    /// (Python's `task_done`): it is acknowledged and deleted, and `join`
-    /// wakes when none is left.
-    pub fn task_done(&self) -> Result<(), RedisError> {
-        let id = lock(&self.core.outstanding)
-            .pop_front()
-            .ok_or(RedisError::TooManyTaskDone)?;
-        self.core.done(&id)
-    }
-
-    /// Finish the delivery `id` (from [`Delivery::id`]) of this handle.
-    pub fn task_done_for(&self, id: &str) -> Result<(), RedisError> {
-        {
-            let mut out = lock(&self.core.outstanding);
-            let at = out
-                .iter()
-                .position(|o| o == id)
-                .ok_or(RedisError::TooManyTaskDone)?;
-            out.remove(at);
-        }
-        self.core.done(id)
-    }
-
-    /// Wait until every item put has been finished.
-    pub fn join(&self) -> Result<(), RedisError> {
-        self.core.join(Wait::Forever).map_err(|e| match e {
-            TimeoutError::Failed(e) => e,
-            TimeoutError::Timeout => {
-                RedisError::Protocol("a join without a deadline timed out".into())
-            }
-        })
-    }
-
-    /// [`join`](Self::join), waiting at most `timeout`.
-    pub fn join_timeout(&self, timeout: Duration) -> Result<(), TimeoutError<RedisError>> {
-        self.core.join(Wait::of(timeout))
-    }
-
-    /// Items put and not finished yet, by every handle.
-    pub fn unfinished(&self) -> Result<u64, RedisError> {
-        self.core.unfinished()
-    }
 }

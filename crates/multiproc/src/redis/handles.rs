@@ -1,0 +1,234 @@
+//! `Queue` and `JoinableQueue`: the public handles over [`Core`].
+
+use std::marker::PhantomData;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::queue::{Core, Wait, lock};
+use super::{DeadLetter, Delivery, Options, PutError, RedisError, encode};
+use crate::{SendTimeoutError, TimeoutError, TryError, TrySendError};
+
+macro_rules! queue_common {
+    ($ty:ident, $joinable:expr) => {
+        impl<T: Serialize + DeserializeOwned> $ty<T> {
+            /// Open the queue `name` on the server at `url`
+            /// (`redis://host:port/db`), creating it if needed, with the
+            /// default [`Options`].
+            pub fn open(url: &str, name: &str) -> Result<Self, RedisError> {
+                Self::open_with(url, name, Options::default())
+            }
+
+            /// [`open`](Self::open) with `options`.
+            pub fn open_with(url: &str, name: &str, options: Options) -> Result<Self, RedisError> {
+                Ok($ty {
+                    core: Core::open(url, name, options, $joinable)?,
+                    _item: PhantomData,
+                })
+            }
+
+            /// Put `item`, waiting while the queue holds `maxsize` items.
+            pub fn put(&self, item: T) -> Result<(), PutError<T>> {
+                match self.put_wait(item, Wait::Forever) {
+                    Ok(()) => Ok(()),
+                    Err(SendTimeoutError::Failed(e)) => Err(e),
+                    Err(SendTimeoutError::Timeout(item)) => Err(PutError {
+                        error: RedisError::Protocol("a put without a deadline timed out".into()),
+                        item,
+                    }),
+                }
+            }
+
+            /// Put `item` if there is room now; [`TrySendError::Full`]
+            /// (with the item) otherwise.
+            pub fn try_put(&self, item: T) -> Result<(), TrySendError<PutError<T>>> {
+                self.put_wait(item, Wait::Now).map_err(|e| match e {
+                    SendTimeoutError::Timeout(item) => TrySendError::Full(item),
+                    SendTimeoutError::Failed(e) => TrySendError::Failed(e),
+                })
+            }
+
+            /// Put `item`, waiting at most `timeout` for room
+            /// (`Duration::MAX`: no limit).
+            pub fn put_timeout(
+                &self,
+                item: T,
+                timeout: Duration,
+            ) -> Result<(), SendTimeoutError<PutError<T>>> {
+                self.put_wait(item, Wait::of(timeout))
+            }
+
+            fn put_wait(&self, item: T, wait: Wait) -> Result<(), SendTimeoutError<PutError<T>>> {
+                let data = match encode(&item) {
+                    Ok(d) => d,
+                    Err(error) => return Err(SendTimeoutError::Failed(PutError { error, item })),
+                };
+                match self.core.put(data, wait) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(SendTimeoutError::Timeout(item)),
+                    Err(error) => Err(SendTimeoutError::Failed(PutError { error, item })),
+                }
+            }
+
+            /// Remove and return an item, waiting for one.
+            pub fn get(&self) -> Result<T, RedisError> {
+                self.get_delivery().map(|d| d.value)
+            }
+
+            /// An item if one is there now; [`TryError::WouldBlock`]
+            /// otherwise.
+            pub fn try_get(&self) -> Result<T, TryError<RedisError>> {
+                match self.deliver(Wait::Now) {
+                    Ok(d) => Ok(d.value),
+                    Err(TimeoutError::Timeout) => Err(TryError::WouldBlock),
+                    Err(TimeoutError::Failed(e)) => Err(TryError::Failed(e)),
+                }
+            }
+
+            /// An item, waiting at most `timeout` (`Duration::MAX`: no
+            /// limit).
+            pub fn get_timeout(&self, timeout: Duration) -> Result<T, TimeoutError<RedisError>> {
+                self.deliver(Wait::of(timeout)).map(|d| d.value)
+            }
+
+            /// [`get`](Self::get) with the item's entry id and delivery
+            /// count.
+            pub fn get_delivery(&self) -> Result<Delivery<T>, RedisError> {
+                self.deliver(Wait::Forever).map_err(|e| match e {
+                    TimeoutError::Failed(e) => e,
+                    TimeoutError::Timeout => {
+                        RedisError::Protocol("a get without a deadline timed out".into())
+                    }
+                })
+            }
+
+            /// [`get_delivery`](Self::get_delivery), waiting at most
+            /// `timeout`.
+            pub fn get_delivery_timeout(
+                &self,
+                timeout: Duration,
+            ) -> Result<Delivery<T>, TimeoutError<RedisError>> {
+                self.deliver(Wait::of(timeout))
+            }
+
+            fn deliver(&self, wait: Wait) -> Result<Delivery<T>, TimeoutError<RedisError>> {
+                self.core.deliver(wait)
+            }
+
+            /// The number of items put and not yet delivered.
+            pub fn qsize(&self) -> Result<usize, RedisError> {
+                self.core.qsize()
+            }
+
+            /// Whether no item waits for delivery.
+            pub fn empty(&self) -> Result<bool, RedisError> {
+                Ok(self.qsize()? == 0)
+            }
+
+            /// Whether `maxsize` items wait (never, without a `maxsize`).
+            pub fn full(&self) -> Result<bool, RedisError> {
+                let max = self.core.options.maxsize;
+                Ok(max > 0 && self.qsize()? >= max)
+            }
+
+            /// This handle puts no more (`put` fails with
+            /// [`RedisError::Closed`]); the queue itself lives on for the
+            /// other handles, as a local queue's `close` leaves it.
+            pub fn close(&self) {
+                self.core.closed.store(true, Ordering::Relaxed);
+            }
+
+            /// Whether [`close`](Self::close) was called on this handle.
+            pub fn is_closed(&self) -> bool {
+                self.core.closed.load(Ordering::Relaxed)
+            }
+
+            /// This handle's consumer name.
+            pub fn consumer(&self) -> &str {
+                &self.core.consumer
+            }
+
+            /// The dead-letter stream: entries delivered more than
+            /// `max_deliveries` times, or that did not decode.
+            pub fn dead_letters(&self) -> Result<Vec<DeadLetter<T>>, RedisError> {
+                self.core.dead_letters()
+            }
+
+            /// Put dead letter `id` back on the queue as a new item; `false`
+            /// if there is no such dead letter.
+            pub fn requeue(&self, id: &str) -> Result<bool, RedisError> {
+                self.core.requeue(id)
+            }
+        }
+    };
+}
+
+/// A queue on a Redis stream (Python's `multiprocessing.Queue`, across
+/// machines). An item is acknowledged as it is read; if its consumer dies
+/// between the read and the acknowledgement it is delivered again. See the
+/// [module docs](super) for what differs from a local queue.
+#[derive(Debug)]
+pub struct Queue<T> {
+    core: Core,
+    _item: PhantomData<fn(T) -> T>,
+}
+
+/// A joinable queue on a Redis stream (Python's
+/// `multiprocessing.JoinableQueue`, across machines): a delivery stays
+/// pending with its consumer until `task_done`, and goes to another consumer
+/// if its consumer dies first (at least once). See the [module docs](super).
+#[derive(Debug)]
+pub struct JoinableQueue<T> {
+    core: Core,
+    _item: PhantomData<fn(T) -> T>,
+}
+
+queue_common!(Queue, false);
+queue_common!(JoinableQueue, true);
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// Finish the oldest item this handle got and has not finished
+    /// (Python's `task_done`): it is acknowledged and deleted, and `join`
+    /// wakes when none is left.
+    pub fn task_done(&self) -> Result<(), RedisError> {
+        let id = lock(&self.core.outstanding)
+            .pop_front()
+            .ok_or(RedisError::TooManyTaskDone)?;
+        self.core.done(&id)
+    }
+
+    /// Finish the delivery `id` (from [`Delivery::id`]) of this handle.
+    pub fn task_done_for(&self, id: &str) -> Result<(), RedisError> {
+        {
+            let mut out = lock(&self.core.outstanding);
+            let at = out
+                .iter()
+                .position(|o| o == id)
+                .ok_or(RedisError::TooManyTaskDone)?;
+            out.remove(at);
+        }
+        self.core.done(id)
+    }
+
+    /// Wait until every item put has been finished.
+    pub fn join(&self) -> Result<(), RedisError> {
+        self.core.join(Wait::Forever).map_err(|e| match e {
+            TimeoutError::Failed(e) => e,
+            TimeoutError::Timeout => {
+                RedisError::Protocol("a join without a deadline timed out".into())
+            }
+        })
+    }
+
+    /// [`join`](Self::join), waiting at most `timeout`.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), TimeoutError<RedisError>> {
+        self.core.join(Wait::of(timeout))
+    }
+
+    /// Items put and not finished yet, by every handle.
+    pub fn unfinished(&self) -> Result<u64, RedisError> {
+        self.core.unfinished()
+    }
+}
