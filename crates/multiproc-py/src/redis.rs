@@ -179,7 +179,15 @@ impl RawRedisQueue {
             Err(TimeoutError::Timeout) => return Err(errors::empty(py)),
             Err(TimeoutError::Failed(e)) => return Err(error(e)),
         };
-        Ok((decode(py, &d.value)?, d.id, d.deliveries))
+        match decode(py, &d.value) {
+            Ok(obj) => Ok((obj, d.id, d.deliveries)),
+            Err(e) => {
+                // Not lost: kept in the dead letters, where it can be
+                // looked at (and requeued once it can be unpickled).
+                detach(py, || either!(self, q => q.dead_letter(&d, "unpickle"))).map_err(error)?;
+                Err(e)
+            }
+        }
     }
 
     /// Finish the oldest item this handle got (`JoinableQueue`).

@@ -272,3 +272,40 @@ def test_the_worker_command(name, tmp_path):
         proc.send_signal(signal.SIGTERM)
         _out, err = proc.communicate(timeout=HANG)
     assert proc.returncode == 0, err
+
+
+def _refuse():
+    raise RuntimeError("cannot be rebuilt here")
+
+
+class Unloadable:
+    def __reduce__(self):
+        return (_refuse, ())
+
+
+def test_an_item_that_does_not_unpickle_goes_to_the_dead_letters(name):
+    for cls in (mr.Queue, mr.JoinableQueue):
+        q = cls(URL, name)
+        q.put(Unloadable())
+        q.put("next")
+        with pytest.raises(RuntimeError, match="rebuilt"):
+            q.get(timeout=HANG)
+        assert q.get(timeout=HANG) == "next"
+        if cls is mr.JoinableQueue:
+            q.task_done()
+            assert q.join(timeout=HANG), "a dead letter counts as finished"
+        dead = q.dead_letters()
+        assert [d.reason for d in dead] == ["unpickle"]
+        mr.remove(URL, name)
+
+
+def test_a_forked_child_is_a_consumer_of_its_own(name):
+    q = mr.JoinableQueue(URL, name, consumer="fixed")
+    assert q.consumer == "fixed"
+    out = mp.Queue()
+    ctx = mp.get_context("fork")
+    p = ctx.Process(target=lambda: out.put(q.consumer))
+    p.start()
+    child = out.get(timeout=HANG)
+    p.join(HANG)
+    assert child != "fixed" and child.startswith("fixed-")

@@ -660,3 +660,53 @@ fn consumers_killed_at_random_lose_nothing() {
     cleanup(&url, &name);
     cleanup(&url, &done_name);
 }
+
+#[test]
+fn a_consumer_back_under_its_name_takes_back_every_page_and_keeps_the_limit() {
+    let Some(url) = url("a_consumer_back_under_its_name_takes_back_every_page") else {
+        return;
+    };
+    let _w = watchdog("a_consumer_back_under_its_name", LIMIT);
+    let name = fresh("pages");
+    let ttl = 60_000;
+    let q = JoinableQueue::<u32>::open_with(&url, &name, opts(ttl)).unwrap();
+    for i in 0..250 {
+        q.put(i).unwrap();
+    }
+    let me = Some("worker-pages".to_string());
+    // More than one page (100) of entries pending under the name.
+    kill(holder(&url, &name, 250, me.clone(), ttl));
+    let o = Options {
+        consumer: me.clone(),
+        max_deliveries: 2,
+        ..opts(ttl)
+    };
+    let again = JoinableQueue::<u32>::open_with(&url, &name, o.clone()).unwrap();
+    let mut got: Vec<u32> = Vec::new();
+    // Keep 3 and die again: their third delivery passes the limit.
+    for _ in 0..3 {
+        got.push(again.get_timeout(Duration::from_secs(10)).unwrap());
+    }
+    let held = got.clone();
+    drop(again);
+    let again = JoinableQueue::<u32>::open_with(&url, &name, o).unwrap();
+    got.clear();
+    while let Ok(i) = again.get_timeout(Duration::from_millis(500)) {
+        got.push(i);
+        again.task_done().unwrap();
+    }
+    got.sort_unstable();
+    let want: Vec<u32> = (0..250).filter(|i| !held.contains(i)).collect();
+    assert_eq!(
+        got, want,
+        "every page taken back, the three held once more dead"
+    );
+    let dead = again.dead_letters().unwrap();
+    assert_eq!(dead.len(), 3);
+    assert!(
+        dead.iter()
+            .all(|d| d.deliveries == 3 && d.reason == "delivery limit")
+    );
+    again.join().unwrap();
+    cleanup(&url, &name);
+}

@@ -13,8 +13,11 @@ machine: the task is not retried on every machine in turn.
 """
 
 import itertools
+import pickle
 import queue as _queue
+import sys
 import threading
+import time
 import uuid
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.pool import (
@@ -31,10 +34,13 @@ from multiprocessing.pool import (
 )
 
 from . import redis as _redis
+from ._reduction import refusing_handles as _refusing_handles
 
 # How long the collector and the fetcher wait for one item before they look
 # at their flags again.
 POLL = 0.2
+# Tries (0.5 s apart) at answering a task while the server does not.
+ANSWER_TRIES = 60
 
 
 class Pool:
@@ -163,12 +169,24 @@ class Pool:
                 if self._state == TERMINATE or (self._state == CLOSE and not self._pending):
                     return
             try:
-                task_id, ok, value = get(timeout=POLL)
+                task_id, ok, blob = get(timeout=POLL)
             except _queue.Empty:
                 continue
-            except Exception as e:  # the server went away, a refused reply: fail what waits
-                self._fail_all(BrokenProcessPool(f"cannot read the pool's replies: {e!r}"))
-                return
+            except _redis.RedisServerError as e:
+                # The server restarted, a connection broke: the tasks wait
+                # in the queue and their results will come; look again.
+                _warn(f"multiproc.redis.Pool: reading replies failed ({e!r}); retrying")
+                time.sleep(POLL)
+                continue
+            except Exception as e:  # a reply that is no reply (dead-lettered): not one of ours
+                _warn(f"multiproc.redis.Pool: a reply was refused ({e!r})")
+                continue
+            # The value was pickled on its own: one that does not unpickle
+            # here fails its own task, not the pool.
+            try:
+                value = pickle.loads(blob)
+            except Exception as e:
+                ok, value = False, e
             with self._lock:
                 entry = self._pending.pop(task_id, None)  # a second result of a redelivered task: dropped
                 if not self._pending:
@@ -228,6 +246,10 @@ class Pool:
         self.terminate()
 
 
+def _warn(message):
+    print(message, file=sys.stderr, flush=True)
+
+
 def serve(url, name, processes=None, *, authkey=None, heartbeat=5.0, stop=None, context=None):
     """Run tasks from the queue ``name`` on the server at ``url`` in a local
     ``multiproc.Pool`` of ``processes`` workers until ``stop`` (a
@@ -247,10 +269,27 @@ def serve(url, name, processes=None, *, authkey=None, heartbeat=5.0, stop=None, 
             if q is None:
                 q = replies[reply] = _redis.Queue(url, reply, authkey=key, heartbeat=heartbeat)
             try:
-                q.put((task_id, ok, value))
+                with _refusing_handles("a Redis server"):
+                    blob = pickle.dumps(value, 5)
             except Exception as e:  # a result that does not pickle
-                q.put((task_id, False, MaybeEncodingError(e, value)))
-            tasks.task_done_for(delivery_id)
+                ok, blob = False, pickle.dumps(MaybeEncodingError(e, value), 5)
+            # A server that restarts or a connection that breaks: try
+            # again for a while (the answer and then the acknowledgement;
+            # a reply that arrives twice is taken once).
+            for attempt in range(ANSWER_TRIES):
+                try:
+                    q.put((task_id, ok, blob))
+                    tasks.task_done_for(delivery_id)
+                    return
+                except _redis.RedisServerError as e:
+                    if attempt == ANSWER_TRIES - 1:
+                        raise
+                    _warn(f"multiproc worker: answering task {task_id} failed ({e!r}); retrying")
+                    time.sleep(0.5)
+        except Exception as e:
+            # Given up: the task stays with this worker until it stops (its
+            # heartbeat then lapses and another worker runs it).
+            _warn(f"multiproc worker: answering task {task_id} failed ({e!r}); giving up")
         finally:
             room.release()
 
@@ -262,6 +301,17 @@ def serve(url, name, processes=None, *, authkey=None, heartbeat=5.0, stop=None, 
                 d = tasks.get_delivery(timeout=POLL)
             except _queue.Empty:
                 room.release()
+                continue
+            except _redis.RedisServerError as e:
+                # The server restarted, a connection broke, a forged task
+                # was refused: the worker goes on.
+                room.release()
+                _warn(f"multiproc worker: taking a task failed ({e!r}); retrying")
+                time.sleep(POLL)
+                continue
+            except Exception as e:  # a task that does not unpickle here: dead-lettered
+                room.release()
+                _warn(f"multiproc worker: a task was refused ({e!r})")
                 continue
             except BaseException:
                 room.release()

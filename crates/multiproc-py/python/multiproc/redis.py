@@ -88,11 +88,11 @@ class Queue:
         self._pid = os.getpid()
         self._handle = self._open()
 
-    def _open(self):
+    def _open(self, consumer=None):
         url, name, maxsize = self._args
         o = self._opts
         return _RawQueue(url, name, self._joinable, maxsize, o["heartbeat"], o["max_deliveries"],
-                         o["consumer"], o["authkey"])
+                         consumer or o["consumer"], o["authkey"])
 
     @property
     def _raw(self):
@@ -101,7 +101,10 @@ class Queue:
         if self._pid != os.getpid():
             _inherited.append(self._handle)
             self._pid = os.getpid()
-            self._handle = self._open()
+            # Never the parent's consumer name: two live processes under
+            # one name would take each other's items.
+            named = self._opts["consumer"]
+            self._handle = self._open(f"{named}-{self._pid}" if named else None)
         return self._handle
 
     def __reduce__(self):

@@ -117,6 +117,20 @@ macro_rules! queue_common {
                 self.core.deliver(wait)
             }
 
+            /// Move `delivery` (got from this handle) to the dead letters
+            /// with `reason`: an item its caller cannot use (Python's
+            /// unpickling failed). Finished for `join`, like every dead
+            /// letter.
+            pub fn dead_letter(
+                &self,
+                delivery: &Delivery<T>,
+                reason: &str,
+            ) -> Result<(), RedisError> {
+                let data = encode(&delivery.value)?;
+                self.core
+                    .bury_delivery(&delivery.id, data, delivery.deliveries, reason)
+            }
+
             /// The number of items put and not yet delivered.
             pub fn qsize(&self) -> Result<usize, RedisError> {
                 self.core.qsize()
@@ -193,23 +207,31 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     /// (Python's `task_done`): it is acknowledged and deleted, and `join`
     /// wakes when none is left.
     pub fn task_done(&self) -> Result<(), RedisError> {
-        let id = lock(&self.core.outstanding)
-            .pop_front()
-            .ok_or(RedisError::TooManyTaskDone)?;
-        self.core.done(&id)
+        self.finish(|out| out.front().cloned())
     }
 
     /// Finish the delivery `id` (from [`Delivery::id`]) of this handle.
     pub fn task_done_for(&self, id: &str) -> Result<(), RedisError> {
-        {
-            let mut out = lock(&self.core.outstanding);
-            let at = out
-                .iter()
-                .position(|o| o == id)
-                .ok_or(RedisError::TooManyTaskDone)?;
-            out.remove(at);
+        self.finish(|out| out.iter().find(|o| *o == id).cloned())
+    }
+
+    /// Finish the outstanding delivery `pick` names. It stays outstanding
+    /// (under the lock) until the server has answered: a look at this
+    /// consumer's own pending entries meanwhile leaves it alone, and after
+    /// a failure it can be finished again.
+    fn finish(
+        &self,
+        pick: impl FnOnce(&std::collections::VecDeque<String>) -> Option<String>,
+    ) -> Result<(), RedisError> {
+        let mut out = lock(&self.core.outstanding);
+        let id = pick(&out).ok_or(RedisError::TooManyTaskDone)?;
+        let r = self.core.done(&id);
+        if matches!(r, Ok(()) | Err(RedisError::Reclaimed(_))) {
+            if let Some(at) = out.iter().position(|o| *o == id) {
+                out.remove(at);
+            }
         }
-        self.core.done(id)
+        r
     }
 
     /// Wait until every item put has been finished.

@@ -312,6 +312,9 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], id: &str) -> Result<T, R
     })
 }
 
+/// How long opening a connection may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A connection that is opened again after it broke, and in a forked
 /// child (which must not talk on its parent's socket: their replies would
 /// cross).
@@ -351,7 +354,8 @@ impl Conn {
             self.pid = pid;
         }
         if self.conn.as_ref().is_none_or(|c| !c.is_open()) {
-            self.conn = Some(self.client.get_connection()?);
+            // A server that does not answer is an error, not a hang.
+            self.conn = Some(self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?);
         }
         Ok(self.conn.as_mut().expect("just opened"))
     }

@@ -18,8 +18,12 @@ use crate::TimeoutError;
 const GROUP: &str = "multiproc";
 /// How often a consumer waiting in `get` looks for dead consumers' entries.
 const RECLAIM_EVERY: Duration = Duration::from_secs(1);
-/// Most entries one look claims.
-const RECLAIM_BATCH: usize = 100;
+/// Most entries one look claims from dead consumers: a few, so that the
+/// other live consumers get the rest (claimed entries wait in this
+/// handle's buffer, pending with it).
+const RECLAIM_BATCH: usize = 4;
+/// Entries per page when a consumer reads its own pending list.
+const PAGE: usize = 100;
 /// How often `join` looks at the count even without a message.
 const JOIN_RECHECK: Duration = Duration::from_secs(1);
 /// The longest a full queue's `put` sleeps before it tries again.
@@ -62,8 +66,10 @@ struct Reader {
     claimed: VecDeque<Raw>,
     next_reclaim: Instant,
     /// A consumer opened under a given name takes back its own pending
-    /// entries first.
+    /// entries first (also after a failed read).
     own_checked: bool,
+    /// Where that look goes on (an exclusive start id, or "-").
+    own_from: String,
 }
 
 /// The heartbeat thread of a consumer.
@@ -71,6 +77,8 @@ struct Reader {
 struct Heartbeat {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: Option<JoinHandle<()>>,
+    /// The process whose thread it is (a forked child has none).
+    pid: u32,
 }
 
 /// What a `Queue` and a `JoinableQueue` handle share.
@@ -139,6 +147,7 @@ impl Core {
                 claimed: VecDeque::new(),
                 next_reclaim: Instant::now(),
                 own_checked: options.consumer.is_none(),
+                own_from: "-".to_owned(),
             }),
             options,
             client,
@@ -190,13 +199,18 @@ impl Core {
                     if *s {
                         break;
                     }
-                    // A failed refresh is tried again next period; past the
-                    // time to live this consumer's entries go to another.
+                    // Not under the lock: a slow server must not hold up
+                    // the handle's drop. A failed refresh is tried again
+                    // next period; past the time to live this consumer's
+                    // entries go to another.
+                    drop(s);
                     let _ = beat(&mut conn, &key, ttl);
+                    s = lock(stopped);
                 }
             })
             .map_err(|e| RedisError::Protocol(format!("cannot start the heartbeat thread: {e}")))?;
         *hb = Some(Heartbeat {
+            pid: std::process::id(),
             stop,
             thread: Some(thread),
         });
@@ -267,6 +281,7 @@ impl Core {
                     // delivered an entry to this consumer that it never
                     // saw: look at its own pending entries again.
                     r.own_checked = false;
+                    r.own_from = "-".to_owned();
                     if interrupted(&e) {
                         // A signal (Python's handlers interrupt system
                         // calls): look again, on a new connection; a
@@ -288,7 +303,13 @@ impl Core {
                 // Another consumer took it meanwhile: it is theirs.
                 Err(RedisError::Reclaimed(_)) => {}
                 Err(e) => {
-                    r.own_checked = false;
+                    // Kept for the next try: the acknowledgement may have
+                    // run with its reply lost (then it answers "done
+                    // already"), or not at all.
+                    r.claimed.push_front(raw);
+                    if interrupted(&e) {
+                        continue;
+                    }
                     return Err(e.into());
                 }
             }
@@ -302,10 +323,11 @@ impl Core {
             return Ok(Some(raw));
         }
         if !r.own_checked {
-            let own = self.take_back_own(&mut r.conn)?;
-            r.claimed.extend(own);
+            if let Some(raw) = self.take_back_one(r)? {
+                return Ok(Some(raw));
+            }
             r.own_checked = true;
-            return Ok(r.claimed.pop_front());
+            r.own_from = "-".to_owned();
         }
         let now = Instant::now();
         if now >= r.next_reclaim {
@@ -354,16 +376,21 @@ impl Core {
 
     /// The entries still pending with this consumer's name (it was opened
     /// again after a crash), claimed to itself so their counts go up.
-    fn take_back_own(&self, conn: &mut Conn) -> Result<Vec<Raw>, RedisError> {
-        let mut out = Vec::new();
+    /// The next entry still pending with this consumer's name (it was
+    /// opened again after a crash, or a read's reply was lost), claimed to
+    /// itself so its count goes up; `None` at the end of the list. One at
+    /// a time: an entry's count goes up only when it is handed out, so a
+    /// consumer that crashes again does not use up the deliveries of
+    /// entries it never saw.
+    fn take_back_one(&self, r: &mut Reader) -> Result<Option<Raw>, RedisError> {
         loop {
-            let pending: Value = conn.run(|c| {
+            let pending: Value = r.conn.run(|c| {
                 redis::cmd("XPENDING")
                     .arg(&self.stream)
                     .arg(GROUP)
-                    .arg("-")
+                    .arg(&r.own_from)
                     .arg("+")
-                    .arg(RECLAIM_BATCH)
+                    .arg(PAGE)
                     .arg(&self.consumer)
                     .query(c)
             })?;
@@ -376,16 +403,18 @@ impl Core {
                 let n = as_int(f.next())?;
                 ids.push((id, n));
             }
-            if ids.is_empty() || out.iter().any(|r: &Raw| r.id == ids[0].0) {
-                return Ok(out);
-            }
-            // Those handed to the caller and not finished are not lost.
-            {
-                let held = lock(&self.outstanding);
-                ids.retain(|(id, _)| !held.contains(id));
+            if ids.is_empty() {
+                return Ok(None);
             }
             for (id, n) in ids {
-                let got: Value = conn.run(|c| {
+                // Pages start after the last id looked at (exclusive
+                // ranges, Redis 6.2+).
+                r.own_from = format!("({id}");
+                // Those handed to the caller and not finished are not lost.
+                if lock(&self.outstanding).contains(&id) {
+                    continue;
+                }
+                let got: Value = r.conn.run(|c| {
                     redis::cmd("XCLAIM")
                         .arg(&self.stream)
                         .arg(GROUP)
@@ -395,14 +424,25 @@ impl Core {
                         .query(c)
                 })?;
                 match parse_entries(got)?.pop_front() {
-                    Some((id, Some(data))) => out.push(Raw {
-                        id,
-                        data,
-                        deliveries: u64::try_from(n).unwrap_or(0) + 1,
-                    }),
+                    Some((id, Some(data))) => {
+                        let raw = Raw {
+                            id,
+                            data,
+                            deliveries: u64::try_from(n).unwrap_or(0) + 1,
+                        };
+                        // The delivery limit holds for a consumer that
+                        // comes back under its name too (one that dies on
+                        // a poison item would get it for ever).
+                        let limit = self.options.max_deliveries;
+                        if limit > 0 && raw.deliveries > limit {
+                            self.bury(&raw, "delivery limit", true)?;
+                            continue;
+                        }
+                        return Ok(Some(raw));
+                    }
                     _ => {
                         // Deleted while pending: nothing to deliver.
-                        let _ = conn.run(|c| {
+                        let _ = r.conn.run(|c| {
                             redis::cmd("XACK")
                                 .arg(&self.stream)
                                 .arg(GROUP)
@@ -411,9 +451,6 @@ impl Core {
                         });
                     }
                 }
-            }
-            if out.len() % RECLAIM_BATCH != 0 {
-                return Ok(out);
             }
         }
     }
@@ -457,17 +494,34 @@ impl Core {
                 .arg(&self.channel)
                 .invoke(c)
         })?;
-        if done == 1 {
-            Ok(())
-        } else {
-            Err(RedisError::Reclaimed(id.to_owned()))
+        match done {
+            1 | -1 => Ok(()),
+            _ => Err(RedisError::Reclaimed(id.to_owned())),
         }
     }
 
     /// Move a delivery that does not decode to the dead-letter stream.
-    fn bury(&self, raw: &Raw, reason: &str) -> Result<(), RedisError> {
-        if !self.joinable {
-            // A plain queue's entry was acknowledged as it was taken.
+    /// Move a delivery this handle's caller could not use (its payload
+    /// `data` as encoded, not signed) to the dead letters.
+    pub(super) fn bury_delivery(
+        &self,
+        id: &str,
+        data: Vec<u8>,
+        deliveries: u64,
+        reason: &str,
+    ) -> Result<(), RedisError> {
+        let raw = Raw {
+            id: id.to_owned(),
+            data: sign(self.authkey(), self.stream.as_bytes(), data),
+            deliveries,
+        };
+        self.bury(&raw, reason, self.joinable)
+    }
+
+    /// Move `raw` to the dead letters; `pending`: it is still pending with
+    /// this consumer (else a plain queue acknowledged it as it was taken).
+    fn bury(&self, raw: &Raw, reason: &str, pending: bool) -> Result<(), RedisError> {
+        if !pending {
             return lock(&self.cmd).run(|c| {
                 redis::cmd("XADD")
                     .arg(&self.dead)
@@ -507,7 +561,7 @@ impl Core {
         let data = match verify(self.authkey(), self.stream.as_bytes(), &raw.data, &raw.id) {
             Ok(d) => d,
             Err(e) => {
-                self.bury(&raw, "authentication")?;
+                self.bury(&raw, "authentication", self.joinable)?;
                 return Err(e);
             }
         };
@@ -518,7 +572,7 @@ impl Core {
                 deliveries: raw.deliveries,
             }),
             Err(e) => {
-                self.bury(&raw, "decode")?;
+                self.bury(&raw, "decode", self.joinable)?;
                 Err(e)
             }
         }
@@ -648,6 +702,13 @@ impl Drop for Core {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(mut hb) = hb {
+            if hb.pid != std::process::id() {
+                // A forked child's copy: the thread and the heartbeat are
+                // its parent's, which lives on with them (joining a thread
+                // this process lacks would panic).
+                std::mem::forget(hb);
+                return;
+            }
             *lock(&hb.stop.0) = true;
             hb.stop.1.notify_all();
             if let Some(t) = hb.thread.take() {

@@ -25,13 +25,15 @@ return id
 
 /// `task_done` of one delivery: acknowledge and delete it if this consumer
 /// still holds it, count it finished, and wake `join` at zero. 1 when done,
-/// 0 when the entry is no longer this consumer's (another consumer
-/// reclaimed it, thinking this one dead: it will be done there).
+/// 0 when the entry is another consumer's (it reclaimed it, thinking this
+/// one dead: it will be done there), -1 when it is pending with no one
+/// (done already: this call's first try ran but its reply was lost).
 ///
 /// ARGV: group, entry id, consumer, joinable, channel.
 const DONE: &str = r"
 local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
-if #p == 0 or p[1][2] ~= ARGV[3] then return 0 end
+if #p == 0 then return -1 end
+if p[1][2] ~= ARGV[3] then return 0 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 if ARGV[4] == '1' then
