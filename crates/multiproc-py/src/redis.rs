@@ -33,6 +33,13 @@ create_exception!(
     "An item or value not signed with the object's authkey (refused, not unpickled)."
 );
 
+create_exception!(
+    _multiproc,
+    RedisRemovedError,
+    RedisServerError,
+    "The queue was removed from the server (a handle opened with existing=True)."
+);
+
 /// The deadline of a `block`/`timeout` call: now when not blocking.
 fn until(block: bool, timeout: Option<f64>) -> Option<std::time::Instant> {
     if block {
@@ -50,6 +57,7 @@ fn error(e: RedisError) -> PyErr {
         RedisError::Handles => PyTypeError::new_err(e.to_string()),
         RedisError::Reclaimed(_) => RedisReclaimedError::new_err(e.to_string()),
         RedisError::Unauthenticated(_) => RedisAuthenticationError::new_err(e.to_string()),
+        RedisError::Removed(_) => RedisRemovedError::new_err(e.to_string()),
         other => RedisServerError::new_err(other.to_string()),
     }
 }
@@ -91,7 +99,7 @@ impl RawRedisQueue {
 impl RawRedisQueue {
     /// Open queue `name` at `url`.
     #[new]
-    #[pyo3(signature = (url, name, joinable, maxsize = 0, heartbeat = 5.0, max_deliveries = 5, consumer = None, authkey = None))]
+    #[pyo3(signature = (url, name, joinable, maxsize = 0, heartbeat = 5.0, max_deliveries = 5, consumer = None, authkey = None, existing = false))]
     #[allow(clippy::too_many_arguments, reason = "Python keyword arguments")]
     fn new(
         py: Python<'_>,
@@ -103,6 +111,7 @@ impl RawRedisQueue {
         max_deliveries: u64,
         consumer: Option<String>,
         authkey: Option<Vec<u8>>,
+        existing: bool,
     ) -> PyResult<Self> {
         if !(heartbeat.is_finite() && heartbeat > 0.0) {
             return Err(PyValueError::new_err(
@@ -119,6 +128,8 @@ impl RawRedisQueue {
         let q = detach(py, || {
             if joinable {
                 JoinableQueue::open_with(url, name, options).map(Kind::Joinable)
+            } else if existing {
+                Queue::open_existing(url, name, options).map(Kind::Plain)
             } else {
                 Queue::open_with(url, name, options).map(Kind::Plain)
             }
@@ -402,6 +413,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add("RedisServerError", py.get_type::<RedisServerError>())?;
     m.add("RedisReclaimedError", py.get_type::<RedisReclaimedError>())?;
+    m.add("RedisRemovedError", py.get_type::<RedisRemovedError>())?;
     m.add(
         "RedisAuthenticationError",
         py.get_type::<RedisAuthenticationError>(),

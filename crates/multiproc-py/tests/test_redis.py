@@ -254,6 +254,26 @@ def test_a_dead_worker_machines_tasks_run_elsewhere(name):
             w.join(HANG)
 
 
+def test_an_answer_after_its_pool_ended_does_not_bring_back_its_reply_queue(name):
+    pool = mp.Pool.redis(URL, name)
+    r = pool.apply_async(_slow_square, (3,))
+    pool.terminate()
+    with pytest.raises(Exception):
+        r.get(HANG)
+    # The task waits on the queue; a machine takes it and answers now.
+    stop, workers = _start_workers(name, 1)
+    try:
+        tasks = mr.JoinableQueue(URL, name)
+        assert tasks.join(HANG)
+        # Opening it as an existing queue fails: its stream is not there.
+        with pytest.raises(mr.RedisRemovedError):
+            mr.Queue._existing(URL, pool._reply_name)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(HANG)
+
+
 def test_the_worker_command(name, tmp_path):
     import subprocess
     import sys

@@ -9,6 +9,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use common::redis::{cleanup, fresh, url};
 use common::watchdog;
 use multiproc::redis::{Dict, JoinableQueue, Options, Queue, RedisError};
 use multiproc::{
@@ -18,37 +19,6 @@ use multiproc::{
 multiproc::enable_test_support!();
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// The server's URL, or `None` after saying the test is skipped.
-fn url(test: &str) -> Option<String> {
-    match std::env::var("MULTIPROC_REDIS_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            // Straight to the descriptor: libtest captures `eprintln!` of a
-            // passing test, and a skip must be seen.
-            use std::io::Write as _;
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test}: MULTIPROC_REDIS_URL is not set (.ci/run starts a redis-server and sets it)"
-            );
-            None
-        }
-    }
-}
-
-/// A queue name no other test or run uses.
-fn fresh(test: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("test-{test}-{}-{nanos}", std::process::id())
-}
-
-/// Delete every key of object `name`.
-fn cleanup(url: &str, name: &str) {
-    multiproc::redis::remove(url, name).unwrap();
-}
 
 fn opts(heartbeat_ms: u64) -> Options {
     Options {

@@ -41,6 +41,8 @@ from ._reduction import refusing_handles as _refusing_handles
 POLL = 0.2
 # Tries (0.5 s apart) at answering a task while the server does not.
 ANSWER_TRIES = 60
+# Reply queues a worker keeps open at most (one per submitting pool).
+REPLY_HANDLES = 64
 
 
 class Pool:
@@ -267,7 +269,14 @@ def serve(url, name, processes=None, *, authkey=None, heartbeat=5.0, stop=None, 
         try:
             q = replies.get(reply)
             if q is None:
-                q = replies[reply] = _redis.Queue(url, reply, authkey=key, heartbeat=heartbeat)
+                if len(replies) >= REPLY_HANDLES:
+                    replies.clear()
+                try:
+                    q = _redis.Queue._existing(url, reply, authkey=key, heartbeat=heartbeat)
+                except _redis.RedisRemovedError:
+                    q = None  # the pool has ended: the answer is dropped
+                else:
+                    replies[reply] = q
             try:
                 with _refusing_handles("a Redis server"):
                     blob = pickle.dumps(value, 5)
@@ -278,7 +287,14 @@ def serve(url, name, processes=None, *, authkey=None, heartbeat=5.0, stop=None, 
             # a reply that arrives twice is taken once).
             for attempt in range(ANSWER_TRIES):
                 try:
-                    q.put((task_id, ok, blob))
+                    if q is not None:
+                        try:
+                            q.put((task_id, ok, blob))
+                        except _redis.RedisRemovedError:
+                            # The pool ended meanwhile: an answer must not
+                            # bring its reply queue back.
+                            replies.pop(reply, None)
+                        q = None
                     tasks.task_done_for(delivery_id)
                     return
                 except _redis.RedisServerError as e:

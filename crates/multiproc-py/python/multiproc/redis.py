@@ -40,13 +40,14 @@ from ._multiproc import (
     RawRedisQueue as _RawQueue,
     RedisAuthenticationError,
     RedisReclaimedError,
+    RedisRemovedError,
     RedisServerError,
     redis_remove as _remove,
 )
 
 __all__ = [
     "Queue", "JoinableQueue", "Dict", "Delivery", "DeadLetter", "remove",
-    "RedisServerError", "RedisReclaimedError", "RedisAuthenticationError",
+    "RedisServerError", "RedisReclaimedError", "RedisRemovedError", "RedisAuthenticationError",
 ]
 
 Delivery = collections.namedtuple("Delivery", "value id deliveries")
@@ -92,7 +93,20 @@ class Queue:
         url, name, maxsize = self._args
         o = self._opts
         return _RawQueue(url, name, self._joinable, maxsize, o["heartbeat"], o["max_deliveries"],
-                         consumer or o["consumer"], o["authkey"])
+                         consumer or o["consumer"], o["authkey"], o.get("existing", False))
+
+    @classmethod
+    def _existing(cls, url, name, **opts):
+        """A handle that only puts while the queue exists: once it is
+        removed, ``put`` raises ``RedisRemovedError`` instead of creating it
+        again (a pool's reply queue, answered after the pool ended)."""
+        self = cls.__new__(cls)
+        self._args = (url, name, 0)
+        self._opts = dict(heartbeat=opts.get("heartbeat", 5.0), max_deliveries=5, consumer=None,
+                          authkey=_key(opts.get("authkey")), existing=True)
+        self._pid = os.getpid()
+        self._handle = self._open()
+        return self
 
     @property
     def _raw(self):

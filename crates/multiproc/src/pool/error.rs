@@ -51,6 +51,11 @@ pub enum PoolError {
     /// A worker could not be started.
     #[error("cannot start a worker: {0}")]
     Spawn(#[from] ProcessError),
+    /// The server a pool of many machines submits through failed (for
+    /// `multiproc::redis::Pool`: a `RedisError`, which
+    /// `source()` gives).
+    #[error("the pool's server failed: {0}")]
+    Server(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Why one task has no result. The other tasks of the pool are not
@@ -94,6 +99,10 @@ pub enum TaskError {
     /// The result could not be decoded here.
     #[error("cannot decode the task's result: {0}")]
     Decode(#[from] DecodeError),
+    /// No worker knows a task of this name (a pool of many machines names
+    /// its tasks: the worker serving the queue did not register it).
+    #[error("the worker has no task named {0:?}")]
+    UnknownTask(String),
     /// The result was already taken by an earlier `get`.
     #[error("the task's result was already taken")]
     AlreadyTaken,

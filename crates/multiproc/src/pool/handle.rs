@@ -94,6 +94,15 @@ impl PoolBuilder {
 
 /// Python's default chunk size: the tasks split in about four chunks per
 /// worker.
+/// Whether a pool in `phase` takes tasks (the error to refuse with if not).
+fn taking(phase: Phase) -> Result<(), PoolError> {
+    match phase {
+        Phase::Running => Ok(()),
+        Phase::Broken => Err(PoolError::Broken),
+        Phase::Closed | Phase::Terminated => Err(PoolError::Closed),
+    }
+}
+
 fn default_chunksize(tasks: usize, workers: usize) -> usize {
     tasks.div_ceil(workers * 4).max(1)
 }
@@ -151,18 +160,45 @@ impl Pool {
             });
         }
         let mut st = self.shared.lock();
-        match st.phase {
-            Phase::Running => {}
-            Phase::Broken => return Err(PoolError::Broken),
-            Phase::Closed | Phase::Terminated => return Err(PoolError::Closed),
-        }
-        let cells = self.shared.submit(&mut st, items, chunksize, notify);
+        taking(st.phase)?;
+        let cells = self
+            .shared
+            .submit(&mut st, items, chunksize, notify.map(|tx| (tx, 0)));
         let shared: Arc<dyn Cancel> = self.shared.clone();
         let pool = Arc::downgrade(&shared);
         Ok(cells
             .into_iter()
             .map(|(id, cell)| Task::new(cell, id, pool.clone()))
             .collect())
+    }
+
+    /// Run `target` on each of the encoded arguments `args`, as one chunk;
+    /// their cells, each sending `first` plus its index on `notify` when
+    /// set (how a Redis worker hands a queue's tasks to the pool).
+    #[cfg(feature = "redis")]
+    pub(crate) fn submit_encoded(
+        &self,
+        target: Target,
+        args: Vec<Vec<u8>>,
+        notify: &Sender<usize>,
+        first: usize,
+    ) -> Result<Vec<Arc<super::Cell>>, PoolError> {
+        let chunksize = args.len();
+        let items = args
+            .into_iter()
+            .map(|arg| Item {
+                id: 0,
+                target,
+                arg,
+                fds: Vec::new(),
+            })
+            .collect();
+        let mut st = self.shared.lock();
+        taking(st.phase)?;
+        let cells = self
+            .shared
+            .submit(&mut st, items, chunksize, Some((notify, first)));
+        Ok(cells.into_iter().map(|(_, cell)| cell).collect())
     }
 
     /// Run `target(arg)` in a worker; the handle gives its result (Python's

@@ -15,6 +15,16 @@ pub struct Imap<R> {
     pub(super) tasks: std::vec::IntoIter<Task<R>>,
 }
 
+impl<R> Imap<R> {
+    /// The results of `tasks`, in order.
+    #[cfg(feature = "redis")]
+    pub(crate) fn of(tasks: Vec<Task<R>>) -> Self {
+        Imap {
+            tasks: tasks.into_iter(),
+        }
+    }
+}
+
 impl<R: DeserializeOwned> Iterator for Imap<R> {
     type Item = Result<R, TaskError>;
 
@@ -36,6 +46,19 @@ pub struct ImapUnordered<R> {
     /// once, also when the pool breaks or is terminated).
     pub(super) done: Receiver<usize>,
     pub(super) left: usize,
+}
+
+impl<R> ImapUnordered<R> {
+    /// The results of `tasks` as `done` names them (each task's cell sends
+    /// its index there when set).
+    #[cfg(feature = "redis")]
+    pub(crate) fn of(tasks: Vec<Task<R>>, done: Receiver<usize>) -> Self {
+        ImapUnordered {
+            left: tasks.len(),
+            tasks,
+            done,
+        }
+    }
 }
 
 impl<R: DeserializeOwned> Iterator for ImapUnordered<R> {

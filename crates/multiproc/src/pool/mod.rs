@@ -45,3 +45,5 @@ pub use error::{Exit, PoolError, TaskError};
 pub use handle::Pool;
 pub use iter::{Imap, ImapUnordered};
 pub use task::Task;
+#[cfg(feature = "redis")]
+pub(crate) use task::{Cancel, Cell, Raw};

@@ -205,13 +205,14 @@ impl Shared {
     }
 
     /// Take `items` as tasks in chunks of `chunksize`; their cells, in
-    /// order. With `notify`, each cell sends its index there when set.
+    /// order. With `notify` (a channel and a first index), each cell sends
+    /// its index (counted from the first) there when set.
     pub(super) fn submit(
         &self,
         st: &mut State,
         items: Vec<Item>,
         chunksize: usize,
-        notify: Option<&Sender<usize>>,
+        notify: Option<(&Sender<usize>, usize)>,
     ) -> Vec<(u64, Arc<Cell>)> {
         let mut cells = Vec::with_capacity(items.len());
         let mut chunk = Vec::new();
@@ -219,7 +220,7 @@ impl Shared {
             item.id = st.next_id;
             st.next_id += 1;
             let cell = Arc::new(match notify {
-                Some(tx) => Cell::notifying(tx.clone(), cells.len()),
+                Some((tx, first)) => Cell::notifying(tx.clone(), first + cells.len()),
                 None => Cell::default(),
             });
             cells.push((item.id, cell.clone()));

@@ -99,12 +99,12 @@ pub(super) enum Report {
 }
 
 /// A task's outcome as the caller will decode it.
-pub(super) type Raw = Result<(Vec<u8>, Vec<OwnedFd>), TaskError>;
+pub(crate) type Raw = Result<(Vec<u8>, Vec<OwnedFd>), TaskError>;
 
 /// Where a task's outcome lands: set once by the pool, taken once by
 /// [`Task::get`].
 #[derive(Debug, Default)]
-pub(super) struct Cell {
+pub(crate) struct Cell {
     state: Mutex<CellState>,
     ready: Condvar,
     /// Where to send the task's index when its outcome is set
@@ -122,7 +122,7 @@ enum CellState {
 
 impl Cell {
     /// A cell that sends `index` on `notify` when its outcome is set.
-    pub(super) fn notifying(notify: Sender<usize>, index: usize) -> Cell {
+    pub(crate) fn notifying(notify: Sender<usize>, index: usize) -> Cell {
         Cell {
             notify: Some((notify, index)),
             ..Cell::default()
@@ -130,7 +130,7 @@ impl Cell {
     }
 
     /// Set the outcome (the first one wins) and wake the waiters.
-    pub(super) fn set(&self, raw: Raw) {
+    pub(crate) fn set(&self, raw: Raw) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if matches!(*s, CellState::Pending) {
             *s = CellState::Ready(raw);
@@ -139,6 +139,12 @@ impl Cell {
                 let _ = tx.send(*index);
             }
         }
+    }
+
+    /// Wait for the outcome and take it.
+    #[cfg(feature = "redis")]
+    pub(crate) fn take(&self) -> Raw {
+        self.take_until(None).map_err(Waited::into_blocking)?
     }
 
     fn is_pending(&self) -> bool {
@@ -175,7 +181,7 @@ impl Cell {
 }
 
 /// What a [`Task`] needs of its pool: withdrawing a task not sent yet.
-pub(super) trait Cancel: Send + Sync + std::fmt::Debug {
+pub(crate) trait Cancel: Send + Sync + std::fmt::Debug {
     /// Fail task `id` with [`TaskError::Cancelled`] if no worker has it
     /// yet; whether it did.
     fn cancel(&self, id: u64) -> bool;
@@ -193,7 +199,7 @@ pub struct Task<R> {
 }
 
 impl<R: DeserializeOwned> Task<R> {
-    pub(super) fn new(cell: Arc<Cell>, id: u64, pool: Weak<dyn Cancel>) -> Self {
+    pub(crate) fn new(cell: Arc<Cell>, id: u64, pool: Weak<dyn Cancel>) -> Self {
         Task {
             cell,
             id,

@@ -7,7 +7,7 @@ use redis::Value;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Conn, RedisError, decode, encode, key, sign, verify};
+use super::{Conn, REPLY_TIMEOUT, RedisError, decode, encode, key, sign, verify};
 
 /// What a `Dict` takes and gives, for its `PhantomData`.
 type KeyValue<K, V> = fn(K, V) -> (K, V);
@@ -43,7 +43,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
     pub fn open_with(url: &str, name: &str, authkey: Option<Vec<u8>>) -> Result<Self, RedisError> {
         let client = redis::Client::open(url)?;
         let mut conn = Conn::new(client);
-        conn.get()?;
+        conn.get(REPLY_TIMEOUT)?;
         Ok(Dict {
             hash: key(name, "dict"),
             conn: Mutex::new(conn),
@@ -171,6 +171,12 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Dict<K, V
                 .arg(&v)
                 .query(c)?;
             Ok(done.is_some())
+        })
+        .inspect_err(|_| {
+            // A refusal may leave the WATCH on this connection, where it
+            // would fail a later compare-and-set for nothing (a broken
+            // connection is dropped, and its WATCH with it).
+            let _ = conn.run(|c| redis::cmd("UNWATCH").query::<()>(c));
         })
     }
 

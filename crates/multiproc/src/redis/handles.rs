@@ -24,7 +24,7 @@ macro_rules! queue_common {
             /// [`open`](Self::open) with `options`.
             pub fn open_with(url: &str, name: &str, options: Options) -> Result<Self, RedisError> {
                 Ok($ty {
-                    core: Core::open(url, name, options, $joinable)?,
+                    core: Core::open(url, name, options, $joinable, false)?,
                     _item: PhantomData,
                 })
             }
@@ -65,10 +65,63 @@ macro_rules! queue_common {
                     Ok(d) => d,
                     Err(error) => return Err(SendTimeoutError::Failed(PutError { error, item })),
                 };
-                match self.core.put(data, wait) {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(SendTimeoutError::Timeout(item)),
-                    Err(error) => Err(SendTimeoutError::Failed(PutError { error, item })),
+                match self.core.put(std::slice::from_ref(&data), wait) {
+                    Ok(1) => Ok(()),
+                    Ok(_) => Err(SendTimeoutError::Timeout(item)),
+                    Err((_, error)) => Err(SendTimeoutError::Failed(PutError { error, item })),
+                }
+            }
+
+            /// Put several items in order, up to 512 per round trip (one
+            /// script each, so a batch is never interleaved with another
+            /// producer's items), waiting for room as needed. How many went
+            /// in, or the count so far and the error with the first item
+            /// not put (the items after it are dropped, as with a local
+            /// queue's `put_many`).
+            pub fn put_many<I: IntoIterator<Item = T>>(
+                &self,
+                items: I,
+            ) -> Result<usize, (usize, PutError<T>)> {
+                let mut held: Vec<T> = Vec::new();
+                let mut data = Vec::new();
+                let mut failed = None;
+                for item in items {
+                    match encode(&item) {
+                        Ok(d) => {
+                            data.push(d);
+                            held.push(item);
+                        }
+                        Err(error) => {
+                            // Put what came before it, then report it.
+                            failed = Some(PutError { error, item });
+                            break;
+                        }
+                    }
+                }
+                match self.core.put(&data, Wait::Forever) {
+                    Ok(n) if n == data.len() => match failed {
+                        None => Ok(n),
+                        Some(e) => Err((n, e)),
+                    },
+                    Ok(n) => Err((
+                        n,
+                        PutError {
+                            error: RedisError::Protocol(
+                                "a put without a deadline timed out".into(),
+                            ),
+                            item: held.swap_remove(n),
+                        },
+                    )),
+                    // Nothing of the failed script went in (a script runs
+                    // whole or not at all), unless its reply was lost with
+                    // the connection.
+                    Err((n, error)) => Err((
+                        n,
+                        PutError {
+                            error,
+                            item: held.swap_remove(n),
+                        },
+                    )),
                 }
             }
 
@@ -114,7 +167,40 @@ macro_rules! queue_common {
             }
 
             fn deliver(&self, wait: Wait) -> Result<Delivery<T>, TimeoutError<RedisError>> {
-                self.core.deliver(wait)
+                let mut d = self.core.deliver(wait, 1)?;
+                d.pop().ok_or_else(|| {
+                    TimeoutError::Failed(RedisError::Protocol("an empty delivery".into()))
+                })
+            }
+
+            /// Up to `max` items in one round trip: waits (at most
+            /// `timeout`, if given; `Duration::MAX`: no limit) for the
+            /// first, then takes what is there. An item that is not a valid
+            /// `T` (or not signed with the authkey) goes to the dead
+            /// letters and is left out; if that was every item, its error
+            /// is returned. A [`JoinableQueue`]'s items each need their
+            /// `task_done`.
+            pub fn get_many(
+                &self,
+                max: usize,
+                timeout: Option<Duration>,
+            ) -> Result<Vec<T>, TimeoutError<RedisError>> {
+                Ok(self
+                    .get_many_deliveries(max, timeout)?
+                    .into_iter()
+                    .map(|d| d.value)
+                    .collect())
+            }
+
+            /// [`get_many`](Self::get_many) with each item's entry id and
+            /// delivery count.
+            pub fn get_many_deliveries(
+                &self,
+                max: usize,
+                timeout: Option<Duration>,
+            ) -> Result<Vec<Delivery<T>>, TimeoutError<RedisError>> {
+                let wait = timeout.map_or(Wait::Forever, Wait::of);
+                self.core.deliver(wait, max)
             }
 
             /// Move `delivery` (got from this handle) to the dead letters
@@ -200,6 +286,20 @@ pub struct JoinableQueue<T> {
 }
 
 queue_common!(Queue, false);
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    /// A handle that only puts to the queue `name` while it exists: once
+    /// it is removed ([`remove`](super::remove)), `put` fails with
+    /// [`RedisError::Removed`] instead of creating it again (a pool's reply
+    /// queue, answered after its pool ended). Opening it fails so too when
+    /// it does not exist.
+    pub fn open_existing(url: &str, name: &str, options: Options) -> Result<Self, RedisError> {
+        Ok(Queue {
+            core: Core::open(url, name, options, false, true)?,
+            _item: PhantomData,
+        })
+    }
+}
 queue_common!(JoinableQueue, true);
 
 impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {

@@ -63,14 +63,18 @@
 
 mod dict;
 mod handles;
+mod pool;
 mod queue;
 mod reply;
 mod scripts;
+mod worker;
 
 use std::time::Duration;
 
 pub use dict::Dict;
 pub use handles::{JoinableQueue, Queue};
+pub use pool::Pool;
+pub use worker::Worker;
 
 use crate::connection::codec::{DecodeError, EncodeError};
 
@@ -126,6 +130,10 @@ pub enum RedisError {
     /// travel through a server.
     #[error("a value that holds OS handles cannot go through Redis")]
     Handles,
+    /// The queue was removed from the server (a pool's reply queue whose
+    /// pool has ended: the answer is dropped instead of bringing it back).
+    #[error("the queue {0} was removed from the server")]
+    Removed(String),
     /// This handle was closed (`put` after `close`).
     #[error("the queue handle is closed")]
     Closed,
@@ -313,7 +321,11 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], id: &str) -> Result<T, R
 }
 
 /// How long opening a connection may take.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a command's reply may take beyond the time the command itself
+/// blocks on the server (`XREADGROUP BLOCK`): a server that stops
+/// answering is an error after this, not a hang.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A connection that is opened again after it broke, and in a forked
 /// child (which must not talk on its parent's socket: their replies would
@@ -323,6 +335,8 @@ struct Conn {
     conn: Option<redis::Connection>,
     /// The process the connection was opened in.
     pid: u32,
+    /// The socket's read and write timeout now.
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for Conn {
@@ -340,11 +354,13 @@ impl Conn {
             client,
             conn: None,
             pid: std::process::id(),
+            timeout: Duration::ZERO,
         }
     }
 
-    /// The open connection, opening it if needed.
-    fn get(&mut self) -> Result<&mut redis::Connection, RedisError> {
+    /// The open connection, opening it if needed, with `timeout` on its
+    /// reads and writes.
+    fn get(&mut self, timeout: Duration) -> Result<&mut redis::Connection, RedisError> {
         use redis::ConnectionLike as _;
         let pid = std::process::id();
         if self.pid != pid {
@@ -356,8 +372,15 @@ impl Conn {
         if self.conn.as_ref().is_none_or(|c| !c.is_open()) {
             // A server that does not answer is an error, not a hang.
             self.conn = Some(self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?);
+            self.timeout = Duration::ZERO;
         }
-        Ok(self.conn.as_mut().expect("just opened"))
+        let conn = self.conn.as_mut().expect("just opened");
+        if self.timeout != timeout {
+            conn.set_read_timeout(Some(timeout))?;
+            conn.set_write_timeout(Some(timeout))?;
+            self.timeout = timeout;
+        }
+        Ok(conn)
     }
 
     /// Run `f` on the connection; a connection that failed is dropped, so
@@ -366,10 +389,25 @@ impl Conn {
         &mut self,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
     ) -> Result<R, RedisError> {
-        let r = f(self.get()?);
+        self.run_blocking(Duration::ZERO, f)
+    }
+
+    /// [`run`](Self::run) for a command that blocks on the server for up
+    /// to `block`.
+    fn run_blocking<R>(
+        &mut self,
+        block: Duration,
+        f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
+    ) -> Result<R, RedisError> {
+        let r = f(self.get(REPLY_TIMEOUT.saturating_add(block))?);
         if let Err(e) = &r
-            && (e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error())
+            && (e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_unrecoverable_error()
+                || e.is_timeout())
         {
+            // A reply that timed out may still come: this connection is
+            // out of step for good.
             self.conn = None;
         }
         Ok(r?)

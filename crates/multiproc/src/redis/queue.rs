@@ -28,6 +28,9 @@ const PAGE: usize = 100;
 const JOIN_RECHECK: Duration = Duration::from_secs(1);
 /// The longest a full queue's `put` sleeps before it tries again.
 const PUT_BACKOFF_MAX: Duration = Duration::from_millis(50);
+/// Most items one `put` script adds (a script blocks the server while it
+/// runs).
+const PUT_CHUNK: usize = 512;
 
 /// An entry read from the stream, not decoded yet.
 #[derive(Debug)]
@@ -93,6 +96,9 @@ pub(super) struct Core {
     pub(super) options: Options,
     client: redis::Client,
     pub(super) consumer: String,
+    /// `put` refuses ([`RedisError::Removed`]) instead of creating the
+    /// stream when it is gone.
+    must_exist: bool,
     cmd: Mutex<Conn>,
     reader: Mutex<Reader>,
     heartbeat: Mutex<Option<Heartbeat>>,
@@ -115,10 +121,17 @@ impl Core {
         name: &str,
         options: Options,
         joinable: bool,
+        must_exist: bool,
     ) -> Result<Core, RedisError> {
         let client = redis::Client::open(url)?;
         let mut cmd = Conn::new(client.clone());
         let stream = key(name, "stream");
+        if must_exist {
+            let exists: bool = cmd.run(|c| redis::cmd("EXISTS").arg(&stream).query(c))?;
+            if !exists {
+                return Err(RedisError::Removed(name.to_owned()));
+            }
+        }
         // The group reads from the stream's start: items put before any
         // consumer existed are delivered too.
         let created = cmd.run(|c| {
@@ -152,6 +165,7 @@ impl Core {
             options,
             client,
             consumer,
+            must_exist,
             cmd: Mutex::new(cmd),
             heartbeat: Mutex::new(None),
             outstanding: Mutex::new(VecDeque::new()),
@@ -221,55 +235,89 @@ impl Core {
         self.options.authkey.as_deref()
     }
 
-    pub(super) fn put(&self, data: Vec<u8>, wait: Wait) -> Result<bool, RedisError> {
+    /// Put encoded items in order, as many per script as there is room
+    /// for, waiting for room as `wait` allows; how many went in (all of
+    /// them unless the wait ran out), or how many had gone in and the
+    /// error.
+    pub(super) fn put(&self, data: &[Vec<u8>], wait: Wait) -> Result<usize, (usize, RedisError)> {
         if self.closed.load(Ordering::Relaxed) {
-            return Err(RedisError::Closed);
+            return Err((0, RedisError::Closed));
         }
         // Signed for this queue: an item cannot be moved to another.
-        let data = sign(self.authkey(), self.stream.as_bytes(), data);
+        let data: Vec<Vec<u8>> = data
+            .iter()
+            .map(|d| sign(self.authkey(), self.stream.as_bytes(), d.clone()))
+            .collect();
+        let mut put = 0;
         let mut backoff = Duration::from_millis(1);
-        loop {
-            let id: Option<String> = lock(&self.cmd).run(|c| {
-                self.script(scripts::put())
-                    .arg(self.options.maxsize)
-                    .arg(u8::from(self.joinable))
-                    .arg(GROUP)
-                    .arg(&data)
-                    .invoke(c)
-            })?;
-            if id.is_some() {
-                return Ok(true);
+        while put < data.len() {
+            let added: i64 = lock(&self.cmd)
+                .run(|c| {
+                    let mut inv = self.script(scripts::put());
+                    inv.arg(self.options.maxsize)
+                        .arg(u8::from(self.joinable))
+                        .arg(GROUP)
+                        .arg(u8::from(self.must_exist));
+                    for d in &data[put..(put + PUT_CHUNK).min(data.len())] {
+                        inv.arg(d);
+                    }
+                    inv.invoke(c)
+                })
+                .map_err(|e| (put, e))?;
+            if added < 0 {
+                return Err((put, RedisError::Removed(self.stream.clone())));
+            }
+            if added > 0 {
+                put += added as usize;
+                backoff = Duration::from_millis(1);
+                continue;
             }
             // Full: look again, a little later each time.
             let sleep = match wait {
-                Wait::Now => return Ok(false),
+                Wait::Now => return Ok(put),
                 Wait::Forever => backoff,
                 Wait::Until(d) => match d.checked_duration_since(Instant::now()) {
                     Some(left) if !left.is_zero() => backoff.min(left),
-                    _ => return Ok(false),
+                    _ => return Ok(put),
                 },
             };
             std::thread::sleep(sleep);
             backoff = (backoff * 2).min(PUT_BACKOFF_MAX);
         }
+        Ok(put)
     }
 
-    /// The next delivery for this consumer: claimed entries of dead
-    /// consumers first, then new ones. `Err(Timeout)` when `wait` ran out.
-    /// The next delivery, decoded (see `take` and `open_delivery`).
+    /// The next deliveries for this consumer, decoded, at most `max`:
+    /// claimed entries of dead consumers first, then new ones.
+    /// `Err(Timeout)` when `wait` ran out before the first. An entry that
+    /// is not signed with the authkey or does not decode is buried and
+    /// left out; if that was every entry taken, its error is returned.
     pub(super) fn deliver<T: DeserializeOwned>(
         &self,
         wait: Wait,
-    ) -> Result<Delivery<T>, TimeoutError<RedisError>> {
-        let raw = self.take(wait)?;
-        Ok(self.open_delivery(raw)?)
+        max: usize,
+    ) -> Result<Vec<Delivery<T>>, TimeoutError<RedisError>> {
+        let mut out = Vec::new();
+        let mut first_err = None;
+        for raw in self.take(wait, max.max(1))? {
+            match self.open_delivery(raw) {
+                Ok(d) => out.push(d),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match first_err {
+            Some(e) if out.is_empty() => Err(e.into()),
+            _ => Ok(out),
+        }
     }
 
-    fn take(&self, wait: Wait) -> Result<Raw, TimeoutError<RedisError>> {
+    fn take(&self, wait: Wait, max: usize) -> Result<Vec<Raw>, TimeoutError<RedisError>> {
         self.ensure_consumer()?;
         let mut r = lock(&self.reader);
         loop {
-            let raw = match self.next_raw(&mut r, wait) {
+            let first = match self.next_raw(&mut r, wait, max) {
                 Ok(Some(raw)) => raw,
                 Ok(None) => match wait {
                     Wait::Now => return Err(TimeoutError::Timeout),
@@ -292,21 +340,40 @@ impl Core {
                     return Err(e.into());
                 }
             };
-            // Handed over while the reader lock is held, so a look at this
-            // consumer's own pending entries never takes it a second time.
-            if self.joinable {
-                lock(&self.outstanding).push_back(raw.id.clone());
-                return Ok(raw);
+            let mut batch = vec![first];
+            while batch.len() < max {
+                match r.claimed.pop_front() {
+                    Some(raw) => batch.push(raw),
+                    None => break,
+                }
             }
-            match self.done(&raw.id) {
-                Ok(()) => return Ok(raw),
-                // Another consumer took it meanwhile: it is theirs.
-                Err(RedisError::Reclaimed(_)) => {}
+            // Handed over while the reader lock is held, so a look at this
+            // consumer's own pending entries never takes one a second time.
+            if self.joinable {
+                lock(&self.outstanding).extend(batch.iter().map(|raw| raw.id.clone()));
+                return Ok(batch);
+            }
+            let ids: Vec<&str> = batch.iter().map(|raw| raw.id.as_str()).collect();
+            match self.done_many(&ids) {
+                Ok(status) => {
+                    // 0: another consumer took it meanwhile; it is theirs.
+                    let kept: Vec<Raw> = batch
+                        .into_iter()
+                        .zip(status)
+                        .filter(|(_, s)| *s != 0)
+                        .map(|(raw, _)| raw)
+                        .collect();
+                    if !kept.is_empty() {
+                        return Ok(kept);
+                    }
+                }
                 Err(e) => {
                     // Kept for the next try: the acknowledgement may have
                     // run with its reply lost (then it answers "done
                     // already"), or not at all.
-                    r.claimed.push_front(raw);
+                    for raw in batch.into_iter().rev() {
+                        r.claimed.push_front(raw);
+                    }
                     if interrupted(&e) {
                         continue;
                     }
@@ -317,8 +384,14 @@ impl Core {
     }
 
     /// The next entry for this consumer, or `None` when none came within
-    /// this look (the caller decides whether to look again).
-    fn next_raw(&self, r: &mut Reader, wait: Wait) -> Result<Option<Raw>, RedisError> {
+    /// this look (the caller decides whether to look again). A read takes
+    /// up to `count` new entries; those after the first wait in `claimed`.
+    fn next_raw(
+        &self,
+        r: &mut Reader,
+        wait: Wait,
+        count: usize,
+    ) -> Result<Option<Raw>, RedisError> {
         if let Some(raw) = r.claimed.pop_front() {
             return Ok(Some(raw));
         }
@@ -346,32 +419,38 @@ impl Core {
                 (!left.is_zero()).then(|| left.min(r.next_reclaim.saturating_duration_since(now)))
             }
         };
-        self.read_new(&mut r.conn, block)
+        let mut read = self.read_new(&mut r.conn, block, count)?;
+        let first = read.pop_front();
+        r.claimed.extend(read);
+        Ok(first)
     }
 
     fn read_new(
         &self,
         conn: &mut Conn,
         block: Option<Duration>,
-    ) -> Result<Option<Raw>, RedisError> {
-        let reply: Value = conn.run(|c| {
+        count: usize,
+    ) -> Result<VecDeque<Raw>, RedisError> {
+        let reply: Value = conn.run_blocking(block.unwrap_or_default(), |c| {
             let mut cmd = redis::cmd("XREADGROUP");
             cmd.arg("GROUP")
                 .arg(GROUP)
                 .arg(&self.consumer)
                 .arg("COUNT")
-                .arg(1);
+                .arg(count);
             if let Some(b) = block {
                 cmd.arg("BLOCK").arg(millis(b));
             }
             cmd.arg("STREAMS").arg(&self.stream).arg(">").query(c)
         })?;
-        let mut entries = parse_read(reply)?;
-        Ok(entries.pop_front().map(|(id, data)| Raw {
-            id,
-            data: data.unwrap_or_default(),
-            deliveries: 1,
-        }))
+        Ok(parse_read(reply)?
+            .into_iter()
+            .map(|(id, data)| Raw {
+                id,
+                data: data.unwrap_or_default(),
+                deliveries: 1,
+            })
+            .collect())
     }
 
     /// The entries still pending with this consumer's name (it was opened
@@ -485,22 +564,37 @@ impl Core {
 
     /// Finish delivery `id` of this consumer.
     pub(super) fn done(&self, id: &str) -> Result<(), RedisError> {
-        let done: i64 = lock(&self.cmd).run(|c| {
-            self.script(scripts::done())
-                .arg(GROUP)
-                .arg(id)
-                .arg(&self.consumer)
-                .arg(u8::from(self.joinable))
-                .arg(&self.channel)
-                .invoke(c)
-        })?;
-        match done {
-            1 | -1 => Ok(()),
+        match self.done_many(&[id])?.first() {
+            Some(1 | -1) => Ok(()),
             _ => Err(RedisError::Reclaimed(id.to_owned())),
         }
     }
 
-    /// Move a delivery that does not decode to the dead-letter stream.
+    /// Finish deliveries `ids` of this consumer in one script; for each, 1
+    /// when done, 0 when another consumer holds it now, -1 when it was done
+    /// already.
+    fn done_many(&self, ids: &[&str]) -> Result<Vec<i64>, RedisError> {
+        let status: Vec<i64> = lock(&self.cmd).run(|c| {
+            let mut inv = self.script(scripts::done());
+            inv.arg(GROUP)
+                .arg(&self.consumer)
+                .arg(u8::from(self.joinable))
+                .arg(&self.channel);
+            for id in ids {
+                inv.arg(*id);
+            }
+            inv.invoke(c)
+        })?;
+        if status.len() != ids.len() {
+            return Err(RedisError::Protocol(format!(
+                "task_done of {} deliveries answered {} times",
+                ids.len(),
+                status.len()
+            )));
+        }
+        Ok(status)
+    }
+
     /// Move a delivery this handle's caller could not use (its payload
     /// `data` as encoded, not signed) to the dead letters.
     pub(super) fn bury_delivery(

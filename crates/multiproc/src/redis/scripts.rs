@@ -8,38 +8,60 @@ use std::sync::OnceLock;
 
 use redis::Script;
 
-/// `put`: refuse when `maxsize` items wait undelivered, else add the item
-/// and (joinable) count it unfinished. The new entry's id, or nil if full.
+/// `put` of one or more items: add them in order while fewer than
+/// `maxsize` items wait undelivered, and (joinable) count each unfinished.
+/// How many were added (the first ones; 0 when full), or -1 when
+/// `must exist` is set and the stream does not exist (a reply queue whose
+/// reader removed it: an answer must not bring it back).
 ///
-/// ARGV: maxsize (0: none), joinable (1/0), group, payload.
+/// ARGV: maxsize (0: none), joinable (1/0), group, must exist (1/0),
+/// payload, payload, ...
 const PUT: &str = r"
+if ARGV[4] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local max = tonumber(ARGV[1])
+local room = #ARGV - 4
 if max > 0 then
   local waiting = redis.call('XLEN', KEYS[1]) - redis.call('XPENDING', KEYS[1], ARGV[3])[1]
-  if waiting >= max then return false end
+  room = math.min(room, max - waiting)
 end
-local id = redis.call('XADD', KEYS[1], '*', 'd', ARGV[4])
-if ARGV[2] == '1' then redis.call('INCR', KEYS[3]) end
-return id
+local added = 0
+while added < room do
+  redis.call('XADD', KEYS[1], '*', 'd', ARGV[5 + added])
+  added = added + 1
+end
+if added > 0 and ARGV[2] == '1' then redis.call('INCRBY', KEYS[3], added) end
+return added
 ";
 
-/// `task_done` of one delivery: acknowledge and delete it if this consumer
-/// still holds it, count it finished, and wake `join` at zero. 1 when done,
-/// 0 when the entry is another consumer's (it reclaimed it, thinking this
-/// one dead: it will be done there), -1 when it is pending with no one
-/// (done already: this call's first try ran but its reply was lost).
+/// `task_done` of deliveries: acknowledge and delete each that this
+/// consumer still holds, count it finished, and wake `join` at zero. For
+/// each id in order: 1 when done, 0 when the entry is another consumer's
+/// (it reclaimed it, thinking this one dead: it will be done there), -1
+/// when it is pending with no one (done already: an earlier try ran but
+/// its reply was lost).
 ///
-/// ARGV: group, entry id, consumer, joinable, channel.
+/// ARGV: group, consumer, joinable, channel, entry id, entry id, ...
 const DONE: &str = r"
-local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[2], ARGV[2], 1)
-if #p == 0 then return -1 end
-if p[1][2] ~= ARGV[3] then return 0 end
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-if ARGV[4] == '1' then
-  if redis.call('DECR', KEYS[3]) <= 0 then redis.call('PUBLISH', ARGV[5], 'done') end
+local out = {}
+local finished = 0
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], id, id, 1)
+  if #p == 0 then
+    out[#out + 1] = -1
+  elseif p[1][2] ~= ARGV[2] then
+    out[#out + 1] = 0
+  else
+    redis.call('XACK', KEYS[1], ARGV[1], id)
+    redis.call('XDEL', KEYS[1], id)
+    finished = finished + 1
+    out[#out + 1] = 1
+  end
 end
-return 1
+if finished > 0 and ARGV[3] == '1' then
+  if redis.call('DECRBY', KEYS[3], finished) <= 0 then redis.call('PUBLISH', ARGV[4], 'done') end
+end
+return out
 ";
 
 /// Move the entries pending with consumers whose heartbeat key expired to

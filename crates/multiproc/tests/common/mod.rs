@@ -2,6 +2,9 @@
 
 #![allow(dead_code, reason = "each test file uses part of this module")]
 
+#[cfg(feature = "redis")]
+pub mod redis;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
