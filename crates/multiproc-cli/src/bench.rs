@@ -24,6 +24,7 @@ mod net;
 mod pool;
 mod posix_mq;
 mod queue;
+mod redis;
 mod sync;
 mod sysv_mq;
 
@@ -58,6 +59,11 @@ pub(crate) struct Options {
     /// the library's default ring).
     #[arg(long)]
     queue_capacity: Option<usize>,
+    /// Also measure `multiproc::redis` on the server at this URL (rows
+    /// `redis-queue`, `redis-queue-batch`, and `redis-pipe-raw`, the
+    /// `redis` crate by hand, as their baseline).
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
     /// One short round per case: checks that every case runs (tests), measures
     /// nothing worth reading.
     #[arg(long, hide = true)]
@@ -165,6 +171,7 @@ fn cases() -> Vec<Case> {
     net::cases(&mut cases);
     manager::cases(&mut cases);
     pool::cases(&mut cases);
+    redis::cases(&mut cases);
     cases
 }
 
@@ -251,6 +258,12 @@ fn baseline<'a>(row: &Row, rows: &'a [Row]) -> Option<&'a Row> {
         // A bandwidth limit, not a messaging mechanism; a peer, not ours.
         return None;
     }
+    if row.mechanism.starts_with("redis-") {
+        // Against the `redis` crate by hand, on the same server.
+        return rows.iter().find(|b| {
+            b.mechanism == "redis-pipe-raw" && b.pattern == row.pattern && b.size == row.size
+        });
+    }
     if row.mechanism.starts_with("pool-") {
         // A pool is measured against a process per task.
         return rows.iter().find(|b| b.mechanism == "spawn-per-task");
@@ -313,6 +326,18 @@ fn goals(rows: &[Row]) -> Vec<String> {
         out.push(format!(
             "queue-bytes 64 B busy pingpong p50 {} (goal under 2 µs)",
             human_ns(q)
+        ));
+    }
+    if let (Some(q), Some(b)) = (rate("redis-queue", 64), rate("redis-pipe-raw", 64)) {
+        out.push(format!(
+            "redis-queue 64 B stream {:.2}x redis-pipe-raw (goal 0.8x)",
+            q / b
+        ));
+    }
+    if let (Some(q), Some(b)) = (rate("redis-queue-batch", 64), rate("redis-pipe-raw", 64)) {
+        out.push(format!(
+            "redis-queue-batch 64 B stream {:.1}x redis-pipe-raw (goal 5x)",
+            q / b
         ));
     }
     let p50_0 = |m: &str| find(m, "pingpong", 0).and_then(|r| r.p50_ns);
@@ -462,6 +487,9 @@ fn print_markdown(rows: &[Row]) {
 pub(crate) fn run(opts: &Options) -> BenchResult<()> {
     if let Some(bytes) = opts.queue_capacity {
         let _ = QUEUE_CAPACITY.set(bytes);
+    }
+    if let Some(url) = &opts.redis {
+        let _ = redis::URL.set(url.clone());
     }
     let cases: Vec<Case> = cases()
         .into_iter()

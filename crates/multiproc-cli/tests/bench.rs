@@ -138,3 +138,63 @@ fn filter_takes_several_mechanisms() {
         ]
     );
 }
+
+/// `--redis URL` adds the Redis rows, each against the raw client's.
+#[test]
+fn bench_redis_rows_run_against_the_raw_client() {
+    let Ok(url) = std::env::var("MULTIPROC_REDIS_URL") else {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED bench_redis_rows_run_against_the_raw_client: MULTIPROC_REDIS_URL is not set"
+        );
+        return;
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
+        .args([
+            "bench", "--quick", "--smoke", "--json", "--filter", "redis", "--redis",
+        ])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen: BTreeSet<(String, String, u64)> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["mechanism"].as_str().unwrap().to_owned(),
+                r["pattern"].as_str().unwrap().to_owned(),
+                r["size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for size in [64, 4096] {
+        for (mech, pattern) in [
+            ("redis-pipe-raw", "pingpong"),
+            ("redis-pipe-raw", "stream"),
+            ("redis-queue", "pingpong"),
+            ("redis-queue", "stream"),
+            ("redis-queue-batch", "stream"),
+        ] {
+            assert!(
+                seen.contains(&(mech.to_owned(), pattern.to_owned(), size)),
+                "missing row {mech} {pattern} {size}"
+            );
+        }
+    }
+    // Every round removed what it made.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("*multiproc-bench-*")
+        .query(&mut c)
+        .unwrap();
+    assert!(left.is_empty(), "left on the server: {left:?}");
+}

@@ -251,6 +251,31 @@ impl Core {
         let mut put = 0;
         let mut backoff = Duration::from_millis(1);
         while put < data.len() {
+            let chunk = &data[put..(put + PUT_CHUNK).min(data.len())];
+            if self.options.maxsize == 0 && !self.joinable && !self.must_exist {
+                // Nothing to check or count: plain XADDs, without the
+                // script's cost on the server; a batch in one MULTI, so
+                // that no other producer's item lands inside it.
+                lock(&self.cmd)
+                    .run(|c| {
+                        let mut p = redis::pipe();
+                        if chunk.len() > 1 {
+                            p.atomic();
+                        }
+                        for d in chunk {
+                            p.cmd("XADD")
+                                .arg(&self.stream)
+                                .arg("*")
+                                .arg("d")
+                                .arg(d)
+                                .ignore();
+                        }
+                        p.query::<()>(c)
+                    })
+                    .map_err(|e| (put, e))?;
+                put += chunk.len();
+                continue;
+            }
             let added: i64 = lock(&self.cmd)
                 .run(|c| {
                     let mut inv = self.script(scripts::put());
@@ -258,7 +283,7 @@ impl Core {
                         .arg(u8::from(self.joinable))
                         .arg(GROUP)
                         .arg(u8::from(self.must_exist));
-                    for d in &data[put..(put + PUT_CHUNK).min(data.len())] {
+                    for d in chunk {
                         inv.arg(d);
                     }
                     inv.invoke(c)
