@@ -63,6 +63,7 @@
 
 mod dict;
 mod handles;
+mod join;
 mod pool;
 mod queue;
 mod reply;
@@ -318,6 +319,15 @@ fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], id: &str) -> Result<T, R
         id: id.to_owned(),
         error,
     })
+}
+
+/// `join`'s pub/sub connection, kept between calls.
+pub(super) struct JoinConn(pub(super) redis::Connection);
+
+impl std::fmt::Debug for JoinConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JoinConn")
+    }
 }
 
 /// How long opening a connection may take.

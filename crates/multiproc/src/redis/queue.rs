@@ -11,7 +11,9 @@ use redis::Value;
 use serde::de::DeserializeOwned;
 
 use super::reply::{as_array, as_bytes, as_int, as_string, parse_entries, parse_read};
-use super::{Conn, DeadLetter, Delivery, Options, RedisError, decode, key, scripts, sign, verify};
+use super::{
+    Conn, DeadLetter, Delivery, JoinConn, Options, RedisError, decode, key, scripts, sign, verify,
+};
 use crate::TimeoutError;
 
 /// The consumer group every handle of a queue reads in.
@@ -24,8 +26,6 @@ const RECLAIM_EVERY: Duration = Duration::from_secs(1);
 const RECLAIM_BATCH: usize = 4;
 /// Entries per page when a consumer reads its own pending list.
 const PAGE: usize = 100;
-/// How often `join` looks at the count even without a message.
-const JOIN_RECHECK: Duration = Duration::from_secs(1);
 /// The longest a full queue's `put` sleeps before it tries again.
 const PUT_BACKOFF_MAX: Duration = Duration::from_millis(50);
 /// Most items one `put` script adds (a script blocks the server while it
@@ -89,19 +89,21 @@ struct Heartbeat {
 pub(super) struct Core {
     stream: String,
     dead: String,
-    unfinished: String,
-    channel: String,
+    pub(super) unfinished: String,
+    pub(super) channel: String,
     heartbeat_prefix: String,
     joinable: bool,
     pub(super) options: Options,
-    client: redis::Client,
+    pub(super) client: redis::Client,
     pub(super) consumer: String,
     /// `put` refuses ([`RedisError::Removed`]) instead of creating the
     /// stream when it is gone.
     must_exist: bool,
-    cmd: Mutex<Conn>,
+    pub(super) cmd: Mutex<Conn>,
     reader: Mutex<Reader>,
     heartbeat: Mutex<Option<Heartbeat>>,
+    /// `join`'s pub/sub connection, and the process it was opened in.
+    pub(super) join_conn: Mutex<Option<(u32, JoinConn)>>,
     /// Deliveries of this handle not done yet, oldest first (joinable).
     pub(super) outstanding: Mutex<VecDeque<String>>,
     pub(super) closed: AtomicBool,
@@ -168,6 +170,7 @@ impl Core {
             must_exist,
             cmd: Mutex::new(cmd),
             heartbeat: Mutex::new(None),
+            join_conn: Mutex::new(None),
             outstanding: Mutex::new(VecDeque::new()),
             closed: AtomicBool::new(false),
         })
@@ -711,50 +714,6 @@ impl Core {
         Ok(usize::try_from(len - pending).unwrap_or(0))
     }
 
-    pub(super) fn unfinished(&self) -> Result<u64, RedisError> {
-        let n: Option<i64> =
-            lock(&self.cmd).run(|c| redis::cmd("GET").arg(&self.unfinished).query(c))?;
-        Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
-    }
-
-    pub(super) fn join(&self, wait: Wait) -> Result<(), TimeoutError<RedisError>> {
-        loop {
-            match self.join_on_one_connection(wait) {
-                // A signal cut the subscription's read (and maybe a reply in
-                // half): subscribe again on a new connection.
-                Err(TimeoutError::Failed(e)) if interrupted(&e) => {}
-                other => return other,
-            }
-        }
-    }
-
-    fn join_on_one_connection(&self, wait: Wait) -> Result<(), TimeoutError<RedisError>> {
-        let mut conn = self.client.get_connection().map_err(RedisError::from)?;
-        let mut ps = conn.as_pubsub();
-        // Subscribed before the count is read: a publish after the read is
-        // not missed.
-        ps.subscribe(&self.channel).map_err(RedisError::from)?;
-        loop {
-            if self.unfinished()? == 0 {
-                return Ok(());
-            }
-            let slice = match wait {
-                Wait::Now => return Err(TimeoutError::Timeout),
-                Wait::Forever => JOIN_RECHECK,
-                Wait::Until(d) => match d.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => left.min(JOIN_RECHECK),
-                    _ => return Err(TimeoutError::Timeout),
-                },
-            };
-            ps.set_read_timeout(Some(slice)).map_err(RedisError::from)?;
-            match ps.get_message() {
-                Ok(_) => {}
-                Err(e) if e.is_timeout() => {}
-                Err(e) => return Err(RedisError::from(e).into()),
-            }
-        }
-    }
-
     pub(super) fn dead_letters<T: DeserializeOwned>(
         &self,
     ) -> Result<Vec<DeadLetter<T>>, RedisError> {
@@ -854,7 +813,7 @@ fn beat(conn: &mut Conn, key: &str, ttl_ms: u64) -> Result<(), RedisError> {
 }
 
 /// Whether `e` is a system call interrupted by a signal.
-fn interrupted(e: &RedisError) -> bool {
+pub(super) fn interrupted(e: &RedisError) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>()
