@@ -21,6 +21,10 @@ mod harness;
 mod fifo;
 mod manager;
 mod net;
+#[cfg(feature = "peers")]
+mod peers;
+#[cfg(feature = "peers")]
+mod peers_iceoryx;
 mod pool;
 mod posix_mq;
 mod queue;
@@ -64,6 +68,11 @@ pub(crate) struct Options {
     /// `redis` crate by hand, as their baseline).
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+    /// Also measure the peer libraries (ipc-channel, interprocess,
+    /// iceoryx2, crossbeam-channel) with the same harness, and print the
+    /// verdict of multiproc's queue against the best of them per case.
+    #[arg(long)]
+    peers: bool,
     /// One short round per case: checks that every case runs (tests), measures
     /// nothing worth reading.
     #[arg(long, hide = true)]
@@ -172,7 +181,29 @@ fn cases() -> Vec<Case> {
     manager::cases(&mut cases);
     pool::cases(&mut cases);
     redis::cases(&mut cases);
+    #[cfg(feature = "peers")]
+    if PEERS.load(std::sync::atomic::Ordering::Relaxed) {
+        peers::cases(&mut cases);
+    }
     cases
+}
+
+/// `--peers`: add the peer rows.
+static PEERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The notes and verdict lines of the peer rows, when there are any.
+fn peer_lines(rows: &[Row]) -> Vec<String> {
+    if !rows.iter().any(|r| r.mechanism.starts_with("peer-")) {
+        return Vec::new();
+    }
+    #[cfg(feature = "peers")]
+    {
+        let mut out: Vec<String> = peers::NOTES.iter().map(|n| (*n).to_owned()).collect();
+        out.extend(peers::verdicts(rows));
+        out
+    }
+    #[cfg(not(feature = "peers"))]
+    Vec::new()
 }
 
 /// Progress on stderr: a bar on a terminal, plain lines otherwise.
@@ -408,6 +439,9 @@ fn print_table(rows: &[Row]) {
     for goal in goals(rows) {
         println!("{goal}");
     }
+    for line in peer_lines(rows) {
+        println!("{line}");
+    }
 }
 
 /// Fold the rounds of one case into its row.
@@ -474,7 +508,8 @@ fn print_markdown(rows: &[Row]) {
             ratio,
         );
     }
-    let goals = goals(rows);
+    let mut goals = goals(rows);
+    goals.extend(peer_lines(rows));
     if !goals.is_empty() {
         println!();
         for goal in goals {
@@ -490,6 +525,15 @@ pub(crate) fn run(opts: &Options) -> BenchResult<()> {
     }
     if let Some(url) = &opts.redis {
         let _ = redis::URL.set(url.clone());
+    }
+    if opts.peers {
+        if cfg!(feature = "peers") {
+            PEERS.store(true, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            return Err(
+                "--peers needs the `peers` feature of multiproc-cli (on by default)".into(),
+            );
+        }
     }
     let cases: Vec<Case> = cases()
         .into_iter()
