@@ -29,6 +29,7 @@ mod pool;
 mod posix_mq;
 mod queue;
 mod redis;
+mod svg;
 mod sync;
 mod sysv_mq;
 
@@ -73,6 +74,16 @@ pub(crate) struct Options {
     /// verdict of multiproc's queue against the best of them per case.
     #[arg(long)]
     peers: bool,
+    /// Instead of the usual rows: the queue (and crossbeam, with
+    /// `--peers`) at N producers × N consumers for N = 1, 2, 4, 8, 16 up to
+    /// the CPUs present, each N×N's messages/s as a ratio of 1×1's.
+    #[arg(long)]
+    scale: bool,
+    /// Also write the run as an SVG chart to this file (messages/s of the
+    /// streams and p50 of the ping-pongs, by size), captioned with the
+    /// date and machine.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<std::path::PathBuf>,
     /// One short round per case: checks that every case runs (tests), measures
     /// nothing worth reading.
     #[arg(long, hide = true)]
@@ -166,6 +177,11 @@ use sync::sync_cases;
 
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
+    if SCALE.load(std::sync::atomic::Ordering::Relaxed) {
+        // A scaling run is its own: the N×N rows only.
+        scale_cases(&mut cases);
+        return cases;
+    }
     case!(cases, "os-pipe", raw_pipes());
     case!(cases, "os-socketpair", raw_socketpair());
     fifo::cases(&mut cases);
@@ -187,6 +203,63 @@ fn cases() -> Vec<Case> {
     }
     cases
 }
+
+/// The N of `--scale`: 1, 2, 4, 8, 16 up to the CPUs present (1 and 2 at
+/// least).
+fn scale_parties() -> Vec<usize> {
+    let cpus = all_cpus().len().max(2);
+    [1, 2, 4, 8, 16].into_iter().filter(|&n| n <= cpus).collect()
+}
+
+/// Add the `--scale` rows: `queue-NxN` (and `peer-crossbeam-NxN`), 64 B.
+fn scale_cases(cases: &mut Vec<Case>) {
+    for n in scale_parties() {
+        let name: &'static str = Box::leak(format!("queue-{n}x{n}").into_boxed_str());
+        cases.push(Case {
+            mechanism: name,
+            pattern: "stream",
+            size: 64,
+            run: Box::new(move |c| queue::stream_many(64, c * queue::QUEUE_SCALE, n)),
+        });
+        #[cfg(feature = "peers")]
+        if PEERS.load(std::sync::atomic::Ordering::Relaxed) {
+            let name: &'static str =
+                Box::leak(format!("peer-crossbeam-{n}x{n}").into_boxed_str());
+            cases.push(Case {
+                mechanism: name,
+                pattern: "stream",
+                size: 64,
+                run: Box::new(move |c| peers::crossbeam_many(64, c * queue::QUEUE_SCALE, n)),
+            });
+        }
+    }
+}
+
+/// `--scale` lines: each N×N's messages/s as a ratio of 1×1's.
+fn scale_lines(rows: &[Row]) -> Vec<String> {
+    let mut out = Vec::new();
+    for family in ["queue", "peer-crossbeam"] {
+        let rate = |n: usize| {
+            rows.iter()
+                .find(|r| r.mechanism == format!("{family}-{n}x{n}"))
+                .and_then(|r| r.msgs_per_s)
+        };
+        let Some(one) = rate(1) else { continue };
+        for n in [2, 4, 8, 16] {
+            if let Some(r) = rate(n) {
+                out.push(format!(
+                    "{family} {n}x{n} stream 64 B: {} msgs/s, {:.2}x of 1x1 (goal at 8x8 on 16+ cores: >= 0.5x)",
+                    human_rate(r, ""),
+                    r / one
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// `--scale`: add the N×N rows.
+static SCALE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// `--peers`: add the peer rows.
 static PEERS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -439,7 +512,7 @@ fn print_table(rows: &[Row]) {
     for goal in goals(rows) {
         println!("{goal}");
     }
-    for line in peer_lines(rows) {
+    for line in peer_lines(rows).into_iter().chain(scale_lines(rows)) {
         println!("{line}");
     }
 }
@@ -510,12 +583,45 @@ fn print_markdown(rows: &[Row]) {
     }
     let mut goals = goals(rows);
     goals.extend(peer_lines(rows));
+    goals.extend(scale_lines(rows));
     if !goals.is_empty() {
         println!();
         for goal in goals {
             println!("- {goal}");
         }
     }
+}
+
+/// The date (UTC) and this machine, for a chart's caption.
+fn caption() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!(
+        "{year:04}-{month:02}-{day:02}, {} CPUs ({cpu}), Linux {}",
+        all_cpus().len(),
+        kernel.trim()
+    )
 }
 
 /// Run the benchmark.
@@ -525,6 +631,9 @@ pub(crate) fn run(opts: &Options) -> BenchResult<()> {
     }
     if let Some(url) = &opts.redis {
         let _ = redis::URL.set(url.clone());
+    }
+    if opts.scale {
+        SCALE.store(true, std::sync::atomic::Ordering::Relaxed);
     }
     if opts.peers {
         if cfg!(feature = "peers") {
@@ -587,6 +696,10 @@ pub(crate) fn run(opts: &Options) -> BenchResult<()> {
         .zip(samples)
         .map(|(c, s)| summarize(c, s))
         .collect();
+    if let Some(path) = &opts.svg {
+        std::fs::write(path, svg::render(&rows, &caption()))?;
+        eprintln!("wrote {}", path.display());
+    }
     if opts.json {
         println!("{}", serde_json::json!({ "rows": rows }));
     } else if opts.markdown {

@@ -242,6 +242,51 @@ fn crossbeam_stream(size: usize, count: usize) -> BenchResult<Sample> {
     Ok(Sample::Stream(count - 1, elapsed))
 }
 
+/// `count` messages from `n` producer threads to `n` consumer threads
+/// through one crossbeam channel (the in-process N×N).
+pub(super) fn crossbeam_many(size: usize, count: usize, n: usize) -> BenchResult<Sample> {
+    let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(1024);
+    let per = count / n;
+    let go = std::sync::Arc::new(std::sync::Barrier::new(n + 1));
+    let producers: Vec<_> = (0..n)
+        .map(|_| {
+            let (tx, go) = (tx.clone(), go.clone());
+            std::thread::spawn(move || {
+                let msg = vec![0x5Au8; size];
+                go.wait();
+                for _ in 0..per {
+                    tx.send(msg.clone()).expect("send");
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let consumers: Vec<_> = (0..n)
+        .map(|_| {
+            let rx = rx.clone();
+            std::thread::spawn(move || {
+                let mut got = 0usize;
+                while let Ok(m) = rx.recv() {
+                    std::hint::black_box(m);
+                    got += 1;
+                }
+                got
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    go.wait();
+    let mut got = 0;
+    for c in consumers {
+        got += c.join().map_err(|_| "consumer panicked")?;
+    }
+    let elapsed = t.elapsed();
+    for p in producers {
+        p.join().map_err(|_| "producer panicked")?;
+    }
+    Ok(Sample::Stream(got, elapsed))
+}
+
 // ----- the rows and the verdicts ----------------------------------------------
 
 type BytesIpc = IpcEnd<IpcBytesSender, IpcBytesReceiver>;

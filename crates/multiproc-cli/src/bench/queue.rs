@@ -158,12 +158,14 @@ pub(super) fn many_consumer(arg: (Queue<ByteBuf>, Vec<usize>)) -> usize {
     }
 }
 
-pub(super) fn stream_many(size: usize, count: usize) -> BenchResult<Sample> {
+/// `count` messages from `parties` producer processes to as many consumer
+/// processes through one queue.
+pub(super) fn stream_many(size: usize, count: usize, parties: usize) -> BenchResult<Sample> {
     let q = bench_queue()?;
     let start = multiproc::Event::new()?;
-    let per = count / PARTIES;
+    let per = count / parties;
     let mut consumers = Vec::new();
-    for _ in 0..PARTIES {
+    for _ in 0..parties {
         consumers.push(Process::spawn(
             many_consumer,
             (q.clone(), all_cpus().to_vec()),
@@ -175,7 +177,7 @@ pub(super) fn stream_many(size: usize, count: usize) -> BenchResult<Sample> {
         cpu: None,
     };
     let mut producers = Vec::new();
-    for _ in 0..PARTIES {
+    for _ in 0..parties {
         producers.push(Process::spawn(
             many_producer,
             (q.clone(), start.clone(), job, all_cpus().to_vec()),
@@ -286,7 +288,7 @@ pub(super) fn queue_cases(cases: &mut Vec<Case>) {
             "queue-4x4",
             "stream",
             size,
-            Box::new(move |n| stream_many(size, n * QUEUE_SCALE)),
+            Box::new(move |n| stream_many(size, n * QUEUE_SCALE, PARTIES)),
         );
         add(
             "memcpy",
