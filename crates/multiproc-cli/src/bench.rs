@@ -208,7 +208,10 @@ fn cases() -> Vec<Case> {
 /// least).
 fn scale_parties() -> Vec<usize> {
     let cpus = all_cpus().len().max(2);
-    [1, 2, 4, 8, 16].into_iter().filter(|&n| n <= cpus).collect()
+    [1, 2, 4, 8, 16]
+        .into_iter()
+        .filter(|&n| n <= cpus)
+        .collect()
 }
 
 /// Add the `--scale` rows: `queue-NxN` (and `peer-crossbeam-NxN`), 64 B.
@@ -223,8 +226,7 @@ fn scale_cases(cases: &mut Vec<Case>) {
         });
         #[cfg(feature = "peers")]
         if PEERS.load(std::sync::atomic::Ordering::Relaxed) {
-            let name: &'static str =
-                Box::leak(format!("peer-crossbeam-{n}x{n}").into_boxed_str());
+            let name: &'static str = Box::leak(format!("peer-crossbeam-{n}x{n}").into_boxed_str());
             cases.push(Case {
                 mechanism: name,
                 pattern: "stream",

@@ -31,6 +31,10 @@ use super::harness::{
 };
 use super::peers::fresh;
 
+/// This process's parent when its first end opened: a busy-polling
+/// receiver whose parent changed (it was orphaned) gives up.
+static PARENT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
 /// Samples a subscriber's buffer holds.
 const BUFFER: usize = 64;
 /// Messages a stream's sender may have in flight (a credit comes back
@@ -134,6 +138,7 @@ impl IceEnd {
 
     fn ports(&mut self) -> &Ports {
         if self.ports.is_none() {
+            PARENT.get_or_init(std::os::unix::process::parent_id);
             self.ports = Some(self.open().expect("open the iceoryx2 services"));
         }
         self.ports.as_ref().expect("just opened")
@@ -172,6 +177,11 @@ impl Endpoint for IceEnd {
             }
             spins += 1;
             if spins.is_multiple_of(1024) {
+                // A busy-poll must not outlive a killed bench: an orphan
+                // (reparented) gives up.
+                if std::os::unix::process::parent_id() != *PARENT.get_or_init(|| 0) {
+                    std::process::exit(1);
+                }
                 std::thread::yield_now();
             } else {
                 std::hint::spin_loop();

@@ -25,7 +25,9 @@ fn colour(mechanism: &str) -> &'static str {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// One chart: `title`, then for each size the rows `pick` gives a value
@@ -42,8 +44,19 @@ fn chart(
     if values.is_empty() {
         return 0.0;
     }
-    let lo = values.iter().copied().fold(f64::INFINITY, f64::min).log10().floor();
-    let hi = values.iter().copied().fold(0.0, f64::max).log10().ceil().max(lo + 1.0);
+    let lo = values
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .log10()
+        .floor();
+    let hi = values
+        .iter()
+        .copied()
+        .fold(0.0, f64::max)
+        .log10()
+        .ceil()
+        .max(lo + 1.0);
     let span = WIDTH - LABEL - VALUE;
     let x = |v: f64| LABEL + span * ((v.log10() - lo) / (hi - lo)).clamp(0.02, 1.0);
     let mut y = top;
@@ -54,7 +67,11 @@ fn chart(
         escape(title)
     );
     y += 24.0;
-    let mut sizes: Vec<usize> = rows.iter().filter(|r| pick(r).is_some()).map(|r| r.size).collect();
+    let mut sizes: Vec<usize> = rows
+        .iter()
+        .filter(|r| pick(r).is_some())
+        .map(|r| r.size)
+        .collect();
     sizes.sort_unstable();
     sizes.dedup();
     for size in sizes {

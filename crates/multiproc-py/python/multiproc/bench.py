@@ -1,8 +1,10 @@
 """``python -m multiproc.bench``: multiproc against ``multiprocessing`` (and
-``faster-fifo``, if installed: ``pip install faster-fifo``) in one run.
+``faster-fifo`` and pyzmq, if installed: ``pip install faster-fifo pyzmq``)
+in one run.
 
 Rows: Queue streams of ``bytes`` (64 B, 4 KiB, 1 MiB; 1 producer → 1
-consumer and 4 → 4), ``Pipe`` ping-pong round trips, ``Lock``
+consumer and 4 → 4; pyzmq as PUSH/PULL over ``ipc://``, raw bytes with no
+pickling, through a streamer device for 4 → 4), ``Pipe`` ping-pong round trips, ``Lock``
 acquire+release, ``Value`` increments, a ``Manager().dict()`` get
 round trip (multiproc's Rust server vs ``multiprocessing.Manager``), and
 pools: ``imap_unordered`` of tiny tasks at chunksize 1, ``map`` at the
@@ -42,7 +44,97 @@ def _queue_impls():
     return impls
 
 
+class _Zmq:
+    """pyzmq PUSH/PULL over ``ipc://`` with a queue's ``put``/``get``:
+    raw bytes (its natural form, no pickling; ``None`` is an empty
+    message). 1 → 1 connects the producer straight to the consumer; several
+    go through a streamer device (``zmq.proxy``) in a thread of the parent,
+    zmq's own way to share work among many. Each process makes its own
+    sockets (a zmq socket does not survive ``fork``)."""
+
+    def __init__(self, many):
+        import tempfile
+        import threading
+
+        import zmq
+
+        self._dir = tempfile.mkdtemp(prefix="multiproc-bench-zmq-")
+        self._in = f"ipc://{self._dir}/in"
+        self._out = f"ipc://{self._dir}/out" if many else self._in
+        self._many = many
+        self._socks = {}
+        self._proxy_ctx = None
+        if many:
+            ctx = self._proxy_ctx = zmq.Context()
+            front, back = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
+            front.bind(self._in)
+            back.bind(self._out)
+            threading.Thread(target=self._proxy, args=(front, back), daemon=True).start()
+
+    @staticmethod
+    def _proxy(front, back):
+        import zmq
+
+        try:
+            zmq.proxy(front, back)
+        except zmq.ZMQError:
+            pass  # the context was destroyed: the run is over
+        finally:
+            front.close(0)
+            back.close(0)
+
+    def close(self):
+        """Close this process's sockets, stop the device, remove the
+        socket files."""
+        import shutil
+
+        for s in self._socks.values():
+            s.close(0)
+        self._socks.clear()
+        if self._proxy_ctx is not None:
+            self._proxy_ctx.destroy(0)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def _sock(self, kind):
+        import zmq
+
+        key = (os.getpid(), kind)
+        s = self._socks.get(key)
+        if s is None:
+            if key[0] != getattr(self, "_ctx_pid", None):
+                self._ctx = zmq.Context()  # a fresh context in a forked child
+                self._ctx_pid = key[0]
+            s = self._ctx.socket(kind)
+            if kind == zmq.PULL and not self._many:
+                s.bind(self._out)
+            else:
+                s.connect(self._in if kind == zmq.PUSH else self._out)
+            self._socks[key] = s
+        return s
+
+    def put(self, obj):
+        import zmq
+
+        self._sock(zmq.PUSH).send(b"" if obj is None else obj)
+
+    def get(self, block=True, timeout=None):
+        import zmq
+
+        m = self._sock(zmq.PULL).recv()
+        return None if m == b"" else m
+
+
+def _ready(q, kind):
+    # Sockets made before the start signal: zmq's connect is asynchronous
+    # and retried every 100 ms, which is start-up, not throughput.
+    if isinstance(q, _Zmq):
+        import zmq
+
+        q._sock(zmq.PUSH if kind == "put" else zmq.PULL)
+
+
 def _producer(q, go, n, payload):
+    _ready(q, "put")
     go.wait()
     put = q.put
     for _ in range(n):
@@ -50,6 +142,7 @@ def _producer(q, go, n, payload):
 
 
 def _consumer(q, go):
+    _ready(q, "get")
     go.wait()
     get = q.get
     while True:
@@ -72,6 +165,7 @@ def queue_stream(make, size, nprod, ncons, count):
     cons = [CTX.Process(target=_consumer, args=(q, go)) for _ in range(ncons)]
     for p in prods + cons:
         p.start()
+    _ready(q, "put")  # the parent's, for the Nones at the end
     time.sleep(0.2)  # let every process reach go.wait() (start-up is not measured)
     t0 = time.perf_counter()
     go.set()
@@ -80,8 +174,17 @@ def queue_stream(make, size, nprod, ncons, count):
     for _ in cons:
         q.put(None)
     for p in cons:
+        if isinstance(q, _Zmq):
+            p.join(0.01)
+            while p.is_alive():
+                # zmq's round robin skips a consumer whose pipe is full, so
+                # one may have had two Nones and another none: send more.
+                q.put(None)
+                p.join(0.01)
         p.join()
     dt = time.perf_counter() - t0
+    if hasattr(q, "close") and isinstance(q, _Zmq):
+        q.close()
     return per * nprod / dt
 
 
@@ -249,19 +352,28 @@ def main(argv=None):
     impls = _queue_impls()
     if "faster-fifo" not in impls:
         print("faster-fifo is not installed (pip install faster-fifo): its rows are left out\n")
+    import importlib.util
+
+    have_zmq = importlib.util.find_spec("zmq") is not None
+    if not have_zmq:
+        print("pyzmq is not installed (pip install pyzmq): its rows are left out\n")
     rows = []
     print("Queue streams of bytes (messages/s; ratio vs multiprocessing.Queue, higher is better)")
     for size, label, count in [(64, "64 B", 40000), (4096, "4 KiB", 20000), (1 << 20, "1 MiB", 400)]:
         for nprod, ncons in [(1, 1), (4, 4)]:
             n = max(int(count * scale) // 4 * 4, 8)
             res = {name: queue_stream(make, size, nprod, ncons, n) for name, make in impls.items()}
+            if have_zmq:
+                many = nprod > 1 or ncons > 1
+                res["pyzmq"] = queue_stream(lambda: _Zmq(many), size, nprod, ncons, n)
             base = res["multiprocessing"]
             for name, r in res.items():
                 line = f"  {label:>6} {nprod}→{ncons} {name:<16} {_fmt_rate(r):>12} {r / base:8.2f}x"
                 print(line, flush=True)
                 rows.append(line)
-            if "faster-fifo" in res:
-                print(f"  {'':>6}     multiproc vs faster-fifo: {res['multiproc'] / res['faster-fifo']:.2f}x", flush=True)
+            for peer in ("faster-fifo", "pyzmq"):
+                if peer in res:
+                    print(f"  {'':>6}     multiproc vs {peer}: {res['multiproc'] / res[peer]:.2f}x", flush=True)
     print("\nPipe ping-pong, 64 B (round trip; ratio vs multiprocessing.Pipe, lower is better)")
     n = int(5000 * scale)
     res = {"multiproc": pipe_pingpong(multiproc.Pipe, n), "multiprocessing": pipe_pingpong(CTX.Pipe, n)}
