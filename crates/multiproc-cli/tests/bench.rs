@@ -198,3 +198,51 @@ fn bench_redis_rows_run_against_the_raw_client() {
         .unwrap();
     assert!(left.is_empty(), "left on the server: {left:?}");
 }
+
+/// `--peers` runs every peer row, each pattern and size, and prints the
+/// verdict of the queue against the best cross-process peer.
+#[test]
+fn bench_peers_runs_every_peer_row_and_the_verdicts() {
+    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
+        .args([
+            "bench",
+            "--quick",
+            "--smoke",
+            "--peers",
+            "--filter",
+            "peer-,queue-bytes",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    for mech in [
+        "peer-ipc-channel-bytes",
+        "peer-ipc-channel-typed",
+        "peer-interprocess",
+        "peer-iceoryx2-loan",
+        "peer-iceoryx2-copy",
+        "peer-crossbeam",
+        "peer-crossbeam-4x4",
+    ] {
+        let rows = table
+            .lines()
+            .filter(|l| l.split_whitespace().next() == Some(mech))
+            .count();
+        let want = if mech.ends_with("4x4") { 3 } else { 6 };
+        assert_eq!(rows, want, "{mech}: {rows} rows in\n{table}");
+    }
+    for case in ["64 B stream", "1 MiB stream", "64 B pingpong-busy"] {
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with(&format!("queue-bytes {case} "))
+                    && l.contains("best cross-process peer")),
+            "no verdict for {case} in\n{table}"
+        );
+    }
+}

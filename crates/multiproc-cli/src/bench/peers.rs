@@ -331,6 +331,13 @@ pub(super) fn cases(cases: &mut Vec<Case>) {
             size,
             run: Box::new(move |n| crossbeam_stream(size, n)),
         });
+        // Beside `queue-4x4`: four producer threads, four consumers.
+        cases.push(Case {
+            mechanism: "peer-crossbeam-4x4",
+            pattern: "stream",
+            size,
+            run: Box::new(move |n| crossbeam_many(size, n * 10, 4)),
+        });
     }
 }
 
@@ -342,6 +349,7 @@ pub(super) const NOTES: &[&str] = &[
     "peer-iceoryx2-loan: iceoryx2 pub/sub in shared memory, payload written into the loaned sample and read in place; waits by busy-polling",
     "peer-iceoryx2-copy: iceoryx2 pub/sub, payload copied in from and out to a buffer; busy-polling",
     "peer-crossbeam: crossbeam-channel between two threads of one process (in-process, no boundary crossed)",
+    "peer-crossbeam-4x4: crossbeam-channel, 4 producer threads and 4 consumer threads (in-process; beside queue-4x4)",
 ];
 
 /// For each pattern and size: multiproc's queue against the best
@@ -353,7 +361,7 @@ pub(super) fn verdicts(rows: &[Row]) -> Vec<String> {
     for q in rows.iter().filter(|r| r.mechanism == "queue-bytes") {
         let peers = rows.iter().filter(|r| {
             r.mechanism.starts_with("peer-")
-                && r.mechanism != "peer-crossbeam"
+                && !r.mechanism.starts_with("peer-crossbeam")
                 && r.pattern == q.pattern
                 && r.size == q.size
         });
