@@ -150,31 +150,8 @@ fn bench_redis_rows_run_against_the_raw_client() {
         );
         return;
     };
-    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
-        .args([
-            "bench", "--quick", "--smoke", "--json", "--filter", "redis", "--redis",
-        ])
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "bench failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let seen: BTreeSet<(String, String, u64)> = v["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["mechanism"].as_str().unwrap().to_owned(),
-                r["pattern"].as_str().unwrap().to_owned(),
-                r["size"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let v = common::bench_json(&["--quick", "--filter", "redis", "--redis", &url]);
+    let seen: BTreeSet<(String, String, u64)> = common::row_keys(&v).into_iter().collect();
     for size in [64, 4096] {
         for (mech, pattern) in [
             ("redis-pipe-raw", "pingpong"),
@@ -203,23 +180,17 @@ fn bench_redis_rows_run_against_the_raw_client() {
 /// verdict of the queue against the best cross-process peer.
 #[test]
 fn bench_peers_runs_every_peer_row_and_the_verdicts() {
-    let out = Command::new(env!("CARGO_BIN_EXE_multiproc"))
-        .args([
+    let table = common::cli(
+        &[
             "bench",
             "--quick",
             "--smoke",
             "--peers",
             "--filter",
             "peer-,queue-bytes",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "bench failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        None,
     );
-    let table = String::from_utf8_lossy(&out.stdout);
     for mech in [
         "peer-ipc-channel-bytes",
         "peer-ipc-channel-typed",
