@@ -200,6 +200,7 @@ fn cases() -> Vec<Case> {
     #[cfg(feature = "peers")]
     if PEERS.load(std::sync::atomic::Ordering::Relaxed) {
         peers::cases(&mut cases);
+        peers_iceoryx::cases(&mut cases);
     }
     cases
 }

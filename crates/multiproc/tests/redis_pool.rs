@@ -159,8 +159,8 @@ fn a_machine_killed_mid_way_loses_no_task() {
     let tasks = pool
         .map_async::<u64, u64>("slow_square", 0..200, Some(2))
         .unwrap();
-    // Some orders are in each machine's hands when one dies.
-    std::thread::sleep(Duration::from_millis(500));
+    // Orders are in both machines' hands when one dies.
+    wait_until_both_hold_orders(&url, &name);
     doomed.kill().unwrap();
     let _ = doomed.join();
     let got: Vec<u64> = tasks.iter().map(|t| t.get().unwrap()).collect();
@@ -169,6 +169,29 @@ fn a_machine_killed_mid_way_loses_no_task() {
     stop.send(&1).unwrap();
     survivor.join().unwrap();
     cleanup(&url, &name);
+}
+
+/// Wait until two consumers of queue `name` have orders pending (each
+/// machine's serving handle holds some).
+fn wait_until_both_hold_orders(url: &str, name: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut c = client.get_connection().unwrap();
+    let stream = format!("multiproc:{{{name}}}:stream");
+    loop {
+        let summary: redis::Value = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg("multiproc")
+            .query(&mut c)
+            .unwrap();
+        // [count, first id, last id, [[consumer, count], ...]]
+        if let redis::Value::Array(parts) = summary
+            && let Some(redis::Value::Array(consumers)) = parts.get(3)
+            && consumers.len() >= 2
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]

@@ -303,3 +303,10 @@ pub(super) fn round_trips(warmup: usize, iters: usize, mut round_trip: impl FnMu
     }
     Sample::Latencies(samples, from.elapsed())
 }
+
+/// A name no other round uses.
+pub(super) fn fresh(what: &str) -> String {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("multiproc-bench-{what}-{}-{n}", std::process::id())
+}

@@ -28,14 +28,9 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::Row;
-use super::harness::{BenchResult, Case, Endpoint, SIZES, Sample, pingpong, round_trips, stream};
-
-/// A name no other round uses.
-pub(super) fn fresh(what: &str) -> String {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("multiproc-bench-{what}-{}-{n}", std::process::id())
-}
+use super::harness::{
+    BenchResult, Case, Endpoint, SIZES, Sample, fresh, pingpong, round_trips, stream,
+};
 
 // ----- ipc-channel ---------------------------------------------------------
 
@@ -317,7 +312,6 @@ pub(super) fn cases(cases: &mut Vec<Case>) {
     peer_case!(cases, "peer-ipc-channel-bytes", BytesIpc::pair());
     peer_case!(cases, "peer-ipc-channel-typed", TypedIpc::pair());
     peer_case!(cases, "peer-interprocess", LocalSocketEnd::pair());
-    super::peers_iceoryx::cases(cases);
     for size in SIZES {
         cases.push(Case {
             mechanism: "peer-crossbeam",

@@ -27,9 +27,8 @@ use std::time::Instant;
 use multiproc::Process;
 
 use super::harness::{
-    BenchResult, Case, Endpoint, Job, SIZES, Sample, cpu_pair, pin_child, pingpong,
+    BenchResult, Case, Endpoint, Job, SIZES, Sample, cpu_pair, fresh, pin_child, pingpong,
 };
-use super::peers::fresh;
 
 /// This process's parent when its first end opened: a busy-polling
 /// receiver whose parent changed (it was orphaned) gives up.

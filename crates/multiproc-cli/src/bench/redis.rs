@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::harness::{
-    BenchResult, Case, Endpoint, Job, Sample, cpu_pair, pin_child, pingpong, stream,
+    BenchResult, Case, Endpoint, Job, Sample, cpu_pair, fresh, pin_child, pingpong, stream,
 };
 
 /// `--redis URL`: the server the Redis rows use (no rows without it).
@@ -33,13 +33,6 @@ const BATCH: usize = 64;
 const FEWER: usize = 20;
 
 const GROUP: &str = "bench";
-
-/// A queue name no other round uses.
-fn fresh(what: &str) -> String {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("multiproc-bench-{what}-{}-{n}", std::process::id())
-}
 
 fn url() -> &'static str {
     URL.get().expect("--redis URL")
