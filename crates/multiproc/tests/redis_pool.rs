@@ -227,3 +227,61 @@ fn an_answer_after_its_pool_ended_does_not_bring_back_the_reply_queue() {
     p.join().unwrap();
     cleanup(&url, &name);
 }
+
+/// A machine whose authkey differs from the pool's.
+fn serve_with_wrong_key((url, name, stop): (String, String, Connection<u8>)) {
+    let pool = multiproc::Pool::new(1).unwrap();
+    let flag = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut stop = stop;
+            let _ = stop.recv();
+            flag.store(true, Ordering::Relaxed);
+        });
+        let options = Options {
+            authkey: Some(b"not the pool's key".to_vec()),
+            ..Options::default()
+        };
+        Worker::new(&url, &name)
+            .options(options)
+            .task("square", square)
+            .serve(&pool, &flag)
+            .unwrap();
+    });
+    pool.join();
+}
+
+#[test]
+fn an_order_that_goes_to_the_dead_letters_fails_its_tasks_instead_of_hanging() {
+    let Some(url) = url("an_order_that_goes_to_the_dead_letters") else {
+        return;
+    };
+    let _w = watchdog("an_order_that_goes_to_the_dead_letters", LIMIT);
+    let name = fresh("pool-dead");
+    let options = Options {
+        authkey: Some(b"the pool's key".to_vec()),
+        ..Options::default()
+    };
+    let pool = multiproc::redis::Pool::open_with(&url, &name, options).unwrap();
+    let tasks = pool.map_async::<u64, u64>("square", 0..4, Some(2)).unwrap();
+    // The only machine has another key: it refuses both orders (buried,
+    // reason "authentication"), and no answer will ever come.
+    let (rx, mut stop) = pipe::<u8>().unwrap();
+    let mut machine =
+        Process::spawn(serve_with_wrong_key, (url.clone(), name.clone(), rx)).unwrap();
+    for t in &tasks {
+        match t.get() {
+            Err(TaskError::Transfer(why)) => {
+                assert!(
+                    why.contains("dead letters") && why.contains("authentication"),
+                    "{why}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    pool.join();
+    stop.send(&1).unwrap();
+    machine.join().unwrap();
+    cleanup(&url, &name);
+}

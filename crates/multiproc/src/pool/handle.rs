@@ -92,8 +92,6 @@ impl PoolBuilder {
     }
 }
 
-/// Python's default chunk size: the tasks split in about four chunks per
-/// worker.
 /// Whether a pool in `phase` takes tasks (the error to refuse with if not).
 fn taking(phase: Phase) -> Result<(), PoolError> {
     match phase {
@@ -103,6 +101,8 @@ fn taking(phase: Phase) -> Result<(), PoolError> {
     }
 }
 
+/// Python's default chunk size: the tasks split in about four chunks per
+/// worker.
 fn default_chunksize(tasks: usize, workers: usize) -> usize {
     tasks.div_ceil(workers * 4).max(1)
 }

@@ -98,6 +98,11 @@ macro_rules! queue_common {
                         }
                     }
                 }
+                if data.is_empty() {
+                    // Nothing to put (a closed handle included): only the
+                    // item that did not encode, if any, to hand back.
+                    return failed.map_or(Ok(0), |e| Err((0, e)));
+                }
                 match self.core.put(&data, Wait::Forever) {
                     Ok(n) if n == data.len() => match failed {
                         None => Ok(n),

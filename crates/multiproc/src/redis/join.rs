@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::queue::{Core, Wait, interrupted, lock};
-use super::{CONNECT_TIMEOUT, JoinConn, RedisError};
+use super::{CONNECT_TIMEOUT, JoinConn, REPLY_TIMEOUT, RedisError};
 use crate::TimeoutError;
 
 /// How often `join` looks at the count even without a message.
@@ -62,6 +62,13 @@ impl Core {
         conn: &mut redis::Connection,
         wait: Wait,
     ) -> Result<(), TimeoutError<RedisError>> {
+        // redis-rs clears the connect timeout once connected: without its
+        // own, a server that stops answering would hold `subscribe` (and
+        // the unsubscribe of `PubSub`'s drop) for ever.
+        conn.set_read_timeout(Some(REPLY_TIMEOUT))
+            .map_err(RedisError::from)?;
+        conn.set_write_timeout(Some(REPLY_TIMEOUT))
+            .map_err(RedisError::from)?;
         let mut ps = conn.as_pubsub();
         // Subscribed before the count is read: a publish after the read is
         // not missed.

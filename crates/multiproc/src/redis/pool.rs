@@ -141,6 +141,8 @@ struct State {
     next_id: u64,
     /// The tasks submitted and not answered yet.
     pending: HashMap<u64, Arc<Cell>>,
+    /// The orders not answered yet: first task id → number of tasks.
+    orders: HashMap<u64, usize>,
 }
 
 #[derive(Debug)]
@@ -229,6 +231,7 @@ impl Pool {
                 phase: Phase::Running,
                 next_id: 1,
                 pending: HashMap::new(),
+                orders: HashMap::new(),
             }),
             idle: Condvar::new(),
         });
@@ -277,6 +280,7 @@ impl Pool {
                 let args: Vec<ByteBuf> = rest.by_ref().take(chunksize).collect();
                 let id = st.next_id;
                 st.next_id += args.len() as u64;
+                st.orders.insert(id, args.len());
                 for k in 0..args.len() as u64 {
                     let cell = Arc::new(match notify {
                         Some(tx) => Cell::notifying(tx.clone(), tasks.len()),
@@ -301,6 +305,7 @@ impl Pool {
                 // The orders not put never run: forget them.
                 let mut st = lock(&self.inner.state);
                 for (id, n) in &ids[put..] {
+                    st.orders.remove(id);
                     for k in 0..*n as u64 {
                         st.pending.remove(&(id + k));
                     }
@@ -418,6 +423,7 @@ impl Pool {
             let mut st = lock(&self.inner.state);
             st.phase = Phase::Terminated;
             self.inner.idle.notify_all();
+            st.orders.clear();
             std::mem::take(&mut st.pending)
         };
         for cell in pending.into_values() {
@@ -447,9 +453,15 @@ impl Drop for Pool {
     }
 }
 
+/// How often an idle collector looks for its orders in the dead letters.
+const DEAD_LOOK: Duration = Duration::from_secs(1);
+
 /// The collector thread: answers to the pool's tasks, until the pool is
-/// terminated, or closed with nothing pending.
+/// terminated, or closed with nothing pending. While no answer comes, it
+/// also fails the tasks of orders that went to the dead letters (past the
+/// delivery limit, or refused by a worker): no answer would ever come.
 fn collect(inner: &Inner) {
+    let mut next_dead_look = std::time::Instant::now() + DEAD_LOOK;
     loop {
         {
             let st = lock(&inner.state);
@@ -460,7 +472,13 @@ fn collect(inner: &Inner) {
         }
         let answers = match inner.replies.get_many(ANSWERS_PER_READ, Some(POLL)) {
             Ok(a) => a,
-            Err(TimeoutError::Timeout) => continue,
+            Err(TimeoutError::Timeout) => {
+                if std::time::Instant::now() >= next_dead_look {
+                    next_dead_look = std::time::Instant::now() + DEAD_LOOK;
+                    fail_dead_orders(inner);
+                }
+                continue;
+            }
             Err(TimeoutError::Failed(
                 e @ (RedisError::Decode { .. } | RedisError::Unauthenticated(_)),
             )) => {
@@ -478,15 +496,57 @@ fn collect(inner: &Inner) {
         };
         let mut st = lock(&inner.state);
         for a in answers {
-            for (k, outcome) in a.outcomes.into_iter().enumerate() {
-                // A second answer of a task run again is dropped here.
-                if let Some(cell) = st.pending.remove(&(a.id + k as u64)) {
-                    cell.set(outcome.into_raw());
+            // A second answer of an order run again finds it gone.
+            let Some(len) = st.orders.remove(&a.id) else {
+                continue;
+            };
+            let mut outcomes = a.outcomes.into_iter();
+            for k in 0..len as u64 {
+                let raw = match outcomes.next() {
+                    Some(o) => o.into_raw(),
+                    None => Err(TaskError::Transfer(
+                        "the worker's answer has fewer outcomes than the order had tasks".into(),
+                    )),
+                };
+                if let Some(cell) = st.pending.remove(&(a.id + k)) {
+                    cell.set(raw);
                 }
             }
         }
         if st.pending.is_empty() {
             inner.idle.notify_all();
         }
+    }
+}
+
+/// Fail the tasks of this pool's orders found in the task queue's dead
+/// letters.
+fn fail_dead_orders(inner: &Inner) {
+    if lock(&inner.state).orders.is_empty() {
+        return;
+    }
+    let Ok(dead) = inner.tasks.dead_letters() else {
+        return; // the server is away: looked at again later
+    };
+    let mut st = lock(&inner.state);
+    for d in dead {
+        let Ok(order) = d.value else { continue };
+        if order.reply != inner.reply_name {
+            continue;
+        }
+        let Some(len) = st.orders.remove(&order.id) else {
+            continue;
+        };
+        for k in 0..len as u64 {
+            if let Some(cell) = st.pending.remove(&(order.id + k)) {
+                cell.set(Err(TaskError::Transfer(format!(
+                    "the order went to the dead letters ({}, after {} deliveries); no worker will answer it",
+                    d.reason, d.deliveries
+                ))));
+            }
+        }
+    }
+    if st.pending.is_empty() {
+        inner.idle.notify_all();
     }
 }

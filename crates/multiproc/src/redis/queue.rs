@@ -433,7 +433,15 @@ impl Core {
         let now = Instant::now();
         if now >= r.next_reclaim {
             r.next_reclaim = now + RECLAIM_EVERY;
-            let claimed = self.reclaim(&mut r.conn)?;
+            // No more than this caller asked for: claimed entries wait in
+            // this handle's buffer, where no other consumer can take them.
+            let budget = count.min(RECLAIM_BATCH);
+            let claimed = self.reclaim(&mut r.conn, budget)?;
+            if claimed.len() == budget {
+                // There may be more: the next call looks again at once
+                // rather than a second later.
+                r.next_reclaim = now;
+            }
             if !claimed.is_empty() {
                 r.claimed.extend(claimed);
                 return Ok(r.claimed.pop_front());
@@ -562,7 +570,7 @@ impl Core {
         }
     }
 
-    fn reclaim(&self, conn: &mut Conn) -> Result<Vec<Raw>, RedisError> {
+    fn reclaim(&self, conn: &mut Conn, budget: usize) -> Result<Vec<Raw>, RedisError> {
         let reply: Value = conn.run(|c| {
             self.script(scripts::reclaim())
                 .arg(GROUP)
@@ -571,7 +579,7 @@ impl Core {
                 .arg(self.options.max_deliveries)
                 .arg(u8::from(self.joinable))
                 .arg(&self.channel)
-                .arg(RECLAIM_BATCH)
+                .arg(budget)
                 .invoke(c)
         })?;
         let flat = as_array(reply)?;

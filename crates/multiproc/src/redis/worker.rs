@@ -119,9 +119,13 @@ impl Worker {
 
     /// Serve the queue with `pool` until `stop` is set, then wait until the
     /// orders in hand are answered. Errors of the server while serving are
-    /// reported on stderr and tried again; only opening the queue fails.
-    pub fn serve(&self, pool: &crate::Pool, stop: &AtomicBool) -> Result<(), RedisError> {
-        let queue = JoinableQueue::<Order>::open_with(&self.url, &self.name, self.options.clone())?;
+    /// reported on stderr and tried again; serving fails when the queue
+    /// cannot be opened ([`PoolError::Server`]), and when `pool` is closed
+    /// or broken (that error: the order in hand is left to other machines,
+    /// which take it as soon as this handle's heartbeat is gone).
+    pub fn serve(&self, pool: &crate::Pool, stop: &AtomicBool) -> Result<(), PoolError> {
+        let queue = JoinableQueue::<Order>::open_with(&self.url, &self.name, self.options.clone())
+            .map_err(|e| PoolError::Server(Box::new(e)))?;
         let s = Serving {
             worker: self,
             queue,
@@ -132,6 +136,7 @@ impl Worker {
         };
         let cap = self.per_process * pool.processes().max(1);
         let (tx, rx) = std::sync::mpsc::channel::<usize>();
+        let mut failed = Ok(());
         std::thread::scope(|scope| {
             let s = &s;
             scope.spawn(move || s.answer_loop(&rx));
@@ -140,7 +145,12 @@ impl Worker {
                     continue;
                 }
                 match s.queue.get_delivery_timeout(POLL) {
-                    Ok(d) => s.dispatch(pool, d, &tx),
+                    Ok(d) => {
+                        if let Err(e) = s.dispatch(pool, d, &tx) {
+                            failed = Err(e);
+                            break;
+                        }
+                    }
                     Err(TimeoutError::Timeout) => {}
                     Err(TimeoutError::Failed(
                         e @ (RedisError::Decode { .. } | RedisError::Unauthenticated(_)),
@@ -158,7 +168,7 @@ impl Worker {
             }
             s.stopping.store(true, Ordering::Relaxed);
         });
-        Ok(())
+        failed
     }
 }
 
@@ -188,14 +198,15 @@ impl Serving<'_> {
         f.orders.len() < cap
     }
 
-    /// Hand an order's tasks to the local pool, or answer it at once if
-    /// it cannot run here.
+    /// Hand an order's tasks to the local pool, or answer it at once if no
+    /// task of its name is registered; the pool's error if it takes no
+    /// more tasks.
     fn dispatch(
         &self,
         pool: &crate::Pool,
         d: Delivery<Order>,
         tx: &std::sync::mpsc::Sender<usize>,
-    ) {
+    ) -> Result<(), PoolError> {
         let Delivery {
             value: order,
             id: delivery,
@@ -208,11 +219,11 @@ impl Serving<'_> {
         let Some(&target) = self.worker.tasks.get(&order.task) else {
             let outcomes = fail_all(&|| Failure::UnknownTask(order.task.clone()));
             self.answer(&delivery, &order.reply, order.id, outcomes);
-            return;
+            return Ok(());
         };
         if n == 0 {
             self.answer(&delivery, &order.reply, order.id, Vec::new());
-            return;
+            return Ok(());
         }
         let mut f = lock(&self.flight);
         let first = f.next_index;
@@ -232,19 +243,14 @@ impl Serving<'_> {
                 );
             }
             Err(e) => {
+                // This machine cannot run anything: leave the order to the
+                // others (dropping the queue handle deletes the heartbeat,
+                // so it is reclaimed at once) and stop serving.
                 drop(f);
-                let broken = matches!(e, PoolError::Broken);
-                let text = e.to_string();
-                let outcomes = fail_all(&|| {
-                    if broken {
-                        Failure::Broken
-                    } else {
-                        Failure::Other(text.clone())
-                    }
-                });
-                self.answer(&delivery, &order.reply, order.id, outcomes);
+                return Err(e);
             }
         }
+        Ok(())
     }
 
     /// The answering thread: each finished task's index, until the serve
