@@ -44,9 +44,17 @@ fn opts(heartbeat_ms: u64) -> Options {
     }
 }
 
-/// A "machine": a local pool of 2 serving queue `name` until its parent
-/// sends on (or closes) `stop`.
-fn serve_machine((url, name, heartbeat_ms, stop): (String, String, u64, Connection<u8>)) {
+/// A "machine": a local pool of 2 serving queue `name` (with `authkey`, if
+/// given) until its parent sends on (or closes) `stop`.
+fn serve_machine(
+    (url, name, heartbeat_ms, authkey, stop): (
+        String,
+        String,
+        u64,
+        Option<Vec<u8>>,
+        Connection<u8>,
+    ),
+) {
     let pool = multiproc::Pool::new(2).unwrap();
     let flag = AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -55,8 +63,12 @@ fn serve_machine((url, name, heartbeat_ms, stop): (String, String, u64, Connecti
             let _ = stop.recv();
             flag.store(true, Ordering::Relaxed);
         });
+        let options = Options {
+            authkey,
+            ..opts(heartbeat_ms)
+        };
         Worker::new(&url, &name)
-            .options(opts(heartbeat_ms))
+            .options(options)
             .task("square", square)
             .task("slow_square", slow_square)
             .task("boom", boom)
@@ -69,10 +81,20 @@ fn serve_machine((url, name, heartbeat_ms, stop): (String, String, u64, Connecti
 
 /// Start a machine; the connection that stops it.
 fn machine(url: &str, name: &str, heartbeat_ms: u64) -> (Process<()>, Connection<u8>) {
+    machine_with_key(url, name, heartbeat_ms, None)
+}
+
+/// [`machine`] with an authkey.
+fn machine_with_key(
+    url: &str,
+    name: &str,
+    heartbeat_ms: u64,
+    authkey: Option<Vec<u8>>,
+) -> (Process<()>, Connection<u8>) {
     let (rx, tx) = pipe::<u8>().unwrap();
     let p = Process::spawn(
         serve_machine,
-        (url.to_owned(), name.to_owned(), heartbeat_ms, rx),
+        (url.to_owned(), name.to_owned(), heartbeat_ms, authkey, rx),
     )
     .unwrap();
     (p, tx)
@@ -228,29 +250,6 @@ fn an_answer_after_its_pool_ended_does_not_bring_back_the_reply_queue() {
     cleanup(&url, &name);
 }
 
-/// A machine whose authkey differs from the pool's.
-fn serve_with_wrong_key((url, name, stop): (String, String, Connection<u8>)) {
-    let pool = multiproc::Pool::new(1).unwrap();
-    let flag = AtomicBool::new(false);
-    std::thread::scope(|s| {
-        s.spawn(|| {
-            let mut stop = stop;
-            let _ = stop.recv();
-            flag.store(true, Ordering::Relaxed);
-        });
-        let options = Options {
-            authkey: Some(b"not the pool's key".to_vec()),
-            ..Options::default()
-        };
-        Worker::new(&url, &name)
-            .options(options)
-            .task("square", square)
-            .serve(&pool, &flag)
-            .unwrap();
-    });
-    pool.join();
-}
-
 #[test]
 fn an_order_that_goes_to_the_dead_letters_fails_its_tasks_instead_of_hanging() {
     let Some(url) = url("an_order_that_goes_to_the_dead_letters") else {
@@ -266,9 +265,8 @@ fn an_order_that_goes_to_the_dead_letters_fails_its_tasks_instead_of_hanging() {
     let tasks = pool.map_async::<u64, u64>("square", 0..4, Some(2)).unwrap();
     // The only machine has another key: it refuses both orders (buried,
     // reason "authentication"), and no answer will ever come.
-    let (rx, mut stop) = pipe::<u8>().unwrap();
-    let mut machine =
-        Process::spawn(serve_with_wrong_key, (url.clone(), name.clone(), rx)).unwrap();
+    let (mut machine, mut stop) =
+        machine_with_key(&url, &name, 5000, Some(b"not the pool's key".to_vec()));
     for t in &tasks {
         match t.get() {
             Err(TaskError::Transfer(why)) => {
