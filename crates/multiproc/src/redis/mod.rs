@@ -409,6 +409,9 @@ impl Conn {
         block: Duration,
         f: impl FnOnce(&mut redis::Connection) -> redis::RedisResult<R>,
     ) -> Result<R, RedisError> {
+        // Whole seconds: a timeout that stays the same is not set again,
+        // so a stream of blocking reads makes no `setsockopt` per message.
+        let block = Duration::from_secs(block.as_secs() + u64::from(block.subsec_nanos() > 0));
         let r = f(self.get(REPLY_TIMEOUT.saturating_add(block))?);
         if let Err(e) = &r
             && (e.is_io_error()
