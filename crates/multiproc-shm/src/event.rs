@@ -17,6 +17,7 @@ use std::time::Instant;
 
 use crate::env::{self, Env};
 use crate::sync::{AtomicU32, Ordering, fence};
+use crate::watch::Watch;
 
 const FLAG: u32 = 1;
 
@@ -79,6 +80,31 @@ impl RawEvent {
     pub fn clear(&self) {
         // Ordering::Relaxed: clearing publishes nothing.
         self.word.fetch_and(!FLAG, Ordering::Relaxed);
+    }
+
+    /// Register a waiter that sleeps elsewhere ([`Watch`]); `None` when the
+    /// flag is set. When the watch's word changes, ask
+    /// [`set_since`](Self::set_since) with its [`seen`](Watch::seen).
+    pub fn watch(&self) -> Option<Watch<'_>> {
+        // Dekker with `set`, as in `wait`: store `sleepers`, fence, load.
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let w = Watch::new(
+            &self.word,
+            self.word.load(Ordering::Acquire),
+            true,
+            Some(&self.sleepers),
+        );
+        (w.seen() & FLAG == 0).then_some(w)
+    }
+
+    /// Whether the flag is set now, or was set after the word held `seen`
+    /// (a `set` followed by a `clear` counts, as in [`wait`](Self::wait)).
+    pub fn set_since(&self, seen: u32) -> bool {
+        // SYNC POINT: read, pairs with `set`. Each set adds 2 to the bits
+        // above the flag; a clear changes only the flag.
+        let now = self.word.load(Ordering::Acquire);
+        now & FLAG != 0 || (now ^ seen) & !FLAG != 0
     }
 
     /// Wait until the flag is set (or was set while waiting), or `deadline`.

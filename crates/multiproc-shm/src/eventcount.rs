@@ -43,6 +43,7 @@ use std::time::Instant;
 
 use crate::env::{self, Env};
 use crate::sync::{AtomicU32, Ordering, compiler_fence, fence};
+use crate::watch::Watch;
 
 /// An eventcount (8 bytes, zero when fresh; see the [module docs](self)).
 #[derive(Debug)]
@@ -83,6 +84,13 @@ impl EventCount {
     #[inline]
     pub(crate) fn prepare<E: Env + ?Sized>(&self, env: &E) -> Ticket {
         self.register(|| env.heavy_barrier())
+    }
+
+    /// [`prepare`](Self::prepare), for a waiter that sleeps elsewhere: the
+    /// registration lives as long as the [`Watch`].
+    pub(crate) fn watch<E: Env + ?Sized>(&self, env: &E) -> Watch<'_> {
+        let t = self.prepare(env);
+        Watch::new(&self.seq, t.seen, t.covered, Some(&self.sleepers))
     }
 
     /// Register as a sleeper with a full fence, for notifiers that always

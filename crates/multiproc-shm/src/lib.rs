@@ -13,6 +13,7 @@
 //! - [`RawSemaphore`], [`RawEvent`], [`RawCondition`], [`RawBarrier`].
 //! - [`RawQueue`]: the MPMC record ring behind the queues.
 //! - [`SharedState`]: the types that may live in shared memory at all.
+//! - [`Watch`]: a wait registered here and slept on elsewhere (async).
 
 pub mod barrier;
 pub mod bias;
@@ -26,6 +27,7 @@ pub mod queue;
 pub mod semaphore;
 pub mod shared;
 pub mod sync;
+pub mod watch;
 
 pub use barrier::{BarrierError, Broken, RawBarrier};
 pub use bias::BiasLock;
@@ -34,6 +36,7 @@ pub use env::{Env, LIVENESS_CHECK, Me};
 pub use event::RawEvent;
 pub use header::{Header, HeaderError, InitState};
 pub use lock::{Acquired, LockError, RawLock, UnlockError};
-pub use queue::{ABANDON_AFTER, JoinProgress, QueueError, RawQueue, Rec, Region, Taken};
+pub use queue::{ABANDON_AFTER, JoinProgress, QueueError, QueueWait, RawQueue, Rec, Region, Taken};
 pub use semaphore::{OverRelease, RawSemaphore};
 pub use shared::SharedState;
+pub use watch::Watch;

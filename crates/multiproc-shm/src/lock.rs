@@ -33,6 +33,7 @@ use std::time::Instant;
 
 use crate::env::{self, Env, Me};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::watch::Watch;
 
 /// Owner pid bits of the word.
 pub const PID_MASK: u32 = (1 << 30) - 1;
@@ -176,6 +177,59 @@ impl RawLock {
             }
             Err(_) => Err(LockError::WouldBlock),
         }
+    }
+
+    /// Register a waiter that sleeps elsewhere ([`Watch`]): sets the
+    /// waiters bit, so the next unlock wakes. `None` when the lock is free
+    /// or not recoverable: [`try_lock_watched`](Self::try_lock_watched) at
+    /// once. A waiter woken that does not try again passes the wake-up on
+    /// (unlock wakes one sleeper).
+    pub fn watch(&self) -> Option<Watch<'_>> {
+        loop {
+            // Ordering::Relaxed: the CAS decides, as in `lock_slow`.
+            let v = self.word.load(Ordering::Relaxed);
+            if v & NOT_RECOVERABLE != 0 || v & PID_MASK == 0 {
+                return None;
+            }
+            if v & WAITERS == 0
+                && self
+                    .word
+                    .compare_exchange(v, v | WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_err()
+            {
+                continue;
+            }
+            return Some(Watch::new(&self.word, v | WAITERS, true, None));
+        }
+    }
+
+    /// [`try_lock`](Self::try_lock) for a waiter that has
+    /// [`watch`](Self::watch)ed: takes the lock with the waiters bit set,
+    /// as the blocking slow path does, since others may be asleep on it
+    /// (an extra wake is cheap, a lost one costs them a liveness check).
+    pub fn try_lock_watched<E: Env + ?Sized>(&self, env: &E) -> Result<Acquired, LockError> {
+        let me = env.me();
+        // Ordering::Relaxed: only a guess for the CAS.
+        let v = self.word.load(Ordering::Relaxed);
+        if v & NOT_RECOVERABLE != 0 {
+            return Err(LockError::NotRecoverable);
+        }
+        if v & PID_MASK == 0 {
+            // SYNC POINT: read, pairs with the Release in `unlock`.
+            return match self.word.compare_exchange(
+                v,
+                me.pid | WAITERS,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => Ok(self.took(env, me, Acquired::Clean)),
+                Err(_) => Err(LockError::WouldBlock),
+            };
+        }
+        if self.owner_is_dead(env, v) {
+            return self.take_over(env, v).ok_or(LockError::WouldBlock);
+        }
+        Err(LockError::WouldBlock)
     }
 
     /// Acquire, sleeping until `deadline` (`None`: forever).

@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use crate::env::{self, Env};
 use crate::sync::{AtomicU32, Ordering, fence};
+use crate::watch::Watch;
 
 /// A semaphore's shared state (16 bytes).
 #[derive(Debug)]
@@ -93,6 +94,18 @@ impl RawSemaphore {
         };
         self.sleepers.fetch_sub(1, Ordering::Relaxed);
         got
+    }
+
+    /// Register an acquirer that sleeps elsewhere ([`Watch`], on the value
+    /// while it is 0); then [`try_acquire`](Self::try_acquire) once more
+    /// before sleeping. An acquirer woken that does not try again passes
+    /// the wake-up on (see [`watch`](crate::watch)): `release` wakes only
+    /// `n` sleepers.
+    pub fn watch(&self) -> Watch<'_> {
+        // Dekker with `release`, as in `acquire`: announce, fence, look.
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        Watch::new(&self.value, 0, true, Some(&self.sleepers))
     }
 
     /// Give back `n` permits.

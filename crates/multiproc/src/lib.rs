@@ -117,6 +117,7 @@
     reason = "the examples show `multiproc::init()` as the first line of `main`"
 )]
 
+pub mod aio;
 #[cfg(feature = "baseline")]
 pub mod baseline;
 pub mod connection;

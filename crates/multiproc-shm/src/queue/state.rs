@@ -121,6 +121,17 @@ pub struct RawQueue {
 #[cfg(not(multiproc_loom))]
 const _: () = assert!(core::mem::size_of::<RawQueue>() == 8 * 128 + TAKERS * 16);
 
+/// What a waiter that sleeps elsewhere waits for ([`RawQueue::watch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueWait {
+    /// An item to get (or the close).
+    Items,
+    /// Room to put (or the close).
+    Room,
+    /// Every task done (a JoinableQueue's `join`).
+    AllDone,
+}
+
 /// Why a queue operation did not complete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -5,8 +5,9 @@ use std::time::Instant;
 
 use crate::env::{self, Env};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::watch::Watch;
 
-use super::{ABANDON_AFTER, JoinProgress, Pos, QueueError, RawQueue, Taker};
+use super::{ABANDON_AFTER, JoinProgress, Pos, QueueError, QueueWait, RawQueue, Taker};
 
 impl RawQueue {
     /// Close: later puts fail; gets drain what is left, then fail. Wakes
@@ -236,26 +237,11 @@ impl RawQueue {
         let mut check_dead = false;
         loop {
             self.lock(&self.cons.lock, env, deadline, true)?;
-            let unfinished = self.unfinished_locked();
-            if unfinished <= 0 {
-                Self::unlock(&self.cons.lock, env);
-                progress.last = None;
-                return Ok(());
-            }
-            let now = env.now();
-            let since = match progress.last {
-                Some((n, t)) if n == unfinished => t,
-                _ => {
-                    progress.last = Some((unfinished, now));
-                    now
-                }
-            };
-            if check_dead && now.duration_since(since) >= ABANDON_AFTER {
-                let dead = self.dead_held(env);
-                if dead > 0 && unfinished <= dead {
+            match self.join_locked(env, progress, check_dead) {
+                Ok(false) => {}
+                r => {
                     Self::unlock(&self.cons.lock, env);
-                    progress.abandoned = dead.clamp(0, i64::from(u32::MAX)) as u32;
-                    return Err(QueueError::Abandoned);
+                    return r.map(drop);
                 }
             }
             if env::expired(env, deadline) {
@@ -267,6 +253,67 @@ impl RawQueue {
             let ticket = self.all_done.0.prepare(env);
             Self::unlock(&self.cons.lock, env);
             check_dead = !self.all_done.0.park(env, ticket, env::slice(env, deadline));
+        }
+    }
+
+    /// [`join`](Self::join) without waiting, for a joiner that sleeps
+    /// elsewhere ([`watch`](Self::watch) `AllDone` first): `Ok(true)` when
+    /// every task is done, `Ok(false)` to sleep. `check_dead`: the last
+    /// sleep ended without a notification, so tasks held by dead takers
+    /// may be given up on (`Abandoned`), as in `join`.
+    pub fn try_join<E: Env + ?Sized>(
+        &self,
+        env: &E,
+        progress: &mut JoinProgress,
+        check_dead: bool,
+    ) -> Result<bool, QueueError> {
+        self.lock(&self.cons.lock, env, Some(env.now()), true)?;
+        let r = self.join_locked(env, progress, check_dead);
+        Self::unlock(&self.cons.lock, env);
+        r
+    }
+
+    /// With the C lock held: whether every task is done (`Ok(true)`), or
+    /// those left are all held by dead takers and have been for
+    /// [`ABANDON_AFTER`] (`Abandoned`, when `check_dead`).
+    fn join_locked<E: Env + ?Sized>(
+        &self,
+        env: &E,
+        progress: &mut JoinProgress,
+        check_dead: bool,
+    ) -> Result<bool, QueueError> {
+        let unfinished = self.unfinished_locked();
+        if unfinished <= 0 {
+            progress.last = None;
+            return Ok(true);
+        }
+        let now = env.now();
+        let since = match progress.last {
+            Some((n, t)) if n == unfinished => t,
+            _ => {
+                progress.last = Some((unfinished, now));
+                now
+            }
+        };
+        if check_dead && now.duration_since(since) >= ABANDON_AFTER {
+            let dead = self.dead_held(env);
+            if dead > 0 && unfinished <= dead {
+                progress.abandoned = dead.clamp(0, i64::from(u32::MAX)) as u32;
+                return Err(QueueError::Abandoned);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Register a waiter that sleeps elsewhere ([`Watch`](crate::Watch)) for
+    /// `what`; then try the operation once more before sleeping (the
+    /// re-check of the blocking waits). A getter woken that does not try
+    /// again passes the wake-up on (a put wakes one getter).
+    pub fn watch<E: Env + ?Sized>(&self, env: &E, what: QueueWait) -> Watch<'_> {
+        match what {
+            QueueWait::Items => self.not_empty.0.watch(env),
+            QueueWait::Room => self.not_full.0.watch(env),
+            QueueWait::AllDone => self.all_done.0.watch(env),
         }
     }
 

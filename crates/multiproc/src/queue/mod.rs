@@ -81,6 +81,7 @@ use multiproc_shm::RawQueue;
 use crate::env::ProcessEnv;
 use crate::shared::segment::{self};
 
+mod aio;
 mod error;
 mod inner;
 mod joinable;

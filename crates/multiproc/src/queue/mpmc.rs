@@ -240,7 +240,7 @@ impl<T> Queue<T> {
 
     // ----- bytes ---------------------------------------------------------------
 
-    fn put_bytes_until(
+    pub(super) fn put_bytes_until(
         &self,
         bytes: &[u8],
         deadline: Option<Instant>,
@@ -294,7 +294,7 @@ impl<T> Queue<T> {
             .map_err(|(n, f)| (n, f.with(()).into_blocking()))
     }
 
-    fn get_bytes_until(
+    pub(super) fn get_bytes_until(
         &self,
         buf: &mut Vec<u8>,
         deadline: Option<Instant>,
@@ -388,7 +388,11 @@ impl<T> Queue<T> {
 
 impl<T: Serialize> Queue<T> {
     /// Encode `item` (in this thread's scratch buffer) and put it.
-    fn put_item(&self, item: T, deadline: Option<Instant>) -> Result<(), WaitedWith<PutError<T>>> {
+    pub(super) fn put_item(
+        &self,
+        item: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), WaitedWith<PutError<T>>> {
         let r = with_scratch(|buf| {
             buf.clear();
             let fds = codec::encode(&item, buf).map_err(Fail::Encode)?;
@@ -507,7 +511,7 @@ impl<T: Serialize> Queue<T> {
 }
 
 impl<T: DeserializeOwned> Queue<T> {
-    fn get_item(&self, deadline: Option<Instant>) -> Result<T, Waited<GetError>> {
+    pub(super) fn get_item(&self, deadline: Option<Instant>) -> Result<T, Waited<GetError>> {
         with_scratch(|buf| {
             let fds = self.inner.get_one(buf, deadline)?;
             codec::decode(buf, fds).map_err(|e| Waited::Failed(e.into()))

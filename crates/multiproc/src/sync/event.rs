@@ -67,6 +67,18 @@ impl Event {
         self.raw().wait(&ENV, Some(deadline))
     }
 
+    /// [`wait`](Self::wait), awaiting instead of blocking the thread. Cancel
+    /// safe: it only looks.
+    pub async fn wait_async(&self) {
+        super::aio::wait(self.raw(), None).await;
+    }
+
+    /// [`wait_timeout`](Self::wait_timeout), awaiting instead of blocking;
+    /// whether the flag was set.
+    pub async fn wait_timeout_async(&self, timeout: Duration) -> bool {
+        super::aio::wait(self.raw(), deadline(timeout)).await
+    }
+
     /// Whether the flag is set, without waiting (the `try` form of
     /// [`wait`](Self::wait); the same as [`is_set`](Self::is_set)).
     pub fn try_wait(&self) -> bool {

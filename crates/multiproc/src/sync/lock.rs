@@ -127,6 +127,26 @@ impl Lock {
             .map_err(|e| e.map(|e| e.map(std::mem::forget)))
     }
 
+    /// [`lock`](Lock::lock), awaiting the lock instead of blocking the
+    /// thread. A dead owner is noticed within about
+    /// [`LIVENESS_CHECK`](multiproc_shm::LIVENESS_CHECK), as by the
+    /// blocking form: [`AcquireError::OwnerDied`] then holds the guard.
+    /// Cancel safe: a dropped future holds no lock.
+    pub async fn lock_async(&self) -> Result<LockGuard<'_>, AcquireError<LockGuard<'_>>> {
+        let r = super::aio::lock(self.raw(), None).await;
+        super::acquired(r, |heir| self.guard(heir)).map_err(crate::error::Waited::into_blocking)
+    }
+
+    /// [`lock_timeout`](Lock::lock_timeout), awaiting instead of blocking.
+    /// Cancel safe.
+    pub async fn lock_timeout_async(
+        &self,
+        timeout: Duration,
+    ) -> Result<LockGuard<'_>, LockTimeoutError<LockGuard<'_>>> {
+        let r = super::aio::lock(self.raw(), crate::deadline::after(timeout)).await;
+        super::acquired(r, |heir| self.guard(heir)).map_err(crate::error::Waited::into_timeout)
+    }
+
     /// Python's `release()`: any process may release; an unlocked lock is
     /// an error.
     pub fn release(&self) -> Result<(), ReleaseError> {

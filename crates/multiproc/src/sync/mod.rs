@@ -41,6 +41,7 @@ use crate::error::{TimeoutError, TryError, Waited};
 #[macro_use]
 mod handle;
 
+mod aio;
 mod barrier;
 mod condition;
 mod event;

@@ -76,6 +76,19 @@ macro_rules! semaphore_methods {
                 self.raw().acquire(&ENV, Some(deadline))
             }
 
+            /// [`acquire`](Self::acquire), awaiting a permit instead of
+            /// blocking the thread. Cancel safe: a dropped future took no
+            /// permit.
+            pub async fn acquire_async(&self) {
+                super::aio::acquire(self.raw(), None).await;
+            }
+
+            /// [`acquire_timeout`](Self::acquire_timeout), awaiting instead
+            /// of blocking; whether a permit was taken. Cancel safe.
+            pub async fn acquire_timeout_async(&self, timeout: Duration) -> bool {
+                super::aio::acquire(self.raw(), deadline(timeout)).await
+            }
+
             /// Give back one permit.
             pub fn release(&self) -> Result<(), ReleaseError> {
                 self.release_n(1)
