@@ -144,6 +144,64 @@ pub fn write_all_vectored_until(
     Ok(done)
 }
 
+/// Write as much of `bufs` as fits now, without ever blocking: a socket
+/// with `MSG_DONTWAIT`; a pipe only after `poll` says it is writable, and
+/// then at most `PIPE_BUF` (4096) bytes, which a writable pipe takes
+/// without blocking. `fds` go with the first byte (sockets only). Returns
+/// the bytes written; an `ErrorKind::WouldBlock` error when none fit.
+pub fn write_nonblocking(
+    fd: BorrowedFd<'_>,
+    is_socket: bool,
+    bufs: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
+    const PIPE_BUF: usize = 4096;
+    if fds.len() > MAX_FDS_PER_MESSAGE || (!is_socket && !fds.is_empty()) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "handles travel only over a Unix socket, at most MAX_FDS_PER_MESSAGE",
+        ));
+    }
+    let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(bufs.len());
+    let mut room = if is_socket { usize::MAX } else { PIPE_BUF };
+    for b in bufs {
+        if room == 0 {
+            break;
+        }
+        let take = b.len().min(room);
+        iov.push(IoSlice::new(&b[..take]));
+        room -= take;
+    }
+    loop {
+        let r = if is_socket {
+            let mut space =
+                [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            if !fds.is_empty() {
+                let fit = control.push(SendAncillaryMessage::ScmRights(fds));
+                debug_assert!(fit, "cmsg space is sized for MAX_FDS_PER_MESSAGE");
+            }
+            rustix::net::sendmsg(
+                fd,
+                &iov,
+                &mut control,
+                SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+            )
+        } else {
+            if !crate::poll::wait_writable(fd, Some(std::time::Instant::now()))? {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            rustix::io::writev(fd, &iov)
+        };
+        match r {
+            Ok(n) => return Ok(n),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Err(io::ErrorKind::WouldBlock.into()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Move the descriptors a `recvmsg` received into `fds` (so they are owned
 /// and closed on every path), then refuse the message if some were dropped
 /// in transit (`MSG_CTRUNC`).

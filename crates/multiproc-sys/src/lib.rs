@@ -37,6 +37,8 @@ pub mod mq;
 pub mod net;
 pub mod poll;
 pub mod process;
+#[cfg(feature = "tokio")]
+pub mod ready;
 pub mod shm;
 pub mod signal;
 pub mod sysv;

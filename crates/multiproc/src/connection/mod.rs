@@ -14,6 +14,8 @@ pub mod codec;
 pub mod frame;
 
 mod address;
+#[cfg(feature = "tokio")]
+mod aio;
 #[macro_use]
 mod auth;
 mod client;
@@ -449,13 +451,11 @@ pub(crate) fn borrow_all(fds: &[OwnedFd]) -> Vec<BorrowedFd<'_>> {
 }
 
 impl<T> Connection<T> {
-    fn send_encoded(
-        &mut self,
-        wbuf: &mut [u8],
-        fds: &[BorrowedFd<'_>],
-        interrupted: &mut dyn FnMut() -> bool,
-    ) -> Result<(), SendError> {
-        if !fds.is_empty() && self.transport != Transport::Socket {
+    /// Check an encoded payload in `wbuf` (after `MAX_HEADER_LEN` bytes
+    /// reserved for the header) that carries `nfds` handles, and write its
+    /// header in front: the frame is `wbuf[start..]`, `start` returned.
+    fn seal_frame(&self, wbuf: &mut [u8], nfds: usize) -> Result<usize, SendError> {
+        if nfds > 0 && self.transport != Transport::Socket {
             return Err(SendError::HandlesNeedSocket);
         }
         let body = wbuf.len() - MAX_HEADER_LEN;
@@ -465,11 +465,21 @@ impl<T> Connection<T> {
                 max: self.max,
             });
         }
-        wbuf[MAX_HEADER_LEN] = u8::try_from(fds.len()).expect("checked by encode");
+        wbuf[MAX_HEADER_LEN] = u8::try_from(nfds).expect("checked by encode");
         let mut header = [0u8; MAX_HEADER_LEN];
         let header = frame::encode_header(body, &mut header);
         let start = MAX_HEADER_LEN - header.len();
         wbuf[start..MAX_HEADER_LEN].copy_from_slice(header);
+        Ok(start)
+    }
+
+    fn send_encoded(
+        &mut self,
+        wbuf: &mut [u8],
+        fds: &[BorrowedFd<'_>],
+        interrupted: &mut dyn FnMut() -> bool,
+    ) -> Result<(), SendError> {
+        let start = self.seal_frame(wbuf, fds.len())?;
         self.write_frame(&[&wbuf[start..]], fds, interrupted)
     }
 }

@@ -60,6 +60,8 @@ use crate::connection::codec::{self, DecodeError};
 use crate::connection::{Connection, RecvError, SendError};
 use crate::error::{TimeoutError, TryError, Waited};
 
+#[cfg(feature = "tokio")]
+mod aio;
 mod bootstrap;
 
 use bootstrap::{
