@@ -134,8 +134,7 @@ impl<T: Serialize> Connection<T> {
     /// [`send_bytes_async`](Self::send_bytes_async).
     pub async fn send_async(&mut self, value: &T) -> Result<(), SendError> {
         self.check_writable()?;
-        let mut wbuf = Vec::new();
-        wbuf.resize(MAX_HEADER_LEN + 1, 0);
+        let mut wbuf = vec![0; MAX_HEADER_LEN + 1];
         let fds = codec::encode(value, &mut wbuf)?;
         let start = self.seal_frame(&mut wbuf, fds.len())?;
         self.send_frame_async(&wbuf[start..], &borrow_all(&fds))
