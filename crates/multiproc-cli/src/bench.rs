@@ -18,6 +18,7 @@ use serde_bytes::ByteBuf;
 #[macro_use]
 mod harness;
 
+mod aio;
 mod fifo;
 mod manager;
 mod net;
@@ -172,6 +173,7 @@ fn serde_ends(p: ConnPair) -> (SerdeEnd, SerdeEnd) {
     )
 }
 
+use aio::aio_cases;
 use queue::queue_cases;
 use sync::sync_cases;
 
@@ -191,6 +193,7 @@ fn cases() -> Vec<Case> {
     case!(cases, "duplex-serde", mp_duplex().map(serde_ends));
     sync_cases(&mut cases);
     queue_cases(&mut cases);
+    aio_cases(&mut cases);
     sysv_mq::cases(&mut cases);
     posix_mq::cases(&mut cases);
     net::cases(&mut cases);
@@ -432,6 +435,22 @@ fn goals(rows: &[Row]) -> Vec<String> {
     if let Some(q) = p50("queue-bytes", "pingpong-busy") {
         out.push(format!(
             "queue-bytes 64 B busy pingpong p50 {} (goal under 2 µs)",
+            human_ns(q)
+        ));
+    }
+    if let (Some(a), Some(q)) = (rate("queue-async", 64), rate("queue-bytes", 64)) {
+        out.push(format!(
+            "queue-async 64 B stream {:.2}x queue-bytes (goal 0.7x)",
+            a / q
+        ));
+    }
+    if let (Some(a), Some(q)) = (
+        p50("queue-async", "pingpong"),
+        p50("queue-bytes", "pingpong"),
+    ) {
+        out.push(format!(
+            "queue-async 64 B pingpong p50 {} vs queue-bytes {}",
+            human_ns(a),
             human_ns(q)
         ));
     }

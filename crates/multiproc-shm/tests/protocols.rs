@@ -1038,3 +1038,171 @@ fn bias_lock_three_threads_revoke_and_rebias() {
         assert!(!s.0.is_locked());
     });
 }
+
+// ----- async waiters (Watch) ------------------------------------------------------
+
+use multiproc_shm::{QueueWait, Watch};
+
+/// The protocol of `multiproc::aio::wait_until`, with the helper thread's
+/// futex sleep as this thread's wait on the watched word: attempt; register
+/// ([`Watch`]); attempt again; sleep while the word holds the value seen at
+/// registration; deregister (drop) and start over. A wake-up lost between
+/// a notifier and the registration shows as a deadlock under loom.
+fn await_like<'a, R>(
+    e: &ThreadEnv,
+    mut attempt: impl FnMut(bool) -> Option<R>,
+    mut watch: impl FnMut() -> Option<Watch<'a>>,
+) -> R {
+    loop {
+        if let Some(r) = attempt(false) {
+            return r;
+        }
+        let Some(w) = watch() else {
+            thread::yield_now();
+            continue;
+        };
+        if let Some(r) = attempt(true) {
+            return r;
+        }
+        e.wait(w.word(), w.seen(), None);
+    }
+}
+
+/// A `try_` get, as the async get makes it (deadline: now).
+fn try_get8(q: &(RawQueue, Cells), e: &ThreadEnv) -> Option<u8> {
+    match get8_by(q, e, Some(e.now())) {
+        Ok(v) => Some(v),
+        Err(QueueError::Timeout) => None,
+        Err(err) => panic!("{err:?}"),
+    }
+}
+
+#[test]
+fn an_async_get_is_woken_by_a_put() {
+    model(|| {
+        let q = small_queue(0, false);
+        let (e1, e2) = two_envs();
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            await_like(
+                &e2,
+                |_| try_get8(&q2, &e2),
+                || Some(q2.0.watch(&e2, QueueWait::Items)),
+            )
+        });
+        put8(&q, &e1, 7);
+        assert_eq!(t.join().unwrap(), 7);
+        assert_eq!(q.0.sleepers(), (0, 0), "a registration outlived its wait");
+    });
+}
+
+#[test]
+fn an_async_put_is_woken_by_a_get() {
+    model(|| {
+        // Item limit 1: the second put waits for room.
+        let q = small_queue(1, false);
+        let (e1, e2) = two_envs();
+        put8(&q, &e1, 1);
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            await_like(
+                &e2,
+                |_| match q2
+                    .0
+                    .put(&e2, &q2.1, Rec::Inline(&[2; 8]), Some(e2.now()), None)
+                {
+                    Ok(()) => Some(()),
+                    Err(QueueError::Timeout) => None,
+                    Err(err) => panic!("{err:?}"),
+                },
+                || Some(q2.0.watch(&e2, QueueWait::Room)),
+            )
+        });
+        assert_eq!(get8(&q, &e1).unwrap(), 1);
+        t.join().unwrap();
+        assert_eq!(get8(&q, &e1).unwrap(), 2);
+    });
+}
+
+#[test]
+fn an_async_locker_is_woken_by_the_unlock_and_excludes() {
+    model(|| {
+        let lock = Arc::new(RawLock::new());
+        let inside = Arc::new(AtomicU32::new(0));
+        let (e1, e2) = two_envs();
+        assert_eq!(lock.lock(&e1, None), Ok(Acquired::Clean));
+        let (l2, in2) = (lock.clone(), inside.clone());
+        let t = thread::spawn(move || {
+            let got = await_like(
+                &e2,
+                |watched| {
+                    let r = if watched {
+                        l2.try_lock_watched(&e2)
+                    } else {
+                        l2.try_lock(&e2)
+                    };
+                    r.ok()
+                },
+                || l2.watch(),
+            );
+            assert_eq!(got, Acquired::Clean);
+            assert_eq!(in2.swap(2, Ordering::SeqCst), 0, "both inside");
+            in2.store(0, Ordering::SeqCst);
+            l2.unlock(&e2).unwrap();
+        });
+        inside.store(1, Ordering::SeqCst);
+        inside.store(0, Ordering::SeqCst);
+        lock.unlock(&e1).unwrap();
+        t.join().unwrap();
+        assert!(!lock.is_locked());
+    });
+}
+
+#[test]
+fn an_async_acquire_is_woken_by_a_release() {
+    model(|| {
+        let sem = Arc::new(RawSemaphore::new(0, false));
+        let (e1, e2) = two_envs();
+        let s2 = sem.clone();
+        let t = thread::spawn(move || {
+            await_like(&e2, |_| s2.try_acquire().then_some(()), || Some(s2.watch()));
+        });
+        sem.release(&e1, 1).unwrap();
+        t.join().unwrap();
+        assert_eq!(sem.value(), 0);
+    });
+}
+
+#[test]
+fn an_async_event_wait_sees_a_set_even_if_cleared_at_once() {
+    model(|| {
+        let ev = Arc::new(RawEvent::new());
+        let (e1, e2) = two_envs();
+        let v2 = ev.clone();
+        let t = thread::spawn(move || {
+            let seen = std::cell::Cell::new(None);
+            await_like(
+                &e2,
+                |_| {
+                    let set = match seen.get() {
+                        Some(s) => v2.set_since(s),
+                        None => v2.is_set(),
+                    };
+                    set.then_some(())
+                },
+                || {
+                    let w = v2.watch()?;
+                    seen.set(Some(w.seen()));
+                    Some(w)
+                },
+            );
+        });
+        // A waiter registered before the set returns although the clear
+        // follows at once; one that starts after the clear waits for the
+        // next set, which comes.
+        ev.set(&e1);
+        ev.clear();
+        ev.set(&e1);
+        t.join().unwrap();
+    });
+}

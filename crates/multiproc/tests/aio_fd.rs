@@ -164,4 +164,53 @@ mod with_tokio {
         );
         assert_eq!(got, (0..n).collect::<Vec<_>>());
     }
+
+    fn relay(arg: (Queue<u32>, Queue<u32>, u32)) {
+        let (from, to, n) = arg;
+        for _ in 0..n {
+            to.put(from.get().unwrap()).unwrap();
+        }
+        to.close();
+    }
+
+    #[test]
+    fn a_queue_is_a_sink_and_a_stream_that_ends_at_the_close() {
+        use futures_core::Stream;
+        use futures_sink::Sink;
+        use std::future::poll_fn;
+        use std::pin::Pin;
+
+        let _w = watchdog("stream_sink", LIMIT);
+        let (q1, q2) = (
+            Queue::<u32>::bounded(4).unwrap(),
+            Queue::<u32>::bounded(4).unwrap(),
+        );
+        let n = 2000;
+        let mut p = Process::spawn(relay, (q1.clone(), q2.clone(), n)).unwrap();
+        let got = runtime().block_on(async {
+            let mut sink = q1.into_sink();
+            let mut stream = q2.into_stream();
+            let feed = async {
+                for i in 0..n {
+                    poll_fn(|cx| Pin::new(&mut sink).poll_ready(cx))
+                        .await
+                        .unwrap();
+                    Pin::new(&mut sink).start_send(i).unwrap();
+                }
+                poll_fn(|cx| Pin::new(&mut sink).poll_flush(cx))
+                    .await
+                    .unwrap();
+            };
+            let drain = async {
+                let mut got = Vec::new();
+                while let Some(r) = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await {
+                    got.push(r.unwrap());
+                }
+                got
+            };
+            tokio::join!(feed, drain).1
+        });
+        p.join().unwrap();
+        assert_eq!(got, (0..n).collect::<Vec<_>>());
+    }
 }

@@ -302,6 +302,17 @@ impl BiasLock {
         env: &E,
         deadline: Option<Instant>,
     ) -> Result<Acquired, LockError> {
+        self.lock_with(env, || deadline)
+    }
+
+    /// [`lock`](Self::lock) with the deadline computed only if the lock
+    /// must be waited for (an uncontended taker reads no clock).
+    #[inline]
+    pub fn lock_with<E: Env + ?Sized>(
+        &self,
+        env: &E,
+        deadline: impl FnOnce() -> Option<Instant>,
+    ) -> Result<Acquired, LockError> {
         let me = env.me();
         let id = thread_id(me);
         // Ordering::Relaxed: a hint. Only a grant to this very thread puts
@@ -328,7 +339,7 @@ impl BiasLock {
             self.held.store(0, Ordering::Release);
             env.wake(&self.held, u32::MAX);
         }
-        self.lock_slow(env, me, id, deadline, false)
+        self.lock_slow(env, me, id, deadline(), false)
     }
 
     /// Acquire for an occasional side trip (a producer freeing a lap under

@@ -129,11 +129,12 @@ impl RawQueue {
         deadline: Option<Instant>,
         aside: bool,
     ) -> Result<bool, QueueError> {
-        let deadline = lock_deadline(env, deadline);
+        // A `try_` or timed call waits at least LOCK_GRACE for a held lock;
+        // the clock is read only if it is held.
         let taken = if aside {
-            lock.lock_aside(env, deadline)
+            lock.lock_aside(env, lock_deadline(env, deadline))
         } else {
-            lock.lock(env, deadline)
+            lock.lock_with(env, || lock_deadline(env, deadline))
         };
         match taken {
             Ok(Acquired::OwnerDied) => {

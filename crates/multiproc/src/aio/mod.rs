@@ -61,7 +61,7 @@ use helper::{Helper, Polled};
 /// Tries before registering, each yielding to the runtime in between (the
 /// async counterpart of the blocking waits' short spin): an item that
 /// arrives within a few µs costs no thread hop.
-const YIELDS: u32 = 8;
+const YIELDS: u32 = 64;
 
 /// Sleep on a [`Watch`] until its word changes or `until` passes.
 struct Sleep<'a> {

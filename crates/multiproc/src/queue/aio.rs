@@ -16,7 +16,7 @@ use crate::aio::{Attempt, ENV, wait_until};
 use crate::error::{HandsBack, Waited, WaitedWith};
 
 use super::error::{GetError, GetTimeoutError, JoinError, PutError, PutTimeoutError};
-use super::{JoinableQueue, Queue, deadline, now};
+use super::{JoinableQueue, Queue, deadline, passed};
 
 impl<T> Queue<T> {
     /// Get with `once` (a `try_` get) until it finds an item, sleeping on
@@ -26,6 +26,11 @@ impl<T> Queue<T> {
         deadline: Option<Instant>,
         mut once: impl FnMut() -> Result<R, Waited<E>>,
     ) -> Result<R, Waited<E>> {
+        // The fast path (an item is there): no wait state built at all.
+        match once() {
+            Err(Waited::GaveUp) => {}
+            r => return r,
+        }
         let raw = self.inner.raw();
         let attempt = |_| match once() {
             Err(Waited::GaveUp) => Attempt::Again,
@@ -45,6 +50,11 @@ impl<T> Queue<T> {
         item: E::Item,
         mut once: impl FnMut(E::Item) -> Result<(), WaitedWith<E>>,
     ) -> Result<(), WaitedWith<E>> {
+        // The fast path (there is room): no wait state built at all.
+        let item = match once(item) {
+            Err(WaitedWith::GaveUp(item)) => item,
+            r => return r,
+        };
         let raw = self.inner.raw();
         let mut slot = Some(item);
         let attempt = |_| {
@@ -73,16 +83,24 @@ impl<T> Queue<T> {
     /// blocking the thread. Cancel safe: a dropped future took nothing.
     pub async fn get_bytes_async(&self) -> Result<Vec<u8>, GetError> {
         let mut v = Vec::new();
-        self.get_async_with(None, || self.get_bytes_until(&mut v, now()))
-            .await
-            .map_err(Waited::into_blocking)?;
+        self.get_bytes_into_async(&mut v).await?;
         Ok(v)
+    }
+
+    /// [`get_bytes_into`](Self::get_bytes_into), awaiting an item instead of
+    /// blocking the thread: no allocation once `buf` has grown to size.
+    /// Cancel safe: a dropped future took nothing (and left `buf` as it
+    /// was, or cleared).
+    pub async fn get_bytes_into_async(&self, buf: &mut Vec<u8>) -> Result<(), GetError> {
+        self.get_async_with(None, || self.get_bytes_until(buf, passed()))
+            .await
+            .map_err(Waited::into_blocking)
     }
 
     /// [`put_bytes`](Self::put_bytes), awaiting room instead of blocking
     /// the thread. Cancel safe: a dropped future put nothing.
     pub async fn put_bytes_async(&self, bytes: &[u8]) -> Result<(), PutError<()>> {
-        self.put_async_with(None, (), |()| self.put_bytes_until(bytes, now()))
+        self.put_async_with(None, (), |()| self.put_bytes_until(bytes, passed()))
             .await
             .map_err(WaitedWith::into_blocking)
     }
@@ -95,7 +113,7 @@ impl<T: DeserializeOwned> Queue<T> {
     /// (the item stays for the next getter), so it can be used in
     /// `tokio::select!`.
     pub async fn get_async(&self) -> Result<T, GetError> {
-        self.get_async_with(None, || self.get_item(now()))
+        self.get_async_with(None, || self.get_item(passed()))
             .await
             .map_err(Waited::into_blocking)
     }
@@ -103,7 +121,7 @@ impl<T: DeserializeOwned> Queue<T> {
     /// [`get_timeout`](Self::get_timeout), awaiting instead of blocking.
     /// Cancel safe, as [`get_async`](Self::get_async).
     pub async fn get_timeout_async(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
-        self.get_async_with(deadline(timeout), || self.get_item(now()))
+        self.get_async_with(deadline(timeout), || self.get_item(passed()))
             .await
             .map_err(Waited::into_timeout)
     }
@@ -115,7 +133,7 @@ impl<T: Serialize> Queue<T> {
     /// Cancel safe in that a dropped future put nothing; the item is
     /// dropped with it (as with tokio's `Sender::send`).
     pub async fn put_async(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_async_with(None, item, |item| self.put_item(item, now()))
+        self.put_async_with(None, item, |item| self.put_item(item, passed()))
             .await
             .map_err(WaitedWith::into_blocking)
     }
@@ -128,9 +146,11 @@ impl<T: Serialize> Queue<T> {
         item: T,
         timeout: Duration,
     ) -> Result<(), PutTimeoutError<T>> {
-        self.put_async_with(deadline(timeout), item, |item| self.put_item(item, now()))
-            .await
-            .map_err(WaitedWith::into_timeout)
+        self.put_async_with(deadline(timeout), item, |item| {
+            self.put_item(item, passed())
+        })
+        .await
+        .map_err(WaitedWith::into_timeout)
     }
 }
 

@@ -89,6 +89,8 @@ mod mpmc;
 mod ring;
 mod side;
 mod simple;
+#[cfg(feature = "tokio")]
+mod stream;
 mod wire;
 
 pub use error::{
@@ -100,6 +102,8 @@ pub use mpmc::{Iter, Queue, QueueBuilder};
 pub use multiproc_shm::queue::{MAX_CAPACITY, MIN_CAPACITY};
 pub use side::ByteBatch;
 pub use simple::SimpleQueue;
+#[cfg(feature = "tokio")]
+pub use stream::{QueueSink, QueueStream};
 
 const ENV: ProcessEnv = ProcessEnv;
 /// Where the queue state starts in the payload: 128 bytes into the mapping,
@@ -153,4 +157,13 @@ pub(super) fn deadline(t: Duration) -> Option<Instant> {
 
 pub(super) fn now() -> Option<Instant> {
     Some(Instant::now())
+}
+
+/// A deadline that has passed, for the `try_` attempts of the async
+/// operations: the first instant this process asked for, read once, so a
+/// get that finds its item reads no clock (a `try_` call only asks whether
+/// the deadline passed).
+pub(super) fn passed() -> Option<Instant> {
+    static FIRST: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    Some(*FIRST.get_or_init(Instant::now))
 }
