@@ -274,6 +274,20 @@ impl RawConnection {
         self.wait_readable(py, timeout)
     }
 
+    /// One message if a whole one has arrived, else `None`; never blocks
+    /// (a message's first bytes stay buffered for the next call): the step
+    /// of an asyncio `recv_bytes_async`, between waits for `fileno()`.
+    fn _try_recv_bytes<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        self.check_readable()?;
+        let mut g = self.rx.lock().expect("not poisoned");
+        let c = g.as_mut().ok_or_else(handle_closed)?;
+        match c.try_recv_bytes() {
+            Ok(v) => Ok(Some(PyBytes::new(py, &v))),
+            Err(multiproc::TryError::WouldBlock) => Ok(None),
+            Err(multiproc::TryError::Failed(e)) => Err(errors::recv(py, e)),
+        }
+    }
+
     /// The descriptor (of the receiving side).
     fn fileno(&self) -> PyResult<RawFd> {
         match self.rx.lock().expect("not poisoned").as_ref() {

@@ -8,6 +8,7 @@
 //! GIL and wait in slices of [`SLICE`], checking for signals between them.
 //! Every Rust→Python error mapping lives in [`errors`].
 
+mod aio;
 mod conn;
 pub mod errors;
 mod fastlock;
@@ -169,6 +170,7 @@ fn _multiproc(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // `multiprocessing` (the server process imports this module too).
     multiproc::manager::set_max_frame(usize::MAX);
     m.add_class::<queue::RawQueue>()?;
+    m.add_class::<aio::AsyncOp>()?;
     m.add_class::<sync::RawLock>()?;
     m.add_class::<sync::RawRLock>()?;
     fastlock::install_all(m.py())?;

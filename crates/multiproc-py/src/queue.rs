@@ -15,6 +15,7 @@
 //! out-of-band buffers (NumPy arrays, `PickleBuffer`s) are copied straight
 //! into the record, not into the pickle.
 
+use crate::aio::{AsyncOp, Done};
 use crate::{deadline, errors, handle, sliced};
 use multiproc::queue::{JoinableQueue, Queue, QueueBuilder};
 use multiproc::{SendTimeoutError, TimeoutError};
@@ -257,6 +258,47 @@ impl RawQueue {
             SCRATCH.with(|s| *s.borrow_mut() = rec);
         }
         result
+    }
+
+    /// A native async get (driven by `multiproc._aio.drive`).
+    fn _get_async(&self) -> PyResult<AsyncOp> {
+        let q = self.q.clone();
+        AsyncOp::new(async move {
+            let mut rec = Vec::new();
+            let r = q.get_bytes_into_async(&mut rec).await;
+            Box::new(move |py: Python<'_>| -> PyResult<Py<PyAny>> {
+                r.map_err(|e| errors::get(py, TimeoutError::Failed(e)))?;
+                Ok(decode(py, &rec)?.unbind())
+            }) as Done
+        })
+    }
+
+    /// A native async put of `obj` (driven by `multiproc._aio.drive`).
+    fn _put_async(&self, py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<AsyncOp> {
+        // Ordering::Relaxed: as in `put`.
+        self.used.store(true, Ordering::Relaxed);
+        let mut rec = Vec::new();
+        encode(py, obj, &mut rec)?;
+        let q = self.q.clone();
+        AsyncOp::new(async move {
+            let r = q.put_bytes_async(&rec).await;
+            Box::new(move |py: Python<'_>| -> PyResult<Py<PyAny>> {
+                r.map_err(|e| errors::put(py, SendTimeoutError::Failed(e)))?;
+                Ok(py.None())
+            }) as Done
+        })
+    }
+
+    /// A native async join (`JoinableQueue` only).
+    fn _join_async(&self) -> PyResult<AsyncOp> {
+        let j = self.jq()?.clone();
+        AsyncOp::new(async move {
+            let r = j.join_async().await;
+            Box::new(move |py: Python<'_>| -> PyResult<Py<PyAny>> {
+                r.map_err(errors::join)?;
+                Ok(py.None())
+            }) as Done
+        })
     }
 
     /// The number of items in the queue.

@@ -5,6 +5,7 @@
 //! (a `RuntimeWarning`) is emitted. Only a lock left `NotRecoverable`
 //! raises (`RuntimeError`).
 
+use crate::aio::{AsyncOp, Done};
 use crate::{deadline, errors, handle, interrupted, signal_check, sliced};
 use multiproc::{
     AcquireError, Barrier, Condition, Event, Lock, LockTimeoutError, RLock, Semaphore,
@@ -203,8 +204,41 @@ raw_lock_class!(
     /// The native `Lock`.
     RawLock(Lock, multiproc::LockGuard::mark_consistent),
     release_doc = "Release; `ValueError` if it is not locked.",
-    {}
+    {
+        /// A native async acquire (driven by `multiproc._aio.drive`); a
+        /// lock taken from a dead owner is repaired with a warning, as by
+        /// `acquire`. (`RLock` has none: its owner is a thread, and every
+        /// task of an event loop runs on the same one.)
+        fn _acquire_async(&self) -> PyResult<AsyncOp> {
+            let l = self.l.clone();
+            AsyncOp::new(async move {
+                let g = match l.lock_async().await {
+                    Ok(g) => {
+                        std::mem::forget(g);
+                        Got::Yes
+                    }
+                    Err(AcquireError::OwnerDied(g)) => {
+                        g.mark_consistent();
+                        std::mem::forget(g);
+                        Got::OwnerDied
+                    }
+                    Err(e) => Got::Failed(errors::acquire(e)),
+                };
+                Box::new(move |py: Python<'_>| -> PyResult<Py<PyAny>> {
+                    Ok(pybool(py, finish(py, g)?))
+                }) as Done
+            })
+        }
+    }
 );
+
+/// `b` as a Python object.
+fn pybool(py: Python<'_>, b: bool) -> Py<PyAny> {
+    pyo3::types::PyBool::new(py, b)
+        .to_owned()
+        .into_any()
+        .unbind()
+}
 
 raw_lock_class!(
     /// The native `RLock`.
@@ -225,7 +259,7 @@ pub struct RawSemaphore {
     s: Sem,
 }
 
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 enum Sem {
     Plain(Semaphore),
     Bounded(multiproc::BoundedSemaphore),
@@ -279,6 +313,15 @@ impl RawSemaphore {
     #[pyo3(signature = (n = 1))]
     fn release(&self, n: u32) -> PyResult<()> {
         sem!(&self.s, x => x.release_n(n)).map_err(errors::release)
+    }
+
+    /// A native async acquire (driven by `multiproc._aio.drive`).
+    fn _acquire_async(&self) -> PyResult<AsyncOp> {
+        let s = self.s.clone();
+        AsyncOp::new(async move {
+            sem!(&s, x => x.acquire_async().await);
+            Box::new(|py: Python<'_>| -> PyResult<Py<PyAny>> { Ok(pybool(py, true)) }) as Done
+        })
     }
 
     /// The current value.
@@ -340,6 +383,15 @@ impl RawEvent {
     /// Whether the flag is set.
     fn is_set(&self) -> bool {
         self.e.is_set()
+    }
+
+    /// A native async wait for the flag (driven by `multiproc._aio.drive`).
+    fn _wait_async(&self) -> PyResult<AsyncOp> {
+        let e = self.e.clone();
+        AsyncOp::new(async move {
+            e.wait_async().await;
+            Box::new(|py: Python<'_>| -> PyResult<Py<PyAny>> { Ok(pybool(py, true)) }) as Done
+        })
     }
 
     /// Wait until the flag is set (at most `timeout` seconds); the flag.

@@ -148,3 +148,34 @@ pub unsafe fn claim_inherited(fd: RawFd) -> io::Result<OwnedFd> {
     // and the caller hands its ownership to this `OwnedFd`.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// An eventfd (close-on-exec, non-blocking, counter 0): a descriptor that
+/// turns readable when [`eventfd_signal`] adds to it, for waking an event
+/// loop (`asyncio`'s `add_reader`) from another thread.
+pub fn eventfd() -> io::Result<OwnedFd> {
+    use rustix::event::EventfdFlags;
+    Ok(rustix::event::eventfd(
+        0,
+        EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK,
+    )?)
+}
+
+/// Add 1 to an [`eventfd`]'s counter (it turns readable). A counter at its
+/// maximum (`EAGAIN`) is readable already, so that is not an error.
+pub fn eventfd_signal(fd: impl AsFd) -> io::Result<()> {
+    match rustix::io::write(fd, &1u64.to_ne_bytes()) {
+        Ok(_) | Err(rustix::io::Errno::AGAIN) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reset an [`eventfd`]'s counter to 0 (it stops being readable); whether
+/// it had been signalled.
+pub fn eventfd_drain(fd: impl AsFd) -> io::Result<bool> {
+    let mut b = [0u8; 8];
+    match rustix::io::read(fd, &mut b) {
+        Ok(_) => Ok(true),
+        Err(rustix::io::Errno::AGAIN) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -16,7 +16,7 @@ import os
 import socket
 from multiprocessing import AuthenticationError
 
-from . import _reduction
+from . import _aio, _reduction
 from ._multiproc import RawConnection, RawListener, wait_fds
 from ._multiproc import connect as _connect
 from ._multiproc import pipe as _pipe
@@ -129,6 +129,22 @@ class Connection:
             elif offset > bytesize:
                 raise ValueError("offset too large")
             return self._raw._recv_bytes_into(buf, offset)
+
+    async def recv_bytes_async(self):
+        """``await`` one byte message without blocking the event loop;
+        ``EOFError`` when the peer closed (or died). A cancelled call loses
+        nothing: a message's first bytes stay buffered for the next receive."""
+        while True:
+            m = self._raw._try_recv_bytes()
+            if m is not None:
+                return m
+            await _aio.readable(self._raw.fileno())
+
+    async def recv_async(self):
+        """``await`` one object (``recv`` without blocking the event loop)."""
+        return _ForkingPickler.loads(await self.recv_bytes_async())
+
+    coro_recv = recv_async
 
     def recv(self):
         """Receive a pickled object."""

@@ -2,7 +2,9 @@
 memory ring: no feeder thread, no pipe; ``put`` returns once the item is in
 shared memory."""
 
-from . import _reduction
+import queue as _queue
+
+from . import _aio, _reduction
 from ._multiproc import RawQueue
 
 __all__ = ["Queue", "SimpleQueue", "JoinableQueue"]
@@ -58,6 +60,32 @@ class Queue:
         """``put(obj, False)``."""
         return self.put(obj, False)
 
+    async def get_async(self, timeout=None):
+        """``await`` an item without blocking the event loop (at most
+        ``timeout`` s, then ``queue.Empty``). A cancelled call takes no item."""
+        if self._closed:
+            self._check_closed()
+        try:
+            return self._raw.get(False)
+        except _queue.Empty:
+            pass
+        return await _aio.with_timeout(_aio.drive(self._raw._get_async()), timeout, _raise(_queue.Empty))
+
+    async def put_async(self, obj, timeout=None):
+        """``await`` room and put ``obj`` without blocking the event loop (at
+        most ``timeout`` s, then ``queue.Full``). A cancelled call puts nothing."""
+        if self._closed:
+            self._check_closed()
+        try:
+            return self._raw.put(obj, False)
+        except _queue.Full:
+            pass
+        return await _aio.with_timeout(_aio.drive(self._raw._put_async(obj)), timeout, _raise(_queue.Full))
+
+    # The names aioprocessing uses.
+    coro_get = get_async
+    coro_put = put_async
+
     def get_nowait(self):
         """``get(False)``."""
         return self.get(False)
@@ -110,6 +138,13 @@ class JoinableQueue(Queue):
         """Wait until every item put has been marked done."""
         self._raw.join()
 
+    async def join_async(self):
+        """``await`` every item put being marked done, without blocking the
+        event loop."""
+        await _aio.drive(self._raw._join_async())
+
+    coro_join = join_async
+
 
 class SimpleQueue:
     """``multiprocessing.SimpleQueue``: an unbounded queue with ``put``, ``get``, ``empty``, ``close``."""
@@ -151,3 +186,10 @@ class SimpleQueue:
     def close(self):
         """Close this handle."""
         self._closed = True
+
+
+def _raise(exc):
+    def on_timeout():
+        raise exc()
+
+    return on_timeout

@@ -11,6 +11,7 @@ import threading
 import time
 
 from . import _reduction
+from . import _aio
 from ._multiproc import RawBarrier, RawCondition, RawEvent, RawLock, RawRLock, RawSemaphore
 
 __all__ = ["Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition", "Event", "Barrier"]
@@ -58,6 +59,16 @@ class Lock(_LockBase, RawLock):
     def __repr__(self):
         return f"<Lock({'locked' if self._is_locked() else 'unlocked'})>"
 
+    async def acquire_async(self, timeout=None):
+        """``await`` the lock without blocking the event loop; ``False`` after
+        ``timeout`` s. A cancelled call holds no lock. A lock whose owner
+        died is taken with an ``OwnerDiedWarning``, as by ``acquire``."""
+        if self.acquire(False):
+            return True
+        return await _aio.with_timeout(_aio.drive(self._acquire_async()), timeout, lambda: False)
+
+    coro_acquire = acquire_async
+
 
 class RLock(_LockBase, RawRLock):
     """``multiprocessing.RLock``: a recursive lock owned by one thread of one process."""
@@ -84,6 +95,15 @@ class Semaphore(_Handle):
     def acquire(self, block=True, timeout=None):
         """Take a permit; ``False`` if none was taken."""
         return self._raw.acquire(block, timeout)
+
+    async def acquire_async(self, timeout=None):
+        """``await`` a permit without blocking the event loop; ``False`` after
+        ``timeout`` s. A cancelled call takes no permit."""
+        if self._raw.acquire(False):
+            return True
+        return await _aio.with_timeout(_aio.drive(self._raw._acquire_async()), timeout, lambda: False)
+
+    coro_acquire = acquire_async
 
     def release(self, n=1):
         """Return ``n`` permits (``ValueError`` past a bounded semaphore's value)."""
@@ -128,6 +148,15 @@ class Event(_Handle):
     def clear(self):
         """Clear the flag."""
         self._raw.clear()
+
+    async def wait_async(self, timeout=None):
+        """``await`` the flag without blocking the event loop; the flag after
+        at most ``timeout`` s."""
+        if self._raw.is_set():
+            return True
+        return await _aio.with_timeout(_aio.drive(self._raw._wait_async()), timeout, self._raw.is_set)
+
+    coro_wait = wait_async
 
     def wait(self, timeout=None):
         """Wait for the flag (at most ``timeout`` s); the flag."""

@@ -3,7 +3,7 @@
 //! inside a poll, so a dropped future took nothing (a dropped lock future
 //! holds no lock, a dropped acquire no permit).
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use multiproc_shm::{Acquired, LockError, RawEvent, RawLock, RawSemaphore};
@@ -49,11 +49,15 @@ pub(super) async fn acquire(raw: &RawSemaphore, deadline: Option<Instant>) -> bo
 pub(super) async fn wait(raw: &RawEvent, deadline: Option<Instant>) -> bool {
     // The word seen at the last registration: a set after it counts even if
     // a clear followed.
-    let seen: Cell<Option<u32>> = Cell::new(None);
+    // (An atomic, not a `Cell`, so the future stays `Send`; `NONE`: no
+    // registration yet.)
+    const NONE: u64 = u64::MAX;
+    let seen = AtomicU64::new(NONE);
     let attempt = |_| {
-        let set = match seen.get() {
-            Some(s) => raw.set_since(s),
-            None => raw.is_set(),
+        // Ordering::Relaxed: written and read by this future only.
+        let set = match seen.load(Ordering::Relaxed) {
+            NONE => raw.is_set(),
+            s => raw.set_since(s as u32),
         };
         if set {
             Attempt::Done(())
@@ -63,7 +67,7 @@ pub(super) async fn wait(raw: &RawEvent, deadline: Option<Instant>) -> bool {
     };
     let watch = || {
         let w = raw.watch()?;
-        seen.set(Some(w.seen()));
+        seen.store(u64::from(w.seen()), Ordering::Relaxed);
         Some(w)
     };
     wait_until(deadline, attempt, watch).await.is_some()

@@ -1,0 +1,215 @@
+"""asyncio: ``await`` on queues, locks, semaphores, events and connections
+fed by other processes, with many tasks on one loop, cancellation at every
+await point, owner death and peer death."""
+
+import asyncio
+import multiprocessing
+import os
+import queue
+import random
+import signal
+import time
+import warnings
+
+import pytest
+
+import multiproc as mp
+
+CTX = multiprocessing.get_context("fork")
+
+
+def _daemons(*procs):
+    """Daemonic, so that a failed test does not wait for its children."""
+    for p in procs:
+        p.daemon = True
+    return procs
+
+
+def _produce(q, tag, n, seed):
+    rng = random.Random(seed)
+    for i in range(n):
+        q.put((tag, i))
+        if rng.random() < 0.02:
+            time.sleep(rng.random() * 0.003)
+
+
+def _set_later(ev, sem):
+    time.sleep(0.05)
+    ev.set()
+    for _ in range(3):
+        time.sleep(0.01)
+        sem.release()
+
+
+def test_many_tasks_on_one_loop_wait_on_objects_fed_by_other_processes():
+    queues = [mp.Queue(16) for _ in range(3)]
+    ev, sem = mp.Event(), mp.Semaphore(0)
+    n = 1500
+    kids = [CTX.Process(target=_produce, args=(q, t, n, t)) for t, q in enumerate(queues)]
+    kids.append(CTX.Process(target=_set_later, args=(ev, sem)))
+    for k in _daemons(*kids):
+        k.start()
+
+    async def getter(q):
+        mine = []
+        while True:
+            tag, i = await q.get_async()
+            if i is None:
+                return mine
+            mine.append((tag, i))
+
+    async def main():
+        getters = [asyncio.create_task(getter(q)) for q in queues for _ in range(3)]
+        assert await ev.wait_async(timeout=30)
+        for _ in range(3):
+            assert await sem.acquire_async(timeout=30)
+        # The producers end; then one sentinel per getter.
+        await asyncio.get_running_loop().run_in_executor(None, lambda: [k.join() for k in kids])
+        for q in queues:
+            for _ in range(3):
+                await q.put_async((0, None))
+        got = []
+        for g in getters:
+            got.extend(await g)
+        return got
+
+    got = asyncio.run(asyncio.wait_for(main(), 120))
+    assert len(got) == 3 * n, "items lost or duplicated"
+    assert len(set(got)) == len(got)
+    assert all(k.exitcode == 0 for k in kids)
+
+
+def _produce_plain(q, n):
+    rng = random.Random(5)
+    for i in range(n):
+        q.put(i)
+        if rng.random() < 0.25:
+            time.sleep(rng.random() * 0.002)
+
+
+def test_a_thousand_random_cancels_lose_no_item():
+    q = mp.Queue(8)
+    n = 6000
+    (p,) = _daemons(CTX.Process(target=_produce_plain, args=(q, n)))
+    p.start()
+    rng = random.Random(11)
+
+    async def main():
+        got, cancels = [], 0
+        while len(got) < n:
+            try:
+                got.append(await asyncio.wait_for(q.get_async(), rng.random() * 0.001))
+            except (asyncio.TimeoutError, TimeoutError):
+                cancels += 1
+        return got, cancels
+
+    got, cancels = asyncio.run(main())
+    p.join(30)
+    assert cancels >= 1000, f"only {cancels} cancels: the test did not test"
+    assert got == list(range(n)), "lost, duplicated or reordered items"
+    with pytest.raises(queue.Empty):
+        q.get_nowait()
+
+
+def _hold_and_die(lock, held):
+    lock.acquire()
+    held.set()
+    time.sleep(0.3)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_owner_death_while_awaiting_a_lock_is_owner_died():
+    lock, held = mp.Lock(), mp.Event()
+    (p,) = _daemons(CTX.Process(target=_hold_and_die, args=(lock, held)))
+    p.start()
+
+    async def main():
+        assert await held.wait_async(timeout=30)
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            assert await lock.acquire_async(timeout=30)
+        return w
+
+    w = asyncio.run(main())
+    assert any(issubclass(x.category, mp.OwnerDiedWarning) for x in w)
+    p.join(10)
+    assert p.exitcode == -signal.SIGKILL
+    lock.release()
+    assert lock.acquire(timeout=1)
+
+
+def _hello_then_die(conn):
+    conn.send("hello")
+    time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_peer_death_while_awaiting_recv_is_eof():
+    a, b = mp.Pipe()
+    (p,) = _daemons(CTX.Process(target=_hello_then_die, args=(b,)))
+    p.start()
+    b.close()
+
+    async def main():
+        assert await a.recv_async() == "hello"
+        with pytest.raises(EOFError):
+            await asyncio.wait_for(a.recv_async(), 30)
+
+    asyncio.run(main())
+    p.join(10)
+
+
+def _work(q):
+    while True:
+        i = q.get()
+        time.sleep(0.0005)
+        q.task_done()
+        if i is None:
+            return
+
+
+def test_join_async_put_async_and_timeouts():
+    q = mp.JoinableQueue(2)
+    (p,) = _daemons(CTX.Process(target=_work, args=(q,)))
+    p.start()
+
+    async def main():
+        for i in range(100):
+            await q.put_async(i)
+        await q.join_async()
+        await q.put_async(None)
+        await q.join_async()
+        empty = mp.Queue(1)
+        with pytest.raises(queue.Empty):
+            await empty.get_async(timeout=0.05)
+        await empty.put_async(1)
+        with pytest.raises(queue.Full):
+            await empty.put_async(2, timeout=0.05)
+        assert not await mp.Event().wait_async(timeout=0.05)
+        assert not await mp.Semaphore(0).acquire_async(timeout=0.05)
+        held = mp.Lock()
+        held.acquire()
+        assert not await held.acquire_async(timeout=0.05)
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    p.join(10)
+    assert p.exitcode == 0
+
+
+def test_no_thread_per_call():
+    q = mp.Queue()
+
+    async def main():
+        tasks = [asyncio.create_task(q.get_async()) for _ in range(50)]
+        await asyncio.sleep(0.1)
+        threads = len(os.listdir(f"/proc/{os.getpid()}/task"))
+        for i in range(50):
+            q.put(i)
+        got = sorted(await asyncio.gather(*tasks))
+        return threads, got
+
+    before = len(os.listdir(f"/proc/{os.getpid()}/task"))
+    threads, got = asyncio.run(main())
+    assert got == list(range(50))
+    # 50 waiting tasks: at most multiproc's one waiter thread more.
+    assert threads <= before + 1, (before, threads)
