@@ -365,3 +365,21 @@ fn timed_async_waits_time_out() {
         assert!(t.elapsed() >= Duration::from_millis(120));
     });
 }
+
+/// Every future here can move between the threads of a multi-threaded
+/// runtime (`tokio::spawn` needs `Send`).
+#[test]
+fn the_futures_are_send() {
+    fn send<T: Send>(_: T) {}
+    let q = Queue::<u32>::new().unwrap();
+    let j = JoinableQueue::<u32>::new().unwrap();
+    let (lock, ev, sem) = (Lock::new().unwrap(), Event::new().unwrap(), Semaphore::new(1).unwrap());
+    send(q.get_async());
+    send(q.put_async(1));
+    send(q.get_bytes_async());
+    send(q.put_bytes_async(b"x"));
+    send(j.join_async());
+    send(lock.lock_async());
+    send(ev.wait_async());
+    send(sem.acquire_async());
+}

@@ -188,6 +188,36 @@ def queue_stream(make, size, nprod, ncons, count):
     return per * nprod / dt
 
 
+def asyncio_stream(make, n, how):
+    """64-byte messages from a producer process to this one, got ``how``:
+    ``"blocking"`` (``get()``), ``"get_async"`` or ``"coro_get"`` (awaited
+    in an asyncio event loop); messages/s."""
+    import asyncio
+
+    q = make()
+    go = CTX.Event()
+    p = CTX.Process(target=_producer, args=(q, go, n, bytes(64)))
+    p.start()
+    time.sleep(0.2)
+    t0 = time.perf_counter()
+    go.set()
+    if how == "blocking":
+        get = q.get
+        for _ in range(n):
+            get()
+    else:
+        get = getattr(q, how)
+
+        async def consume():
+            for _ in range(n):
+                await get()
+
+        asyncio.run(consume())
+    dt = time.perf_counter() - t0
+    p.join()
+    return n / dt
+
+
 def _echo(conn, n):
     for _ in range(n):
         conn.send_bytes(conn.recv_bytes())
@@ -374,6 +404,19 @@ def main(argv=None):
             for peer in ("faster-fifo", "pyzmq"):
                 if peer in res:
                     print(f"  {'':>6}     multiproc vs {peer}: {res['multiproc'] / res[peer]:.2f}x", flush=True)
+    print("\nasyncio: a queue stream of 64 B awaited in an event loop (messages/s; ratio vs multiproc's blocking get)")
+    n = int(40000 * scale)
+    res = {"multiproc get()": asyncio_stream(multiproc.Queue, n, "blocking"),
+           "multiproc get_async()": asyncio_stream(multiproc.Queue, n, "get_async")}
+    if importlib.util.find_spec("aioprocessing") is not None:
+        import aioprocessing
+
+        res["aioprocessing coro_get()"] = asyncio_stream(aioprocessing.AioQueue, n, "coro_get")
+    else:
+        print("  aioprocessing is not installed (pip install aioprocessing): its row is left out")
+    base = res["multiproc get()"]
+    for name, r in res.items():
+        print(f"  {name:<26} {_fmt_rate(r):>12} {r / base:8.2f}x", flush=True)
     print("\nPipe ping-pong, 64 B (round trip; ratio vs multiprocessing.Pipe, lower is better)")
     n = int(5000 * scale)
     res = {"multiproc": pipe_pingpong(multiproc.Pipe, n), "multiprocessing": pipe_pingpong(CTX.Pipe, n)}
