@@ -8,7 +8,8 @@
 //! reclaims happen all the time, or the default 128 MiB), a bound on the
 //! item count or none, item sizes from 0 B to past the in-ring limit (the
 //! out-of-line side channel), the call forms each process mixes (blocking,
-//! `try_`, `_timeout`, batches), and which processes are killed with
+//! `try_`, `_timeout`, batches, and an async get on a current-thread tokio
+//! runtime cancelled by a random timer), and which processes are killed with
 //! `SIGKILL`, when. Producers exit right after their last put; the parent
 //! joins them and then puts one sentinel per consumer (the seeds' pattern).
 //! In a `JoinableQueue` history, consumers may hand items to a finisher

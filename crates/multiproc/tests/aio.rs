@@ -373,7 +373,11 @@ fn the_futures_are_send() {
     fn send<T: Send>(_: T) {}
     let q = Queue::<u32>::new().unwrap();
     let j = JoinableQueue::<u32>::new().unwrap();
-    let (lock, ev, sem) = (Lock::new().unwrap(), Event::new().unwrap(), Semaphore::new(1).unwrap());
+    let (lock, ev, sem) = (
+        Lock::new().unwrap(),
+        Event::new().unwrap(),
+        Semaphore::new(1).unwrap(),
+    );
     send(q.get_async());
     send(q.put_async(1));
     send(q.get_bytes_async());

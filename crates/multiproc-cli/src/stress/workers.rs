@@ -131,6 +131,7 @@ pub(super) fn consumer(job: Job) {
         sentinels: 0,
     };
     let mut batch = Vec::new();
+    let mut async_rt: Option<tokio::runtime::Runtime> = None;
     while seen.sentinels == 0 {
         batch.clear();
         let Some(full) = q.full() else {
@@ -154,7 +155,7 @@ pub(super) fn consumer(job: Job) {
             );
             continue;
         };
-        match r.range(0, 3) {
+        match r.range(0, 4) {
             0 => match full.get() {
                 Ok(item) => batch.push(item),
                 Err(_) => {
@@ -179,6 +180,29 @@ pub(super) fn consumer(job: Job) {
                     Ok(item) => batch.push(item),
                     Err(TimeoutError::Timeout) => continue,
                     Err(_) => {
+                        books.bad(me, BAD_ERROR);
+                        return;
+                    }
+                }
+            }
+            3 => {
+                // An async get on a current-thread runtime, cancelled by a
+                // timer at a random point (while registered, just after its
+                // wake-up, …): a cancelled get must take nothing.
+                let t = Duration::from_micros(r.range(10, 20_000));
+                let rt = async_rt.get_or_insert_with(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                        .expect("a current-thread runtime")
+                });
+                let got = timed(&books, me, t, || {
+                    rt.block_on(async { tokio::time::timeout(t, full.get_async()).await })
+                });
+                match got {
+                    Ok(Ok(item)) => batch.push(item),
+                    Err(_) => continue,
+                    Ok(Err(_)) => {
                         books.bad(me, BAD_ERROR);
                         return;
                     }
