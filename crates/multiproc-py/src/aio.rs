@@ -7,6 +7,7 @@
 use std::future::Future;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -41,6 +42,8 @@ impl Wake for FdWake {
 #[pyclass(module = "multiproc._multiproc", frozen)]
 pub struct AsyncOp {
     op: Mutex<Option<Op>>,
+    /// `close` was called (perhaps while a `poll` had the operation out).
+    closed: AtomicBool,
     wake: Arc<FdWake>,
     waker: Waker,
 }
@@ -59,6 +62,7 @@ impl AsyncOp {
         let wake = Arc::new(FdWake(multiproc_sys::fd::eventfd()?));
         Ok(AsyncOp {
             op: Mutex::new(Some(Box::pin(f))),
+            closed: AtomicBool::new(false),
             waker: Waker::from(wake.clone()),
             wake,
         })
@@ -81,26 +85,39 @@ impl AsyncOp {
     /// `fileno()`.
     fn poll(&self, py: Python<'_>) -> PyResult<(bool, Py<PyAny>)> {
         multiproc_sys::fd::eventfd_drain(&self.wake.0)?;
-        let mut g = self.op();
-        let Some(op) = g.as_mut() else {
-            return Err(PyRuntimeError::new_err("the operation is over"));
+        // Out of the mutex while polled, so that no lock is held while the
+        // GIL is let go and taken back (a `close` from another thread
+        // meanwhile marks it closed instead of waiting).
+        let Some(mut op) = self.op().take() else {
+            return Err(PyRuntimeError::new_err(
+                "the operation is over or in progress",
+            ));
         };
         let waker = &self.waker;
         // Without the GIL: an attempt may wait briefly for a queue's lock.
         let polled = crate::detach(py, || op.as_mut().poll(&mut Context::from_waker(waker)));
         match polled {
-            Poll::Pending => Ok((false, py.None())),
-            Poll::Ready(done) => {
-                *g = None;
+            Poll::Pending => {
+                // Ordering::Relaxed: `closed` is set and read under `op`'s
+                // mutex, which orders it.
+                let mut g = self.op();
+                if !self.closed.load(Ordering::Relaxed) {
+                    *g = Some(op);
+                }
                 drop(g);
-                Ok((true, done(py)?))
+                Ok((false, py.None()))
             }
+            Poll::Ready(done) => Ok((true, done(py)?)),
         }
     }
 
     /// Cancel (drop the operation; a wake-up it was given passes on).
     fn close(&self) {
-        let op = self.op().take();
+        let mut g = self.op();
+        // Ordering::Relaxed: under the mutex, as in `poll`.
+        self.closed.store(true, Ordering::Relaxed);
+        let op = g.take();
+        drop(g);
         drop(op);
     }
 }

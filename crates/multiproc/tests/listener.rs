@@ -810,7 +810,18 @@ fn abstract_echo_across_processes() {
         Err(BindError::AddrInUse(a)) if a == addr
     ));
     drop(listener);
-    Listener::bind(addr, KEY).unwrap();
+    // Free once every copy of the socket is closed. Another test of this
+    // binary that spawns a process at the moment of the drop holds a copy
+    // in its forked child until that child's exec closes it (close-on-exec),
+    // so the name may stay taken for that long: a bounded wait, not a retry
+    // of a failure (seen: AddrInUse in a workspace run).
+    let mut bound = Listener::bind(addr.clone(), KEY);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while matches!(bound, Err(BindError::AddrInUse(_))) && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        bound = Listener::bind(addr.clone(), KEY);
+    }
+    bound.unwrap();
 }
 
 #[test]

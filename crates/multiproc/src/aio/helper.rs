@@ -107,7 +107,9 @@ impl Helper {
     }
 
     /// Wait for `word` to change from `seen` or for `until`, waking
-    /// `waker` then. Returns the entry's id.
+    /// `waker` then. Returns the entry's id, or `None` when no thread can
+    /// be started (the process is out of threads): the caller then tries
+    /// again after yielding to its runtime, until one can.
     ///
     /// The helper never reads the word: it hands its address to the
     /// kernel, which compares and sleeps.
@@ -117,49 +119,55 @@ impl Helper {
         seen: u32,
         until: Option<Instant>,
         waker: &Waker,
-    ) -> u64 {
+    ) -> Option<u64> {
         let mut st = self.lock();
         if !st.started {
             st.started = std::thread::Builder::new()
                 .name("multiproc-async-waiter".into())
                 .spawn(move || self.run())
                 .is_ok();
+            if !st.started {
+                return None;
+            }
         }
         st.next += 1;
         let id = st.next;
-        let fired = !st.started;
         st.entries.insert(
             id,
             Entry {
                 at: Watched::new(word, seen),
                 until,
                 waker: waker.clone(),
-                // No thread (the process is out of threads): the entry
-                // fires at once and the task tries again, yielding to its
-                // runtime between tries, until a thread can be started.
-                fired,
+                fired: false,
             },
         );
         self.poke(&st);
-        id
+        Some(id)
     }
 
     /// Whether entry `id` fired (it is then removed); if not, `waker` is
     /// the one to wake.
     pub(crate) fn poll(&self, id: u64, waker: &Waker) -> Polled {
         let mut st = self.lock();
-        match st.entries.get_mut(&id) {
+        // Wakers replaced or removed are dropped after the lock is let go
+        // (an executor's waker may do anything when dropped).
+        let old = match st.entries.get_mut(&id) {
             Some(e) if !e.fired => {
-                if !e.waker.will_wake(waker) {
-                    e.waker = waker.clone();
+                if e.waker.will_wake(waker) {
+                    return Polled::Waiting;
                 }
-                Polled::Waiting
+                Some(std::mem::replace(&mut e.waker, waker.clone()))
             }
             _ => {
-                st.entries.remove(&id);
-                Polled::Fired
+                let gone = st.entries.remove(&id);
+                drop(st);
+                drop(gone);
+                return Polled::Fired;
             }
-        }
+        };
+        drop(st);
+        drop(old);
+        Polled::Waiting
     }
 
     /// Remove entry `id` before it was seen to fire. Returns the word if it
@@ -168,6 +176,7 @@ impl Helper {
         let mut st = self.lock();
         let e = st.entries.remove(&id)?;
         if e.fired {
+            drop(st);
             return Some(e.at);
         }
         // Let the helper stop waiting on the word if nobody else does (it
@@ -176,6 +185,8 @@ impl Helper {
         if !st.entries.values().any(|o| o.at.addr() == e.at.addr()) {
             self.poke(&st);
         }
+        drop(st);
+        drop(e);
         None
     }
 
@@ -184,9 +195,11 @@ impl Helper {
         let mut words: Vec<Watched> = Vec::with_capacity(MAX_WORDS);
         let mut wake: Vec<Waker> = Vec::new();
         // What the last sleep said: fire every entry (a word had changed
-        // before the sleep: which one is not reported), or those on a word.
+        // before the sleep: which one is not reported), those on a word, or
+        // those that did not fit in the list (looked at every POLL).
         let mut fire_all = false;
         let mut fire_at: Option<Watched> = None;
+        let mut fire_unlisted = false;
         loop {
             let mut deadline: Option<Instant> = None;
             let mut overflow = false;
@@ -208,50 +221,59 @@ impl Helper {
                 // `poke`: entries added before it are in the map we read.
                 words.push(Watched::new(&self.ctl, self.ctl.load(Ordering::Acquire)));
                 for e in st.entries.values_mut().filter(|e| !e.fired) {
-                    let hit = fire_all || fire_at.is_some_and(|w| w.addr() == e.at.addr());
+                    // One slot per (word, value): tasks that registered
+                    // before and after a change each need their value
+                    // compared, or the earlier ones would sleep through it.
+                    let listed = words.contains(&e.at)
+                        || (words.len() < MAX_WORDS && {
+                            words.push(e.at);
+                            true
+                        });
+                    let hit = fire_all
+                        || fire_at.is_some_and(|w| w.addr() == e.at.addr())
+                        || (fire_unlisted && !listed);
                     if hit || e.until.is_some_and(|u| u <= now) {
                         e.fired = true;
                         wake.push(e.waker.clone());
                         continue;
                     }
+                    overflow |= !listed;
                     deadline = match (deadline, e.until) {
                         (Some(d), Some(u)) => Some(d.min(u)),
                         (d, u) => d.or(u),
                     };
-                    // One slot per (word, value): tasks that registered
-                    // before and after a change each need their value
-                    // compared, or the earlier ones would sleep through it.
-                    if !words.contains(&e.at) {
-                        if words.len() < MAX_WORDS {
-                            words.push(e.at);
-                        } else {
-                            overflow = true;
-                        }
-                    }
                 }
                 st.sleeping = wake.is_empty();
             }
             fire_all = false;
             fire_at = None;
+            fire_unlisted = false;
             if !wake.is_empty() {
                 wake.drain(..).for_each(Waker::wake);
                 continue;
             }
             if overflow || polling {
-                // Entries beyond the list are looked at every POLL.
+                // Entries beyond the list (all of them without
+                // futex_waitv) are looked at every POLL.
                 let poll = Instant::now() + POLL;
                 deadline = Some(deadline.map_or(poll, |d| d.min(poll)));
-                fire_all = true;
             }
             if polling {
                 futex::wait(&self.ctl, words[0].expected(), deadline);
+                fire_all = true;
                 continue;
             }
             match futex::wait_any(&words, deadline) {
                 WaitAny::Woken(0) => {}
                 WaitAny::Woken(i) => fire_at = Some(words[i]),
+                // Our own control word moved (a registration or a cancel
+                // meanwhile): look again without waking anyone; a task's
+                // word that changed too gives EAGAIN again next time.
+                // Ordering::Relaxed: only compared; the next pass reads it
+                // with Acquire under the lock.
+                WaitAny::Changed if self.ctl.load(Ordering::Relaxed) != words[0].expected() => {}
                 WaitAny::Changed => fire_all = true,
-                WaitAny::TimedOut => {}
+                WaitAny::TimedOut => fire_unlisted = overflow,
                 WaitAny::Unsupported => self.lock().polling = true,
             }
         }

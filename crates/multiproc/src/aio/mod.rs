@@ -5,7 +5,9 @@
 //! runtime cannot poll. An async operation here runs the same protocol as
 //! its blocking form, with the sleep moved to a helper thread:
 //!
-//! 1. try the operation (it never sleeps: a `try_` call);
+//! 1. try the operation (a `try_` call: it never waits for the condition,
+//!    only, as every `try_` call does, up to 20 ms for a queue's internal
+//!    lock that a stopped process holds);
 //! 2. register as a waiter with the object ([`Watch`]): the sleeper count
 //!    or waiters bit that notifiers look at before they wake;
 //! 3. try again (the re-check of the Dekker pair: a change after this try
@@ -82,18 +84,24 @@ impl Future for Sleep<'_> {
         }
         match this.entry {
             None => {
-                let helper = match Helper::get() {
-                    Some(h) if !this.watch.changed() && !expired(this.until) => h,
-                    // Changed already, too late, or no helper to be had:
-                    // the caller tries again.
-                    _ => {
+                if this.watch.changed() || expired(this.until) {
+                    this.done = true;
+                    return Poll::Ready(());
+                }
+                match Helper::get().and_then(|h| {
+                    let id =
+                        h.register(this.watch.word(), this.watch.seen(), this.until, cx.waker())?;
+                    Some((h, id))
+                }) {
+                    Some(entry) => this.entry = Some(entry),
+                    None => {
+                        // No helper to be had: yield to the runtime once,
+                        // then the caller tries again (busy, never stuck,
+                        // and never spinning inside one poll).
                         this.done = true;
-                        return Poll::Ready(());
+                        cx.waker().wake_by_ref();
                     }
-                };
-                let id =
-                    helper.register(this.watch.word(), this.watch.seen(), this.until, cx.waker());
-                this.entry = Some((helper, id));
+                }
                 Poll::Pending
             }
             Some((helper, id)) => match helper.poll(id, cx.waker()) {
@@ -163,8 +171,12 @@ pub(crate) async fn wait_until<'a, R>(
     mut watch: impl FnMut() -> Option<Watch<'a>>,
 ) -> Option<R> {
     let mut tries = 0u32;
+    // After a sleep others may be asleep too: the attempt says so (a lock
+    // then keeps its waiters bit, or they would wait for their liveness
+    // check).
+    let mut slept = false;
     loop {
-        if let Attempt::Done(r) = attempt(false) {
+        if let Attempt::Done(r) = attempt(slept) {
             return Some(r);
         }
         if expired(deadline) {
@@ -191,5 +203,6 @@ pub(crate) async fn wait_until<'a, R>(
             done: false,
         }
         .await;
+        slept = true;
     }
 }
