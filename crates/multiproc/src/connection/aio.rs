@@ -66,20 +66,25 @@ impl<T> Connection<T> {
         Ok(())
     }
 
-    /// Send the frame `wbuf[start..]` with `fds`: the part that fits now,
-    /// the rest kept as unsent (so a dropped future leaves the stream
-    /// whole: the next send writes the rest first), then flushed.
+    /// Send one frame, the concatenation of `bufs`, with `fds`: the part
+    /// that fits now, the rest kept as unsent (so a dropped future leaves
+    /// the stream whole: the next send writes the rest first), then
+    /// flushed. Only what did not fit is copied.
     async fn send_frame_async(
         &mut self,
-        frame: &[u8],
+        bufs: &[&[u8]],
         fds: &[BorrowedFd<'_>],
     ) -> Result<(), SendError> {
         self.flush_async().await?;
         let socket = self.transport != Transport::Pipe;
         loop {
-            match multiproc_sys::io::write_nonblocking(self.fd.as_fd(), socket, &[frame], fds) {
-                Ok(n) => {
-                    self.unsent.extend_from_slice(&frame[n..]);
+            match multiproc_sys::io::write_nonblocking(self.fd.as_fd(), socket, bufs, fds) {
+                Ok(mut n) => {
+                    for b in bufs {
+                        let from = n.min(b.len());
+                        n -= from;
+                        self.unsent.extend_from_slice(&b[from..]);
+                    }
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -99,19 +104,10 @@ impl<T> Connection<T> {
     /// out first with the next send on this connection, so the stream never
     /// holds half a message followed by another.
     pub async fn send_bytes_async(&mut self, buf: &[u8]) -> Result<(), SendError> {
-        self.check_writable()?;
-        if buf.len() > self.max {
-            return Err(SendError::TooLarge {
-                len: buf.len(),
-                max: self.max,
-            });
-        }
+        self.check_bytes(buf.len())?;
         let mut header = [0u8; MAX_HEADER_LEN];
         let header = super::frame::encode_header(buf.len(), &mut header);
-        let mut frame = Vec::with_capacity(header.len() + buf.len());
-        frame.extend_from_slice(header);
-        frame.extend_from_slice(buf);
-        self.send_frame_async(&frame, &[]).await
+        self.send_frame_async(&[header, buf], &[]).await
     }
 }
 
@@ -137,7 +133,7 @@ impl<T: Serialize> Connection<T> {
         let mut wbuf = vec![0; MAX_HEADER_LEN + 1];
         let fds = codec::encode(value, &mut wbuf)?;
         let start = self.seal_frame(&mut wbuf, fds.len())?;
-        self.send_frame_async(&wbuf[start..], &borrow_all(&fds))
+        self.send_frame_async(&[&wbuf[start..]], &borrow_all(&fds))
             .await
     }
 }

@@ -212,6 +212,15 @@ impl<T> Connection<T> {
         }
     }
 
+    /// Whether a byte message of `len` bytes may be sent on this end.
+    fn check_bytes(&self, len: usize) -> Result<(), SendError> {
+        self.check_writable()?;
+        if len > self.max {
+            return Err(SendError::TooLarge { len, max: self.max });
+        }
+        Ok(())
+    }
+
     /// Send `buf` as one message (Python's `send_bytes(buf)`).
     pub fn send_bytes(&mut self, buf: &[u8]) -> Result<(), SendError> {
         self.send_bytes_interruptible(buf, || false)
@@ -228,13 +237,7 @@ impl<T> Connection<T> {
         buf: &[u8],
         mut interrupted: impl FnMut() -> bool,
     ) -> Result<(), SendError> {
-        self.check_writable()?;
-        if buf.len() > self.max {
-            return Err(SendError::TooLarge {
-                len: buf.len(),
-                max: self.max,
-            });
-        }
+        self.check_bytes(buf.len())?;
         let mut header = [0u8; MAX_HEADER_LEN];
         let header = frame::encode_header(buf.len(), &mut header);
         if buf.len() <= 4096 {

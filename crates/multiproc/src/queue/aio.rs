@@ -161,12 +161,7 @@ impl<T> JoinableQueue<T> {
     pub async fn join_async(&self) -> Result<(), JoinError> {
         let inner = &self.q.inner;
         let raw = inner.raw();
-        let saved = || {
-            inner
-                .join_progress
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-        };
+        let saved = || inner.join_progress();
         let mut progress = *saved();
         let attempt = |_| match raw.try_join(&ENV, &mut progress, true) {
             Ok(true) => Attempt::Done(Ok(())),

@@ -49,6 +49,12 @@ impl Inner {
         })
     }
 
+    /// What this process's joins saw last (a poisoned lock is taken as
+    /// is: the value is a plain copy).
+    pub(super) fn join_progress(&self) -> std::sync::MutexGuard<'_, multiproc_shm::JoinProgress> {
+        self.join_progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     #[inline]
     pub(super) fn raw(&self) -> &RawQueue {
         // RAW_AT + size_of::<RawQueue>() <= RING_AT (checked at compile

@@ -67,12 +67,7 @@ impl<T> JoinableQueue<T> {
         let inner = &self.q.inner;
         // Copied out and back: a join waiting forever must not block
         // another thread's timed join on the mutex.
-        let saved = || {
-            inner
-                .join_progress
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-        };
+        let saved = || inner.join_progress();
         let mut progress = *saved();
         let r = inner.raw().join(&ENV, deadline, &mut progress);
         *saved() = progress;
