@@ -49,60 +49,88 @@ mod with_tokio {
         });
     }
 
-    fn check_stream(arg: (Connection<()>, Queue<u64>, u32)) {
-        let (mut r, done, n) = arg;
-        let mut sum = 0u64;
-        for i in 0..n {
-            let m = r.recv_bytes().unwrap();
-            assert_eq!(m.len(), message_len(i));
-            assert!(m.iter().all(|&b| b == i as u8), "message {i} corrupted");
-            sum += m.len() as u64;
-            if i % 7 == 0 {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-        }
-        done.put(sum).unwrap();
+    /// Message `i`: its index in the first 4 bytes, then `i as u8`, in all
+    /// `message_len(i)` bytes.
+    fn message(i: u32) -> Vec<u8> {
+        let mut m = vec![i as u8; message_len(i)];
+        m[..4].copy_from_slice(&i.to_le_bytes());
+        m
     }
 
     fn message_len(i: u32) -> usize {
         60_000 + (i as usize * 7919) % 150_000
     }
 
+    /// Receive until an empty message; every message must be whole and
+    /// self-consistent. Reports the indices received, in order.
+    fn check_stream(arg: (Connection<()>, Queue<Vec<u32>>)) {
+        let (mut r, done) = arg;
+        let mut got = Vec::new();
+        loop {
+            let m = r.recv_bytes().unwrap();
+            if m.is_empty() {
+                break;
+            }
+            let i = u32::from_le_bytes(m[..4].try_into().unwrap());
+            assert!(m == message(i), "message {i} torn or corrupted");
+            got.push(i);
+            if got.len() % 7 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        done.put(got).unwrap();
+    }
+
     #[test]
     fn send_bytes_async_streams_large_messages_through_a_full_pipe_with_cancels() {
         let _w = watchdog("send_async", LIMIT);
         let (r, mut w) = pipe::<()>().unwrap();
-        let done = Queue::<u64>::new().unwrap();
+        let done = Queue::<Vec<u32>>::new().unwrap();
         let n = 200u32;
-        let mut p = Process::spawn(check_stream, (r, done.clone(), n)).unwrap();
-        let sent = runtime().block_on(async {
-            let mut sent = 0u64;
-            let mut cancels = 0;
-            let mut i = 0;
-            while i < n {
-                let msg = vec![i as u8; message_len(i)];
-                // Every third send is cancelled after 100 µs: a partly
-                // written message must still arrive whole, once.
+        let mut p = Process::spawn(check_stream, (r, done.clone())).unwrap();
+        let (completed, cancelled) = runtime().block_on(async {
+            let (mut completed, mut cancelled) = (Vec::new(), Vec::new());
+            for i in 0..n {
+                let msg = message(i);
+                // Every third send is cancelled after 100 µs. One cancelled
+                // before its first byte sent nothing; one cancelled after it
+                // must still arrive whole (its rest goes first with the next
+                // send), never torn and never twice.
                 if i % 3 == 0 {
                     let r =
                         tokio::time::timeout(Duration::from_micros(100), w.send_bytes_async(&msg))
                             .await;
-                    if r.is_err() {
-                        cancels += 1;
+                    match r {
+                        Ok(r) => {
+                            r.unwrap();
+                            completed.push(i);
+                        }
+                        Err(_) => cancelled.push(i),
                     }
                 } else {
                     w.send_bytes_async(&msg).await.unwrap();
+                    completed.push(i);
                 }
-                sent += msg.len() as u64;
-                i += 1;
             }
-            // What a cancelled send left goes out before anything else.
-            w.send_bytes_async(&[]).await.ok();
-            assert!(cancels > 0, "no send was cancelled: the test did not test");
-            sent
+            w.send_bytes_async(&[]).await.unwrap();
+            (completed, cancelled)
         });
-        assert_eq!(done.get().unwrap(), sent);
+        let got = done.get().unwrap();
         p.join().unwrap();
+        assert!(
+            !cancelled.is_empty(),
+            "no send was cancelled: the test did not test"
+        );
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "out of order or twice");
+        for i in &completed {
+            assert!(got.contains(i), "completed message {i} lost");
+        }
+        for i in &got {
+            assert!(
+                completed.contains(i) || cancelled.contains(i),
+                "message {i} from nowhere"
+            );
+        }
     }
 
     fn exit_after(ms: u64) -> u64 {
