@@ -201,7 +201,12 @@ def test_no_thread_per_call():
 
     async def main():
         tasks = [asyncio.create_task(q.get_async()) for _ in range(50)]
-        await asyncio.sleep(0.1)
+        # Let every task reach its wait: each runs a bounded number of steps
+        # (its yields, then registering and awaiting its eventfd), one per
+        # turn of the loop; no clock involved.
+        for _ in range(1000):
+            await asyncio.sleep(0)
+        assert not any(t.done() for t in tasks)
         threads = len(os.listdir(f"/proc/{os.getpid()}/task"))
         for i in range(50):
             q.put(i)
