@@ -18,9 +18,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::condition::{Parked, RawCondition};
+use crate::condition::{CondWaiter, Parked, RawCondition};
 use crate::env::{self, Env};
-use crate::lock::{Acquired, RawLock};
+use crate::lock::{Acquired, LockError, RawLock};
 use crate::sync::{AtomicU32, Ordering};
 
 const FILLING: u32 = 0;
@@ -55,12 +55,42 @@ pub enum BarrierError {
     Interrupted,
 }
 
-/// How [`RawBarrier::wait_until`] ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Waited {
-    Met,
-    TimedOut,
-    Interrupted,
+/// A party's place in its wait, for [`RawBarrier::step`].
+#[derive(Debug)]
+pub struct Party {
+    pid: u32,
+    /// Arrived: the arrival index and the slot holding `pid` (`None` if no
+    /// slot was free, which only a foreign write can cause).
+    arrived: Option<(u32, Option<usize>)>,
+}
+
+impl Party {
+    /// A party of the calling process, not arrived yet.
+    pub fn new<E: Env + ?Sized>(env: &E) -> Self {
+        Party {
+            pid: env.me().pid,
+            arrived: None,
+        }
+    }
+
+    /// Whether the party arrived and has not left yet.
+    pub fn arrived(&self) -> bool {
+        self.arrived.is_some()
+    }
+}
+
+/// What [`RawBarrier::step`] says.
+#[derive(Debug)]
+pub enum BarrierStep<'a> {
+    /// The wait is over (the party left the barrier).
+    Done(Result<u32, Broken>),
+    /// Sleep on `waiter` until `until`, then step again.
+    Sleep {
+        /// The condition registration to sleep on.
+        waiter: CondWaiter<'a>,
+        /// When to look again (the liveness slice or the deadline).
+        until: Option<Instant>,
+    },
 }
 
 impl RawBarrier {
@@ -101,18 +131,24 @@ impl RawBarrier {
         self.cond.notify(env, u32::MAX);
     }
 
-    fn enter_lock<E: Env + ?Sized>(&self, env: &E) {
-        // The internal lock is only held for a few instructions; a holder
-        // that died there leaves counts we cannot trust: break the barrier.
-        match self.lock.lock(env, None) {
+    fn enter_lock<E: Env + ?Sized>(&self, env: &E) -> Result<(), Broken> {
+        self.entered(self.lock.lock(env, None))
+    }
+
+    /// What taking the internal lock (`r`) means for the barrier: the
+    /// internal lock is only held for a few instructions; a holder that
+    /// died there leaves counts we cannot trust, so the barrier breaks.
+    /// `Err` when the lock was not taken (it is not recoverable, which
+    /// only a foreign write to the segment can cause).
+    pub fn entered(&self, r: Result<Acquired, LockError>) -> Result<(), Broken> {
+        match r {
             Ok(Acquired::OwnerDied) => {
                 self.lock.mark_consistent();
                 self.state.store(BROKEN, Ordering::Relaxed);
+                Ok(())
             }
-            Ok(_) => {}
-            // Only reachable if someone released an inconsistent internal
-            // lock, which this module never does.
-            Err(_) => unreachable!("barrier lock is never left inconsistent"),
+            Ok(_) => Ok(()),
+            Err(_) => Err(Broken),
         }
     }
 
@@ -136,44 +172,6 @@ impl RawBarrier {
                 self.set_state(env, BROKEN);
             }
             self.exit(env);
-        }
-    }
-
-    /// With the lock held: wait until `pred(state)` or `deadline`, calling
-    /// `interrupted` between sleeps of at most `every`.
-    fn wait_until<E: Env + ?Sized>(
-        &self,
-        env: &E,
-        slots: &[AtomicU32],
-        pred: impl Fn(u32) -> bool,
-        deadline: Option<Instant>,
-        every: Duration,
-        interrupted: &mut dyn FnMut() -> bool,
-    ) -> Waited {
-        loop {
-            if pred(self.state()) {
-                return Waited::Met;
-            }
-            if env::expired(env, deadline) {
-                return Waited::TimedOut;
-            }
-            let t = self.cond.prepare();
-            self.leave_lock(env);
-            let parked = self.cond.park_interruptible(
-                env,
-                t,
-                env::slice(env, deadline),
-                every,
-                &mut *interrupted,
-            );
-            self.enter_lock(env);
-            match parked {
-                Parked::Notified => {}
-                Parked::TimedOut => self.reap_dead(env, slots),
-                // A change that raced the interrupt still counts.
-                Parked::Interrupted if pred(self.state()) => return Waited::Met,
-                Parked::Interrupted => return Waited::Interrupted,
-            }
         }
     }
 
@@ -213,73 +211,171 @@ impl RawBarrier {
         every: Duration,
         mut interrupted: impl FnMut() -> bool,
     ) -> Result<u32, BarrierError> {
-        let me = env.me().pid;
-        self.enter_lock(env);
-        // Wait while a previous cycle drains or resets.
-        let draining = |s| s != RESETTING && s != DRAINING;
-        if self.wait_until(env, slots, draining, None, every, &mut interrupted)
-            == Waited::Interrupted
-        {
-            self.leave_lock(env);
-            return Err(BarrierError::Interrupted);
-        }
-        if self.state() == BROKEN {
-            self.leave_lock(env);
-            return Err(BarrierError::Broken);
-        }
-        let index = self.count.fetch_add(1, Ordering::Relaxed);
-        let my_slot = slots.iter().position(|s| s.load(Ordering::Relaxed) == 0);
-        if let Some(i) = my_slot {
-            slots[i].store(me, Ordering::Relaxed);
-        }
-        let result = if index + 1 == self.parties() {
-            self.set_state(env, DRAINING);
-            Ok(index)
-        } else {
-            match self.wait_until(
-                env,
-                slots,
-                |s| s != FILLING,
-                deadline,
-                every,
-                &mut interrupted,
-            ) {
-                Waited::TimedOut => {
-                    self.set_state(env, BROKEN);
-                    Err(BarrierError::Broken)
+        let mut party = Party::new(env);
+        let mut entered = self.enter_lock(env);
+        let mut slept_out = false;
+        loop {
+            let (waiter, until) =
+                match self.step(env, slots, &mut party, deadline, entered, slept_out) {
+                    BarrierStep::Done(r) => return r.map_err(|Broken| BarrierError::Broken),
+                    BarrierStep::Sleep { waiter, until } => (waiter, until),
+                };
+            let parked = waiter.park_interruptible(env, until, every, &mut interrupted);
+            entered = self.enter_lock(env);
+            slept_out = parked == Parked::TimedOut;
+            if parked == Parked::Interrupted {
+                // A change that raced the interrupt still counts: step once
+                // more, and leave only if that would sleep again.
+                match self.step(env, slots, &mut party, deadline, entered, false) {
+                    BarrierStep::Done(r) => return r.map_err(|Broken| BarrierError::Broken),
+                    BarrierStep::Sleep { waiter, .. } => {
+                        drop(waiter);
+                        self.withdraw(env, slots, &mut party);
+                        return Err(BarrierError::Interrupted);
+                    }
                 }
-                Waited::Interrupted => Err(BarrierError::Interrupted),
-                Waited::Met if self.state() == BROKEN || self.state() == RESETTING => {
-                    Err(BarrierError::Broken)
-                }
-                Waited::Met => Ok(index),
             }
-        };
-        // Leave: unless the death scan already removed us.
-        if let Some(i) = my_slot {
-            if slots[i].load(Ordering::Relaxed) == me {
+        }
+    }
+
+    /// The internal lock, for a waiter that takes it without blocking (an
+    /// async task): take it (its outcome goes to [`step`](Self::step)),
+    /// then step. It is held only for a few instructions at a time.
+    pub fn internal_lock(&self) -> &RawLock {
+        &self.lock
+    }
+
+    /// One step of a party's wait, called with the internal lock held (and
+    /// `entered`, the outcome of taking it): arrive, or see whether the
+    /// wait is over, or register to sleep. `slept_out`: the last sleep
+    /// ended without a notification (the liveness slice or the deadline),
+    /// so parties whose process died are looked for first. The lock is
+    /// released when this returns. After a [`BarrierStep::Sleep`], sleep
+    /// on the waiter until `until` (claiming a notification, see
+    /// [`CondWaiter`]), then take the lock and step again; a party that
+    /// gives up instead calls [`withdraw`](Self::withdraw).
+    pub fn step<E: Env + ?Sized>(
+        &self,
+        env: &E,
+        slots: &[AtomicU32],
+        party: &mut Party,
+        deadline: Option<Instant>,
+        entered: Result<(), Broken>,
+        slept_out: bool,
+    ) -> BarrierStep<'_> {
+        if entered.is_err() {
+            // The internal lock is unusable (only a foreign write to the
+            // segment makes it so): the barrier cannot work.
+            return BarrierStep::Done(Err(Broken));
+        }
+        if slept_out {
+            self.reap_dead(env, slots);
+        }
+        if party.arrived.is_none() {
+            let s = self.state();
+            // Wait while a previous cycle drains or resets (at no deadline:
+            // as in Python, the timeout is for the barrier itself).
+            if s == RESETTING || s == DRAINING {
+                return self.sleep(env, env::slice(env, None));
+            }
+            if s == BROKEN {
+                self.leave_lock(env);
+                return BarrierStep::Done(Err(Broken));
+            }
+            let index = self.count.fetch_add(1, Ordering::Relaxed);
+            let slot = slots.iter().position(|s| s.load(Ordering::Relaxed) == 0);
+            if let Some(i) = slot {
+                slots[i].store(party.pid, Ordering::Relaxed);
+            }
+            party.arrived = Some((index, slot));
+            if index + 1 == self.parties() {
+                self.set_state(env, DRAINING);
+                return self.depart(env, slots, party, Ok(index));
+            }
+        }
+        let index = party.arrived.map_or(0, |(i, _)| i);
+        match self.state() {
+            FILLING if env::expired(env, deadline) => {
+                // Timing out breaks the barrier, as in Python.
+                self.set_state(env, BROKEN);
+                self.depart(env, slots, party, Err(Broken))
+            }
+            FILLING => self.sleep(env, env::slice(env, deadline)),
+            BROKEN | RESETTING => self.depart(env, slots, party, Err(Broken)),
+            _ => self.depart(env, slots, party, Ok(index)),
+        }
+    }
+
+    /// Register on the condition and release the lock.
+    fn sleep<E: Env + ?Sized>(&self, env: &E, until: Option<Instant>) -> BarrierStep<'_> {
+        let waiter = self.cond.register();
+        self.leave_lock(env);
+        BarrierStep::Sleep { waiter, until }
+    }
+
+    /// Leave with `r`, releasing the lock.
+    fn depart<E: Env + ?Sized>(
+        &self,
+        env: &E,
+        slots: &[AtomicU32],
+        party: &mut Party,
+        r: Result<u32, Broken>,
+    ) -> BarrierStep<'_> {
+        self.leave(slots, party);
+        self.exit(env);
+        self.leave_lock(env);
+        BarrierStep::Done(r)
+    }
+
+    /// Take `party` out of the count (unless the death scan already did).
+    fn leave(&self, slots: &[AtomicU32], party: &mut Party) {
+        match party.arrived.take() {
+            Some((_, Some(i))) if slots[i].load(Ordering::Relaxed) == party.pid => {
                 slots[i].store(0, Ordering::Relaxed);
                 self.count.fetch_sub(1, Ordering::Relaxed);
             }
-        } else {
-            self.count.fetch_sub(1, Ordering::Relaxed);
+            Some((_, None)) => {
+                self.count.fetch_sub(1, Ordering::Relaxed);
+            }
+            // Not arrived, or the death scan took this party out already.
+            None | Some((_, Some(_))) => {}
         }
-        self.exit(env);
-        self.leave_lock(env);
-        result
+    }
+
+    /// A party that gives up between steps (interrupted, or an async wait
+    /// dropped) leaves as if it had never arrived; the barrier is not
+    /// broken. Takes the internal lock (briefly held by anyone) if the
+    /// party had arrived; nothing to do otherwise.
+    pub fn withdraw<E: Env + ?Sized>(&self, env: &E, slots: &[AtomicU32], party: &mut Party) {
+        if party.arrived.is_none() {
+            return;
+        }
+        // A broken internal lock: leave the counts alone (they are
+        // untrusted anyway, and the barrier is broken).
+        if self.enter_lock(env).is_ok() {
+            self.leave(slots, party);
+            self.exit(env);
+            self.leave_lock(env);
+        }
     }
 
     /// Break the barrier: current and future waiters get [`Broken`] until
     /// [`reset`](Self::reset).
     pub fn abort<E: Env + ?Sized>(&self, env: &E) {
-        self.enter_lock(env);
+        if self.enter_lock(env).is_err() {
+            // Unusable internal lock: waiters already get `Broken`.
+            return;
+        }
         self.set_state(env, BROKEN);
         self.leave_lock(env);
     }
 
     /// Return to the initial state; parties waiting now get [`Broken`].
     pub fn reset<E: Env + ?Sized>(&self, env: &E) {
-        self.enter_lock(env);
+        if self.enter_lock(env).is_err() {
+            // Unusable internal lock: the barrier stays broken.
+            return;
+        }
         if self.count.load(Ordering::Relaxed) > 0 {
             let s = self.state();
             if s == FILLING || s == BROKEN {

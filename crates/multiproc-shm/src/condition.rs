@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use crate::env::Env;
 use crate::eventcount::EventCount;
 use crate::sync::{AtomicU32, Ordering};
+use crate::watch::Watch;
 
 /// A condition's shared state (12 bytes, zero when fresh): the crate's
 /// eventcount (`seq` at offset 0, `sleepers` at 4) and `tokens` at 8.
@@ -159,8 +160,80 @@ impl RawCondition {
         });
     }
 
+    /// [`prepare`](Self::prepare) for a waiter that sleeps elsewhere (an
+    /// async task): call with the lock held, then release it. The waiter
+    /// [claims](CondWaiter::claim) a notification, or sleeps on a
+    /// [`watch`](CondWaiter::watch) of the sequence word and tries again;
+    /// dropping it deregisters. A waiter that claimed a notification and
+    /// then gives up before it re-takes the lock (a cancelled future) calls
+    /// [`give_back`](Self::give_back), or that notification is lost.
+    pub fn register(&self) -> CondWaiter<'_> {
+        CondWaiter {
+            cond: self,
+            ticket: self.prepare(),
+        }
+    }
+
+    /// Return a notification a waiter claimed but will not act on, so that
+    /// another waiter takes it (at worst a later waiter wakes spuriously,
+    /// which every condition waiter allows). Needs no lock: the token is
+    /// added before the bump of `seq` that lets waiters claim it, as in
+    /// [`notify`](Self::notify).
+    pub fn give_back<E: Env + ?Sized>(&self, env: &E) {
+        self.ec.advance(env, 1, |_| {
+            // Ordering::Relaxed: published by `advance`'s Release bump.
+            self.tokens.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+
     /// Waiters currently inside `prepare`..`park` (a snapshot).
     pub fn sleepers(&self) -> u32 {
         self.ec.sleepers()
+    }
+}
+
+/// A condition waiter that sleeps elsewhere (see
+/// [`RawCondition::register`]); dropping it deregisters.
+#[derive(Debug)]
+#[must_use = "dropping a waiter deregisters it"]
+pub struct CondWaiter<'a> {
+    cond: &'a RawCondition,
+    ticket: Ticket,
+}
+
+impl<'a> CondWaiter<'a> {
+    /// Claim a notification that came after registration, if one is left
+    /// (the test [`park`](RawCondition::park) makes after each sleep).
+    pub fn claim(&self) -> bool {
+        // Acquire (in `seq`) pairs with the notifier's Release bump.
+        self.cond.ec.seq() != self.ticket.0 && self.cond.claim_token()
+    }
+
+    /// The word to sleep on and its value now: sleep on it after a failed
+    /// [`claim`](Self::claim), then claim again. (A notification between
+    /// this read and the sleep changes the word, so the sleep ends.)
+    pub fn watch(&self) -> Watch<'a> {
+        self.cond.ec.watch_seq()
+    }
+
+    /// Sleep here instead, as [`RawCondition::park_interruptible`] does
+    /// (which deregisters).
+    pub fn park_interruptible<E: Env + ?Sized>(
+        self,
+        env: &E,
+        deadline: Option<Instant>,
+        every: Duration,
+        interrupted: impl FnMut() -> bool,
+    ) -> Parked {
+        let (cond, ticket) = (self.cond, self.ticket);
+        // The park deregisters; this waiter must not do it again.
+        std::mem::forget(self);
+        cond.park_interruptible(env, ticket, deadline, every, interrupted)
+    }
+}
+
+impl Drop for CondWaiter<'_> {
+    fn drop(&mut self) {
+        self.cond.ec.cancel();
     }
 }

@@ -93,6 +93,12 @@ impl EventCount {
         Watch::new(&self.seq, t.seen, t.covered, Some(&self.sleepers))
     }
 
+    /// A [`Watch`] on `seq` as it is now, registering nothing (the caller
+    /// registered before, with [`prepare_fenced`](Self::prepare_fenced)).
+    pub(crate) fn watch_seq(&self) -> Watch<'_> {
+        Watch::new(&self.seq, self.seq(), true, None)
+    }
+
     /// Register as a sleeper with a full fence, for notifiers that always
     /// run one ([`advance`](Self::advance)); the ticket is always covered.
     #[inline]

@@ -29,9 +29,9 @@ pub mod shared;
 pub mod sync;
 pub mod watch;
 
-pub use barrier::{BarrierError, Broken, RawBarrier};
+pub use barrier::{BarrierError, BarrierStep, Broken, Party, RawBarrier};
 pub use bias::BiasLock;
-pub use condition::{Parked, RawCondition, Ticket};
+pub use condition::{CondWaiter, Parked, RawCondition, Ticket};
 pub use env::{Env, LIVENESS_CHECK, Me};
 pub use event::RawEvent;
 pub use header::{Header, HeaderError, InitState};

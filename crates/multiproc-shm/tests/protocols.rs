@@ -1206,3 +1206,48 @@ fn an_async_event_wait_sees_a_set_even_if_cleared_at_once() {
         t.join().unwrap();
     });
 }
+
+/// An async condition waiter (registered under the lock, then the
+/// attempt/watch/sleep loop of `await_like` claiming a notification)
+/// cancelled after its claim gives the notification back: the blocking
+/// waiter registered beside it is woken by the one `notify(1)` either way.
+#[test]
+fn an_async_condition_waiter_cancelled_after_its_claim_gives_it_back() {
+    model(|| {
+        let shared = Arc::new((RawLock::new(), RawCondition::new(), AtomicU32::new(0)));
+        let mut es = envs(3);
+        let (e3, e2, e1) = (es.pop().unwrap(), es.pop().unwrap(), es.pop().unwrap());
+        let (lock, cond, registered) = &*shared;
+        lock.lock(&e1, None).unwrap();
+        let tb = cond.prepare();
+        lock.unlock(&e1).unwrap();
+        let sh = shared.clone();
+        let cancelled = thread::spawn(move || {
+            let (lock, cond, registered) = &*sh;
+            lock.lock(&e2, None).unwrap();
+            let w = cond.register();
+            registered.store(1, Ordering::SeqCst);
+            lock.unlock(&e2).unwrap();
+            await_like(&e2, |_| w.claim().then_some(()), || Some(w.watch()));
+            // Deregistered, then dropped before re-taking the lock.
+            drop(w);
+            cond.give_back(&e2);
+        });
+        let sh = shared.clone();
+        let plain = thread::spawn(move || sh.1.park(&e3, tb, None));
+        notify_locked(lock, cond, &e1, 1);
+        assert!(
+            plain.join().unwrap(),
+            "the blocking waiter was not notified"
+        );
+        // The async waiter may still wait (the blocking one took the
+        // first notification): a second one, once it is registered,
+        // releases it.
+        while registered.load(Ordering::SeqCst) == 0 {
+            thread::yield_now();
+        }
+        notify_locked(lock, cond, &e1, 1);
+        cancelled.join().unwrap();
+        assert_eq!(cond.sleepers(), 0, "a registration outlived its wait");
+    });
+}

@@ -156,7 +156,7 @@ pub use shared::segment::SegmentError;
 pub use shared::shared_memory::SharedMemory;
 pub use shared::{Array, ArrayGuard, RawArray, RawValue, SharedError, Value, ValueGuard};
 pub use sync::{
-    AcquireError, Barrier, BarrierWaitError, BoundedSemaphore, BrokenBarrierError, Condition,
-    ConditionGuard, Event, Lock, LockGuard, LockTimeoutError, RLock, RLockGuard, ReleaseError,
-    Semaphore, TryLockError, WaitError,
+    AcquireError, AsyncConditionGuard, Barrier, BarrierWaitError, BoundedSemaphore,
+    BrokenBarrierError, Condition, ConditionGuard, Event, Lock, LockGuard, LockTimeoutError, RLock,
+    RLockGuard, ReleaseError, Semaphore, TryLockError, WaitError,
 };

@@ -111,6 +111,29 @@ impl Barrier {
             .map_err(|_| BrokenBarrierError)
     }
 
+    /// [`wait`](Self::wait), awaiting the other parties instead of blocking
+    /// the thread (any executor). A party that dies while waiting still
+    /// breaks the barrier for the others, as in the blocking form.
+    ///
+    /// Cancel safe: a future dropped before the barrier passed leaves it as
+    /// if this party had never arrived (as an interrupted blocking wait
+    /// does); the barrier is not broken and waits for another party in its
+    /// place.
+    pub async fn wait_async(&self) -> Result<u32, BrokenBarrierError> {
+        super::aio::barrier_wait(self.h.get(), self.slots(), None)
+            .await
+            .map_err(|_| BrokenBarrierError)
+    }
+
+    /// [`wait_timeout`](Self::wait_timeout), awaiting instead of blocking:
+    /// timing out breaks the barrier. Cancel safe as
+    /// [`wait_async`](Self::wait_async).
+    pub async fn wait_timeout_async(&self, timeout: Duration) -> Result<u32, BrokenBarrierError> {
+        super::aio::barrier_wait(self.h.get(), self.slots(), deadline(timeout))
+            .await
+            .map_err(|_| BrokenBarrierError)
+    }
+
     /// [`wait`](Self::wait) (at most `timeout` if given), calling
     /// `interrupted` between sleeps of at most `every` (a binding checks for
     /// signals this way, so that Ctrl-C works). An interrupted party leaves

@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::shared::segment::{self};
 
 use super::handle::Handle;
-use super::{ENV, deadline, lock_forms, warn_if_abandoned};
+use super::{AcquireError, ENV, LockTimeoutError, deadline, lock_forms, warn_if_abandoned};
 use super::{Lock, RLock};
+use crate::error::Waited;
 
 // ----- Condition ---------------------------------------------------------------
 
@@ -277,5 +278,147 @@ impl Drop for ConditionGuard<'_> {
             CondLock::Lock(_) => raw.unlock(&ENV),
             CondLock::RLock(_) => raw.runlock(&ENV),
         };
+    }
+}
+
+// ----- async ---------------------------------------------------------------------
+
+/// Holds a [`Condition`]'s lock in async code ([`Condition::lock_async`]);
+/// releases it when dropped.
+///
+/// Unlike [`ConditionGuard`] it is `Send`, so futures holding it run on a
+/// multi-threaded runtime: it holds the lock for the process, never as a
+/// re-entrant owner (an `RLock` under the condition is taken as a plain
+/// lock, so two tasks of one thread exclude each other, and this guard
+/// never re-enters). The waits consume the guard and give it back, so a
+/// wait dropped half-way (its future cancelled) leaves the lock released,
+/// never a guard that thinks it holds a lock it gave up.
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct AsyncConditionGuard<'a> {
+    cond: &'a Condition,
+    /// Took the lock over from a dead owner (handed out in `OwnerDied`).
+    heir: bool,
+}
+
+/// A notification claimed by a waiter that has not re-taken the lock yet:
+/// given back if its future is dropped meanwhile, so that another waiter
+/// takes it.
+struct Claimed<'a>(Option<&'a RawCondition>);
+
+impl Drop for Claimed<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0 {
+            c.give_back(&ENV);
+        }
+    }
+}
+
+impl Condition {
+    fn async_guard(&self, heir: bool) -> AsyncConditionGuard<'_> {
+        AsyncConditionGuard { cond: self, heir }
+    }
+
+    /// Take the lock, awaiting it instead of blocking the thread (any
+    /// executor). A dead owner is noticed as by [`lock`](Self::lock):
+    /// [`AcquireError::OwnerDied`] then holds the guard. Cancel safe: a
+    /// dropped future holds no lock.
+    pub async fn lock_async(
+        &self,
+    ) -> Result<AsyncConditionGuard<'_>, AcquireError<AsyncConditionGuard<'_>>> {
+        let r = super::aio::lock(self.raw_lock(), None).await;
+        super::acquired(r, |heir| self.async_guard(heir)).map_err(Waited::into_blocking)
+    }
+
+    /// [`lock_async`](Self::lock_async), waiting at most `timeout`.
+    pub async fn lock_timeout_async(
+        &self,
+        timeout: Duration,
+    ) -> Result<AsyncConditionGuard<'_>, LockTimeoutError<AsyncConditionGuard<'_>>> {
+        let r = super::aio::lock(self.raw_lock(), crate::deadline::after(timeout)).await;
+        super::acquired(r, |heir| self.async_guard(heir)).map_err(Waited::into_timeout)
+    }
+}
+
+impl<'a> AsyncConditionGuard<'a> {
+    /// Release the lock, await a notification, re-take the lock: the guard
+    /// comes back (may return spuriously, as every condition wait may).
+    /// Taking the lock back from a dead owner gives
+    /// [`AcquireError::OwnerDied`] with the guard.
+    ///
+    /// Cancel safe: a dropped future leaves the lock released and consumed
+    /// no notification (one it had claimed goes to another waiter).
+    pub async fn wait_async(self) -> Result<Self, AcquireError<Self>> {
+        self.wait_by(None).await.map(|(g, _)| g)
+    }
+
+    /// [`wait_async`](Self::wait_async), awaiting a notification at most
+    /// `timeout`; the `bool` says whether one came.
+    pub async fn wait_timeout_async(
+        self,
+        timeout: Duration,
+    ) -> Result<(Self, bool), AcquireError<Self>> {
+        self.wait_by(deadline(timeout)).await
+    }
+
+    /// Wait until `pred()` holds (checked with the lock held), at most
+    /// `timeout` if given; the `bool` is the last value of `pred()`.
+    pub async fn wait_for_async(
+        self,
+        mut pred: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<(Self, bool), AcquireError<Self>> {
+        let d = timeout.and_then(crate::deadline::after);
+        let mut g = self;
+        loop {
+            if pred() {
+                return Ok((g, true));
+            }
+            if d.is_some_and(|d| Instant::now() >= d) {
+                return Ok((g, false));
+            }
+            g = g.wait_by(d).await?.0;
+        }
+    }
+
+    async fn wait_by(self, d: Option<Instant>) -> Result<(Self, bool), AcquireError<Self>> {
+        let cond = self.cond;
+        let raw_cond = cond.cond.get();
+        // Registered with the lock held, so a notification after this
+        // cannot be missed; then the lock is released (the guard's drop).
+        let waiter = raw_cond.register();
+        drop(self);
+        let notified = super::aio::notified(&waiter, d).await;
+        drop(waiter);
+        let mut claimed = Claimed(notified.then_some(raw_cond));
+        let r = super::aio::lock(cond.raw_lock(), None).await;
+        claimed.0 = None;
+        let g = super::acquired(r, |heir| cond.async_guard(heir)).map_err(Waited::into_blocking)?;
+        Ok((g, notified))
+    }
+
+    /// Wake up to `n` waiters (blocking or async).
+    pub fn notify(&self, n: u32) {
+        self.cond.cond.get().notify(&ENV, n);
+    }
+
+    /// Wake every waiter.
+    pub fn notify_all(&self) {
+        self.cond.cond.get().notify(&ENV, u32::MAX);
+    }
+
+    /// After an owner died: the data is repaired.
+    pub fn mark_consistent(&self) {
+        self.cond.raw_lock().mark_consistent();
+    }
+}
+
+impl Drop for AsyncConditionGuard<'_> {
+    fn drop(&mut self) {
+        let raw = self.cond.raw_lock();
+        if self.heir {
+            warn_if_abandoned(raw, "a Condition's lock");
+        }
+        let _ = raw.unlock(&ENV);
     }
 }

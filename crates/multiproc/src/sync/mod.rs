@@ -49,7 +49,7 @@ mod lock;
 mod semaphore;
 
 pub use barrier::Barrier;
-pub use condition::{Condition, ConditionGuard, WaitError};
+pub use condition::{AsyncConditionGuard, Condition, ConditionGuard, WaitError};
 pub use event::Event;
 pub(crate) use lock::embedded_lock;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};
