@@ -137,6 +137,8 @@ pub mod redis;
 pub mod shared;
 pub mod sync;
 
+#[cfg(feature = "tokio")]
+pub use connection::ConnectionStream;
 pub use connection::codec::Fd;
 pub use connection::{
     Connection, RecvError, RecvTimeoutError, SendError, TryRecvError, duplex, pipe,

@@ -241,4 +241,141 @@ mod with_tokio {
         p.join().unwrap();
         assert_eq!(got, (0..n).collect::<Vec<_>>());
     }
+
+    /// Echo every value back (blocking); a queue that comes along gets the
+    /// value's number.
+    fn echo(mut c: Connection<(u32, String, Option<Queue<u32>>)>) {
+        while let Ok((i, text, q)) = c.recv() {
+            if let Some(q) = q {
+                q.put(i).unwrap();
+            }
+            c.send(&(i, text, None)).unwrap();
+        }
+    }
+
+    fn text(i: u32) -> String {
+        // Now and then a large one, so that writes stop part-way.
+        let len = if i % 97 == 0 {
+            300_000
+        } else {
+            (i as usize * 31) % 500
+        };
+        char::from(b'a' + (i % 26) as u8).to_string().repeat(len)
+    }
+
+    /// A connection is a `Sink` and a `Stream` at once, driven by two
+    /// futures on one thread (as `StreamExt::split` would): every value
+    /// comes back once and in order, large ones included, and handles
+    /// travel with their frames.
+    #[test]
+    fn a_connection_is_a_sink_and_a_stream_with_handles_and_large_frames() {
+        use futures_core::Stream;
+        use futures_sink::Sink;
+        use std::cell::RefCell;
+        use std::future::poll_fn;
+        use std::pin::Pin;
+
+        let _w = watchdog("conn_stream", LIMIT);
+        let (a, b) = duplex::<(u32, String, Option<Queue<u32>>)>().unwrap();
+        let mut p = Process::spawn(echo, b).unwrap();
+        let handed = Queue::<u32>::new().unwrap();
+        let n = 3000u32;
+        runtime().block_on(async {
+            let s = RefCell::new(a.into_stream().unwrap());
+            let feed = async {
+                for i in 0..n {
+                    poll_fn(|cx| Pin::new(&mut *s.borrow_mut()).poll_ready(cx))
+                        .await
+                        .unwrap();
+                    let q = (i % 10 == 0).then(|| handed.clone());
+                    Pin::new(&mut *s.borrow_mut())
+                        .start_send((i, text(i), q))
+                        .unwrap();
+                }
+                poll_fn(|cx| Pin::new(&mut *s.borrow_mut()).poll_flush(cx))
+                    .await
+                    .unwrap();
+            };
+            let drain = async {
+                for i in 0..n {
+                    let got = poll_fn(|cx| Pin::new(&mut *s.borrow_mut()).poll_next(cx)).await;
+                    let (j, t, q) = got.expect("the stream ended early").unwrap();
+                    assert_eq!(j, i, "out of order");
+                    assert!(t == text(i), "message {i} changed on the way");
+                    assert!(q.is_none());
+                }
+            };
+            tokio::join!(feed, drain);
+            // The peer's close ends the stream.
+            let c = s.into_inner().into_inner().map_err(|_| ()).unwrap();
+            drop(c);
+        });
+        p.join().unwrap();
+        let mut got: Vec<u32> = std::iter::from_fn(|| handed.try_get().ok()).collect();
+        got.sort_unstable();
+        assert_eq!(got, (0..n).step_by(10).collect::<Vec<_>>());
+    }
+
+    fn close_at_once(c: Connection<u32>) {
+        drop(c);
+    }
+
+    #[test]
+    fn a_connection_stream_ends_when_the_peer_closes() {
+        use futures_core::Stream;
+        use std::future::poll_fn;
+        use std::pin::Pin;
+
+        let _w = watchdog("conn_stream_eof", LIMIT);
+        let (a, b) = duplex::<u32>().unwrap();
+        let mut p = Process::spawn(close_at_once, b).unwrap();
+        runtime().block_on(async {
+            let mut s = a.into_stream().unwrap();
+            assert!(poll_fn(|cx| Pin::new(&mut s).poll_next(cx)).await.is_none());
+        });
+        p.join().unwrap();
+    }
+
+    fn signal_parent(arg: (u32, i32, u32)) {
+        let (pid, sig, times) = arg;
+        for _ in 0..times {
+            multiproc::os::signal::send(pid, sig).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Signals sent by another process arrive through `recv_async`, the
+    /// stream, and `SignalFlag::wait_async`.
+    #[test]
+    fn signals_arrive_as_async_values_and_as_a_stream() {
+        use futures_core::Stream;
+        use multiproc::os::signal::{self, SIGUSR1, SIGUSR2, Signals};
+        use std::future::poll_fn;
+        use std::pin::Pin;
+
+        let _w = watchdog("signals_async", LIMIT);
+        let me = std::process::id();
+        runtime().block_on(async {
+            let mut sigs = Signals::new(&[SIGUSR1]).unwrap();
+            let mut p = Process::spawn(signal_parent, (me, SIGUSR1, 1)).unwrap();
+            assert_eq!(sigs.recv_async().await.unwrap(), SIGUSR1);
+            p.join().unwrap();
+
+            // The stream: one signal at a time (the kernel merges signals
+            // pending at once), each awaited before the next is sent.
+            let mut stream = sigs.into_stream().unwrap();
+            for _ in 0..3 {
+                signal::send(me, SIGUSR1).unwrap();
+                let got = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await;
+                assert_eq!(got.unwrap().unwrap(), SIGUSR1);
+            }
+
+            let flag = signal::flag(SIGUSR2).unwrap();
+            assert!(!flag.is_set());
+            let mut p = Process::spawn(signal_parent, (me, SIGUSR2, 1)).unwrap();
+            flag.wait_async().await.unwrap();
+            assert!(flag.is_set());
+            p.join().unwrap();
+        });
+    }
 }

@@ -22,6 +22,8 @@ mod client;
 mod error;
 mod incoming;
 mod listener;
+#[cfg(feature = "tokio")]
+mod stream;
 mod wait;
 
 pub use address::{Address, AddressError, MAX_UNIX_PATH, SocketPathError};
@@ -34,6 +36,8 @@ pub use error::{RecvError, RecvTimeoutError, SendError, TryRecvError};
 pub use listener::{
     AcceptError, BindError, Listener, ListenerBuilder, MAX_PREAUTH, MAX_PREAUTH_PER_PEER,
 };
+#[cfg(feature = "tokio")]
+pub use stream::ConnectionStream;
 pub use wait::{Waitable, wait};
 
 pub(crate) use listener::SOCKET_FILES;

@@ -305,3 +305,86 @@ impl AsFd for SignalFlag {
         self.pipe.as_fd()
     }
 }
+
+// ----- async (the `tokio` feature) ------------------------------------------------
+
+#[cfg(feature = "tokio")]
+impl Signals {
+    /// [`wait`](Self::wait), awaiting the next signal instead of blocking
+    /// the thread (needs a tokio runtime). Cancel safe: a dropped future
+    /// took no signal (numbers read meanwhile stay queued here).
+    pub async fn recv_async(&mut self) -> Result<i32, SignalError> {
+        loop {
+            if let Some(s) = self.try_wait()? {
+                return Ok(s);
+            }
+            multiproc_sys::ready::ready(self.pipe.as_fd(), true).await?;
+        }
+    }
+
+    /// These signals as a `Stream` of signal numbers, as they arrive (needs
+    /// a tokio runtime: the pipe is registered with its reactor). It ends
+    /// only if reading the pipe fails (the error is its last item).
+    pub fn into_stream(self) -> Result<SignalStream, SignalError> {
+        let reg = multiproc_sys::ready::Registration::new(self.pipe.as_fd())?;
+        Ok(SignalStream {
+            signals: self,
+            reg,
+            failed: false,
+        })
+    }
+}
+
+/// [`Signals::into_stream`]: received signal numbers as a `Stream`.
+#[cfg(feature = "tokio")]
+#[derive(Debug)]
+pub struct SignalStream {
+    signals: Signals,
+    reg: multiproc_sys::ready::Registration,
+    failed: bool,
+}
+
+#[cfg(feature = "tokio")]
+impl futures_core::Stream for SignalStream {
+    type Item = Result<i32, SignalError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if this.failed {
+            return Poll::Ready(None);
+        }
+        loop {
+            let err = match this.signals.try_wait() {
+                Ok(Some(s)) => return Poll::Ready(Some(Ok(s))),
+                Ok(None) => match std::task::ready!(this.reg.poll_ready(cx, true)) {
+                    Ok(()) => continue,
+                    Err(e) => SignalError::Io(e),
+                },
+                Err(e) => e,
+            };
+            this.failed = true;
+            return Poll::Ready(Some(Err(err)));
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl SignalFlag {
+    /// [`wait`](Self::wait), awaiting the flag instead of blocking the
+    /// thread (needs a tokio runtime).
+    pub async fn wait_async(&self) -> Result<(), SignalError> {
+        loop {
+            if self.is_set() {
+                return Ok(());
+            }
+            multiproc_sys::ready::ready(self.pipe.as_fd(), true).await?;
+            // As in `wait_until`: the handler sets the flag before it
+            // writes, so after draining, a byte seen means the flag is set.
+            let _ = self.pipe.drain()?;
+        }
+    }
+}
