@@ -178,6 +178,46 @@ impl RawConnection {
         }
     }
 
+    /// Start sending `buf[offset..offset + size]` as one message without
+    /// blocking: `True` when it went out or its first bytes did (the rest
+    /// goes with `_flush_unsent`, or ahead of the next send), `False` when
+    /// nothing could be written now. The step of an asyncio
+    /// `send_bytes_async`, between waits for writability.
+    fn _try_start_send_bytes(
+        &self,
+        buf: &Bound<'_, PyAny>,
+        offset: usize,
+        size: usize,
+    ) -> PyResult<bool> {
+        if !self.writable {
+            return Err(PyOSError::new_err("connection is read-only"));
+        }
+        let view = SimpleBuf::get(buf, false)?;
+        let msg = offset
+            .checked_add(size)
+            .and_then(|end| view.bytes().get(offset..end))
+            .ok_or_else(|| PyValueError::new_err("buffer length < offset + size"))?;
+        let mut g = self.tx.lock().expect("not poisoned");
+        let c = g.as_mut().ok_or_else(handle_closed)?;
+        c.try_start_send_bytes(msg).map_err(errors::send)
+    }
+
+    /// Write what a started or interrupted send left unsent, without
+    /// blocking; `True` when nothing is left.
+    fn _flush_unsent(&self) -> PyResult<bool> {
+        let mut g = self.tx.lock().expect("not poisoned");
+        let c = g.as_mut().ok_or_else(handle_closed)?;
+        c.flush_unsent().map_err(errors::send)
+    }
+
+    /// The descriptor of the sending side.
+    fn _send_fileno(&self) -> PyResult<RawFd> {
+        match self.tx.lock().expect("not poisoned").as_ref() {
+            Some(c) => Ok(c.as_raw_fd()),
+            None => Err(handle_closed()),
+        }
+    }
+
     /// Receive one message as bytes (at most `maxlength`: `OSError` for a
     /// longer one, as in CPython).
     #[pyo3(signature = (maxlength = None))]

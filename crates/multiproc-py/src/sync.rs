@@ -527,6 +527,28 @@ impl RawBarrier {
         }
     }
 
+    /// A native async wait (driven by `multiproc._aio.drive`): this
+    /// party's index; a `timeout` (seconds) breaks the barrier, as with
+    /// `wait`. Closing the operation before the barrier passed leaves it as
+    /// if this party had never arrived.
+    #[pyo3(signature = (timeout = None))]
+    fn _wait_async(&self, timeout: Option<f64>) -> PyResult<AsyncOp> {
+        let b = self.b.clone();
+        let t = timeout.map(|t| Duration::from_secs_f64(t.clamp(0.0, 1e9)));
+        AsyncOp::new(async move {
+            let r = match t {
+                None => b.wait_async().await,
+                Some(t) => b.wait_timeout_async(t).await,
+            };
+            Box::new(move |py: Python<'_>| -> PyResult<Py<PyAny>> {
+                match r {
+                    Ok(i) => Ok(i.into_pyobject(py)?.into_any().unbind()),
+                    Err(e) => Err(errors::broken_barrier(py, e)),
+                }
+            }) as Done
+        })
+    }
+
     /// Break the barrier.
     fn abort(&self) {
         self.b.abort()

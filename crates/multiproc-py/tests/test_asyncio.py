@@ -218,3 +218,122 @@ def test_no_thread_per_call():
     assert got == list(range(50))
     # 50 waiting tasks: at most multiproc's one waiter thread more.
     assert threads <= before + 1, (before, threads)
+
+
+def _message(i):
+    n = 1000 + (i * 7919) % 150_000
+    return i.to_bytes(4, "little") + bytes([i % 251]) * (n - 4)
+
+
+def _check_messages(conn, out, n):
+    """Receive slowly (so the pipe fills), report the indices that came."""
+    got = []
+    while True:
+        m = conn.recv_bytes()
+        if m == b"end":
+            break
+        i = int.from_bytes(m[:4], "little")
+        assert m == _message(i), f"message {i} torn"
+        got.append(i)
+        if len(got) % 4 == 0:
+            time.sleep(0.002)
+    out.put(got)
+
+
+def test_send_async_through_a_full_pipe_with_cancels_sends_whole_messages():
+    r, w = mp.Pipe(duplex=False)
+    out = mp.Queue()
+    n = 600
+    (p,) = _daemons(CTX.Process(target=_check_messages, args=(r, out, n)))
+    p.start()
+    r.close()
+
+    async def main():
+        rng = random.Random(7)
+        completed, cancels = [], 0
+        for i in range(n):
+            try:
+                await asyncio.wait_for(w.send_bytes_async(_message(i)), rng.choice([0.0005, 0.002, 30]))
+                completed.append(i)
+            except (asyncio.TimeoutError, TimeoutError):
+                cancels += 1
+        await w.send_bytes_async(b"end")
+        return completed, cancels
+
+    completed, cancels = asyncio.run(asyncio.wait_for(main(), 120))
+    got = out.get(timeout=60)
+    p.join(10)
+    assert p.exitcode == 0
+    assert cancels >= 20, cancels
+    # Every completed send arrived; a cancelled one whole or not at all;
+    # nothing twice, nothing out of order.
+    assert got == sorted(set(got))
+    assert set(completed) <= set(got)
+    assert set(got) <= set(range(n))
+
+
+def _echo_objects(conn):
+    while True:
+        obj = conn.recv()
+        if obj is None:
+            return
+        conn.send(obj)
+
+
+def test_send_async_and_recv_async_round_trip_objects():
+    a, b = mp.Pipe()
+    (p,) = _daemons(CTX.Process(target=_echo_objects, args=(b,)))
+    p.start()
+    b.close()
+
+    async def main():
+        for i in range(200):
+            obj = {"i": i, "blob": b"x" * (i * 997)}
+            await a.coro_send(obj)
+            assert await a.recv_async() == obj
+        await a.send_async(None)
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+    p.join(10)
+    assert p.exitcode == 0
+
+
+def _meet(b, out, rounds):
+    for r in range(rounds):
+        out.put((r, b.wait()))
+
+
+def test_barrier_wait_async_meets_blocking_parties_and_cancels_cleanly():
+    import threading
+
+    b = mp.Barrier(3)
+    out = mp.Queue()
+    rounds = 50
+    procs = _daemons(*(CTX.Process(target=_meet, args=(b, out, rounds)) for _ in range(2)))
+    for p in procs:
+        p.start()
+
+    async def main():
+        mine = [await b.wait_async() for _ in range(rounds)]
+        # A cancelled party leaves the barrier as if it never arrived.
+        for _ in range(10):
+            with pytest.raises((asyncio.TimeoutError, TimeoutError)):
+                await asyncio.wait_for(b.wait_async(), 0.01)
+            assert b.n_waiting == 0
+            assert not b.broken
+        # A timeout of the barrier's own breaks it, as with wait().
+        with pytest.raises(threading.BrokenBarrierError):
+            await b.wait_async(timeout=0.02)
+        assert b.broken
+        return mine
+
+    mine = asyncio.run(asyncio.wait_for(main(), 60))
+    for p in procs:
+        p.join(10)
+        assert p.exitcode == 0
+    seen = [[] for _ in range(rounds)]
+    for _ in range(2 * rounds):
+        r, i = out.get(timeout=10)
+        seen[r].append(i)
+    for r in range(rounds):
+        assert sorted(seen[r] + [mine[r]]) == [0, 1, 2], r

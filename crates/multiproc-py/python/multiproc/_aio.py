@@ -11,7 +11,7 @@ takes no item, a cancelled put puts none.
 
 import asyncio
 
-__all__ = ["drive", "readable", "with_timeout"]
+__all__ = ["drive", "readable", "with_timeout", "writable"]
 
 
 def _ready(fut):
@@ -28,6 +28,17 @@ async def readable(fd):
         await fut
     finally:
         loop.remove_reader(fd)
+
+
+async def writable(fd):
+    """Until ``fd`` is writable, in the running loop."""
+    loop = asyncio.get_running_loop()
+    fut = loop.create_future()
+    loop.add_writer(fd, _ready, fut)
+    try:
+        await fut
+    finally:
+        loop.remove_writer(fd)
 
 
 async def drive(op):

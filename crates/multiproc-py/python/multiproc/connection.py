@@ -114,6 +114,33 @@ class Connection:
         """Send a picklable object."""
         self._raw._send_bytes(_ForkingPickler.dumps(obj))
 
+    async def send_bytes_async(self, buf, offset=0, size=None):
+        """``send_bytes`` without blocking the event loop: awaits room in the
+        pipe or socket. A cancelled call sent nothing, or its message goes
+        out whole (the rest of a message already started is written before
+        anything else sent on this connection)."""
+        m = memoryview(buf)
+        if m.itemsize > 1:
+            m = m.cast("B")
+        n = m.nbytes
+        if offset < 0 or n < offset:
+            raise ValueError("offset is out of range")
+        if size is None:
+            size = n - offset
+        elif size < 0 or offset + size > n:
+            raise ValueError("buffer length < offset + size")
+        fd = self._raw._send_fileno()
+        while not self._raw._try_start_send_bytes(m, offset, size):
+            await _aio.writable(fd)
+        while not self._raw._flush_unsent():
+            await _aio.writable(fd)
+
+    async def send_async(self, obj):
+        """``send`` without blocking the event loop (see ``send_bytes_async``)."""
+        await self.send_bytes_async(_ForkingPickler.dumps(obj))
+
+    coro_send = send_async
+
     def recv_bytes(self, maxlength=None):
         """Receive one message as ``bytes``; ``EOFError`` when the peer closed."""
         return self._raw.recv_bytes(maxlength)

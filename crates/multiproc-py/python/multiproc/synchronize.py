@@ -285,6 +285,25 @@ class Barrier(_Handle):
             self._done._raw.wait(timeout)
         return index
 
+    async def wait_async(self, timeout=None):
+        """``wait`` without blocking the event loop. A timeout breaks the
+        barrier, as with ``wait``; a cancelled task leaves it as if this
+        party had never arrived (the barrier is not broken)."""
+        if timeout is None:
+            timeout = self._timeout
+        index = await _aio.drive(self._raw._wait_async(timeout))
+        if self._done is not None:
+            if index == 0:
+                try:
+                    self._action()
+                except BaseException:
+                    self.abort()
+                    raise
+            await _aio.drive(self._done._raw._wait_async(timeout))
+        return index
+
+    coro_wait = wait_async
+
     def abort(self):
         """Break the barrier: current and later waiters get ``BrokenBarrierError``."""
         self._raw.abort()

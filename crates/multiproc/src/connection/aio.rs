@@ -2,7 +2,6 @@
 //! descriptor waits in tokio's reactor (`AsyncFd`), and every read or write
 //! is non-blocking.
 
-use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 
 use std::time::Instant;
@@ -13,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::error::Waited;
 
 use super::frame::MAX_HEADER_LEN;
-use super::{Connection, RecvError, SendError, Transport, borrow_all, codec};
+use super::{Connection, RecvError, SendError, borrow_all, codec};
 
 use multiproc_sys::ready::ready;
 
@@ -46,22 +45,8 @@ impl<T> Connection<T> {
     /// Write what is left of a frame whose first bytes went out, awaiting
     /// writability in between.
     async fn flush_async(&mut self) -> Result<(), SendError> {
-        let socket = self.transport != Transport::Pipe;
-        while !self.unsent.is_empty() {
-            match multiproc_sys::io::write_nonblocking(
-                self.fd.as_fd(),
-                socket,
-                &[&self.unsent],
-                &[],
-            ) {
-                Ok(n) => {
-                    self.unsent.drain(..n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready(self.fd.as_fd(), false).await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
+        while !self.flush_unsent()? {
+            ready(self.fd.as_fd(), false).await?;
         }
         Ok(())
     }
@@ -69,29 +54,14 @@ impl<T> Connection<T> {
     /// Send one frame, the concatenation of `bufs`, with `fds`: the part
     /// that fits now, the rest kept as unsent (so a dropped future leaves
     /// the stream whole: the next send writes the rest first), then
-    /// flushed. Only what did not fit is copied.
+    /// flushed.
     async fn send_frame_async(
         &mut self,
         bufs: &[&[u8]],
         fds: &[BorrowedFd<'_>],
     ) -> Result<(), SendError> {
-        self.flush_async().await?;
-        let socket = self.transport != Transport::Pipe;
-        loop {
-            match multiproc_sys::io::write_nonblocking(self.fd.as_fd(), socket, bufs, fds) {
-                Ok(mut n) => {
-                    for b in bufs {
-                        let from = n.min(b.len());
-                        n -= from;
-                        self.unsent.extend_from_slice(&b[from..]);
-                    }
-                    break;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    ready(self.fd.as_fd(), false).await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
+        while !self.try_start_frame(bufs, fds)? {
+            ready(self.fd.as_fd(), false).await?;
         }
         self.flush_async().await
     }

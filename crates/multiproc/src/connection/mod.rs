@@ -22,6 +22,7 @@ mod client;
 mod error;
 mod incoming;
 mod listener;
+mod nonblocking;
 #[cfg(feature = "tokio")]
 mod stream;
 mod wait;
@@ -292,12 +293,7 @@ impl<T> Connection<T> {
             return Ok(());
         }
         if n > 0 {
-            let mut skip = n;
-            for b in bufs {
-                let from = skip.min(b.len());
-                skip -= from;
-                self.unsent.extend_from_slice(&b[from..]);
-            }
+            self.keep_unsent(bufs, n);
         }
         Err(SendError::Interrupted)
     }
