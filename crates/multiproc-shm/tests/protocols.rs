@@ -47,10 +47,26 @@ fn model_bounded(_preemptions: usize, f: impl Fn() + Sync + Send + 'static) {
 /// A futex modelled by one mutex and condition variable: `wait` checks the
 /// word under the mutex, `wake` notifies under it, so a wake that follows a
 /// change of the word can never slip between a waiter's check and its sleep.
+///
+/// By default a wake wakes every sleeper (on any word): sleepers that had
+/// no business waking look again and sleep on, so this explores spurious
+/// wake-ups, not lost ones. With `counted` envs ([`counting_envs`]) a
+/// `wake(word, n)` wakes at most `n` sleepers on `word`, as the kernel's
+/// does, so a wake-up swallowed by a waiter that gives up shows as a
+/// deadlock.
 #[derive(Default)]
 struct Futex {
-    m: Mutex<()>,
+    m: Mutex<Sleepers>,
     cv: Condvar,
+}
+
+/// The counted futex's sleepers: (word address, id) in arrival order, and
+/// the ids a wake picked.
+#[derive(Default)]
+struct Sleepers {
+    next: u64,
+    asleep: Vec<(usize, u64)>,
+    woken: Vec<u64>,
 }
 
 /// A process of the model: the shared futex, a pid, and the model's clock
@@ -66,6 +82,8 @@ struct ThreadEnv {
     /// sleeping: the operation's own deadline. Later deadlines (liveness
     /// slices) sleep as usual. `None`: no wait times out.
     timeouts_by: Option<Instant>,
+    /// Wakes wake only as many sleepers as asked (see [`Futex`]).
+    counted: bool,
 }
 
 impl ThreadEnv {
@@ -90,8 +108,21 @@ impl Env for ThreadEnv {
             self.clock.fetch_max(ns, Ordering::SeqCst);
             return false;
         }
-        drop(self.futex.cv.wait(g).unwrap());
-        true
+        if !self.counted {
+            drop(self.futex.cv.wait(g).unwrap());
+            return true;
+        }
+        let mut g = g;
+        let id = g.next;
+        g.next += 1;
+        g.asleep.push((addr(word), id));
+        loop {
+            g = self.futex.cv.wait(g).unwrap();
+            if let Some(i) = g.woken.iter().position(|&w| w == id) {
+                g.woken.swap_remove(i);
+                return true;
+            }
+        }
     }
     fn now(&self) -> Instant {
         self.base + Duration::from_nanos(self.clock.load(Ordering::SeqCst))
@@ -104,8 +135,21 @@ impl Env for ThreadEnv {
     fn yield_now(&self) {
         thread::yield_now();
     }
-    fn wake(&self, _word: &AtomicU32, _n: u32) {
-        let _g = self.futex.m.lock().unwrap();
+    fn wake(&self, word: &AtomicU32, n: u32) {
+        let mut g = self.futex.m.lock().unwrap();
+        if self.counted {
+            let mut left = n;
+            let mut i = 0;
+            while left > 0 && i < g.asleep.len() {
+                if g.asleep[i].0 == addr(word) {
+                    let (_, id) = g.asleep.remove(i);
+                    g.woken.push(id);
+                    left -= 1;
+                } else {
+                    i += 1;
+                }
+            }
+        }
         self.futex.cv.notify_all();
     }
     fn is_dead(&self, _pid: u32, _start: Option<u32>) -> bool {
@@ -127,6 +171,22 @@ fn two_envs() -> (ThreadEnv, ThreadEnv) {
     (es.pop().unwrap(), e2)
 }
 
+/// A futex word's identity in the counted futex.
+fn addr(word: &AtomicU32) -> usize {
+    std::ptr::from_ref(word) as usize
+}
+
+/// [`envs`] whose futex wakes only as many sleepers as asked.
+fn counting_envs(n: u32) -> Vec<ThreadEnv> {
+    envs(n)
+        .into_iter()
+        .map(|mut e| {
+            e.counted = true;
+            e
+        })
+        .collect()
+}
+
 fn envs(n: u32) -> Vec<ThreadEnv> {
     let futex = Arc::new(Futex::default());
     let base = Instant::now();
@@ -138,6 +198,7 @@ fn envs(n: u32) -> Vec<ThreadEnv> {
             base,
             clock: clock.clone(),
             timeouts_by: None,
+            counted: false,
         })
         .collect()
 }
@@ -1249,5 +1310,43 @@ fn an_async_condition_waiter_cancelled_after_its_claim_gives_it_back() {
         notify_locked(lock, cond, &e1, 1);
         cancelled.join().unwrap();
         assert_eq!(cond.sleepers(), 0, "a registration outlived its wait");
+    });
+}
+
+/// A woken async waiter that gives up before trying again (a cancelled
+/// future) passes the wake-up on, as `multiproc::aio`'s `Sleep` does when
+/// dropped: with a futex that wakes only as many sleepers as asked, a put's
+/// one wake-up that went to the async waiter still reaches the blocking
+/// getter. (Remove the pass-on and this model deadlocks.)
+#[test]
+fn a_cancelled_async_waiter_passes_its_wake_up_on() {
+    model(|| {
+        let q = small_queue(0, false);
+        let registered = Arc::new(AtomicU32::new(0));
+        let mut es = counting_envs(3);
+        let (e3, e2, e1) = (es.pop().unwrap(), es.pop().unwrap(), es.pop().unwrap());
+        let (q2, r2) = (q.clone(), registered.clone());
+        let cancelled = thread::spawn(move || {
+            let w = q2.0.watch(&e2, QueueWait::Items);
+            r2.store(1, Ordering::SeqCst);
+            // Asleep (the item comes after its re-check), woken, and then
+            // dropped without trying again.
+            e2.wait(w.word(), w.seen(), None);
+            e2.wake(w.word(), 1);
+            drop(w);
+        });
+        // The async waiter is registered before the put (else the put owes
+        // it nothing and it would sleep for ever).
+        while registered.load(Ordering::SeqCst) == 0 {
+            thread::yield_now();
+        }
+        let q3 = q.clone();
+        let blocking = thread::spawn(move || get8(&q3, &e3).unwrap());
+        put8(&q, &e1, 7);
+        assert_eq!(blocking.join().unwrap(), 7);
+        // Release the async waiter if the put's wake-up went to the
+        // blocking getter.
+        put8(&q, &e1, 8);
+        cancelled.join().unwrap();
     });
 }
