@@ -337,3 +337,40 @@ def test_barrier_wait_async_meets_blocking_parties_and_cancels_cleanly():
         seen[r].append(i)
     for r in range(rounds):
         assert sorted(seen[r] + [mine[r]]) == [0, 1, 2], r
+
+
+def _send_numbers(conn, n):
+    for i in range(n):
+        conn.send(i)
+        if i % 50 == 0:
+            time.sleep(0.001)
+
+
+def test_tasks_awaiting_one_connection_all_wake():
+    """Several tasks ``recv_async`` on one connection at once: each message
+    reaches one of them, and none is left asleep."""
+    a, b = mp.Pipe()
+    n = 2000
+    (p,) = _daemons(CTX.Process(target=_send_numbers, args=(b, n)))
+    p.start()
+    b.close()
+
+    async def main():
+        got = []
+
+        async def take():
+            # With one reader callback per descriptor and task, a task
+            # whose callback was replaced sleeps through the end and the
+            # outer timeout fails the test.
+            while True:
+                try:
+                    got.append(await a.recv_async())
+                except EOFError:
+                    return
+
+        await asyncio.gather(*(take() for _ in range(4)))
+        return got
+
+    got = asyncio.run(asyncio.wait_for(main(), 30))
+    p.join(10)
+    assert sorted(got) == list(range(n))

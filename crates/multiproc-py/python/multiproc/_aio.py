@@ -10,35 +10,57 @@ takes no item, a cancelled put puts none.
 """
 
 import asyncio
+import weakref
 
 __all__ = ["drive", "readable", "with_timeout", "writable"]
 
 
-def _ready(fut):
-    if not fut.done():
-        fut.set_result(None)
+# Per loop, the futures awaiting each descriptor. One reader (writer)
+# callback per descriptor serves them all: ``add_reader`` keeps only the
+# last callback for a descriptor, so two tasks awaiting the same connection
+# would otherwise leave the first asleep for ever.
+_readers = weakref.WeakKeyDictionary()
+_writers = weakref.WeakKeyDictionary()
+
+
+def _fire(table, fd, remove):
+    futs = table.pop(fd, ())
+    remove(fd)
+    for f in futs:
+        if not f.done():
+            f.set_result(None)
+
+
+async def _until(fd, tables, writer):
+    loop = asyncio.get_running_loop()
+    add, remove = (loop.add_writer, loop.remove_writer) if writer else (loop.add_reader, loop.remove_reader)
+    table = tables.setdefault(loop, {})
+    fut = loop.create_future()
+    futs = table.get(fd)
+    if futs is None:
+        futs = table[fd] = set()
+        add(fd, _fire, table, fd, remove)
+    futs.add(fut)
+    try:
+        await fut
+    finally:
+        # Cancelled: the last one waiting takes the callback away.
+        futs.discard(fut)
+        if not futs and table.get(fd) is futs:
+            del table[fd]
+            remove(fd)
 
 
 async def readable(fd):
-    """Until ``fd`` is readable, in the running loop."""
-    loop = asyncio.get_running_loop()
-    fut = loop.create_future()
-    loop.add_reader(fd, _ready, fut)
-    try:
-        await fut
-    finally:
-        loop.remove_reader(fd)
+    """Until ``fd`` is readable, in the running loop (any number of tasks
+    may await the same descriptor)."""
+    await _until(fd, _readers, False)
 
 
 async def writable(fd):
-    """Until ``fd`` is writable, in the running loop."""
-    loop = asyncio.get_running_loop()
-    fut = loop.create_future()
-    loop.add_writer(fd, _ready, fut)
-    try:
-        await fut
-    finally:
-        loop.remove_writer(fd)
+    """Until ``fd`` is writable, in the running loop (any number of tasks
+    may await the same descriptor)."""
+    await _until(fd, _writers, True)
 
 
 async def drive(op):
