@@ -40,7 +40,11 @@
 //! unlock one locker). A task woken and then dropped before it tries again
 //! (its future cancelled) would swallow that wake-up, so it wakes one more
 //! sleeper on the word instead; the helper does the same when it was woken
-//! on a word no task waits on any more.
+//! on a word no task waits on any more. (A loom model with a futex that
+//! wakes only as many sleepers as asked checks this.) A condition's
+//! notification is a token as well as a wake-up: a waiter dropped after
+//! claiming one, while it re-takes the lock, gives it back
+//! (`RawCondition::give_back`).
 //!
 //! # Cancel safety
 //!
