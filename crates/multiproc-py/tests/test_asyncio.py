@@ -374,3 +374,66 @@ def test_tasks_awaiting_one_connection_all_wake():
     got = asyncio.run(asyncio.wait_for(main(), 30))
     p.join(10)
     assert sorted(got) == list(range(n))
+
+
+def test_closing_a_connection_wakes_the_tasks_awaiting_it():
+    a, b = mp.Pipe()
+
+    async def main():
+        waiting = asyncio.ensure_future(a.recv_async())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not waiting.done()
+        a.close()
+        with pytest.raises(OSError):
+            await asyncio.wait_for(waiting, 10)
+        # The number, reused by a new connection, starts afresh.
+        c, d = mp.Pipe()
+        d.send("fresh")
+        assert await asyncio.wait_for(c.recv_async(), 10) == "fresh"
+
+    asyncio.run(main())
+
+
+_PARENT = os.getpid()
+
+
+def _slow_unless_parent():
+    if os.getpid() != _PARENT:
+        time.sleep(1.0)
+
+
+def _wait_reporting(b, out):
+    import threading
+
+    try:
+        b.wait()
+        out.put("passed")
+    except threading.BrokenBarrierError:
+        out.put("broken")
+
+
+def test_a_party_cancelled_between_a_barriers_two_phases_breaks_it():
+    """With an action, a barrier has two phases; a task cancelled between
+    them breaks the barrier instead of leaving the others waiting for ever
+    in the second."""
+    b = mp.Barrier(2, action=_slow_unless_parent)
+    out = mp.Queue()
+    (p,) = _daemons(CTX.Process(target=_wait_reporting, args=(b, out)))
+    p.start()
+    deadline = time.monotonic() + 10
+    while b.n_waiting < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+
+    async def main():
+        # The child arrived first (index 0): it runs the slow action while
+        # this task waits in the second phase, where it is cancelled.
+        with pytest.raises((asyncio.TimeoutError, TimeoutError)):
+            await asyncio.wait_for(b.wait_async(), 0.3)
+
+    asyncio.run(main())
+    assert out.get(timeout=10) == "broken"
+    p.join(10)
+    assert p.exitcode == 0
+    assert b.broken

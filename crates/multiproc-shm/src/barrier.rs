@@ -224,18 +224,35 @@ impl RawBarrier {
             entered = self.enter_lock(env);
             slept_out = parked == Parked::TimedOut;
             if parked == Parked::Interrupted {
-                // A change that raced the interrupt still counts: step once
-                // more, and leave only if that would sleep again.
-                match self.step(env, slots, &mut party, deadline, entered, false) {
-                    BarrierStep::Done(r) => return r.map_err(|Broken| BarrierError::Broken),
-                    BarrierStep::Sleep { waiter, .. } => {
-                        drop(waiter);
-                        self.withdraw(env, slots, &mut party);
-                        return Err(BarrierError::Interrupted);
-                    }
-                }
+                return self.give_up(env, slots, &mut party, entered);
             }
         }
+    }
+
+    /// After an interrupt, with the internal lock held (`entered`): a party
+    /// whose wait is over (the barrier passed or broke while the interrupt
+    /// came) takes that outcome; any other leaves as if it had never
+    /// arrived. Decided and done in this one hold of the lock, so no
+    /// party can pass the barrier counting this one meanwhile.
+    fn give_up<E: Env + ?Sized>(
+        &self,
+        env: &E,
+        slots: &[AtomicU32],
+        party: &mut Party,
+        entered: Result<(), Broken>,
+    ) -> Result<u32, BarrierError> {
+        if entered.is_err() {
+            return Err(BarrierError::Broken);
+        }
+        let r = match (party.arrived, self.state()) {
+            (Some(_), FILLING) | (None, _) => Err(BarrierError::Interrupted),
+            (Some(_), BROKEN | RESETTING) => Err(BarrierError::Broken),
+            (Some((index, _)), _) => Ok(index),
+        };
+        self.leave(slots, party);
+        self.exit(env);
+        self.leave_lock(env);
+        r
     }
 
     /// The internal lock, for a waiter that takes it without blocking (an

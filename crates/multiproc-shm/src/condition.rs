@@ -174,15 +174,24 @@ impl RawCondition {
         }
     }
 
-    /// Return a notification a waiter claimed but will not act on, so that
-    /// another waiter takes it (at worst a later waiter wakes spuriously,
-    /// which every condition waiter allows). Needs no lock: the token is
-    /// added before the bump of `seq` that lets waiters claim it, as in
-    /// [`notify`](Self::notify).
+    /// Return a notification a waiter claimed but will not act on (it has
+    /// deregistered), so that another waiter takes it (at worst a later
+    /// waiter wakes spuriously, which every condition waiter allows).
+    /// Needs no lock: the token is added before the bump of `seq` that lets
+    /// waiters claim it, as in [`notify`](Self::notify), and never beyond
+    /// the waiters registered (those owed a notification registered before
+    /// it was made and are still counted, so the cap drops only surplus;
+    /// with nobody registered there is nobody to give it to).
     pub fn give_back<E: Env + ?Sized>(&self, env: &E) {
-        self.ec.advance(env, 1, |_| {
-            // Ordering::Relaxed: published by `advance`'s Release bump.
-            self.tokens.fetch_add(1, Ordering::Relaxed);
+        self.ec.advance(env, 1, |sleepers| {
+            if sleepers > 0 {
+                // Ordering::Relaxed: published by `advance`'s Release bump.
+                let _ = self
+                    .tokens
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |t| {
+                        Some(t.saturating_add(1).min(sleepers))
+                    });
+            }
         });
     }
 

@@ -447,6 +447,18 @@ impl RawLock {
         self.unlock(env)
     }
 
+    /// Forget any re-entrant owner, after taking the lock with
+    /// [`lock`](Self::lock) or [`try_lock`](Self::try_lock) as a plain
+    /// lock: a take-over from a dead re-entrant owner leaves its thread id,
+    /// which a thread of this process with the same id would otherwise
+    /// take for its own and re-enter.
+    pub fn disown(&self) {
+        // Ordering::Relaxed: read only by threads of the holder's process
+        // checking for themselves, after they took the lock (ordered by it)
+        // or finding a stranger's id.
+        self.owner_tid.store(0, Ordering::Relaxed);
+    }
+
     /// The recursion depth held by the owner (re-entrant use).
     pub fn depth(&self) -> u32 {
         self.count.load(Ordering::Relaxed)

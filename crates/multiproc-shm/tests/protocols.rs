@@ -1276,7 +1276,7 @@ fn an_async_event_wait_sees_a_set_even_if_cleared_at_once() {
 fn an_async_condition_waiter_cancelled_after_its_claim_gives_it_back() {
     model(|| {
         let shared = Arc::new((RawLock::new(), RawCondition::new(), AtomicU32::new(0)));
-        let mut es = envs(3);
+        let mut es = counting_envs(3);
         let (e3, e2, e1) = (es.pop().unwrap(), es.pop().unwrap(), es.pop().unwrap());
         let (lock, cond, registered) = &*shared;
         lock.lock(&e1, None).unwrap();
@@ -1348,5 +1348,82 @@ fn a_cancelled_async_waiter_passes_its_wake_up_on() {
         // blocking getter.
         put8(&q, &e1, 8);
         cancelled.join().unwrap();
+    });
+}
+
+/// A give-back (no lock) racing a second `notify(1)` (under the lock), with
+/// the counted futex: both blocking waiters registered before the two
+/// notifications get one each, whether or not the async waiter took one
+/// first and gave it back.
+#[test]
+fn a_give_back_racing_a_notify_loses_no_notification() {
+    model_bounded(2, || {
+        let shared = Arc::new((RawLock::new(), RawCondition::new(), AtomicU32::new(0)));
+        let mut es = counting_envs(4);
+        let (e4, e3, e2, e1) = (
+            es.pop().unwrap(),
+            es.pop().unwrap(),
+            es.pop().unwrap(),
+            es.pop().unwrap(),
+        );
+        let (lock, cond, registered) = &*shared;
+        lock.lock(&e1, None).unwrap();
+        let (tb, tc) = (cond.prepare(), cond.prepare());
+        lock.unlock(&e1).unwrap();
+        let sh = shared.clone();
+        let cancelled = thread::spawn(move || {
+            let (lock, cond, registered) = &*sh;
+            lock.lock(&e2, None).unwrap();
+            let w = cond.register();
+            registered.store(1, Ordering::SeqCst);
+            lock.unlock(&e2).unwrap();
+            await_like(&e2, |_| w.claim().then_some(()), || Some(w.watch()));
+            drop(w);
+            cond.give_back(&e2);
+        });
+        let sh = shared.clone();
+        let b = thread::spawn(move || sh.1.park(&e3, tb, None));
+        while registered.load(Ordering::SeqCst) == 0 {
+            thread::yield_now();
+        }
+        notify_locked(lock, cond, &e1, 1);
+        notify_locked(lock, cond, &e1, 1);
+        // The second blocking waiter parks here, on its ticket from before
+        // both notifications.
+        assert!(cond.park(&e4, tc, None), "a notification was lost");
+        assert!(b.join().unwrap(), "a notification was lost");
+        // Release the async waiter if both went to the blocking ones.
+        notify_locked(lock, cond, &e1, 1);
+        cancelled.join().unwrap();
+    });
+}
+
+/// A party interrupted (Ctrl-C) while the other arrives is either counted
+/// in the barrier's passing (it gets `Ok` too) or leaves before the other
+/// arrives (the other then waits, here until the barrier is aborted): never
+/// both "interrupted" for one and "passed" for the other.
+#[test]
+fn an_interrupted_party_is_never_counted_in_a_passing_cycle() {
+    model(|| {
+        let b = Arc::new((RawBarrier::new(2), [AtomicU32::new(0), AtomicU32::new(0)]));
+        let mut es = envs(2);
+        let e2 = es.pop().unwrap();
+        let e1 = es.pop().unwrap();
+        let base = e1.base;
+        // Its liveness slices end at once, so the interrupt check runs.
+        let e1 = e1.timing_out_by(base + Duration::from_millis(5));
+        let b2 = b.clone();
+        let other = thread::spawn(move || b2.0.wait(&e2, &b2.1, None));
+        let mine =
+            b.0.wait_interruptible(&e1, &b.1, None, Duration::from_millis(1), || true);
+        if mine.is_err() {
+            // Release the other party if it arrived after this one left.
+            b.0.abort(&e1);
+        }
+        let theirs = other.join().unwrap();
+        assert!(
+            !(theirs.is_ok() && mine.is_err()),
+            "the other party passed ({theirs:?}) counting this one, which reported {mine:?}"
+        );
     });
 }

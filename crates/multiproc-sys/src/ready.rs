@@ -3,35 +3,20 @@
 //! or for as long as a [`Registration`] lives.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::task::{Context, Poll};
 
-use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 /// Until `fd` is readable (`readable`) or writable: registered with the
 /// current tokio runtime for this one wait and deregistered after it.
 /// Must be called within a tokio runtime (an error otherwise, never a
-/// panic).
+/// panic). What is registered is a duplicate of `fd` ([`Registration`]),
+/// so any number of tasks may await the same descriptor at once (`epoll`
+/// refuses a second registration of one descriptor number).
 pub async fn ready(fd: BorrowedFd<'_>, readable: bool) -> io::Result<()> {
-    let interest = if readable {
-        Interest::READABLE
-    } else {
-        Interest::WRITABLE
-    };
-    if tokio::runtime::Handle::try_current().is_err() {
-        return Err(io::Error::other(
-            "an async wait on a descriptor needs a tokio runtime",
-        ));
-    }
-    debug_assert!(fd.as_raw_fd() >= 0);
-    // SAFETY: tokio requires the descriptor to stay open and refer to the
-    // same file while registered. `fd` is a `BorrowedFd<'_>`, so it stays
-    // open for the borrow, and the `AsyncFd` (which deregisters on drop)
-    // lives only inside this function, within that borrow.
-    let afd = unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(io::Error::from)?;
-    let _guard = afd.ready(interest).await?;
-    Ok(())
+    let reg = Registration::new(fd)?;
+    std::future::poll_fn(|cx| reg.poll_ready(cx, readable)).await
 }
 
 /// A descriptor registered with tokio's reactor for as long as this lives,

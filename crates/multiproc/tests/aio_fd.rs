@@ -378,4 +378,32 @@ mod with_tokio {
             p.join().unwrap();
         });
     }
+
+    /// Two tasks await one flag (the shutdown-flag pattern): both wake.
+    /// (Each wait registers a duplicate descriptor; `epoll` refuses the
+    /// same descriptor twice.)
+    #[test]
+    fn two_tasks_await_one_signal_flag() {
+        use multiproc::os::signal::{self, SIGWINCH};
+
+        let _w = watchdog("two_flag_waiters", LIMIT);
+        let me = std::process::id();
+        runtime().block_on(async {
+            let flag = std::sync::Arc::new(signal::flag(SIGWINCH).unwrap());
+            let (f1, f2) = (flag.clone(), flag.clone());
+            let a = tokio::spawn(async move { f1.wait_async().await });
+            let b = tokio::spawn(async move { f2.wait_async().await });
+            // Both reach their wait before the signal is sent.
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert!(!a.is_finished() && !b.is_finished());
+            let mut p = Process::spawn(signal_parent, (me, SIGWINCH, 1)).unwrap();
+            a.await.unwrap().unwrap();
+            b.await.unwrap().unwrap();
+            tokio::task::spawn_blocking(move || p.join().unwrap())
+                .await
+                .unwrap();
+        });
+    }
 }

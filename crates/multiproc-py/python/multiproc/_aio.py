@@ -12,7 +12,7 @@ takes no item, a cancelled put puts none.
 import asyncio
 import weakref
 
-__all__ = ["drive", "readable", "with_timeout", "writable"]
+__all__ = ["drive", "forget", "readable", "with_timeout", "writable"]
 
 
 # Per loop, the futures awaiting each descriptor. One reader (writer)
@@ -38,8 +38,11 @@ async def _until(fd, tables, writer):
     fut = loop.create_future()
     futs = table.get(fd)
     if futs is None:
-        futs = table[fd] = set()
+        futs = set()
+        # Into the table only once registered: a descriptor the loop
+        # refuses leaves nothing behind for the next waiter on its number.
         add(fd, _fire, table, fd, remove)
+        table[fd] = futs
     futs.add(fut)
     try:
         await fut
@@ -49,6 +52,25 @@ async def _until(fd, tables, writer):
         if not futs and table.get(fd) is futs:
             del table[fd]
             remove(fd)
+
+
+def forget(fd):
+    """Wake every task awaiting ``fd`` and drop its registrations (before
+    ``fd`` is closed, so that its number, reused, starts afresh). The
+    tasks look again and find the object closed."""
+    for tables, writer in ((_readers, False), (_writers, True)):
+        for loop, table in list(tables.items()):
+            if fd not in table:
+                continue
+            remove = loop.remove_writer if writer else loop.remove_reader
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                _fire(table, fd, remove)
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(_fire, table, fd, remove)
 
 
 async def readable(fd):

@@ -89,7 +89,10 @@ class Connection:
         return self._raw.fileno()
 
     def close(self):
-        """Close it."""
+        """Close it (tasks awaiting it wake and find it closed)."""
+        if not self._raw.closed:
+            _aio.forget(self._raw.fileno())
+            _aio.forget(self._raw._send_fileno())
         self._raw.close()
 
     def send_bytes(self, buf, offset=0, size=None):

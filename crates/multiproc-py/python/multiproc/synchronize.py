@@ -276,13 +276,16 @@ class Barrier(_Handle):
             timeout = self._timeout
         index = self._raw.wait(timeout)
         if self._done is not None:
-            if index == 0:
-                try:
+            # Past the first phase every party must reach the second, or the
+            # others wait for it there for ever: a failed action, an
+            # interrupt or a timeout breaks both.
+            try:
+                if index == 0:
                     self._action()
-                except BaseException:
-                    self.abort()
-                    raise
-            self._done._raw.wait(timeout)
+                self._done._raw.wait(timeout)
+            except BaseException:
+                self.abort()
+                raise
         return index
 
     async def wait_async(self, timeout=None):
@@ -293,13 +296,14 @@ class Barrier(_Handle):
             timeout = self._timeout
         index = await _aio.drive(self._raw._wait_async(timeout))
         if self._done is not None:
-            if index == 0:
-                try:
+            # As in ``wait``; a cancelled task breaks both phases too.
+            try:
+                if index == 0:
                     self._action()
-                except BaseException:
-                    self.abort()
-                    raise
-            await _aio.drive(self._done._raw._wait_async(timeout))
+                await _aio.drive(self._done._raw._wait_async(timeout))
+            except BaseException:
+                self.abort()
+                raise
         return index
 
     coro_wait = wait_async

@@ -316,6 +316,8 @@ impl Drop for Claimed<'_> {
 
 impl Condition {
     fn async_guard(&self, heir: bool) -> AsyncConditionGuard<'_> {
+        // Held for the process, not a thread (see the guard's docs).
+        self.raw_lock().disown();
         AsyncConditionGuard { cond: self, heir }
     }
 
