@@ -115,10 +115,12 @@ impl Barrier {
     /// the thread (any executor). A party that dies while waiting still
     /// breaks the barrier for the others, as in the blocking form.
     ///
-    /// Cancel safe: a future dropped before the barrier passed leaves it as
-    /// if this party had never arrived (as an interrupted blocking wait
-    /// does); the barrier is not broken and waits for another party in its
-    /// place.
+    /// Cancel safe: a future dropped while the barrier is still filling
+    /// leaves it as if this party had never arrived (as an interrupted
+    /// blocking wait does); the barrier is not broken and waits for another
+    /// party in its place. One dropped after the last party arrived but
+    /// before it looked was counted in that passing (the others passed
+    /// with it); only its own caller does not learn the index.
     pub async fn wait_async(&self) -> Result<u32, BrokenBarrierError> {
         super::aio::barrier_wait(self.h.get(), self.slots(), None)
             .await
