@@ -1268,6 +1268,28 @@ fn an_async_event_wait_sees_a_set_even_if_cleared_at_once() {
     });
 }
 
+/// A lock, a condition, and a flag set once the async waiter registered.
+type CondShared = Arc<(RawLock, RawCondition, AtomicU32)>;
+
+/// An async condition waiter on its own thread: registers under the lock
+/// (then sets the flag), awaits a notification as `await_like` does, and
+/// is cancelled right after claiming it: it deregisters and gives the
+/// notification back.
+fn cancelled_condition_waiter(shared: &CondShared, e: ThreadEnv) -> thread::JoinHandle<()> {
+    let sh = shared.clone();
+    thread::spawn(move || {
+        let (lock, cond, registered) = &*sh;
+        lock.lock(&e, None).unwrap();
+        let w = cond.register();
+        registered.store(1, Ordering::SeqCst);
+        lock.unlock(&e).unwrap();
+        await_like(&e, |_| w.claim().then_some(()), || Some(w.watch()));
+        // Deregistered, then dropped before re-taking the lock.
+        drop(w);
+        cond.give_back(&e);
+    })
+}
+
 /// An async condition waiter (registered under the lock, then the
 /// attempt/watch/sleep loop of `await_like` claiming a notification)
 /// cancelled after its claim gives the notification back: the blocking
@@ -1282,18 +1304,7 @@ fn an_async_condition_waiter_cancelled_after_its_claim_gives_it_back() {
         lock.lock(&e1, None).unwrap();
         let tb = cond.prepare();
         lock.unlock(&e1).unwrap();
-        let sh = shared.clone();
-        let cancelled = thread::spawn(move || {
-            let (lock, cond, registered) = &*sh;
-            lock.lock(&e2, None).unwrap();
-            let w = cond.register();
-            registered.store(1, Ordering::SeqCst);
-            lock.unlock(&e2).unwrap();
-            await_like(&e2, |_| w.claim().then_some(()), || Some(w.watch()));
-            // Deregistered, then dropped before re-taking the lock.
-            drop(w);
-            cond.give_back(&e2);
-        });
+        let cancelled = cancelled_condition_waiter(&shared, e2);
         let sh = shared.clone();
         let plain = thread::spawn(move || sh.1.park(&e3, tb, None));
         notify_locked(lock, cond, &e1, 1);
@@ -1370,17 +1381,7 @@ fn a_give_back_racing_a_notify_loses_no_notification() {
         lock.lock(&e1, None).unwrap();
         let (tb, tc) = (cond.prepare(), cond.prepare());
         lock.unlock(&e1).unwrap();
-        let sh = shared.clone();
-        let cancelled = thread::spawn(move || {
-            let (lock, cond, registered) = &*sh;
-            lock.lock(&e2, None).unwrap();
-            let w = cond.register();
-            registered.store(1, Ordering::SeqCst);
-            lock.unlock(&e2).unwrap();
-            await_like(&e2, |_| w.claim().then_some(()), || Some(w.watch()));
-            drop(w);
-            cond.give_back(&e2);
-        });
+        let cancelled = cancelled_condition_waiter(&shared, e2);
         let sh = shared.clone();
         let b = thread::spawn(move || sh.1.park(&e3, tb, None));
         while registered.load(Ordering::SeqCst) == 0 {
