@@ -6,17 +6,51 @@ use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::task::{Context, Poll};
 
+use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
 /// Until `fd` is readable (`readable`) or writable: registered with the
 /// current tokio runtime for this one wait and deregistered after it.
 /// Must be called within a tokio runtime (an error otherwise, never a
-/// panic). What is registered is a duplicate of `fd` ([`Registration`]),
-/// so any number of tasks may await the same descriptor at once (`epoll`
-/// refuses a second registration of one descriptor number).
+/// panic). Any number of tasks may await the same descriptor at once:
+/// `epoll` refuses a second registration of one descriptor number, and a
+/// wait that meets that registers a duplicate instead ([`Registration`]);
+/// the first waiter pays no `dup`.
 pub async fn ready(fd: BorrowedFd<'_>, readable: bool) -> io::Result<()> {
-    let reg = Registration::new(fd)?;
-    std::future::poll_fn(|cx| reg.poll_ready(cx, readable)).await
+    let interest = if readable {
+        Interest::READABLE
+    } else {
+        Interest::WRITABLE
+    };
+    in_runtime()?;
+    // SAFETY: tokio requires the descriptor to stay open and refer to the
+    // same file while registered. `fd` is a `BorrowedFd<'_>`, so it stays
+    // open for the borrow, and the `AsyncFd` (which deregisters on drop)
+    // lives only inside this function, within that borrow.
+    match unsafe { AsyncFd::register_with_interest(fd, interest) } {
+        Ok(afd) => {
+            let _guard = afd.ready(interest).await?;
+            Ok(())
+        }
+        Err(e) => {
+            let (_, e) = e.into_parts();
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                return Err(e);
+            }
+            let reg = Registration::new(fd)?;
+            std::future::poll_fn(|cx| reg.poll_ready(cx, readable)).await
+        }
+    }
+}
+
+/// An error, never a panic, outside a tokio runtime.
+fn in_runtime() -> io::Result<()> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(_) => Ok(()),
+        Err(_) => Err(io::Error::other(
+            "an async wait on a descriptor needs a tokio runtime",
+        )),
+    }
 }
 
 /// A descriptor registered with tokio's reactor for as long as this lives,
@@ -34,11 +68,7 @@ impl Registration {
     /// Register (a duplicate of) `fd` for readability and writability with
     /// the current tokio runtime (an error outside one, never a panic).
     pub fn new(fd: BorrowedFd<'_>) -> io::Result<Registration> {
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Err(io::Error::other(
-                "an async wait on a descriptor needs a tokio runtime",
-            ));
-        }
+        in_runtime()?;
         let owned = crate::fd::dup(fd)?;
         // SAFETY: tokio requires the descriptor to stay open and refer to
         // the same file description while registered. The `AsyncFd` owns

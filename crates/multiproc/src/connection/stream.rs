@@ -164,23 +164,28 @@ impl<T: Serialize> Sink<T> for ConnectionStream<T> {
     fn start_send(self: Pin<&mut Self>, item: T) -> Result<(), SendError> {
         let this = self.get_mut();
         this.conn.check_writable()?;
-        let mut wbuf = vec![0; MAX_HEADER_LEN + 1];
-        let fds = codec::encode(&item, &mut wbuf)?;
-        let start = this.conn.seal_frame(&mut wbuf, fds.len())?;
-        let frame = &wbuf[start..];
-        this.queued += frame.len();
-        match this.out.back_mut() {
-            // Merged into the last frame unless either carries handles
-            // (they go with their own frame's first byte).
-            Some((bytes, last_fds)) if fds.is_empty() && last_fds.is_empty() => {
-                bytes.extend_from_slice(frame);
+        // Encoded in the connection's reusable buffer (as `send` does), so
+        // an item merged into the last frame allocates nothing.
+        let mut wbuf = std::mem::take(&mut this.conn.wbuf);
+        wbuf.clear();
+        wbuf.resize(MAX_HEADER_LEN + 1, 0);
+        let r = codec::encode(&item, &mut wbuf)
+            .map_err(SendError::from)
+            .and_then(|fds| Ok((this.conn.seal_frame(&mut wbuf, fds.len())?, fds)));
+        let r = r.map(|(start, fds)| {
+            let frame = &wbuf[start..];
+            this.queued += frame.len();
+            match this.out.back_mut() {
+                // Merged into the last frame unless either carries handles
+                // (they go with their own frame's first byte).
+                Some((bytes, last_fds)) if fds.is_empty() && last_fds.is_empty() => {
+                    bytes.extend_from_slice(frame);
+                }
+                _ => this.out.push_back((frame.to_vec(), fds)),
             }
-            _ => {
-                wbuf.drain(..start);
-                this.out.push_back((wbuf, fds));
-            }
-        }
-        Ok(())
+        });
+        this.conn.wbuf = wbuf;
+        r
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), SendError>> {
