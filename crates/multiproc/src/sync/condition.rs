@@ -166,6 +166,27 @@ impl Condition {
     }
 }
 
+/// What a holder of the condition's lock may do besides waiting, the same
+/// for [`ConditionGuard`] and [`AsyncConditionGuard`] (each has `cond`).
+macro_rules! holder_methods {
+    () => {
+        /// Wake up to `n` waiters (blocking or async).
+        pub fn notify(&self, n: u32) {
+            self.cond.notify_held(n);
+        }
+
+        /// Wake every waiter.
+        pub fn notify_all(&self) {
+            self.cond.notify_held(u32::MAX);
+        }
+
+        /// After an owner died: the data is repaired.
+        pub fn mark_consistent(&self) {
+            self.cond.raw_lock().mark_consistent();
+        }
+    };
+}
+
 impl ConditionGuard<'_> {
     fn release_for_wait(&self) -> u32 {
         let raw = self.cond.raw_lock();
@@ -249,20 +270,7 @@ impl ConditionGuard<'_> {
         }
     }
 
-    /// Wake up to `n` waiters.
-    pub fn notify(&self, n: u32) {
-        self.cond.cond.get().notify(&ENV, n);
-    }
-
-    /// Wake every waiter.
-    pub fn notify_all(&self) {
-        self.cond.cond.get().notify(&ENV, u32::MAX);
-    }
-
-    /// After an owner died: the data is repaired.
-    pub fn mark_consistent(&self) {
-        self.cond.raw_lock().mark_consistent();
-    }
+    holder_methods!();
 }
 
 impl Drop for ConditionGuard<'_> {
@@ -399,20 +407,7 @@ impl<'a> AsyncConditionGuard<'a> {
         Ok((g, notified))
     }
 
-    /// Wake up to `n` waiters (blocking or async).
-    pub fn notify(&self, n: u32) {
-        self.cond.cond.get().notify(&ENV, n);
-    }
-
-    /// Wake every waiter.
-    pub fn notify_all(&self) {
-        self.cond.cond.get().notify(&ENV, u32::MAX);
-    }
-
-    /// After an owner died: the data is repaired.
-    pub fn mark_consistent(&self) {
-        self.cond.raw_lock().mark_consistent();
-    }
+    holder_methods!();
 }
 
 impl Drop for AsyncConditionGuard<'_> {
